@@ -150,12 +150,20 @@ impl EtcdStore {
                         current: requested - 1,
                     };
                 }
+                // A connection that broke mid-stream shows as Unknown with the I/O error as
+                // its source.
+                let broken =
+                    s.code() == tonic::Code::Unknown && std::error::Error::source(s).is_some();
                 match s.code() {
                     tonic::Code::Unavailable
                     | tonic::Code::DeadlineExceeded
                     | tonic::Code::Cancelled => {
                         Error::Unavailable(format!("etcd at {}: {context}: {msg}", self.endpoints))
                     }
+                    _ if broken => Error::Unavailable(format!(
+                        "etcd at {}: {context}: connection lost: {msg}",
+                        self.endpoints
+                    )),
                     _ => Error::backend(format!("etcd {context}"), e),
                 }
             }
