@@ -1,1 +1,61 @@
-fn main() {}
+//! `rkube`: Kubernetes in one binary. Each subcommand wires the component crates together.
+
+mod datastore;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rkube", version, about = "Kubernetes in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect the cluster's state store.
+    Datastore {
+        #[command(subcommand)]
+        command: datastore::Command,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// Where a server keeps its state, and which store holds the cluster's objects.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Directory for the server's state.
+    #[arg(long, env = "RKUBE_DATA_DIR", default_value = "/var/lib/rkube/server")]
+    pub data_dir: PathBuf,
+    /// `sqlite` (default: <data-dir>/db/state.db), `sqlite:///path.db`, or etcd client URLs
+    /// `http://host:2379[,http://...][?prefix=/name]`.
+    #[arg(long, env = "RKUBE_DATASTORE_ENDPOINT")]
+    pub datastore_endpoint: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Datastore { command } => datastore::run(command),
+        Command::Version => {
+            println!("rkube {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rkube: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

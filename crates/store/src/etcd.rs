@@ -58,6 +58,9 @@ struct Lease {
     expires: Instant,
 }
 
+/// Largest answer accepted from etcd (as the Kubernetes API server: effectively none).
+const MAX_MESSAGE: usize = i32::MAX as usize;
+
 /// Attempts for a read that failed because etcd could not be reached.
 const READ_ATTEMPTS: u32 = 3;
 
@@ -107,6 +110,13 @@ impl EtcdStore {
                 }
             }
         }
+    }
+
+    /// A KV client that accepts large answers: a list of many objects is one message.
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
     }
 
     fn full(&self, key: &str) -> Vec<u8> {
@@ -260,8 +270,7 @@ impl Store for EtcdStore {
         let key = self.full("");
         self.retry_read(|| async {
             let resp = self
-                .client
-                .kv_client()
+                .kv()
                 .get(key.clone(), Some(GetOptions::new().with_count_only()))
                 .await
                 .map_err(|e| self.err("reading the revision", 0, e))?;
@@ -274,8 +283,7 @@ impl Store for EtcdStore {
         let full = self.full(key);
         self.retry_read(|| async {
             let resp = self
-                .client
-                .kv_client()
+                .kv()
                 .get(full.clone(), None)
                 .await
                 .map_err(|e| self.err("get", 0, e))?;
@@ -300,8 +308,7 @@ impl Store for EtcdStore {
         }
         self.retry_read(|| async {
             let resp = self
-                .client
-                .kv_client()
+                .kv()
                 .get(start.clone(), Some(get.clone()))
                 .await
                 .map_err(|e| self.err("list", revision.unwrap_or(0), e))?;
@@ -323,8 +330,7 @@ impl Store for EtcdStore {
         let end = prefix_end(&full_prefix).unwrap_or_else(|| vec![0]);
         self.retry_read(|| async {
             let resp = self
-                .client
-                .kv_client()
+                .kv()
                 .get(
                     full_prefix.clone(),
                     Some(GetOptions::new().with_range(end.clone()).with_count_only()),
@@ -342,8 +348,7 @@ impl Store for EtcdStore {
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([self.put_op(&full, value, ttl).await?]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(|e| self.err("create", 0, e))?;
@@ -370,8 +375,7 @@ impl Store for EtcdStore {
             .and_then([self.put_op(&full, value, ttl).await?])
             .or_else([TxnOp::get(full.clone(), None)]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(|e| self.err("update", 0, e))?;
@@ -410,8 +414,7 @@ impl Store for EtcdStore {
             .and_then([delete])
             .or_else([TxnOp::get(full.clone(), None)]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .txn(txn)
             .await
             .map_err(|e| self.err("delete", 0, e))?;
@@ -445,8 +448,7 @@ impl Store for EtcdStore {
             // etcd reports a compacted start only after the watch is created, and later;
             // a read at that revision tells now.
             let probe = self
-                .client
-                .kv_client()
+                .kv()
                 .get(
                     full_prefix.clone(),
                     Some(
@@ -456,15 +458,17 @@ impl Store for EtcdStore {
                     ),
                 )
                 .await;
-            match probe.map_err(|e| self.err("watch", start_revision, e)) {
-                Err(e @ Error::Compacted { .. }) => return Err(e),
-                // A watch may start at a future revision; other faults show on the watch.
-                _ => {}
+            // A watch may start at a future revision; other faults show on the watch.
+            if let Err(e @ Error::Compacted { .. }) =
+                probe.map_err(|e| self.err("watch", start_revision, e))
+            {
+                return Err(e);
             }
         }
         let mut stream = self
             .client
             .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
             .watch(full_prefix, Some(opts))
             .await
             .map_err(|e| self.err("watch", start_revision, e))?;
@@ -548,7 +552,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self.client.kv_client().compact(revision, None).await {
+        match self.kv().compact(revision, None).await {
             Ok(_) => Ok(()),
             Err(e) => match self.err("compact", revision, e) {
                 // Compacting to an already compacted revision changes nothing.

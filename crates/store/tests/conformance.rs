@@ -1,5 +1,6 @@
 //! The store contract, run against both backends: SQLite and a real etcd.
 //! Every test here runs twice, as `sqlite::<name>` and `etcd::<name>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Crash durability of the SQLite backend: a child process writes under load and is killed
 //! with SIGKILL at random moments, many times. After every kill, everything the child was
 //! told is written must be there, revisions must not go backwards, and the file must open.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};

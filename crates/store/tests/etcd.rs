@@ -1,5 +1,6 @@
 //! What only the etcd backend has: several clusters sharing one etcd under prefixes, and an
 //! etcd that cannot be reached.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! What only the embedded backend has: its file, its lock, its in-process watch buffer, and
 //! how it behaves when the file is bad or the disk is full.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod common;
 

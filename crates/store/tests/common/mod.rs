@@ -1,5 +1,5 @@
 //! Shared by the store's integration tests: a store of each backend, and watch helpers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,48 @@
+//! `rkube datastore` as a user runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use std::process::Command;
+
+fn rkube(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run rkube");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn status_of_a_new_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, out, err) = rkube(&["datastore", "status", "--data-dir", data]);
+    assert!(ok, "{err}");
+    assert!(out.contains("backend:  sqlite"), "{out}");
+    assert!(out.contains("revision: 0"), "{out}");
+    assert!(dir.path().join("db/state.db").exists());
+}
+
+#[test]
+fn a_bad_database_is_a_clear_error_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    std::fs::write(&db, "not a database").unwrap();
+    let endpoint = format!("sqlite://{}", db.display());
+    let (ok, _, err) = rkube(&["datastore", "status", "--datastore-endpoint", &endpoint]);
+    assert!(!ok);
+    assert!(err.contains("not a SQLite database"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert_eq!(std::fs::read_to_string(&db).unwrap(), "not a database");
+}
+
+#[test]
+fn an_unknown_endpoint_is_refused() {
+    let (ok, _, err) = rkube(&["datastore", "status", "--datastore-endpoint", "mysql://db"]);
+    assert!(!ok);
+    assert!(err.contains("neither sqlite:// nor an etcd"), "{err}");
+}
