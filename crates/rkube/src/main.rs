@@ -1,6 +1,7 @@
 //! `rkube`: Kubernetes in one binary. Each subcommand wires the component crates together.
 
 mod datastore;
+mod server;
 
 use std::path::PathBuf;
 
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control plane: the API server over the state store.
+    Server(server::ServerArgs),
     /// Inspect the cluster's state store.
     Datastore {
         #[command(subcommand)]
@@ -45,6 +48,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Server(args) => server::run(args),
         Command::Datastore { command } => datastore::run(command),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));

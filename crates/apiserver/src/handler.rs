@@ -1,0 +1,771 @@
+//! Request handling: authentication, routing (as Kubernetes' RequestInfo parses paths),
+//! content negotiation, and the REST verbs on top of the generic registry.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Value, json};
+
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use crate::openapi;
+use crate::registry::{DeleteOptions, ListQuery, Patch, PatchKind, Registry, WatchEvent};
+use crate::resources::{Catalog, ResourceInfo};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::server::User;
+use crate::strategy;
+use crate::table::{self, IncludeObject};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (Kubernetes' limit is 3 MiB for JSON).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+pub struct ApiState {
+    pub registry: Registry,
+    pub catalog: Catalog,
+    pub server_address: String,
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn store::Store>, server_address: String) -> Self {
+        ApiState {
+            registry: Registry::new(store),
+            catalog: Catalog::new(),
+            server_address,
+            metrics: Default::default(),
+        }
+    }
+}
+
+/// Creates the namespaces every cluster has.
+pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
+    let ns = crate::resources::namespace_info();
+    for name in SYSTEM_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match state.registry.create(&ns, None, obj, false).await {
+            Ok(_) => tracing::info!(namespace = name, "created namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(code: StatusCode, value: &Value, content_type: &str) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = code;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn ok(value: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, value, "application/json")
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &e.to_status(), "application/json")
+}
+
+fn text(code: StatusCode, s: &str) -> Response<Body> {
+    let mut resp = Response::new(full(s.to_string()));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// What the Accept header asks for.
+struct Accept {
+    table: bool,
+    /// `apidiscovery.k8s.io/<version>` for aggregated discovery, if acceptable.
+    discovery: Option<&'static str>,
+    /// Whether plain JSON is acceptable.
+    json: bool,
+}
+
+fn parse_accept(h: Option<&str>) -> Accept {
+    let h = h.unwrap_or("application/json");
+    let mut a = Accept {
+        table: false,
+        discovery: None,
+        json: false,
+    };
+    for part in h.split(',') {
+        let mut items = part.split(';').map(str::trim);
+        let media = items.next().unwrap_or("");
+        let params: HashMap<&str, &str> = items.filter_map(|p| p.split_once('=')).collect();
+        let json_like = matches!(
+            media,
+            "application/json" | "*/*" | "application/*" | "application/yaml"
+        );
+        match (
+            params.get("as").copied(),
+            params.get("g").copied(),
+            params.get("v").copied(),
+        ) {
+            (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) if json_like => {
+                a.table = true
+            }
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some(v))
+                if json_like && a.discovery.is_none() =>
+            {
+                a.discovery = match v {
+                    "v2" => Some("apidiscovery.k8s.io/v2"),
+                    "v2beta1" => Some("apidiscovery.k8s.io/v2beta1"),
+                    _ => None,
+                }
+            }
+            (None, _, _) if json_like || media.is_empty() => a.json = true,
+            _ => {}
+        }
+    }
+    a
+}
+
+/// The parts of a resource URL (Kubernetes' RequestInfo).
+struct Target<'a> {
+    info: &'a ResourceInfo,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+    watch_path: bool,
+}
+
+enum Route<'a> {
+    Healthz,
+    Version,
+    Metrics,
+    CoreVersions,
+    Groups,
+    Group(String),
+    ResourceList(String, String),
+    OpenApiV3Index,
+    OpenApiV3Doc(String),
+    Resource(Target<'a>),
+}
+
+fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
+    let path = path.trim_end_matches('/');
+    match path {
+        "/healthz" | "/livez" | "/readyz" => return Some(Route::Healthz),
+        "/version" => return Some(Route::Version),
+        "/metrics" => return Some(Route::Metrics),
+        "/api" => return Some(Route::CoreVersions),
+        "/apis" => return Some(Route::Groups),
+        "/openapi/v3" => return Some(Route::OpenApiV3Index),
+        _ => {}
+    }
+    if path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
+    {
+        return Some(Route::Healthz);
+    }
+    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
+        return Some(Route::OpenApiV3Doc(rest.to_string()));
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g] => return Some(Route::Group(g.to_string())),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    if !catalog.has_version(group, version) {
+        return None;
+    }
+    if rest.is_empty() {
+        return Some(Route::ResourceList(group.into(), version.into()));
+    }
+    let mut rest: Vec<&str> = rest.to_vec();
+    let watch_path = rest.first() == Some(&"watch");
+    if watch_path {
+        rest.remove(0);
+    }
+    let mut namespace = None;
+    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+        namespace = Some(rest[1].to_string());
+        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+            rest.drain(..2);
+        }
+    }
+    let info = catalog.find(group, version, rest.first()?)?;
+    let name = rest.get(1).map(|s| s.to_string());
+    let subresource = rest.get(2).map(|s| s.to_string());
+    if rest.len() > 3 {
+        return None;
+    }
+    if let Some(sub) = &subresource
+        && !info.has_subresource(sub)
+    {
+        return None;
+    }
+    // A cluster-scoped resource has no namespace (for `namespaces/<name>` the name is it).
+    let namespace = if info.namespaced { namespace } else { None };
+    Some(Route::Resource(Target {
+        info,
+        namespace,
+        name,
+        subresource,
+        watch_path,
+    }))
+}
+
+pub async fn handle(
+    state: Arc<ApiState>,
+    user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let resp = match dispatch(&state, user, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    state
+        .metrics
+        .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn dispatch(
+    state: &Arc<ApiState>,
+    user: Option<User>,
+    req: Request<Incoming>,
+) -> ApiResult<Response<Body>> {
+    let path = req.uri().path().to_string();
+    let query = parse_query(req.uri().query());
+    let accept = parse_accept(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let route = route(&state.catalog, &path);
+    // Health and version are readable by anyone (as Kubernetes' default RBAC allows).
+    match (&route, req.method()) {
+        (Some(Route::Healthz), &Method::GET) => return Ok(text(StatusCode::OK, "ok")),
+        (Some(Route::Version), &Method::GET) => return Ok(ok(&discovery::version())),
+        _ => {}
+    }
+    if user.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    let Some(route) = route else {
+        return Err(ApiError::not_found_path());
+    };
+    let is_get = req.method() == Method::GET;
+    match route {
+        Route::Healthz | Route::Version => Err(ApiError::method_not_allowed()),
+        Route::Metrics if is_get => Ok(text(StatusCode::OK, &state.metrics.render())),
+        Route::CoreVersions if is_get => Ok(match accept.discovery {
+            Some(v) => discovery_response(&discovery::aggregated(&state.catalog, true, v), v),
+            None => ok(&discovery::api_versions(&state.server_address)),
+        }),
+        Route::Groups if is_get => Ok(match accept.discovery {
+            Some(v) => discovery_response(&discovery::aggregated(&state.catalog, false, v), v),
+            None => ok(&discovery::api_group_list(&state.catalog)),
+        }),
+        Route::Group(g) if is_get => discovery::api_group(&state.catalog, &g)
+            .map(|v| ok(&v))
+            .ok_or_else(ApiError::not_found_path),
+        Route::ResourceList(g, v) if is_get => {
+            Ok(ok(&discovery::resource_list(&state.catalog, &g, &v)))
+        }
+        Route::OpenApiV3Index if is_get => Ok(ok(&openapi::index(&state.catalog))),
+        Route::OpenApiV3Doc(p) if is_get => openapi::group_version_doc(&state.catalog, &p)
+            .map(|v| ok(&v))
+            .ok_or_else(ApiError::not_found_path),
+        Route::Resource(target) => resource(state, target, query, accept, req).await,
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn discovery_response(v: &Value, api_version: &str) -> Response<Body> {
+    let version = api_version.rsplit('/').next().unwrap_or("v2");
+    json_response(
+        StatusCode::OK,
+        v,
+        &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+    )
+}
+
+async fn read_body(req: Request<Incoming>) -> ApiResult<(Option<String>, Bytes)> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("reading the request body: {e}"),
+            )
+        })?
+        .to_bytes();
+    Ok((content_type, body))
+}
+
+/// Decodes an object body: JSON (also when no Content-Type is given).
+fn decode_object(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
+    match content_type {
+        None | Some("") | Some("application/json") | Some("*/*") => {}
+        Some(other) => return Err(ApiError::unsupported_media_type(other)),
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized or not valid JSON: {e}"
+        ))
+    })
+}
+
+fn dry_run(query: &HashMap<String, String>) -> bool {
+    query.get("dryRun").is_some_and(|v| v == "All")
+}
+
+fn status_success(info: &ResourceInfo, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": meta::name(obj),
+            "group": info.group,
+            "kind": info.plural,
+            "uid": meta::str_at(obj, "/metadata/uid").unwrap_or(""),
+        },
+    })
+}
+
+/// Renders one object or a list, as a Table when the client asked for one.
+fn render(
+    info: &ResourceInfo,
+    value: Value,
+    accept: &Accept,
+    query: &HashMap<String, String>,
+) -> ApiResult<Response<Body>> {
+    if !accept.table {
+        if !accept.json {
+            return Err(ApiError::not_acceptable(
+                "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+            ));
+        }
+        return Ok(ok(&value));
+    }
+    let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
+    let (items, metadata) = match value.get("items").and_then(Value::as_array) {
+        Some(items) => (
+            items.clone(),
+            value.get("metadata").cloned().unwrap_or_default(),
+        ),
+        None => {
+            let rv = value
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or_default();
+            (vec![value], json!({"resourceVersion": rv}))
+        }
+    };
+    Ok(ok(&table::table(info, &items, metadata, include)))
+}
+
+fn list_query(info: &ResourceInfo, query: &HashMap<String, String>) -> ApiResult<ListQuery> {
+    let strategy = strategy::for_resource(info);
+    Ok(ListQuery {
+        label: LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?,
+        field: FieldSelector::parse(
+            query.get("fieldSelector").map(String::as_str).unwrap_or(""),
+            strategy.field_selectors(),
+        )?,
+        limit: query.get("limit").and_then(|l| l.parse().ok()),
+        continue_token: query.get("continue").cloned(),
+        resource_version: query.get("resourceVersion").cloned(),
+    })
+}
+
+async fn resource(
+    state: &Arc<ApiState>,
+    t: Target<'_>,
+    query: HashMap<String, String>,
+    accept: Accept,
+    req: Request<Incoming>,
+) -> ApiResult<Response<Body>> {
+    let info = t.info;
+    let reg = &state.registry;
+    let ns = t.namespace.as_deref();
+    if info.namespaced && t.name.is_some() && ns.is_none() {
+        return Err(ApiError::not_found_path());
+    }
+    let method = req.method().clone();
+    let watch = t.watch_path || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (method, t.name.as_deref(), t.subresource.as_deref()) {
+        (Method::GET, None, None) if watch => {
+            watch_response(state, info, ns, &query, &accept).await
+        }
+        (Method::GET, Some(name), None) if watch => {
+            let mut q = query.clone();
+            q.insert("fieldSelector".into(), format!("metadata.name={name}"));
+            watch_response(state, info, ns, &q, &accept).await
+        }
+        (Method::GET, None, None) => {
+            let q = list_query(info, &query)?;
+            let list = reg.list(info, ns, &q).await?;
+            render(info, list, &accept, &query)
+        }
+        (Method::GET, Some(name), None) => {
+            render(info, reg.get(info, ns, name).await?, &accept, &query)
+        }
+        (Method::GET, Some(name), Some("status")) => {
+            render(info, reg.get(info, ns, name).await?, &accept, &query)
+        }
+        (Method::GET, Some(name), Some("scale")) => Ok(ok(&crate::scale::to_scale(
+            info,
+            &reg.get(info, ns, name).await?,
+        ))),
+        (Method::POST, None, None) => {
+            let (ct, body) = read_body(req).await?;
+            let obj = decode_object(ct.as_deref(), &body)?;
+            let created = reg.create(info, ns, obj, dry_run(&query)).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &created,
+                "application/json",
+            ))
+        }
+        (Method::POST, Some(name), Some("binding")) => {
+            let (ct, body) = read_body(req).await?;
+            let binding = decode_object(ct.as_deref(), &body)?;
+            crate::binding::bind(reg, info, ns, name, &binding).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                "application/json",
+            ))
+        }
+        (Method::PUT, Some(name), sub @ (None | Some("status"))) => {
+            let (ct, body) = read_body(req).await?;
+            let obj = decode_object(ct.as_deref(), &body)?;
+            let updated = reg
+                .update(info, ns, name, obj, sub, dry_run(&query))
+                .await?;
+            Ok(ok(&updated))
+        }
+        (Method::PUT, Some(name), Some("scale")) => {
+            let (ct, body) = read_body(req).await?;
+            let scale = decode_object(ct.as_deref(), &body)?;
+            let updated =
+                crate::scale::update(reg, info, ns, name, &scale, dry_run(&query)).await?;
+            Ok(ok(&updated))
+        }
+        (Method::PATCH, Some(name), sub @ (None | Some("status") | Some("scale"))) => {
+            let (ct, body) = read_body(req).await?;
+            let kind = match ct.as_deref() {
+                Some("application/json-patch+json") => PatchKind::Json,
+                Some("application/merge-patch+json") => PatchKind::Merge,
+                Some("application/strategic-merge-patch+json") => PatchKind::Strategic,
+                other => return Err(ApiError::unsupported_media_type(other.unwrap_or(""))),
+            };
+            let body: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+            let patch = Patch { kind, body };
+            let out = if sub == Some("scale") {
+                crate::scale::patch(reg, info, ns, name, patch, dry_run(&query)).await?
+            } else {
+                reg.patch(info, ns, name, patch, sub, dry_run(&query))
+                    .await?
+            };
+            Ok(ok(&out))
+        }
+        (Method::DELETE, Some(name), None) => {
+            let opts = delete_options(&query, req).await?;
+            let (obj, gone) = reg.delete(info, ns, name, &opts, dry_run(&query)).await?;
+            if gone && !(info.group.is_empty() && info.kind == "Pod") {
+                Ok(ok(&status_success(info, &obj)))
+            } else {
+                Ok(ok(&obj))
+            }
+        }
+        (Method::DELETE, None, None) => {
+            let opts = delete_options(&query, req).await?;
+            let q = list_query(info, &query)?;
+            let list = reg.list(info, ns, &q).await?;
+            for item in list
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let item_ns = Some(meta::namespace(&item)).filter(|n| !n.is_empty());
+                match reg
+                    .delete(info, item_ns, meta::name(&item), &opts, dry_run(&query))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(ok(
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+async fn delete_options(
+    query: &HashMap<String, String>,
+    req: Request<Incoming>,
+) -> ApiResult<DeleteOptions> {
+    let (_, body) = read_body(req).await?;
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let grace = query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64));
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// A watch: newline-delimited JSON events over a chunked response, until the client goes,
+/// `timeoutSeconds` passes or the store fails (then an ERROR event with the Status).
+async fn watch_response(
+    state: &Arc<ApiState>,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    query: &HashMap<String, String>,
+    accept: &Accept,
+) -> ApiResult<Response<Body>> {
+    let q = list_query(info, query)?;
+    let send_initial = query.get("sendInitialEvents").map(|v| v == "true");
+    let events = state
+        .registry
+        .watch(
+            info,
+            ns,
+            q.label,
+            q.field,
+            q.resource_version.as_deref(),
+            send_initial,
+        )
+        .await;
+    let events = match events {
+        Ok(e) => e,
+        // A too-old resourceVersion is reported inside the stream, as Kubernetes does.
+        Err(e) if e.code == 410 => futures::stream::iter(vec![Err(e)]).boxed(),
+        Err(e) => return Err(e),
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
+    let table = accept.table;
+    let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
+    let info = info.clone();
+    let store = state.registry.store.clone();
+    let deadline = tokio::time::sleep(timeout);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut events = events;
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        let mut first_table = true;
+        loop {
+            let ev = tokio::select! {
+                _ = &mut deadline => break,
+                _ = tick.tick(), if bookmarks => {
+                    let Ok(rev) = store.current_revision().await else { continue };
+                    WatchEvent {
+                        kind: "BOOKMARK",
+                        object: json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": rev.to_string()}}),
+                    }
+                }
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => ev,
+                    Some(Err(e)) => {
+                        let line = json!({"type": "ERROR", "object": e.to_status()});
+                        let _ = tx.send(line_bytes(&line)).await;
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            let object = if table && ev.kind != "BOOKMARK" {
+                let rv = ev
+                    .object
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or_default();
+                let mut t = table::table(
+                    &info,
+                    std::slice::from_ref(&ev.object),
+                    json!({"resourceVersion": rv}),
+                    include,
+                );
+                if !first_table {
+                    t["columnDefinitions"] = json!([]);
+                }
+                first_table = false;
+                t
+            } else {
+                ev.object
+            };
+            if tx
+                .send(line_bytes(&json!({"type": ev.kind, "object": object})))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+fn line_bytes(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Bytes> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let c = Catalog::new();
+        let Some(Route::Resource(t)) = route(&c, "/api/v1/namespaces/default/pods/web/status")
+        else {
+            panic!("no route");
+        };
+        assert_eq!(
+            (
+                t.info.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
+            ("pods", Some("default"), Some("web"), Some("status"))
+        );
+        let Some(Route::Resource(t)) = route(&c, "/api/v1/namespaces/kube-system") else {
+            panic!("no route");
+        };
+        assert_eq!(
+            (t.info.plural, t.namespace.as_deref(), t.name.as_deref()),
+            ("namespaces", None, Some("kube-system"))
+        );
+        let Some(Route::Resource(t)) = route(&c, "/apis/apps/v1/watch/namespaces/x/deployments")
+        else {
+            panic!("no route");
+        };
+        assert!(t.watch_path);
+        assert_eq!(t.namespace.as_deref(), Some("x"));
+        assert!(route(&c, "/apis/apps/v9/deployments").is_none());
+        assert!(route(&c, "/api/v1/namespaces/d/pods/p/exec2").is_none());
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let a = parse_accept(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+        ));
+        assert_eq!(a.discovery, Some("apidiscovery.k8s.io/v2"));
+        let a = parse_accept(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+        ));
+        assert_eq!(a.discovery, Some("apidiscovery.k8s.io/v2beta1"));
+        let a = parse_accept(Some(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        ));
+        assert!(a.table && a.json);
+        assert_eq!(percent_decode("metadata.name%3Dx+y"), "metadata.name=x y");
+    }
+}

@@ -1,0 +1,25 @@
+//! rkube's kube-apiserver: "the only entrance to resource operations". The Kubernetes REST
+//! API over the state store, so the real `kubectl` and client libraries work unchanged.
+//!
+//! Layers: [`server`] (TLS, client-certificate authentication) → [`handler`] (routing as
+//! Kubernetes parses paths, content negotiation, verbs) → [`registry`] (one generic REST store
+//! for every kind) with a per-kind [`strategy`] → the [`store`].
+
+mod binding;
+pub mod discovery;
+pub mod error;
+mod handler;
+pub mod meta;
+mod metrics;
+mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod registry;
+pub mod resources;
+mod scale;
+pub mod selector;
+pub mod server;
+pub mod strategy;
+pub mod table;
+
+pub use server::{Config, Server};

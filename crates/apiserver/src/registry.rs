@@ -1,0 +1,823 @@
+//! The generic REST store: one implementation of get, list, create, update, patch, delete
+//! and watch for every kind, parameterised by the kind's [`Strategy`] (as Kubernetes'
+//! `pkg/registry/generic`). Objects are stored as JSON under
+//! `/registry/<group>/<plural>/[<namespace>/]<name>`; `resourceVersion` is never stored, it
+//! is the store's `mod_revision`.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::{Value, json};
+use store::{EventType, ListOptions, Store};
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::meta;
+use crate::resources::ResourceInfo;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::strategy;
+
+/// Retries of a read-modify-write that lost a race.
+const UPDATE_RETRIES: usize = 16;
+
+pub struct Registry {
+    pub store: Arc<dyn Store>,
+}
+
+/// A list request's query.
+#[derive(Default)]
+pub struct ListQuery {
+    pub label: LabelSelector,
+    pub field: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// One watch event, as sent to clients.
+pub struct WatchEvent {
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// How a patch body is to be applied.
+#[derive(Clone, Copy, Debug)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+}
+
+/// A patch request's body and type.
+#[derive(Clone, Debug)]
+pub struct Patch {
+    pub kind: PatchKind,
+    pub body: Value,
+}
+
+impl Patch {
+    /// Applies the patch to `doc`.
+    pub fn apply_to(&self, doc: &mut Value) -> ApiResult<()> {
+        match self.kind {
+            PatchKind::Json => {
+                let p: json_patch::Patch = serde_json::from_value(self.body.clone())
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(doc, &p).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch could not be applied: {e}"),
+                    )
+                })
+            }
+            PatchKind::Merge => {
+                json_patch::merge(doc, &self.body);
+                Ok(())
+            }
+            PatchKind::Strategic => crate::patch::strategic_merge(doc, &self.body),
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+}
+
+/// The continue token: where the next page starts, in which snapshot.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+fn decode(info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!(
+            "stored {} {:?} is not valid JSON: {e}",
+            info.kind, kv.key
+        ))
+    })?;
+    meta::set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+fn encode(obj: &Value) -> ApiResult<Bytes> {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn parse_rv(rv: &str) -> ApiResult<i64> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+/// Whether anything but metadata and status differs: what bumps `metadata.generation`.
+fn spec_changed(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+        }
+        v
+    };
+    strip(new) != strip(old)
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry { store }
+    }
+
+    fn prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
+        match ns.filter(|_| info.namespaced) {
+            Some(ns) => format!("{}{ns}/", info.storage_prefix()),
+            None => info.storage_prefix(),
+        }
+    }
+
+    fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
+        format!("{}{name}", Self::prefix(info, ns))
+    }
+
+    pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let kv = self
+            .store
+            .get(&Self::key(info, ns, name))
+            .await
+            .map_err(|e| ApiError::from_store(info, name, e))?
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        decode(info, &kv)
+    }
+
+    /// A `<Kind>List` of the objects matching `q`, paginated as Kubernetes does.
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &ListQuery,
+    ) -> ApiResult<Value> {
+        let prefix = Self::prefix(info, ns);
+        let (mut start, mut revision) = (None, None);
+        if let Some(token) = q.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            let t: ContinueToken = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .filter(|t: &ContinueToken| t.start.starts_with(&prefix))
+                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            start = Some(t.start);
+            revision = Some(t.rv);
+        } else if let Some(rv) = q
+            .resource_version
+            .as_deref()
+            .filter(|r| !r.is_empty() && *r != "0")
+        {
+            // An exact list RV reads that snapshot; Kubernetes' default match is "not older
+            // than", which the latest state satisfies.
+            parse_rv(rv)?;
+        }
+        let limit = q.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut list_rev;
+        let mut next_start;
+        loop {
+            let res = self
+                .store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        revision,
+                        limit: limit.map(|l| (l - items.len()).max(1)),
+                        start_key: start.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    store::Error::Compacted { .. } => ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ),
+                    e => ApiError::from_store(info, "", e),
+                })?;
+            list_rev = res.revision;
+            revision = Some(res.revision);
+            next_start = res.kvs.last().map(|kv| format!("{}\0", kv.key));
+            for kv in &res.kvs {
+                let obj = decode(info, kv)?;
+                if q.label.matches(&obj) && q.field.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            let full = limit.is_some_and(|l| items.len() >= l);
+            if !res.more || full || limit.is_none() {
+                if !res.more {
+                    next_start = None;
+                }
+                break;
+            }
+            start = next_start.clone();
+        }
+        let mut metadata = json!({"resourceVersion": list_rev.to_string()});
+        if let Some(start) = next_start {
+            let token = serde_json::to_vec(&ContinueToken {
+                v: "meta.k8s.io/v1".into(),
+                rv: list_rev,
+                start,
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+            metadata["continue"] = json!(base64::engine::general_purpose::STANDARD.encode(token));
+        }
+        Ok(json!({
+            "kind": format!("{}List", info.kind),
+            "apiVersion": info.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    /// Checks the namespace a new object goes into exists and is not being deleted.
+    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+        let ns_info = crate::resources::namespace_info();
+        let obj = match self.get(&ns_info, None, ns).await {
+            Ok(o) => o,
+            Err(e) if e.code == 404 => return Err(ApiError::not_found(&ns_info, ns)),
+            Err(e) => return Err(e),
+        };
+        if obj.pointer("/metadata/deletionTimestamp").is_some()
+            || meta::str_at(&obj, "/status/phase") == Some("Terminating")
+        {
+            return Err(ApiError {
+                details: Some(json!({"name": ns, "kind": "namespaces"})),
+                ..ApiError::forbidden(format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ))
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a body's apiVersion/kind and fills them in when absent.
+    fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let api_version = info.api_version();
+        match obj.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => obj["apiVersion"] = json!(api_version),
+            Some(v) if v == api_version => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
+                )));
+            }
+        }
+        match obj.get("kind").and_then(Value::as_str) {
+            None | Some("") => obj["kind"] = json!(info.kind),
+            Some(k) if k == info.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    info.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets or checks the object's namespace against the request's.
+    fn check_object_namespace(
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        let m = meta::metadata_mut(obj);
+        if !info.namespaced {
+            m.remove("namespace");
+            return Ok(());
+        }
+        let ns = ns.unwrap_or("default");
+        match m.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                m.insert("namespace".into(), json!(ns));
+            }
+            Some(n) if n == ns => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        let strategy = strategy::for_resource(info);
+        Self::check_type(info, &mut obj)?;
+        Self::check_object_namespace(info, ns, &mut obj)?;
+        let m = meta::metadata_mut(&mut obj);
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = match (
+            name.is_empty(),
+            m.get("generateName").and_then(Value::as_str),
+        ) {
+            (true, Some(prefix)) if !prefix.is_empty() => {
+                format!("{prefix}{}", meta::random_suffix())
+            }
+            _ => name,
+        };
+        m.insert("name".into(), json!(name));
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+        for k in [
+            "resourceVersion",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            m.remove(k);
+        }
+        if strategy.tracks_generation() {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        strategy.prepare_for_create(&mut obj);
+        let mut causes: Vec<Cause> = strategy::validate_name(strategy.as_ref(), &name)
+            .into_iter()
+            .collect();
+        causes.extend(strategy.validate(&obj));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, causes));
+        }
+        if info.namespaced {
+            self.check_namespace(meta::namespace(&obj)).await?;
+        }
+        if dry_run {
+            return Ok(obj);
+        }
+        let key = Self::key(info, Some(meta::namespace(&obj)), &name);
+        let rev = self
+            .store
+            .create(&key, encode(&obj)?, None)
+            .await
+            .map_err(|e| ApiError::from_store(info, &name, e))?;
+        meta::set_resource_version(&mut obj, rev);
+        Ok(obj)
+    }
+
+    /// Read-modify-write of one object, retried while other writers win the race.
+    /// `f` gets the current object and returns the new one (or an error to stop).
+    pub async fn update_with<F>(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        dry_run: bool,
+        mut f: F,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Value> + Send,
+    {
+        let key = Self::key(info, ns, name);
+        let mut current = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(info, name, e))?
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        for _ in 0..UPDATE_RETRIES {
+            let old = decode(info, &current)?;
+            let mut new = f(&old)?;
+            meta::set_resource_version(&mut new, current.mod_revision);
+            if new == old || dry_run {
+                return Ok(new);
+            }
+            // An object whose deletion waits only on finalizers goes once they are gone.
+            let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
+                && new
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                && new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    == Some(0);
+            let result = if finalizers_done {
+                self.store
+                    .delete(&key, Some(current.mod_revision))
+                    .await
+                    .map(|(rev, _)| rev)
+            } else {
+                self.store
+                    .update(&key, encode(&new)?, current.mod_revision, None)
+                    .await
+            };
+            match result {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut new, rev);
+                    return Ok(new);
+                }
+                Err(store::Error::Conflict { current: c, .. }) => current = *c,
+                Err(e) => return Err(ApiError::from_store(info, name, e)),
+            }
+        }
+        Err(ApiError::conflict(info, name))
+    }
+
+    /// PUT: replaces the object (or, for `subresource = status`, only its status).
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        subresource: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        Self::check_type(info, &mut obj)?;
+        Self::check_object_namespace(info, ns, &mut obj)?;
+        match meta::name(&obj) {
+            "" => {
+                meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
+            }
+            n if n == name => {}
+            _ => {
+                return Err(ApiError::bad_request(
+                    "the name of the object does not match the name on the URL",
+                ));
+            }
+        }
+        let wanted_rv = meta::str_at(&obj, "/metadata/resourceVersion")
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let info2 = info.clone();
+        let sub = subresource.map(str::to_string);
+        self.update_with(info, ns, name, dry_run, move |old| {
+            if let Some(rv) = &wanted_rv
+                && meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())
+            {
+                return Err(ApiError::conflict(&info2, name));
+            }
+            Self::merge_update(&info2, old, obj.clone(), sub.as_deref())
+        })
+        .await
+    }
+
+    /// Builds the stored object for an update: what the client may change given the
+    /// subresource, the metadata the server owns, generation, and validation.
+    fn merge_update(
+        info: &ResourceInfo,
+        old: &Value,
+        mut new: Value,
+        sub: Option<&str>,
+    ) -> ApiResult<Value> {
+        let strategy = strategy::for_resource(info);
+        let name = meta::name(old).to_string();
+        if sub == Some("status") {
+            // Only status changes through /status.
+            let status = new.get("status").cloned().unwrap_or(Value::Null);
+            new = old.clone();
+            new["status"] = status;
+            return Ok(new);
+        }
+        // Fields the server owns are kept from the stored object.
+        let old_meta = old.get("metadata").cloned().unwrap_or_default();
+        let m = meta::metadata_mut(&mut new);
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old_meta.get(k) {
+                Some(v) => {
+                    m.insert(k.into(), v.clone());
+                }
+                None => {
+                    m.remove(k);
+                }
+            }
+        }
+        if let Some(ns) = old_meta.get("namespace") {
+            m.insert("namespace".into(), ns.clone());
+        }
+        if info.has_subresource("status") {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+        if strategy.tracks_generation() && spec_changed(&new, old) {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta::metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        let mut causes = strategy.validate(&new);
+        causes.extend(strategy.validate_update(&new, old));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, causes));
+        }
+        Ok(new)
+    }
+
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        patch: Patch,
+        subresource: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        let info2 = info.clone();
+        let sub = subresource.map(str::to_string);
+        self.update_with(info, ns, name, dry_run, move |old| {
+            let mut doc = old.clone();
+            patch.apply_to(&mut doc)?;
+            // A patch may carry a resourceVersion precondition.
+            if let Some(rv) = patch
+                .body
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                && meta::str_at(old, "/metadata/resourceVersion") != Some(rv)
+            {
+                return Err(ApiError::conflict(&info2, meta::name(old)));
+            }
+            if meta::name(&doc) != meta::name(old) {
+                return Err(ApiError::bad_request(
+                    "the name of a patched object cannot change",
+                ));
+            }
+            Self::merge_update(&info2, old, doc, sub.as_deref())
+        })
+        .await
+    }
+
+    /// DELETE. Objects with finalizers, and pods bound to a node, are marked for deletion
+    /// (`deletionTimestamp`) instead of removed; returns the object as it now is and whether it is gone.
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+        dry_run: bool,
+    ) -> ApiResult<(Value, bool)> {
+        let key = Self::key(info, ns, name);
+        for _ in 0..UPDATE_RETRIES {
+            let kv = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(info, name, e))?
+                .ok_or_else(|| ApiError::not_found(info, name))?;
+            let obj = decode(info, &kv)?;
+            if let Some(uid) = &opts.precondition_uid
+                && meta::str_at(&obj, "/metadata/uid") != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict(info, name));
+            }
+            if let Some(rv) = &opts.precondition_rv
+                && meta::str_at(&obj, "/metadata/resourceVersion") != Some(rv.as_str())
+            {
+                return Err(ApiError::conflict(info, name));
+            }
+            let has_finalizers = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            let grace = self.grace_period(info, &obj, opts);
+            if has_finalizers || grace > 0 {
+                // Graceful: mark, and let the finalizer owners (or the kubelet) finish.
+                let mut marked = obj.clone();
+                let m = meta::metadata_mut(&mut marked);
+                let already = m.get("deletionTimestamp").is_some();
+                let when = time::OffsetDateTime::now_utc() + time::Duration::seconds(grace);
+                if !already
+                    || m.get("deletionGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|g| grace < g)
+                {
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(crate::meta::format_time(when)),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                if marked == obj || dry_run {
+                    return Ok((marked, false));
+                }
+                match self
+                    .store
+                    .update(&key, encode(&marked)?, kv.mod_revision, None)
+                    .await
+                {
+                    Ok(rev) => {
+                        meta::set_resource_version(&mut marked, rev);
+                        return Ok((marked, false));
+                    }
+                    Err(store::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(info, name, e)),
+                }
+            }
+            if dry_run {
+                return Ok((obj, true));
+            }
+            match self.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok((rev, _)) => {
+                    let mut gone = obj;
+                    meta::set_resource_version(&mut gone, rev);
+                    return Ok((gone, true));
+                }
+                Err(store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(info, name, e)),
+            }
+        }
+        Err(ApiError::conflict(info, name))
+    }
+
+    /// Seconds a deletion waits: only pods bound to a node wait (for their kubelet).
+    fn grace_period(&self, info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> i64 {
+        if !(info.group.is_empty() && info.kind == "Pod") {
+            return 0;
+        }
+        let bound = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let finished = matches!(
+            meta::str_at(obj, "/status/phase"),
+            Some("Succeeded" | "Failed")
+        );
+        if !bound || finished {
+            return 0;
+        }
+        opts.grace_period_seconds
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0)
+    }
+
+    /// Watches a resource (all namespaces or one). `resource_version` "" or "0" starts
+    /// with the current objects as ADDED events; N resumes after N.
+    pub async fn watch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        label: LabelSelector,
+        field: FieldSelector,
+        resource_version: Option<&str>,
+        send_initial_events: Option<bool>,
+    ) -> ApiResult<BoxStream<'static, ApiResult<WatchEvent>>> {
+        let prefix = Self::prefix(info, ns);
+        let rv = resource_version
+            .filter(|r| !r.is_empty())
+            .map(parse_rv)
+            .transpose()?;
+        let initial = send_initial_events.unwrap_or(matches!(rv, None | Some(0)));
+        let mut initial_events = Vec::new();
+        let start = if initial {
+            let list = self
+                .list(
+                    info,
+                    ns,
+                    &ListQuery {
+                        label: label.clone(),
+                        field: field.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let rev = list
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(parse_rv)
+                .transpose()?
+                .unwrap_or(0);
+            if let Some(items) = list.get("items").and_then(Value::as_array) {
+                for item in items {
+                    initial_events.push(Ok(WatchEvent {
+                        kind: "ADDED",
+                        object: item.clone(),
+                    }));
+                }
+            }
+            if send_initial_events == Some(true) {
+                initial_events.push(Ok(WatchEvent {
+                    kind: "BOOKMARK",
+                    object: json!({
+                        "kind": info.kind,
+                        "apiVersion": info.api_version(),
+                        "metadata": {"resourceVersion": rev.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}},
+                    }),
+                }));
+            }
+            rev + 1
+        } else {
+            rv.unwrap_or(0) + 1
+        };
+        let stream = self
+            .store
+            .watch(&prefix, start)
+            .await
+            .map_err(|e| ApiError::from_store(info, "", e))?;
+        let info = info.clone();
+        let events = stream.filter_map(move |ev| {
+            let out = match ev {
+                Err(e) => Some(Err(ApiError::from_store(&info, "", e))),
+                Ok(ev) => translate(&info, &label, &field, ev),
+            };
+            futures::future::ready(out)
+        });
+        Ok(futures::stream::iter(initial_events).chain(events).boxed())
+    }
+}
+
+/// A store event as a client's watch event, through the selectors: an object that stops
+/// matching is DELETED for this watcher, one that starts matching is ADDED.
+fn translate(
+    info: &ResourceInfo,
+    label: &LabelSelector,
+    field: &FieldSelector,
+    ev: store::Event,
+) -> Option<ApiResult<WatchEvent>> {
+    let matches = |o: &Value| label.matches(o) && field.matches(o);
+    let prev = ev.prev_kv.as_ref().map(|kv| decode(info, kv));
+    let prev = match prev {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => return Some(Err(e)),
+        None => None,
+    };
+    match ev.event_type {
+        EventType::Delete => {
+            let mut obj = prev?;
+            meta::set_resource_version(&mut obj, ev.kv.mod_revision);
+            matches(&obj).then_some(Ok(WatchEvent {
+                kind: "DELETED",
+                object: obj,
+            }))
+        }
+        EventType::Put => {
+            let obj = match decode(info, &ev.kv) {
+                Ok(o) => o,
+                Err(e) => return Some(Err(e)),
+            };
+            let was = prev.as_ref().is_some_and(matches);
+            match (was, matches(&obj)) {
+                (false, true) => Some(Ok(WatchEvent {
+                    kind: "ADDED",
+                    object: obj,
+                })),
+                (true, true) => Some(Ok(WatchEvent {
+                    kind: "MODIFIED",
+                    object: obj,
+                })),
+                (true, false) => {
+                    let mut gone = prev?;
+                    meta::set_resource_version(&mut gone, ev.kv.mod_revision);
+                    Some(Ok(WatchEvent {
+                        kind: "DELETED",
+                        object: gone,
+                    }))
+                }
+                (false, false) => None,
+            }
+        }
+    }
+}

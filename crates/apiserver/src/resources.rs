@@ -1,0 +1,260 @@
+//! The kinds the API serves: one table entry per resource, with what discovery, routing and
+//! storage need. Names come from `k8s-openapi`'s types so they cannot be misspelt.
+
+use k8s_openapi::api::{
+    apps::v1 as apps, autoscaling::v2 as autoscaling2, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
+};
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
+
+/// One served resource (a group/version/kind at a plural name).
+#[derive(Clone, Debug)]
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources served besides the object itself (`status`, `scale`, `binding`).
+    pub subresources: &'static [&'static str],
+}
+
+/// Whether a k8s-openapi resource is namespaced.
+pub trait Scope {
+    const NAMESPACED: bool;
+}
+impl Scope for NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+impl Scope for ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+impl ResourceInfo {
+    fn of<T>() -> Self
+    where
+        T: Resource,
+        T::Scope: Scope,
+    {
+        ResourceInfo {
+            group: T::GROUP,
+            version: T::VERSION,
+            kind: T::KIND,
+            plural: T::URL_PATH_SEGMENT,
+            singular: T::KIND.to_ascii_lowercase(),
+            namespaced: <T::Scope as Scope>::NAMESPACED,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+        }
+    }
+    fn short(mut self, names: &'static [&'static str]) -> Self {
+        self.short_names = names;
+        self
+    }
+    fn all(mut self) -> Self {
+        self.categories = &["all"];
+        self
+    }
+    fn sub(mut self, subresources: &'static [&'static str]) -> Self {
+        self.subresources = subresources;
+        self
+    }
+
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, or `pods`: how Kubernetes names a resource in messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The storage prefix of this resource, ending in `/`: `/registry/<group>/<plural>/`
+    /// (`core` for the core group). Every served version of a kind shares it.
+    pub fn storage_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+}
+
+/// Every resource served, in discovery order.
+pub fn all() -> Vec<ResourceInfo> {
+    vec![
+        // core/v1
+        ResourceInfo::of::<core::Pod>()
+            .short(&["po"])
+            .all()
+            .sub(&["status", "binding"]),
+        ResourceInfo::of::<core::ReplicationController>()
+            .short(&["rc"])
+            .all()
+            .sub(&["status", "scale"]),
+        ResourceInfo::of::<core::Service>()
+            .short(&["svc"])
+            .all()
+            .sub(&["status"]),
+        ResourceInfo::of::<core::Endpoints>().short(&["ep"]),
+        ResourceInfo::of::<core::Node>()
+            .short(&["no"])
+            .sub(&["status"]),
+        ResourceInfo::of::<core::Namespace>()
+            .short(&["ns"])
+            .sub(&["status", "finalize"]),
+        ResourceInfo::of::<core::Secret>(),
+        ResourceInfo::of::<core::ConfigMap>().short(&["cm"]),
+        ResourceInfo::of::<core::ServiceAccount>().short(&["sa"]),
+        ResourceInfo::of::<core::PersistentVolume>()
+            .short(&["pv"])
+            .sub(&["status"]),
+        ResourceInfo::of::<core::PersistentVolumeClaim>()
+            .short(&["pvc"])
+            .sub(&["status"]),
+        ResourceInfo::of::<core::LimitRange>().short(&["limits"]),
+        ResourceInfo::of::<core::ResourceQuota>()
+            .short(&["quota"])
+            .sub(&["status"]),
+        ResourceInfo::of::<core::Event>().short(&["ev"]),
+        ResourceInfo::of::<core::PodTemplate>(),
+        // apps/v1
+        ResourceInfo::of::<apps::Deployment>()
+            .short(&["deploy"])
+            .all()
+            .sub(&["status", "scale"]),
+        ResourceInfo::of::<apps::ReplicaSet>()
+            .short(&["rs"])
+            .all()
+            .sub(&["status", "scale"]),
+        ResourceInfo::of::<apps::DaemonSet>()
+            .short(&["ds"])
+            .all()
+            .sub(&["status"]),
+        ResourceInfo::of::<apps::StatefulSet>()
+            .short(&["sts"])
+            .all()
+            .sub(&["status", "scale"]),
+        ResourceInfo::of::<apps::ControllerRevision>(),
+        // batch/v1
+        ResourceInfo::of::<batch::Job>().all().sub(&["status"]),
+        ResourceInfo::of::<batch::CronJob>()
+            .short(&["cj"])
+            .all()
+            .sub(&["status"]),
+        // autoscaling
+        ResourceInfo::of::<autoscaling2::HorizontalPodAutoscaler>()
+            .short(&["hpa"])
+            .all()
+            .sub(&["status"]),
+        // networking.k8s.io/v1
+        ResourceInfo::of::<networking::Ingress>()
+            .short(&["ing"])
+            .sub(&["status"]),
+        ResourceInfo::of::<networking::IngressClass>(),
+        ResourceInfo::of::<networking::NetworkPolicy>().short(&["netpol"]),
+        // rbac.authorization.k8s.io/v1
+        ResourceInfo::of::<rbac::Role>(),
+        ResourceInfo::of::<rbac::ClusterRole>(),
+        ResourceInfo::of::<rbac::RoleBinding>(),
+        ResourceInfo::of::<rbac::ClusterRoleBinding>(),
+        // storage.k8s.io/v1
+        ResourceInfo::of::<storage::StorageClass>().short(&["sc"]),
+        // coordination.k8s.io/v1
+        ResourceInfo::of::<coordination::Lease>(),
+        // discovery.k8s.io/v1
+        ResourceInfo::of::<discovery::EndpointSlice>(),
+        // events.k8s.io/v1
+        ResourceInfo::of::<events::Event>().short(&["ev"]),
+        // policy/v1
+        ResourceInfo::of::<policy::PodDisruptionBudget>()
+            .short(&["pdb"])
+            .sub(&["status"]),
+        // scheduling.k8s.io/v1
+        ResourceInfo::of::<scheduling::PriorityClass>().short(&["pc"]),
+    ]
+}
+
+/// The Namespace resource (the registry checks namespaces exist).
+pub fn namespace_info() -> ResourceInfo {
+    ResourceInfo::of::<core::Namespace>()
+        .short(&["ns"])
+        .sub(&["status", "finalize"])
+}
+
+/// A group and its versions, newest (preferred) first.
+pub struct GroupInfo {
+    pub name: &'static str,
+    pub versions: Vec<&'static str>,
+}
+
+/// The named groups (not core), in discovery order, each with its versions, preferred first.
+pub fn groups(resources: &[ResourceInfo]) -> Vec<GroupInfo> {
+    let mut out: Vec<GroupInfo> = Vec::new();
+    for r in resources.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|g| g.name == r.group) {
+            Some(g) if !g.versions.contains(&r.version) => g.versions.push(r.version),
+            Some(_) => {}
+            None => out.push(GroupInfo {
+                name: r.group,
+                versions: vec![r.version],
+            }),
+        }
+    }
+    out
+}
+
+/// Looks resources up by the URL's group, version and plural name.
+pub struct Catalog {
+    pub resources: Vec<ResourceInfo>,
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        Catalog { resources: all() }
+    }
+
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+    }
+
+    pub fn has_version(&self, group: &str, version: &str) -> bool {
+        self.resources
+            .iter()
+            .any(|r| r.group == group && r.version == version)
+    }
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,146 @@
+//! The `scale` subresource (`autoscaling/v1` Scale) of Deployments, ReplicaSets,
+//! StatefulSets and ReplicationControllers: `spec.replicas` seen and set through a Scale.
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{Patch, Registry};
+use crate::resources::ResourceInfo;
+
+/// The selector as a label-selector string (`app=web,tier in (a,b)`).
+fn selector_string(obj: &Value) -> String {
+    let sel = obj.pointer("/spec/selector");
+    let map = sel
+        .and_then(|s| s.get("matchLabels"))
+        .or(sel)
+        .and_then(Value::as_object);
+    let mut parts: Vec<String> = map
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(exprs) = sel
+        .and_then(|s| s.get("matchExpressions"))
+        .and_then(Value::as_array)
+    {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str) {
+                Some("In") => parts.push(format!("{key} in ({})", values.join(","))),
+                Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
+                Some("Exists") => parts.push(key.to_string()),
+                Some("DoesNotExist") => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}
+
+pub fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector_string(obj),
+        },
+    })
+}
+
+fn replicas_of(scale: &Value) -> ApiResult<i64> {
+    let r = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if r < 0 {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {r}: must be greater than or equal to 0",
+                crate::meta::name(scale)
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+async fn set_replicas(
+    reg: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    dry_run: bool,
+    f: impl Fn(&Value) -> ApiResult<(Option<String>, i64)> + Send,
+) -> ApiResult<Value> {
+    let info2 = info.clone();
+    let obj = reg
+        .update_with(info, ns, name, dry_run, move |old| {
+            let (rv, replicas) = f(&to_scale(&info2, old))?;
+            if let Some(rv) = rv
+                && crate::meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())
+            {
+                return Err(ApiError::conflict(&info2, name));
+            }
+            let mut new = old.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            if new != *old {
+                let g = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                new["metadata"]["generation"] = json!(g + 1);
+            }
+            Ok(new)
+        })
+        .await?;
+    Ok(to_scale(info, &obj))
+}
+
+pub async fn update(
+    reg: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    scale: &Value,
+    dry_run: bool,
+) -> ApiResult<Value> {
+    let rv = crate::meta::str_at(scale, "/metadata/resourceVersion")
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    let replicas = replicas_of(scale)?;
+    set_replicas(reg, info, ns, name, dry_run, move |_| {
+        Ok((rv.clone(), replicas))
+    })
+    .await
+}
+
+pub async fn patch(
+    reg: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    patch: Patch,
+    dry_run: bool,
+) -> ApiResult<Value> {
+    set_replicas(reg, info, ns, name, dry_run, move |current| {
+        let mut doc = current.clone();
+        patch.apply_to(&mut doc)?;
+        Ok((None, replicas_of(&doc)?))
+    })
+    .await
+}

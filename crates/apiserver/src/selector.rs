@@ -1,0 +1,237 @@
+//! Label selectors (equality- and set-based, the difference the seed draws between
+//! ReplicationController and ReplicaSet) and field selectors.
+
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Clone, Debug, PartialEq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed label selector; the empty selector matches everything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelSelector {
+    reqs: Vec<Requirement>,
+}
+
+fn valid_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 317
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+impl LabelSelector {
+    /// Parses the `labelSelector` query syntax: `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
+    pub fn parse(s: &str) -> ApiResult<Self> {
+        let bad = |msg: &str| ApiError::bad_request(format!("unable to parse requirement: {msg}"));
+        let mut reqs = Vec::new();
+        for term in split_top_level(s) {
+            let term = term.trim();
+            if term.is_empty() {
+                continue;
+            }
+            let req = if let Some(key) = term.strip_prefix('!') {
+                Requirement::NotExists(key.trim().to_string())
+            } else if let Some((k, v)) = term.split_once("!=") {
+                Requirement::NotEquals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = term.split_once("==") {
+                Requirement::Equals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = term.split_once('=') {
+                Requirement::Equals(k.trim().into(), v.trim().into())
+            } else if let Some((k, rest)) = split_word(term, " notin ") {
+                Requirement::NotIn(k, parse_set(&rest).ok_or_else(|| bad(term))?)
+            } else if let Some((k, rest)) = split_word(term, " in ") {
+                Requirement::In(k, parse_set(&rest).ok_or_else(|| bad(term))?)
+            } else {
+                Requirement::Exists(term.to_string())
+            };
+            let key = match &req {
+                Requirement::Equals(k, _)
+                | Requirement::NotEquals(k, _)
+                | Requirement::In(k, _)
+                | Requirement::NotIn(k, _)
+                | Requirement::Exists(k)
+                | Requirement::NotExists(k) => k,
+            };
+            if !valid_key(key) {
+                return Err(bad(&format!("invalid label key {key:?}")));
+            }
+            reqs.push(req);
+        }
+        Ok(LabelSelector { reqs })
+    }
+
+    /// From a `matchLabels` map (RC-style equality selector).
+    pub fn from_map(labels: &serde_json::Map<String, Value>) -> Self {
+        LabelSelector {
+            reqs: labels
+                .iter()
+                .map(|(k, v)| Requirement::Equals(k.clone(), v.as_str().unwrap_or("").into()))
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
+    }
+
+    /// Whether an object's `metadata.labels` satisfy the selector.
+    pub fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.reqs.iter().all(|r| match r {
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// Splits on commas outside parentheses.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn split_word(term: &str, word: &str) -> Option<(String, String)> {
+    let i = term.find(word)?;
+    Some((
+        term[..i].trim().into(),
+        term[i + word.len()..].trim().into(),
+    ))
+}
+
+fn parse_set(s: &str) -> Option<Vec<String>> {
+    let inner = s.strip_prefix('(')?.strip_suffix(')')?;
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
+}
+
+/// A parsed field selector: `metadata.name=x,spec.nodeName!=y`.
+#[derive(Clone, Debug, Default)]
+pub struct FieldSelector {
+    reqs: Vec<(String, bool, String)>,
+}
+
+impl FieldSelector {
+    /// Parses and checks each field against those the kind supports (as Kubernetes does:
+    /// an unsupported field is a 400, not a silent empty result).
+    pub fn parse(s: &str, supported: &[&str]) -> ApiResult<Self> {
+        let mut reqs = Vec::new();
+        for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{term}'"
+                )));
+            };
+            let field = field.trim();
+            if !supported.contains(&field)
+                && field != "metadata.name"
+                && field != "metadata.namespace"
+            {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+            reqs.push((field.to_string(), eq, value.trim().to_string()));
+        }
+        Ok(FieldSelector { reqs })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
+    }
+
+    /// The name this selector pins (`metadata.name=x`), if any: lets a list read one key.
+    pub fn name(&self) -> Option<&str> {
+        self.reqs
+            .iter()
+            .find(|(f, eq, _)| *eq && f == "metadata.name")
+            .map(|(_, _, v)| v.as_str())
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.reqs.iter().all(|(field, eq, want)| {
+            let ptr = format!("/{}", field.replace('.', "/"));
+            let got = match obj.pointer(&ptr) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                // Absent fields compare as empty (spec.nodeName= selects unscheduled pods).
+                _ => String::new(),
+            };
+            (got == *want) == *eq
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(labels: Value) -> Value {
+        json!({"metadata": {"labels": labels}})
+    }
+
+    #[test]
+    fn equality_and_set_based() {
+        let o = obj(json!({"app": "web", "tier": "front"}));
+        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(&o);
+        assert!(m(""));
+        assert!(m("app=web"));
+        assert!(m("app==web,tier!=back"));
+        assert!(!m("app=db"));
+        assert!(m("app in (web, db)"));
+        assert!(!m("app notin (web)"));
+        assert!(m("tier,!env"));
+        assert!(!m("env"));
+        assert!(m("app in (web),tier notin (back,mid)"));
+        assert!(LabelSelector::parse("app in web").is_err());
+        assert!(LabelSelector::parse("a b=c").is_err());
+    }
+
+    #[test]
+    fn fields() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        let f = |s: &str| FieldSelector::parse(s, &["spec.nodeName", "status.phase"]).unwrap();
+        assert!(f("spec.nodeName=n1,status.phase!=Pending").matches(&pod));
+        assert!(!f("spec.nodeName=").matches(&pod));
+        assert_eq!(f("metadata.name=p").name(), Some("p"));
+        assert!(FieldSelector::parse("spec.bogus=1", &[]).is_err());
+    }
+}

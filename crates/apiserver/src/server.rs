@@ -1,0 +1,208 @@
+//! The HTTPS listener: TLS with optional client certificates (the admin's, signed by the
+//! cluster CA), HTTP/1.1 and HTTP/2, one task per connection.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::handler::{self, ApiState};
+use crate::pki::Pki;
+
+/// Who made a request, from their client certificate: CN is the user, O the groups.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// What `rkube server` configures.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub datastore: store::DatastoreConfig,
+    /// Where to write the admin kubeconfig.
+    pub kubeconfig: PathBuf,
+}
+
+/// A running API server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    store: Arc<dyn store::Store>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<Server> {
+        let store = store::open(&config.datastore)
+            .await
+            .context("opening the datastore")?;
+        let pki = Pki::new(&config.data_dir);
+        let mut sans: Vec<String> = [
+            "localhost",
+            "127.0.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "10.43.0.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            sans.push(host.trim().to_string());
+        }
+        if !config.bind.ip().is_unspecified() && !config.bind.ip().is_loopback() {
+            sans.push(config.bind.ip().to_string());
+        }
+        pki.ensure(&sans)?;
+        let tls = tls_config(&pki)?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let server_url = format!("https://{host}:{}", addr.port());
+        pki.write_admin_kubeconfig(&config.kubeconfig, &server_url)?;
+        let state = Arc::new(ApiState::new(
+            store.clone(),
+            format!("{host}:{}", addr.port()),
+        ));
+        handler::bootstrap(&state)
+            .await
+            .context("creating the system namespaces")?;
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let task = tokio::spawn(accept_loop(listener, acceptor, state));
+        tracing::info!(%addr, kubeconfig = %config.kubeconfig.display(), "API server listening");
+        Ok(Server {
+            addr,
+            kubeconfig: config.kubeconfig,
+            store,
+            task,
+        })
+    }
+
+    /// Serves until the listener fails.
+    pub async fn wait(mut self) -> Result<()> {
+        (&mut self.task).await.context("API server task")
+    }
+
+    /// The store the server uses (e.g. for the compactor).
+    pub fn store(&self) -> Arc<dyn store::Store> {
+        self.store.clone()
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(&pki.ca_cert())? {
+        roots.add(c)?;
+    }
+    // Certificates are optional at the TLS layer: a request without one gets a 401 Status,
+    // as Kubernetes answers it, instead of a handshake failure.
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let key_pem = std::fs::read(pki.serving_key())?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())?
+        .context("no private key in the serving key file")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_certs(&pki.serving_cert())?, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+fn user_from_cert(der: &CertificateDer<'_>) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some(User { name, groups })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<ApiState>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(user_from_cert);
+            let service = service_fn(move |req| {
+                let (state, user) = (state.clone(), user.clone());
+                async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }
+            });
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

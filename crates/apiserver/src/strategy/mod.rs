@@ -1,0 +1,117 @@
+//! Per-kind behaviour the generic registry calls: defaults, validation, what a write may
+//! change, and which fields can be selected on. Kinds without special rules use
+//! [`Generic`]; each special kind has its own module.
+
+mod namespace;
+mod pod;
+
+use serde_json::Value;
+
+use crate::error::Cause;
+use crate::meta;
+use crate::resources::ResourceInfo;
+
+pub trait Strategy: Send + Sync {
+    /// Fills defaults and resets what clients may not set on create (e.g. status).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Kind-specific validation of a whole object, after defaults.
+    fn validate(&self, _obj: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Kind-specific checks of an update against the stored object (immutable fields).
+    fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Whether object names are DNS labels rather than subdomains.
+    fn name_is_label(&self) -> bool {
+        false
+    }
+
+    /// Whether `metadata.generation` counts spec changes for this kind.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// Fields a field selector may use besides `metadata.name` and `metadata.namespace`.
+    fn field_selectors(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// The rules every kind follows.
+pub struct Generic {
+    generation: bool,
+    label_names: bool,
+    fields: &'static [&'static str],
+}
+
+impl Strategy for Generic {
+    fn tracks_generation(&self) -> bool {
+        self.generation
+    }
+    fn name_is_label(&self) -> bool {
+        self.label_names
+    }
+    fn field_selectors(&self) -> &'static [&'static str] {
+        self.fields
+    }
+}
+
+/// The strategy for a resource.
+pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
+    let generic = |generation: bool, label_names: bool, fields: &'static [&'static str]| {
+        Box::new(Generic {
+            generation,
+            label_names,
+            fields,
+        }) as Box<dyn Strategy>
+    };
+    match (info.group, info.kind) {
+        ("", "Pod") => Box::new(pod::PodStrategy),
+        ("", "Namespace") => Box::new(namespace::NamespaceStrategy),
+        ("", "Service") => generic(false, true, &[]),
+        ("", "ReplicationController") => generic(true, false, &["status.replicas"]),
+        ("", "Secret") => generic(false, false, &["type"]),
+        ("", "Node") => generic(false, false, &["spec.unschedulable"]),
+        ("", "Event") => generic(
+            false,
+            false,
+            &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+        ),
+        ("apps", "ReplicaSet") => generic(true, false, &["status.replicas"]),
+        ("apps", "Deployment" | "DaemonSet" | "StatefulSet") => generic(true, false, &[]),
+        ("batch", "Job") => generic(true, false, &["status.successful"]),
+        ("batch", "CronJob")
+        | ("autoscaling", _)
+        | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+        | ("policy", _) => generic(true, false, &[]),
+        _ => generic(false, false, &[]),
+    }
+}
+
+/// Checks the name of a new object by the kind's rule.
+pub fn validate_name(strategy: &dyn Strategy, name: &str) -> Option<Cause> {
+    if name.is_empty() {
+        return Some(Cause::required("metadata.name"));
+    }
+    if strategy.name_is_label() {
+        meta::check_label("metadata.name", name)
+    } else {
+        meta::check_subdomain("metadata.name", name)
+    }
+}

@@ -1,0 +1,234 @@
+//! Pods: Kubernetes' defaults (restartPolicy, dnsPolicy, grace period, imagePullPolicy from
+//! the image tag, ...), the QoS class, and the rule that a pod's spec is mostly immutable.
+
+use serde_json::{Value, json};
+
+use super::Strategy;
+use crate::error::Cause;
+use crate::meta;
+
+pub struct PodStrategy;
+
+fn set_default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut()
+        && m.get(key).is_none_or(Value::is_null)
+    {
+        m.insert(key.to_string(), value);
+    }
+}
+
+/// `Always` for `:latest` or untagged images, else `IfNotPresent` (digests count as tags).
+pub fn default_pull_policy(image: &str) -> &'static str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn default_container(c: &mut Value) {
+    if let Some(image) = c.get("image").and_then(Value::as_str) {
+        let policy = default_pull_policy(image);
+        set_default(c, "imagePullPolicy", json!(policy));
+    }
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// Kubernetes' QoS class of a pod spec.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        if limits.is_some_and(|l| !l.is_empty()) || requests.is_some_and(|r| !r.is_empty()) {
+            any = true;
+        }
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            // A request defaults to the limit.
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// The spec with the fields a pod update may change blanked out.
+fn immutable_part(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("image");
+                }
+            }
+        }
+    }
+    if let Some(m) = s.as_object_mut() {
+        for k in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+        ] {
+            m.remove(k);
+        }
+    }
+    s
+}
+
+impl Strategy for PodStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let spec = &mut obj["spec"];
+        if spec.is_object() {
+            set_default(spec, "restartPolicy", json!("Always"));
+            set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+            set_default(spec, "terminationGracePeriodSeconds", json!(30));
+            set_default(spec, "schedulerName", json!("default-scheduler"));
+            set_default(spec, "securityContext", json!({}));
+            set_default(spec, "enableServiceLinks", json!(true));
+            set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+            set_default(spec, "priority", json!(0));
+            for list in ["containers", "initContainers"] {
+                if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                    cs.iter_mut().for_each(default_container);
+                }
+            }
+        }
+        let qos = qos_class(&obj["spec"]);
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        let containers = obj.pointer("/spec/containers").and_then(Value::as_array);
+        match containers {
+            None => causes.push(Cause::required("spec.containers")),
+            Some(cs) if cs.is_empty() => causes.push(Cause::required("spec.containers")),
+            Some(_) => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for list in ["containers", "initContainers"] {
+            let Some(cs) = obj
+                .pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            for (i, c) in cs.iter().enumerate() {
+                let field = format!("spec.{list}[{i}]");
+                match c.get("name").and_then(Value::as_str) {
+                    None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
+                    Some(n) => {
+                        if let Some(cause) = meta::check_label(&format!("{field}.name"), n) {
+                            causes.push(cause);
+                        } else if !seen.insert(n.to_string()) {
+                            causes.push(Cause {
+                                reason: "FieldValueDuplicate",
+                                field: format!("{field}.name"),
+                                message: format!("Duplicate value: \"{n}\""),
+                            });
+                        }
+                    }
+                }
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    causes.push(Cause::required(format!("{field}.image")));
+                }
+            }
+        }
+        if let Some(p) = obj.pointer("/spec/restartPolicy").and_then(Value::as_str)
+            && !matches!(p, "Always" | "OnFailure" | "Never")
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported",
+                field: "spec.restartPolicy".into(),
+                message: format!(
+                    "Unsupported value: \"{p}\": supported values: \"Always\", \"OnFailure\", \"Never\""
+                ),
+            });
+        }
+        causes
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
+        if immutable_part(&new["spec"]) != immutable_part(&old["spec"]) {
+            return vec![Cause::forbidden(
+                "spec",
+                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+            )];
+        }
+        Vec::new()
+    }
+
+    fn field_selectors(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_from_tag() {
+        assert_eq!(default_pull_policy("nginx"), "Always");
+        assert_eq!(default_pull_policy("nginx:latest"), "Always");
+        assert_eq!(default_pull_policy("nginx:1.27"), "IfNotPresent");
+        assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
+        assert_eq!(
+            default_pull_policy("localhost:5000/busybox:1"),
+            "IfNotPresent"
+        );
+        assert_eq!(default_pull_policy("busybox@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn qos() {
+        let c = |r: Value| json!({"containers": [{"name": "a", "resources": r}]});
+        assert_eq!(qos_class(&c(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&c(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! The API server driven by the real kubectl (`/usr/bin/kubectl`, which picks kubectl 1.33
+//! for a server that reports 1.33) and by the `kube` client, on SQLite and on a real etcd.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use apiserver::{Config, Server};
+use store::DatastoreConfig;
+use store::testing::EtcdProcess;
+
+struct Cluster {
+    server: Server,
+    dir: tempfile::TempDir,
+    _etcd: Option<EtcdProcess>,
+}
+
+impl Cluster {
+    async fn start(etcd: bool) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (datastore, etcd) = if etcd {
+            let e = EtcdProcess::start().await.unwrap();
+            let cfg =
+                DatastoreConfig::parse(Some(&format!("{}?prefix=/t", e.client_url)), dir.path())
+                    .unwrap();
+            (cfg, Some(e))
+        } else {
+            (DatastoreConfig::parse(None, dir.path()).unwrap(), None)
+        };
+        let server = Server::start(Config {
+            data_dir: dir.path().to_path_buf(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            datastore,
+            kubeconfig: dir.path().join("kubeconfig.yaml"),
+        })
+        .await
+        .unwrap();
+        Cluster {
+            server,
+            dir,
+            _etcd: etcd,
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.server.kubeconfig.clone()
+    }
+
+    /// Runs kubectl off the async threads (the server runs on them).
+    async fn kubectl(&self, args: &[&str]) -> Output {
+        let kubeconfig = self.kubeconfig();
+        let cache = self.dir.path().join("kube-cache");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(&args)
+                .output()
+                .expect("run kubectl")
+        })
+        .await
+        .unwrap()
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout.into_owned()
+    }
+
+    /// kubectl that must fail; returns stderr.
+    async fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).await;
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    }
+
+    async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+}
+
+const APP: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 80
+";
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let c = super::Cluster::start(false).await;
+                    super::$name(&c).await;
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let c = super::Cluster::start(true).await;
+                    super::$name(&c).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    system_namespaces_exist,
+    apply_create_then_change,
+    label_annotate_patch_scale,
+    errors_read_as_kubernetes_writes_them,
+    delete_and_watch,
+    kube_client_pagination_and_watch,
+);
+
+async fn system_namespaces_exist(c: &Cluster) {
+    let out = c.ok(&["get", "ns"]).await;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(ns) && l.contains("Active")),
+            "{ns} missing:\n{out}"
+        );
+    }
+    assert!(out.starts_with("NAME"), "{out}");
+    let version = c.ok(&["version", "-o", "json"]).await;
+    assert!(version.contains("\"minor\": \"33\""), "{version}");
+}
+
+async fn apply_create_then_change(c: &Cluster) {
+    let f = c.write("app.yaml", APP);
+    let out = c.ok(&["apply", "-f", &f]).await;
+    assert!(
+        out.contains("deployment.apps/web created") && out.contains("service/web created"),
+        "{out}"
+    );
+    let out = c.ok(&["get", "all"]).await;
+    assert!(
+        out.contains("deployment.apps/web") && out.contains("service/web"),
+        "{out}"
+    );
+    assert!(out.contains("0/2"), "{out}");
+    let out = c.ok(&["get", "deploy", "web", "-o", "wide"]).await;
+    assert!(
+        out.contains("CONTAINERS") && out.contains("nginx:1.27") && out.contains("app=web"),
+        "{out}"
+    );
+
+    // Change the manifest and apply again: a 3-way strategic merge patch.
+    let f = c.write(
+        "app.yaml",
+        &APP.replace("replicas: 2", "replicas: 4")
+            .replace("nginx:1.27", "nginx:1.28"),
+    );
+    let out = c.ok(&["apply", "-f", &f]).await;
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    assert!(out.contains("service/web unchanged"), "{out}");
+    let got = c
+        .ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation} {.spec.template.spec.containers[0].image}"])
+        .await;
+    assert_eq!(got, "4 2 nginx:1.28");
+    let yaml = c.ok(&["get", "deploy", "web", "-o", "yaml"]).await;
+    assert!(
+        yaml.contains("kubectl.kubernetes.io/last-applied-configuration"),
+        "{yaml}"
+    );
+}
+
+async fn label_annotate_patch_scale(c: &Cluster) {
+    let f = c.write("app.yaml", APP);
+    c.ok(&["apply", "-f", &f]).await;
+    c.ok(&["label", "deploy", "web", "tier=front"]).await;
+    c.ok(&["annotate", "deploy", "web", "note=hello"]).await;
+    c.ok(&["scale", "deploy", "web", "--replicas=5"]).await;
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"merged":"yes"}}}"#,
+    ])
+    .await;
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:2"}]"#,
+    ])
+    .await;
+    // Strategic (kubectl's default): containers merge by name.
+    c.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1"}]}}}}"#,
+    ])
+    .await;
+    let got = c
+        .ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.labels.tier} {.metadata.labels.merged} {.metadata.annotations.note} {.spec.template.spec.containers[*].image}"])
+        .await;
+    assert_eq!(got, "5 front yes hello nginx:2 busybox:1");
+    let out = c
+        .ok(&["get", "deploy", "-l", "tier in (front,back)", "-o", "name"])
+        .await;
+    assert_eq!(out.trim(), "deployment.apps/web");
+    let out = c
+        .ok(&["get", "deploy", "-l", "tier!=front", "-o", "name"])
+        .await;
+    assert_eq!(out.trim(), "");
+}
+
+async fn errors_read_as_kubernetes_writes_them(c: &Cluster) {
+    let err = c.fails(&["get", "deploy", "nope"]).await;
+    assert!(
+        err.contains(r#"Error from server (NotFound): deployments.apps "nope" not found"#),
+        "{err}"
+    );
+    let bad = c.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
+    );
+    let err = c.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains("Invalid") && err.contains("metadata.name"),
+        "{err}"
+    );
+    let orphan = c.write(
+        "orphan.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: missing\n",
+    );
+    let err = c.fails(&["apply", "-f", &orphan]).await;
+    assert!(err.contains(r#"namespaces "missing" not found"#), "{err}");
+    let broken = c.write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n",
+    );
+    let err = c.fails(&["apply", "-f", &broken]).await;
+    assert!(err.contains("error"), "{err}");
+    // An update carrying an old resourceVersion loses.
+    let cm = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n",
+    );
+    c.ok(&["apply", "-f", &cm]).await;
+    let stale = c.ok(&["get", "cm", "cfg", "-o", "yaml"]).await;
+    c.ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ])
+    .await;
+    let stale = c.write("stale.yaml", &stale);
+    let err = c.fails(&["replace", "-f", &stale]).await;
+    assert!(
+        err.contains("Conflict") && err.contains("the object has been modified"),
+        "{err}"
+    );
+    // No credentials: 401.
+    let anon = c.write(
+        "anon.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{}\n    insecure-skip-tls-verify: true\nusers:\n- name: anon\n  user: {{token: not-a-valid-token}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: anon}}\ncurrent-context: c\n",
+            c.server.addr
+        ),
+    );
+    let out = Command::new("kubectl")
+        .args(["--kubeconfig", &anon, "get", "ns"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("the server has asked for the client to provide credentials"),
+        "{err}"
+    );
+}
+
+async fn delete_and_watch(c: &Cluster) {
+    let f = c.write("app.yaml", APP);
+    c.ok(&["apply", "-f", &f]).await;
+    // A watch started now sees what happens next.
+    let kubeconfig = c.kubeconfig();
+    let watcher = std::process::Command::new("kubectl")
+        .args(["--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["get", "deploy", "-w", "--output-watch-events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let out = c.ok(&["delete", "-f", &f]).await;
+    assert!(out.contains(r#"deployment.apps "web" deleted"#), "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let mut watcher = watcher;
+    let _ = watcher.kill();
+    let out = watcher.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.contains("ADDED") && seen.contains("DELETED"),
+        "watch saw:\n{seen}"
+    );
+    let out = c.ok(&["get", "deploy"]).await;
+    assert!(out.is_empty(), "{out}");
+}
+
+async fn kube_client_pagination_and_watch(c: &Cluster) {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+    let client = c.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let start = cms.list(&ListParams::default()).await.unwrap();
+    let rv = start.metadata.resource_version.clone().unwrap();
+    for i in 0..25 {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("cm-{i:02}"), "labels": {"n": i.to_string()}},
+            "data": {"i": i.to_string()},
+        }))
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    // Pages of 10, one snapshot.
+    let mut names = Vec::new();
+    let mut lp = ListParams::default().limit(10);
+    loop {
+        let page = cms.list(&lp).await.unwrap();
+        names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => lp = ListParams::default().limit(10).continue_token(&t),
+            _ => break,
+        }
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    assert_eq!(names, want);
+    // A watch from the list's resourceVersion replays the 25 creations in order.
+    let mut w = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 25 {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), w.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(WatchEvent::Added(cm))) => seen.push(cm.metadata.name.unwrap()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, want);
+}

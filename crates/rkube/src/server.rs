@@ -1,0 +1,62 @@
+//! `rkube server`: the control plane in one process.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use store::{CompactionPolicy, Compactor, DatastoreConfig};
+
+use crate::StoreArgs;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Port of the HTTPS API.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Address the API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Where to write the admin kubeconfig (default: <data-dir>/kubeconfig.yaml).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async move {
+        let datastore = DatastoreConfig::parse(
+            args.store.datastore_endpoint.as_deref(),
+            &args.store.data_dir,
+        )?;
+        let kubeconfig = args
+            .write_kubeconfig
+            .unwrap_or_else(|| args.store.data_dir.join("kubeconfig.yaml"));
+        let server = apiserver::Server::start(apiserver::Config {
+            data_dir: args.store.data_dir.clone(),
+            bind: SocketAddr::new(args.bind_address, args.https_listen_port),
+            datastore: datastore.clone(),
+            kubeconfig,
+        })
+        .await?;
+        // Old history is compacted for every backend (Kubernetes' API server does the same
+        // for etcd); a second store client shares the backend.
+        let compaction_store: Arc<dyn store::Store> = match &datastore {
+            DatastoreConfig::Etcd(_) => store::open(&datastore).await?,
+            DatastoreConfig::Sqlite { .. } => server.store(),
+        };
+        let _compactor = Compactor::new(compaction_store, CompactionPolicy::default()).spawn();
+        println!("rkube API server listening on https://{}", server.addr);
+        println!("admin kubeconfig: {}", server.kubeconfig.display());
+        println!("  export KUBECONFIG={}", server.kubeconfig.display());
+        tokio::select! {
+            r = server.wait() => r,
+            _ = tokio::signal::ctrl_c() => {
+                println!("shutting down");
+                Ok(())
+            }
+        }
+    })
+}
