@@ -60,6 +60,31 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
             Err(e) => return Err(e),
         }
     }
+    // The `kubernetes` Service, at the first address of the Service range.
+    let svc = crate::resources::service_info();
+    let kubernetes = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "clusterIP": crate::service_alloc::KUBERNETES_SERVICE_IP.to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+        },
+    });
+    match state
+        .registry
+        .get(&svc, Some("default"), "kubernetes")
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.code == 404 => {
+            state
+                .registry
+                .create(&svc, Some("default"), kubernetes, false)
+                .await?;
+            tracing::info!("created the kubernetes service");
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 

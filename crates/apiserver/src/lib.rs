@@ -19,6 +19,7 @@ pub mod resources;
 mod scale;
 pub mod selector;
 pub mod server;
+mod service_alloc;
 pub mod strategy;
 pub mod table;
 

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
 use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::service_alloc;
 use crate::strategy;
 
 /// Retries of a read-modify-write that lost a race.
@@ -381,12 +382,20 @@ impl Registry {
         if dry_run {
             return Ok(obj);
         }
+        let service = service_alloc::is_service(info);
+        if service {
+            service_alloc::allocate(&self.store, &mut obj).await?;
+        }
         let key = Self::key(info, Some(meta::namespace(&obj)), &name);
-        let rev = self
-            .store
-            .create(&key, encode(&obj)?, None)
-            .await
-            .map_err(|e| ApiError::from_store(info, &name, e))?;
+        let rev = match self.store.create(&key, encode(&obj)?, None).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                if service {
+                    service_alloc::release_all(&self.store, &obj).await;
+                }
+                return Err(ApiError::from_store(info, &name, e));
+            }
+        };
         meta::set_resource_version(&mut obj, rev);
         Ok(obj)
     }
@@ -418,6 +427,10 @@ impl Registry {
             if new == old || dry_run {
                 return Ok(new);
             }
+            let service = service_alloc::is_service(info);
+            if service {
+                service_alloc::reallocate(&self.store, &mut new, &old).await?;
+            }
             // An object whose deletion waits only on finalizers goes once they are gone.
             let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
                 && new
@@ -443,8 +456,16 @@ impl Registry {
                     meta::set_resource_version(&mut new, rev);
                     return Ok(new);
                 }
-                Err(store::Error::Conflict { current: c, .. }) => current = *c,
-                Err(e) => return Err(ApiError::from_store(info, name, e)),
+                Err(e) => {
+                    // Give back node ports this attempt claimed.
+                    if service {
+                        service_alloc::release_added(&self.store, &new, &old).await;
+                    }
+                    match e {
+                        store::Error::Conflict { current: c, .. } => current = *c,
+                        e => return Err(ApiError::from_store(info, name, e)),
+                    }
+                }
             }
         }
         Err(ApiError::conflict(info, name))
@@ -658,6 +679,9 @@ impl Registry {
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok((rev, _)) => {
+                    if service_alloc::is_service(info) {
+                        service_alloc::release_all(&self.store, &obj).await;
+                    }
                     let mut gone = obj;
                     meta::set_resource_version(&mut gone, rev);
                     return Ok((gone, true));

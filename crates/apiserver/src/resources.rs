@@ -202,6 +202,14 @@ pub fn namespace_info() -> ResourceInfo {
         .sub(&["status", "finalize"])
 }
 
+/// The Service resource (its allocator reports errors against it).
+pub fn service_info() -> ResourceInfo {
+    ResourceInfo::of::<core::Service>()
+        .short(&["svc"])
+        .all()
+        .sub(&["status"])
+}
+
 /// A group and its versions, newest (preferred) first.
 pub struct GroupInfo {
     pub name: &'static str,

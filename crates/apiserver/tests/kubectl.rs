@@ -166,6 +166,7 @@ on_both_backends!(
     errors_read_as_kubernetes_writes_them,
     delete_and_watch,
     kube_client_pagination_and_watch,
+    services_get_addresses_and_node_ports,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -411,4 +412,60 @@ async fn kube_client_pagination_and_watch(c: &Cluster) {
         }
     }
     assert_eq!(seen, want);
+}
+
+async fn services_get_addresses_and_node_ports(c: &Cluster) {
+    let out = c
+        .ok(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .await;
+    assert_eq!(out, "10.43.0.1");
+    let mut manifest = String::new();
+    for i in 0..10 {
+        manifest.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  type: NodePort\n  selector: {{app: a}}\n  ports: [{{port: 80}}]\n"
+        ));
+    }
+    let f = c.write("svcs.yaml", &manifest);
+    c.ok(&["apply", "-f", &f]).await;
+    let ips = c.ok(&["get", "svc", "-o", "jsonpath={range .items[*]}{.spec.clusterIP} {.spec.ports[0].nodePort} {.spec.ports[0].targetPort} {.spec.type}{\"\\n\"}{end}"]).await;
+    let rows: Vec<Vec<&str>> = ips.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.len(), 11, "{ips}");
+    let mut seen_ips = std::collections::HashSet::new();
+    let mut seen_ports = std::collections::HashSet::new();
+    for r in &rows {
+        let ip: std::net::Ipv4Addr = r[0].parse().unwrap();
+        assert_eq!(&ip.octets()[..2], &[10, 43], "{ip}");
+        assert!(seen_ips.insert(ip), "duplicate {ip}");
+        if r[3] == "NodePort" {
+            let port: u16 = r[1].parse().unwrap();
+            assert!((30000..=32767).contains(&port), "{port}");
+            assert!(seen_ports.insert(port), "duplicate {port}");
+            assert_eq!(r[2], "80");
+        }
+    }
+    // An address in use is refused; once its Service is gone it can be had.
+    let taken = rows.iter().find(|r| r[3] == "NodePort").unwrap()[0].to_string();
+    let owner = c
+        .ok(&[
+            "get",
+            "svc",
+            "-o",
+            &format!("jsonpath={{.items[?(@.spec.clusterIP==\"{taken}\")].metadata.name}}"),
+        ])
+        .await;
+    let want = c.write("want.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: want}}\nspec:\n  clusterIP: {taken}\n  ports: [{{port: 1}}]\n"));
+    let err = c.fails(&["apply", "-f", &want]).await;
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    c.ok(&["delete", "svc", owner.trim()]).await;
+    c.ok(&["apply", "-f", &want]).await;
+    let out = c
+        .ok(&["get", "svc", "want", "-o", "jsonpath={.spec.clusterIP}"])
+        .await;
+    assert_eq!(out, taken);
 }

@@ -4,6 +4,7 @@
 
 mod namespace;
 mod pod;
+mod service;
 
 use serde_json::Value;
 
@@ -72,7 +73,7 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
     match (info.group, info.kind) {
         ("", "Pod") => Box::new(pod::PodStrategy),
         ("", "Namespace") => Box::new(namespace::NamespaceStrategy),
-        ("", "Service") => generic(false, true, &[]),
+        ("", "Service") => Box::new(service::ServiceStrategy),
         ("", "ReplicationController") => generic(true, false, &["status.replicas"]),
         ("", "Secret") => generic(false, false, &["type"]),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
@@ -101,6 +102,15 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
         | ("policy", _) => generic(true, false, &[]),
         _ => generic(false, false, &[]),
+    }
+}
+
+/// Sets `key` in a JSON object if it is absent or null.
+pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut()
+        && m.get(key).is_none_or(Value::is_null)
+    {
+        m.insert(key.to_string(), value);
     }
 }
 

@@ -3,19 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::Strategy;
+use super::{Strategy, set_default};
 use crate::error::Cause;
 use crate::meta;
 
 pub struct PodStrategy;
-
-fn set_default(obj: &mut Value, key: &str, value: Value) {
-    if let Some(m) = obj.as_object_mut()
-        && m.get(key).is_none_or(Value::is_null)
-    {
-        m.insert(key.to_string(), value);
-    }
-}
 
 /// `Always` for `:latest` or untagged images, else `IfNotPresent` (digests count as tags).
 pub fn default_pull_policy(image: &str) -> &'static str {
