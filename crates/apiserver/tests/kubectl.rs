@@ -167,6 +167,7 @@ on_both_backends!(
     delete_and_watch,
     kube_client_pagination_and_watch,
     services_get_addresses_and_node_ports,
+    workload_defaults_and_selector_rules,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -468,4 +469,50 @@ async fn services_get_addresses_and_node_ports(c: &Cluster) {
         .ok(&["get", "svc", "want", "-o", "jsonpath={.spec.clusterIP}"])
         .await;
     assert_eq!(out, taken);
+}
+
+async fn workload_defaults_and_selector_rules(c: &Cluster) {
+    let f = c.write("app.yaml", APP);
+    c.ok(&["apply", "-f", &f]).await;
+    let got = c
+        .ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.strategy.type} {.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.progressDeadlineSeconds} {.spec.template.spec.restartPolicy} {.spec.template.spec.dnsPolicy} {.spec.template.spec.terminationGracePeriodSeconds} {.spec.template.spec.containers[0].imagePullPolicy}"])
+        .await;
+    assert_eq!(
+        got,
+        "RollingUpdate 25% 10 600 Always ClusterFirst 30 IfNotPresent"
+    );
+    let err = c
+        .fails(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"x"}},"template":{"metadata":{"labels":{"app":"x"}}}}}"#])
+        .await;
+    assert!(
+        err.contains("spec.selector") && err.contains("field is immutable"),
+        "{err}"
+    );
+    let bad = c.write(
+        "bad.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: x}]}\n",
+    );
+    let err = c.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    let job = c.write(
+        "job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: pi}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: pi, image: busybox}]\n",
+    );
+    c.ok(&["apply", "-f", &job]).await;
+    let got = c
+        .ok(&["get", "job", "pi", "-o", "jsonpath={.spec.completions} {.spec.parallelism} {.spec.backoffLimit} {.spec.template.metadata.labels.job-name}"])
+        .await;
+    assert_eq!(got, "1 1 6 pi");
+    let always = c.write(
+        "always.yaml",
+        &std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("pi}", "pi2}")
+            .replace("Never", "Always"),
+    );
+    let err = c.fails(&["apply", "-f", &always]).await;
+    assert!(err.contains("Unsupported value: \"Always\""), "{err}");
 }

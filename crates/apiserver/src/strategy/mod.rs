@@ -5,6 +5,7 @@
 mod namespace;
 mod pod;
 mod service;
+mod workload;
 
 use serde_json::Value;
 
@@ -74,7 +75,9 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         ("", "Pod") => Box::new(pod::PodStrategy),
         ("", "Namespace") => Box::new(namespace::NamespaceStrategy),
         ("", "Service") => Box::new(service::ServiceStrategy),
-        ("", "ReplicationController") => generic(true, false, &["status.replicas"]),
+        ("", "ReplicationController") => Box::new(workload::WorkloadStrategy {
+            kind: "ReplicationController",
+        }),
         ("", "Secret") => generic(false, false, &["type"]),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
         ("", "Event") => generic(
@@ -94,13 +97,11 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
                 "type",
             ],
         ),
-        ("apps", "ReplicaSet") => generic(true, false, &["status.replicas"]),
-        ("apps", "Deployment" | "DaemonSet" | "StatefulSet") => generic(true, false, &[]),
-        ("batch", "Job") => generic(true, false, &["status.successful"]),
-        ("batch", "CronJob")
-        | ("autoscaling", _)
-        | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
-        | ("policy", _) => generic(true, false, &[]),
+        ("apps", kind @ ("ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet"))
+        | ("batch", kind @ ("Job" | "CronJob")) => Box::new(workload::WorkloadStrategy { kind }),
+        ("autoscaling", _) | ("networking.k8s.io", "Ingress" | "NetworkPolicy") | ("policy", _) => {
+            generic(true, false, &[])
+        }
         _ => generic(false, false, &[]),
     }
 }

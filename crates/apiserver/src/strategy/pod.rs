@@ -93,24 +93,35 @@ fn immutable_part(spec: &Value) -> Value {
     s
 }
 
-impl Strategy for PodStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
-        let spec = &mut obj["spec"];
-        if spec.is_object() {
-            set_default(spec, "restartPolicy", json!("Always"));
-            set_default(spec, "dnsPolicy", json!("ClusterFirst"));
-            set_default(spec, "terminationGracePeriodSeconds", json!(30));
-            set_default(spec, "schedulerName", json!("default-scheduler"));
-            set_default(spec, "securityContext", json!({}));
-            set_default(spec, "enableServiceLinks", json!(true));
-            set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-            set_default(spec, "priority", json!(0));
-            for list in ["containers", "initContainers"] {
-                if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-                    cs.iter_mut().for_each(default_container);
-                }
+/// Kubernetes' defaults for a pod spec (also applied to workload pod templates).
+pub fn default_pod_spec(spec: &mut Value) {
+    if spec.is_object() {
+        set_default(spec, "restartPolicy", json!("Always"));
+        set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+        set_default(spec, "terminationGracePeriodSeconds", json!(30));
+        set_default(spec, "schedulerName", json!("default-scheduler"));
+        set_default(spec, "securityContext", json!({}));
+        set_default(spec, "enableServiceLinks", json!(true));
+        set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+        set_default(spec, "priority", json!(0));
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                cs.iter_mut().for_each(default_container);
             }
         }
+    }
+}
+
+impl Strategy for PodStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        default_pod_spec(&mut obj["spec"]);
+        // What Kubernetes' Priority admission sets on pods (not on templates).
+        set_default(
+            &mut obj["spec"],
+            "preemptionPolicy",
+            json!("PreemptLowerPriority"),
+        );
+        set_default(&mut obj["spec"], "priority", json!(0));
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
