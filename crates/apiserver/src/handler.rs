@@ -399,6 +399,15 @@ fn decode_object(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
     })
 }
 
+/// The applied configuration without managedFields (which are recorded separately).
+fn strip_managed(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    v
+}
+
 fn dry_run(query: &HashMap<String, String>) -> bool {
     query.get("dryRun").is_some_and(|v| v == "All")
 }
@@ -537,6 +546,55 @@ async fn resource(
             let updated =
                 crate::scale::update(reg, info, ns, name, &scale, dry_run(&query)).await?;
             Ok(ok(&updated))
+        }
+        (Method::PATCH, Some(name), None)
+            if req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch")) =>
+        {
+            let manager = query
+                .get("fieldManager")
+                .filter(|m| !m.is_empty())
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
+                })?;
+            let (_, body) = read_body(req).await?;
+            let applied = crate::apply::parse_body(&body)?;
+            let api_version = info.api_version();
+            match reg.get(info, ns, name).await {
+                Err(e) if e.code == 404 => {
+                    let mut obj = applied.clone();
+                    crate::apply::record_manager(&mut obj, &applied, &manager, &api_version);
+                    if meta::name(&obj).is_empty() {
+                        meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
+                    }
+                    let created = reg.create(info, ns, obj, dry_run(&query)).await?;
+                    Ok(json_response(
+                        StatusCode::CREATED,
+                        &created,
+                        "application/json",
+                    ))
+                }
+                Err(e) => Err(e),
+                Ok(_) => {
+                    // Other managers' managedFields entries survive: only this manager's
+                    // entry is replaced.
+                    let patch = Patch {
+                        kind: PatchKind::Strategic,
+                        body: strip_managed(&applied),
+                    };
+                    let manager2 = manager.clone();
+                    let applied2 = applied.clone();
+                    let out = reg
+                        .patch_then(info, ns, name, patch, dry_run(&query), move |obj| {
+                            crate::apply::record_manager(obj, &applied2, &manager2, &api_version);
+                        })
+                        .await?;
+                    Ok(ok(&out))
+                }
+            }
         }
         (Method::PATCH, Some(name), sub @ (None | Some("status") | Some("scale"))) => {
             let (ct, body) = read_body(req).await?;

@@ -10,7 +10,7 @@ use crate::error::{ApiError, ApiResult};
 /// The merge key of a list field, from Kubernetes' `patchMergeKey` tags. Ports depend on
 /// where they are (container ports by `containerPort`, service ports by `port`), which the
 /// elements themselves tell.
-fn merge_key(field: &str, elems: &[&Value]) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str, elems: &[&Value]) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"

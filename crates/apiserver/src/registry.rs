@@ -607,6 +607,30 @@ impl Registry {
         .await
     }
 
+    /// A strategic patch of the main resource, then `finish` on the result before it is
+    /// written (server-side apply records its field manager there).
+    pub async fn patch_then<F>(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        patch: Patch,
+        dry_run: bool,
+        finish: F,
+    ) -> ApiResult<Value>
+    where
+        F: Fn(&mut Value) + Send,
+    {
+        let info2 = info.clone();
+        self.update_with(info, ns, name, dry_run, move |old| {
+            let mut doc = old.clone();
+            patch.apply_to(&mut doc)?;
+            finish(&mut doc);
+            Self::merge_update(&info2, old, doc, None)
+        })
+        .await
+    }
+
     /// DELETE. Objects with finalizers, and pods bound to a node, are marked for deletion
     /// (`deletionTimestamp`) instead of removed; returns the object as it now is and whether it is gone.
     pub async fn delete(

@@ -168,6 +168,7 @@ on_both_backends!(
     kube_client_pagination_and_watch,
     services_get_addresses_and_node_ports,
     workload_defaults_and_selector_rules,
+    server_side_apply_creates_and_updates,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -515,4 +516,19 @@ async fn workload_defaults_and_selector_rules(c: &Cluster) {
     );
     let err = c.fails(&["apply", "-f", &always]).await;
     assert!(err.contains("Unsupported value: \"Always\""), "{err}");
+}
+
+async fn server_side_apply_creates_and_updates(c: &Cluster) {
+    let f = c.write("app.yaml", APP);
+    let out = c.ok(&["apply", "--server-side", "-f", &f]).await;
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let f = c.write("app.yaml", &APP.replace("replicas: 2", "replicas: 3"));
+    c.ok(&["apply", "--server-side", "-f", &f]).await;
+    let got = c
+        .ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"])
+        .await;
+    assert_eq!(got, "3 kubectl Apply");
 }
