@@ -499,6 +499,14 @@ async fn resource(
         }
         (Method::GET, None, None) => {
             let q = list_query(info, &query)?;
+            if !accept.table && accept.json {
+                let mut resp = Response::new(full(reg.list_json(info, ns, &q).await?));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                return Ok(resp);
+            }
             let list = reg.list(info, ns, &q).await?;
             render(info, list, &accept, &query)
         }

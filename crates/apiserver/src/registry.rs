@@ -108,15 +108,59 @@ fn decode(info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Value> {
     Ok(obj)
 }
 
+/// Stored layout: `apiVersion`, `kind`, `metadata` first (so the first `"metadata":{` in the
+/// bytes is the object's own), no `resourceVersion` (the store's revision is the truth).
 fn encode(obj: &Value) -> ApiResult<Bytes> {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+    let mut out = serde_json::Map::new();
+    if let Some(m) = obj.as_object() {
+        for k in ["apiVersion", "kind", "metadata"] {
+            if let Some(v) = m.get(k) {
+                out.insert(k.to_string(), v.clone());
+            }
+        }
+        for (k, v) in m {
+            if !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");
     }
-    serde_json::to_vec(&obj)
+    serde_json::to_vec(&Value::Object(out))
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Stored bytes with `metadata.resourceVersion` spliced in, when they have the layout
+/// [`encode`] writes (`metadata` after the string-valued `apiVersion` and `kind`).
+fn with_resource_version(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
+    const META: &[u8] = b"\"metadata\":{";
+    let at = stored.windows(META.len()).position(|w| w == META)? + META.len();
+    // Only apiVersion and kind (plain strings) may come before metadata.
+    let mut before = std::str::from_utf8(&stored[..at - META.len()])
+        .ok()?
+        .strip_prefix('{')?;
+    while !before.is_empty() {
+        let rest = before
+            .strip_prefix("\"apiVersion\":\"")
+            .or_else(|| before.strip_prefix("\"kind\":\""))?;
+        let end = rest.find('"')?;
+        if rest[..end].contains('\\') {
+            return None;
+        }
+        before = rest[end + 1..].strip_prefix(',')?;
+    }
+    let rv = format!("\"resourceVersion\":\"{rev}\"");
+    let mut out = Vec::with_capacity(stored.len() + rv.len() + 1);
+    out.extend_from_slice(&stored[..at]);
+    out.extend_from_slice(rv.as_bytes());
+    if stored.get(at) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[at..]);
+    Some(out)
 }
 
 fn parse_rv(rv: &str) -> ApiResult<i64> {
@@ -165,13 +209,13 @@ impl Registry {
         decode(info, &kv)
     }
 
-    /// A `<Kind>List` of the objects matching `q`, paginated as Kubernetes does.
-    pub async fn list(
+    /// The stored objects matching `q` (raw), the list's revision and the continue token.
+    async fn list_matching(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         q: &ListQuery,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<(Vec<store::KeyValue>, i64, Option<String>)> {
         let prefix = Self::prefix(info, ns);
         let (mut start, mut revision) = (None, None);
         if let Some(token) = q.continue_token.as_deref().filter(|t| !t.is_empty()) {
@@ -188,10 +232,11 @@ impl Registry {
             .as_deref()
             .filter(|r| !r.is_empty() && *r != "0")
         {
-            // An exact list RV reads that snapshot; Kubernetes' default match is "not older
-            // than", which the latest state satisfies.
+            // Kubernetes' default match for a list RV is "not older than", which the latest
+            // state satisfies.
             parse_rv(rv)?;
         }
+        let filtered = !q.label.is_empty() || !q.field.is_empty();
         let limit = q.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
         let mut list_rev;
@@ -217,11 +262,14 @@ impl Registry {
             list_rev = res.revision;
             revision = Some(res.revision);
             next_start = res.kvs.last().map(|kv| format!("{}\0", kv.key));
-            for kv in &res.kvs {
-                let obj = decode(info, kv)?;
-                if q.label.matches(&obj) && q.field.matches(&obj) {
-                    items.push(obj);
+            for kv in res.kvs {
+                if filtered {
+                    let obj = decode(info, &kv)?;
+                    if !(q.label.matches(&obj) && q.field.matches(&obj)) {
+                        continue;
+                    }
                 }
+                items.push(kv);
             }
             let full = limit.is_some_and(|l| items.len() >= l);
             if !res.more || full || limit.is_none() {
@@ -232,22 +280,83 @@ impl Registry {
             }
             start = next_start.clone();
         }
+        let token = match next_start {
+            Some(start) => {
+                let token = serde_json::to_vec(&ContinueToken {
+                    v: "meta.k8s.io/v1".into(),
+                    rv: list_rev,
+                    start,
+                })
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+                Some(base64::engine::general_purpose::STANDARD.encode(token))
+            }
+            None => None,
+        };
+        Ok((items, list_rev, token))
+    }
+
+    fn list_metadata(list_rev: i64, token: Option<String>) -> Value {
         let mut metadata = json!({"resourceVersion": list_rev.to_string()});
-        if let Some(start) = next_start {
-            let token = serde_json::to_vec(&ContinueToken {
-                v: "meta.k8s.io/v1".into(),
-                rv: list_rev,
-                start,
-            })
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-            metadata["continue"] = json!(base64::engine::general_purpose::STANDARD.encode(token));
+        if let Some(t) = token {
+            metadata["continue"] = json!(t);
         }
+        metadata
+    }
+
+    /// A `<Kind>List` of the objects matching `q`, paginated as Kubernetes does.
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &ListQuery,
+    ) -> ApiResult<Value> {
+        let (kvs, list_rev, token) = self.list_matching(info, ns, q).await?;
+        let items = kvs
+            .iter()
+            .map(|kv| decode(info, kv))
+            .collect::<ApiResult<Vec<_>>>()?;
         Ok(json!({
             "kind": format!("{}List", info.kind),
             "apiVersion": info.api_version(),
-            "metadata": metadata,
+            "metadata": Self::list_metadata(list_rev, token),
             "items": items,
         }))
+    }
+
+    /// The same list as JSON bytes, built from the stored bytes without re-encoding each
+    /// object: the hot path of a plain LIST.
+    pub async fn list_json(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &ListQuery,
+    ) -> ApiResult<Vec<u8>> {
+        let (kvs, list_rev, token) = self.list_matching(info, ns, q).await?;
+        let head = json!({
+            "kind": format!("{}List", info.kind),
+            "apiVersion": info.api_version(),
+            "metadata": Self::list_metadata(list_rev, token),
+        });
+        let mut out = serde_json::to_vec(&head).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.pop(); // the closing brace: items follow
+        out.extend_from_slice(b",\"items\":[");
+        let size: usize = kvs.iter().map(|kv| kv.value.len() + 40).sum();
+        out.reserve(size + 2);
+        for (i, kv) in kvs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match with_resource_version(&kv.value, kv.mod_revision) {
+                Some(bytes) => out.extend_from_slice(&bytes),
+                // Not in the canonical layout: take the slow path for this one.
+                None => out.extend_from_slice(
+                    &serde_json::to_vec(&decode(info, kv)?)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                ),
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
     }
 
     /// Checks the namespace a new object goes into exists and is not being deleted.
@@ -867,5 +976,27 @@ fn translate(
                 (false, false) => None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_version_splices_into_stored_bytes() {
+        let obj = json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}}}, "kind": "X", "apiVersion": "v1", "metadata": {"name": "n"}});
+        let stored = encode(&obj).unwrap();
+        let spliced: Value =
+            serde_json::from_slice(&with_resource_version(&stored, 42).unwrap()).unwrap();
+        let mut want = obj.clone();
+        want["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(spliced, want);
+        let empty = encode(&json!({"apiVersion": "v1", "kind": "X", "metadata": {}})).unwrap();
+        let spliced: Value =
+            serde_json::from_slice(&with_resource_version(&empty, 7).unwrap()).unwrap();
+        assert_eq!(spliced["metadata"], json!({"resourceVersion": "7"}));
+        // Bytes in another layout are not spliced.
+        assert!(with_resource_version(br#"{"spec":{"x":1},"metadata":{}}"#, 1).is_none());
     }
 }
