@@ -17,7 +17,9 @@ use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::openapi;
-use crate::registry::{DeleteOptions, ListQuery, Patch, PatchKind, Registry, WatchEvent};
+use crate::registry::{
+    DeleteOptions, ListQuery, Patch, PatchKind, Registry, WatchEvent, WriteOptions,
+};
 use crate::resources::{Catalog, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::User;
@@ -54,7 +56,11 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
     let ns = crate::resources::namespace_info();
     for name in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match state.registry.create(&ns, None, obj, false).await {
+        match state
+            .registry
+            .create(&ns, None, obj, WriteOptions::default())
+            .await
+        {
             Ok(_) => tracing::info!(namespace = name, "created namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
@@ -79,7 +85,7 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
         Err(e) if e.code == 404 => {
             state
                 .registry
-                .create(&svc, Some("default"), kubernetes, false)
+                .create(&svc, Some("default"), kubernetes, WriteOptions::default())
                 .await?;
             tracing::info!("created the kubernetes service");
         }
@@ -412,6 +418,13 @@ fn dry_run(query: &HashMap<String, String>) -> bool {
     query.get("dryRun").is_some_and(|v| v == "All")
 }
 
+fn write_options(query: &HashMap<String, String>) -> WriteOptions {
+    WriteOptions {
+        dry_run: dry_run(query),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+    }
+}
+
 fn status_success(info: &ResourceInfo, obj: &Value) -> Value {
     json!({
         "kind": "Status",
@@ -523,7 +536,7 @@ async fn resource(
         (Method::POST, None, None) => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
-            let created = reg.create(info, ns, obj, dry_run(&query)).await?;
+            let created = reg.create(info, ns, obj, write_options(&query)).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &created,
@@ -544,7 +557,7 @@ async fn resource(
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
             let updated = reg
-                .update(info, ns, name, obj, sub, dry_run(&query))
+                .update(info, ns, name, obj, sub, write_options(&query))
                 .await?;
             Ok(ok(&updated))
         }
@@ -578,7 +591,7 @@ async fn resource(
                     if meta::name(&obj).is_empty() {
                         meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
                     }
-                    let created = reg.create(info, ns, obj, dry_run(&query)).await?;
+                    let created = reg.create(info, ns, obj, write_options(&query)).await?;
                     Ok(json_response(
                         StatusCode::CREATED,
                         &created,
@@ -596,7 +609,7 @@ async fn resource(
                     let manager2 = manager.clone();
                     let applied2 = applied.clone();
                     let out = reg
-                        .patch_then(info, ns, name, patch, dry_run(&query), move |obj| {
+                        .patch_then(info, ns, name, patch, write_options(&query), move |obj| {
                             crate::apply::record_manager(obj, &applied2, &manager2, &api_version);
                         })
                         .await?;
@@ -618,7 +631,7 @@ async fn resource(
             let out = if sub == Some("scale") {
                 crate::scale::patch(reg, info, ns, name, patch, dry_run(&query)).await?
             } else {
-                reg.patch(info, ns, name, patch, sub, dry_run(&query))
+                reg.patch(info, ns, name, patch, sub, write_options(&query))
                     .await?
             };
             Ok(ok(&out))

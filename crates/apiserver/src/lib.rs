@@ -23,5 +23,6 @@ pub mod server;
 mod service_alloc;
 pub mod strategy;
 pub mod table;
+mod typed;
 
 pub use server::{Config, Server};

@@ -82,6 +82,15 @@ impl Patch {
     }
 }
 
+/// Per-request options of a write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// `dryRun=All`: validate and answer, store nothing.
+    pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of dropped.
+    pub strict: bool,
+}
+
 #[derive(Default, Debug)]
 pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
@@ -441,11 +450,12 @@ impl Registry {
         info: &ResourceInfo,
         ns: Option<&str>,
         mut obj: Value,
-        dry_run: bool,
+        opts: WriteOptions,
     ) -> ApiResult<Value> {
         let strategy = strategy::for_resource(info);
         Self::check_type(info, &mut obj)?;
         Self::check_object_namespace(info, ns, &mut obj)?;
+        let mut obj = crate::typed::decode(info, obj, opts.strict)?;
         let m = meta::metadata_mut(&mut obj);
         let name = m
             .get("name")
@@ -488,7 +498,7 @@ impl Registry {
         if info.namespaced {
             self.check_namespace(meta::namespace(&obj)).await?;
         }
-        if dry_run {
+        if opts.dry_run {
             return Ok(obj);
         }
         let service = service_alloc::is_service(info);
@@ -588,10 +598,11 @@ impl Registry {
         name: &str,
         mut obj: Value,
         subresource: Option<&str>,
-        dry_run: bool,
+        opts: WriteOptions,
     ) -> ApiResult<Value> {
         Self::check_type(info, &mut obj)?;
         Self::check_object_namespace(info, ns, &mut obj)?;
+        let mut obj = crate::typed::decode(info, obj, opts.strict)?;
         match meta::name(&obj) {
             "" => {
                 meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
@@ -608,13 +619,13 @@ impl Registry {
             .map(str::to_string);
         let info2 = info.clone();
         let sub = subresource.map(str::to_string);
-        self.update_with(info, ns, name, dry_run, move |old| {
+        self.update_with(info, ns, name, opts.dry_run, move |old| {
             if let Some(rv) = &wanted_rv
                 && meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())
             {
                 return Err(ApiError::conflict(&info2, name));
             }
-            Self::merge_update(&info2, old, obj.clone(), sub.as_deref())
+            Self::merge_update(&info2, old, obj.clone(), sub.as_deref(), false)
         })
         .await
     }
@@ -624,10 +635,13 @@ impl Registry {
     fn merge_update(
         info: &ResourceInfo,
         old: &Value,
-        mut new: Value,
+        new: Value,
         sub: Option<&str>,
+        strict: bool,
     ) -> ApiResult<Value> {
         let strategy = strategy::for_resource(info);
+        // Stored objects hold no unknown fields, so any here came with this request.
+        let mut new = crate::typed::decode(info, new, strict)?;
         let name = meta::name(old).to_string();
         if sub == Some("status") {
             // Only status changes through /status.
@@ -690,11 +704,11 @@ impl Registry {
         name: &str,
         patch: Patch,
         subresource: Option<&str>,
-        dry_run: bool,
+        opts: WriteOptions,
     ) -> ApiResult<Value> {
         let info2 = info.clone();
         let sub = subresource.map(str::to_string);
-        self.update_with(info, ns, name, dry_run, move |old| {
+        self.update_with(info, ns, name, opts.dry_run, move |old| {
             let mut doc = old.clone();
             patch.apply_to(&mut doc)?;
             // A patch may carry a resourceVersion precondition.
@@ -711,7 +725,7 @@ impl Registry {
                     "the name of a patched object cannot change",
                 ));
             }
-            Self::merge_update(&info2, old, doc, sub.as_deref())
+            Self::merge_update(&info2, old, doc, sub.as_deref(), opts.strict)
         })
         .await
     }
@@ -724,18 +738,18 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
         patch: Patch,
-        dry_run: bool,
+        opts: WriteOptions,
         finish: F,
     ) -> ApiResult<Value>
     where
         F: Fn(&mut Value) + Send,
     {
         let info2 = info.clone();
-        self.update_with(info, ns, name, dry_run, move |old| {
+        self.update_with(info, ns, name, opts.dry_run, move |old| {
             let mut doc = old.clone();
             patch.apply_to(&mut doc)?;
             finish(&mut doc);
-            Self::merge_update(&info2, old, doc, None)
+            Self::merge_update(&info2, old, doc, None, opts.strict)
         })
         .await
     }

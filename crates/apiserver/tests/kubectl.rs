@@ -320,6 +320,17 @@ async fn errors_read_as_kubernetes_writes_them(c: &Cluster) {
         err.contains("Conflict") && err.contains("the object has been modified"),
         "{err}"
     );
+    // kubectl validates strictly on the server: a misspelt field is refused, and with
+    // --validate=false it is dropped, as Kubernetes does.
+    let typo = c.write("typo.yaml", &APP.replace("replicas: 2", "replica: 2"));
+    let err = c.fails(&["apply", "-f", &typo]).await;
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.replica""#),
+        "{err}"
+    );
+    c.ok(&["apply", "--validate=false", "-f", &typo]).await;
+    let yaml = c.ok(&["get", "deploy", "web", "-o", "yaml"]).await;
+    assert!(!yaml.contains("replica: 2"), "{yaml}");
     // No credentials: 401.
     let anon = c.write(
         "anon.yaml",
