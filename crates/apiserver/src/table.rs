@@ -137,6 +137,114 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
             col("Images", 1),
             col("Selector", 1),
         ],
+        ("batch", "Job") => vec![
+            NAME,
+            col("Status", 0),
+            col("Completions", 0),
+            col("Duration", 0),
+            col("Age", 0),
+            col("Containers", 1),
+            col("Images", 1),
+            col("Selector", 1),
+        ],
+        ("batch", "CronJob") => vec![
+            NAME,
+            col("Schedule", 0),
+            col("Timezone", 0),
+            col("Suspend", 0),
+            col("Active", 0),
+            col("Last Schedule", 0),
+            col("Age", 0),
+            col("Containers", 1),
+            col("Images", 1),
+            col("Selector", 1),
+        ],
+        ("apps", "DaemonSet") => vec![
+            NAME,
+            col("Desired", 0),
+            col("Current", 0),
+            col("Ready", 0),
+            col("Up-to-date", 0),
+            col("Available", 0),
+            col("Node Selector", 0),
+            col("Age", 0),
+            col("Containers", 1),
+            col("Images", 1),
+            col("Selector", 1),
+        ],
+        ("apps", "StatefulSet") => vec![
+            NAME,
+            col("Ready", 0),
+            col("Age", 0),
+            col("Containers", 1),
+            col("Images", 1),
+        ],
+        ("", "Endpoints") => vec![NAME, col("Endpoints", 0), col("Age", 0)],
+        ("", "ServiceAccount") => vec![NAME, col("Secrets", 0), col("Age", 0)],
+        ("", "PersistentVolumeClaim") => vec![
+            NAME,
+            col("Status", 0),
+            col("Volume", 0),
+            col("Capacity", 0),
+            col("Access Modes", 0),
+            col("StorageClass", 0),
+            col("VolumeAttributesClass", 0),
+            col("Age", 0),
+            col("VolumeMode", 1),
+        ],
+        ("", "PersistentVolume") => vec![
+            NAME,
+            col("Capacity", 0),
+            col("Access Modes", 0),
+            col("Reclaim Policy", 0),
+            col("Status", 0),
+            col("Claim", 0),
+            col("StorageClass", 0),
+            col("VolumeAttributesClass", 0),
+            col("Reason", 0),
+            col("Age", 0),
+            col("VolumeMode", 1),
+        ],
+        ("", "Event") => vec![
+            col("Last Seen", 0),
+            col("Type", 0),
+            col("Reason", 0),
+            col("Object", 0),
+            col("Message", 0),
+        ],
+        ("networking.k8s.io", "Ingress") => vec![
+            NAME,
+            col("Class", 0),
+            col("Hosts", 0),
+            col("Address", 0),
+            col("Ports", 0),
+            col("Age", 0),
+        ],
+        ("coordination.k8s.io", "Lease") => vec![NAME, col("Holder", 0), col("Age", 0)],
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            NAME,
+            col("Value", 0),
+            col("Global-Default", 0),
+            col("Age", 0),
+            col("PreemptionPolicy", 0),
+        ],
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => vec![
+            NAME,
+            col("Role", 0),
+            col("Age", 0),
+            col("Users", 1),
+            col("Groups", 1),
+            col("ServiceAccounts", 1),
+        ],
+        ("autoscaling", "HorizontalPodAutoscaler") => vec![
+            NAME,
+            col("Reference", 0),
+            col("Targets", 0),
+            col("MinPods", 0),
+            col("MaxPods", 0),
+            col("Replicas", 0),
+            col("Age", 0),
+        ],
         _ => vec![
             NAME,
             Column {
@@ -145,6 +253,43 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
                 ..col("Created At", 0)
             },
         ],
+    }
+}
+
+fn strs(obj: &Value, ptr: &str, field: &str) -> Vec<String> {
+    obj.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|x| s(x.get(field)))
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn job_status(obj: &Value) -> String {
+    let conds = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has = |t: &str| {
+        conds.iter().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some(t)
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        })
+    };
+    if has("Complete") {
+        "Complete".into()
+    } else if has("Failed") {
+        "Failed".into()
+    } else if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating".into()
+    } else if has("Suspended") {
+        "Suspended".into()
+    } else {
+        "Running".into()
     }
 }
 
@@ -168,6 +313,25 @@ fn len_of(obj: &Value, key: &str) -> usize {
     obj.get(key)
         .and_then(Value::as_object)
         .map_or(0, |m| m.len())
+}
+
+fn access_modes(modes: Option<&Value>) -> String {
+    modes
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(Value::as_str)
+                .map(|x| match x {
+                    "ReadWriteOnce" => "RWO",
+                    "ReadOnlyMany" => "ROX",
+                    "ReadWriteMany" => "RWX",
+                    "ReadWriteOncePod" => "RWOP",
+                    other => other,
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 fn selector_string(sel: Option<&Value>) -> String {
@@ -383,6 +547,275 @@ fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                 json!(selector_string(obj.pointer("/spec/selector"))),
             ]
         }
+        ("batch", "Job") => {
+            let (c, i) = containers_and_images(obj);
+            let completions = match obj.pointer("/spec/completions").and_then(Value::as_i64) {
+                Some(n) => format!("{}/{n}", int(obj, "/status/succeeded")),
+                None => format!(
+                    "{}/1 of {}",
+                    int(obj, "/status/succeeded"),
+                    int(obj, "/spec/parallelism").max(1)
+                ),
+            };
+            let duration = match (
+                meta::str_at(obj, "/status/startTime").and_then(meta::age_seconds),
+                meta::str_at(obj, "/status/completionTime").and_then(meta::age_seconds),
+            ) {
+                (Some(start), Some(end)) => format!("{}s", start - end),
+                (Some(start), None) => format!("{start}s"),
+                _ => String::new(),
+            };
+            vec![
+                name,
+                json!(job_status(obj)),
+                json!(completions),
+                json!(duration),
+                age,
+                json!(c),
+                json!(i),
+                json!(selector_string(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("batch", "CronJob") => {
+            let t = obj
+                .pointer("/spec/jobTemplate")
+                .cloned()
+                .unwrap_or_default();
+            let (c, i) =
+                containers_and_images(&json!({"spec": t.get("spec").cloned().unwrap_or_default()}));
+            vec![
+                name,
+                json!(s(obj.pointer("/spec/schedule"))),
+                json!(or_none(s(obj.pointer("/spec/timeZone")))),
+                json!(
+                    obj.pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                        .replace("true", "True")
+                        .replace("false", "False")
+                ),
+                json!(
+                    obj.pointer("/status/active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                ),
+                json!(
+                    meta::str_at(obj, "/status/lastScheduleTime")
+                        .map_or("<none>".to_string(), |t| human_age(Some(t)))
+                ),
+                age,
+                json!(c),
+                json!(i),
+                json!("<none>"),
+            ]
+        }
+        ("apps", "DaemonSet") => {
+            let (c, i) = containers_and_images(obj);
+            let node_selector = obj
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(int(obj, "/status/desiredNumberScheduled")),
+                json!(int(obj, "/status/currentNumberScheduled")),
+                json!(int(obj, "/status/numberReady")),
+                json!(int(obj, "/status/updatedNumberScheduled")),
+                json!(int(obj, "/status/numberAvailable")),
+                json!(or_none(node_selector)),
+                age,
+                json!(c),
+                json!(i),
+                json!(selector_string(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("apps", "StatefulSet") => {
+            let (c, i) = containers_and_images(obj);
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(obj, "/status/readyReplicas"),
+                    int(obj, "/spec/replicas")
+                )),
+                age,
+                json!(c),
+                json!(i),
+            ]
+        }
+        ("", "Endpoints") => {
+            let mut eps = Vec::new();
+            for subset in obj
+                .get("subsets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let ports: Vec<String> = strs(subset, "/ports", "port");
+                for ip in strs(subset, "/addresses", "ip") {
+                    if ports.is_empty() {
+                        eps.push(ip.clone());
+                    }
+                    for p in &ports {
+                        eps.push(format!("{ip}:{p}"));
+                    }
+                }
+            }
+            let shown = if eps.len() > 3 {
+                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+            } else {
+                eps.join(",")
+            };
+            vec![name, json!(or_none(shown)), age]
+        }
+        ("", "ServiceAccount") => vec![
+            name,
+            json!(
+                obj.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            age,
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            name,
+            json!(s(obj.pointer("/status/phase"))),
+            json!(s(obj.pointer("/spec/volumeName"))),
+            json!(s(obj.pointer("/status/capacity/storage"))),
+            json!(access_modes(obj.pointer("/status/accessModes"))),
+            json!(or_none(s(obj.pointer("/spec/storageClassName")))),
+            json!("<unset>"),
+            age,
+            json!(s(obj.pointer("/spec/volumeMode"))),
+        ],
+        ("", "PersistentVolume") => {
+            let claim = match (
+                meta::str_at(obj, "/spec/claimRef/namespace"),
+                meta::str_at(obj, "/spec/claimRef/name"),
+            ) {
+                (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                _ => String::new(),
+            };
+            vec![
+                name,
+                json!(s(obj.pointer("/spec/capacity/storage"))),
+                json!(access_modes(obj.pointer("/spec/accessModes"))),
+                json!(s(obj.pointer("/spec/persistentVolumeReclaimPolicy"))),
+                json!(s(obj.pointer("/status/phase"))),
+                json!(claim),
+                json!(s(obj.pointer("/spec/storageClassName"))),
+                json!("<unset>"),
+                json!(s(obj.pointer("/status/reason"))),
+                age,
+                json!(s(obj.pointer("/spec/volumeMode"))),
+            ]
+        }
+        ("", "Event") => {
+            let last = meta::str_at(obj, "/lastTimestamp")
+                .or_else(|| meta::str_at(obj, "/eventTime"))
+                .or_else(|| meta::str_at(obj, "/metadata/creationTimestamp"));
+            let object = format!(
+                "{}/{}",
+                s(obj.pointer("/involvedObject/kind")).to_ascii_lowercase(),
+                s(obj.pointer("/involvedObject/name"))
+            );
+            vec![
+                json!(human_age(last)),
+                json!(s(obj.get("type"))),
+                json!(s(obj.get("reason"))),
+                json!(object),
+                json!(s(obj.get("message")).trim().to_string()),
+            ]
+        }
+        ("networking.k8s.io", "Ingress") => {
+            let hosts = strs(obj, "/spec/rules", "host");
+            let addr = strs(obj, "/status/loadBalancer/ingress", "ip");
+            let tls = obj
+                .pointer("/spec/tls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                json!(or_none(s(obj.pointer("/spec/ingressClassName")))),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(addr.join(",")),
+                json!(if tls { "80, 443" } else { "80" }),
+                age,
+            ]
+        }
+        ("coordination.k8s.io", "Lease") => {
+            vec![name, json!(s(obj.pointer("/spec/holderIdentity"))), age]
+        }
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            name,
+            json!(int(obj, "/value")),
+            json!(
+                obj.get("globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age,
+            json!(s(obj.get("preemptionPolicy"))),
+        ],
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            let of_kind = |k: &str| -> String {
+                obj.get("subjects")
+                    .and_then(Value::as_array)
+                    .map(|ss| {
+                        ss.iter()
+                            .filter(|x| x.get("kind").and_then(Value::as_str) == Some(k))
+                            .map(|x| match (k, x.get("namespace").and_then(Value::as_str)) {
+                                ("ServiceAccount", Some(ns)) => {
+                                    format!("{ns}/{}", s(x.get("name")))
+                                }
+                                _ => s(x.get("name")),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(obj.pointer("/roleRef/kind")),
+                    s(obj.pointer("/roleRef/name"))
+                )),
+                age,
+                json!(of_kind("User")),
+                json!(of_kind("Group")),
+                json!(of_kind("ServiceAccount")),
+            ]
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                s(obj.pointer("/spec/scaleTargetRef/kind")),
+                s(obj.pointer("/spec/scaleTargetRef/name"))
+            )),
+            json!("<unknown>"),
+            json!(
+                obj.pointer("/spec/minReplicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+            ),
+            json!(int(obj, "/spec/maxReplicas")),
+            json!(int(obj, "/status/currentReplicas")),
+            age,
+        ],
         _ => vec![name, json!(s(obj.pointer("/metadata/creationTimestamp")))],
     }
 }

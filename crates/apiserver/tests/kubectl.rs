@@ -169,6 +169,7 @@ on_both_backends!(
     services_get_addresses_and_node_ports,
     workload_defaults_and_selector_rules,
     server_side_apply_creates_and_updates,
+    tables_look_as_kubernetes_prints_them,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -542,4 +543,32 @@ async fn server_side_apply_creates_and_updates(c: &Cluster) {
         .ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"])
         .await;
     assert_eq!(got, "3 kubectl Apply");
+}
+
+async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
+    let f = c.write(
+        "misc.yaml",
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj}\nspec:\n  schedule: \"*/5 * * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, image: busybox}]\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: ds}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: busybox}]}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    let out = c.ok(&["get", "cronjobs"]).await;
+    assert!(
+        out.starts_with("NAME   SCHEDULE      TIMEZONE   SUSPEND   ACTIVE   LAST SCHEDULE   AGE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cj     */5 * * * *   <none>     False     0        <none>"),
+        "{out}"
+    );
+    let out = c.ok(&["get", "ds"]).await;
+    assert!(
+        out.starts_with(
+            "NAME   DESIRED   CURRENT   READY   UP-TO-DATE   AVAILABLE   NODE SELECTOR   AGE"
+        ),
+        "{out}"
+    );
+    let out = c.ok(&["get", "pvc"]).await;
+    assert!(out.contains("data   Pending"), "{out}");
+    let out = c.ok(&["get", "ns", "-o", "wide"]).await;
+    assert!(out.starts_with("NAME"), "{out}");
 }

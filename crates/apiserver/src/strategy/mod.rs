@@ -5,6 +5,7 @@
 mod namespace;
 mod pod;
 mod service;
+mod volume;
 mod workload;
 
 use serde_json::Value;
@@ -79,6 +80,7 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
             kind: "ReplicationController",
         }),
         ("", "Secret") => generic(false, false, &["type"]),
+        ("", "PersistentVolume" | "PersistentVolumeClaim") => Box::new(volume::VolumeStrategy),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
         ("", "Event") => generic(
             false,

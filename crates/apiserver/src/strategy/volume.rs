@@ -1,0 +1,13 @@
+//! PersistentVolumes and PersistentVolumeClaims start `Pending` until bound.
+
+use serde_json::{Value, json};
+
+use super::Strategy;
+
+pub struct VolumeStrategy;
+
+impl Strategy for VolumeStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Pending"});
+    }
+}
