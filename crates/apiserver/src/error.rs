@@ -157,13 +157,14 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(
-            415,
-            "UnsupportedMediaType",
+        let message = if content_type == "application/vnd.kubernetes.protobuf" {
+            "protobuf request bodies are not supported by this server yet: send JSON (application/json)".to_string()
+        } else {
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
-            ),
-        )
+                "the body of the request was in an unknown format ({content_type:?}) - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (JSON body)"
+            )
+        };
+        Self::new(415, "UnsupportedMediaType", message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)

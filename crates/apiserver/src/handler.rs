@@ -52,7 +52,7 @@ impl ApiState {
 }
 
 /// Creates the namespaces every cluster has.
-pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
+pub async fn bootstrap(state: &Arc<ApiState>) -> ApiResult<()> {
     let ns = crate::resources::namespace_info();
     for name in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -64,6 +64,21 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
             Ok(_) => tracing::info!(namespace = name, "created namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
+        }
+    }
+    // Namespaces a previous run was deleting are finished now.
+    let all = state
+        .registry
+        .list(&ns, None, &ListQuery::default())
+        .await?;
+    for item in all
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if item.pointer("/metadata/deletionTimestamp").is_some() {
+            crate::namespace_lifecycle::spawn(state.clone(), meta::name(item).to_string());
         }
     }
     // The `kubernetes` Service, at the first address of the Service range.
@@ -637,8 +652,19 @@ async fn resource(
             Ok(ok(&out))
         }
         (Method::DELETE, Some(name), None) => {
+            if info.group.is_empty()
+                && info.kind == "Namespace"
+                && SYSTEM_NAMESPACES.contains(&name)
+            {
+                return Err(ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                )));
+            }
             let opts = delete_options(&query, req).await?;
             let (obj, gone) = reg.delete(info, ns, name, &opts, dry_run(&query)).await?;
+            if !gone && info.group.is_empty() && info.kind == "Namespace" && !dry_run(&query) {
+                crate::namespace_lifecycle::spawn(state.clone(), name.to_string());
+            }
             if gone && !(info.group.is_empty() && info.kind == "Pod") {
                 Ok(ok(&status_success(info, &obj)))
             } else {

@@ -12,6 +12,7 @@ pub mod error;
 mod handler;
 pub mod meta;
 mod metrics;
+mod namespace_lifecycle;
 mod openapi;
 pub mod patch;
 pub mod pki;

@@ -179,6 +179,19 @@ fn parse_rv(rv: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
+/// Whether something still holds the object's deletion: `metadata.finalizers`, or for a
+/// namespace `spec.finalizers` (emptied by namespace finalization).
+fn has_finalizers(obj: &Value) -> bool {
+    let non_empty = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+    };
+    non_empty("/metadata/finalizers")
+        || (obj.get("kind").and_then(Value::as_str) == Some("Namespace")
+            && non_empty("/spec/finalizers"))
+}
+
 /// Whether anything but metadata and status differs: what bumps `metadata.generation`.
 fn spec_changed(new: &Value, old: &Value) -> bool {
     let strip = |v: &Value| {
@@ -552,10 +565,7 @@ impl Registry {
             }
             // An object whose deletion waits only on finalizers goes once they are gone.
             let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
-                && new
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_none_or(Vec::is_empty)
+                && !has_finalizers(&new)
                 && new
                     .pointer("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
@@ -783,12 +793,8 @@ impl Registry {
             {
                 return Err(ApiError::conflict(info, name));
             }
-            let has_finalizers = obj
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
             let grace = self.grace_period(info, &obj, opts);
-            if has_finalizers || grace > 0 {
+            if has_finalizers(&obj) || grace > 0 {
                 // Graceful: mark, and let the finalizer owners (or the kubelet) finish.
                 let mut marked = obj.clone();
                 let m = meta::metadata_mut(&mut marked);
@@ -804,6 +810,9 @@ impl Registry {
                         json!(crate::meta::format_time(when)),
                     );
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                if info.group.is_empty() && info.kind == "Namespace" {
+                    marked["status"]["phase"] = json!("Terminating");
                 }
                 if marked == obj || dry_run {
                     return Ok((marked, false));

@@ -170,6 +170,7 @@ on_both_backends!(
     workload_defaults_and_selector_rules,
     server_side_apply_creates_and_updates,
     tables_look_as_kubernetes_prints_them,
+    deleting_a_namespace_deletes_its_content,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -571,4 +572,31 @@ async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
     assert!(out.contains("data   Pending"), "{out}");
     let out = c.ok(&["get", "ns", "-o", "wide"]).await;
     assert!(out.starts_with("NAME"), "{out}");
+}
+
+async fn deleting_a_namespace_deletes_its_content(c: &Cluster) {
+    let ns = c.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
+    );
+    c.ok(&["apply", "-f", &ns]).await;
+    let f = c.write("app.yaml", APP);
+    c.ok(&["apply", "-n", "team", "-f", &f]).await;
+    let out = c.ok(&["delete", "ns", "team"]).await;
+    assert!(out.contains(r#"namespace "team" deleted"#), "{out}");
+    let out = c.ok(&["get", "ns"]).await;
+    assert!(!out.contains("team"), "{out}");
+    let out = c
+        .ok(&["get", "deploy,svc", "-n", "team", "-o", "name"])
+        .await;
+    assert_eq!(out.trim(), "", "content survived its namespace");
+    // Recreated, it starts empty.
+    c.ok(&["apply", "-f", &ns]).await;
+    let out = c.ok(&["get", "all", "-n", "team", "-o", "name"]).await;
+    assert_eq!(out.trim(), "");
+    let err = c.fails(&["delete", "ns", "kube-system"]).await;
+    assert!(
+        err.contains("Forbidden") && err.contains("may not be deleted"),
+        "{err}"
+    );
 }
