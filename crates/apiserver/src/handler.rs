@@ -411,6 +411,7 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Option<String>, Bytes)>
 fn decode_object(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
     match content_type {
         None | Some("") | Some("application/json") | Some("*/*") => {}
+        Some("application/vnd.kubernetes.protobuf") => return crate::protobuf::decode(body),
         Some(other) => return Err(ApiError::unsupported_media_type(other)),
     }
     serde_json::from_slice(body).map_err(|e| {

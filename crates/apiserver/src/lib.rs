@@ -16,6 +16,7 @@ mod namespace_lifecycle;
 mod openapi;
 pub mod patch;
 pub mod pki;
+mod protobuf;
 pub mod registry;
 pub mod resources;
 mod scale;

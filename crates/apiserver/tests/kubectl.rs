@@ -171,6 +171,7 @@ on_both_backends!(
     server_side_apply_creates_and_updates,
     tables_look_as_kubernetes_prints_them,
     deleting_a_namespace_deletes_its_content,
+    kubectl_create_sends_protobuf,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -599,4 +600,118 @@ async fn deleting_a_namespace_deletes_its_content(c: &Cluster) {
         err.contains("Forbidden") && err.contains("may not be deleted"),
         "{err}"
     );
+}
+
+async fn kubectl_create_sends_protobuf(c: &Cluster) {
+    // These kubectl commands encode their objects in protobuf.
+    c.ok(&["create", "namespace", "team"]).await;
+    c.ok(&[
+        "create",
+        "configmap",
+        "c1",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+        "--from-literal=x=y",
+    ])
+    .await;
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "-n",
+        "team",
+        "--from-literal=pw=hunter2",
+    ])
+    .await;
+    c.ok(&[
+        "create",
+        "deployment",
+        "d1",
+        "-n",
+        "team",
+        "--image=nginx:1.27",
+        "--replicas=3",
+        "--port=80",
+    ])
+    .await;
+    c.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "svc1",
+        "-n",
+        "team",
+        "--tcp=80:8080",
+    ])
+    .await;
+    c.ok(&[
+        "create",
+        "job",
+        "j1",
+        "-n",
+        "team",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hi",
+    ])
+    .await;
+    c.ok(&["create", "serviceaccount", "bot", "-n", "team"])
+        .await;
+    let got = c
+        .ok(&[
+            "get",
+            "cm",
+            "c1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.a}{.data.x}",
+        ])
+        .await;
+    assert_eq!(got, "by");
+    let got = c
+        .ok(&[
+            "get",
+            "secret",
+            "s1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.pw}",
+        ])
+        .await;
+    assert_eq!(got, "aHVudGVyMg==");
+    let got = c
+        .ok(&["get", "deploy", "d1", "-n", "team", "-o", "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.strategy.type}"])
+        .await;
+    assert_eq!(got, "3 d1 nginx:1.27 80 RollingUpdate");
+    let got = c
+        .ok(&[
+            "get",
+            "svc",
+            "svc1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort}",
+        ])
+        .await;
+    assert_eq!(got, "NodePort 80 8080");
+    let got = c
+        .ok(&[
+            "get",
+            "job",
+            "j1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}",
+        ])
+        .await;
+    assert_eq!(got, r#"["echo","hi"]"#);
+    let err = c.fails(&["create", "namespace", "team"]).await;
+    assert!(err.contains("AlreadyExists"), "{err}");
 }

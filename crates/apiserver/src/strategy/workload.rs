@@ -71,7 +71,8 @@ impl Strategy for WorkloadStrategy {
                 set_default(spec, "replicas", json!(1));
                 set_default(spec, "revisionHistoryLimit", json!(10));
                 set_default(spec, "progressDeadlineSeconds", json!(600));
-                set_default(spec, "strategy", json!({"type": "RollingUpdate"}));
+                set_default(spec, "strategy", json!({}));
+                set_default(&mut spec["strategy"], "type", json!("RollingUpdate"));
                 if spec.pointer("/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
                     set_default(&mut spec["strategy"], "rollingUpdate", json!({}));
                     let ru = &mut spec["strategy"]["rollingUpdate"];
