@@ -24,6 +24,8 @@ enum Ty {
     OptInt,
     OptBool,
     Msg(&'static str),
+    /// An embedded Go struct: its fields appear in the parent's JSON.
+    Inline(&'static str),
     Time,
     IntOrString,
     MapStr,
@@ -312,6 +314,136 @@ fn schema(message: &str) -> Option<&'static [Field]> {
                 ]
             }
         }
+        "ResourceQuota" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    f(2, "spec", Msg("ResourceQuotaSpec")),
+                ]
+            }
+        }
+        "ResourceQuotaSpec" => const { &[f(1, "hard", MapQuantity), r(2, "scopes", Str)] },
+        "Role" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    r(2, "rules", Msg("PolicyRule")),
+                ]
+            }
+        }
+        "ClusterRole" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    r(2, "rules", Msg("PolicyRule")),
+                    f(3, "aggregationRule", Msg("AggregationRule")),
+                ]
+            }
+        }
+        "AggregationRule" => const { &[r(1, "clusterRoleSelectors", Msg("LabelSelector"))] },
+        "PolicyRule" => {
+            const {
+                &[
+                    r(1, "verbs", Str),
+                    r(2, "apiGroups", Str),
+                    r(3, "resources", Str),
+                    r(4, "resourceNames", Str),
+                    r(5, "nonResourceURLs", Str),
+                ]
+            }
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    r(2, "subjects", Msg("Subject")),
+                    f(3, "roleRef", Msg("RoleRef")),
+                ]
+            }
+        }
+        "Subject" => {
+            const {
+                &[
+                    f(1, "kind", Str),
+                    f(2, "apiGroup", Str),
+                    f(3, "name", Str),
+                    f(4, "namespace", Str),
+                ]
+            }
+        }
+        "RoleRef" => const { &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)] },
+        "PriorityClass" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    f(2, "value", OptInt),
+                    f(3, "globalDefault", Bool),
+                    f(4, "description", Str),
+                    f(5, "preemptionPolicy", Str),
+                ]
+            }
+        }
+        "PodDisruptionBudget" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    f(2, "spec", Msg("PodDisruptionBudgetSpec")),
+                ]
+            }
+        }
+        "PodDisruptionBudgetSpec" => {
+            const {
+                &[
+                    f(1, "minAvailable", IntOrString),
+                    f(2, "selector", Msg("LabelSelector")),
+                    f(3, "maxUnavailable", IntOrString),
+                    f(4, "unhealthyPodEvictionPolicy", Str),
+                ]
+            }
+        }
+        "Ingress" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    f(2, "spec", Msg("IngressSpec")),
+                ]
+            }
+        }
+        "IngressSpec" => {
+            const {
+                &[
+                    f(1, "defaultBackend", Msg("IngressBackend")),
+                    r(2, "tls", Msg("IngressTLS")),
+                    r(3, "rules", Msg("IngressRule")),
+                    f(4, "ingressClassName", Str),
+                ]
+            }
+        }
+        "IngressRule" => {
+            const {
+                &[
+                    f(1, "host", Str),
+                    f(2, "ingressRuleValue", Inline("IngressRuleValue")),
+                ]
+            }
+        }
+        "IngressRuleValue" => const { &[f(1, "http", Msg("HTTPIngressRuleValue"))] },
+        "HTTPIngressRuleValue" => const { &[r(1, "paths", Msg("HTTPIngressPath"))] },
+        "HTTPIngressPath" => {
+            const {
+                &[
+                    f(1, "path", Str),
+                    f(2, "backend", Msg("IngressBackend")),
+                    f(3, "pathType", Str),
+                ]
+            }
+        }
+        "IngressBackend" => const { &[f(4, "service", Msg("IngressServiceBackend"))] },
+        "IngressServiceBackend" => {
+            const { &[f(1, "name", Str), f(2, "port", Msg("ServiceBackendPort"))] }
+        }
+        "ServiceBackendPort" => const { &[f(1, "name", Str), f(2, "number", Int)] },
+        "IngressTLS" => const { &[r(1, "hosts", Str), f(2, "secretName", Str)] },
         "EnvVar" => const { &[f(1, "name", Str), f(2, "value", Str)] },
         "ResourceRequirements" => {
             const { &[f(1, "limits", MapQuantity), f(2, "requests", MapQuantity)] }
@@ -484,6 +616,23 @@ fn message(name: &str, buf: &[u8]) -> ApiResult<Value> {
                 let (k, v) = entry(b, field.ty)?;
                 if let Value::Object(m) = out.entry(field.name).or_insert_with(|| json!({})) {
                     m.insert(k, v);
+                }
+            }
+            Inline(m) => {
+                let Wire::Bytes(b) = wire else {
+                    return Err(bad("an embedded message is not length-delimited"));
+                };
+                if let Value::Object(inner) = message(m, b)? {
+                    out.extend(inner);
+                }
+            }
+            // In a list an empty string is an element (`apiGroups: [""]` is the core group).
+            Str if field.repeated => {
+                let Wire::Bytes(b) = wire else {
+                    return Err(bad("a string is not length-delimited"));
+                };
+                if let Value::Array(a) = out.entry(field.name).or_insert_with(|| json!([])) {
+                    a.push(json!(string(b)?));
                 }
             }
             ty => {

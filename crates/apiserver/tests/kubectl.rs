@@ -714,4 +714,46 @@ async fn kubectl_create_sends_protobuf(c: &Cluster) {
     assert_eq!(got, r#"["echo","hi"]"#);
     let err = c.fails(&["create", "namespace", "team"]).await;
     assert!(err.contains("AlreadyExists"), "{err}");
+    c.ok(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "team",
+        "--verb=get,list",
+        "--resource=pods",
+    ])
+    .await;
+    let got = c
+        .ok(&["get", "role", "r", "-n", "team", "-o", "jsonpath={.rules}"])
+        .await;
+    assert_eq!(
+        got,
+        r#"[{"apiGroups":[""],"resources":["pods"],"verbs":["get","list"]}]"#
+    );
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "-n",
+        "team",
+        "--role=r",
+        "--user=alice",
+    ])
+    .await;
+    c.ok(&["create", "quota", "q", "-n", "team", "--hard=pods=2,cpu=1"])
+        .await;
+    c.ok(&[
+        "create",
+        "ingress",
+        "ing",
+        "-n",
+        "team",
+        "--rule=foo.com/bar*=svc1:8080",
+    ])
+    .await;
+    let got = c
+        .ok(&["get", "ingress", "ing", "-n", "team", "-o", "jsonpath={.spec.rules[0].host} {.spec.rules[0].http.paths[0].backend.service.port.number}"])
+        .await;
+    assert_eq!(got, "foo.com 8080");
 }
