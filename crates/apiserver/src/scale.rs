@@ -7,43 +7,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::{Patch, Registry};
 use crate::resources::ResourceInfo;
 
-/// The selector as a label-selector string (`app=web,tier in (a,b)`).
-fn selector_string(obj: &Value) -> String {
-    let sel = obj.pointer("/spec/selector");
-    let map = sel
-        .and_then(|s| s.get("matchLabels"))
-        .or(sel)
-        .and_then(Value::as_object);
-    let mut parts: Vec<String> = map
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(exprs) = sel
-        .and_then(|s| s.get("matchExpressions"))
-        .and_then(Value::as_array)
-    {
-        for e in exprs {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let values: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|v| v.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e.get("operator").and_then(Value::as_str) {
-                Some("In") => parts.push(format!("{key} in ({})", values.join(","))),
-                Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
-                Some("Exists") => parts.push(key.to_string()),
-                Some("DoesNotExist") => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
-}
-
 pub fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
     let m = &obj["metadata"];
     json!({
@@ -56,7 +19,7 @@ pub fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
         "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {
             "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector_string(obj),
+            "selector": crate::selector::selector_string(obj.pointer("/spec/selector")),
         },
     })
 }

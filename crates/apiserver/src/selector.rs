@@ -69,16 +69,6 @@ impl LabelSelector {
         Ok(LabelSelector { reqs })
     }
 
-    /// From a `matchLabels` map (RC-style equality selector).
-    pub fn from_map(labels: &serde_json::Map<String, Value>) -> Self {
-        LabelSelector {
-            reqs: labels
-                .iter()
-                .map(|(k, v)| Requirement::Equals(k.clone(), v.as_str().unwrap_or("").into()))
-                .collect(),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.reqs.is_empty()
     }
@@ -96,6 +86,47 @@ impl LabelSelector {
             Requirement::NotExists(k) => get(k).is_none(),
         })
     }
+}
+
+/// A selector object in the query syntax: a `LabelSelector` (`matchLabels` and
+/// `matchExpressions`, as Deployments and ReplicaSets have) or a plain label map (as
+/// ReplicationControllers and Services have). Empty for none.
+pub fn selector_string(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.and_then(Value::as_object) else {
+        return String::new();
+    };
+    let structured = sel.contains_key("matchLabels") || sel.contains_key("matchExpressions");
+    let labels = if structured {
+        sel.get("matchLabels").and_then(Value::as_object)
+    } else {
+        Some(sel)
+    };
+    let mut parts: Vec<String> = labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match e.get("operator").and_then(Value::as_str) {
+            Some("In") => parts.push(format!("{key} in ({})", values.join(","))),
+            Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
+            Some("Exists") => parts.push(key.to_string()),
+            Some("DoesNotExist") => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
 }
 
 /// Splits on commas outside parentheses.

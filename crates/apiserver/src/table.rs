@@ -335,18 +335,7 @@ fn access_modes(modes: Option<&Value>) -> String {
 }
 
 fn selector_string(sel: Option<&Value>) -> String {
-    let Some(sel) = sel.and_then(Value::as_object) else {
-        return "<none>".into();
-    };
-    let map = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .unwrap_or(sel);
-    let parts: Vec<String> = map
-        .iter()
-        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-        .collect();
-    or_none(parts.join(","))
+    or_none(crate::selector::selector_string(sel))
 }
 
 fn containers_and_images(obj: &Value) -> (String, String) {

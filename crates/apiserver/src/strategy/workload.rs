@@ -26,38 +26,9 @@ fn selector_defaults_from_template(kind: &str) -> bool {
     matches!(kind, "ReplicationController" | "Job" | "CronJob")
 }
 
-fn selector(obj: &Value, kind: &str) -> Option<LabelSelector> {
-    let sel = obj.pointer("/spec/selector")?.as_object()?;
-    if kind == "ReplicationController" {
-        return Some(LabelSelector::from_map(sel));
-    }
-    let mut parts = Vec::new();
-    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-        }
-    }
-    for e in sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .map(|v| v.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        match e.get("operator").and_then(Value::as_str) {
-            Some("In") => parts.push(format!("{key} in ({})", values.join(","))),
-            Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
-            Some("Exists") => parts.push(key.to_string()),
-            Some("DoesNotExist") => parts.push(format!("!{key}")),
-            _ => {}
-        }
-    }
-    LabelSelector::parse(&parts.join(",")).ok()
+fn selector(obj: &Value) -> Option<LabelSelector> {
+    let sel = obj.pointer("/spec/selector")?;
+    LabelSelector::parse(&crate::selector::selector_string(Some(sel))).ok()
 }
 
 impl Strategy for WorkloadStrategy {
@@ -174,7 +145,7 @@ impl Strategy for WorkloadStrategy {
             )));
         }
         let needs_selector = !selector_defaults_from_template(self.kind);
-        match selector(obj, self.kind) {
+        match selector(obj) {
             None if needs_selector => causes.push(Cause::required("spec.selector")),
             Some(sel) if sel.is_empty() && needs_selector => causes.push(Cause::invalid(
                 "spec.selector",
