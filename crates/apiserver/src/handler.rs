@@ -371,7 +371,14 @@ async fn dispatch(
         }
         Route::OpenApiV3Index if is_get => Ok(ok(&openapi::index(&state.catalog))),
         Route::OpenApiV3Doc(p) if is_get => openapi::group_version_doc(&state.catalog, &p)
-            .map(|v| ok(&v))
+            .map(|doc| {
+                let mut resp = Response::new(full(doc));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                resp
+            })
             .ok_or_else(ApiError::not_found_path),
         Route::Resource(target) => resource(state, target, query, accept, req).await,
         _ => Err(ApiError::method_not_allowed()),

@@ -1,8 +1,12 @@
-//! OpenAPI v3, as much as kubectl needs today: an index of group-versions, and per
-//! group-version documents whose PATCH operations carry `x-kubernetes-group-version-kind`
-//! and a `fieldValidation` parameter (then `apply`/`create -f` validate on the server), and a
-//! schema entry per kind.
+//! OpenAPI v3: an index of group-versions, and per group-version documents whose operations
+//! carry `x-kubernetes-group-version-kind` and a `fieldValidation` parameter (then kubectl's
+//! `apply`/`create -f` validate on the server), with every kind's schema generated from the
+//! same `k8s-openapi` types the server decodes with (so `kubectl explain` works and the
+//! schema cannot drift from what is stored). Documents are built once, on first use.
 
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::resources::Catalog;
@@ -35,24 +39,54 @@ fn hash(v: &Value) -> String {
     format!("{h:016X}")
 }
 
+/// (index path, document bytes, content hash) per group-version.
+fn documents(catalog: &Catalog) -> &'static [(String, Bytes, String)] {
+    static DOCS: OnceLock<Vec<(String, Bytes, String)>> = OnceLock::new();
+    DOCS.get_or_init(|| {
+        group_versions(catalog)
+            .into_iter()
+            .map(|(g, v)| {
+                let doc = build(catalog, g, v);
+                let h = hash(&doc);
+                let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+                (gv_path(g, v), bytes, h)
+            })
+            .collect()
+    })
+}
+
 pub fn index(catalog: &Catalog) -> Value {
     let mut paths = Map::new();
-    for (g, v) in group_versions(catalog) {
-        let p = gv_path(g, v);
-        let doc = build(catalog, g, v);
+    for (p, _, h) in documents(catalog) {
         paths.insert(
             p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
         );
     }
     json!({"paths": paths})
 }
 
-pub fn group_version_doc(catalog: &Catalog, path: &str) -> Option<Value> {
-    group_versions(catalog)
-        .into_iter()
-        .find(|(g, v)| gv_path(g, v) == path)
-        .map(|(g, v)| build(catalog, g, v))
+pub fn group_version_doc(catalog: &Catalog, path: &str) -> Option<Bytes> {
+    documents(catalog)
+        .iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, doc, _)| doc.clone())
+}
+
+/// Points JSON-Schema `$defs` references at the document's `components.schemas`.
+fn rewrite_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/components/schemas/{name}");
+            }
+            m.values_mut().for_each(rewrite_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
 }
 
 fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
@@ -88,25 +122,30 @@ fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
             })
         };
         paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
-        let schema_name = if r.group.is_empty() {
-            format!("io.k8s.api.core.{}.{}", r.version, r.kind)
-        } else {
-            format!(
-                "io.k8s.api.{}.{}.{}",
-                r.group.split('.').next().unwrap_or(r.group),
-                r.version,
-                r.kind
-            )
-        };
-        schemas.insert(
-            schema_name,
-            json!({
-                "type": "object",
-                "description": format!("{} ({}).", r.kind, r.api_version()),
-                "x-kubernetes-group-version-kind": [gvk],
-            }),
-        );
+        match crate::typed::json_schema(r) {
+            Some(Value::Object(mut schema)) => {
+                if let Some(Value::Object(defs)) = schema.remove("$defs") {
+                    schemas.extend(defs);
+                }
+                schema.remove("$schema");
+                let name = schema
+                    .get("title")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| r.kind.to_string());
+                schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+                schemas.insert(name, Value::Object(schema));
+            }
+            _ => {
+                schemas.insert(
+                    format!("{}.{}", r.api_version(), r.kind),
+                    json!({"type": "object", "x-kubernetes-group-version-kind": [gvk]}),
+                );
+            }
+        }
     }
+    let mut schemas = Value::Object(schemas);
+    rewrite_refs(&mut schemas);
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},

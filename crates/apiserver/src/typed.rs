@@ -8,62 +8,77 @@ use serde_json::{Map, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceInfo;
 
+/// Calls `$f::<T>($args)` with the kind's `k8s-openapi` type `T`; `None` for kinds without
+/// one. The one table of which type each served kind has.
+macro_rules! with_type {
+    ($info:expr, $f:ident ( $($arg:expr),* )) => {{
+        use k8s_openapi::api::{
+            apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+            coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+            events::v1 as events, networking::v1 as networking, policy::v1 as policy,
+            rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+        };
+        match ($info.group, $info.kind) {
+            ("", "Pod") => Some($f::<core::Pod>($($arg),*)),
+            ("", "ReplicationController") => Some($f::<core::ReplicationController>($($arg),*)),
+            ("", "Service") => Some($f::<core::Service>($($arg),*)),
+            ("", "Endpoints") => Some($f::<core::Endpoints>($($arg),*)),
+            ("", "Node") => Some($f::<core::Node>($($arg),*)),
+            ("", "Namespace") => Some($f::<core::Namespace>($($arg),*)),
+            ("", "Secret") => Some($f::<core::Secret>($($arg),*)),
+            ("", "ConfigMap") => Some($f::<core::ConfigMap>($($arg),*)),
+            ("", "ServiceAccount") => Some($f::<core::ServiceAccount>($($arg),*)),
+            ("", "PersistentVolume") => Some($f::<core::PersistentVolume>($($arg),*)),
+            ("", "PersistentVolumeClaim") => Some($f::<core::PersistentVolumeClaim>($($arg),*)),
+            ("", "LimitRange") => Some($f::<core::LimitRange>($($arg),*)),
+            ("", "ResourceQuota") => Some($f::<core::ResourceQuota>($($arg),*)),
+            ("", "Event") => Some($f::<core::Event>($($arg),*)),
+            ("", "PodTemplate") => Some($f::<core::PodTemplate>($($arg),*)),
+            ("apps", "Deployment") => Some($f::<apps::Deployment>($($arg),*)),
+            ("apps", "ReplicaSet") => Some($f::<apps::ReplicaSet>($($arg),*)),
+            ("apps", "DaemonSet") => Some($f::<apps::DaemonSet>($($arg),*)),
+            ("apps", "StatefulSet") => Some($f::<apps::StatefulSet>($($arg),*)),
+            ("apps", "ControllerRevision") => Some($f::<apps::ControllerRevision>($($arg),*)),
+            ("batch", "Job") => Some($f::<batch::Job>($($arg),*)),
+            ("batch", "CronJob") => Some($f::<batch::CronJob>($($arg),*)),
+            ("autoscaling", "HorizontalPodAutoscaler") => Some($f::<autoscaling::HorizontalPodAutoscaler>($($arg),*)),
+            ("networking.k8s.io", "Ingress") => Some($f::<networking::Ingress>($($arg),*)),
+            ("networking.k8s.io", "IngressClass") => Some($f::<networking::IngressClass>($($arg),*)),
+            ("networking.k8s.io", "NetworkPolicy") => Some($f::<networking::NetworkPolicy>($($arg),*)),
+            ("rbac.authorization.k8s.io", "Role") => Some($f::<rbac::Role>($($arg),*)),
+            ("rbac.authorization.k8s.io", "ClusterRole") => Some($f::<rbac::ClusterRole>($($arg),*)),
+            ("rbac.authorization.k8s.io", "RoleBinding") => Some($f::<rbac::RoleBinding>($($arg),*)),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Some($f::<rbac::ClusterRoleBinding>($($arg),*)),
+            ("storage.k8s.io", "StorageClass") => Some($f::<storage::StorageClass>($($arg),*)),
+            ("coordination.k8s.io", "Lease") => Some($f::<coordination::Lease>($($arg),*)),
+            ("discovery.k8s.io", "EndpointSlice") => Some($f::<discovery::EndpointSlice>($($arg),*)),
+            ("events.k8s.io", "Event") => Some($f::<events::Event>($($arg),*)),
+            ("policy", "PodDisruptionBudget") => Some($f::<policy::PodDisruptionBudget>($($arg),*)),
+            ("scheduling.k8s.io", "PriorityClass") => Some($f::<scheduling::PriorityClass>($($arg),*)),
+            _ => None,
+        }
+    }};
+}
+
+fn round_trip_as<T: serde::Serialize + serde::de::DeserializeOwned>(
+    obj: &Value,
+) -> Result<Value, String> {
+    let t: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(t).map_err(|e| e.to_string())
+}
+
+fn schema_as<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+}
+
 /// Round-trips `obj` through the kind's type; returns the normalized object.
 fn round_trip(info: &ResourceInfo, obj: &Value) -> Option<Result<Value, String>> {
-    use k8s_openapi::api::{
-        apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-        scheduling::v1 as scheduling, storage::v1 as storage,
-    };
-    macro_rules! via {
-        ($t:ty) => {{
-            let r: Result<$t, _> = serde_json::from_value(obj.clone());
-            Some(
-                r.map_err(|e| e.to_string())
-                    .and_then(|t| serde_json::to_value(t).map_err(|e| e.to_string())),
-            )
-        }};
-    }
-    match (info.group, info.kind) {
-        ("", "Pod") => via!(core::Pod),
-        ("", "ReplicationController") => via!(core::ReplicationController),
-        ("", "Service") => via!(core::Service),
-        ("", "Endpoints") => via!(core::Endpoints),
-        ("", "Node") => via!(core::Node),
-        ("", "Namespace") => via!(core::Namespace),
-        ("", "Secret") => via!(core::Secret),
-        ("", "ConfigMap") => via!(core::ConfigMap),
-        ("", "ServiceAccount") => via!(core::ServiceAccount),
-        ("", "PersistentVolume") => via!(core::PersistentVolume),
-        ("", "PersistentVolumeClaim") => via!(core::PersistentVolumeClaim),
-        ("", "LimitRange") => via!(core::LimitRange),
-        ("", "ResourceQuota") => via!(core::ResourceQuota),
-        ("", "Event") => via!(core::Event),
-        ("", "PodTemplate") => via!(core::PodTemplate),
-        ("apps", "Deployment") => via!(apps::Deployment),
-        ("apps", "ReplicaSet") => via!(apps::ReplicaSet),
-        ("apps", "DaemonSet") => via!(apps::DaemonSet),
-        ("apps", "StatefulSet") => via!(apps::StatefulSet),
-        ("apps", "ControllerRevision") => via!(apps::ControllerRevision),
-        ("batch", "Job") => via!(batch::Job),
-        ("batch", "CronJob") => via!(batch::CronJob),
-        ("autoscaling", "HorizontalPodAutoscaler") => via!(autoscaling::HorizontalPodAutoscaler),
-        ("networking.k8s.io", "Ingress") => via!(networking::Ingress),
-        ("networking.k8s.io", "IngressClass") => via!(networking::IngressClass),
-        ("networking.k8s.io", "NetworkPolicy") => via!(networking::NetworkPolicy),
-        ("rbac.authorization.k8s.io", "Role") => via!(rbac::Role),
-        ("rbac.authorization.k8s.io", "ClusterRole") => via!(rbac::ClusterRole),
-        ("rbac.authorization.k8s.io", "RoleBinding") => via!(rbac::RoleBinding),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => via!(rbac::ClusterRoleBinding),
-        ("storage.k8s.io", "StorageClass") => via!(storage::StorageClass),
-        ("coordination.k8s.io", "Lease") => via!(coordination::Lease),
-        ("discovery.k8s.io", "EndpointSlice") => via!(discovery::EndpointSlice),
-        ("events.k8s.io", "Event") => via!(events::Event),
-        ("policy", "PodDisruptionBudget") => via!(policy::PodDisruptionBudget),
-        ("scheduling.k8s.io", "PriorityClass") => via!(scheduling::PriorityClass),
-        _ => None,
-    }
+    with_type!(info, round_trip_as(obj))
+}
+
+/// The kind's JSON schema (with `$defs`), from its `k8s-openapi` type.
+pub fn json_schema(info: &ResourceInfo) -> Option<Value> {
+    with_type!(info, schema_as())
 }
 
 /// Paths (`spec.replica`) present in `original` but not in `typed`: the unknown fields.

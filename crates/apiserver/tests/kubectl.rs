@@ -186,6 +186,17 @@ async fn system_namespaces_exist(c: &Cluster) {
     assert!(out.starts_with("NAME"), "{out}");
     let version = c.ok(&["version", "-o", "json"]).await;
     assert!(version.contains("\"minor\": \"33\""), "{version}");
+    let out = c.ok(&["api-resources"]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{out}"
+    );
+    let out = c.ok(&["explain", "deploy.spec.replicas"]).await;
+    assert!(
+        out.contains("FIELD: replicas <integer>") && out.contains("Number of desired pods"),
+        "{out}"
+    );
 }
 
 async fn apply_create_then_change(c: &Cluster) {
