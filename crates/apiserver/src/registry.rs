@@ -500,6 +500,7 @@ impl Registry {
         } else {
             m.remove("generation");
         }
+        strategy.defaults(&mut obj);
         strategy.prepare_for_create(&mut obj);
         let mut causes: Vec<Cause> = strategy::validate_name(strategy.as_ref(), &name)
             .into_iter()
@@ -692,6 +693,7 @@ impl Registry {
                 }
             }
         }
+        strategy.defaults(&mut new);
         if strategy.tracks_generation() && spec_changed(&new, old) {
             let g = old
                 .pointer("/metadata/generation")

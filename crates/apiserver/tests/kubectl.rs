@@ -477,6 +477,21 @@ async fn services_get_addresses_and_node_ports(c: &Cluster) {
         }
     }
     // An address in use is refused; once its Service is gone it can be had.
+    // Replacing a Service with a manifest that leaves defaults out defaults them again and
+    // keeps its address.
+    let before = c
+        .ok(&[
+            "get",
+            "svc",
+            "s0",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+        ])
+        .await;
+    let s0 = c.write("s0.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s0}\nspec:\n  type: NodePort\n  selector: {app: b}\n  ports: [{port: 80}]\n");
+    c.ok(&["replace", "-f", &s0]).await;
+    let after = c.ok(&["get", "svc", "s0", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort} {.spec.sessionAffinity} {.spec.selector.app}"]).await;
+    assert_eq!(after, format!("{before} None b"));
     let taken = rows.iter().find(|r| r[3] == "NodePort").unwrap()[0].to_string();
     let owner = c
         .ok(&[

@@ -15,7 +15,11 @@ use crate::meta;
 use crate::resources::ResourceInfo;
 
 pub trait Strategy: Send + Sync {
-    /// Fills defaults and resets what clients may not set on create (e.g. status).
+    /// Kubernetes' defaulting, applied to every object written (create and update), as
+    /// Kubernetes defaults every object it decodes.
+    fn defaults(&self, _obj: &mut Value) {}
+
+    /// Resets what clients may not set on create (e.g. status), after defaults.
     fn prepare_for_create(&self, _obj: &mut Value) {}
 
     /// Kind-specific validation of a whole object, after defaults.

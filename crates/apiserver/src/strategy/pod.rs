@@ -113,7 +113,7 @@ pub fn default_pod_spec(spec: &mut Value) {
 }
 
 impl Strategy for PodStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn defaults(&self, obj: &mut Value) {
         default_pod_spec(&mut obj["spec"]);
         // What Kubernetes' Priority admission sets on pods (not on templates).
         set_default(
@@ -122,6 +122,9 @@ impl Strategy for PodStrategy {
             json!("PreemptLowerPriority"),
         );
         set_default(&mut obj["spec"], "priority", json!(0));
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }

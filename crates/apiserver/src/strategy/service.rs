@@ -11,7 +11,7 @@ pub struct ServiceStrategy;
 const TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
 
 impl Strategy for ServiceStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn defaults(&self, obj: &mut Value) {
         let spec = &mut obj["spec"];
         if !spec.is_object() {
             *spec = json!({});
@@ -35,6 +35,9 @@ impl Strategy for ServiceStrategy {
                 }
             }
         }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({"loadBalancer": {}});
     }
 

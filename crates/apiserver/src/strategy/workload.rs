@@ -32,7 +32,7 @@ fn selector(obj: &Value) -> Option<LabelSelector> {
 }
 
 impl Strategy for WorkloadStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn defaults(&self, obj: &mut Value) {
         if !obj["spec"].is_object() {
             obj["spec"] = json!({});
         }
@@ -104,6 +104,15 @@ impl Strategy for WorkloadStrategy {
                     obj["spec"]["selector"] = labels;
                 }
             }
+            _ => {}
+        }
+        if let Some(pod_spec) = obj.pointer_mut(&format!("{ptr}/spec")) {
+            pod::default_pod_spec(pod_spec);
+        }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        match self.kind {
             // A Job selects its pods by its own uid (unless manualSelector), and labels the
             // template so.
             "Job" if obj.pointer("/spec/manualSelector") != Some(&json!(true)) => {
@@ -124,9 +133,6 @@ impl Strategy for WorkloadStrategy {
                 labels["job-name"] = name;
             }
             _ => {}
-        }
-        if let Some(pod_spec) = obj.pointer_mut(&format!("{ptr}/spec")) {
-            pod::default_pod_spec(pod_spec);
         }
         obj["status"] = json!({});
     }
