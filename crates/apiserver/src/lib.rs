@@ -7,6 +7,7 @@
 
 mod apply;
 mod binding;
+mod conversion;
 pub mod discovery;
 pub mod error;
 mod handler;

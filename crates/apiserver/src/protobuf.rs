@@ -444,6 +444,33 @@ fn schema(message: &str) -> Option<&'static [Field]> {
         }
         "ServiceBackendPort" => const { &[f(1, "name", Str), f(2, "number", Int)] },
         "IngressTLS" => const { &[r(1, "hosts", Str), f(2, "secretName", Str)] },
+        "HorizontalPodAutoscaler" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    f(2, "spec", Msg("HorizontalPodAutoscalerSpec")),
+                ]
+            }
+        }
+        "HorizontalPodAutoscalerSpec" => {
+            const {
+                &[
+                    f(1, "scaleTargetRef", Msg("CrossVersionObjectReference")),
+                    f(2, "minReplicas", OptInt),
+                    f(3, "maxReplicas", Int),
+                    f(4, "targetCPUUtilizationPercentage", OptInt),
+                ]
+            }
+        }
+        "CrossVersionObjectReference" => {
+            const {
+                &[
+                    f(1, "kind", Str),
+                    f(2, "name", Str),
+                    f(3, "apiVersion", Str),
+                ]
+            }
+        }
         "EnvVar" => const { &[f(1, "name", Str), f(2, "value", Str)] },
         "ResourceRequirements" => {
             const { &[f(1, "limits", MapQuantity), f(2, "requests", MapQuantity)] }

@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use store::{EventType, ListOptions, Store};
 
+use crate::conversion;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
 use crate::resources::ResourceInfo;
@@ -107,19 +108,21 @@ struct ContinueToken {
 }
 
 fn decode(info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Value> {
-    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+    let obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!(
             "stored {} {:?} is not valid JSON: {e}",
             info.kind, kv.key
         ))
     })?;
+    let mut obj = conversion::from_storage(info, obj);
     meta::set_resource_version(&mut obj, kv.mod_revision);
     Ok(obj)
 }
 
 /// Stored layout: `apiVersion`, `kind`, `metadata` first (so the first `"metadata":{` in the
 /// bytes is the object's own), no `resourceVersion` (the store's revision is the truth).
-fn encode(obj: &Value) -> ApiResult<Bytes> {
+fn encode(info: &ResourceInfo, obj: &Value) -> ApiResult<Bytes> {
+    let obj = conversion::to_storage(info, obj);
     let mut out = serde_json::Map::new();
     if let Some(m) = obj.as_object() {
         for k in ["apiVersion", "kind", "metadata"] {
@@ -368,7 +371,12 @@ impl Registry {
             if i > 0 {
                 out.push(b',');
             }
-            match with_resource_version(&kv.value, kv.mod_revision) {
+            let spliced = if conversion::needed(info) {
+                None
+            } else {
+                with_resource_version(&kv.value, kv.mod_revision)
+            };
+            match spliced {
                 Some(bytes) => out.extend_from_slice(&bytes),
                 // Not in the canonical layout: take the slow path for this one.
                 None => out.extend_from_slice(
@@ -520,7 +528,7 @@ impl Registry {
             service_alloc::allocate(&self.store, &mut obj).await?;
         }
         let key = Self::key(info, Some(meta::namespace(&obj)), &name);
-        let rev = match self.store.create(&key, encode(&obj)?, None).await {
+        let rev = match self.store.create(&key, encode(info, &obj)?, None).await {
             Ok(rev) => rev,
             Err(e) => {
                 if service {
@@ -578,7 +586,7 @@ impl Registry {
                     .map(|(rev, _)| rev)
             } else {
                 self.store
-                    .update(&key, encode(&new)?, current.mod_revision, None)
+                    .update(&key, encode(info, &new)?, current.mod_revision, None)
                     .await
             };
             match result {
@@ -821,7 +829,7 @@ impl Registry {
                 }
                 match self
                     .store
-                    .update(&key, encode(&marked)?, kv.mod_revision, None)
+                    .update(&key, encode(info, &marked)?, kv.mod_revision, None)
                     .await
                 {
                     Ok(rev) => {
@@ -1011,13 +1019,18 @@ mod tests {
     #[test]
     fn resource_version_splices_into_stored_bytes() {
         let obj = json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}}}, "kind": "X", "apiVersion": "v1", "metadata": {"name": "n"}});
-        let stored = encode(&obj).unwrap();
+        let info = crate::resources::namespace_info();
+        let stored = encode(&info, &obj).unwrap();
         let spliced: Value =
             serde_json::from_slice(&with_resource_version(&stored, 42).unwrap()).unwrap();
         let mut want = obj.clone();
         want["metadata"]["resourceVersion"] = json!("42");
         assert_eq!(spliced, want);
-        let empty = encode(&json!({"apiVersion": "v1", "kind": "X", "metadata": {}})).unwrap();
+        let empty = encode(
+            &info,
+            &json!({"apiVersion": "v1", "kind": "X", "metadata": {}}),
+        )
+        .unwrap();
         let spliced: Value =
             serde_json::from_slice(&with_resource_version(&empty, 7).unwrap()).unwrap();
         assert_eq!(spliced["metadata"], json!({"resourceVersion": "7"}));

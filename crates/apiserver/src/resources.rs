@@ -2,10 +2,10 @@
 //! storage need. Names come from `k8s-openapi`'s types so they cannot be misspelt.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling2, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 
@@ -164,6 +164,11 @@ pub fn all() -> Vec<ResourceInfo> {
             .sub(&["status"]),
         // autoscaling
         ResourceInfo::of::<autoscaling2::HorizontalPodAutoscaler>()
+            .short(&["hpa"])
+            .all()
+            .sub(&["status"]),
+        // autoscaling/v1: the same objects, converted (see conversion.rs)
+        ResourceInfo::of::<autoscaling1::HorizontalPodAutoscaler>()
             .short(&["hpa"])
             .all()
             .sub(&["status"]),

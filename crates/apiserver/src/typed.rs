@@ -19,6 +19,9 @@ macro_rules! with_type {
             rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
         };
         match ($info.group, $info.kind) {
+            ("autoscaling", "HorizontalPodAutoscaler") if $info.version == "v1" => {
+                Some($f::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>($($arg),*))
+            }
             ("", "Pod") => Some($f::<core::Pod>($($arg),*)),
             ("", "ReplicationController") => Some($f::<core::ReplicationController>($($arg),*)),
             ("", "Service") => Some($f::<core::Service>($($arg),*)),

@@ -740,6 +740,39 @@ async fn kubectl_create_sends_protobuf(c: &Cluster) {
     assert_eq!(got, r#"["echo","hi"]"#);
     let err = c.fails(&["create", "namespace", "team"]).await;
     assert!(err.contains("AlreadyExists"), "{err}");
+    // `kubectl autoscale` writes autoscaling/v1; it is stored as v2 and readable as both.
+    c.ok(&[
+        "autoscale",
+        "deploy",
+        "d1",
+        "-n",
+        "team",
+        "--max=5",
+        "--cpu-percent=70",
+    ])
+    .await;
+    let v2 = c
+        .ok(&[
+            "get",
+            "hpa",
+            "d1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization}",
+        ])
+        .await;
+    assert_eq!(v2, "autoscaling/v2 70");
+    let v1 = c
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/autoscaling/v1/namespaces/team/horizontalpodautoscalers/d1",
+        ])
+        .await;
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 70);
     c.ok(&[
         "create",
         "role",
