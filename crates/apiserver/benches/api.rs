@@ -65,6 +65,7 @@ fn serve(dir: &str) {
             bind: "127.0.0.1:0".parse().unwrap(),
             datastore: store::DatastoreConfig::parse(endpoint.as_deref(), &dir).unwrap(),
             kubeconfig: dir.join("kubeconfig.yaml"),
+            event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
         })
         .await
         .unwrap();

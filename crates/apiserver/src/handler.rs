@@ -41,9 +41,9 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn store::Store>, server_address: String) -> Self {
+    pub fn new(store: Arc<dyn store::Store>, server_address: String, event_ttl: Duration) -> Self {
         ApiState {
-            registry: Registry::new(store),
+            registry: Registry::new(store, event_ttl),
             catalog: Catalog::new(),
             server_address,
             metrics: Default::default(),

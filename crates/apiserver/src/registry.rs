@@ -21,11 +21,16 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::service_alloc;
 use crate::strategy;
 
+/// How long Events live by default (the API server's `--event-ttl`).
+pub const DEFAULT_EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Retries of a read-modify-write that lost a race.
 const UPDATE_RETRIES: usize = 16;
 
 pub struct Registry {
     pub store: Arc<dyn Store>,
+    /// How long Events live; they are stored with this time-to-live.
+    pub event_ttl: std::time::Duration,
 }
 
 /// A list request's query.
@@ -209,8 +214,14 @@ fn spec_changed(new: &Value, old: &Value) -> bool {
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+    pub fn new(store: Arc<dyn Store>, event_ttl: std::time::Duration) -> Self {
+        Registry { store, event_ttl }
+    }
+
+    /// The time-to-live objects of a kind are stored with: Events expire, nothing else does.
+    fn ttl_for(&self, info: &ResourceInfo) -> Option<std::time::Duration> {
+        (info.kind == "Event" && matches!(info.group, "" | "events.k8s.io"))
+            .then_some(self.event_ttl)
     }
 
     fn prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
@@ -528,7 +539,11 @@ impl Registry {
             service_alloc::allocate(&self.store, &mut obj).await?;
         }
         let key = Self::key(info, Some(meta::namespace(&obj)), &name);
-        let rev = match self.store.create(&key, encode(info, &obj)?, None).await {
+        let rev = match self
+            .store
+            .create(&key, encode(info, &obj)?, self.ttl_for(info))
+            .await
+        {
             Ok(rev) => rev,
             Err(e) => {
                 if service {
@@ -586,7 +601,12 @@ impl Registry {
                     .map(|(rev, _)| rev)
             } else {
                 self.store
-                    .update(&key, encode(info, &new)?, current.mod_revision, None)
+                    .update(
+                        &key,
+                        encode(info, &new)?,
+                        current.mod_revision,
+                        self.ttl_for(info),
+                    )
                     .await
             };
             match result {
@@ -829,7 +849,12 @@ impl Registry {
                 }
                 match self
                     .store
-                    .update(&key, encode(info, &marked)?, kv.mod_revision, None)
+                    .update(
+                        &key,
+                        encode(info, &marked)?,
+                        kv.mod_revision,
+                        self.ttl_for(info),
+                    )
                     .await
                 {
                     Ok(rev) => {

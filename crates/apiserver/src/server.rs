@@ -33,6 +33,8 @@ pub struct Config {
     pub datastore: store::DatastoreConfig,
     /// Where to write the admin kubeconfig.
     pub kubeconfig: PathBuf,
+    /// How long Events are kept (`--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 /// A running API server.
@@ -83,6 +85,7 @@ impl Server {
         let state = Arc::new(ApiState::new(
             store.clone(),
             format!("{host}:{}", addr.port()),
+            config.event_ttl,
         ));
         handler::bootstrap(&state)
             .await

@@ -32,6 +32,7 @@ impl Cluster {
             bind: "127.0.0.1:0".parse().unwrap(),
             datastore,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
+            event_ttl: std::time::Duration::from_secs(3),
         })
         .await
         .unwrap();
@@ -172,6 +173,7 @@ on_both_backends!(
     tables_look_as_kubernetes_prints_them,
     deleting_a_namespace_deletes_its_content,
     kubectl_create_sends_protobuf,
+    events_expire,
 );
 
 async fn system_namespaces_exist(c: &Cluster) {
@@ -815,4 +817,31 @@ async fn kubectl_create_sends_protobuf(c: &Cluster) {
         .ok(&["get", "ingress", "ing", "-n", "team", "-o", "jsonpath={.spec.rules[0].host} {.spec.rules[0].http.paths[0].backend.service.port.number}"])
         .await;
     assert_eq!(got, "foo.com 8080");
+}
+
+async fn events_expire(c: &Cluster) {
+    // The test server keeps Events for 3 s (`--event-ttl`); other objects stay.
+    let f = c.write(
+        "ev.yaml",
+        "apiVersion: v1\nkind: Event\nmetadata: {name: ev1}\ninvolvedObject: {kind: Pod, name: web-1, namespace: default}\nreason: Scheduled\nmessage: assigned\ntype: Normal\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: stays}\n",
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    let out = c.ok(&["get", "events"]).await;
+    assert!(
+        out.contains("Scheduled") && out.contains("pod/web-1"),
+        "{out}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = c.ok(&["get", "events", "-o", "name"]).await;
+        if out.trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "event never expired: {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    c.ok(&["get", "cm", "stays"]).await;
 }

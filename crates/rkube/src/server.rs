@@ -22,6 +22,9 @@ pub struct ServerArgs {
     /// Where to write the admin kubeconfig (default: <data-dir>/kubeconfig.yaml).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// How long Events are kept, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    event_ttl_seconds: u64,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -39,6 +42,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             bind: SocketAddr::new(args.bind_address, args.https_listen_port),
             datastore: datastore.clone(),
             kubeconfig,
+            event_ttl: std::time::Duration::from_secs(args.event_ttl_seconds),
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same
