@@ -316,10 +316,24 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let resp = match dispatch(&state, user, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
+    let state2 = state.clone();
+    let (resp, warnings) = crate::typed::WARNINGS
+        .scope(Default::default(), async move {
+            let resp = match dispatch(&state2, user, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            (resp, crate::typed::WARNINGS.with(|w| w.take()))
+        })
+        .await;
+    let mut resp = resp;
+    for w in warnings {
+        // RFC 7234 warning: code 299, agent "-", the text quoted.
+        let value = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
     state
         .metrics
         .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
@@ -444,7 +458,9 @@ fn dry_run(query: &HashMap<String, String>) -> bool {
 fn write_options(query: &HashMap<String, String>) -> WriteOptions {
     WriteOptions {
         dry_run: dry_run(query),
-        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        validation: crate::typed::FieldValidation::parse(
+            query.get("fieldValidation").map(String::as_str),
+        ),
     }
 }
 

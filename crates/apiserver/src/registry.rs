@@ -93,8 +93,8 @@ impl Patch {
 pub struct WriteOptions {
     /// `dryRun=All`: validate and answer, store nothing.
     pub dry_run: bool,
-    /// `fieldValidation=Strict`: unknown fields are an error instead of dropped.
-    pub strict: bool,
+    /// `fieldValidation`: what unknown fields do.
+    pub validation: crate::typed::FieldValidation,
 }
 
 #[derive(Default, Debug)]
@@ -487,7 +487,7 @@ impl Registry {
         let strategy = strategy::for_resource(info);
         Self::check_type(info, &mut obj)?;
         Self::check_object_namespace(info, ns, &mut obj)?;
-        let mut obj = crate::typed::decode(info, obj, opts.strict)?;
+        let mut obj = crate::typed::decode(info, obj, opts.validation)?;
         let m = meta::metadata_mut(&mut obj);
         let name = m
             .get("name")
@@ -641,7 +641,7 @@ impl Registry {
     ) -> ApiResult<Value> {
         Self::check_type(info, &mut obj)?;
         Self::check_object_namespace(info, ns, &mut obj)?;
-        let mut obj = crate::typed::decode(info, obj, opts.strict)?;
+        let mut obj = crate::typed::decode(info, obj, opts.validation)?;
         match meta::name(&obj) {
             "" => {
                 meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
@@ -664,7 +664,13 @@ impl Registry {
             {
                 return Err(ApiError::conflict(&info2, name));
             }
-            Self::merge_update(&info2, old, obj.clone(), sub.as_deref(), false)
+            Self::merge_update(
+                &info2,
+                old,
+                obj.clone(),
+                sub.as_deref(),
+                crate::typed::FieldValidation::Ignore,
+            )
         })
         .await
     }
@@ -676,11 +682,11 @@ impl Registry {
         old: &Value,
         new: Value,
         sub: Option<&str>,
-        strict: bool,
+        validation: crate::typed::FieldValidation,
     ) -> ApiResult<Value> {
         let strategy = strategy::for_resource(info);
         // Stored objects hold no unknown fields, so any here came with this request.
-        let mut new = crate::typed::decode(info, new, strict)?;
+        let mut new = crate::typed::decode(info, new, validation)?;
         let name = meta::name(old).to_string();
         if sub == Some("status") {
             // Only status changes through /status.
@@ -765,7 +771,7 @@ impl Registry {
                     "the name of a patched object cannot change",
                 ));
             }
-            Self::merge_update(&info2, old, doc, sub.as_deref(), opts.strict)
+            Self::merge_update(&info2, old, doc, sub.as_deref(), opts.validation)
         })
         .await
     }
@@ -789,7 +795,7 @@ impl Registry {
             let mut doc = old.clone();
             patch.apply_to(&mut doc)?;
             finish(&mut doc);
-            Self::merge_update(&info2, old, doc, None, opts.strict)
+            Self::merge_update(&info2, old, doc, None, opts.validation)
         })
         .await
     }

@@ -123,9 +123,41 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-/// Normalizes `obj` through its type. With `strict`, unknown fields are a 400; otherwise
-/// they are dropped. Kinds without a type here pass unchanged.
-pub fn decode(info: &ResourceInfo, obj: Value, strict: bool) -> ApiResult<Value> {
+/// What to do with fields the kind's type does not have (`fieldValidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and say so in a `Warning` header (Kubernetes' default).
+    #[default]
+    Warn,
+    /// Refuse the request (kubectl's default).
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(v: Option<&str>) -> Self {
+        match v {
+            Some("Strict") => FieldValidation::Strict,
+            Some("Ignore") => FieldValidation::Ignore,
+            _ => FieldValidation::Warn,
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Warnings for the request being served (sent as `Warning` headers).
+    pub static WARNINGS: std::cell::RefCell<Vec<String>>;
+}
+
+/// Records a warning for the current request, if one is being served.
+fn warn(message: String) {
+    let _ = WARNINGS.try_with(|w| w.borrow_mut().push(message));
+}
+
+/// Normalizes `obj` through its type; unknown fields are dropped, warned about or refused as
+/// `validation` says. Kinds without a type here pass unchanged.
+pub fn decode(info: &ResourceInfo, obj: Value, validation: FieldValidation) -> ApiResult<Value> {
     let Some(result) = round_trip(info, &obj) else {
         return Ok(obj);
     };
@@ -136,18 +168,22 @@ pub fn decode(info: &ResourceInfo, obj: Value, strict: bool) -> ApiResult<Value>
         ))
     };
     let typed = result.map_err(cannot)?;
-    if strict {
+    if validation != FieldValidation::Ignore {
         let mut unknown = Vec::new();
         dropped(&obj, &typed, "", &mut unknown);
-        if !unknown.is_empty() {
-            let list: Vec<String> = unknown
-                .iter()
-                .map(|u| format!("unknown field \"{u}\""))
-                .collect();
-            return Err(cannot(format!(
-                "strict decoding error: {}",
-                list.join(", ")
-            )));
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect();
+        match validation {
+            FieldValidation::Strict if !list.is_empty() => {
+                return Err(cannot(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => list.into_iter().for_each(warn),
+            _ => {}
         }
     }
     // Keep the client's key order where it can be kept (typed encoding sorts keys).
@@ -197,7 +233,7 @@ mod tests {
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
             "spec": {"replica": 3, "selector": {"matchLabels": {"a": "b"}},
                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicyy": "x"}]}}}});
-        let err = decode(&deployments(), d.clone(), true).unwrap_err();
+        let err = decode(&deployments(), d.clone(), FieldValidation::Strict).unwrap_err();
         assert!(
             err.message
                 .contains("strict decoding error: unknown field \"spec.replica\""),
@@ -210,7 +246,7 @@ mod tests {
             "{}",
             err.message
         );
-        let pruned = decode(&deployments(), d, false).unwrap();
+        let pruned = decode(&deployments(), d, FieldValidation::Ignore).unwrap();
         assert!(pruned.pointer("/spec/replica").is_none());
         assert_eq!(
             pruned.pointer("/spec/template/spec/containers/0/name"),
@@ -221,7 +257,7 @@ mod tests {
     #[test]
     fn wrong_types_are_bad_requests() {
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "three"}});
-        let err = decode(&deployments(), d, false).unwrap_err();
+        let err = decode(&deployments(), d, FieldValidation::Ignore).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(
             err.message.contains("cannot be handled as a Deployment"),

@@ -344,6 +344,12 @@ async fn errors_read_as_kubernetes_writes_them(c: &Cluster) {
         err.contains(r#"strict decoding error: unknown field "spec.replica""#),
         "{err}"
     );
+    let warned = c.kubectl(&["apply", "--validate=warn", "-f", &typo]).await;
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warned.status.success() && stderr.contains(r#"Warning: unknown field "spec.replica""#),
+        "{stderr}"
+    );
     c.ok(&["apply", "--validate=false", "-f", &typo]).await;
     let yaml = c.ok(&["get", "deploy", "web", "-o", "yaml"]).await;
     assert!(!yaml.contains("replica: 2"), "{yaml}");
