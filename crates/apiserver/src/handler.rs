@@ -638,7 +638,12 @@ async fn resource(
                     ))
                 }
                 Err(e) => Err(e),
-                Ok(_) => {
+                Ok(live) => {
+                    let conflicts = crate::apply::conflicts(&live, &applied, &manager);
+                    let force = query.get("force").is_some_and(|f| f == "true");
+                    if !conflicts.is_empty() && !force {
+                        return Err(crate::apply::conflict_error(info, name, &conflicts));
+                    }
                     // Other managers' managedFields entries survive: only this manager's
                     // entry is replaced.
                     let patch = Patch {
@@ -649,6 +654,7 @@ async fn resource(
                     let applied2 = applied.clone();
                     let out = reg
                         .patch_then(info, ns, name, patch, write_options(&query), move |obj| {
+                            crate::apply::take_over(obj, &conflicts);
                             crate::apply::record_manager(obj, &applied2, &manager2, &api_version);
                         })
                         .await?;

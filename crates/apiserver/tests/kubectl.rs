@@ -579,6 +579,36 @@ async fn server_side_apply_creates_and_updates(c: &Cluster) {
         .ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"])
         .await;
     assert_eq!(got, "3 kubectl Apply");
+    // Another manager changing a field kubectl owns conflicts; --force-conflicts takes it.
+    let f5 = c.write("app5.yaml", &APP.replace("replicas: 2", "replicas: 5"));
+    let err = c
+        .fails(&["apply", "--server-side", "--field-manager=bob", "-f", &f5])
+        .await;
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas"#),
+        "{err}"
+    );
+    let same = c.write("app3.yaml", &APP.replace("replicas: 2", "replicas: 3"));
+    c.ok(&["apply", "--server-side", "--field-manager=bob", "-f", &same])
+        .await;
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=bob",
+        "--force-conflicts",
+        "-f",
+        &f5,
+    ])
+    .await;
+    let got = c
+        .ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+        .await;
+    assert_eq!(got, "5");
+    let err = c.fails(&["apply", "--server-side", "-f", &same]).await;
+    assert!(
+        err.contains(r#"conflict with "bob": .spec.replicas"#),
+        "{err}"
+    );
 }
 
 async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
