@@ -641,7 +641,6 @@ impl Registry {
     ) -> ApiResult<Value> {
         Self::check_type(info, &mut obj)?;
         Self::check_object_namespace(info, ns, &mut obj)?;
-        let mut obj = crate::typed::decode(info, obj, opts.validation)?;
         match meta::name(&obj) {
             "" => {
                 meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
@@ -664,13 +663,7 @@ impl Registry {
             {
                 return Err(ApiError::conflict(&info2, name));
             }
-            Self::merge_update(
-                &info2,
-                old,
-                obj.clone(),
-                sub.as_deref(),
-                crate::typed::FieldValidation::Ignore,
-            )
+            Self::merge_update(&info2, old, obj.clone(), sub.as_deref(), opts.validation)
         })
         .await
     }

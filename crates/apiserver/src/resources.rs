@@ -112,17 +112,12 @@ pub fn all() -> Vec<ResourceInfo> {
             .short(&["rc"])
             .all()
             .sub(&["status", "scale"]),
-        ResourceInfo::of::<core::Service>()
-            .short(&["svc"])
-            .all()
-            .sub(&["status"]),
+        service_info(),
         ResourceInfo::of::<core::Endpoints>().short(&["ep"]),
         ResourceInfo::of::<core::Node>()
             .short(&["no"])
             .sub(&["status"]),
-        ResourceInfo::of::<core::Namespace>()
-            .short(&["ns"])
-            .sub(&["status", "finalize"]),
+        namespace_info(),
         ResourceInfo::of::<core::Secret>(),
         ResourceInfo::of::<core::ConfigMap>().short(&["cm"]),
         ResourceInfo::of::<core::ServiceAccount>().short(&["sa"]),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use store::testing::EtcdProcess;
+use store::testing::{EtcdProcess, rss_kib};
 use store::{Error, ListOptions, SqliteOptions, SqliteStore, Store};
 
 const VALUE_SIZE: usize = 1024;
@@ -188,18 +188,6 @@ async fn watch_fanout(s: &Arc<dyn Store>) -> Figures {
     let mut f = figures(lat, start.elapsed());
     f.ops_per_sec = (WATCH_EVENTS * WATCHERS) as f64 / start.elapsed().as_secs_f64();
     f
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 struct Row {

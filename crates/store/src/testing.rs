@@ -100,3 +100,17 @@ impl Drop for EtcdProcess {
         self.kill();
     }
 }
+
+/// A process's resident memory in KiB (from `/proc`), 0 if it cannot be read: what the
+/// benchmarks report.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
