@@ -1,5 +1,6 @@
 //! `rkube server`: the control plane in one process.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,13 +53,18 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             DatastoreConfig::Sqlite { .. } => server.store(),
         };
         let _compactor = Compactor::new(compaction_store, CompactionPolicy::default()).spawn();
-        println!("rkube API server listening on https://{}", server.addr);
-        println!("admin kubeconfig: {}", server.kubeconfig.display());
-        println!("  export KUBECONFIG={}", server.kubeconfig.display());
+        // A server must outlive whoever reads its banner: a closed stdout is not an error.
+        let _ = writeln!(
+            std::io::stdout(),
+            "rkube API server listening on https://{}\nadmin kubeconfig: {}\n  export KUBECONFIG={}",
+            server.addr,
+            server.kubeconfig.display(),
+            server.kubeconfig.display()
+        );
         tokio::select! {
             r = server.wait() => r,
             _ = tokio::signal::ctrl_c() => {
-                println!("shutting down");
+                let _ = writeln!(std::io::stdout(), "shutting down");
                 Ok(())
             }
         }

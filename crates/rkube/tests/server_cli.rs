@@ -32,9 +32,12 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next() {
         let line = line.unwrap();
         if let Some(path) = line.strip_prefix("admin kubeconfig: ") {
+            // Keep reading so the server never writes into a closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
             return (server, path.to_string());
         }
     }
