@@ -3,9 +3,11 @@
 //! What is here: apply creates the object when it is missing, otherwise merges the applied
 //! configuration into the live object with strategic-merge rules, records the field manager's
 //! fields in `metadata.managedFields` (FieldsV1), and refuses (409 FieldManagerConflict) to
-//! change a field another Apply manager owns unless `force=true`, which takes the field over.
-//! What is not yet: ownership by non-apply writes (Update entries), conflicts inside list
-//! items, and removal of fields a manager stops applying.
+//! change a field another manager owns unless `force=true`, which takes the field over.
+//! Every other write (create, update, patch) records the fields it changed under its
+//! manager's `Update` entry and takes them from the others, without conflicts, as Kubernetes
+//! does. What is not yet: conflicts inside list items, and removal of fields an apply
+//! manager stops applying.
 
 use serde_json::{Map, Value, json};
 
@@ -13,47 +15,105 @@ use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::patch::merge_key;
 
+/// Metadata no manager owns (Kubernetes strips these from every field set).
+const SERVER_METADATA: [&str; 11] = [
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "managedFields",
+    "generateName",
+];
+
 /// The FieldsV1 set of an applied configuration.
 pub fn fields_v1(v: &Value) -> Value {
+    diff_fields(None, v)
+}
+
+/// The FieldsV1 set of what `new` sets differently from `old` (all of `new` when `old` is
+/// `None`), without apiVersion, kind and server-owned metadata.
+pub fn diff_fields(old: Option<&Value>, new: &Value) -> Value {
     let mut out = Map::new();
-    if let Some(m) = v.as_object() {
+    if let Some(m) = new.as_object() {
         for (k, child) in m {
             if k == "apiVersion" || k == "kind" {
                 continue;
             }
-            out.insert(format!("f:{k}"), field_set(k, child));
+            let before = old.and_then(|o| o.get(k));
+            let set = if k == "metadata" {
+                let strip = |v: &Value| {
+                    let mut v = v.clone();
+                    if let Some(m) = v.as_object_mut() {
+                        for f in SERVER_METADATA {
+                            m.remove(f);
+                        }
+                    }
+                    v
+                };
+                diff_set(k, before.map(strip).as_ref(), &strip(child))
+            } else {
+                diff_set(k, before, child)
+            };
+            if let Some(set) = set.filter(|s| !is_empty_map(s) || !child.is_object()) {
+                out.insert(format!("f:{k}"), set);
+            }
         }
     }
     Value::Object(out)
 }
 
-fn field_set(name: &str, v: &Value) -> Value {
-    match v {
+fn is_empty_map(v: &Value) -> bool {
+    v.as_object().is_some_and(Map::is_empty)
+}
+
+/// The set of `new` that differs from `old`: `None` when nothing does.
+fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
+    if old == Some(new) {
+        return None;
+    }
+    match new {
         Value::Object(m) => {
+            let old_m = old.and_then(Value::as_object);
             let mut out = Map::new();
             for (k, child) in m {
-                out.insert(format!("f:{k}"), field_set(k, child));
+                if let Some(set) = diff_set(k, old_m.and_then(|o| o.get(k)), child) {
+                    out.insert(format!("f:{k}"), set);
+                }
             }
-            Value::Object(out)
+            // Only removals: nothing newly owned.
+            (old_m.is_none() || !out.is_empty()).then_some(Value::Object(out))
         }
         Value::Array(items) => {
             let elems: Vec<&Value> = items.iter().collect();
             let Some(key) = merge_key(name, &elems) else {
-                return json!({});
+                return Some(json!({}));
             };
+            let old_items = old.and_then(Value::as_array);
             let mut out = Map::new();
             for item in items {
                 let id = item.get(key).cloned().unwrap_or(Value::Null);
-                let mut entry = match field_set("", item) {
+                let before = old_items
+                    .and_then(|o| o.iter().find(|i| i.get(key) == Some(&id)));
+                let Some(set) = diff_set("", before, item) else {
+                    continue;
+                };
+                let mut entry = match set {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 };
-                entry.insert(".".into(), json!({}));
+                if before.is_none() {
+                    entry.insert(".".into(), json!({}));
+                }
                 out.insert(format!("k:{}", json!({ key: id })), Value::Object(entry));
             }
-            Value::Object(out)
+            Some(Value::Object(out))
         }
-        _ => json!({}),
+        _ => Some(json!({})),
     }
 }
 
@@ -81,6 +141,138 @@ pub fn record_manager(obj: &mut Value, applied: &Value, manager: &str, api_versi
         .collect();
     fields.push(entry);
     m.insert("managedFields".into(), Value::Array(fields));
+}
+
+/// Records a non-apply write: `manager`'s Update entry gains the fields the write changed,
+/// the other managers lose them, and fields the object no longer has leave every entry.
+/// managedFields the request carried replace the stored ones (a client may reset them).
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+) {
+    let changed = diff_fields(old, new);
+    let sent = new.pointer("/metadata/managedFields").cloned();
+    let base = match (&sent, old) {
+        (Some(Value::Array(_)), _) => sent,
+        (_, Some(o)) => o.pointer("/metadata/managedFields").cloned(),
+        _ => None,
+    };
+    let mut entries: Vec<Value> = base
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    let nothing_changed = is_empty_map(&changed);
+    let mut mine = None;
+    for e in entries.iter_mut() {
+        let is_mine = e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some("Update")
+            && e.get("subresource").and_then(Value::as_str) == subresource;
+        if let Some(f) = e.get_mut("fieldsV1") {
+            if !is_mine {
+                subtract(f, &changed);
+            }
+            prune(f, new);
+        }
+        if is_mine {
+            mine = Some(e.clone());
+        }
+    }
+    entries.retain(|e| {
+        let is_mine = mine.as_ref() == Some(e);
+        !is_mine && !e.get("fieldsV1").is_some_and(is_empty_map)
+    });
+    if !nothing_changed || mine.is_some() {
+        let mut fields = mine
+            .and_then(|m| m.get("fieldsV1").cloned())
+            .unwrap_or_else(|| json!({}));
+        union(&mut fields, &changed);
+        if !is_empty_map(&fields) {
+            let mut entry = json!({
+                "manager": manager,
+                "operation": "Update",
+                "apiVersion": api_version,
+                "time": meta::now_rfc3339(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            });
+            if let Some(sub) = subresource {
+                entry["subresource"] = json!(sub);
+            }
+            entries.push(entry);
+        }
+    }
+    let m = meta::metadata_mut(new);
+    if entries.is_empty() {
+        m.remove("managedFields");
+    } else {
+        m.insert("managedFields".into(), Value::Array(entries));
+    }
+}
+
+/// Adds every field of `other` to `set`.
+fn union(set: &mut Value, other: &Value) {
+    let (Some(s), Some(o)) = (set.as_object_mut(), other.as_object()) else {
+        return;
+    };
+    for (k, v) in o {
+        match s.get_mut(k) {
+            Some(existing) => union(existing, v),
+            None => {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Removes from `set` the fields `other` owns (a leaf in `other` takes the whole subtree).
+fn subtract(set: &mut Value, other: &Value) {
+    let (Some(s), Some(o)) = (set.as_object_mut(), other.as_object()) else {
+        return;
+    };
+    for (k, v) in o {
+        if k == "." {
+            continue;
+        }
+        let Some(child) = s.get_mut(k) else { continue };
+        if is_empty_map(v) {
+            s.remove(k);
+        } else {
+            let was_leaf = is_empty_map(child);
+            subtract(child, v);
+            if !was_leaf && child.as_object().is_some_and(|c| c.keys().all(|k| k == ".")) {
+                s.remove(k);
+            }
+        }
+    }
+}
+
+/// Removes from `set` the fields `obj` no longer has.
+fn prune(set: &mut Value, obj: &Value) {
+    let Some(s) = set.as_object_mut() else { return };
+    s.retain(|k, child| {
+        if k == "." {
+            return true;
+        }
+        let value = if let Some(name) = k.strip_prefix("f:") {
+            obj.get(name)
+        } else if let Some(id) = k.strip_prefix("k:") {
+            let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+            obj.as_array().and_then(|items| {
+                items.iter().find(|item| {
+                    id.as_object()
+                        .is_some_and(|m| m.iter().all(|(f, v)| item.get(f) == Some(v)))
+                })
+            })
+        } else {
+            return true;
+        };
+        let Some(value) = value else { return false };
+        let was_leaf = is_empty_map(child);
+        prune(child, value);
+        was_leaf || !child.as_object().is_some_and(|c| c.keys().all(|k| k == "."))
+    });
 }
 
 /// Field paths (`["spec", "replicas"]`) a FieldsV1 set owns, through maps; an owned list
@@ -112,6 +304,9 @@ fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
 /// A field another manager owns that this apply would change: (manager, `.spec.replicas`).
 pub struct Conflict {
     pub manager: String,
+    /// How Kubernetes names the manager in messages: `"m"`, or for an Update entry
+    /// `"m" using apps/v1`.
+    pub label: String,
     pub path: Vec<String>,
 }
 
@@ -131,8 +326,17 @@ pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> 
         .and_then(Value::as_array);
     for e in entries.into_iter().flatten() {
         let other = e.get("manager").and_then(Value::as_str).unwrap_or("");
-        if other == manager || e.get("operation").and_then(Value::as_str) != Some("Apply") {
+        let operation = e.get("operation").and_then(Value::as_str);
+        if other == manager && operation == Some("Apply") {
             continue;
+        }
+        let mut label = format!("{other:?}");
+        if let Some(sub) = e.get("subresource").and_then(Value::as_str) {
+            label.push_str(&format!(" with subresource {sub:?}"));
+        }
+        if operation == Some("Update") {
+            let v = e.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            label.push_str(&format!(" using {v}"));
         }
         let mut theirs = Vec::new();
         leaf_paths(e.get("fieldsV1").unwrap_or(&Value::Null), &[], &mut theirs);
@@ -140,6 +344,7 @@ pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> 
             if value_at(applied, p) != value_at(live, p) {
                 out.push(Conflict {
                     manager: other.to_string(),
+                    label: label.clone(),
                     path: p.clone(),
                 });
             }
@@ -156,11 +361,11 @@ pub fn conflict_error(
 ) -> ApiError {
     let parts: Vec<String> = conflicts
         .iter()
-        .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field()))
+        .map(|c| format!("conflict with {}: {}", c.label, c.field()))
         .collect();
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field()}))
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.label), "field": c.field()}))
         .collect();
     ApiError {
         code: 409,
@@ -234,7 +439,7 @@ mod tests {
             "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
         assert_eq!(
             fields_v1(&applied),
-            json!({"f:metadata": {"f:name": {}}, "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+            json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
                 "k:{\"name\":\"nginx\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}})
         );
     }

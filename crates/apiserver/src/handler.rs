@@ -368,7 +368,10 @@ async fn dispatch(
     let is_get = req.method() == Method::GET;
     match route {
         Route::Healthz | Route::Version => Err(ApiError::method_not_allowed()),
-        Route::Metrics if is_get => Ok(text(StatusCode::OK, &state.metrics.render())),
+        Route::Metrics if is_get => Ok(text(
+            StatusCode::OK,
+            &(state.metrics.render() + &state.registry.reads.render()),
+        )),
         Route::CoreVersions if is_get => Ok(match accept.discovery {
             Some(v) => discovery_response(&discovery::aggregated(&state.catalog, true, v), v),
             None => ok(&discovery::api_versions(&state.server_address)),
@@ -455,12 +458,25 @@ fn dry_run(query: &HashMap<String, String>) -> bool {
     query.get("dryRun").is_some_and(|v| v == "All")
 }
 
-fn write_options(query: &HashMap<String, String>) -> WriteOptions {
+/// A write's options; the field manager defaults, as in Kubernetes, to the client's
+/// User-Agent up to its first `/`.
+fn write_options(query: &HashMap<String, String>, user_agent: &str) -> WriteOptions {
+    let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.clone(),
+        None => user_agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(128)
+            .collect(),
+    };
     WriteOptions {
         dry_run: dry_run(query),
         validation: crate::typed::FieldValidation::parse(
             query.get("fieldValidation").map(String::as_str),
         ),
+        field_manager: Some(manager),
     }
 }
 
@@ -539,6 +555,13 @@ async fn resource(
         return Err(ApiError::not_found_path());
     }
     let method = req.method().clone();
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let write_options = |q: &HashMap<String, String>| write_options(q, &agent);
     let watch = t.watch_path || query.get("watch").is_some_and(|w| w == "true" || w == "1");
     match (method, t.name.as_deref(), t.subresource.as_deref()) {
         (Method::GET, None, None) if watch => {
@@ -630,7 +653,11 @@ async fn resource(
                     if meta::name(&obj).is_empty() {
                         meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
                     }
-                    let created = reg.create(info, ns, obj, write_options(&query)).await?;
+                    let opts = WriteOptions {
+                        field_manager: None,
+                        ..write_options(&query)
+                    };
+                    let created = reg.create(info, ns, obj, opts).await?;
                     Ok(json_response(
                         StatusCode::CREATED,
                         &created,
@@ -652,8 +679,12 @@ async fn resource(
                     };
                     let manager2 = manager.clone();
                     let applied2 = applied.clone();
+                    let opts = WriteOptions {
+                        field_manager: None,
+                        ..write_options(&query)
+                    };
                     let out = reg
-                        .patch_then(info, ns, name, patch, write_options(&query), move |obj| {
+                        .patch_then(info, ns, name, patch, opts, move |obj| {
                             crate::apply::take_over(obj, &conflicts);
                             crate::apply::record_manager(obj, &applied2, &manager2, &api_version);
                         })
@@ -779,10 +810,10 @@ async fn watch_response(
             send_initial,
         )
         .await;
-    let events = match events {
-        Ok(e) => e,
+    let (events, progress) = match events {
+        Ok(w) => (w.events, w.progress),
         // A too-old resourceVersion is reported inside the stream, as Kubernetes does.
-        Err(e) if e.code == 410 => futures::stream::iter(vec![Err(e)]).boxed(),
+        Err(e) if e.code == 410 => (futures::stream::iter(vec![Err(e)]).boxed(), Arc::default()),
         Err(e) => return Err(e),
     };
     let timeout = query
@@ -796,7 +827,6 @@ async fn watch_response(
     let table = accept.table;
     let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
     let info = info.clone();
-    let store = state.registry.store.clone();
     let deadline = tokio::time::sleep(timeout);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
@@ -809,7 +839,11 @@ async fn watch_response(
             let ev = tokio::select! {
                 _ = &mut deadline => break,
                 _ = tick.tick(), if bookmarks => {
-                    let Ok(rev) = store.current_revision().await else { continue };
+                    // Only a revision everything before which was sent.
+                    let rev = progress.load(std::sync::atomic::Ordering::Relaxed);
+                    if rev == 0 {
+                        continue;
+                    }
                     WatchEvent {
                         kind: "BOOKMARK",
                         object: json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": rev.to_string()}}),

@@ -27,5 +27,6 @@ mod service_alloc;
 pub mod strategy;
 pub mod table;
 mod typed;
+pub mod watch_cache;
 
 pub use server::{Config, Server};

@@ -5,6 +5,7 @@
 //! is the store's `mod_revision`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::service_alloc;
 use crate::strategy;
+use crate::watch_cache::{self, Start, WatchCache};
 
 /// How long Events live by default (the API server's `--event-ttl`).
 pub const DEFAULT_EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -29,6 +31,10 @@ const UPDATE_RETRIES: usize = 16;
 
 pub struct Registry {
     pub store: Arc<dyn Store>,
+    /// Serves LIST and WATCH.
+    pub cache: Arc<WatchCache>,
+    /// Where LISTs and WATCHes were served from.
+    pub reads: ReadCounters,
     /// How long Events live; they are stored with this time-to-live.
     pub event_ttl: std::time::Duration,
 }
@@ -47,6 +53,35 @@ pub struct ListQuery {
 pub struct WatchEvent {
     pub kind: &'static str,
     pub object: Value,
+}
+
+/// LISTs and WATCHes by where they were served from (exported on `/metrics`).
+#[derive(Default)]
+pub struct ReadCounters {
+    list_cache: AtomicU64,
+    list_store: AtomicU64,
+    watch_cache: AtomicU64,
+    watch_store: AtomicU64,
+}
+
+impl ReadCounters {
+    pub fn render(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP apiserver_list_total LIST requests by where they were served from.\n# TYPE apiserver_list_total counter\napiserver_list_total{{source=\"cache\"}} {}\napiserver_list_total{{source=\"store\"}} {}\n# HELP apiserver_watch_total WATCH requests by where they were served from.\n# TYPE apiserver_watch_total counter\napiserver_watch_total{{source=\"cache\"}} {}\napiserver_watch_total{{source=\"store\"}} {}\n",
+            n(&self.list_cache),
+            n(&self.list_store),
+            n(&self.watch_cache),
+            n(&self.watch_store)
+        )
+    }
+}
+
+/// A watch: its events, and the revision it has delivered everything up to (0 while the
+/// initial objects are still being sent), which is what a bookmark may promise.
+pub struct Watch {
+    pub events: BoxStream<'static, ApiResult<WatchEvent>>,
+    pub progress: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How a patch body is to be applied.
@@ -89,12 +124,15 @@ impl Patch {
 }
 
 /// Per-request options of a write.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     /// `dryRun=All`: validate and answer, store nothing.
     pub dry_run: bool,
     /// `fieldValidation`: what unknown fields do.
     pub validation: crate::typed::FieldValidation,
+    /// Whose `Update` entry in managedFields this write's changes go to (none for
+    /// server-side apply, which records its own `Apply` entry).
+    pub field_manager: Option<String>,
 }
 
 #[derive(Default, Debug)]
@@ -180,6 +218,16 @@ fn with_resource_version(stored: &[u8], rev: i64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+fn continue_token(rv: i64, start: String) -> ApiResult<String> {
+    let token = serde_json::to_vec(&ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start,
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(token))
+}
+
 fn parse_rv(rv: &str) -> ApiResult<i64> {
     rv.parse::<i64>()
         .ok()
@@ -215,7 +263,12 @@ fn spec_changed(new: &Value, old: &Value) -> bool {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, event_ttl: std::time::Duration) -> Self {
-        Registry { store, event_ttl }
+        Registry {
+            cache: WatchCache::start(store.clone()),
+            reads: ReadCounters::default(),
+            store,
+            event_ttl,
+        }
     }
 
     /// The time-to-live objects of a kind are stored with: Events expire, nothing else does.
@@ -274,6 +327,14 @@ impl Registry {
         }
         let filtered = !q.label.is_empty() || !q.field.is_empty();
         let limit = q.limit.filter(|l| *l > 0);
+        if let Some(snap) = self
+            .cached_snapshot(&prefix, q, start.as_deref(), revision)
+            .await?
+        {
+            self.reads.list_cache.fetch_add(1, Ordering::Relaxed);
+            return Self::page(info, snap, q, limit);
+        }
+        self.reads.list_store.fetch_add(1, Ordering::Relaxed);
         let mut items = Vec::new();
         let mut list_rev;
         let mut next_start;
@@ -316,19 +377,63 @@ impl Registry {
             }
             start = next_start.clone();
         }
-        let token = match next_start {
-            Some(start) => {
-                let token = serde_json::to_vec(&ContinueToken {
-                    v: "meta.k8s.io/v1".into(),
-                    rv: list_rev,
-                    start,
-                })
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-                Some(base64::engine::general_purpose::STANDARD.encode(token))
-            }
-            None => None,
-        };
+        let token = next_start
+            .map(|start| continue_token(list_rev, start))
+            .transpose()?;
         Ok((items, list_rev, token))
+    }
+
+    /// The cache's copy of a list's objects, when it can serve the request: a first page
+    /// once the cache is as fresh as the request needs (a consistent read when no
+    /// resourceVersion is given), a continuation while the cache is still at the token's
+    /// revision. Otherwise the store serves it.
+    async fn cached_snapshot(
+        &self,
+        prefix: &str,
+        q: &ListQuery,
+        start: Option<&str>,
+        token_rev: Option<i64>,
+    ) -> ApiResult<Option<watch_cache::Snapshot>> {
+        if token_rev.is_some() {
+            return Ok(self.cache.snapshot(prefix, start, token_rev));
+        }
+        let fresh = match q.resource_version.as_deref().filter(|r| !r.is_empty()) {
+            Some("0") => true,
+            Some(rv) => self.cache.wait_fresh(Some(parse_rv(rv)?)).await,
+            None => self.cache.wait_fresh(None).await,
+        };
+        Ok(fresh
+            .then(|| self.cache.snapshot(prefix, None, None))
+            .flatten())
+    }
+
+    /// One page of a cached snapshot, through the selectors.
+    fn page(
+        info: &ResourceInfo,
+        snap: watch_cache::Snapshot,
+        q: &ListQuery,
+        limit: Option<usize>,
+    ) -> ApiResult<(Vec<store::KeyValue>, i64, Option<String>)> {
+        let filtered = !q.label.is_empty() || !q.field.is_empty();
+        let mut items = Vec::new();
+        let mut kvs = snap.kvs.into_iter().peekable();
+        for kv in kvs.by_ref() {
+            if filtered {
+                let obj = decode(info, &kv)?;
+                if !(q.label.matches(&obj) && q.field.matches(&obj)) {
+                    continue;
+                }
+            }
+            items.push(kv);
+            if limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        let token = match (kvs.peek(), items.last()) {
+            (Some(_), Some(last)) => Some(continue_token(snap.rev, format!("{}\0", last.key))?),
+            _ => None,
+        };
+        Ok((items, snap.rev, token))
     }
 
     fn list_metadata(list_rev: i64, token: Option<String>) -> Value {
@@ -521,6 +626,9 @@ impl Registry {
         }
         strategy.defaults(&mut obj);
         strategy.prepare_for_create(&mut obj);
+        if let Some(manager) = &opts.field_manager {
+            crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None);
+        }
         let mut causes: Vec<Cause> = strategy::validate_name(strategy.as_ref(), &name)
             .into_iter()
             .collect();
@@ -663,7 +771,7 @@ impl Registry {
             {
                 return Err(ApiError::conflict(&info2, name));
             }
-            Self::merge_update(&info2, old, obj.clone(), sub.as_deref(), opts.validation)
+            Self::merge_update(&info2, old, obj.clone(), sub.as_deref(), &opts)
         })
         .await
     }
@@ -675,17 +783,23 @@ impl Registry {
         old: &Value,
         new: Value,
         sub: Option<&str>,
-        validation: crate::typed::FieldValidation,
+        opts: &WriteOptions,
     ) -> ApiResult<Value> {
         let strategy = strategy::for_resource(info);
         // Stored objects hold no unknown fields, so any here came with this request.
-        let mut new = crate::typed::decode(info, new, validation)?;
+        let mut new = crate::typed::decode(info, new, opts.validation)?;
         let name = meta::name(old).to_string();
+        let record = |new: &mut Value| {
+            if let Some(manager) = &opts.field_manager {
+                crate::apply::record_update(Some(old), new, manager, &info.api_version(), sub);
+            }
+        };
         if sub == Some("status") {
             // Only status changes through /status.
             let status = new.get("status").cloned().unwrap_or(Value::Null);
             new = old.clone();
             new["status"] = status;
+            record(&mut new);
             return Ok(new);
         }
         // Fields the server owns are kept from the stored object.
@@ -733,6 +847,7 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
+        record(&mut new);
         Ok(new)
     }
 
@@ -764,7 +879,7 @@ impl Registry {
                     "the name of a patched object cannot change",
                 ));
             }
-            Self::merge_update(&info2, old, doc, sub.as_deref(), opts.validation)
+            Self::merge_update(&info2, old, doc, sub.as_deref(), &opts)
         })
         .await
     }
@@ -788,7 +903,7 @@ impl Registry {
             let mut doc = old.clone();
             patch.apply_to(&mut doc)?;
             finish(&mut doc);
-            Self::merge_update(&info2, old, doc, None, opts.validation)
+            Self::merge_update(&info2, old, doc, None, &opts)
         })
         .await
     }
@@ -909,7 +1024,9 @@ impl Registry {
     }
 
     /// Watches a resource (all namespaces or one). `resource_version` "" or "0" starts
-    /// with the current objects as ADDED events; N resumes after N.
+    /// with the current objects as ADDED events; N resumes after N. Served by the watch
+    /// cache; a resume from before its window is served from the store's history (which
+    /// answers 410 Expired once that is compacted too).
     pub async fn watch(
         &self,
         info: &ResourceInfo,
@@ -918,17 +1035,149 @@ impl Registry {
         field: FieldSelector,
         resource_version: Option<&str>,
         send_initial_events: Option<bool>,
-    ) -> ApiResult<BoxStream<'static, ApiResult<WatchEvent>>> {
+    ) -> ApiResult<Watch> {
         let prefix = Self::prefix(info, ns);
         let rv = resource_version
             .filter(|r| !r.is_empty())
             .map(parse_rv)
             .transpose()?;
         let initial = send_initial_events.unwrap_or(matches!(rv, None | Some(0)));
-        let mut initial_events = Vec::new();
-        let start = if initial {
-            let list = self
-                .list(
+        let fresh = match (initial, rv) {
+            (true, Some(0)) => true,
+            (true, _) => self.cache.wait_fresh(None).await,
+            (false, rv) => self.cache.wait_fresh(Some(rv.unwrap_or(0))).await,
+        };
+        let start = match initial {
+            true => Start::Now,
+            false => Start::After(rv.unwrap_or(0)),
+        };
+        let sub = fresh
+            .then(|| self.cache.subscribe(&prefix, start))
+            .flatten();
+        let progress = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let items: BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)> = match sub {
+            Some(sub) => {
+                self.reads.watch_cache.fetch_add(1, Ordering::Relaxed);
+                self.cached_watch(info, prefix, label, field, sub, send_initial_events)
+            }
+            None => {
+                self.reads.watch_store.fetch_add(1, Ordering::Relaxed);
+                self.store_watch(info, ns, label, field, rv, send_initial_events)
+                    .await?
+            }
+        };
+        let p = progress.clone();
+        let events = items
+            .filter_map(move |(rev, ev)| {
+                if rev > 0 {
+                    p.store(rev, Ordering::Relaxed);
+                }
+                futures::future::ready(ev)
+            })
+            .boxed();
+        Ok(Watch { events, progress })
+    }
+
+    /// A watch from the cache: its snapshot or replay, then the live feed. Each item carries
+    /// the revision the watcher has reached after it (0: not yet a consistent point).
+    fn cached_watch(
+        &self,
+        info: &ResourceInfo,
+        prefix: String,
+        label: LabelSelector,
+        field: FieldSelector,
+        sub: watch_cache::Subscription,
+        send_initial_events: Option<bool>,
+    ) -> BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)> {
+        let matches = |o: &Value| label.matches(o) && field.matches(o);
+        let mut head = Vec::new();
+        for kv in &sub.initial {
+            match decode(info, kv) {
+                Ok(obj) if matches(&obj) => head.push((
+                    0,
+                    Some(Ok(WatchEvent {
+                        kind: "ADDED",
+                        object: obj,
+                    })),
+                )),
+                Ok(_) => {}
+                Err(e) => head.push((0, Some(Err(e)))),
+            }
+        }
+        if send_initial_events == Some(true) {
+            head.push((0, Some(Ok(initial_events_end(info, sub.rev)))));
+        }
+        for ev in &sub.replay {
+            head.push((ev.revision(), translate(info, &label, &field, ev)));
+        }
+        head.push((sub.rev, None));
+        struct Live {
+            info: ResourceInfo,
+            prefix: String,
+            label: LabelSelector,
+            field: FieldSelector,
+            rx: tokio::sync::broadcast::Receiver<watch_cache::Msg>,
+            cache: Arc<WatchCache>,
+            last: i64,
+            backlog: std::collections::VecDeque<Arc<store::Event>>,
+        }
+        let live = Live {
+            info: info.clone(),
+            prefix,
+            label,
+            field,
+            rx: sub.live,
+            cache: self.cache.clone(),
+            last: sub.rev,
+            backlog: Default::default(),
+        };
+        let tail = futures::stream::unfold(live, |mut w| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let ev = match w.backlog.pop_front() {
+                    Some(ev) => ev,
+                    None => match w.rx.recv().await {
+                        Ok(watch_cache::Msg::Event(ev)) => ev,
+                        Ok(watch_cache::Msg::Reset) | Err(RecvError::Closed) => return None,
+                        Err(RecvError::Lagged(_)) => {
+                            // Too slow for the live feed: catch up from the window, or end
+                            // so the client resumes from what it has.
+                            w.backlog = w.cache.catch_up(&w.prefix, w.last)?.into();
+                            continue;
+                        }
+                    },
+                };
+                let rev = ev.revision();
+                if rev <= w.last {
+                    continue;
+                }
+                w.last = rev;
+                let out = if ev.kv.key.starts_with(&w.prefix) {
+                    translate(&w.info, &w.label, &w.field, &ev)
+                } else {
+                    None
+                };
+                return Some(((rev, out), w));
+            }
+        });
+        futures::stream::iter(head).chain(tail).boxed()
+    }
+
+    /// A watch read from the store's history, for a resume from before the cache's window.
+    async fn store_watch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        label: LabelSelector,
+        field: FieldSelector,
+        rv: Option<i64>,
+        send_initial_events: Option<bool>,
+    ) -> ApiResult<BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)>> {
+        let prefix = Self::prefix(info, ns);
+        let mut head = Vec::new();
+        let start = if send_initial_events.unwrap_or(matches!(rv, None | Some(0))) {
+            let (kvs, rev, _) = self
+                .list_matching(
                     info,
                     ns,
                     &ListQuery {
@@ -938,30 +1187,19 @@ impl Registry {
                     },
                 )
                 .await?;
-            let rev = list
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .map(parse_rv)
-                .transpose()?
-                .unwrap_or(0);
-            if let Some(items) = list.get("items").and_then(Value::as_array) {
-                for item in items {
-                    initial_events.push(Ok(WatchEvent {
+            for kv in &kvs {
+                head.push((
+                    0,
+                    Some(decode(info, kv).map(|object| WatchEvent {
                         kind: "ADDED",
-                        object: item.clone(),
-                    }));
-                }
+                        object,
+                    })),
+                ));
             }
             if send_initial_events == Some(true) {
-                initial_events.push(Ok(WatchEvent {
-                    kind: "BOOKMARK",
-                    object: json!({
-                        "kind": info.kind,
-                        "apiVersion": info.api_version(),
-                        "metadata": {"resourceVersion": rev.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}},
-                    }),
-                }));
+                head.push((0, Some(Ok(initial_events_end(info, rev)))));
             }
+            head.push((rev, None));
             rev + 1
         } else {
             rv.unwrap_or(0) + 1
@@ -972,14 +1210,23 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(info, "", e))?;
         let info = info.clone();
-        let events = stream.filter_map(move |ev| {
-            let out = match ev {
-                Err(e) => Some(Err(ApiError::from_store(&info, "", e))),
-                Ok(ev) => translate(&info, &label, &field, ev),
-            };
-            futures::future::ready(out)
+        let events = stream.map(move |ev| match ev {
+            Err(e) => (0, Some(Err(ApiError::from_store(&info, "", e)))),
+            Ok(ev) => (ev.revision(), translate(&info, &label, &field, &ev)),
         });
-        Ok(futures::stream::iter(initial_events).chain(events).boxed())
+        Ok(futures::stream::iter(head).chain(events).boxed())
+    }
+}
+
+/// The bookmark that ends a watch's initial events (`sendInitialEvents=true`).
+fn initial_events_end(info: &ResourceInfo, rev: i64) -> WatchEvent {
+    WatchEvent {
+        kind: "BOOKMARK",
+        object: json!({
+            "kind": info.kind,
+            "apiVersion": info.api_version(),
+            "metadata": {"resourceVersion": rev.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}},
+        }),
     }
 }
 
@@ -989,7 +1236,7 @@ fn translate(
     info: &ResourceInfo,
     label: &LabelSelector,
     field: &FieldSelector,
-    ev: store::Event,
+    ev: &store::Event,
 ) -> Option<ApiResult<WatchEvent>> {
     let matches = |o: &Value| label.matches(o) && field.matches(o);
     let prev = ev.prev_kv.as_ref().map(|kv| decode(info, kv));

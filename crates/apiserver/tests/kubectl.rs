@@ -417,12 +417,17 @@ async fn kube_client_pagination_and_watch(c: &Cluster) {
         .unwrap();
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
-    // Pages of 10, one snapshot.
+    // Pages of 10, one snapshot: an object created between pages is not in it.
     let mut names = Vec::new();
     let mut lp = ListParams::default().limit(10);
     loop {
         let page = cms.list(&lp).await.unwrap();
         names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        if names.len() == 10 {
+            let late: ConfigMap =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": "late"}})).unwrap();
+            cms.create(&PostParams::default(), &late).await.unwrap();
+        }
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => lp = ListParams::default().limit(10).continue_token(&t),
             _ => break,
@@ -430,6 +435,11 @@ async fn kube_client_pagination_and_watch(c: &Cluster) {
     }
     let want: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
     assert_eq!(names, want);
+    // A list right after a write sees it (a consistent read, though served from memory).
+    let all = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 26);
+    let metrics = c.ok(&["get", "--raw", "/metrics"]).await;
+    assert!(counter(&metrics, "apiserver_list_total{source=\"cache\"}") >= 3);
     // A watch from the list's resourceVersion replays the 25 creations in order.
     let mut w = cms
         .watch(&WatchParams::default(), &rv)
@@ -447,6 +457,16 @@ async fn kube_client_pagination_and_watch(c: &Cluster) {
         }
     }
     assert_eq!(seen, want);
+    let metrics = c.ok(&["get", "--raw", "/metrics"]).await;
+    assert!(counter(&metrics, "apiserver_watch_total{source=\"cache\"}") >= 1);
+}
+
+/// A counter's value in Prometheus text.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 async fn services_get_addresses_and_node_ports(c: &Cluster) {
@@ -607,6 +627,21 @@ async fn server_side_apply_creates_and_updates(c: &Cluster) {
     let err = c.fails(&["apply", "--server-side", "-f", &same]).await;
     assert!(
         err.contains(r#"conflict with "bob": .spec.replicas"#),
+        "{err}"
+    );
+    // Other writes own what they change (an Update entry) and take it from the appliers.
+    c.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":7}}"#])
+        .await;
+    let got = c
+        .ok(&["get", "deploy", "web", "--show-managed-fields", "-o", r#"jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}={.fieldsV1.f:spec.f:replicas} {end}"#])
+        .await;
+    assert!(got.contains("kubectl-patch/Update={}"), "{got}");
+    assert!(got.contains("bob/Apply= "), "{got}");
+    let err = c
+        .fails(&["apply", "--server-side", "--field-manager=bob", "-f", &f5])
+        .await;
+    assert!(
+        err.contains(r#"conflict with "kubectl-patch" using apps/v1: .spec.replicas"#),
         "{err}"
     );
 }
