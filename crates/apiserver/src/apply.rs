@@ -97,8 +97,7 @@ fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
             let mut out = Map::new();
             for item in items {
                 let id = item.get(key).cloned().unwrap_or(Value::Null);
-                let before = old_items
-                    .and_then(|o| o.iter().find(|i| i.get(key) == Some(&id)));
+                let before = old_items.and_then(|o| o.iter().find(|i| i.get(key) == Some(&id)));
                 let Some(set) = diff_set("", before, item) else {
                     continue;
                 };
@@ -160,9 +159,7 @@ pub fn record_update(
         (_, Some(o)) => o.pointer("/metadata/managedFields").cloned(),
         _ => None,
     };
-    let mut entries: Vec<Value> = base
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default();
+    let mut entries: Vec<Value> = base.and_then(|v| v.as_array().cloned()).unwrap_or_default();
     let nothing_changed = is_empty_map(&changed);
     let mut mine = None;
     for e in entries.iter_mut() {
@@ -241,7 +238,11 @@ fn subtract(set: &mut Value, other: &Value) {
         } else {
             let was_leaf = is_empty_map(child);
             subtract(child, v);
-            if !was_leaf && child.as_object().is_some_and(|c| c.keys().all(|k| k == ".")) {
+            if !was_leaf
+                && child
+                    .as_object()
+                    .is_some_and(|c| c.keys().all(|k| k == "."))
+            {
                 s.remove(k);
             }
         }
@@ -271,7 +272,10 @@ fn prune(set: &mut Value, obj: &Value) {
         let Some(value) = value else { return false };
         let was_leaf = is_empty_map(child);
         prune(child, value);
-        was_leaf || !child.as_object().is_some_and(|c| c.keys().all(|k| k == "."))
+        was_leaf
+            || !child
+                .as_object()
+                .is_some_and(|c| c.keys().all(|k| k == "."))
     });
 }
 
