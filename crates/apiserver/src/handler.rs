@@ -181,6 +181,9 @@ struct Accept {
     discovery: Option<&'static str>,
     /// Whether plain JSON is acceptable.
     json: bool,
+    /// `as=PartialObjectMetadata[List]`: only metadata (the garbage collector's and other
+    /// metadata informers' form).
+    metadata_only: bool,
 }
 
 fn parse_accept(h: Option<&str>) -> Accept {
@@ -189,6 +192,7 @@ fn parse_accept(h: Option<&str>) -> Accept {
         table: false,
         discovery: None,
         json: false,
+        metadata_only: false,
     };
     for part in h.split(',') {
         let mut items = part.split(';').map(str::trim);
@@ -206,6 +210,11 @@ fn parse_accept(h: Option<&str>) -> Accept {
             (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) if json_like => {
                 a.table = true
             }
+            (
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+                Some("v1" | "v1beta1"),
+            ) if json_like && !a.table => a.metadata_only = true,
             (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some(v))
                 if json_like && a.discovery.is_none() =>
             {
@@ -476,7 +485,8 @@ fn write_options(query: &HashMap<String, String>, user_agent: &str) -> WriteOpti
         validation: crate::typed::FieldValidation::parse(
             query.get("fieldValidation").map(String::as_str),
         ),
-        field_manager: Some(manager),
+        // No name, no entry (a client that sends neither fieldManager nor User-Agent).
+        field_manager: Some(manager).filter(|m| !m.is_empty()),
     }
 }
 
@@ -496,12 +506,35 @@ fn status_success(info: &ResourceInfo, obj: &Value) -> Value {
 }
 
 /// Renders one object or a list, as a Table when the client asked for one.
+/// An object (or list) as PartialObjectMetadata (or PartialObjectMetadataList).
+fn partial_metadata(v: &Value) -> Value {
+    let one = |o: &Value| {
+        json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        })
+    };
+    match v.get("items").and_then(Value::as_array) {
+        Some(items) => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "items": items.iter().map(one).collect::<Vec<_>>(),
+        }),
+        None => one(v),
+    }
+}
+
 fn render(
     info: &ResourceInfo,
     value: Value,
     accept: &Accept,
     query: &HashMap<String, String>,
 ) -> ApiResult<Response<Body>> {
+    if accept.metadata_only && !accept.table {
+        return Ok(ok(&partial_metadata(&value)));
+    }
     if !accept.table {
         if !accept.json {
             return Err(ApiError::not_acceptable(
@@ -574,7 +607,7 @@ async fn resource(
         }
         (Method::GET, None, None) => {
             let q = list_query(info, &query)?;
-            if !accept.table && accept.json {
+            if !accept.table && !accept.metadata_only && accept.json {
                 let mut resp = Response::new(full(reg.list_json(info, ns, &q).await?));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -775,8 +808,25 @@ async fn delete_options(
         .get("gracePeriodSeconds")
         .and_then(|g| g.parse().ok())
         .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let propagation = query
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| {
+            body.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .or_else(|| {
+            // The deprecated form.
+            match body.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".to_string()),
+                Some(false) => Some("Background".to_string()),
+                None => None,
+            }
+        });
     Ok(DeleteOptions {
         grace_period_seconds: grace,
+        propagation,
         precondition_uid: body
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
@@ -825,6 +875,7 @@ async fn watch_response(
         .get("allowWatchBookmarks")
         .is_some_and(|v| v == "true");
     let table = accept.table;
+    let metadata_only = accept.metadata_only && !table;
     let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
     let info = info.clone();
     let deadline = tokio::time::sleep(timeout);
@@ -876,6 +927,8 @@ async fn watch_response(
                 }
                 first_table = false;
                 t
+            } else if metadata_only && ev.kind != "BOOKMARK" && ev.kind != "ERROR" {
+                partial_metadata(&ev.object)
             } else {
                 ev.object
             };

@@ -26,6 +26,8 @@ pub mod server;
 mod service_alloc;
 pub mod strategy;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod typed;
 pub mod watch_cache;
 

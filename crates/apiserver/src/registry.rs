@@ -138,6 +138,9 @@ pub struct WriteOptions {
 #[derive(Default, Debug)]
 pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
+    /// `propagationPolicy`: Orphan, Background or Foreground (the garbage collector acts on
+    /// the finalizers this sets).
+    pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
 }
@@ -228,6 +231,30 @@ fn continue_token(rv: i64, start: String) -> ApiResult<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(token))
 }
 
+/// Empty metadata lists and maps are absent, as Kubernetes writes them (`omitempty`): a
+/// pod whose last owner reference was removed has no `ownerReferences`, not `[]`.
+fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "ownerReferences",
+            "finalizers",
+            "labels",
+            "annotations",
+            "managedFields",
+        ] {
+            let empty = match m.get(k) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                m.remove(k);
+            }
+        }
+    }
+}
+
 fn parse_rv(rv: &str) -> ApiResult<i64> {
     rv.parse::<i64>()
         .ok()
@@ -246,6 +273,61 @@ fn has_finalizers(obj: &Value) -> bool {
     non_empty("/metadata/finalizers")
         || (obj.get("kind").and_then(Value::as_str) == Some("Namespace")
             && non_empty("/spec/finalizers"))
+}
+
+/// The garbage collector's finalizers for a delete's propagation policy: `orphan` (its
+/// dependents lose their owner reference), `foregroundDeletion` (dependents go first), or
+/// neither (Background: the object goes now, dependents after). A core/v1
+/// ReplicationController deleted without a policy orphans its pods, as Kubernetes keeps for
+/// compatibility; everything else defaults to Background.
+fn with_propagation_finalizers(
+    info: &ResourceInfo,
+    mut obj: Value,
+    policy: Option<&str>,
+) -> ApiResult<Value> {
+    const ORPHAN: &str = "orphan";
+    const FOREGROUND: &str = "foregroundDeletion";
+    let policy = match policy {
+        Some(p) => p,
+        None if info.group.is_empty() && info.kind == "ReplicationController" => "Orphan",
+        None => return Ok(obj),
+    };
+    let (add, remove): (&[&str], &[&str]) = match policy {
+        "Orphan" => (&[ORPHAN], &[FOREGROUND]),
+        "Foreground" => (&[FOREGROUND], &[ORPHAN]),
+        "Background" => (&[], &[ORPHAN, FOREGROUND]),
+        other => {
+            return Err(ApiError::invalid(
+                info,
+                meta::name(&obj),
+                vec![Cause {
+                    reason: "FieldValueNotSupported",
+                    field: "propagationPolicy".into(),
+                    message: format!(
+                        "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                }],
+            ));
+        }
+    };
+    let m = meta::metadata_mut(&mut obj);
+    let mut finalizers: Vec<Value> = m
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    finalizers.retain(|f| !f.as_str().is_some_and(|f| remove.contains(&f)));
+    for f in add {
+        if !finalizers.iter().any(|x| x.as_str() == Some(f)) {
+            finalizers.push(json!(f));
+        }
+    }
+    if finalizers.is_empty() {
+        m.remove("finalizers");
+    } else {
+        m.insert("finalizers".into(), Value::Array(finalizers));
+    }
+    Ok(obj)
 }
 
 /// Whether anything but metadata and status differs: what bumps `metadata.generation`.
@@ -646,6 +728,7 @@ impl Registry {
         if service {
             service_alloc::allocate(&self.store, &mut obj).await?;
         }
+        drop_empty_metadata(&mut obj);
         let key = Self::key(info, Some(meta::namespace(&obj)), &name);
         let rev = match self
             .store
@@ -687,6 +770,7 @@ impl Registry {
         for _ in 0..UPDATE_RETRIES {
             let old = decode(info, &current)?;
             let mut new = f(&old)?;
+            drop_empty_metadata(&mut new);
             meta::set_resource_version(&mut new, current.mod_revision);
             if new == old || dry_run {
                 return Ok(new);
@@ -938,6 +1022,7 @@ impl Registry {
                 return Err(ApiError::conflict(info, name));
             }
             let grace = self.grace_period(info, &obj, opts);
+            let obj = with_propagation_finalizers(info, obj, opts.propagation.as_deref())?;
             if has_finalizers(&obj) || grace > 0 {
                 // Graceful: mark, and let the finalizer owners (or the kubelet) finish.
                 let mut marked = obj.clone();

@@ -1,5 +1,7 @@
 //! `rkube`: Kubernetes in one binary. Each subcommand wires the component crates together.
 
+mod client;
+mod controller_manager;
 mod datastore;
 mod server;
 
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: the API server over the state store.
     Server(server::ServerArgs),
+    /// Run the controllers (kube-controller-manager) against a cluster.
+    ControllerManager(controller_manager::Args),
     /// Inspect the cluster's state store.
     Datastore {
         #[command(subcommand)]
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::ControllerManager(args) => controller_manager::run(args),
         Command::Datastore { command } => datastore::run(command),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));

@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// How long Events are kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     event_ttl_seconds: u64,
+    /// Do not run the controllers in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -53,6 +56,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             DatastoreConfig::Sqlite { .. } => server.store(),
         };
         let _compactor = Compactor::new(compaction_store, CompactionPolicy::default()).spawn();
+        // The controllers talk to this server through the API, as they would from elsewhere.
+        if !args.disable_controller_manager {
+            let client = controllers::client(crate::client::config(&server.kubeconfig).await?)?;
+            tokio::spawn(controllers::run(client, crate::client::identity()));
+        }
         // A server must outlive whoever reads its banner: a closed stdout is not an error.
         let _ = writeln!(
             std::io::stdout(),

@@ -1,0 +1,114 @@
+//! A test cluster: an API server on a temporary data directory (SQLite or a real etcd of its
+//! own) with the real kubectl and a `kube` client pointed at it. For this crate's tests and
+//! every crate that builds on the API server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step should panic
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use store::DatastoreConfig;
+use store::testing::EtcdProcess;
+
+use crate::{Config, Server};
+
+pub struct Cluster {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    _etcd: Option<EtcdProcess>,
+}
+
+impl Cluster {
+    /// A server on a fresh data directory: SQLite, or a real etcd of its own.
+    pub async fn start(etcd: bool) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (datastore, etcd) = if etcd {
+            let e = EtcdProcess::start().await.unwrap();
+            let cfg =
+                DatastoreConfig::parse(Some(&format!("{}?prefix=/t", e.client_url)), dir.path())
+                    .unwrap();
+            (cfg, Some(e))
+        } else {
+            (DatastoreConfig::parse(None, dir.path()).unwrap(), None)
+        };
+        let server = Server::start(Config {
+            data_dir: dir.path().to_path_buf(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            datastore,
+            kubeconfig: dir.path().join("kubeconfig.yaml"),
+            event_ttl: std::time::Duration::from_secs(3),
+        })
+        .await
+        .unwrap();
+        Cluster {
+            server,
+            dir,
+            _etcd: etcd,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.server.kubeconfig.clone()
+    }
+
+    /// Runs kubectl off the async threads (the server runs on them).
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        let kubeconfig = self.kubeconfig();
+        let cache = self.dir.path().join("kube-cache");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(&args)
+                .output()
+                .expect("run kubectl")
+        })
+        .await
+        .unwrap()
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout.into_owned()
+    }
+
+    /// kubectl that must fail; returns stderr.
+    pub async fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).await;
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    }
+
+    /// The admin client configuration.
+    pub async fn config(&self) -> kube::Config {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await).unwrap()
+    }
+}

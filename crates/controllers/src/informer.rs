@@ -1,0 +1,256 @@
+//! A shared informer (client-go's SharedIndexInformer): one list+watch per kind, an
+//! in-memory copy of every object, and a feed of changes carrying both the old and the new
+//! object, which every controller interested in the kind subscribes to.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, watch};
+
+/// Changes queued per subscriber before it counts as lagging (it then resyncs).
+const FEED: usize = 16384;
+
+/// One change: `old` is `None` for an addition, `new` is `None` for a deletion.
+pub struct Change<K> {
+    pub old: Option<Arc<K>>,
+    pub new: Option<Arc<K>>,
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        Change {
+            old: self.old.clone(),
+            new: self.new.clone(),
+        }
+    }
+}
+
+impl<K> Change<K> {
+    /// The object as it now is, or as it was when deleted.
+    pub fn object(&self) -> Option<&Arc<K>> {
+        self.new.as_ref().or(self.old.as_ref())
+    }
+}
+
+struct Shared<K> {
+    /// Keyed `namespace/name` (or `name`), so one namespace is a range.
+    objects: RwLock<BTreeMap<String, Arc<K>>>,
+    feed: broadcast::Sender<Change<K>>,
+    synced: watch::Sender<bool>,
+}
+
+/// The informer of one kind; cheap to clone.
+pub struct Informer<K> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Informer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The cache key of an object: `namespace/name`, or `name` when cluster-scoped.
+pub fn key_of<K: Resource>(obj: &K) -> String {
+    let name = obj.meta().name.clone().unwrap_or_default();
+    match obj.meta().namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name,
+    }
+}
+
+impl<K> Informer<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    /// Starts listing and watching `api` in the background.
+    pub fn start(api: Api<K>) -> Self {
+        let shared = Arc::new(Shared {
+            objects: RwLock::new(BTreeMap::new()),
+            feed: broadcast::channel(FEED).0,
+            synced: watch::channel(false).0,
+        });
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let mut events = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            let mut fresh: Option<BTreeMap<String, Arc<K>>> = None;
+            while let Some(ev) = events.next().await {
+                match ev {
+                    Ok(Event::Init) => fresh = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(obj)) => {
+                        if let Some(f) = fresh.as_mut() {
+                            f.insert(key_of(&obj), Arc::new(obj));
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        if let Some(f) = fresh.take() {
+                            s.replace_all(f);
+                        }
+                        s.synced.send_replace(true);
+                    }
+                    Ok(Event::Apply(obj)) => s.apply(Arc::new(obj)),
+                    Ok(Event::Delete(obj)) => s.delete(&key_of(&obj)),
+                    Err(e) => {
+                        tracing::debug!(kind = %K::kind(&Default::default()), error = %e, "informer watch error; retrying")
+                    }
+                }
+            }
+        });
+        Informer { shared }
+    }
+}
+
+impl<K> Shared<K> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<K>>> {
+        self.objects.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(&self, obj: Arc<K>)
+    where
+        K: Resource,
+    {
+        let mut objects = self.write();
+        let old = objects.insert(key_of(obj.as_ref()), obj.clone());
+        // Sent under the lock so subscribers see changes in cache order.
+        let _ = self.feed.send(Change {
+            old,
+            new: Some(obj),
+        });
+    }
+
+    fn delete(&self, key: &str) {
+        let mut objects = self.write();
+        if let Some(old) = objects.remove(key) {
+            let _ = self.feed.send(Change {
+                old: Some(old),
+                new: None,
+            });
+        }
+    }
+
+    /// A relist: what changed while the watch was down becomes ordinary changes.
+    fn replace_all(&self, fresh: BTreeMap<String, Arc<K>>)
+    where
+        K: Resource,
+    {
+        let mut objects = self.write();
+        let old = std::mem::replace(&mut *objects, fresh);
+        for (k, o) in &old {
+            if !objects.contains_key(k) {
+                let _ = self.feed.send(Change {
+                    old: Some(o.clone()),
+                    new: None,
+                });
+            }
+        }
+        for (k, n) in objects.iter() {
+            let prev = old.get(k).cloned();
+            let same = prev.as_ref().is_some_and(|p| {
+                p.meta().resource_version.is_some()
+                    && p.meta().resource_version == n.meta().resource_version
+            });
+            if !same {
+                let _ = self.feed.send(Change {
+                    old: prev,
+                    new: Some(n.clone()),
+                });
+            }
+        }
+    }
+}
+
+impl<K: Resource> Informer<K> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<K>>> {
+        self.shared
+            .objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the first complete list.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.shared.synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
+        let key = match namespace {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+            _ => name.to_string(),
+        };
+        self.read().get(&key).cloned()
+    }
+
+    pub fn get_key(&self, key: &str) -> Option<Arc<K>> {
+        self.read().get(key).cloned()
+    }
+
+    /// Every object of one namespace.
+    pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        let from = format!("{namespace}/");
+        self.read()
+            .range(from.clone()..)
+            .take_while(|(k, _)| k.starts_with(&from))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Calls `f` for every change, and for every object again (old = new) when this
+    /// subscriber fell too far behind to know what it missed.
+    pub fn on_change<F>(&self, mut f: F)
+    where
+        F: FnMut(&Change<K>) + Send + 'static,
+        K: Send + Sync + 'static,
+    {
+        let mut rx = self.shared.feed.subscribe();
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(change) => f(&change),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "informer subscriber lagged; resyncing");
+                        for obj in me.list() {
+                            f(&Change {
+                                old: Some(obj.clone()),
+                                new: Some(obj),
+                            });
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+}
+
+/// The owning controller's reference, if any (`ownerReferences[].controller == true`).
+pub fn controller_of<K: Resource>(
+    obj: &K,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    obj.meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// The object's uid (empty when unset).
+pub fn uid_of<K: Resource>(obj: &K) -> String {
+    obj.uid().unwrap_or_default()
+}

@@ -1,0 +1,78 @@
+//! rkube's kube-controller-manager: the controllers that drive actual state toward desired
+//! state, on one informer / work-queue framework, behind leader election.
+
+pub mod deployment;
+pub mod events;
+pub mod expectations;
+pub mod garbagecollector;
+pub mod informer;
+pub mod leader;
+pub mod pods;
+pub mod queue;
+pub mod replicaset;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use kube::{Api, Client};
+
+use crate::informer::Informer;
+
+/// Workers per controller (Kubernetes' --concurrent-*-syncs defaults are 5; two cores here).
+const WORKERS: usize = 4;
+
+/// How the controllers name themselves to the API server (their field manager too).
+pub const USER_AGENT: &str = "kube-controller-manager/v1.33.0 (linux) rkube";
+
+/// A client for the controllers from a cluster configuration.
+pub fn client(mut config: kube::Config) -> anyhow::Result<Client> {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    Ok(Client::try_from(config)?)
+}
+
+/// Runs every controller until the process ends; only while holding the
+/// `kube-system/kube-controller-manager` lease.
+pub async fn run(client: Client, identity: String) {
+    let election = leader::LeaderElection {
+        leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
+        name: "kube-controller-manager".into(),
+        identity,
+    };
+    election.run(|| run_controllers(client.clone())).await;
+}
+
+/// The controllers themselves, without leader election.
+pub async fn run_controllers(client: Client) {
+    let pods = Informer::<Pod>::start(Api::all(client.clone()));
+    let replicasets = Informer::<ReplicaSet>::start(Api::all(client.clone()));
+    let rcs = Informer::<ReplicationController>::start(Api::all(client.clone()));
+    let deployments = Informer::<Deployment>::start(Api::all(client.clone()));
+
+    let rs =
+        replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
+    let rc = replicaset::ReplicaSetController::new(client.clone(), rcs, pods.clone());
+    let dc = deployment::DeploymentController::new(client.clone(), deployments, replicasets, pods);
+    let gc = garbagecollector::GarbageCollector::new(client);
+    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
+        tokio::spawn(rs.run(WORKERS)),
+        tokio::spawn(rc.run(WORKERS)),
+        tokio::spawn(dc.run(WORKERS)),
+        tokio::spawn(Arc::clone(&gc).run(WORKERS)),
+    ];
+    // Dropping this future (a lost lease) stops every controller.
+    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                t.abort();
+            }
+        }
+    }
+    let _guard = AbortOnDrop(tasks);
+    futures::future::pending::<()>().await;
+}

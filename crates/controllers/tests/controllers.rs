@@ -1,0 +1,489 @@
+//! The controllers against a real API server, driven with the real kubectl. No kubelet runs
+//! here: pods stay Pending unless a test marks them Running and Ready through the status
+//! subresource, as a kubelet would.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use std::future::Future;
+use std::time::Duration;
+
+use apiserver::testing::Cluster;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// A cluster with the controller manager running (two of them, competing for the lease).
+async fn cluster() -> Cluster {
+    let c = Cluster::start(false).await;
+    for id in ["cm-a", "cm-b"] {
+        let client = controllers::client(c.config().await).unwrap();
+        tokio::spawn(controllers::run(client, id.to_string()));
+    }
+    c
+}
+
+/// Polls `check` until it returns Some, for up to 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Marks every pending pod Running and Ready, as a kubelet would once its containers run.
+async fn make_ready(client: &kube::Client) {
+    let pods: Api<Pod> = Api::all(client.clone());
+    for p in pods.list(&ListParams::default()).await.unwrap() {
+        let ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let api: Api<Pod> =
+            Api::namespaced(client.clone(), p.metadata.namespace.as_deref().unwrap());
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now}
+        ]}});
+        let _ = api
+            .patch_status(
+                p.metadata.name.as_deref().unwrap(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
+            .await;
+    }
+}
+
+/// A kubelet stand-in that keeps every pod ready until dropped.
+struct ReadyLoop(tokio::task::JoinHandle<()>);
+
+impl ReadyLoop {
+    async fn start(c: &Cluster) -> ReadyLoop {
+        let client = c.client().await;
+        ReadyLoop(tokio::spawn(async move {
+            loop {
+                make_ready(&client).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for ReadyLoop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Names of the pods with `selector`, and each one's controller (kind/name).
+async fn pods(c: &Cluster, selector: &str) -> Vec<(String, String)> {
+    let out = c
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}{end}"#,
+        ])
+        .await;
+    let mut v: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn jsonpath(c: &Cluster, args: &[&str], path: &str) -> String {
+    let mut a: Vec<&str> = args.to_vec();
+    let p = format!("jsonpath={path}");
+    a.extend(["-o", &p]);
+    c.ok(&a).await
+}
+
+const RS: &str = "
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: frontend}
+spec:
+  replicas: 3
+  selector:
+    matchExpressions: [{key: tier, operator: In, values: [frontend]}]
+  template:
+    metadata: {labels: {tier: frontend}}
+    spec:
+      containers: [{name: php, image: php:8}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicaset_keeps_its_replicas_adopts_and_releases() {
+    let c = cluster().await;
+    let f = c.write("rs.yaml", RS);
+    c.ok(&["apply", "-f", &f]).await;
+    let first = eventually("3 pods", || async {
+        let p = pods(&c, "tier=frontend").await;
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    assert!(
+        first
+            .iter()
+            .all(|(_, owner)| owner == "ReplicaSet/frontend"),
+        "{first:?}"
+    );
+    // Two controller managers run; only the lease holder acts, so no pod was made twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pods(&c, "tier=frontend").await.len(), 3);
+    let holder = jsonpath(
+        &c,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-controller-manager",
+        ],
+        "{.spec.holderIdentity}",
+    )
+    .await;
+    assert!(holder == "cm-a" || holder == "cm-b", "{holder}");
+
+    // A deleted pod is replaced.
+    c.ok(&["delete", "pod", &first[0].0, "--wait=false"]).await;
+    eventually("a replacement", || async {
+        let p = pods(&c, "tier=frontend").await;
+        (p.len() == 3 && !p.iter().any(|(n, _)| *n == first[0].0)).then_some(())
+    })
+    .await;
+
+    // A matching orphan is adopted (and the surplus removed).
+    let orphan = c.write(
+        "orphan.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: stray, labels: {tier: frontend}}\nspec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    c.ok(&["apply", "-f", &orphan]).await;
+    eventually("3 owned pods after adoption", || async {
+        let p = pods(&c, "tier=frontend").await;
+        (p.len() == 3 && p.iter().all(|(_, o)| o == "ReplicaSet/frontend")).then_some(())
+    })
+    .await;
+
+    // A pod relabelled out of the selector is released and replaced.
+    let victim = pods(&c, "tier=frontend").await[0].0.clone();
+    c.ok(&["label", "pod", &victim, "tier=debug", "--overwrite"])
+        .await;
+    eventually("release and replacement", || async {
+        let p = pods(&c, "tier=frontend").await;
+        let released = pods(&c, "tier=debug").await;
+        (p.len() == 3 && released == vec![(victim.clone(), "/".to_string())]).then_some(())
+    })
+    .await;
+
+    // Status counts ready and available pods.
+    let client = c.client().await;
+    make_ready(&client).await;
+    eventually("status", || async {
+        let s = jsonpath(&c, &["get", "rs", "frontend"], "{.status.replicas}/{.status.readyReplicas}/{.status.availableReplicas}/{.status.fullyLabeledReplicas}").await;
+        (s == "3/3/3/3").then_some(())
+    })
+    .await;
+    let events = c
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=frontend",
+        ])
+        .await;
+    assert!(events.contains("SuccessfulCreate"), "{events}");
+
+    // Scale down: to one.
+    c.ok(&["scale", "rs", "frontend", "--replicas=1"]).await;
+    eventually("1 pod", || async {
+        (pods(&c, "tier=frontend").await.len() == 1).then_some(())
+    })
+    .await;
+    // Deleting the ReplicaSet deletes its pods (the garbage collector), not the released one.
+    c.ok(&["delete", "rs", "frontend"]).await;
+    eventually("no pods", || async {
+        pods(&c, "tier=frontend").await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(pods(&c, "tier=debug").await.len(), 1);
+}
+
+const RC: &str = "
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: nginx}
+spec:
+  replicas: 2
+  selector: {app: nginx}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers: [{name: nginx, image: nginx}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_controller_scale_to_zero_orphans_and_cascades() {
+    let c = cluster().await;
+    let f = c.write("rc.yaml", RC);
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("2 pods", || async {
+        (pods(&c, "app=nginx").await.len() == 2).then_some(())
+    })
+    .await;
+    // The seed's way to stop an RC's pods: scale it to zero.
+    c.ok(&["scale", "rc", "nginx", "--replicas=0"]).await;
+    eventually("0 pods", || async {
+        pods(&c, "app=nginx").await.is_empty().then_some(())
+    })
+    .await;
+    c.ok(&["scale", "rc", "nginx", "--replicas=2"]).await;
+    let before = eventually("2 pods", || async {
+        let p = pods(&c, "app=nginx").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+
+    // Deleted through the API without a propagation policy, a v1 RC orphans its pods.
+    let rcs: Api<k8s_openapi::api::core::v1::ReplicationController> =
+        Api::namespaced(c.client().await, "default");
+    rcs.delete("nginx", &DeleteParams::default()).await.unwrap();
+    eventually("orphaned pods", || async {
+        let p = pods(&c, "app=nginx").await;
+        let gone = c.kubectl(&["get", "rc", "nginx"]).await;
+        (!gone.status.success() && p.len() == 2 && p.iter().all(|(_, o)| o == "/")).then_some(())
+    })
+    .await;
+    // A new RC adopts them rather than creating more.
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("adoption", || async {
+        let p = pods(&c, "app=nginx").await;
+        let names: Vec<&String> = p.iter().map(|(n, _)| n).collect();
+        let want: Vec<&String> = before.iter().map(|(n, _)| n).collect();
+        (names == want && p.iter().all(|(_, o)| o == "ReplicationController/nginx")).then_some(())
+    })
+    .await;
+    // kubectl deletes in the background: the pods go too.
+    c.ok(&["delete", "rc", "nginx"]).await;
+    eventually("no pods", || async {
+        pods(&c, "app=nginx").await.is_empty().then_some(())
+    })
+    .await;
+}
+
+const DEPLOY: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations: {kubernetes.io/change-cause: first}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: nginx:1.26}]
+";
+
+async fn replicasets(c: &Cluster) -> Vec<String> {
+    let out = jsonpath(
+        c,
+        &["get", "rs", "-l", "app=web"],
+        r#"{range .items[*]}{.metadata.annotations.deployment\.kubernetes\.io/revision}:{.spec.replicas}:{.spec.template.spec.containers[0].image}{"\n"}{end}"#,
+    )
+    .await;
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_out_rolls_back_and_pauses() {
+    let c = cluster().await;
+    let _kubelet = ReadyLoop::start(&c).await;
+    let f = c.write("d.yaml", DEPLOY);
+    c.ok(&["apply", "-f", &f]).await;
+    let out = c
+        .ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(replicasets(&c).await, ["1:3:nginx:1.26"]);
+    let pod_hash = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=web"],
+        "{.items[0].metadata.labels.pod-template-hash}",
+    )
+    .await;
+    assert!(!pod_hash.is_empty());
+
+    // A new image rolls out to a new ReplicaSet; the old one scales to zero.
+    c.ok(&["set", "image", "deploy/web", "nginx=nginx:1.27"])
+        .await;
+    c.ok(&[
+        "annotate",
+        "deploy/web",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ])
+    .await;
+    let out = c
+        .ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    eventually("rolled", || async {
+        (replicasets(&c).await == ["1:0:nginx:1.26", "2:3:nginx:1.27"]).then_some(())
+    })
+    .await;
+    let history = c.ok(&["rollout", "history", "deploy/web"]).await;
+    assert!(history.contains("1         first"), "{history}");
+    let cond = jsonpath(&c, &["get", "deploy", "web"], r#"{.status.conditions[?(@.type=="Progressing")].reason} {.status.conditions[?(@.type=="Available")].status} {.status.updatedReplicas}/{.status.availableReplicas}"#).await;
+    assert_eq!(cond, "NewReplicaSetAvailable True 3/3");
+
+    // Rollback brings revision 1's ReplicaSet back as revision 3.
+    c.ok(&["rollout", "undo", "deploy/web"]).await;
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    eventually("rolled back", || async {
+        (replicasets(&c).await == ["2:0:nginx:1.27", "3:3:nginx:1.26"]).then_some(())
+    })
+    .await;
+
+    // Paused: template changes wait; scaling does not.
+    c.ok(&["rollout", "pause", "deploy/web"]).await;
+    c.ok(&["set", "image", "deploy/web", "nginx=nginx:1.28"])
+        .await;
+    c.ok(&["scale", "deploy/web", "--replicas=4"]).await;
+    eventually("scaled while paused", || async {
+        (replicasets(&c).await == ["2:0:nginx:1.27", "3:4:nginx:1.26"]).then_some(())
+    })
+    .await;
+    let reason = jsonpath(
+        &c,
+        &["get", "deploy", "web"],
+        r#"{.status.conditions[?(@.type=="Progressing")].reason}"#,
+    )
+    .await;
+    assert_eq!(reason, "DeploymentPaused");
+    c.ok(&["rollout", "resume", "deploy/web"]).await;
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    eventually("resumed", || async {
+        (replicasets(&c).await == ["2:0:nginx:1.27", "3:0:nginx:1.26", "4:4:nginx:1.28"])
+            .then_some(())
+    })
+    .await;
+    let pods_now = pods(&c, "app=web").await;
+    assert_eq!(pods_now.len(), 4, "{pods_now:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_recreate_and_revision_history_limit() {
+    let c = cluster().await;
+    let _kubelet = ReadyLoop::start(&c).await;
+    let manifest = DEPLOY.replace(
+        "replicas: 3",
+        "replicas: 2\n  revisionHistoryLimit: 1\n  strategy: {type: Recreate}",
+    );
+    let f = c.write("d.yaml", &manifest);
+    c.ok(&["apply", "-f", &f]).await;
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    for v in ["1.27", "1.28", "1.29"] {
+        c.ok(&["set", "image", "deploy/web", &format!("nginx=nginx:{v}")])
+            .await;
+        c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+            .await;
+    }
+    // One old ReplicaSet is kept besides the current one.
+    eventually("history limit", || async {
+        (replicasets(&c).await == ["3:0:nginx:1.28", "4:2:nginx:1.29"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collector_cascades_orphans_and_waits_in_the_foreground() {
+    let c = cluster().await;
+    let f = c.write("d.yaml", DEPLOY);
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("3 pods", || async {
+        (pods(&c, "app=web").await.len() == 3).then_some(())
+    })
+    .await;
+    // Background (kubectl's default): the deployment goes at once, its ReplicaSet and pods after.
+    c.ok(&["delete", "deploy", "web"]).await;
+    eventually("everything gone", || async {
+        (replicasets(&c).await.is_empty() && pods(&c, "app=web").await.is_empty()).then_some(())
+    })
+    .await;
+
+    // Orphan: the ReplicaSet stays, without its owner reference.
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("3 pods", || async {
+        (pods(&c, "app=web").await.len() == 3).then_some(())
+    })
+    .await;
+    c.ok(&["delete", "deploy", "web", "--cascade=orphan"]).await;
+    eventually("orphaned ReplicaSet", || async {
+        let owners = jsonpath(
+            &c,
+            &["get", "rs", "-l", "app=web"],
+            "{.items[*].metadata.ownerReferences}",
+        )
+        .await;
+        let gone = !c.kubectl(&["get", "deploy", "web"]).await.status.success();
+        (gone && owners.is_empty() && replicasets(&c).await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(pods(&c, "app=web").await.len(), 3);
+    c.ok(&["delete", "rs", "-l", "app=web"]).await;
+
+    // Foreground: the deployment is visible, being deleted, until its dependents are gone.
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("3 pods", || async {
+        (pods(&c, "app=web").await.len() == 3).then_some(())
+    })
+    .await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(c.client().await, "default");
+    let d = deployments
+        .delete("web", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let marked = d.left().expect("a foreground delete returns the object");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert!(
+        marked
+            .metadata
+            .finalizers
+            .unwrap()
+            .contains(&"foregroundDeletion".to_string())
+    );
+    eventually("everything gone", || async {
+        let gone = !c.kubectl(&["get", "deploy", "web"]).await.status.success();
+        (gone && replicasets(&c).await.is_empty() && pods(&c, "app=web").await.is_empty())
+            .then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,23 @@
+//! `rkube controller-manager`: the controllers on their own, against any cluster.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kubeconfig of the cluster to manage.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async move {
+        let client = controllers::client(crate::client::config(&args.kubeconfig).await?)?;
+        tokio::select! {
+            _ = controllers::run(client, crate::client::identity()) => Ok(()),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
