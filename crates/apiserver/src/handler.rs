@@ -81,6 +81,20 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> ApiResult<()> {
             crate::namespace_lifecycle::spawn(state.clone(), meta::name(item).to_string());
         }
     }
+    // The system PriorityClasses.
+    let pc = crate::resources::priority_class_info();
+    for (name, value, description) in crate::admission::priority::SYSTEM_CLASSES {
+        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description});
+        match state
+            .registry
+            .create(&pc, None, obj, WriteOptions::default())
+            .await
+        {
+            Ok(_) | Err(ApiError { code: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     // The `kubernetes` Service, at the first address of the Service range.
     let svc = crate::resources::service_info();
     let kubernetes = json!({
@@ -181,6 +195,11 @@ struct Accept {
     discovery: Option<&'static str>,
     /// Whether plain JSON is acceptable.
     json: bool,
+    /// Whether the JSON media type itself is acceptable (`application/json` whatever its
+    /// parameters, `application/*`, `*/*`, or no Accept): for a document served only as
+    /// JSON (`/openapi/v2`, whose other form Kubernetes serves is protobuf), which a YAML-
+    /// or protobuf-only client must not get.
+    json_media: bool,
     /// `as=PartialObjectMetadata[List]`: only metadata (the garbage collector's and other
     /// metadata informers' form).
     metadata_only: bool,
@@ -192,12 +211,16 @@ fn parse_accept(h: Option<&str>) -> Accept {
         table: false,
         discovery: None,
         json: false,
+        json_media: false,
         metadata_only: false,
     };
     for part in h.split(',') {
         let mut items = part.split(';').map(str::trim);
         let media = items.next().unwrap_or("");
         let params: HashMap<&str, &str> = items.filter_map(|p| p.split_once('=')).collect();
+        if matches!(media, "application/json" | "application/*" | "*/*" | "") {
+            a.json_media = true;
+        }
         let json_like = matches!(
             media,
             "application/json" | "*/*" | "application/*" | "application/yaml"
@@ -248,6 +271,7 @@ enum Route<'a> {
     Groups,
     Group(String),
     ResourceList(String, String),
+    OpenApiV2,
     OpenApiV3Index,
     OpenApiV3Doc(String),
     Resource(Target<'a>),
@@ -261,6 +285,7 @@ fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
         "/metrics" => return Some(Route::Metrics),
         "/api" => return Some(Route::CoreVersions),
         "/apis" => return Some(Route::Groups),
+        "/openapi/v2" => return Some(Route::OpenApiV2),
         "/openapi/v3" => return Some(Route::OpenApiV3Index),
         _ => {}
     }
@@ -395,6 +420,7 @@ async fn dispatch(
         Route::ResourceList(g, v) if is_get => {
             Ok(ok(&discovery::resource_list(&state.catalog, &g, &v)))
         }
+        Route::OpenApiV2 if is_get => openapi_v2(&state.catalog, &accept),
         Route::OpenApiV3Index if is_get => Ok(ok(&openapi::index(&state.catalog))),
         Route::OpenApiV3Doc(p) if is_get => openapi::group_version_doc(&state.catalog, &p)
             .map(|doc| {
@@ -409,6 +435,23 @@ async fn dispatch(
         Route::Resource(target) => resource(state, target, query, accept, req).await,
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The OpenAPI v2 document, if JSON is acceptable. A protobuf-only client (kubectl) gets the
+/// 404 it got before v2 was served, on which it falls back to its compiled-in types; JSON
+/// it would fail to decode.
+fn openapi_v2(catalog: &Catalog, accept: &Accept) -> ApiResult<Response<Body>> {
+    if !accept.json_media {
+        return Err(ApiError::not_found_path());
+    }
+    let mut resp = Response::new(full(openapi::v2(catalog)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::VARY, header::HeaderValue::from_static("Accept"));
+    Ok(resp)
 }
 
 fn discovery_response(v: &Value, api_version: &str) -> Response<Body> {
@@ -1014,5 +1057,43 @@ mod tests {
         ));
         assert!(a.table && a.json);
         assert_eq!(percent_decode("metadata.name%3Dx+y"), "metadata.name=x y");
+    }
+
+    #[test]
+    fn openapi_v2_negotiation() {
+        let c = Catalog::new();
+        assert!(matches!(route(&c, "/openapi/v2"), Some(Route::OpenApiV2)));
+        assert!(matches!(route(&c, "/openapi/v2/"), Some(Route::OpenApiV2)));
+        let served = openapi::v2(&c).len() as u64;
+        for accept in [
+            None,
+            Some(""),
+            Some("application/json"),
+            Some("*/*"),
+            Some("application/json;charset=utf-8"),
+            Some("application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json"),
+        ] {
+            let Ok(resp) = openapi_v2(&c, &parse_accept(accept)) else {
+                panic!("{accept:?}: not served");
+            };
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+            assert_eq!(
+                hyper::body::Body::size_hint(resp.body()).exact(),
+                Some(served)
+            );
+        }
+        // kubectl's Accept: JSON it could not decode, so the 404 it falls back on.
+        for accept in [
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            "application/vnd.kubernetes.protobuf",
+            "application/yaml",
+        ] {
+            match openapi_v2(&c, &parse_accept(Some(accept))) {
+                Err(e) => assert_eq!(e.code, 404, "{accept}"),
+                Ok(_) => panic!("{accept}: served JSON"),
+            }
+        }
     }
 }

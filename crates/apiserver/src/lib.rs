@@ -5,6 +5,7 @@
 //! Kubernetes parses paths, content negotiation, verbs) → [`registry`] (one generic REST store
 //! for every kind) with a per-kind [`strategy`] → the [`store`].
 
+mod admission;
 mod apply;
 mod binding;
 mod conversion;

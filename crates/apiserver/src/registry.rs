@@ -708,6 +708,9 @@ impl Registry {
         }
         strategy.defaults(&mut obj);
         strategy.prepare_for_create(&mut obj);
+        if info.group.is_empty() && info.kind == "Pod" {
+            crate::admission::priority::admit_pod(self, &mut obj).await?;
+        }
         if let Some(manager) = &opts.field_manager {
             crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None);
         }

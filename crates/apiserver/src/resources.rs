@@ -191,7 +191,7 @@ pub fn all() -> Vec<ResourceInfo> {
             .short(&["pdb"])
             .sub(&["status"]),
         // scheduling.k8s.io/v1
-        ResourceInfo::of::<scheduling::PriorityClass>().short(&["pc"]),
+        priority_class_info(),
     ]
 }
 
@@ -200,6 +200,11 @@ pub fn namespace_info() -> ResourceInfo {
     ResourceInfo::of::<core::Namespace>()
         .short(&["ns"])
         .sub(&["status", "finalize"])
+}
+
+/// The PriorityClass resource (priority admission reads it).
+pub fn priority_class_info() -> ResourceInfo {
+    ResourceInfo::of::<scheduling::PriorityClass>().short(&["pc"])
 }
 
 /// The Service resource (its allocator reports errors against it).

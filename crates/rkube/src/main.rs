@@ -3,6 +3,7 @@
 mod client;
 mod controller_manager;
 mod datastore;
+mod scheduler;
 mod server;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the controllers (kube-controller-manager) against a cluster.
     ControllerManager(controller_manager::Args),
+    /// Run the scheduler (kube-scheduler) against a cluster.
+    Scheduler(scheduler::Args),
     /// Inspect the cluster's state store.
     Datastore {
         #[command(subcommand)]
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::ControllerManager(args) => controller_manager::run(args),
+        Command::Scheduler(args) => scheduler::run(args),
         Command::Datastore { command } => datastore::run(command),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));

@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// Do not run the controllers in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -60,6 +63,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         if !args.disable_controller_manager {
             let client = controllers::client(crate::client::config(&server.kubeconfig).await?)?;
             tokio::spawn(controllers::run(client, crate::client::identity()));
+        }
+        if !args.disable_scheduler {
+            let client = ::scheduler::client(crate::client::config(&server.kubeconfig).await?)?;
+            tokio::spawn(::scheduler::run(client, crate::client::identity()));
         }
         // A server must outlive whoever reads its banner: a closed stdout is not an error.
         let _ = writeln!(

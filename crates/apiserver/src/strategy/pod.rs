@@ -102,8 +102,6 @@ pub fn default_pod_spec(spec: &mut Value) {
         set_default(spec, "schedulerName", json!("default-scheduler"));
         set_default(spec, "securityContext", json!({}));
         set_default(spec, "enableServiceLinks", json!(true));
-        set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        set_default(spec, "priority", json!(0));
         for list in ["containers", "initContainers"] {
             if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
                 cs.iter_mut().for_each(default_container);
@@ -114,14 +112,8 @@ pub fn default_pod_spec(spec: &mut Value) {
 
 impl Strategy for PodStrategy {
     fn defaults(&self, obj: &mut Value) {
+        // priority and preemptionPolicy come from Priority admission, on create.
         default_pod_spec(&mut obj["spec"]);
-        // What Kubernetes' Priority admission sets on pods (not on templates).
-        set_default(
-            &mut obj["spec"],
-            "preemptionPolicy",
-            json!("PreemptLowerPriority"),
-        );
-        set_default(&mut obj["spec"], "priority", json!(0));
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {

@@ -1,0 +1,50 @@
+//! rkube's kube-scheduler: binds each pending pod to the best node — filters (the seed's
+//! predicates) find the nodes it may run on, scores (its priorities) pick the best.
+
+pub mod cache;
+pub mod framework;
+pub mod nodeinfo;
+pub mod plugins;
+pub mod preemption;
+pub mod quantity;
+pub mod queue;
+pub mod schedule_one;
+pub mod scheduler;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{Api, Client};
+
+use controllers::informer::Informer;
+
+/// How the scheduler names itself to the API server.
+pub const USER_AGENT: &str = "kube-scheduler/v1.33.0 (linux) rkube";
+
+/// A client for the scheduler from a cluster configuration.
+pub fn client(mut config: kube::Config) -> anyhow::Result<Client> {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    Ok(Client::try_from(config)?)
+}
+
+/// Schedules with the default profile while holding the `kube-system/kube-scheduler` lease.
+pub async fn run(client: Client, identity: String) {
+    let election = controllers::leader::LeaderElection {
+        leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
+        name: "kube-scheduler".into(),
+        identity,
+    };
+    election
+        .run(|| run_scheduler(client.clone(), plugins::default_profile()))
+        .await;
+}
+
+/// The scheduler itself, without leader election.
+pub async fn run_scheduler(client: Client, profile: framework::Profile) {
+    let pods = Informer::<Pod>::start(Api::all(client.clone()));
+    let nodes = Informer::<Node>::start(Api::all(client.clone()));
+    let s = scheduler::Scheduler::new(client, profile, pods, nodes);
+    s.run().await;
+}

@@ -1,0 +1,34 @@
+//! NodeResourcesBalancedAllocation (the seed's BalancedResourceAllocation): nodes whose CPU
+//! and memory would be used in similar proportions score higher (1 - standard deviation of
+//! the fractions).
+
+use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin};
+use crate::nodeinfo::NodeInfo;
+
+pub struct BalancedAllocation;
+
+impl Plugin for BalancedAllocation {
+    fn name(&self) -> &'static str {
+        "NodeResourcesBalancedAllocation"
+    }
+    fn score(&self, state: &CycleState, node: &NodeInfo) -> i64 {
+        let frac = |used: i64, cap: i64| {
+            if cap <= 0 {
+                1.0
+            } else {
+                (used as f64 / cap as f64).min(1.0)
+            }
+        };
+        let cpu = frac(
+            node.non_zero_requested.milli_cpu + state.pod.non_zero.milli_cpu,
+            node.allocatable.milli_cpu,
+        );
+        let mem = frac(
+            node.non_zero_requested.memory + state.pod.non_zero.memory,
+            node.allocatable.memory,
+        );
+        // The standard deviation of two values is half their distance.
+        let std = (cpu - mem).abs() / 2.0;
+        ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
+    }
+}
