@@ -18,6 +18,8 @@ pub struct InterPodAffinity;
 
 /// Whether `term` (declared by a pod in `owner_ns`) selects `pod`.
 pub fn term_selects(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod) -> bool {
+    static NO_LABELS: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let namespaces = term.namespaces.as_deref().unwrap_or_default();
     // An empty namespaceSelector ({}) means every namespace; without labels of namespaces
@@ -32,12 +34,11 @@ pub fn term_selects(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod) -> bool {
         } else {
             namespaces.iter().any(|n| n == ns)
         };
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    // Checked namespace first: it is cheap, and this runs for every pod in the cluster.
     ns_ok
-        && term
-            .label_selector
-            .as_ref()
-            .is_some_and(|s| controllers::pods::selects(s, &labels))
+        && term.label_selector.as_ref().is_some_and(|s| {
+            controllers::pods::selects(s, pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS))
+        })
 }
 
 fn affinity(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::Affinity> {
