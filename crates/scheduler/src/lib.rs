@@ -2,6 +2,7 @@
 //! predicates) find the nodes it may run on, scores (its priorities) pick the best.
 
 pub mod cache;
+pub mod config;
 pub mod framework;
 pub mod nodeinfo;
 pub mod plugins;
@@ -31,14 +32,41 @@ pub fn client(mut config: kube::Config) -> anyhow::Result<Client> {
 
 /// Schedules with the default profile while holding the `kube-system/kube-scheduler` lease.
 pub async fn run(client: Client, identity: String) {
+    // The default configuration cannot fail to build.
+    let _ = run_with_config(client, identity, config::Configuration::default()).await;
+}
+
+/// Schedules with the configuration's profiles (one scheduler per `schedulerName`) while
+/// holding the `kube-system/kube-scheduler` lease. Fails at once on a bad configuration.
+pub async fn run_with_config(
+    client: Client,
+    identity: String,
+    cfg: config::Configuration,
+) -> anyhow::Result<()> {
+    let services = Informer::<k8s_openapi::api::core::v1::Service>::start(Api::all(client.clone()));
+    let profiles = cfg.profiles(&config::Deps {
+        services: Some(services),
+    })?;
     let election = controllers::leader::LeaderElection {
         leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
         name: "kube-scheduler".into(),
         identity,
     };
     election
-        .run(|| run_scheduler(client.clone(), plugins::default_profile()))
+        .run(|| {
+            let client = client.clone();
+            let profiles = profiles.clone();
+            async move {
+                let pods = Informer::<Pod>::start(Api::all(client.clone()));
+                let nodes = Informer::<Node>::start(Api::all(client.clone()));
+                let runs = profiles.into_iter().map(|p| {
+                    scheduler::Scheduler::new(client.clone(), p, pods.clone(), nodes.clone()).run()
+                });
+                futures::future::join_all(runs).await;
+            }
+        })
         .await;
+    Ok(())
 }
 
 /// The scheduler itself, without leader election.

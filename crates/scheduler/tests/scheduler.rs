@@ -363,3 +363,35 @@ async fn a_burst_never_overcommits_and_preemption_makes_room() {
     .await;
     assert_eq!(bound_to(&c, "vip").await, "small");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_profile_schedules_its_own_pods() {
+    let c = Cluster::start(false).await;
+    let cfg = scheduler::config::Configuration::parse(
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: ssd-only\n  plugins:\n    filter:\n      enabled: [{name: NodeLabel}]\n  pluginConfig:\n  - name: NodeLabel\n    args: {presentLabels: [ssd]}\n",
+    )
+    .unwrap();
+    let client = scheduler::client(c.config().await).unwrap();
+    tokio::spawn(scheduler::run_with_config(client, "test".into(), cfg));
+    node(&c, "plain", "8", "110", json!({})).await;
+    node(&c, "fast", "1", "110", json!({"ssd": "true"})).await;
+    // The default profile prefers the emptier, bigger node; the ssd-only profile may not.
+    create(&c, &pod("any", "500m", json!({}))).await;
+    assert_eq!(bound_to(&c, "any").await, "plain");
+    create(
+        &c,
+        &pod("mine", "500m", json!({"schedulerName": "ssd-only"})),
+    )
+    .await;
+    assert_eq!(bound_to(&c, "mine").await, "fast");
+    create(
+        &c,
+        &pod("too-big", "2", json!({"schedulerName": "ssd-only"})),
+    )
+    .await;
+    let msg = unschedulable(&c, "too-big").await;
+    assert!(
+        msg.starts_with("0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't have the requested labels."),
+        "{msg}"
+    );
+}
