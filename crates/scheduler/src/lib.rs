@@ -11,6 +11,8 @@ pub mod quantity;
 pub mod queue;
 pub mod schedule_one;
 pub mod scheduler;
+#[cfg(test)]
+mod testutil;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};

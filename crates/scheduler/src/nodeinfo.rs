@@ -211,6 +211,8 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     pub allocatable: Resources,
     pub used_ports: Vec<HostPort>,
+    /// Pods here with pod (anti-)affinity: InterPodAffinity skips nodes without any.
+    pub affinity_pods: usize,
     pub images: HashSet<String>,
     /// (image name, size in bytes) the node reports.
     pub image_sizes: BTreeMap<String, i64>,
@@ -225,6 +227,7 @@ impl NodeInfo {
             non_zero_requested: Resources::default(),
             allocatable: Resources::default(),
             used_ports: Vec::new(),
+            affinity_pods: 0,
             images: HashSet::new(),
             image_sizes: BTreeMap::new(),
         };
@@ -264,6 +267,7 @@ impl NodeInfo {
         self.requested.add(&p.requests);
         self.non_zero_requested.add(&p.non_zero);
         self.used_ports.extend(p.ports.iter().cloned());
+        self.affinity_pods += usize::from(p.has_affinity());
         self.pods.push(p);
     }
 
@@ -272,6 +276,7 @@ impl NodeInfo {
         let p = self.pods.swap_remove(i);
         self.requested.sub(&p.requests);
         self.non_zero_requested.sub(&p.non_zero);
+        self.affinity_pods -= usize::from(p.has_affinity());
         for port in &p.ports {
             if let Some(j) = self.used_ports.iter().position(|u| u == port) {
                 self.used_ports.swap_remove(j);

@@ -32,3 +32,30 @@ impl Plugin for BalancedAllocation {
         ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testutil::{node, pod, score_all};
+
+    #[test]
+    fn balanced_nodes_score_higher() {
+        // 4 cpu / 8Gi nodes; one already half full of CPU only.
+        let mut nodes = vec![node("cpu-heavy", json!({})), node("empty", json!({}))];
+        nodes[0].add_pod(pod(
+            "hog",
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "2", "memory": "1Mi"}}}]}),
+            json!({}),
+        ));
+        let p = pod(
+            "p",
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}),
+            json!({}),
+        );
+        let scores = score_all(&BalancedAllocation, &nodes, p);
+        assert!(scores[1] > scores[0], "{scores:?}");
+        assert_eq!(scores[1], 100);
+    }
+}

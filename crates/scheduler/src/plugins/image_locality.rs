@@ -33,6 +33,8 @@ pub fn normalized_image(image: &str) -> String {
 }
 
 struct Spread {
+    /// The pod's images, normalized once per pod.
+    images: Vec<String>,
     total_nodes: usize,
     /// image -> nodes having it
     counts: std::collections::HashMap<String, usize>,
@@ -44,7 +46,8 @@ impl Plugin for ImageLocality {
     }
     fn pre_score(&self, state: &mut CycleState, snapshot: &Snapshot<'_>, _feasible: &[usize]) {
         let mut counts = std::collections::HashMap::new();
-        for img in images(state) {
+        let imgs = images(state);
+        for img in imgs.iter().cloned() {
             let n = snapshot
                 .nodes
                 .iter()
@@ -55,6 +58,7 @@ impl Plugin for ImageLocality {
         state.write(
             "ImageLocality",
             Spread {
+                images: imgs,
                 total_nodes: snapshot.nodes.len(),
                 counts,
             },
@@ -64,9 +68,9 @@ impl Plugin for ImageLocality {
         let Some(spread) = state.read::<Spread>("ImageLocality") else {
             return 0;
         };
-        let imgs = images(state);
+        let imgs = &spread.images;
         let mut sum = 0i64;
-        for img in &imgs {
+        for img in imgs {
             if let Some(size) = node.image_sizes.get(img) {
                 let ratio = spread.counts.get(img).copied().unwrap_or(0) as f64
                     / spread.total_nodes.max(1) as f64;

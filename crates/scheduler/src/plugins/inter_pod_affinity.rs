@@ -96,7 +96,14 @@ impl Plugin for InterPodAffinity {
             anti: vec![HashSet::new(); anti.len()],
             ..Default::default()
         };
-        for (node, other) in snapshot.pods() {
+        // Without terms of its own, only pods with anti-affinity can rule this pod out.
+        let own_terms = !aff.is_empty() || !anti.is_empty();
+        let candidates = snapshot
+            .nodes
+            .iter()
+            .filter(|n| own_terms || n.affinity_pods > 0)
+            .flat_map(|n| n.pods.iter().map(move |p| (n, p)));
+        for (node, other) in candidates {
             if other.pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
@@ -234,5 +241,74 @@ impl Plugin for InterPodAffinity {
         for s in scores.iter_mut() {
             *s = (*s - min) * MAX_NODE_SCORE / (max - min);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testutil::{filter_all, node, pod, score_all};
+
+    fn term(app: &str) -> serde_json::Value {
+        json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"})
+    }
+
+    #[test]
+    fn required_terms_by_topology_domain() {
+        let mut nodes = vec![
+            node("a1", json!({"zone": "a"})),
+            node("a2", json!({"zone": "a"})),
+            node("b1", json!({"zone": "b"})),
+            node("none", json!({})),
+        ];
+        nodes[0].add_pod(pod("db", json!({}), json!({"app": "db"})));
+        let cases = [
+            // (spec, expected per node)
+            (
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db")]}}}),
+                [true, true, false, false],
+            ),
+            (
+                json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db")]}}}),
+                [false, false, true, true],
+            ),
+            // Nothing matches and the pod matches its own term: the first of its group.
+            (
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}}}),
+                [true, true, true, false],
+            ),
+        ];
+        for (spec, want) in cases {
+            let got: Vec<bool> = filter_all(
+                &InterPodAffinity,
+                &nodes,
+                pod("p", spec.clone(), json!({"app": "web"})),
+            )
+            .iter()
+            .map(Status::is_success)
+            .collect();
+            assert_eq!(got, want, "{spec}");
+        }
+        // An existing pod's anti-affinity keeps a matching newcomer out of its zone.
+        let mut nodes2 = nodes.clone();
+        nodes2[2].add_pod(pod(
+            "loner",
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}}}),
+            json!({"app": "loner"}),
+        ));
+        let got = filter_all(
+            &InterPodAffinity,
+            &nodes2,
+            pod("p", json!({}), json!({"app": "web"})),
+        );
+        assert_eq!(got[2], Status::unschedulable(ERR_EXISTING_ANTI));
+        assert!(got[0].is_success());
+        // Preferred affinity scores the zone with the matching pod highest.
+        let preferred = json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "podAffinityTerm": term("db")}]}}});
+        let scores = score_all(&InterPodAffinity, &nodes, pod("p", preferred, json!({})));
+        assert_eq!(scores, [100, 100, 0, 0]);
     }
 }

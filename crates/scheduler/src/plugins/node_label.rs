@@ -53,3 +53,30 @@ impl Plugin for NodeLabel {
         hits as i64 * MAX_NODE_SCORE / total as i64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testutil::{filter_all, node, pod, score_all};
+
+    #[test]
+    fn presence_and_preference() {
+        let nodes = vec![
+            node("ssd", json!({"disk": "ssd", "fast": "yes"})),
+            node("plain", json!({})),
+        ];
+        let plugin = NodeLabel {
+            present: vec!["disk".into()],
+            present_preference: vec!["fast".into()],
+            ..Default::default()
+        };
+        let got = filter_all(&plugin, &nodes, pod("p", json!({}), json!({})));
+        assert_eq!(got, [Status::Success, Status::unresolvable(ERR)]);
+        assert_eq!(
+            score_all(&plugin, &nodes, pod("p", json!({}), json!({}))),
+            [100, 0]
+        );
+    }
+}

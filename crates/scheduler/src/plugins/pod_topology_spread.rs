@@ -180,3 +180,42 @@ impl Plugin for PodTopologySpread {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testutil::{filter_all, node, pod, score_all};
+
+    fn spread(max_skew: i32, when: &str) -> serde_json::Value {
+        json!({"topologySpreadConstraints": [{"maxSkew": max_skew, "topologyKey": "zone",
+            "whenUnsatisfiable": when, "labelSelector": {"matchLabels": {"app": "web"}}}]})
+    }
+
+    #[test]
+    fn skew_is_kept_within_max_skew() {
+        let mut nodes = vec![
+            node("a1", json!({"zone": "a"})),
+            node("b1", json!({"zone": "b"})),
+            node("nolabel", json!({})),
+        ];
+        nodes[0].add_pod(pod("w1", json!({}), json!({"app": "web"})));
+        nodes[0].add_pod(pod("w2", json!({}), json!({"app": "web"})));
+        nodes[1].add_pod(pod("w3", json!({}), json!({"app": "web"})));
+        let web = |spec| pod("new", spec, json!({"app": "web"}));
+        let got = filter_all(&PodTopologySpread, &nodes, web(spread(1, "DoNotSchedule")));
+        assert_eq!(got[0], Status::unschedulable(ERR));
+        assert!(got[1].is_success());
+        assert_eq!(got[2], Status::unresolvable(ERR_LABEL));
+        let got = filter_all(&PodTopologySpread, &nodes, web(spread(2, "DoNotSchedule")));
+        assert!(got[0].is_success());
+        // ScheduleAnyway only scores: the emptier zone wins.
+        let scores = score_all(
+            &PodTopologySpread,
+            &nodes[..2],
+            web(spread(1, "ScheduleAnyway")),
+        );
+        assert_eq!(scores, [0, 100]);
+    }
+}

@@ -60,3 +60,29 @@ impl Plugin for VolumeRestrictions {
         Status::Success
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testutil::{filter_all, node, pod};
+
+    #[test]
+    fn the_same_disk_twice_on_one_node() {
+        let disk = |ro: bool| json!({"volumes": [{"name": "d", "gcePersistentDisk": {"pdName": "data", "readOnly": ro}}]});
+        let mut nodes = vec![node("n1", json!({})), node("n2", json!({}))];
+        nodes[0].add_pod(pod("writer", disk(false), json!({})));
+        let got = filter_all(
+            &VolumeRestrictions,
+            &nodes,
+            pod("p", disk(false), json!({})),
+        );
+        assert_eq!(got, [Status::unschedulable(ERR), Status::Success]);
+        // Read-only on both sides is allowed for GCE PD.
+        nodes[0] = node("n1", json!({}));
+        nodes[0].add_pod(pod("reader", disk(true), json!({})));
+        let got = filter_all(&VolumeRestrictions, &nodes, pod("p", disk(true), json!({})));
+        assert_eq!(got, [Status::Success, Status::Success]);
+    }
+}
