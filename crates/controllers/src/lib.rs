@@ -1,21 +1,27 @@
 //! rkube's kube-controller-manager: the controllers that drive actual state toward desired
 //! state, on one informer / work-queue framework, behind leader election.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod leader;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod scheduling;
+pub mod ttlafterfinished;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kube::{Api, Client};
 
 use crate::informer::Informer;
@@ -52,16 +58,40 @@ pub async fn run_controllers(client: Client) {
     let replicasets = Informer::<ReplicaSet>::start(Api::all(client.clone()));
     let rcs = Informer::<ReplicationController>::start(Api::all(client.clone()));
     let deployments = Informer::<Deployment>::start(Api::all(client.clone()));
+    let jobs = Informer::<Job>::start(Api::all(client.clone()));
+    let cronjobs = Informer::<CronJob>::start(Api::all(client.clone()));
+    let daemonsets = Informer::<DaemonSet>::start(Api::all(client.clone()));
+    let nodes = Informer::<Node>::start(Api::all(client.clone()));
+    let revisions = Informer::<ControllerRevision>::start(Api::all(client.clone()));
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
     let rc = replicaset::ReplicaSetController::new(client.clone(), rcs, pods.clone());
-    let dc = deployment::DeploymentController::new(client.clone(), deployments, replicasets, pods);
+    let dc = deployment::DeploymentController::new(
+        client.clone(),
+        deployments,
+        replicasets,
+        pods.clone(),
+    );
+    let jc = job::JobController::new(client.clone(), jobs.clone(), pods.clone());
+    let cjc = cronjob::CronJobController::new(client.clone(), cronjobs, jobs.clone());
+    let ttl = ttlafterfinished::TtlAfterFinishedController::new(client.clone(), jobs);
+    let ds = daemonset::DaemonSetController::new(
+        client.clone(),
+        daemonsets,
+        nodes,
+        pods.clone(),
+        revisions,
+    );
     let gc = garbagecollector::GarbageCollector::new(client);
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
         tokio::spawn(rc.run(WORKERS)),
         tokio::spawn(dc.run(WORKERS)),
+        tokio::spawn(jc.run(WORKERS)),
+        tokio::spawn(cjc.run(WORKERS)),
+        tokio::spawn(ttl.run(WORKERS)),
+        tokio::spawn(ds.run(WORKERS)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
     ];
     // Dropping this future (a lost lease) stops every controller.

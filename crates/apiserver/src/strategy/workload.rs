@@ -76,16 +76,21 @@ impl Strategy for WorkloadStrategy {
                 );
             }
             "Job" => {
-                set_default(spec, "parallelism", json!(1));
-                // A job without completions is the seed's work-queue kind; with parallelism
-                // left at its default it is the single-pod kind, which completes once.
-                if spec.get("completions").is_none() && spec.get("parallelism") == Some(&json!(1)) {
+                // Both unset: the single-pod kind (one completion). Only parallelism set: the
+                // seed's work-queue kind, whose completions stay unset (as upstream defaults).
+                if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
                     set_default(spec, "completions", json!(1));
                 }
+                set_default(spec, "parallelism", json!(1));
                 set_default(spec, "backoffLimit", json!(6));
                 set_default(spec, "completionMode", json!("NonIndexed"));
                 set_default(spec, "suspend", json!(false));
-                set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+                let policy = if spec.get("podFailurePolicy").is_some() {
+                    "Failed"
+                } else {
+                    "TerminatingOrFailed"
+                };
+                set_default(spec, "podReplacementPolicy", json!(policy));
                 set_default(spec, "manualSelector", json!(false));
             }
             "CronJob" => {

@@ -8,27 +8,7 @@ use crate::nodeinfo::NodeInfo;
 
 pub struct TaintToleration;
 
-/// Whether `t` tolerates `taint` (Kubernetes' ToleratesTaint).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        // An empty key with Exists tolerates everything.
-        "Exists" => true,
-        "Equal" | "" => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-                && !key.is_empty()
-        }
-        _ => false,
-    }
-}
+pub use controllers::scheduling::tolerates;
 
 fn tolerations(state: &CycleState) -> &[Toleration] {
     state
@@ -53,12 +33,7 @@ impl Plugin for TaintToleration {
         "TaintToleration"
     }
     fn filter(&self, state: &CycleState, node: &NodeInfo) -> Status {
-        let tols = tolerations(state);
-        let untolerated = taints(node).iter().find(|taint| {
-            matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
-                && !tols.iter().any(|t| tolerates(t, taint))
-        });
-        match untolerated {
+        match controllers::scheduling::untolerated(taints(node), tolerations(state)) {
             None => Status::Success,
             Some(t) => Status::unresolvable(format!(
                 "node(s) had untolerated taint {{{}: {}}}",
@@ -84,46 +59,5 @@ impl Plugin for TaintToleration {
     }
     fn normalize(&self, _state: &CycleState, scores: &mut [i64]) {
         default_normalize(scores, true);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tol(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
-        Toleration {
-            key: Some(key.into()).filter(|k: &String| !k.is_empty()),
-            operator: Some(op.into()),
-            value: Some(value.into()).filter(|v: &String| !v.is_empty()),
-            effect: Some(effect.into()).filter(|e: &String| !e.is_empty()),
-            toleration_seconds: None,
-        }
-    }
-
-    #[test]
-    fn tolerations_match_as_kubernetes_matches_them() {
-        let taint = Taint {
-            key: "dedicated".into(),
-            value: Some("gpu".into()),
-            effect: "NoSchedule".into(),
-            time_added: None,
-        };
-        assert!(tolerates(
-            &tol("dedicated", "Equal", "gpu", "NoSchedule"),
-            &taint
-        ));
-        assert!(tolerates(&tol("dedicated", "Equal", "gpu", ""), &taint));
-        assert!(tolerates(&tol("dedicated", "Exists", "", ""), &taint));
-        assert!(tolerates(&tol("", "Exists", "", ""), &taint));
-        assert!(!tolerates(
-            &tol("dedicated", "Equal", "cpu", "NoSchedule"),
-            &taint
-        ));
-        assert!(!tolerates(
-            &tol("dedicated", "Equal", "gpu", "NoExecute"),
-            &taint
-        ));
-        assert!(!tolerates(&tol("other", "Exists", "", ""), &taint));
     }
 }
