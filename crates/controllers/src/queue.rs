@@ -140,11 +140,12 @@ where
     F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<Option<Duration>>> + Send,
 {
-    let mut tasks = Vec::new();
-    for _ in 0..workers.max(1) {
+    // Workers are futures of this task, not spawned tasks: when the controller is stopped
+    // (a lost lease drops or aborts it), they stop with it.
+    let workers = (0..workers.max(1)).map(|_| {
         let queue = queue.clone();
         let sync = sync.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             while let Some(key) = queue.get().await {
                 match sync(key.clone()).await {
                     Ok(again) => {
@@ -160,11 +161,9 @@ where
                 }
                 queue.done(&key);
             }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+        }
+    });
+    futures::future::join_all(workers).await;
 }
 
 #[cfg(test)]
