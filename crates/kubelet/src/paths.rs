@@ -1,0 +1,58 @@
+//! Where the agent keeps its files under `<data-dir>/agent` (the layout follows k3s).
+
+use std::path::{Path, PathBuf};
+
+/// The agent's directories and files. Only computes paths; [`crate::containerd::Containerd`]
+/// creates what it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentDirs {
+    /// `<data-dir>/agent`
+    pub agent: PathBuf,
+    /// `agent/containerd`: containerd's root, state, opt, runc root, socket, log and pid file.
+    pub containerd: PathBuf,
+    /// `agent/containerd/containerd.sock`: containerd's gRPC socket, which serves CRI too.
+    pub containerd_socket: PathBuf,
+    /// `agent/etc/containerd/config.toml`
+    pub containerd_config: PathBuf,
+    /// `agent/etc/containerd/certs.d`: per-registry `hosts.toml` (mirrors, plain HTTP, CAs).
+    pub registry_config: PathBuf,
+    /// `agent/etc/cni/net.d`: the CNI conflist containerd loads.
+    pub cni_conf: PathBuf,
+    /// `agent/cni/networks`: host-local IPAM's allocations.
+    pub cni_ipam: PathBuf,
+    /// `agent/images`: image tarballs imported at start (air-gapped machines).
+    pub images: PathBuf,
+    /// `agent/pods`: pod log directories, `<namespace>_<name>_<uid>/<container>/<n>.log`.
+    pub pod_logs: PathBuf,
+}
+
+impl AgentDirs {
+    pub fn new(data_dir: &Path) -> Self {
+        let agent = data_dir.join("agent");
+        let containerd = agent.join("containerd");
+        AgentDirs {
+            containerd_socket: containerd.join("containerd.sock"),
+            containerd_config: agent.join("etc/containerd/config.toml"),
+            registry_config: agent.join("etc/containerd/certs.d"),
+            cni_conf: agent.join("etc/cni/net.d"),
+            cni_ipam: agent.join("cni/networks"),
+            images: agent.join("images"),
+            pod_logs: agent.join("pods"),
+            containerd,
+            agent,
+        }
+    }
+
+    /// A pod's log directory (CRI `log_directory`), named as the kubelet names it.
+    pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        self.pod_logs.join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    pub fn containerd_log(&self) -> PathBuf {
+        self.containerd.join("containerd.log")
+    }
+
+    pub fn containerd_pid_file(&self) -> PathBuf {
+        self.containerd.join("containerd.pid")
+    }
+}
