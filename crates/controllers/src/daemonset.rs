@@ -25,9 +25,9 @@ use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::informer::{Change, Informer, controller_of, key_of};
 use crate::queue::{WorkQueue, run_workers};
-use crate::{deployment, pods, scheduling};
+use crate::{deployment, history, pods, scheduling};
 
-pub const REVISION_HASH: &str = "controller-revision-hash";
+pub use crate::history::REVISION_HASH;
 const BURST: usize = 250;
 
 pub struct DaemonSetController {
@@ -459,97 +459,44 @@ impl DaemonSetController {
         let uid = ds.metadata.uid.clone().unwrap_or_default();
         let name = ds.metadata.name.clone().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
-        let mut ours: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .list_namespace(&ns)
-            .into_iter()
-            .filter(|r| controller_of(r.as_ref()).is_some_and(|o| o.uid == uid))
-            .collect();
-        let max = ours.iter().map(|r| r.revision).max().unwrap_or(0);
-        let data = json!({"spec": {"template": template, "$patch": "replace"}});
-        let current = ours.iter().find(|r| {
-            r.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(REVISION_HASH))
-                == Some(&hash.to_string())
-        });
-        match current {
-            Some(r) if r.revision == max => {}
-            Some(r) => {
-                // A rollback to an older template makes its revision the newest.
-                let rname = r.metadata.name.clone().unwrap_or_default();
-                api.patch(
-                    &rname,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"revision": max + 1})),
-                )
-                .await
-                .context("renumbering a ControllerRevision")?;
-            }
-            None => {
-                let mut labels = ds
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.metadata.as_ref())
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default();
-                labels.insert(REVISION_HASH.into(), hash.into());
-                let rev = ControllerRevision {
-                    metadata: ObjectMeta {
-                        name: Some(format!("{name}-{hash}")),
-                        namespace: Some(ns.clone()),
-                        labels: Some(labels),
-                        annotations: ds.metadata.annotations.clone().map(|mut a| {
-                            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                            a.remove("deprecated.daemonset.template.generation");
-                            a
-                        }),
-                        owner_references: Some(vec![pods::controller_ref(
-                            "apps/v1",
-                            "DaemonSet",
-                            &ds.metadata,
-                        )]),
-                        ..Default::default()
-                    },
-                    data: Some(RawExtension(data)),
-                    revision: max + 1,
-                };
-                match api.create(&PostParams::default(), &rev).await {
-                    Ok(r) => ours.push(Arc::new(r)),
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(e).context("creating a ControllerRevision"),
-                }
-            }
-        }
+        let ours = history::owned(&self.revisions, &ns, &uid);
+        let mut labels = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        labels.insert(REVISION_HASH.into(), hash.into());
+        let want = ControllerRevision {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}-{hash}")),
+                namespace: Some(ns.clone()),
+                labels: Some(labels),
+                annotations: ds.metadata.annotations.clone().map(|mut a| {
+                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                    a.remove("deprecated.daemonset.template.generation");
+                    a
+                }),
+                owner_references: Some(vec![pods::controller_ref(
+                    "apps/v1",
+                    "DaemonSet",
+                    &ds.metadata,
+                )]),
+                ..Default::default()
+            },
+            data: Some(RawExtension(history::template_patch(template))),
+            revision: 0,
+        };
+        // The template's hash names its revision (a collision is left for the next sync).
+        let current = |r: &ControllerRevision| history::hash_of(r) == Some(hash);
+        history::make_newest(&api, &ours, &uid, current, want).await?;
         let limit = ds
             .spec
             .as_ref()
             .and_then(|s| s.revision_history_limit)
             .unwrap_or(10)
             .max(0) as usize;
-        let mut old: Vec<&Arc<ControllerRevision>> = ours
-            .iter()
-            .filter(|r| {
-                r.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(REVISION_HASH))
-                    != Some(&hash.to_string())
-            })
-            .collect();
-        if old.len() > limit {
-            old.sort_by_key(|r| r.revision);
-            for r in &old[..old.len() - limit] {
-                let rname = r.metadata.name.clone().unwrap_or_default();
-                match api.delete(&rname, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e).context("deleting an old ControllerRevision"),
-                }
-            }
-        }
-        Ok(())
+        history::truncate(&api, &ours, current, limit).await
     }
 
     async fn update_status(

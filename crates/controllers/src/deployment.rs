@@ -47,29 +47,11 @@ pub struct DeploymentController {
     recorder: Recorder,
 }
 
-/// FNV-1a (32-bit), as Kubernetes hashes pod templates.
-fn fnv32a(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c9dc5;
-    for b in bytes {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x01000193);
-    }
-    h
-}
-
 /// The template's hash as Kubernetes spells it (digits mapped to "safe" characters, so a
 /// name never spells words), varied by collisionCount.
 pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
-    if let Some(c) = collision_count {
-        bytes.extend_from_slice(c.to_string().as_bytes());
-    }
-    const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    fnv32a(&bytes)
-        .to_string()
-        .bytes()
-        .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
-        .collect()
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    crate::history::safe_hash(&bytes, collision_count)
 }
 
 /// Templates equal once the pod-template-hash label is ignored.

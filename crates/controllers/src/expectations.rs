@@ -47,6 +47,25 @@ impl Expectations {
         );
     }
 
+    /// Adds to what the owner waits for (a fresh start when it waited for nothing), for a
+    /// controller that asks for changes one at a time within a sync.
+    pub fn raise(&self, owner: &str, adds: i64, deletes: impl IntoIterator<Item = String>) {
+        let mut m = self.lock();
+        let e = m.entry(owner.to_string()).or_insert_with(|| Expected {
+            adds: 0,
+            deletes: HashSet::new(),
+            at: Instant::now(),
+        });
+        if (e.adds <= 0 && e.deletes.is_empty()) || e.at.elapsed() > TIMEOUT {
+            // Surplus observations (a relist) must not pay for future requests.
+            e.adds = 0;
+            e.deletes.clear();
+        }
+        e.adds += adds;
+        e.deletes.extend(deletes);
+        e.at = Instant::now();
+    }
+
     /// A creation was seen (or failed, so it will never be seen).
     pub fn creation_observed(&self, owner: &str) {
         if let Some(e) = self.lock().get_mut(owner) {
@@ -81,5 +100,22 @@ mod tests {
         assert!(!e.satisfied("ns/rs"));
         e.deletion_observed("ns/rs", "u1");
         assert!(e.satisfied("ns/rs"));
+    }
+
+    #[test]
+    fn raised_expectations_add_up_and_surplus_observations_do_not_count() {
+        let e = Expectations::default();
+        // An unexpected creation (a relist) leaves a negative count behind...
+        e.creation_observed("ns/sts");
+        e.expect("ns/sts", 0, []);
+        e.creation_observed("ns/sts");
+        // ...which must not satisfy the next request early.
+        e.raise("ns/sts", 1, []);
+        assert!(!e.satisfied("ns/sts"));
+        e.raise("ns/sts", 0, ["u1".to_string()]);
+        e.creation_observed("ns/sts");
+        assert!(!e.satisfied("ns/sts"));
+        e.deletion_observed("ns/sts", "u1");
+        assert!(e.satisfied("ns/sts"));
     }
 }

@@ -210,16 +210,31 @@ impl<K: Resource> Informer<K> {
         self.read().values().cloned().collect()
     }
 
-    /// Calls `f` for every change, and for every object again (old = new) when this
-    /// subscriber fell too far behind to know what it missed.
+    /// Calls `f` for every object already cached (as an addition), then for every change,
+    /// and for every object again (old = new) when this subscriber fell too far behind to
+    /// know what it missed.
     pub fn on_change<F>(&self, mut f: F)
     where
         F: FnMut(&Change<K>) + Send + 'static,
         K: Send + Sync + 'static,
     {
-        let mut rx = self.shared.feed.subscribe();
+        // Subscribe and snapshot under the cache's lock (changes are sent under it too), so
+        // a subscriber that arrives after the first list still sees every object once.
+        let (mut rx, present) = {
+            let objects = self.read();
+            (
+                self.shared.feed.subscribe(),
+                objects.values().cloned().collect::<Vec<_>>(),
+            )
+        };
         let me = self.clone();
         tokio::spawn(async move {
+            for obj in present {
+                f(&Change {
+                    old: None,
+                    new: Some(obj),
+                });
+            }
             loop {
                 match rx.recv().await {
                     Ok(change) => f(&change),

@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -14,14 +15,17 @@ pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod scheduling;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
 use kube::{Api, Client};
 
 use crate::informer::Informer;
@@ -63,6 +67,8 @@ pub async fn run_controllers(client: Client) {
     let daemonsets = Informer::<DaemonSet>::start(Api::all(client.clone()));
     let nodes = Informer::<Node>::start(Api::all(client.clone()));
     let revisions = Informer::<ControllerRevision>::start(Api::all(client.clone()));
+    let statefulsets = Informer::<StatefulSet>::start(Api::all(client.clone()));
+    let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
@@ -81,6 +87,13 @@ pub async fn run_controllers(client: Client) {
         daemonsets,
         nodes,
         pods.clone(),
+        revisions.clone(),
+    );
+    let ss = statefulset::StatefulSetController::new(
+        client.clone(),
+        statefulsets,
+        pods.clone(),
+        claims,
         revisions,
     );
     let gc = garbagecollector::GarbageCollector::new(client);
@@ -92,6 +105,7 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(cjc.run(WORKERS)),
         tokio::spawn(ttl.run(WORKERS)),
         tokio::spawn(ds.run(WORKERS)),
+        tokio::spawn(ss.run(WORKERS)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
     ];
     // Dropping this future (a lost lease) stops every controller.

@@ -266,53 +266,20 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
                     if matches || deleting {
                         claimed.push(pod);
                     } else {
-                        self.release(&api, &pod, &uid).await?;
+                        pods::release(&api, &pod.metadata, &uid).await?;
                     }
                 }
                 Some(_) => {}
                 None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
                     let r = pods::controller_ref(K::API_VERSION, K::KIND, owner.meta());
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [r],
-                        "uid": pod.metadata.uid,
-                    }});
-                    match api
-                        .patch(
-                            pod.metadata.name.as_deref().unwrap_or_default(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(patch),
-                        )
-                        .await
-                    {
-                        Ok(p) => claimed.push(Arc::new(p)),
-                        // Gone, or changed under us: the next sync sees the truth.
-                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                        Err(e) => return Err(e).context("adopting a pod"),
+                    if let Some(p) = pods::adopt(&api, &pod.metadata, &r).await? {
+                        claimed.push(Arc::new(p));
                     }
                 }
                 None => {}
             }
         }
         Ok(claimed)
-    }
-
-    async fn release(&self, api: &Api<Pod>, pod: &Pod, uid: &str) -> anyhow::Result<()> {
-        let patch = json!({"metadata": {
-            "ownerReferences": [{"$patch": "delete", "uid": uid}],
-            "uid": pod.metadata.uid,
-        }});
-        match api
-            .patch(
-                pod.metadata.name.as_deref().unwrap_or_default(),
-                &PatchParams::default(),
-                &Patch::Strategic(patch),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => Ok(()),
-            Err(e) => Err(e).context("releasing a pod"),
-        }
     }
 
     async fn manage_replicas(

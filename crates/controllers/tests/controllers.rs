@@ -487,3 +487,112 @@ async fn garbage_collector_cascades_orphans_and_waits_in_the_foreground() {
     })
     .await;
 }
+
+/// Marks pods Ready a little after they appear, so a rollout's steps can be observed.
+struct SlowKubelet(tokio::task::JoinHandle<()>);
+
+impl SlowKubelet {
+    async fn start(c: &Cluster) -> SlowKubelet {
+        let client = c.client().await;
+        SlowKubelet(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                make_ready(&client).await;
+            }
+        }))
+    }
+}
+
+impl Drop for SlowKubelet {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_steps_respect_max_surge_and_max_unavailable() {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::runtime::watcher;
+    let c = cluster().await;
+    let _kubelet = SlowKubelet::start(&c).await;
+    let manifest = DEPLOY.replace(
+        "replicas: 3",
+        "replicas: 4\n  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 1}",
+    );
+    let f = c.write("d.yaml", &manifest);
+    c.ok(&["apply", "-f", &f]).await;
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    // Watch every ReplicaSet change during the rollout.
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client().await, "default");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = tokio::spawn(async move {
+        let mut s = watcher::watcher(rss, watcher::Config::default()).boxed();
+        let mut state: std::collections::BTreeMap<String, (i32, i32)> = Default::default();
+        while let Some(Ok(ev)) = s.next().await {
+            if let watcher::Event::Apply(rs) | watcher::Event::InitApply(rs) = ev {
+                let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let avail = rs
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0);
+                state.insert(rs.metadata.name.unwrap(), (spec, avail));
+                let total: i32 = state.values().map(|v| v.0).sum();
+                let available: i32 = state.values().map(|v| v.1).sum();
+                let _ = tx.send((total, available));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.ok(&["set", "image", "deploy/web", "nginx=nginx:1.27"])
+        .await;
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    watch.abort();
+    let mut steps = 0;
+    while let Ok((total, available)) = rx.try_recv() {
+        steps += 1;
+        assert!(total <= 5, "more than replicas + maxSurge: {total}");
+        assert!(
+            available >= 3 || total == 0,
+            "fewer than replicas - maxUnavailable: {available}"
+        );
+    }
+    assert!(steps > 4, "the rollout was not observed ({steps} changes)");
+    assert_eq!(replicasets(&c).await, ["1:0:nginx:1.26", "2:4:nginx:1.27"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_manager_restarted_mid_rollout_finishes_it() {
+    let c = Cluster::start(false).await;
+    let _kubelet = SlowKubelet::start(&c).await;
+    let client = controllers::client(c.config().await).unwrap();
+    let first = tokio::spawn(controllers::run_controllers(client.clone()));
+    let manifest = DEPLOY.replace(
+        "replicas: 3",
+        "replicas: 6\n  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}",
+    );
+    let f = c.write("d.yaml", &manifest);
+    c.ok(&["apply", "-f", &f]).await;
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    c.ok(&["set", "image", "deploy/web", "nginx=nginx:1.27"])
+        .await;
+    // Stop it part-way (a new ReplicaSet exists, the old one still has pods).
+    eventually("a rollout under way", || async {
+        let rs = replicasets(&c).await;
+        (rs.len() == 2 && !rs[0].starts_with("1:0:")).then_some(())
+    })
+    .await;
+    first.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::spawn(controllers::run_controllers(client));
+    let out = c
+        .ok(&["rollout", "status", "deploy/web", "--timeout=90s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(replicasets(&c).await, ["1:0:nginx:1.26", "2:6:nginx:1.27"]);
+    assert_eq!(pods(&c, "app=web").await.len(), 6);
+}

@@ -171,6 +171,26 @@ async fn one_pod_per_eligible_node_and_rolling_updates() {
         .await;
     assert!(revs.contains(&new_hash), "{revs}");
 
+    // `rollout undo` applies the previous revision's patch: only the template goes back.
+    c.ok(&["rollout", "undo", "ds/agent"]).await;
+    eventually("the rollback", || async {
+        act_as_scheduler_and_kubelet(&c).await;
+        let p = pods_by_node(&c).await;
+        let old = first[0].split(':').nth(1).unwrap();
+        (p.len() == 3 && p.iter().all(|l| l.ends_with(&format!(":{old}")))).then_some(())
+    })
+    .await;
+    let selector = c
+        .ok(&[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.spec.selector.matchLabels.app}",
+        ])
+        .await;
+    assert_eq!(selector, "agent");
+
     // Relabelling a node out of the selector removes its pod.
     c.ok(&["label", "node", "w1", "role=db", "--overwrite"])
         .await;
