@@ -56,24 +56,48 @@ impl Strategy for WorkloadStrategy {
                 set_default(spec, "replicas", json!(1));
                 set_default(spec, "podManagementPolicy", json!("OrderedReady"));
                 set_default(spec, "revisionHistoryLimit", json!(10));
-                set_default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                );
-                set_default(
-                    spec,
-                    "persistentVolumeClaimRetentionPolicy",
-                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-                );
+                // Field by field, as upstream: a partial strategy or policy is completed.
+                set_default(spec, "updateStrategy", json!({}));
+                set_default(&mut spec["updateStrategy"], "type", json!("RollingUpdate"));
+                if spec.pointer("/updateStrategy/type").and_then(Value::as_str)
+                    == Some("RollingUpdate")
+                {
+                    set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
+                    set_default(
+                        &mut spec["updateStrategy"]["rollingUpdate"],
+                        "partition",
+                        json!(0),
+                    );
+                }
+                set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({}));
+                let policy = &mut spec["persistentVolumeClaimRetentionPolicy"];
+                set_default(policy, "whenDeleted", json!("Retain"));
+                set_default(policy, "whenScaled", json!("Retain"));
+                if let Some(templates) = spec
+                    .get_mut("volumeClaimTemplates")
+                    .and_then(Value::as_array_mut)
+                {
+                    for t in templates {
+                        set_default(t, "apiVersion", json!("v1"));
+                        set_default(t, "kind", json!("PersistentVolumeClaim"));
+                        set_default(t, "spec", json!({}));
+                        set_default(&mut t["spec"], "volumeMode", json!("Filesystem"));
+                        set_default(t, "status", json!({"phase": "Pending"}));
+                    }
+                }
             }
             "DaemonSet" => {
                 set_default(spec, "revisionHistoryLimit", json!(10));
-                set_default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-                );
+                set_default(spec, "updateStrategy", json!({}));
+                set_default(&mut spec["updateStrategy"], "type", json!("RollingUpdate"));
+                if spec.pointer("/updateStrategy/type").and_then(Value::as_str)
+                    == Some("RollingUpdate")
+                {
+                    set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
+                    let ru = &mut spec["updateStrategy"]["rollingUpdate"];
+                    set_default(ru, "maxUnavailable", json!(1));
+                    set_default(ru, "maxSurge", json!(0));
+                }
             }
             "Job" => {
                 // Both unset: the single-pod kind (one completion). Only parallelism set: the
@@ -248,5 +272,44 @@ impl Strategy for WorkloadStrategy {
             "Job" => &["status.successful"],
             _ => &[],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_strategies_are_completed_field_by_field() {
+        let sts = WorkloadStrategy {
+            kind: "StatefulSet",
+        };
+        let mut obj = json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 2}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {}}]}});
+        sts.defaults(&mut obj);
+        assert_eq!(
+            obj["spec"]["updateStrategy"],
+            json!({"rollingUpdate": {"partition": 2}, "type": "RollingUpdate"})
+        );
+        assert_eq!(
+            obj["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+        );
+        assert_eq!(
+            obj["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+            "Filesystem"
+        );
+        let ds = WorkloadStrategy { kind: "DaemonSet" };
+        let mut obj = json!({"spec": {"updateStrategy": {"type": "OnDelete"}}});
+        ds.defaults(&mut obj);
+        assert_eq!(obj["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
+        let job = WorkloadStrategy { kind: "Job" };
+        let mut queue = json!({"spec": {"parallelism": 3}});
+        job.defaults(&mut queue);
+        assert!(queue["spec"].get("completions").is_none());
+        let mut single = json!({"spec": {}});
+        job.defaults(&mut single);
+        assert_eq!(single["spec"]["completions"], 1);
     }
 }
