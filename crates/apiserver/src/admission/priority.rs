@@ -41,9 +41,13 @@ pub async fn admit_pod(registry: &Registry, pod: &mut Value) -> ApiResult<()> {
             Err(e) => return Err(e),
         },
         None => {
-            let all = registry
-                .list(&info, None, &crate::registry::ListQuery::default())
-                .await?;
+            // From the watch cache without waiting (as upstream's admission reads a lister):
+            // a consistent read per pod create would wait on every write in flight.
+            let q = crate::registry::ListQuery {
+                resource_version: Some("0".into()),
+                ..Default::default()
+            };
+            let all = registry.list(&info, None, &q).await?;
             all.get("items")
                 .and_then(Value::as_array)
                 .into_iter()
