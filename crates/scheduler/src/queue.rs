@@ -114,8 +114,13 @@ impl SchedulingQueue {
         let mut q = self.lock();
         match q.pods.get_mut(&key) {
             Some(e) => {
+                // Only a change that may affect scheduling retries an unschedulable pod; its
+                // own status (the scheduler's PodScheduled condition) does not.
+                let relevant = e.pod.spec != pod.spec
+                    || e.pod.metadata.labels != pod.metadata.labels
+                    || e.pod.metadata.annotations != pod.metadata.annotations;
                 e.pod = pod.clone();
-                if e.state == Where::Unschedulable {
+                if e.state == Where::Unschedulable && relevant {
                     e.state = Where::Active;
                     Self::push(&mut q, &key, &pod);
                     drop(q);

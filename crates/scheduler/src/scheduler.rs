@@ -227,6 +227,8 @@ impl Scheduler {
                 }
                 message
             }
+            // With no nodes at all, Kubernetes says only that.
+            Err(_) if self.cache.node_count() == 0 => message,
             Err(pre) => format!("{message} {pre}"),
         };
         self.recorder

@@ -132,9 +132,27 @@ async fn unschedulable(c: &Cluster, pod: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_fit_and_pending_pods_wait_for_a_node() {
     let c = cluster().await;
+    // Before any node exists: Kubernetes' message, reported once (the scheduler's own
+    // status update does not retry the pod).
+    create(&c, &pod("early", "100m", json!({}))).await;
+    assert_eq!(
+        unschedulable(&c, "early").await,
+        "no nodes available to schedule pods"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = c
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=early",
+        ])
+        .await;
+    assert_eq!(events.matches("FailedScheduling").count(), 1, "{events}");
     node(&c, "n1", "2", "110", json!({})).await;
     node(&c, "n2", "1", "110", json!({})).await;
     node(&c, "n3", "1", "110", json!({"disk": "ssd"})).await;
+    assert!(!bound_to(&c, "early").await.is_empty());
     create(&c, &pod("big", "1500m", json!({}))).await;
     assert_eq!(bound_to(&c, "big").await, "n1");
     let events = eventually("Scheduled event", || async {
