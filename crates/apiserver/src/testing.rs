@@ -112,3 +112,32 @@ impl Cluster {
         kube::Client::try_from(self.config().await).unwrap()
     }
 }
+
+/// Polls `check` every 100 ms until it returns `Some`, for up to `secs` seconds; panics
+/// naming `what` when it never does.
+pub async fn eventually_within<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// [`eventually_within`] 30 seconds.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_within(30, what, check).await
+}

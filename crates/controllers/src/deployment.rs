@@ -547,15 +547,10 @@ impl DeploymentController {
         let (surge, _) = surge_and_unavailable(d);
         let allowed = if is_recreate(d) { want } else { want + surge };
         let current: i32 = all.iter().map(spec_replicas).sum();
+        // With nothing to share (diff 0) every target is the current size: the annotations
+        // are still brought up to date.
         let diff = allowed - current;
-        if diff == 0 {
-            for i in active {
-                let to = spec_replicas(&all[i]);
-                self.scale_rs(d, api, &mut all[i], to).await?;
-            }
-            return Ok(());
-        }
-        let mut order = active.clone();
+        let mut order = active;
         order.sort_by_key(|i| std::cmp::Reverse(spec_replicas(&all[*i])));
         let mut targets: BTreeMap<usize, i32> = BTreeMap::new();
         let mut added = 0;

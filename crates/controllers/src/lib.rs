@@ -37,10 +37,15 @@ const WORKERS: usize = 4;
 pub const USER_AGENT: &str = "kube-controller-manager/v1.33.0 (linux) rkube";
 
 /// A client for the controllers from a cluster configuration.
-pub fn client(mut config: kube::Config) -> anyhow::Result<Client> {
+pub fn client(config: kube::Config) -> anyhow::Result<Client> {
+    client_as(config, USER_AGENT)
+}
+
+/// A client that names itself `user_agent` (which is also its default field manager).
+pub fn client_as(mut config: kube::Config, user_agent: &'static str) -> anyhow::Result<Client> {
     config.headers.push((
         http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
+        http::HeaderValue::from_static(user_agent),
     ));
     Ok(Client::try_from(config)?)
 }

@@ -3,10 +3,9 @@
 //! through the status subresource.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
-use std::future::Future;
 use std::time::Duration;
 
-use apiserver::testing::Cluster;
+use apiserver::testing::{Cluster, eventually};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -22,33 +21,6 @@ async fn cluster() -> Cluster {
         tokio::spawn(controllers::run(client, id.to_string()));
     }
     c
-}
-
-/// Polls `check` until it returns Some, for up to `secs` seconds.
-async fn eventually_within<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    eventually_within(30, what, check).await
 }
 
 async fn jsonpath(c: &Cluster, args: &[&str], path: &str) -> String {

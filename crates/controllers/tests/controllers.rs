@@ -3,10 +3,9 @@
 //! subresource, as a kubelet would.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
-use std::future::Future;
 use std::time::Duration;
 
-use apiserver::testing::Cluster;
+use apiserver::testing::{Cluster, eventually};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -20,25 +19,6 @@ async fn cluster() -> Cluster {
         tokio::spawn(controllers::run(client, id.to_string()));
     }
     c
-}
-
-/// Polls `check` until it returns Some, for up to 30 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Marks every pending pod Running and Ready, as a kubelet would once its containers run.

@@ -3,32 +3,11 @@
 //! names and marks it Ready, as they would.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
-use std::future::Future;
-use std::time::Duration;
-
-use apiserver::testing::Cluster;
+use apiserver::testing::{Cluster, eventually};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn node(c: &Cluster, name: &str, labels: serde_json::Value) {
     let nodes: Api<Node> = Api::all(c.client().await);

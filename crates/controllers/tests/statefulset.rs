@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apiserver::testing::Cluster;
+use apiserver::testing::{Cluster, eventually};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -20,25 +20,6 @@ async fn cluster() -> Cluster {
     let client = controllers::client(c.config().await).unwrap();
     tokio::spawn(controllers::run(client, "cm".to_string()));
     c
-}
-
-/// Polls `check` until it returns Some, for up to 30 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Asserts `check` holds on every poll for `d`.

@@ -116,6 +116,23 @@ pub fn default_normalize(scores: &mut [i64], reverse: bool) {
     }
 }
 
+/// Scales scores linearly so the lowest becomes 0 and the highest 100 (`reverse`: the
+/// lowest 100); all equal become `if_equal`.
+pub fn min_max_normalize(scores: &mut [i64], reverse: bool, if_equal: i64) {
+    let (min, max) = scores
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
+    for s in scores.iter_mut() {
+        *s = if max == min {
+            if_equal
+        } else if reverse {
+            (max - *s) * MAX_NODE_SCORE / (max - min)
+        } else {
+            (*s - min) * MAX_NODE_SCORE / (max - min)
+        };
+    }
+}
+
 /// A profile: the plugins that filter and the plugins that score, with weights (as a
 /// KubeSchedulerConfiguration profile enables, disables and weights them).
 #[derive(Clone)]

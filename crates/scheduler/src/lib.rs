@@ -24,12 +24,8 @@ use controllers::informer::Informer;
 pub const USER_AGENT: &str = "kube-scheduler/v1.33.0 (linux) rkube";
 
 /// A client for the scheduler from a cluster configuration.
-pub fn client(mut config: kube::Config) -> anyhow::Result<Client> {
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
-    ));
-    Ok(Client::try_from(config)?)
+pub fn client(config: kube::Config) -> anyhow::Result<Client> {
+    controllers::client_as(config, USER_AGENT)
 }
 
 /// Schedules with the default profile while holding the `kube-system/kube-scheduler` lease.

@@ -3,10 +3,9 @@
 //! what the scheduler reported when it could not bind one.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
-use std::future::Future;
 use std::time::Duration;
 
-use apiserver::testing::Cluster;
+use apiserver::testing::{Cluster, eventually};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -17,24 +16,6 @@ async fn cluster() -> Cluster {
     let client = scheduler::client(c.config().await).unwrap();
     tokio::spawn(scheduler::run(client, "test-scheduler".into()));
     c
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Registers a node with `cpu` cores, 8Gi of memory, room for `pods` pods and `labels`.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Snapshot, Status};
+use crate::framework::{CycleState, Plugin, Snapshot, Status, min_max_normalize};
 use crate::nodeinfo::NodeInfo;
 
 pub const ERR_AFFINITY: &str = "node(s) didn't match pod affinity rules";
@@ -231,16 +231,7 @@ impl Plugin for InterPodAffinity {
     }
 
     fn normalize(&self, _state: &CycleState, scores: &mut [i64]) {
-        let (min, max) = scores
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
-        if scores.is_empty() || max == min {
-            scores.iter_mut().for_each(|s| *s = 0);
-            return;
-        }
-        for s in scores.iter_mut() {
-            *s = (*s - min) * MAX_NODE_SCORE / (max - min);
-        }
+        min_max_normalize(scores, false, 0);
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Snapshot, Status};
+use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Snapshot, Status, min_max_normalize};
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::node_affinity::required_matches;
 
@@ -168,16 +168,7 @@ impl Plugin for PodTopologySpread {
             scores.iter_mut().for_each(|s| *s = 0);
             return;
         }
-        let (min, max) = scores
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
-        for s in scores.iter_mut() {
-            *s = if max == min {
-                MAX_NODE_SCORE
-            } else {
-                (max - *s) * MAX_NODE_SCORE / (max - min)
-            };
-        }
+        min_max_normalize(scores, true, MAX_NODE_SCORE);
     }
 }
 
