@@ -1,24 +1,53 @@
-//! rkube's kubelet, runtime layer: how the node agent reaches a container runtime.
+//! rkube's kubelet: registers its node and runs the pods bound to it as real containers.
+//!
+//! The runtime layer — how the node agent reaches a container runtime:
 //!
 //! * [`cri`]: CRI v1 client ([`RuntimeClient`]) over a unix socket.
 //! * [`containerd`]: the agent's own supervised containerd ([`Containerd`]).
 //! * [`images`]: the project's pause image, image tarballs built from host files, imports.
 //! * [`cni`]: a minimal bridge CNI config for the node's pod CIDR.
-//! * [`Runtime`]: the one entry point the pod-sync loop needs: either a supervised containerd or
-//!   an external `--container-runtime-endpoint`, and a client for it.
+//! * [`Runtime`]: either a supervised containerd or an external
+//!   `--container-runtime-endpoint`, and a client for it.
+//!
+//! The kubelet on top of it, [`Kubelet::run`]:
+//!
+//! * [`node`]: Node registration, pod CIDR, node status, the heartbeat Lease.
+//! * [`pod_workers`]: one worker per pod: sandbox, images, init containers, containers,
+//!   restarts with back-off, probes, graceful termination.
+//! * [`kuberuntime`]: pod spec → CRI sandbox and container configs ([`env`], [`resources`]).
+//! * [`status`]: pod status generation and the status manager.
+//! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
+//! * [`prober`]: exec, httpGet and tcpSocket probes.
 
+pub mod backoff;
+pub mod cgroups;
 pub mod cni;
+pub mod config;
 pub mod containerd;
 pub mod cri;
+pub mod env;
+pub mod image_manager;
 pub mod images;
+pub mod kubelet;
+pub mod kuberuntime;
+pub mod machine;
+pub mod node;
 pub mod paths;
+pub mod pleg;
+pub mod pod_workers;
+pub mod prober;
+pub mod resources;
+pub mod runtime_state;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use config::KubeletConfig;
 pub use containerd::{Containerd, ContainerdConfig, ContainerdError, ContainerdState};
 pub use cri::{CriError, RuntimeClient};
 pub use images::PAUSE_IMAGE;
+pub use kubelet::Kubelet;
 pub use paths::AgentDirs;
 
 /// Which container runtime the agent uses.

@@ -1,5 +1,6 @@
 //! `rkube`: Kubernetes in one binary. Each subcommand wires the component crates together.
 
+mod agent;
 mod client;
 mod controller_manager;
 mod datastore;
@@ -19,12 +20,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: the API server over the state store.
+    /// Run the control plane (API server, controllers, scheduler) and, unless
+    /// --disable-agent, a node agent: a one-node cluster.
     Server(server::ServerArgs),
     /// Run the controllers (kube-controller-manager) against a cluster.
     ControllerManager(controller_manager::Args),
     /// Run the scheduler (kube-scheduler) against a cluster.
     Scheduler(scheduler::Args),
+    /// Run a node agent (kubelet + containerd) that joins a cluster.
+    Agent(agent::AgentArgs),
     /// Inspect the cluster's state store.
     Datastore {
         #[command(subcommand)]
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(args),
         Command::ControllerManager(args) => controller_manager::run(args),
         Command::Scheduler(args) => scheduler::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Datastore { command } => datastore::run(command),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));

@@ -32,6 +32,11 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run a node agent (kubelet + containerd) in this process.
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: crate::agent::NodeArgs,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -76,12 +81,27 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             server.kubeconfig.display(),
             server.kubeconfig.display()
         );
-        tokio::select! {
+        // The node agent, unless disabled, in the background: containerd may take a while.
+        let (stop_agent, stopped) = tokio::sync::oneshot::channel();
+        let agent = (!args.disable_agent).then(|| {
+            tokio::spawn(crate::agent::in_process(
+                server.kubeconfig.clone(),
+                args.store.data_dir.clone(),
+                args.node.clone(),
+                stopped,
+            ))
+        });
+        let result = tokio::select! {
             r = server.wait() => r,
             _ = tokio::signal::ctrl_c() => {
                 let _ = writeln!(std::io::stdout(), "shutting down");
                 Ok(())
             }
+        };
+        let _ = stop_agent.send(());
+        if let Some(a) = agent {
+            let _ = a.await;
         }
+        result
     })
 }

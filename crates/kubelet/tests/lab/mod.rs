@@ -87,6 +87,11 @@ impl Lab {
         PathBuf::from(format!("/proc/{}/ns/net", self.netns_holder.id()))
     }
 
+    /// The root of the lab's pod cgroups (a kubelet's `cgroup_root`).
+    pub fn cgroup_root(&self) -> String {
+        format!("/{}", self.cgroup_root)
+    }
+
     pub fn cgroup_parent(&self, uid: &str) -> String {
         format!("/{}/pod{uid}", self.cgroup_root)
     }

@@ -1,0 +1,97 @@
+//! The kubelet's settings (its flags, in upstream terms).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::paths::AgentDirs;
+
+/// The Kubernetes version this kubelet reports (`nodeInfo.kubeletVersion`).
+pub const KUBELET_VERSION: &str = "v1.33.0";
+
+/// How the kubelet names itself to the API server.
+pub const USER_AGENT: &str = "kubelet/v1.33.0 (linux) rkube";
+
+/// Namespace of the node heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+#[derive(Clone, Debug)]
+pub struct KubeletConfig {
+    /// The Node's name (`--node-name`; default: the hostname, lowercased).
+    pub node_name: String,
+    /// The machine's hostname (the `Hostname` address).
+    pub hostname: String,
+    /// The `InternalIP` address and the pods' `hostIP`; detected when `None`.
+    pub node_ip: Option<IpAddr>,
+    /// rkube's `--data-dir`; the agent's files live under `<data_dir>/agent`.
+    pub data_dir: PathBuf,
+    /// Extra labels for the Node (`--node-labels`).
+    pub node_labels: Vec<(String, String)>,
+    /// The cluster's pod network; a node without `spec.podCIDR` gets a /24 of it.
+    pub cluster_cidr: String,
+    /// Name of the CNI network (libcni caches results machine-wide by this name).
+    pub cni_network: String,
+    /// The Linux bridge the pods attach to.
+    pub cni_bridge: String,
+    /// Root of the pods' cgroups (cgroupfs driver): `/kubepods/[burstable|besteffort/]pod<uid>`.
+    pub cgroup_root: String,
+    /// Cluster DNS servers written into pods' resolv.conf (`dnsPolicy: ClusterFirst`).
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    /// The network namespace the runtime (and so the pod network) lives in, when not the
+    /// agent's own: probes connect to pod IPs from there.
+    pub pod_netns: Option<PathBuf>,
+    /// Node status is computed this often, and written when it changed.
+    pub node_status_update_frequency: Duration,
+    /// An unchanged node status is written again after this long (upstream's
+    /// nodeStatusReportFrequency), so `lastHeartbeatTime` stays meaningful.
+    pub node_status_report_frequency: Duration,
+    /// The node Lease's duration; it is renewed every quarter of it (10 s for 40 s).
+    pub node_lease_duration: Duration,
+    /// How often the runtime is relisted to notice container changes (no CRI events in
+    /// containerd 1.6).
+    pub relist_period: Duration,
+    /// A pod worker re-syncs at least this often even when nothing changed.
+    pub resync_period: Duration,
+    /// Crash-loop back-off: first delay, and the cap it doubles to.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// The kubelet's port in `status.daemonEndpoints` (nothing serves it yet).
+    pub kubelet_port: i32,
+    /// `pods` capacity of the node.
+    pub max_pods: i64,
+}
+
+impl KubeletConfig {
+    /// Defaults for a node called `node_name` (or the hostname) keeping its files in `data_dir`.
+    pub fn new(node_name: Option<&str>, data_dir: impl Into<PathBuf>) -> Self {
+        let hostname = crate::machine::hostname();
+        KubeletConfig {
+            node_name: node_name.map_or_else(|| hostname.to_lowercase(), str::to_owned),
+            hostname,
+            node_ip: None,
+            data_dir: data_dir.into(),
+            node_labels: Vec::new(),
+            cluster_cidr: "10.42.0.0/16".into(),
+            cni_network: "rkube".into(),
+            cni_bridge: "cni0".into(),
+            cgroup_root: "/kubepods".into(),
+            cluster_dns: vec!["10.43.0.10".into()],
+            cluster_domain: "cluster.local".into(),
+            pod_netns: None,
+            node_status_update_frequency: Duration::from_secs(10),
+            node_status_report_frequency: Duration::from_secs(60),
+            node_lease_duration: Duration::from_secs(40),
+            relist_period: Duration::from_secs(1),
+            resync_period: Duration::from_secs(10),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            kubelet_port: 10250,
+            max_pods: 110,
+        }
+    }
+
+    pub fn dirs(&self) -> AgentDirs {
+        AgentDirs::new(&self.data_dir)
+    }
+}

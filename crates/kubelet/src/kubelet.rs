@@ -1,0 +1,216 @@
+//! The kubelet itself: registers the node, configures the pod network for its pod CIDR, and
+//! runs the pods bound to it — the API watch feeds the pod workers, the relist wakes them, the
+//! status manager writes what they report, and the node status and Lease keep the node alive.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::cni::BridgeNetwork;
+use crate::config::KubeletConfig;
+use crate::cri::RuntimeClient;
+use crate::image_manager::ImageManager;
+use crate::node::{self, NodeFacts};
+use crate::pod_workers::{Context, PodWorkers};
+use crate::prober::{NetnsDialer, Prober};
+use crate::status::StatusManager;
+use crate::{machine, pleg};
+
+/// How long to wait for the runtime to load the CNI config before running pods anyway.
+const NETWORK_READY_WAIT: Duration = Duration::from_secs(15);
+
+pub struct Kubelet {
+    cfg: KubeletConfig,
+    client: kube::Client,
+    cri: RuntimeClient,
+}
+
+/// A client for the kubelet from a cluster configuration (it names itself `kubelet/…`).
+pub fn client(mut config: kube::Config) -> anyhow::Result<kube::Client> {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::config::USER_AGENT),
+    ));
+    Ok(kube::Client::try_from(config)?)
+}
+
+impl Kubelet {
+    pub fn new(cfg: KubeletConfig, client: kube::Client, cri: RuntimeClient) -> Self {
+        Kubelet { cfg, client, cri }
+    }
+
+    /// Registers the node and runs its pods until this future is dropped (which stops the
+    /// kubelet's tasks; pods keep running). Fails only if the node cannot be set up.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Kubelet { cfg, client, cri } = self;
+        let version = cri
+            .wait_ready(Duration::from_secs(30))
+            .await
+            .context("the container runtime does not answer")?;
+        let facts = NodeFacts::gather(&cfg, &version.runtime_name, &version.runtime_version);
+        // The API server may not answer yet (an agent started before its server): retry, as
+        // upstream's kubelet does.
+        let mut retry = Duration::from_millis(200);
+        let node = loop {
+            match node::register(&client, &cfg).await {
+                Ok(n) => break n,
+                Err(e) => {
+                    warn!(node = %cfg.node_name, error = %format!("{e:#}"), "registering the node; retrying");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(7));
+                }
+            }
+        };
+        let pod_cidr = node::pod_cidr(&node)
+            .ok_or_else(|| anyhow!("node {} has no pod CIDR", cfg.node_name))?
+            .to_owned();
+        configure_network(&cfg, &cri, &pod_cidr).await?;
+        info!(node = %cfg.node_name, %pod_cidr, host_ip = %facts.host_ip,
+            runtime = %facts.runtime_version, "kubelet running");
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(node::run_lease(client.clone(), cfg.clone()));
+        tasks.spawn(node::run_status(
+            client.clone(),
+            cfg.clone(),
+            cri.clone(),
+            facts.clone(),
+        ));
+        let status = StatusManager::new(client.clone());
+        tasks.spawn(status.clone().run());
+
+        let dialer = match &cfg.pod_netns {
+            Some(ns) => Some(Arc::new(NetnsDialer::new(ns).with_context(|| {
+                format!("entering the pod network namespace {}", ns.display())
+            })?)),
+            None => None,
+        };
+        let ctx = Arc::new(Context {
+            images: ImageManager::new(cri.clone(), cfg.backoff_initial, cfg.backoff_max),
+            prober: Prober::new(cri.clone(), dialer),
+            runtime_name: version.runtime_name.clone(),
+            host_ip: facts.host_ip.clone(),
+            memory_capacity: facts.memory,
+            milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
+            status,
+            client: client.clone(),
+            cri: cri.clone(),
+            cfg: cfg.clone(),
+        });
+        let workers = Arc::new(PodWorkers::new(ctx));
+        let (synced_tx, synced_rx) = watch::channel(false);
+        tasks.spawn(watch_pods(
+            client.clone(),
+            cfg.node_name.clone(),
+            workers.clone(),
+            synced_tx,
+        ));
+        tasks.spawn(pleg::run(cri, cfg.relist_period, workers, synced_rx));
+
+        // Every task loops forever; one ending is a bug to surface.
+        match tasks.join_next().await {
+            Some(Err(e)) => bail!("a kubelet task failed: {e}"),
+            _ => bail!("a kubelet task ended"),
+        }
+    }
+}
+
+/// Writes the CNI config for the node's pod CIDR and waits (a while) until the runtime has
+/// loaded it.
+async fn configure_network(
+    cfg: &KubeletConfig,
+    cri: &RuntimeClient,
+    pod_cidr: &str,
+) -> anyhow::Result<()> {
+    let dirs = cfg.dirs();
+    let mut net = BridgeNetwork::new(&cfg.cni_network, pod_cidr, &dirs.cni_ipam);
+    net.bridge = cfg.cni_bridge.clone();
+    let path = net.write(&dirs.cni_conf)?;
+    debug!(path = %path.display(), "CNI config written");
+    match cri.update_runtime_config(pod_cidr).await {
+        Err(e) if !e.is_unimplemented() => {
+            warn!(error = %e, "telling the runtime the pod CIDR")
+        }
+        _ => {}
+    }
+    let start = Instant::now();
+    loop {
+        let st = cri.status(false).await?;
+        let ready = st
+            .status
+            .map(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.r#type == "NetworkReady" && c.status)
+            })
+            .unwrap_or(false);
+        if ready {
+            debug!(waited = ?start.elapsed(), "pod network ready");
+            return Ok(());
+        }
+        if start.elapsed() > NETWORK_READY_WAIT {
+            warn!("the container runtime has not loaded the CNI config yet; pods will wait");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Watches the pods bound to this node (field selector `spec.nodeName`) and hands every change
+/// to the pod workers. `synced` turns true after the first complete list.
+async fn watch_pods(
+    client: kube::Client,
+    node_name: String,
+    workers: Arc<PodWorkers>,
+    synced: watch::Sender<bool>,
+) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut known: HashSet<String> = HashSet::new();
+    let mut fresh: Option<HashSet<String>> = None;
+    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(Event::Init) => fresh = Some(HashSet::new()),
+            Ok(Event::InitApply(p)) => {
+                if let Some(f) = fresh.as_mut() {
+                    f.insert(uid(&p));
+                }
+                workers.update(Arc::new(p));
+            }
+            Ok(Event::InitDone) => {
+                if let Some(f) = fresh.take() {
+                    // Pods deleted while the watch was down.
+                    for gone in known.difference(&f) {
+                        workers.remove(gone);
+                    }
+                    known = f;
+                }
+                synced.send_replace(true);
+            }
+            Ok(Event::Apply(p)) => {
+                tracing::trace!(pod = ?p.metadata.name, deleting = p.metadata.deletion_timestamp.is_some(), rv = ?p.metadata.resource_version, "pod event");
+                known.insert(uid(&p));
+                workers.update(Arc::new(p));
+            }
+            Ok(Event::Delete(p)) => {
+                tracing::trace!(pod = ?p.metadata.name, "pod deleted event");
+                let u = uid(&p);
+                known.remove(&u);
+                workers.remove(&u);
+            }
+            Err(e) => debug!(error = %e, "pod watch error; retrying"),
+        }
+    }
+}

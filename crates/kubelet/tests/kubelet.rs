@@ -1,0 +1,722 @@
+//! Node end-to-end: the real API server, the scheduler and this kubelet on a real containerd
+//! (root only; skips otherwise).
+//!
+//! As in `tests/runtime.rs`, containerd and so the pod network live in a network namespace the
+//! test creates: pod IPs exist only there, probes and the test's HTTP request reach them from
+//! there, and the API server listens on loopback. Images come from the air-gap directory
+//! (busybox built from the host's busybox-static); nothing is pulled. The `Lab` guard removes
+//! every process, mount, cgroup and the namespace, also when the test fails.
+
+mod lab;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use apiserver::testing::Cluster;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kubelet::cri::api;
+use kubelet::cri::logs::{Stream, messages};
+use kubelet::images::busybox_image;
+use kubelet::kuberuntime::LABEL_POD_UID;
+use kubelet::{ContainerdConfig, Kubelet, KubeletConfig, Runtime, RuntimeClient, RuntimeEndpoint};
+use lab::{Lab, http_get_in_netns, init_tracing, is_root, ms, pod_config};
+use tokio::task::JoinHandle;
+
+const BUSYBOX: &str = "rkube.local/busybox:test";
+
+/// Aborts a task when dropped (the kubelet and scheduler must not outlive a failed test).
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn spawn_kubelet(cfg: KubeletConfig, client: kube::Client, cri: RuntimeClient) -> Task {
+    Task(tokio::spawn(async move {
+        if let Err(e) = Kubelet::new(cfg, client, cri).run().await {
+            eprintln!("kubelet failed: {e:#}");
+        }
+    }))
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn condition(p: &Pod, type_: &str) -> Option<String> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        .map(|c| c.status.clone())
+}
+
+fn container_status(p: &Pod) -> Result<k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .cloned()
+        .ok_or_else(|| anyhow!("no container status: {:?}", p.status))
+}
+
+/// Polls the pod until `done` says so (or the time is up).
+async fn wait_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&Pod) -> bool,
+) -> Result<Pod> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let p = pods.get_opt(name).await?;
+        if let Some(p) = &p
+            && done(p)
+        {
+            return Ok(p.clone());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "pod {name}: timed out waiting for {what}; last seen: {:#?}",
+                p.map(|p| p.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> Result<bool> {
+    let (net, len) = kubelet::cni::parse_cidr(cidr)?;
+    let ip: std::net::Ipv4Addr = ip.parse().context("pod IP")?;
+    let mask = u32::MAX << (32 - u32::from(len));
+    Ok(u32::from(ip) & mask == u32::from(net))
+}
+
+/// Sandboxes and containers the runtime has for pod `uid`.
+async fn runtime_objects(cri: &RuntimeClient, uid: &str) -> Result<usize> {
+    let labels = std::collections::HashMap::from([(LABEL_POD_UID.to_owned(), uid.to_owned())]);
+    let s = cri
+        .list_pod_sandbox(Some(api::PodSandboxFilter {
+            label_selector: labels.clone(),
+            ..Default::default()
+        }))
+        .await?;
+    let c = cri
+        .list_containers(Some(api::ContainerFilter {
+            label_selector: labels,
+            ..Default::default()
+        }))
+        .await?;
+    Ok(s.len() + c.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_bound_to_the_node_run_as_containers() -> Result<()> {
+    if !is_root() || !Path::new("/usr/bin/containerd").exists() {
+        eprintln!("skipping: needs root and containerd");
+        return Ok(());
+    }
+    init_tracing();
+    let lab = Lab::new()?;
+    let result = scenario(&lab).await;
+    if result.is_err() {
+        let log = lab.data_dir().join("agent/containerd/containerd.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        eprintln!("--- end of {}:", log.display());
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+    result?;
+    let left = lab.leftovers();
+    ensure!(
+        left.is_empty(),
+        "left behind after a clean teardown: {left:#?}"
+    );
+    Ok(())
+}
+
+async fn scenario(lab: &Lab) -> Result<()> {
+    let cluster = Cluster::start(false).await;
+    let config = cluster.config().await;
+    let _scheduler = {
+        let client = scheduler::client(config.clone())?;
+        Task(tokio::spawn(scheduler::run(
+            client,
+            "test-scheduler".into(),
+        )))
+    };
+
+    // containerd in the lab's network namespace, the busybox image in the air-gap directory.
+    let data = lab.data_dir().to_owned();
+    let mut cd = ContainerdConfig::new(&data);
+    cd.netns = Some(lab.netns());
+    let dirs = cd.dirs();
+    std::fs::create_dir_all(&dirs.images)?;
+    busybox_image(Path::new("/bin/busybox"), BUSYBOX)?
+        .build()?
+        .write_to(&dirs.images.join("busybox.tar"))?;
+    let runtime = Runtime::start(
+        RuntimeEndpoint::Supervised(Box::new(cd)),
+        Duration::from_secs(30),
+    )
+    .await
+    .context("start containerd")?;
+    let cri = runtime.client().clone();
+
+    let node_name = format!("kt-node-{}", std::process::id());
+    let mut cfg = KubeletConfig::new(Some(&node_name), &data);
+    cfg.cni_network = lab.network.clone();
+    cfg.cgroup_root = lab.cgroup_root();
+    cfg.pod_netns = Some(lab.netns());
+    let kubelet_client = kubelet::kubelet::client(config.clone())?;
+    let t = Instant::now();
+    let mut kubelet_task = spawn_kubelet(cfg.clone(), kubelet_client.clone(), cri.clone());
+
+    // The Node: registered, Ready, with a pod CIDR, capacity, nodeInfo, and a Lease.
+    let client = cluster.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = loop {
+        let n = nodes.get_opt(&node_name).await?;
+        let ready = n.as_ref().is_some_and(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        if let Some(n) = n
+            && ready
+        {
+            break n;
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "node never became Ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "timing: kubelet start -> node Ready {:.0} ms",
+        ms(t.elapsed())
+    );
+    let pod_cidr = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .ok_or_else(|| anyhow!("node has no podCIDR"))?;
+    let cidr_net = pod_cidr.split('/').next().unwrap_or_default();
+    ensure!(
+        pod_cidr.ends_with("/24") && in_cidr(cidr_net, "10.42.0.0/16")?,
+        "pod CIDR {pod_cidr}"
+    );
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    ensure!(
+        labels.get("kubernetes.io/hostname") == Some(&node_name)
+            && labels.get("kubernetes.io/os").map(String::as_str) == Some("linux")
+            && labels.contains_key("kubernetes.io/arch"),
+        "{labels:?}"
+    );
+    let status = node.status.clone().unwrap_or_default();
+    let cap = status.capacity.clone().unwrap_or_default();
+    for r in ["cpu", "memory", "pods", "ephemeral-storage"] {
+        ensure!(cap.contains_key(r), "capacity lacks {r}: {cap:?}");
+    }
+    let info = status.node_info.clone().unwrap_or_default();
+    ensure!(info.kubelet_version == "v1.33.0", "{info:?}");
+    ensure!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{info:?}"
+    );
+    let addresses = status.addresses.clone().unwrap_or_default();
+    ensure!(
+        addresses.iter().any(|a| a.type_ == "InternalIP")
+            && addresses.iter().any(|a| a.type_ == "Hostname"),
+        "{addresses:?}"
+    );
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease = leases.get(&node_name).await.context("node lease")?;
+    ensure!(
+        lease.spec.and_then(|s| s.holder_identity) == Some(node_name.clone()),
+        "lease holder"
+    );
+    let wide = cluster.ok(&["get", "nodes", "-o", "wide"]).await;
+    println!("{wide}");
+    ensure!(
+        wide.contains(&node_name) && wide.contains("Ready"),
+        "{wide}"
+    );
+
+    // A web server: env from the downward API, a readiness probe over HTTP and a liveness
+    // probe over TCP (from the node's namespace to the pod IP), requests and limits.
+    let web = cluster.write(
+        "web.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: web
+    image: rkube.local/busybox:test
+    command: ["sh", "-c", "echo hello from rkube $POD_NAME; exec httpd -f -p 8080 -h /var/www"]
+    ports: [{containerPort: 8080, name: http}]
+    env:
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: GREETING, value: "hi $(POD_NAME)"}
+    workingDir: /var/www
+    resources:
+      requests: {cpu: 100m, memory: 32Mi}
+      limits: {cpu: 500m, memory: 64Mi}
+    readinessProbe:
+      httpGet: {path: /index.html, port: http}
+      periodSeconds: 1
+    livenessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 2
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let t = Instant::now();
+    cluster.ok(&["apply", "-f", &web]).await;
+    let running = wait_pod(&pods, "web", Duration::from_secs(60), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    let t_running = t.elapsed();
+    let ready = wait_pod(&pods, "web", Duration::from_secs(30), "Ready", |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await?;
+    let t_ready = t.elapsed();
+    println!(
+        "timing: kubectl apply -> pod Running {:.0} ms, -> Ready (readiness probe) {:.0} ms",
+        ms(t_running),
+        ms(t_ready)
+    );
+    let _ = running;
+    let st = ready.status.clone().unwrap_or_default();
+    let pod_ip = st.pod_ip.clone().ok_or_else(|| anyhow!("no pod IP"))?;
+    ensure!(
+        in_cidr(&pod_ip, &pod_cidr)?,
+        "pod IP {pod_ip} is not in the node's {pod_cidr}"
+    );
+    ensure!(
+        st.pod_ips.as_ref().is_some_and(|ips| ips[0].ip == pod_ip),
+        "{st:?}"
+    );
+    ensure!(st.host_ip.is_some() && st.start_time.is_some(), "{st:?}");
+    for c in [
+        "PodScheduled",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+        "PodReadyToStartContainers",
+    ] {
+        ensure!(
+            condition(&ready, c).as_deref() == Some("True"),
+            "{c}: {st:?}"
+        );
+    }
+    let cs = container_status(&ready)?;
+    ensure!(
+        cs.ready && cs.started == Some(true) && cs.restart_count == 0,
+        "{cs:?}"
+    );
+    ensure!(cs.image == BUSYBOX && !cs.image_id.is_empty(), "{cs:?}");
+    let container_id = cs
+        .container_id
+        .clone()
+        .and_then(|id| id.strip_prefix("containerd://").map(str::to_owned))
+        .ok_or_else(|| anyhow!("container ID {:?}", cs.container_id))?;
+    ensure!(
+        cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some(),
+        "{cs:?}"
+    );
+    let wide = cluster.ok(&["get", "pod", "web", "-o", "wide"]).await;
+    println!("{wide}");
+    ensure!(
+        wide.contains(&node_name) && wide.contains(&pod_ip) && wide.contains("Running"),
+        "{wide}"
+    );
+
+    // The container's environment and working directory.
+    let out = cri
+        .exec_sync(
+            &container_id,
+            &[
+                "sh",
+                "-c",
+                "echo $POD_NAME $POD_NAMESPACE $POD_IP $GREETING; pwd",
+            ],
+            Duration::from_secs(5),
+        )
+        .await?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out == format!("web default {pod_ip} hi web\n/var/www\n"),
+        "env: {out:?}"
+    );
+    // The pod answers at its IP from the node's network namespace.
+    let addr = SocketAddr::new(pod_ip.parse::<IpAddr>()?, 8080);
+    let netns = lab.netns();
+    let body = tokio::task::spawn_blocking(move || http_get_in_netns(&netns, addr)).await??;
+    ensure!(body.contains("hello from rkube busybox image"), "{body}");
+    // Its log file, in CRI format under the data dir.
+    let uid = ready.metadata.uid.clone().unwrap_or_default();
+    let log_file = dirs.pod_log_dir("default", "web", &uid).join("web/0.log");
+    let text = std::fs::read_to_string(&log_file)
+        .with_context(|| format!("reading {}", log_file.display()))?;
+    ensure!(
+        messages(&text).contains(&(Stream::Stdout, "hello from rkube web".to_owned())),
+        "{text:?}"
+    );
+
+    // Pod startup latency without kubectl: the API create to phase Running.
+    let quick: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "quick"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "3600"]}]}
+    }))?;
+    let t = Instant::now();
+    pods.create(&Default::default(), &quick).await?;
+    let quick = wait_pod(&pods, "quick", Duration::from_secs(30), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    println!(
+        "timing: API create -> pod Running {:.0} ms (scheduling, sandbox, container, status)",
+        ms(t.elapsed())
+    );
+    let quick_uid = quick.metadata.uid.clone().unwrap_or_default();
+
+    // Kubelet restart: the running pod is adopted (same container, no restart), and a sandbox
+    // whose pod does not exist is removed.
+    drop(kubelet_task);
+    let orphan_uid = format!("orphan-{}", std::process::id());
+    let orphan_logs = dirs.pod_log_dir("default", "orphan", &orphan_uid);
+    std::fs::create_dir_all(&orphan_logs)?;
+    let orphan = cri
+        .run_pod_sandbox(pod_config(lab, "orphan", &orphan_logs, &orphan_uid), "")
+        .await?;
+    let t = Instant::now();
+    kubelet_task = spawn_kubelet(cfg.clone(), kubelet_client.clone(), cri.clone());
+    loop {
+        let left = runtime_objects(&cri, &orphan_uid).await?;
+        if left == 0 {
+            break;
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "orphan sandbox {orphan} was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "timing: kubelet restart -> orphan sandbox removed {:.0} ms",
+        ms(t.elapsed())
+    );
+    let adopted = pods.get("web").await?;
+    let cs = container_status(&adopted)?;
+    ensure!(
+        cs.container_id.as_deref() == Some(&format!("containerd://{container_id}"))
+            && cs.restart_count == 0
+            && cs.ready,
+        "the restarted kubelet did not adopt the running container: {cs:?}"
+    );
+
+    // A container that keeps exiting under restartPolicy Always: restarted, then backing off.
+    let t = Instant::now();
+    cluster
+        .ok(&[
+            "run",
+            "crash",
+            "--image",
+            BUSYBOX,
+            "--",
+            "sh",
+            "-c",
+            "echo crashing; exit 3",
+        ])
+        .await;
+    let mut saw_backoff = false;
+    let crashed = wait_pod(
+        &pods,
+        "crash",
+        Duration::from_secs(60),
+        "restartCount >= 2 after CrashLoopBackOff",
+        |p| {
+            let Ok(cs) = container_status(p) else {
+                return false;
+            };
+            let waiting = cs
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.clone());
+            if waiting.as_deref() == Some("CrashLoopBackOff") {
+                saw_backoff = true;
+                let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+                if last.map(|t| t.exit_code) != Some(3) {
+                    return false;
+                }
+            }
+            saw_backoff && cs.restart_count >= 2
+        },
+    )
+    .await?;
+    println!(
+        "crash loop: restartCount {} after {:.1} s",
+        container_status(&crashed)?.restart_count,
+        t.elapsed().as_secs_f64()
+    );
+    ensure!(phase(&crashed) == "Running", "{:?}", crashed.status);
+
+    // Exec probes: readiness follows a file, a failing liveness probe restarts the container.
+    let probed = cluster.write(
+        "probed.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: rkube.local/busybox:test
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    readinessProbe: {exec: {command: ["test", "-f", "/tmp/ready"]}, periodSeconds: 1}
+    livenessProbe:
+      exec: {command: ["test", "!", "-f", "/tmp/die"]}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+    );
+    cluster.ok(&["apply", "-f", &probed]).await;
+    let p = wait_pod(&pods, "probed", Duration::from_secs(30), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    ensure!(
+        condition(&p, "Ready").as_deref() == Some("False"),
+        "ready before its readiness probe passed: {:?}",
+        p.status
+    );
+    let probed_id = |p: &Pod| -> Result<String> {
+        container_status(p)?
+            .container_id
+            .and_then(|id| id.strip_prefix("containerd://").map(str::to_owned))
+            .ok_or_else(|| anyhow!("no container ID"))
+    };
+    let id = probed_id(&p)?;
+    let exec = |id: String, cmd: &'static str| {
+        let cri = cri.clone();
+        async move {
+            cri.exec_sync(&id, &["sh", "-c", cmd], Duration::from_secs(5))
+                .await
+                .map(|_| ())
+        }
+    };
+    exec(id.clone(), "touch /tmp/ready").await?;
+    wait_pod(&pods, "probed", Duration::from_secs(10), "Ready", |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await?;
+    exec(id.clone(), "rm /tmp/ready").await?;
+    wait_pod(&pods, "probed", Duration::from_secs(10), "not Ready", |p| {
+        condition(p, "Ready").as_deref() == Some("False")
+            && container_status(p).is_ok_and(|c| !c.ready)
+    })
+    .await?;
+    let t = Instant::now();
+    exec(id.clone(), "touch /tmp/die").await?;
+    let restarted = wait_pod(
+        &pods,
+        "probed",
+        Duration::from_secs(30),
+        "restart after liveness failure",
+        |p| {
+            container_status(p).is_ok_and(|c| {
+                c.restart_count == 1 && c.state.as_ref().and_then(|s| s.running.as_ref()).is_some()
+            })
+        },
+    )
+    .await?;
+    ensure!(probed_id(&restarted)? != id, "same container after restart");
+    println!(
+        "timing: liveness failure -> container restarted {:.0} ms",
+        ms(t.elapsed())
+    );
+    let probed_uid = restarted.metadata.uid.clone().unwrap_or_default();
+
+    // Images that are not there: Never → ErrImageNeverPull; a registry that does not answer
+    // (loopback inside the lab's namespace) → ErrImagePull, then ImagePullBackOff.
+    let images = cluster.write(
+        "images.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  containers:
+  - {name: c, image: "rkube.local/missing:1", imagePullPolicy: Never}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  containers:
+  - {name: c, image: "127.0.0.1:9/rkube/missing:1", imagePullPolicy: IfNotPresent}
+"#,
+    );
+    cluster.ok(&["apply", "-f", &images]).await;
+    let waiting_reason = |p: &Pod| {
+        container_status(p)
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.waiting)
+            .and_then(|w| w.reason)
+            .unwrap_or_default()
+    };
+    wait_pod(
+        &pods,
+        "never",
+        Duration::from_secs(30),
+        "ErrImageNeverPull",
+        |p| waiting_reason(p) == "ErrImageNeverPull",
+    )
+    .await?;
+    let mut pull_errors = std::collections::BTreeSet::new();
+    let nopull = wait_pod(
+        &pods,
+        "nopull",
+        Duration::from_secs(30),
+        "ImagePullBackOff",
+        |p| {
+            let r = waiting_reason(p);
+            pull_errors.insert(r.clone());
+            r == "ImagePullBackOff"
+        },
+    )
+    .await?;
+    ensure!(pull_errors.contains("ErrImagePull"), "{pull_errors:?}");
+    ensure!(phase(&nopull) == "Pending", "{:?}", nopull.status);
+
+    // restartPolicy Never, an init container, exit 0: Succeeded, and its sandbox stopped.
+    let done = cluster.write(
+        "done.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: init, image: rkube.local/busybox:test, command: ["sh", "-c", "echo init > /dev/null"]}
+  containers:
+  - {name: main, image: rkube.local/busybox:test, command: ["sh", "-c", "echo done"]}
+"#,
+    );
+    cluster.ok(&["apply", "-f", &done]).await;
+    let done = wait_pod(&pods, "done", Duration::from_secs(60), "Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await?;
+    let st = done.status.clone().unwrap_or_default();
+    let init = st
+        .init_container_statuses
+        .as_ref()
+        .and_then(|s| s.first())
+        .and_then(|s| s.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .ok_or_else(|| anyhow!("init container not terminated: {st:?}"))?;
+    ensure!(init.exit_code == 0, "{init:?}");
+    let main = container_status(&done)?;
+    let term = main
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .ok_or_else(|| anyhow!("{main:?}"))?;
+    ensure!(
+        term.exit_code == 0 && term.reason.as_deref() == Some("Completed"),
+        "{term:?}"
+    );
+    let done_uid = done.metadata.uid.clone().unwrap_or_default();
+
+    // Deletion: containers stopped within the grace period, sandbox removed, object gone.
+    let t = Instant::now();
+    cluster.ok(&["delete", "pod", "web"]).await;
+    let t_delete = t.elapsed();
+    ensure!(pods.get_opt("web").await?.is_none(), "web still exists");
+    ensure!(
+        runtime_objects(&cri, &uid).await? == 0,
+        "the runtime still has web's sandbox or containers"
+    );
+    println!(
+        "timing: kubectl delete pod web (grace 3 s, httpd ignores SIGTERM) {:.0} ms",
+        ms(t_delete)
+    );
+    cluster
+        .ok(&[
+            "delete", "pod", "crash", "done", "quick", "probed", "never", "nopull",
+        ])
+        .await;
+    let t = Instant::now();
+    loop {
+        let sandboxes = cri.list_pod_sandbox(None).await?;
+        let containers = cri.list_containers(None).await?;
+        if sandboxes.is_empty() && containers.is_empty() {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            let pods = cluster.kubectl(&["get", "pods", "-o", "yaml"]).await;
+            bail!(
+                "left in the runtime: {sandboxes:?} {containers:?}\npods: {}",
+                String::from_utf8_lossy(&pods.stdout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for u in [&done_uid, &quick_uid, &probed_uid] {
+        ensure!(
+            runtime_objects(&cri, u).await? == 0,
+            "a sandbox of {u} is left"
+        );
+    }
+    let out = cluster.ok(&["get", "pods"]).await;
+    ensure!(
+        !["crash", "done", "quick", "probed", "never", "nopull"]
+            .iter()
+            .any(|p| out.contains(p)),
+        "{out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dirs.pod_log_dir("default", "web", &uid).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        !dirs.pod_log_dir("default", "web", &uid).exists(),
+        "web's log directory is left"
+    );
+
+    drop(kubelet_task);
+    runtime.shutdown().await;
+    // Shims exit shortly after their last container is removed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.runtime_pids().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! `rkube agent`: the node agent — the kubelet and the containerd it supervises — joining a
+//! cluster; and the same agent inside `rkube server`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kubelet::{Kubelet, KubeletConfig, Runtime, RuntimeEndpoint};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// How long the container runtime may take to answer CRI at start.
+const RUNTIME_WAIT: Duration = Duration::from_secs(30);
+
+/// The agent's own flags, shared by `rkube agent` and `rkube server`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct NodeArgs {
+    /// The Node's name (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's InternalIP (default: the address of the default route's interface).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Use this CRI runtime (unix:///path.sock) instead of starting containerd.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// Extra Node labels, key=value (repeatable).
+    #[arg(long = "node-label", value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The API server's URL (default: the kubeconfig's).
+    #[arg(long)]
+    server: Option<String>,
+    /// Kubeconfig to reach the API server with (token join is not there yet).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Directory for the agent's state (containerd, CNI, pod logs under <data-dir>/agent).
+    #[arg(long, env = "RKUBE_DATA_DIR", default_value = "/var/lib/rkube")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// A running agent: its runtime and the kubelet task.
+pub struct Agent {
+    runtime: Runtime,
+    kubelet: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Agent {
+    /// Starts the container runtime (our own containerd unless an endpoint is given), then the
+    /// kubelet against the cluster `config` points at.
+    pub async fn start(
+        config: kube::Config,
+        data_dir: &Path,
+        node: &NodeArgs,
+    ) -> anyhow::Result<Agent> {
+        let endpoint =
+            RuntimeEndpoint::from_flags(node.container_runtime_endpoint.as_deref(), data_dir)?;
+        let runtime = Runtime::start(endpoint, RUNTIME_WAIT)
+            .await
+            .context("starting the container runtime")?;
+        let mut cfg = KubeletConfig::new(node.node_name.as_deref(), data_dir);
+        cfg.node_ip = node.node_ip;
+        cfg.node_labels = node.node_labels.clone();
+        let client = kubelet::kubelet::client(config)?;
+        let kubelet = tokio::spawn(Kubelet::new(cfg, client, runtime.client().clone()).run());
+        Ok(Agent { runtime, kubelet })
+    }
+
+    /// Resolves when the kubelet stops (it only does on an error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        match (&mut self.kubelet).await {
+            Ok(r) => r,
+            Err(e) => bail!("the kubelet task failed: {e}"),
+        }
+    }
+
+    /// Stops the kubelet and the supervised containerd. Pods keep running.
+    pub async fn shutdown(self) {
+        self.kubelet.abort();
+        self.runtime.shutdown().await;
+    }
+}
+
+/// Why this machine cannot run an agent with its own containerd, if it cannot: `rkube server`
+/// then runs without a node instead of failing.
+pub fn preflight(node: &NodeArgs) -> Result<(), String> {
+    if node.container_runtime_endpoint.is_some() {
+        return Ok(());
+    }
+    if !kubelet::machine::is_root() {
+        return Err("not running as root (containerd, cgroups and pod networks need it)".into());
+    }
+    let defaults = kubelet::ContainerdConfig::new("/");
+    for (what, path) in [
+        ("containerd", &defaults.containerd_bin),
+        ("runc", &defaults.runc_bin),
+        (
+            "the CNI bridge plugin",
+            &defaults.cni_bin_dir.join("bridge"),
+        ),
+    ] {
+        if !path.exists() {
+            return Err(format!(
+                "{what} is not installed ({} is missing)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The agent inside `rkube server`, until `stop`. A machine that cannot run one (not root, no
+/// containerd) gets a control plane without a node and a warning, not an error.
+pub async fn in_process(
+    kubeconfig: PathBuf,
+    data_dir: PathBuf,
+    node: NodeArgs,
+    mut stop: oneshot::Receiver<()>,
+) {
+    const HINT: &str = "pass --disable-agent to run without one on purpose";
+    if let Err(why) = preflight(&node) {
+        warn!("running without a node agent: {why} ({HINT})");
+        return;
+    }
+    let start = async {
+        let config = crate::client::config(&kubeconfig).await?;
+        Agent::start(config, &data_dir, &node).await
+    };
+    let mut agent = tokio::select! {
+        a = start => match a {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("running without a node agent: {e:#} ({HINT})");
+                return;
+            }
+        },
+        _ = &mut stop => return,
+    };
+    info!("node agent running");
+    tokio::select! {
+        r = agent.wait() => {
+            if let Err(e) = r {
+                error!(error = %format!("{e:#}"), "the node agent stopped");
+            }
+        }
+        _ = &mut stop => {}
+    }
+    agent.shutdown().await;
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async move {
+        let mut config = crate::client::config(&args.kubeconfig).await?;
+        if let Some(server) = &args.server {
+            config.cluster_url = server
+                .parse()
+                .with_context(|| format!("invalid --server {server:?}"))?;
+        }
+        let mut agent = Agent::start(config, &args.data_dir, &args.node).await?;
+        info!("agent running");
+        let result = tokio::select! {
+            r = agent.wait() => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        };
+        if let Err(e) = &result {
+            error!(error = %format!("{e:#}"), "kubelet stopped");
+        }
+        agent.shutdown().await;
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse() {
+        assert_eq!(
+            parse_label("a=b").ok(),
+            Some(("a".to_owned(), "b".to_owned()))
+        );
+        assert_eq!(
+            parse_label("a=").ok(),
+            Some(("a".to_owned(), String::new()))
+        );
+        assert!(parse_label("=b").is_err());
+        assert!(parse_label("ab").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The node agent as a user starts it: inside `rkube server` (or, on a machine that cannot run
+//! one, a warning and a server without a node), and as `rkube agent` joining a server.
+//! No pod runs here (the kubelet's own tests do that in a network namespace of their own).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A child process stopped on drop: SIGINT first (the agent stops containerd), then SIGKILL.
+struct Proc(Child);
+
+impl Proc {
+    fn interrupt(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        // Never signal a PID that may have been reused.
+        if let Ok(Some(status)) = self.0.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.interrupt(Duration::from_secs(15)).is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn can_run_agent() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    root && Path::new("/usr/bin/containerd").exists()
+        && Path::new("/usr/sbin/runc").exists()
+        && Path::new("/usr/lib/cni/bridge").exists()
+}
+
+/// Starts `rkube server` with `extra` flags; returns it, its kubeconfig and its stderr so far.
+fn server(data_dir: &Path, extra: &[&str]) -> (Proc, String, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args([
+            "server",
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let err = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("server: {line}");
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next() {
+        let line = line.unwrap();
+        if let Some(path) = line.strip_prefix("admin kubeconfig: ") {
+            std::thread::spawn(move || lines.for_each(drop));
+            return (proc, path.to_string(), stderr);
+        }
+    }
+    panic!("rkube server exited without printing its kubeconfig");
+}
+
+/// Waits until `kubectl get node <name>` reports it Ready.
+fn wait_node_ready(kubeconfig: &str, name: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = Command::new("kubectl")
+            .args(["--kubeconfig", kubeconfig, "get", "node", name, "-o"])
+            .arg(r#"jsonpath={.status.conditions[?(@.type=="Ready")].status} {.spec.podCIDR}"#)
+            .output()
+            .unwrap();
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() && last.starts_with("True 10.42.") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("node {name} did not become Ready: {last}");
+}
+
+#[test]
+fn server_runs_a_node_agent_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("kt-server-node-{}", std::process::id());
+    let (mut srv, kubeconfig, stderr) = server(dir.path(), &["--node-name", &name]);
+    if can_run_agent() {
+        wait_node_ready(&kubeconfig, &name, Duration::from_secs(60));
+        // Ctrl-C stops the agent's containerd too.
+        let status = srv.interrupt(Duration::from_secs(20));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        let socket = dir.path().join("agent/containerd/containerd.sock");
+        assert!(!socket.exists(), "containerd still running after shutdown");
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stderr
+            .lock()
+            .unwrap()
+            .contains("running without a node agent")
+        {
+            assert!(Instant::now() < deadline, "no warning about the agent");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = Command::new("kubectl")
+            .args(["--kubeconfig", &kubeconfig, "get", "ns", "default"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the server stopped serving");
+    }
+}
+
+#[test]
+fn an_agent_joins_a_server() {
+    if !can_run_agent() {
+        eprintln!("skipping: needs root, containerd, runc and the CNI plugins");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let (_srv, kubeconfig, stderr) = server(dir.path(), &["--disable-agent"]);
+    assert!(
+        !stderr.lock().unwrap().contains("node agent"),
+        "--disable-agent still tried an agent"
+    );
+    let name = format!("kt-agent-node-{}", std::process::id());
+    let mut agent = Proc(
+        Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["agent", "--kubeconfig", &kubeconfig, "--node-name", &name])
+            .args(["--node-label", "rkube.test/agent=yes", "--data-dir"])
+            .arg(agent_dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_node_ready(&kubeconfig, &name, Duration::from_secs(60));
+    let out = Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "get",
+            "nodes",
+            "-l",
+            "rkube.test/agent=yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    let status = agent.interrupt(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
