@@ -35,6 +35,12 @@ pub struct KubeletConfig {
     pub cni_bridge: String,
     /// Root of the pods' cgroups (cgroupfs driver): `/kubepods/[burstable|besteffort/]pod<uid>`.
     pub cgroup_root: String,
+    /// The Service CIDR: routed to a blackhole on the node, so a VIP no proxy rule catches
+    /// never leaves the machine.
+    pub service_cidr: String,
+    /// Whether image pulls may reach registries off this machine; when false only loopback
+    /// registries are pulled from and other images must be imported.
+    pub remote_image_pulls: bool,
     /// Cluster DNS servers written into pods' resolv.conf (`dnsPolicy: ClusterFirst`).
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
@@ -76,6 +82,8 @@ impl KubeletConfig {
             cni_network: "rkube".into(),
             cni_bridge: "cni0".into(),
             cgroup_root: "/kubepods".into(),
+            service_cidr: "10.43.0.0/16".into(),
+            remote_image_pulls: false,
             cluster_dns: vec!["10.43.0.10".into()],
             cluster_domain: "cluster.local".into(),
             pod_netns: None,

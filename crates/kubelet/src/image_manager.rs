@@ -21,6 +21,32 @@ pub struct ImageFailure {
 pub struct ImageManager {
     cri: RuntimeClient,
     backoff: Mutex<Backoff>,
+    /// Whether pulls may reach registries off this machine (`--allow-remote-image-pulls`).
+    remote_pulls: bool,
+}
+
+/// The registry an image reference names, as containerd resolves it: the first path
+/// component when it looks like a host (has `.` or `:`, or is `localhost`), else Docker Hub.
+pub fn registry_host(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
+    }
+}
+
+/// Whether a registry host (with an optional port) is this machine's loopback.
+pub fn is_loopback_registry(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(ip, _)| ip)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The pull policy Kubernetes defaults to: Always for `:latest` or untagged images, else
@@ -37,11 +63,24 @@ pub fn default_policy(image: &str) -> &'static str {
 }
 
 impl ImageManager {
-    pub fn new(cri: RuntimeClient, initial: Duration, max: Duration) -> Self {
+    pub fn new(cri: RuntimeClient, initial: Duration, max: Duration, remote_pulls: bool) -> Self {
         ImageManager {
             cri,
             backoff: Mutex::new(Backoff::new(initial, max)),
+            remote_pulls,
         }
+    }
+
+    /// Why `image` may not be pulled on this node, if it may not.
+    fn pull_refused(&self, image: &str) -> Option<String> {
+        let host = registry_host(image);
+        (!self.remote_pulls && !is_loopback_registry(host)).then(|| {
+            format!(
+                "pulling image \"{image}\" would reach registry \"{host}\" off this machine; \
+                 this node pulls only from loopback registries and uses images imported from \
+                 its images directory (start the agent with --allow-remote-image-pulls to allow it)"
+            )
+        })
     }
 
     fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
@@ -56,7 +95,10 @@ impl ImageManager {
         sandbox: &api::PodSandboxConfig,
     ) -> Result<String, ImageFailure> {
         let policy = policy.unwrap_or_else(|| default_policy(image));
-        let present = if policy == "Always" {
+        let refused = self.pull_refused(image);
+        // An image this node may not pull is used as present even under `Always`: on an
+        // air-gapped node the imported copy is the only one there is.
+        let present = if policy == "Always" && refused.is_none() {
             None
         } else {
             match self.cri.image_status(image).await {
@@ -80,6 +122,13 @@ impl ImageManager {
                     "Container image \"{image}\" is not present with pull policy of Never"
                 ),
                 retry_in: None,
+            });
+        }
+        if let Some(message) = refused {
+            return Err(ImageFailure {
+                reason: "ErrImagePull",
+                message,
+                retry_in: Some(Duration::from_secs(10)),
             });
         }
         let now = SystemTime::now();
@@ -128,5 +177,33 @@ mod tests {
         assert_eq!(default_policy("rkube.local/busybox:test"), "IfNotPresent");
         assert_eq!(default_policy("localhost:5000/busybox"), "Always");
         assert_eq!(default_policy("r/b@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn registries() {
+        assert_eq!(registry_host("busybox"), "docker.io");
+        assert_eq!(registry_host("library/busybox:1"), "docker.io");
+        assert_eq!(registry_host("rkube.local/pause:3.9"), "rkube.local");
+        assert_eq!(registry_host("localhost/x"), "localhost");
+        assert_eq!(registry_host("127.0.0.1:5000/b:t"), "127.0.0.1:5000");
+        assert_eq!(registry_host("[::1]:5000/b"), "[::1]:5000");
+        for ok in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.3.4.5",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback_registry(ok), "{ok}");
+        }
+        for no in [
+            "docker.io",
+            "rkube.local",
+            "10.0.0.1:5000",
+            "registry.k8s.io",
+            "[fd00::1]:5000",
+        ] {
+            assert!(!is_loopback_registry(no), "{no}");
+        }
     }
 }

@@ -71,6 +71,7 @@ impl Kubelet {
                 }
             }
         };
+        crate::service_route::ensure_blackhole(&cfg.service_cidr, cfg.pod_netns.as_deref())?;
         let pod_cidr = node::pod_cidr(&node)
             .ok_or_else(|| anyhow!("node {} has no pod CIDR", cfg.node_name))?
             .to_owned();
@@ -96,7 +97,12 @@ impl Kubelet {
             None => None,
         };
         let ctx = Arc::new(Context {
-            images: ImageManager::new(cri.clone(), cfg.backoff_initial, cfg.backoff_max),
+            images: ImageManager::new(
+                cri.clone(),
+                cfg.backoff_initial,
+                cfg.backoff_max,
+                cfg.remote_image_pulls,
+            ),
             prober: Prober::new(cri.clone(), dialer),
             runtime_name: version.runtime_name.clone(),
             host_ip: facts.host_ip.clone(),

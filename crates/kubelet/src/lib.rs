@@ -18,6 +18,7 @@
 //! * [`status`]: pod status generation and the status manager.
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
+//! * [`service_route`]: the Service CIDR's blackhole route.
 
 pub mod backoff;
 pub mod cgroups;
@@ -38,6 +39,7 @@ pub mod pod_workers;
 pub mod prober;
 pub mod resources;
 pub mod runtime_state;
+pub mod service_route;
 pub mod status;
 
 use std::path::{Path, PathBuf};

@@ -127,7 +127,14 @@ impl PodWorkers {
             return;
         }
         if let Some(h) = lock(&self.handles).get(&uid) {
-            h.pod.send_replace(Some(pod));
+            // Our own status writes come back as updates: keep the newest object but wake the
+            // worker only for what it acts on (upstream's config source filters the same way),
+            // so a status it just reported is not replaced at once by the next sync.
+            h.pod.send_if_modified(|cur| {
+                let wake = cur.as_ref().is_none_or(|c| acts_on_change(c, &pod));
+                *cur = Some(pod);
+                wake
+            });
             return;
         }
         debug!(pod = %pod_key(&pod), %uid, "new pod worker");
@@ -804,6 +811,17 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether a pod update changes what its worker does: the spec, the deletion, or the labels
+/// and annotations the downward API exposes. Status-only changes do not.
+fn acts_on_change(old: &Pod, new: &Pod) -> bool {
+    let (o, n) = (&old.metadata, &new.metadata);
+    old.spec != new.spec
+        || o.deletion_timestamp != n.deletion_timestamp
+        || o.deletion_grace_period_seconds != n.deletion_grace_period_seconds
+        || o.labels != n.labels
+        || o.annotations != n.annotations
 }
 
 #[cfg(test)]

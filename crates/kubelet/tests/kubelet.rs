@@ -244,6 +244,16 @@ async fn scenario(lab: &Lab) -> Result<()> {
             && addresses.iter().any(|a| a.type_ == "Hostname"),
         "{addresses:?}"
     );
+    // The Service CIDR is a blackhole in the node's network namespace.
+    let routes = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", lab.netns().display()))
+        .args(["--", "ip", "route", "show", "type", "blackhole"])
+        .output()?;
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    ensure!(
+        routes.contains("10.43.0.0/16"),
+        "blackhole routes: {routes}"
+    );
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let lease = leases.get(&node_name).await.context("node lease")?;
     ensure!(
@@ -431,12 +441,20 @@ spec:
         "timing: kubelet restart -> orphan sandbox removed {:.0} ms",
         ms(t.elapsed())
     );
-    let adopted = pods.get("web").await?;
+    // Readiness starts over with the new kubelet (as upstream's prober does); the container
+    // itself is the same one.
+    let want_id = format!("containerd://{container_id}");
+    let adopted = wait_pod(
+        &pods,
+        "web",
+        Duration::from_secs(10),
+        "adopted and Ready",
+        |p| container_status(p).is_ok_and(|cs| cs.ready),
+    )
+    .await?;
     let cs = container_status(&adopted)?;
     ensure!(
-        cs.container_id.as_deref() == Some(&format!("containerd://{container_id}"))
-            && cs.restart_count == 0
-            && cs.ready,
+        cs.container_id.as_deref() == Some(want_id.as_str()) && cs.restart_count == 0,
         "the restarted kubelet did not adopt the running container: {cs:?}"
     );
 
@@ -580,6 +598,13 @@ metadata: {name: nopull}
 spec:
   containers:
   - {name: c, image: "127.0.0.1:9/rkube/missing:1", imagePullPolicy: IfNotPresent}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: remote}
+spec:
+  containers:
+  - {name: c, image: "registry.example/app:1"}
 "#,
     );
     cluster.ok(&["apply", "-f", &images]).await;
@@ -614,6 +639,25 @@ spec:
     .await?;
     ensure!(pull_errors.contains("ErrImagePull"), "{pull_errors:?}");
     ensure!(phase(&nopull) == "Pending", "{:?}", nopull.status);
+    // A registry off the machine is never contacted: the pull is refused, saying why.
+    let remote = wait_pod(
+        &pods,
+        "remote",
+        Duration::from_secs(30),
+        "refused pull",
+        |p| waiting_reason(p) == "ErrImagePull",
+    )
+    .await?;
+    let message = container_status(&remote)?
+        .state
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.message)
+        .unwrap_or_default();
+    ensure!(
+        message.contains("\"registry.example\" off this machine")
+            && message.contains("--allow-remote-image-pulls"),
+        "{message}"
+    );
 
     // restartPolicy Never, an init container, exit 0: Succeeded, and its sandbox stopped.
     let done = cluster.write(
@@ -670,7 +714,7 @@ spec:
     );
     cluster
         .ok(&[
-            "delete", "pod", "crash", "done", "quick", "probed", "never", "nopull",
+            "delete", "pod", "crash", "done", "quick", "probed", "never", "nopull", "remote",
         ])
         .await;
     let t = Instant::now();
@@ -697,9 +741,11 @@ spec:
     }
     let out = cluster.ok(&["get", "pods"]).await;
     ensure!(
-        !["crash", "done", "quick", "probed", "never", "nopull"]
-            .iter()
-            .any(|p| out.contains(p)),
+        ![
+            "crash", "done", "quick", "probed", "never", "nopull", "remote"
+        ]
+        .iter()
+        .any(|p| out.contains(p)),
         "{out}"
     );
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -29,6 +29,11 @@ pub struct NodeArgs {
     /// Extra Node labels, key=value (repeatable).
     #[arg(long = "node-label", value_parser = parse_label)]
     pub node_labels: Vec<(String, String)>,
+    /// Let image pulls reach registries off this machine. Without it the node pulls only from
+    /// loopback registries (e.g. 127.0.0.1:5000) and runs images imported from
+    /// <data-dir>/agent/images.
+    #[arg(long)]
+    pub allow_remote_image_pulls: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -75,6 +80,7 @@ impl Agent {
         let mut cfg = KubeletConfig::new(node.node_name.as_deref(), data_dir);
         cfg.node_ip = node.node_ip;
         cfg.node_labels = node.node_labels.clone();
+        cfg.remote_image_pulls = node.allow_remote_image_pulls;
         let client = kubelet::kubelet::client(config)?;
         let kubelet = tokio::spawn(Kubelet::new(cfg, client, runtime.client().clone()).run());
         Ok(Agent { runtime, kubelet })

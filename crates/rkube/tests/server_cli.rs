@@ -22,6 +22,8 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
             "127.0.0.1",
             "--https-listen-port",
             "0",
+            // The server alone: the agent has tests of its own (agent_cli.rs).
+            "--disable-agent",
             "--data-dir",
         ])
         .arg(data_dir)
