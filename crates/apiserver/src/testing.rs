@@ -20,6 +20,12 @@ pub struct Cluster {
 impl Cluster {
     /// A server on a fresh data directory: SQLite, or a real etcd of its own.
     pub async fn start(etcd: bool) -> Cluster {
+        Self::start_with(etcd, std::time::Duration::from_secs(3)).await
+    }
+
+    /// Like [`Cluster::start`], keeping Events for `event_ttl` (short by default, so the
+    /// TTL itself can be tested).
+    pub async fn start_with(etcd: bool, event_ttl: std::time::Duration) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (datastore, etcd) = if etcd {
             let e = EtcdProcess::start().await.unwrap();
@@ -35,7 +41,7 @@ impl Cluster {
             bind: "127.0.0.1:0".parse().unwrap(),
             datastore,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
-            event_ttl: std::time::Duration::from_secs(3),
+            event_ttl,
         })
         .await
         .unwrap();

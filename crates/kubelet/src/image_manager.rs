@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::cri::{RuntimeClient, api};
+use crate::events::{EventTarget, go_duration_precise};
 
 /// Why a container cannot get its image: the waiting reason and message it shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +94,7 @@ impl ImageManager {
         image: &str,
         policy: Option<&str>,
         sandbox: &api::PodSandboxConfig,
+        events: &EventTarget,
     ) -> Result<String, ImageFailure> {
         let policy = policy.unwrap_or_else(|| default_policy(image));
         let refused = self.pull_refused(image);
@@ -113,18 +115,27 @@ impl ImageManager {
             }
         };
         if let Some(img) = present {
+            events.normal(
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
             return Ok(img.id);
         }
         if policy == "Never" {
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            events.warning("ErrImageNeverPull", message.clone());
             return Err(ImageFailure {
                 reason: "ErrImageNeverPull",
-                message: format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
-                ),
+                message,
                 retry_in: None,
             });
         }
         if let Some(message) = refused {
+            events.warning(
+                "Failed",
+                format!("Failed to pull image \"{image}\": {message}"),
+            );
             return Err(ImageFailure {
                 reason: "ErrImagePull",
                 message,
@@ -134,6 +145,7 @@ impl ImageManager {
         let now = SystemTime::now();
         let key = format!("pull/{image}");
         if let Some(wait) = self.backoff().remaining(&key, now, now) {
+            events.normal("BackOff", format!("Back-off pulling image \"{image}\""));
             return Err(ImageFailure {
                 reason: "ImagePullBackOff",
                 message: format!("Back-off pulling image \"{image}\""),
@@ -141,6 +153,8 @@ impl ImageManager {
             });
         }
         info!(%image, "pulling image");
+        events.normal("Pulling", format!("Pulling image \"{image}\""));
+        let started = std::time::Instant::now();
         match self
             .cri
             .pull_image(image, None, Some(sandbox.clone()))
@@ -148,10 +162,22 @@ impl ImageManager {
         {
             Ok(reference) => {
                 self.backoff().reset(&key);
+                let took = go_duration_precise(started.elapsed());
+                let size = match self.cri.image_status(&reference).await {
+                    Ok(Some(img)) => format!(" Image size: {} bytes.", img.size),
+                    _ => String::new(),
+                };
+                events.normal(
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {took} ({took} including waiting).{size}"
+                    ),
+                );
                 Ok(reference)
             }
             Err(e) => {
                 warn!(%image, error = %e, "image pull failed");
+                events.warning("Failed", format!("Failed to pull image \"{image}\": {e}"));
                 self.backoff().next(&key, now);
                 // Look again soon: the container then shows ImagePullBackOff until the back-off
                 // ends, as upstream's does.

@@ -104,6 +104,8 @@ impl Kubelet {
                 cfg.remote_image_pulls,
             ),
             prober: Prober::new(cri.clone(), dialer),
+            events: controllers::events::Recorder::new(client.clone(), "kubelet")
+                .with_host(cfg.node_name.clone()),
             runtime_name: version.runtime_name.clone(),
             host_ip: facts.host_ip.clone(),
             memory_capacity: facts.memory,

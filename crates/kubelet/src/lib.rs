@@ -18,6 +18,7 @@
 //! * [`status`]: pod status generation and the status manager.
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
+//! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's blackhole route.
 
 pub mod backoff;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod env;
+pub mod events;
 pub mod image_manager;
 pub mod images;
 pub mod kubelet;

@@ -25,6 +25,7 @@ use crate::cgroups;
 use crate::config::KubeletConfig;
 use crate::cri::{RuntimeClient, api};
 use crate::env::{self, EnvContext};
+use crate::events::EventTarget;
 use crate::image_manager::ImageManager;
 use crate::kuberuntime::{self, ContainerParams};
 use crate::prober::{ContainerProbes, Prober};
@@ -45,6 +46,8 @@ pub struct Context {
     pub status: StatusManager,
     pub images: ImageManager,
     pub prober: Prober,
+    /// Events about pods and containers, from `kubelet` on this node.
+    pub events: controllers::events::Recorder,
     /// CRI Version's runtime name, for `containerd://<id>` container IDs.
     pub runtime_name: String,
     pub host_ip: String,
@@ -406,6 +409,10 @@ impl Worker {
         info!(pod = %pod_key(pod), ?grace, "stopping pod");
         self.probes.clear();
         let rt = PodRuntime::inspect(&self.ctx.cri, &self.uid).await?;
+        for c in rt.running() {
+            EventTarget::container(&self.ctx.events, pod, &c.name)
+                .normal("Killing", format!("Stopping container {}", c.name));
+        }
         stop_containers(&self.ctx.cri, &rt, grace).await?;
         if !status::is_terminal(pod) {
             let rt = PodRuntime::inspect(&self.ctx.cri, &self.uid).await?;
@@ -500,6 +507,10 @@ impl Worker {
             if !rt.sandboxes.is_empty() {
                 // The sandbox died: everything restarts in a new one.
                 info!(pod = %pod_key(pod), "pod sandbox changed; recreating it");
+                EventTarget::pod(&ctx.events, pod).normal(
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.".into(),
+                );
                 stop_containers(&ctx.cri, &rt, Self::grace(pod)).await?;
                 for s in &rt.sandboxes {
                     ctx.cri.stop_pod_sandbox(&s.id).await?;
@@ -527,6 +538,10 @@ impl Worker {
                     }
                     Err(e) => {
                         warn!(pod = %pod_key(pod), error = %e, "cannot create the pod sandbox");
+                        EventTarget::pod(&ctx.events, pod).warning(
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {e}"),
+                        );
                         self.backoff.next("sandbox", now);
                         self.retry_in(self.backoff.delay("sandbox").min(RETRY));
                     }
@@ -581,7 +596,7 @@ impl Worker {
         if acted {
             rt = PodRuntime::inspect(&ctx.cri, &self.uid).await?;
         }
-        self.update_probes(&spec, &rt);
+        self.update_probes(pod, &spec, &rt);
 
         let st = self.generate(pod, &rt);
         let terminal = matches!(st.phase.as_deref(), Some("Succeeded" | "Failed"));
@@ -609,6 +624,16 @@ impl Worker {
         };
         let Some(why) = why else { return false };
         info!(pod = %pod_key(pod), container = %c.name, %why, "killing container; it will be restarted");
+        let events = EventTarget::container(&self.ctx.events, pod, &c.name);
+        let message = match why.split_once(" probe failed") {
+            Some((kind, _)) => format!(
+                "Container {} failed {} probe, will be restarted",
+                c.name,
+                kind.to_lowercase()
+            ),
+            None => format!("Container {} definition changed, will be restarted", c.name),
+        };
+        events.normal("Killing", message);
         self.probes.remove(&l.id);
         if let Err(e) = self.ctx.cri.stop_container(&l.id, Self::grace(pod)).await {
             warn!(container = %c.name, error = %e, "cannot stop container");
@@ -647,6 +672,16 @@ impl Worker {
             self.notes
                 .waiting
                 .insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
+            EventTarget::container(&self.ctx.events, pod, &c.name).warning(
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    c.name,
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    self.uid
+                ),
+            );
             self.retry_in(wait);
             return false;
         }
@@ -665,12 +700,14 @@ impl Worker {
         rt: &PodRuntime,
     ) -> bool {
         let ctx = self.ctx.clone();
+        let events = EventTarget::container(&ctx.events, pod, &c.name);
         let image = c.image.clone().unwrap_or_default();
         if let Err(f) = ctx
             .images
-            .ensure(&image, c.image_pull_policy.as_deref(), sb_config)
+            .ensure(&image, c.image_pull_policy.as_deref(), sb_config, &events)
             .await
         {
+            events.warning("Failed", format!("Error: {}", f.reason));
             self.notes
                 .waiting
                 .insert(c.name.clone(), (f.reason.into(), f.message));
@@ -698,6 +735,7 @@ impl Worker {
         let env = match env::container_env(&ctx.client, pod, c, &env_ctx).await {
             Ok(e) => e,
             Err(e) => {
+                events.warning("Failed", format!("Error: {}", e.0));
                 self.notes
                     .waiting
                     .insert(c.name.clone(), ("CreateContainerConfigError".into(), e.0));
@@ -724,6 +762,7 @@ impl Worker {
             Ok(id) => id,
             Err(e) => {
                 warn!(pod = %pod_key(pod), container = %c.name, error = %e, "cannot create container");
+                events.warning("Failed", format!("Error: {e}"));
                 self.notes.waiting.insert(
                     c.name.clone(),
                     ("CreateContainerError".into(), e.to_string()),
@@ -732,7 +771,9 @@ impl Worker {
                 return false;
             }
         };
+        events.normal("Created", format!("Created container: {}", c.name));
         if let Err(e) = ctx.cri.start_container(&id).await {
+            events.warning("Failed", format!("Error: {e}"));
             // The container stays behind as exited or created; the next sync restarts it with
             // back-off or removes it.
             warn!(pod = %pod_key(pod), container = %c.name, error = %e, "cannot start container");
@@ -742,6 +783,7 @@ impl Worker {
             return true;
         }
         info!(pod = %pod_key(pod), container = %c.name, attempt, id = %id, "container started");
+        events.normal("Started", format!("Started container {}", c.name));
         true
     }
 
@@ -765,7 +807,7 @@ impl Worker {
     }
 
     /// Starts probe loops for running containers and drops those of containers gone.
-    fn update_probes(&mut self, spec: &PodSpec, rt: &PodRuntime) {
+    fn update_probes(&mut self, pod: &Pod, spec: &PodSpec, rt: &PodRuntime) {
         let running: HashMap<&str, &ContainerState> = rt
             .sandbox()
             .map(|sb| {
@@ -793,9 +835,14 @@ impl Worker {
             let Some(cspec) = spec.containers.iter().find(|s| s.name == c.name) else {
                 continue;
             };
-            if let Some(p) =
-                ContainerProbes::start(self.ctx.prober.clone(), cspec, id, ip, self.wake.clone())
-            {
+            if let Some(p) = ContainerProbes::start(
+                self.ctx.prober.clone(),
+                cspec,
+                id,
+                ip,
+                self.wake.clone(),
+                EventTarget::container(&self.ctx.events, pod, &c.name),
+            ) {
                 self.probes.insert((*id).to_owned(), p);
             }
         }

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::cri::RuntimeClient;
+use crate::events::EventTarget;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeResult {
@@ -350,6 +351,7 @@ impl ContainerProbes {
         id: &str,
         pod_ip: Option<IpAddr>,
         wake: Arc<Notify>,
+        events: EventTarget,
     ) -> Option<Self> {
         if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
             return None;
@@ -366,6 +368,7 @@ impl ContainerProbes {
             pod_ip,
             state.clone(),
             wake,
+            events,
         ));
         Some(ContainerProbes { state, task })
     }
@@ -382,7 +385,15 @@ async fn probe_loop(
     pod_ip: Option<IpAddr>,
     state: Arc<Mutex<ProbeState>>,
     wake: Arc<Notify>,
+    events: EventTarget,
 ) {
+    // Every failed run is an `Unhealthy` warning, as upstream's prober records it (repeats
+    // are counted up by the recorder).
+    let unhealthy = |kind: &str, r: &ProbeResult| {
+        if let ProbeResult::Failure(why) = r {
+            events.warning("Unhealthy", format!("{kind} probe failed: {why}"));
+        }
+    };
     let mut startup = c.startup_probe.clone().map(Counter::new);
     let mut liveness = c.liveness_probe.clone().map(Counter::new);
     let mut readiness = c.readiness_probe.clone().map(Counter::new);
@@ -416,6 +427,7 @@ async fn probe_loop(
             due[0] = now + p.period();
             let r = prober.run(&p.probe, &c, &id, pod_ip).await;
             debug!(container = %c.name, ?r, "startup probe");
+            unhealthy("Startup", &r);
             match p.record(r == ProbeResult::Success) {
                 Some(true) => {
                     lock(&state).started = Some(true);
@@ -438,6 +450,7 @@ async fn probe_loop(
                 due[1] = now + p.period();
                 let r = prober.run(&p.probe, &c, &id, pod_ip).await;
                 debug!(container = %c.name, ?r, "liveness probe");
+                unhealthy("Liveness", &r);
                 if p.record(r == ProbeResult::Success) == Some(false) {
                     let why = format!("Liveness probe failed: {}", failure(&r));
                     info!(container = %c.name, %why, "restarting container");
@@ -452,6 +465,7 @@ async fn probe_loop(
                 due[2] = now + p.period();
                 let r = prober.run(&p.probe, &c, &id, pod_ip).await;
                 debug!(container = %c.name, ?r, "readiness probe");
+                unhealthy("Readiness", &r);
                 if let Some(ok) = p.record(r == ProbeResult::Success) {
                     let mut s = lock(&state);
                     if s.ready != Some(ok) {

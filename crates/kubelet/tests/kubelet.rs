@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use apiserver::testing::Cluster;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::Api;
 use kubelet::cri::api;
 use kubelet::cri::logs::{Stream, messages};
@@ -95,6 +95,40 @@ async fn wait_pod(
     }
 }
 
+type EventLine = (String, String, String, String, i32);
+
+/// Whether `events` has one of type `ty` and `reason` whose message contains `msg`.
+fn has_event(events: &[EventLine], ty: &str, reason: &str, msg: &str) -> bool {
+    events
+        .iter()
+        .any(|(t, r, m, _, _)| t == ty && r == reason && m.contains(msg))
+}
+
+/// The events about pod `name`: (type, reason, message, fieldPath, count), oldest first.
+async fn events_of(client: &kube::Client, name: &str) -> Result<Vec<EventLine>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let mut list: Vec<Event> = api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .collect();
+    list.sort_by(|a, b| a.first_timestamp.cmp(&b.first_timestamp));
+    Ok(list
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+                e.involved_object.field_path.unwrap_or_default(),
+                e.count.unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
 fn in_cidr(ip: &str, cidr: &str) -> Result<bool> {
     let (net, len) = kubelet::cni::parse_cidr(cidr)?;
     let ip: std::net::Ipv4Addr = ip.parse().context("pod IP")?;
@@ -148,7 +182,7 @@ async fn pods_bound_to_the_node_run_as_containers() -> Result<()> {
 }
 
 async fn scenario(lab: &Lab) -> Result<()> {
-    let cluster = Cluster::start(false).await;
+    let cluster = Cluster::start_with(false, Duration::from_secs(3600)).await;
     let config = cluster.config().await;
     let _scheduler = {
         let client = scheduler::client(config.clone())?;
@@ -347,6 +381,29 @@ spec:
         cs.ready && cs.started == Some(true) && cs.restart_count == 0,
         "{cs:?}"
     );
+    // The kubelet's events (`kubectl describe pod`), naming the container by field path.
+    let events = events_of(&client, "web").await?;
+    for (ty, reason, msg) in [
+        (
+            "Normal",
+            "Pulled",
+            "Container image \"rkube.local/busybox:test\" already present on machine",
+        ),
+        ("Normal", "Created", "Created container: web"),
+        ("Normal", "Started", "Started container web"),
+    ] {
+        ensure!(
+            has_event(&events, ty, reason, msg),
+            "no {reason} event: {events:?}"
+        );
+    }
+    ensure!(
+        events
+            .iter()
+            .filter(|e| e.1 == "Started")
+            .all(|e| e.3 == "spec.containers{web}"),
+        "{events:?}"
+    );
     ensure!(cs.image == BUSYBOX && !cs.image_id.is_empty(), "{cs:?}");
     let container_id = cs
         .container_id
@@ -504,6 +561,24 @@ spec:
         t.elapsed().as_secs_f64()
     );
     ensure!(phase(&crashed) == "Running", "{:?}", crashed.status);
+    // One BackOff event, counted up, not one per sync.
+    let events = events_of(&client, "crash").await?;
+    let backoff: Vec<_> = events
+        .iter()
+        .filter(|e| e.0 == "Warning" && e.1 == "BackOff")
+        .collect();
+    ensure!(
+        backoff.len() == 1
+            && backoff[0]
+                .2
+                .starts_with("Back-off restarting failed container crash in pod crash_default("),
+        "{events:?}"
+    );
+    let described = cluster.ok(&["describe", "pod", "crash"]).await;
+    ensure!(
+        described.contains("Back-off restarting failed container crash"),
+        "{described}"
+    );
 
     // Exec probes: readiness follows a file, a failing liveness probe restarts the container.
     let probed = cluster.write(
@@ -580,6 +655,17 @@ spec:
         ms(t.elapsed())
     );
     let probed_uid = restarted.metadata.uid.clone().unwrap_or_default();
+    let events = events_of(&client, "probed").await?;
+    ensure!(
+        has_event(&events, "Warning", "Unhealthy", "Liveness probe failed")
+            && has_event(
+                &events,
+                "Normal",
+                "Killing",
+                "Container c failed liveness probe, will be restarted"
+            ),
+        "{events:?}"
+    );
 
     // Images that are not there: Never → ErrImageNeverPull; a registry that does not answer
     // (loopback inside the lab's namespace) → ErrImagePull, then ImagePullBackOff.
@@ -657,6 +743,16 @@ spec:
         message.contains("\"registry.example\" off this machine")
             && message.contains("--allow-remote-image-pulls"),
         "{message}"
+    );
+    let events = events_of(&client, "remote").await?;
+    ensure!(
+        has_event(
+            &events,
+            "Warning",
+            "Failed",
+            "Failed to pull image \"registry.example/app:1\""
+        ) && has_event(&events, "Warning", "Failed", "Error: ErrImagePull"),
+        "{events:?}"
     );
 
     // restartPolicy Never, an init container, exit 0: Succeeded, and its sandbox stopped.
