@@ -18,6 +18,7 @@
 //! * [`status`]: pod status generation and the status manager.
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
+//! * [`lifecycle`]: postStart and preStop hooks.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's blackhole route.
 
@@ -33,6 +34,7 @@ pub mod image_manager;
 pub mod images;
 pub mod kubelet;
 pub mod kuberuntime;
+pub mod lifecycle;
 pub mod machine;
 pub mod node;
 pub mod paths;

@@ -28,6 +28,7 @@ use crate::env::{self, EnvContext};
 use crate::events::EventTarget;
 use crate::image_manager::ImageManager;
 use crate::kuberuntime::{self, ContainerParams};
+use crate::lifecycle;
 use crate::prober::{ContainerProbes, Prober};
 use crate::resources;
 use crate::runtime_state::{ContainerState, PodRuntime, SandboxState};
@@ -37,6 +38,9 @@ use crate::status::{self, Notes, StatusContext, StatusManager};
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Retry delay after a failed sync (e.g. the runtime restarting).
 const RETRY: Duration = Duration::from_secs(2);
+/// The longest a postStart hook may take (upstream waits for it; the worker is blocked
+/// meanwhile, so it is bounded here).
+const POST_START_LIMIT: Duration = Duration::from_secs(120);
 
 /// What every pod worker shares.
 pub struct Context {
@@ -75,6 +79,63 @@ pub struct PodWorkers {
 
 fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
+}
+
+/// The IP probes and hooks dial: the node's for hostNetwork pods, else the sandbox's.
+fn dial_ip(ctx: &Context, spec: &PodSpec, sb: Option<&SandboxState>) -> Option<IpAddr> {
+    if spec.host_network.unwrap_or(false) {
+        ctx.host_ip.parse().ok()
+    } else {
+        sb.and_then(|s| s.ips.first())
+            .and_then(|ip| ip.parse().ok())
+    }
+}
+
+/// A pod as upstream's messages name it: `name_namespace(uid)`.
+fn pod_desc(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// Runs the preStop hooks of the running containers of `rt` that have one, all at once and
+/// within `grace`; returns the time they took (taken off the grace, as upstream).
+async fn run_pre_stop_hooks(
+    ctx: &Context,
+    pod: &Pod,
+    rt: &PodRuntime,
+    ids: Option<&str>,
+    grace: Duration,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ip = dial_ip(ctx, &spec, rt.sandbox());
+    let desc = pod_desc(pod);
+    let hooks = rt
+        .running()
+        .filter(|l| ids.is_none_or(|id| id == l.id))
+        .filter_map(|l| {
+            let c = spec.containers.iter().find(|c| c.name == l.name)?;
+            let handler = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+            Some((c, handler, l))
+        })
+        .map(|(c, handler, l)| {
+            let desc = &desc;
+            async move {
+                if let Err(msg) =
+                    lifecycle::run(&ctx.prober, handler, c, &l.id, ip, desc, grace).await
+                {
+                    warn!(pod = %desc, container = %c.name, %msg, "preStop hook failed");
+                    EventTarget::container(&ctx.events, pod, &c.name)
+                        .warning("FailedPreStopHook", msg);
+                }
+            }
+        });
+    futures::future::join_all(hooks).await;
+    started.elapsed()
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -413,7 +474,13 @@ impl Worker {
             EventTarget::container(&self.ctx.events, pod, &c.name)
                 .normal("Killing", format!("Stopping container {}", c.name));
         }
-        stop_containers(&self.ctx.cri, &rt, grace).await?;
+        let hooks = run_pre_stop_hooks(&self.ctx, pod, &rt, None, grace).await;
+        stop_containers(
+            &self.ctx.cri,
+            &rt,
+            grace.saturating_sub(hooks).max(MIN_GRACE),
+        )
+        .await?;
         if !status::is_terminal(pod) {
             let rt = PodRuntime::inspect(&self.ctx.cri, &self.uid).await?;
             self.notes.waiting.clear();
@@ -635,7 +702,12 @@ impl Worker {
         };
         events.normal("Killing", message);
         self.probes.remove(&l.id);
-        if let Err(e) = self.ctx.cri.stop_container(&l.id, Self::grace(pod)).await {
+        let mut grace = Self::grace(pod);
+        if let Ok(rt) = PodRuntime::inspect(&self.ctx.cri, &self.uid).await {
+            let hooks = run_pre_stop_hooks(&self.ctx, pod, &rt, Some(&l.id), grace).await;
+            grace = grace.saturating_sub(hooks).max(MIN_GRACE);
+        }
+        if let Err(e) = self.ctx.cri.stop_container(&l.id, grace).await {
             warn!(container = %c.name, error = %e, "cannot stop container");
         }
         true
@@ -784,6 +856,21 @@ impl Worker {
         }
         info!(pod = %pod_key(pod), container = %c.name, attempt, id = %id, "container started");
         events.normal("Started", format!("Started container {}", c.name));
+        if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let ip = dial_ip(&ctx, &spec, Some(sb));
+            let desc = pod_desc(pod);
+            if let Err(msg) =
+                lifecycle::run(&ctx.prober, handler, c, &id, ip, &desc, POST_START_LIMIT).await
+            {
+                warn!(pod = %desc, container = %c.name, %msg, "postStart hook failed; killing the container");
+                events.warning("FailedPostStartHook", msg);
+                events.normal("Killing", "FailedPostStartHook".into());
+                if let Err(e) = ctx.cri.stop_container(&id, Self::grace(pod)).await {
+                    warn!(container = %c.name, error = %e, "cannot stop container");
+                }
+            }
+        }
         true
     }
 
@@ -820,14 +907,7 @@ impl Worker {
             .unwrap_or_default();
         self.probes
             .retain(|id, _| running.contains_key(id.as_str()));
-        let host_net = spec.host_network.unwrap_or(false);
-        let ip: Option<IpAddr> = if host_net {
-            self.ctx.host_ip.parse().ok()
-        } else {
-            rt.sandbox()
-                .and_then(|s| s.ips.first())
-                .and_then(|ip| ip.parse().ok())
-        };
+        let ip = dial_ip(&self.ctx, spec, rt.sandbox());
         for (id, c) in &running {
             if self.probes.contains_key(*id) {
                 continue;

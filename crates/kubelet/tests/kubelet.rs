@@ -795,6 +795,88 @@ spec:
     );
     let done_uid = done.metadata.uid.clone().unwrap_or_default();
 
+    // Lifecycle hooks: postStart runs right after the start; a failing one kills the
+    // container; preStop runs before SIGTERM and its time counts against the grace period.
+    let hooks = cluster.write(
+        "hooks.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: hooks}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: c
+    image: rkube.local/busybox:test
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    lifecycle:
+      postStart: {exec: {command: ["sh", "-c", "echo started > /tmp/poststart"]}}
+      preStop: {sleep: {seconds: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badhook}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: rkube.local/busybox:test
+    command: ["sleep", "3600"]
+    lifecycle:
+      postStart: {exec: {command: ["false"]}}
+"#,
+    );
+    cluster.ok(&["apply", "-f", &hooks]).await;
+    let running = wait_pod(&pods, "hooks", Duration::from_secs(30), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    let hooked_id = container_status(&running)?
+        .container_id
+        .unwrap_or_default()
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let out = cri
+        .exec_sync(
+            &hooked_id,
+            &["cat", "/tmp/poststart"],
+            Duration::from_secs(5),
+        )
+        .await?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == "started",
+        "postStart did not run: {out:?}"
+    );
+    wait_pod(
+        &pods,
+        "badhook",
+        Duration::from_secs(30),
+        "killed by its hook",
+        |p| phase(p) == "Failed",
+    )
+    .await?;
+    let events = events_of(&client, "badhook").await?;
+    ensure!(
+        has_event(
+            &events,
+            "Warning",
+            "FailedPostStartHook",
+            "Exec lifecycle hook ([false]) for Container \"c\" in Pod \"badhook_default("
+        ),
+        "{events:?}"
+    );
+    let t = Instant::now();
+    cluster.ok(&["delete", "pod", "hooks", "badhook"]).await;
+    let took = t.elapsed();
+    ensure!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "deleting a pod with a 2 s preStop sleep took {took:?}"
+    );
+    println!(
+        "timing: kubectl delete of a pod with a 2 s preStop hook {:.0} ms",
+        ms(took)
+    );
+
     // Deletion: containers stopped within the grace period, sandbox removed, object gone.
     let t = Instant::now();
     cluster.ok(&["delete", "pod", "web"]).await;
