@@ -210,8 +210,10 @@ pub fn sandbox_config(
             namespace: m.namespace.clone().unwrap_or_default(),
             attempt,
         }),
+        // A hostNetwork pod shares the node's UTS namespace (containerd ties it to the network
+        // mode), where runc refuses to set a hostname: leave it to the node's.
         hostname: if host_net {
-            cfg.hostname.clone()
+            String::new()
         } else {
             pod_hostname(pod, &spec)
         },

@@ -795,6 +795,97 @@ spec:
     );
     let done_uid = done.metadata.uid.clone().unwrap_or_default();
 
+    // A hostPort through portmap (reached at the node's loopback), a hostNetwork pod on the
+    // node's own stack, and a container over its memory limit: OOMKilled.
+    let net = cluster.write(
+        "net.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: hostport}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: rkube.local/busybox:test
+    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    ports: [{containerPort: 8080, hostPort: 30080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: rkube.local/busybox:test
+    command: ["httpd", "-f", "-p", "8081", "-h", "/var/www"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: rkube.local/busybox:test
+    command: ["sh", "-c", "tail /dev/zero"]
+    resources:
+      limits: {memory: 24Mi}
+"#,
+    );
+    cluster.ok(&["apply", "-f", &net]).await;
+    for name in ["hostport", "hostnet"] {
+        wait_pod(&pods, name, Duration::from_secs(30), "Running", |p| {
+            phase(p) == "Running"
+        })
+        .await?;
+    }
+    for port in [30080, 8081] {
+        let netns = lab.netns();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // httpd may take a moment to listen after the container started.
+        let mut body = Err(anyhow!("not tried"));
+        for _ in 0..50 {
+            let ns = netns.clone();
+            body = tokio::task::spawn_blocking(move || http_get_in_netns(&ns, addr)).await?;
+            if body.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let body = body.with_context(|| format!("GET 127.0.0.1:{port} in the node"))?;
+        ensure!(body.contains("hello from rkube busybox image"), "{body}");
+    }
+    let hostnet = pods.get("hostnet").await?;
+    let st = hostnet.status.clone().unwrap_or_default();
+    ensure!(
+        st.pod_ip.is_some() && st.pod_ip == st.host_ip,
+        "a hostNetwork pod has the node's IP: {st:?}"
+    );
+    let oom = wait_pod(&pods, "oom", Duration::from_secs(60), "Failed", |p| {
+        phase(p) == "Failed"
+    })
+    .await?;
+    let term = container_status(&oom)?
+        .state
+        .and_then(|s| s.terminated)
+        .ok_or_else(|| anyhow!("oom: not terminated"))?;
+    ensure!(
+        term.reason.as_deref() == Some("OOMKilled") && term.exit_code == 137,
+        "{term:?}"
+    );
+    cluster
+        .ok(&[
+            "delete",
+            "pod",
+            "hostport",
+            "hostnet",
+            "oom",
+            "--grace-period=1",
+        ])
+        .await;
+
     // Lifecycle hooks: postStart runs right after the start; a failing one kills the
     // container; preStop runs before SIGTERM and its time counts against the grace period.
     let hooks = cluster.write(
