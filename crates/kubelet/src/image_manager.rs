@@ -94,6 +94,7 @@ impl ImageManager {
         image: &str,
         policy: Option<&str>,
         sandbox: &api::PodSandboxConfig,
+        auths: &[api::AuthConfig],
         events: &EventTarget,
     ) -> Result<String, ImageFailure> {
         let policy = policy.unwrap_or_else(|| default_policy(image));
@@ -143,7 +144,10 @@ impl ImageManager {
             });
         }
         let now = SystemTime::now();
-        let key = format!("pull/{image}");
+        // Per pod and image, as upstream: one pod's failing pulls (say, without credentials)
+        // do not hold back another's.
+        let uid = sandbox.metadata.as_ref().map_or("", |m| m.uid.as_str());
+        let key = format!("pull/{uid}/{image}");
         if let Some(wait) = self.backoff().remaining(&key, now, now) {
             events.normal("BackOff", format!("Back-off pulling image \"{image}\""));
             return Err(ImageFailure {
@@ -155,11 +159,27 @@ impl ImageManager {
         info!(%image, "pulling image");
         events.normal("Pulling", format!("Pulling image \"{image}\""));
         let started = std::time::Instant::now();
-        match self
+        // Each matching credential in turn (most specific first), else anonymously.
+        let mut attempts: Vec<Option<api::AuthConfig>> = auths.iter().cloned().map(Some).collect();
+        if attempts.is_empty() {
+            attempts.push(None);
+        }
+        let mut attempts = attempts.into_iter();
+        let first = attempts.next().flatten();
+        let mut result = self
             .cri
-            .pull_image(image, None, Some(sandbox.clone()))
-            .await
-        {
+            .pull_image(image, first, Some(sandbox.clone()))
+            .await;
+        for auth in attempts {
+            if result.is_ok() {
+                break;
+            }
+            result = self
+                .cri
+                .pull_image(image, auth, Some(sandbox.clone()))
+                .await;
+        }
+        match result {
             Ok(reference) => {
                 self.backoff().reset(&key);
                 let took = go_duration_precise(started.elapsed());

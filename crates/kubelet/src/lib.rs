@@ -19,6 +19,7 @@
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
 //! * [`lifecycle`]: postStart and preStop hooks.
+//! * [`credentials`]: registry credentials from `imagePullSecrets`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's blackhole route.
 
@@ -27,6 +28,7 @@ pub mod cgroups;
 pub mod cni;
 pub mod config;
 pub mod containerd;
+pub mod credentials;
 pub mod cri;
 pub mod env;
 pub mod events;

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::cgroups;
 use crate::config::KubeletConfig;
+use crate::credentials;
 use crate::cri::{RuntimeClient, api};
 use crate::env::{self, EnvContext};
 use crate::events::EventTarget;
@@ -774,9 +775,17 @@ impl Worker {
         let ctx = self.ctx.clone();
         let events = EventTarget::container(&ctx.events, pod, &c.name);
         let image = c.image.clone().unwrap_or_default();
+        let secrets = credentials::pull_secrets(&ctx.client, pod).await;
+        let auths = credentials::lookup(&secrets, &image);
         if let Err(f) = ctx
             .images
-            .ensure(&image, c.image_pull_policy.as_deref(), sb_config, &events)
+            .ensure(
+                &image,
+                c.image_pull_policy.as_deref(),
+                sb_config,
+                &auths,
+                &events,
+            )
             .await
         {
             events.warning("Failed", format!("Error: {}", f.reason));

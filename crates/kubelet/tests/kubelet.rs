@@ -755,6 +755,117 @@ spec:
         "{events:?}"
     );
 
+    // A local registry (Debian's docker-registry, on the node's loopback) that wants a
+    // password: the image is pushed with skopeo; a pod with an imagePullSecret pulls it and
+    // runs, one without the secret gets ErrImagePull.
+    let _registry = Registry::start(lab, 5000)?;
+    let web_image = busybox_image(Path::new("/bin/busybox"), "127.0.0.1:5000/rkube/web:1")?
+        .cmd(["httpd", "-f", "-p", "8080", "-h", "/var/www"])
+        .build()?;
+    let tar = lab.data_dir().join("web-image.tar");
+    web_image.write_to(&tar)?;
+    let push = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", lab.netns().display()))
+        .args(["--", "skopeo", "copy", "--quiet", "--preserve-digests"])
+        .arg("--dest-tls-verify=false")
+        .args(["--dest-creds", "alice:s3cret"])
+        .arg(format!("oci-archive:{}", tar.display()))
+        .arg("docker://127.0.0.1:5000/rkube/web:1")
+        .output()
+        .context("skopeo (Debian's skopeo)")?;
+    ensure!(
+        push.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    cluster
+        .ok(&[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            "--docker-server=127.0.0.1:5000",
+            "--docker-username=alice",
+            "--docker-password=s3cret",
+        ])
+        .await;
+    let pulled = cluster.write(
+        "pulled.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: pulled}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{name: regcred}]
+  containers:
+  - {name: web, image: "127.0.0.1:5000/rkube/web:1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocreds}
+spec:
+  containers:
+  - {name: web, image: "127.0.0.1:5000/rkube/web:1", imagePullPolicy: Always}
+"#,
+    );
+    let t = Instant::now();
+    cluster.ok(&["apply", "-f", &pulled]).await;
+    let running = wait_pod(&pods, "pulled", Duration::from_secs(60), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    println!(
+        "timing: pod with an image pulled from the local registry -> Running {:.0} ms",
+        ms(t.elapsed())
+    );
+    let cs = container_status(&running)?;
+    ensure!(
+        cs.image_id.contains(&web_image.manifest_digest),
+        "pulled image {} is not the pushed {}",
+        cs.image_id,
+        web_image.manifest_digest
+    );
+    let events = events_of(&client, "pulled").await?;
+    ensure!(
+        has_event(
+            &events,
+            "Normal",
+            "Pulling",
+            "Pulling image \"127.0.0.1:5000/rkube/web:1\""
+        ) && has_event(
+            &events,
+            "Normal",
+            "Pulled",
+            "Successfully pulled image \"127.0.0.1:5000/rkube/web:1\" in "
+        ),
+        "{events:?}"
+    );
+    let nocreds = wait_pod(
+        &pods,
+        "nocreds",
+        Duration::from_secs(30),
+        "ErrImagePull",
+        |p| {
+            matches!(
+                waiting_reason(p).as_str(),
+                "ErrImagePull" | "ImagePullBackOff"
+            )
+        },
+    )
+    .await?;
+    let message = container_status(&nocreds)?
+        .state
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.message)
+        .unwrap_or_default();
+    ensure!(
+        message.contains("401") || message.to_lowercase().contains("unauthorized"),
+        "{message}"
+    );
+    cluster
+        .ok(&["delete", "pod", "pulled", "nocreds", "--grace-period=1"])
+        .await;
+
     // restartPolicy Never, an init container, exit 0: Succeeded, and its sandbox stopped.
     let done = cluster.write(
         "done.yaml",
@@ -1034,4 +1145,57 @@ spec:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Debian's docker-registry serving on `127.0.0.1:port` inside the lab's network namespace,
+/// with htpasswd auth (alice / s3cret); stopped on drop.
+struct Registry(std::process::Child);
+
+impl Registry {
+    fn start(lab: &Lab, port: u16) -> Result<Self> {
+        let dir = lab.data_dir().join("registry");
+        std::fs::create_dir_all(dir.join("data"))?;
+        let htpasswd = std::process::Command::new("htpasswd")
+            .args(["-Bbn", "alice", "s3cret"])
+            .output()
+            .context("htpasswd (Debian's apache2-utils)")?;
+        ensure!(htpasswd.status.success(), "htpasswd failed");
+        std::fs::write(dir.join("htpasswd"), &htpasswd.stdout)?;
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
+                 http: {{addr: 127.0.0.1:{port}}}\nauth: {{htpasswd: {{realm: rkube-test, path: {}}}}}\n",
+                dir.join("data").display(),
+                dir.join("htpasswd").display()
+            ),
+        )?;
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", lab.netns().display()))
+            .args(["--", "docker-registry", "serve"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("docker-registry (Debian's docker-registry)")?;
+        let registry = Registry(child);
+        // Ready when it answers (401 without credentials).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if http_get_in_netns(&lab.netns(), addr).is_ok() {
+                return Ok(registry);
+            }
+            ensure!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -4,6 +4,7 @@ mod agent;
 mod client;
 mod controller_manager;
 mod datastore;
+mod image;
 mod scheduler;
 mod server;
 
@@ -29,6 +30,11 @@ enum Command {
     Scheduler(scheduler::Args),
     /// Run a node agent (kubelet + containerd) that joins a cluster.
     Agent(agent::AgentArgs),
+    /// Build container images from host files (for air-gapped nodes and local registries).
+    Image {
+        #[command(subcommand)]
+        command: image::Command,
+    },
     /// Inspect the cluster's state store.
     Datastore {
         #[command(subcommand)]
@@ -63,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::ControllerManager(args) => controller_manager::run(args),
         Command::Scheduler(args) => scheduler::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Image { command } => image::run(command),
         Command::Datastore { command } => datastore::run(command),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
