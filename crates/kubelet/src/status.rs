@@ -445,7 +445,8 @@ struct Inner {
     client: kube::Client,
     /// Statuses waiting to be written, latest per pod UID.
     pending: Mutex<HashMap<String, Pending>>,
-    /// What was last written (or found already in place) per pod UID.
+    /// The status this kubelet last asked for per pod UID: written, queued, being written,
+    /// or found already in place.
     written: Mutex<HashMap<String, Value>>,
     wake: Notify,
 }
@@ -476,14 +477,22 @@ impl StatusManager {
     pub fn set(&self, pod: &Pod, status: &PodStatus) -> bool {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let new = serde_json::to_value(status).unwrap_or(Value::Null);
-        if lock(&self.inner.written).get(&uid) == Some(&new) {
-            return false;
+        let mut written = lock(&self.inner.written);
+        match written.get(&uid) {
+            Some(last) if *last == new => return false,
+            // The API's copy of the pod may be older than a write still queued or in flight,
+            // so it only tells what is in place before this kubelet wrote anything.
+            Some(_) => {}
+            None => {
+                let current = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
+                if merge_is_noop(&current, &new) {
+                    written.insert(uid, new);
+                    return false;
+                }
+            }
         }
-        let current = serde_json::to_value(&pod.status).unwrap_or(Value::Null);
-        if merge_is_noop(&current, &new) {
-            lock(&self.inner.written).insert(uid, new);
-            return false;
-        }
+        written.insert(uid.clone(), new.clone());
+        drop(written);
         lock(&self.inner.pending).insert(
             uid,
             Pending {
@@ -541,7 +550,6 @@ impl StatusManager {
                 match self.patch(&p).await {
                     Ok(()) => {
                         debug!(pod = %format!("{}/{}", p.namespace, p.name), "status written");
-                        lock(&self.inner.written).insert(uid, p.status);
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
@@ -736,5 +744,38 @@ mod tests {
         ));
         assert!(!merge_is_noop(&json!({"a": 1}), &json!({"a": 2})));
         assert!(merge_is_noop(&json!({"a": 1, "b": 2}), &json!({"a": 1})));
+    }
+
+    #[tokio::test]
+    async fn a_stale_api_copy_does_not_cancel_a_status_change() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap_or_default());
+        let Ok(client) = kube::Client::try_from(config) else {
+            panic!("client");
+        };
+        let sm = StatusManager::new(client);
+        let ready = |r: bool| PodStatus {
+            phase: Some("Running".into()),
+            conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "Ready".into(),
+                status: if r { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        // What a restarted kubelet finds: the API says Ready.
+        let mut p = pod(json!({"metadata": {"uid": "u", "name": "p", "namespace": "d"}}));
+        p.status = Some(ready(true));
+        assert!(!sm.set(&p, &ready(true)), "already in place");
+        assert!(sm.set(&p, &ready(false)), "a change is queued");
+        // Ready again before the API shows the write of false: the stale copy says True,
+        // but the queued False must not be the last word.
+        assert!(sm.set(&p, &ready(true)));
+        let pending = lock(&sm.inner.pending);
+        assert_eq!(
+            pending
+                .get("u")
+                .map(|p| p.status["conditions"][0]["status"].clone()),
+            Some(json!("True"))
+        );
     }
 }
