@@ -18,6 +18,9 @@
 //! * [`status`]: pod status generation and the status manager.
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
+//! * [`volumes`]: the volume manager and one module per volume type (emptyDir, hostPath,
+//!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
+//! * [`events`]: the Events the kubelet posts (FailedMount).
 //! * [`service_route`]: the Service CIDR's blackhole route.
 
 pub mod backoff;
@@ -27,6 +30,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod env;
+pub mod events;
 pub mod image_manager;
 pub mod images;
 pub mod kubelet;
@@ -41,6 +45,7 @@ pub mod resources;
 pub mod runtime_state;
 pub mod service_route;
 pub mod status;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

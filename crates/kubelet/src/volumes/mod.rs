@@ -1,0 +1,610 @@
+//! Pod volumes: upstream's volume manager reduced to what a single-binary node needs. Every
+//! volume of a pod is set up under `<data-dir>/agent/kubelet/pods/<uid>/volumes/<plugin>/<name>`
+//! (upstream's `/var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`) before the
+//! pod's sandbox and containers start, and set up again at every pod sync so ConfigMap, Secret
+//! and downward-API content follows the API; everything is unmounted and removed when the pod
+//! goes (or finishes), and pod directories nobody owns are swept after a kubelet restart.
+//!
+//! One module per volume type, each a [`VolumePlugin`]; [`container_mounts`] is upstream's
+//! `makeMounts` (volumeMounts, subPath/subPathExpr, propagation, the managed `/etc/hosts`,
+//! the termination-message file).
+
+pub mod atomic_writer;
+pub mod config_map;
+pub mod downward_api;
+pub mod empty_dir;
+pub mod etc_hosts;
+pub mod host_path;
+pub mod projected;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use tracing::{debug, warn};
+
+use crate::cri::api;
+use crate::paths::AgentDirs;
+
+/// What volume plugins may use besides the pod.
+pub struct VolumeHost {
+    pub client: kube::Client,
+    pub dirs: AgentDirs,
+    /// Node allocatable memory (bytes) and cpu (millicores): the default size of memory-backed
+    /// volumes and the value of `resourceFieldRef` limits a container does not set.
+    pub node_memory: i64,
+    pub node_milli_cpu: i64,
+}
+
+/// One volume type (upstream's `VolumePlugin` + `Mounter`).
+pub trait VolumePlugin: Sync {
+    /// Upstream's plugin name, e.g. `kubernetes.io/empty-dir`; its directory uses `~` for `/`.
+    fn name(&self) -> &'static str;
+    fn can_support(&self, v: &Volume) -> bool;
+    /// The host path containers mount (the volume's directory unless the volume is elsewhere).
+    fn host_path(&self, _v: &Volume, dir: &Path) -> PathBuf {
+        dir.to_owned()
+    }
+    /// Whether containers always get the volume read-only (configMap, secret, downwardAPI,
+    /// projected), whatever their `readOnly` says.
+    fn read_only(&self) -> bool {
+        false
+    }
+    /// Sets the volume up at `dir`, or refreshes it; idempotent. The error is the message of
+    /// upstream's `MountVolume.SetUp failed` event.
+    fn set_up<'a>(
+        &'a self,
+        host: &'a VolumeHost,
+        pod: &'a Pod,
+        v: &'a Volume,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+static PLUGINS: &[&dyn VolumePlugin] = &[
+    &empty_dir::EmptyDirPlugin,
+    &host_path::HostPathPlugin,
+    &config_map::ConfigMapPlugin,
+    &secret::SecretPlugin,
+    &downward_api::DownwardApiPlugin,
+    &projected::ProjectedPlugin,
+];
+
+fn plugin_for(v: &Volume) -> Option<&'static dyn VolumePlugin> {
+    PLUGINS.iter().copied().find(|p| p.can_support(v))
+}
+
+/// A volume's failed set-up, shown as upstream's `FailedMount` event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("MountVolume.SetUp failed for volume {volume:?} : {message}")]
+pub struct VolumeError {
+    pub volume: String,
+    pub message: String,
+}
+
+/// Where a pod's volumes are on the host.
+#[derive(Clone, Debug, Default)]
+pub struct PodVolumes {
+    by_name: HashMap<String, MountedVolume>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountedVolume {
+    pub host_path: PathBuf,
+    pub read_only: bool,
+}
+
+impl PodVolumes {
+    pub fn get(&self, name: &str) -> Option<&MountedVolume> {
+        self.by_name.get(name)
+    }
+}
+
+/// Sets up and tears down pod volumes.
+pub struct VolumeManager {
+    host: VolumeHost,
+}
+
+impl VolumeManager {
+    pub fn new(host: VolumeHost) -> Self {
+        VolumeManager { host }
+    }
+
+    pub fn dirs(&self) -> &AgentDirs {
+        &self.host.dirs
+    }
+
+    /// Sets up (or refreshes) every volume of `pod`. The host paths of all its volumes are
+    /// returned even when some failed (a volume set up earlier keeps serving its containers).
+    pub async fn set_up(&self, pod: &Pod) -> (PodVolumes, Vec<VolumeError>) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let mut out = PodVolumes::default();
+        let mut errors = Vec::new();
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+        for v in volumes.into_iter().flatten() {
+            let Some(plugin) = plugin_for(v) else {
+                errors.push(VolumeError {
+                    volume: v.name.clone(),
+                    message: "no volume plugin matched".into(),
+                });
+                continue;
+            };
+            let dir = self
+                .host
+                .dirs
+                .pod_volume_dir(uid, &plugin.name().replace('/', "~"), &v.name);
+            if let Err(message) = plugin.set_up(&self.host, pod, v, &dir).await {
+                errors.push(VolumeError {
+                    volume: v.name.clone(),
+                    message,
+                });
+            }
+            out.by_name.insert(
+                v.name.clone(),
+                MountedVolume {
+                    host_path: plugin.host_path(v, &dir),
+                    read_only: plugin.read_only(),
+                },
+            );
+        }
+        (out, errors)
+    }
+
+    /// Unmounts and removes the pod's volume directories (a finished pod keeps its other
+    /// files, such as termination messages, until it is deleted).
+    pub fn tear_down_volumes(&self, uid: &str) -> io::Result<()> {
+        remove_unmounted(&self.host.dirs.pod_dir(uid).join("volumes"))
+    }
+
+    /// Unmounts and removes everything of the pod under the kubelet's pods directory.
+    pub fn remove_pod_dir(&self, uid: &str) -> io::Result<()> {
+        remove_unmounted(&self.host.dirs.pod_dir(uid))
+    }
+
+    /// UIDs of the pods that have a directory.
+    pub fn pod_uids_on_disk(&self) -> Vec<String> {
+        std::fs::read_dir(&self.host.dirs.kubelet_pods)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Mount points at or under `dir`, deepest first (from `/proc/self/mountinfo`).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    out.dedup();
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 4);
+        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
+            Some(b) => {
+                out.push(char::from(b));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn umount(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: not a mount point (any more).
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts whatever is mounted under `dir`, then removes it — never through a mount.
+fn remove_unmounted(dir: &Path) -> io::Result<()> {
+    for m in mounts_under(dir) {
+        debug!(mount = %m.display(), "unmounting");
+        umount(&m)?;
+    }
+    if let Some(m) = mounts_under(dir).first() {
+        return Err(io::Error::other(format!(
+            "{} is still mounted; not removing {}",
+            m.display(),
+            dir.display()
+        )));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `dir` is the root of a mount (another device than its parent).
+fn is_mount_point(dir: &Path) -> bool {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev() || d.ino() == p.ino(),
+        _ => false,
+    }
+}
+
+/// Mounts a tmpfs of `size` bytes on `dir` (created) unless one is there already.
+fn mount_tmpfs(dir: &Path, size: Option<i64>) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let target = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let options = CString::new(size.map(|s| format!("size={s}")).unwrap_or_default())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: valid NUL-terminated strings; tmpfs takes its options as a string.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            options.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    debug!(dir = %dir.display(), ?size, "tmpfs mounted");
+    Ok(())
+}
+
+/// Go's rendering of an OS error ("no such file or directory"), for upstream's messages.
+pub(crate) fn go_error(e: &io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => s,
+    }
+}
+
+/// The content of a `..data`-style volume (configMap, secret, downwardAPI, projected) written
+/// into a memory-backed (`memory`) or plain directory at `dir`.
+pub(crate) fn write_payload(
+    host: &VolumeHost,
+    pod: &Pod,
+    dir: &Path,
+    memory: bool,
+    payload: &atomic_writer::Payload,
+) -> Result<(), String> {
+    if memory {
+        let size = empty_dir::memory_size(pod, host.node_memory, None);
+        mount_tmpfs(dir, Some(size))
+            .map_err(|e| format!("mounting tmpfs at {}: {}", dir.display(), go_error(&e)))?;
+    } else {
+        empty_dir::make_dir(dir)?;
+    }
+    match atomic_writer::write(dir, payload) {
+        Ok(true) => {
+            debug!(dir = %dir.display(), files = payload.len(), "volume content written");
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `defaultMode` as upstream defaults it (0644).
+pub(crate) fn mode_or_default(m: Option<i32>) -> u32 {
+    m.and_then(|m| u32::try_from(m).ok()).unwrap_or(0o644)
+}
+
+/// Upstream's `utilerrors.NewAggregate` message.
+pub(crate) fn aggregate(errors: Vec<String>) -> Result<(), String> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().unwrap_or_default()),
+        _ => Err(format!("[{}]", errors.join(", "))),
+    }
+}
+
+/// What a container's mounts come from besides its volumeMounts.
+pub struct MountInputs<'a> {
+    pub volumes: &'a PodVolumes,
+    /// The container's environment, for `subPathExpr`.
+    pub env: &'a [(String, String)],
+    /// The pod's managed hosts file, when it has one.
+    pub etc_hosts: Option<&'a Path>,
+    /// This container instance's termination-message file.
+    pub termination_log: Option<&'a Path>,
+}
+
+pub const ETC_HOSTS: &str = "/etc/hosts";
+
+fn propagation(mode: Option<&str>) -> Result<i32, String> {
+    Ok(match mode {
+        None | Some("None") => api::MountPropagation::PropagationPrivate,
+        Some("HostToContainer") => api::MountPropagation::PropagationHostToContainer,
+        Some("Bidirectional") => api::MountPropagation::PropagationBidirectional,
+        Some(other) => return Err(format!("invalid MountPropagation mode: {other:?}")),
+    } as i32)
+}
+
+/// Whether `c` mounts its own `/etc/hosts` (then the kubelet does not manage it).
+pub fn mounts_etc_hosts(c: &Container) -> bool {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path == ETC_HOSTS)
+}
+
+/// Upstream's `makeMounts` + the termination-log mount of `kuberuntime`: the CRI mounts of
+/// container `c`. The error is the container's `CreateContainerConfigError` message.
+pub fn container_mounts(
+    c: &Container,
+    inputs: &MountInputs<'_>,
+) -> Result<Vec<api::Mount>, String> {
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let vol = inputs.volumes.get(&m.name).ok_or_else(|| {
+            format!(
+                "cannot find volume {:?} to mount into container {:?}",
+                m.name, c.name
+            )
+        })?;
+        let mut host_path = vol.host_path.clone();
+        let mut sub_path = m.sub_path.clone().unwrap_or_default();
+        if let Some(expr) = m.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
+            sub_path = expand_sub_path(expr, inputs.env)?;
+        }
+        if !sub_path.is_empty() {
+            host_path = prepare_sub_path(&host_path, &sub_path, &m.name, &c.name)?;
+        }
+        out.push(api::Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host_path.to_string_lossy().into_owned(),
+            readonly: m.read_only.unwrap_or(false) || vol.read_only,
+            propagation: propagation(m.mount_propagation.as_deref())?,
+            ..Default::default()
+        });
+    }
+    if let Some(hosts) = inputs.etc_hosts
+        && !mounts_etc_hosts(c)
+    {
+        out.push(api::Mount {
+            container_path: ETC_HOSTS.into(),
+            host_path: hosts.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+    }
+    if let (Some(log), Some(path)) = (
+        inputs.termination_log,
+        c.termination_message_path
+            .as_deref()
+            .filter(|p| !p.is_empty()),
+    ) {
+        out.push(api::Mount {
+            container_path: path.to_owned(),
+            host_path: log.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// `subPathExpr`: `$(VAR)` from the container's environment; a missing or empty variable is
+/// an error, as upstream.
+fn expand_sub_path(expr: &str, env: &[(String, String)]) -> Result<String, String> {
+    let vars: HashMap<&str, &str> = env
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (out, missing) = crate::env::expand_checked(expr, &vars);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("missing value for {}", missing.join(", ")))
+    }
+}
+
+/// Upstream's subPath checks: relative, no `..`, created as a directory (with the volume's
+/// mode) when missing, and still inside the volume once symlinks are resolved.
+fn prepare_sub_path(
+    volume: &Path,
+    sub_path: &str,
+    mount_name: &str,
+    container: &str,
+) -> Result<PathBuf, String> {
+    if sub_path.starts_with('/') {
+        return Err(format!(
+            "error SubPath `{sub_path}` must not be an absolute path"
+        ));
+    }
+    if sub_path.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "unable to provision SubPath `{sub_path}`: must not contain '..'"
+        ));
+    }
+    let path = volume.join(sub_path);
+    if std::fs::symlink_metadata(&path).is_err() {
+        let mode = std::fs::metadata(volume).map_or(0o755, |m| m.mode() & 0o7777);
+        let made = std::fs::create_dir_all(&path).and_then(|()| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        });
+        if let Err(e) = made {
+            warn!(path = %path.display(), error = %e, "cannot create a subPath directory");
+            return Err(format!(
+                "failed to create subPath directory for volumeMount {mount_name:?} of container {container:?}"
+            ));
+        }
+    }
+    // The runtime binds the resolved path; it must not lead out of the volume.
+    let resolved = path.canonicalize();
+    let root = volume.canonicalize();
+    match (resolved, root) {
+        (Ok(r), Ok(root)) if r.starts_with(&root) => Ok(r),
+        other => {
+            warn!(path = %path.display(), ?other, "subPath outside its volume");
+            Err(format!(
+                "failed to prepare subPath for volumeMount {mount_name:?} of container {container:?}"
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::VolumeMount;
+
+    fn mount(name: &str, path: &str) -> VolumeMount {
+        VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mounts_from_volume_mounts() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let vol = dir.path().join("v");
+        std::fs::create_dir(&vol)?;
+        let mut vols = PodVolumes::default();
+        vols.by_name.insert(
+            "data".into(),
+            MountedVolume {
+                host_path: vol.clone(),
+                read_only: false,
+            },
+        );
+        vols.by_name.insert(
+            "cfg".into(),
+            MountedVolume {
+                host_path: vol.clone(),
+                read_only: true,
+            },
+        );
+        let mut sub = mount("data", "/sub");
+        sub.sub_path_expr = Some("logs/$(POD)".into());
+        let mut prop = mount("data", "/p");
+        prop.mount_propagation = Some("HostToContainer".into());
+        let c = Container {
+            name: "c".into(),
+            termination_message_path: Some("/dev/termination-log".into()),
+            volume_mounts: Some(vec![
+                mount("data", "/data"),
+                mount("cfg", "/cfg"),
+                sub,
+                prop,
+            ]),
+            ..Default::default()
+        };
+        let env = vec![("POD".to_owned(), "p1".to_owned())];
+        let hosts = dir.path().join("etc-hosts");
+        let log = dir.path().join("log");
+        let ms = container_mounts(
+            &c,
+            &MountInputs {
+                volumes: &vols,
+                env: &env,
+                etc_hosts: Some(&hosts),
+                termination_log: Some(&log),
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        let paths: Vec<&str> = ms.iter().map(|m| m.container_path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/data",
+                "/cfg",
+                "/sub",
+                "/p",
+                "/etc/hosts",
+                "/dev/termination-log"
+            ]
+        );
+        assert!(!ms[0].readonly && ms[1].readonly);
+        assert!(vol.join("logs/p1").is_dir());
+        assert_eq!(
+            ms[3].propagation,
+            api::MountPropagation::PropagationHostToContainer as i32
+        );
+        // Errors, with upstream's messages.
+        let one = |m: VolumeMount, env: &[(String, String)]| {
+            let c = Container {
+                name: "c".into(),
+                volume_mounts: Some(vec![m]),
+                ..Default::default()
+            };
+            container_mounts(
+                &c,
+                &MountInputs {
+                    volumes: &vols,
+                    env,
+                    etc_hosts: None,
+                    termination_log: None,
+                },
+            )
+            .err()
+            .unwrap_or_default()
+        };
+        assert_eq!(
+            one(mount("nope", "/x"), &env),
+            "cannot find volume \"nope\" to mount into container \"c\""
+        );
+        let mut bad = mount("data", "/x");
+        bad.sub_path = Some("../etc".into());
+        assert!(one(bad, &env).contains("must not contain '..'"));
+        let mut missing = mount("data", "/x");
+        missing.sub_path_expr = Some("$(NOPE)".into());
+        assert_eq!(one(missing, &env), "missing value for NOPE");
+        std::os::unix::fs::symlink("/etc", vol.join("escape"))?;
+        let mut escape = mount("data", "/x");
+        escape.sub_path = Some("escape".into());
+        assert!(one(escape, &env).starts_with("failed to prepare subPath"));
+        Ok(())
+    }
+
+    #[test]
+    fn mountinfo_unescaping() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+    }
+
+    #[test]
+    fn go_errors() {
+        assert_eq!(
+            go_error(&io::Error::from_raw_os_error(libc::ENOENT)),
+            "no such file or directory"
+        );
+    }
+}
