@@ -1,16 +1,82 @@
 //! Events the kubelet posts about pods (core/v1 Events, as upstream's event recorder with the
-//! `kubelet` source), for now only `FailedMount`.
+//! `kubelet` source), for now only `FailedMount`. A recurring event is one object whose `count`
+//! and `lastTimestamp` are patched (upstream's correlator), at most as often as a doubling
+//! interval allows (upstream's mount retries back off the same way).
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use tracing::debug;
 
 pub const WARNING: &str = "Warning";
 
-/// Posts an Event about `pod`; failures are only logged (events are best effort).
+const FIRST_REPEAT: Duration = Duration::from_secs(2);
+const MAX_REPEAT: Duration = Duration::from_secs(128);
+
+/// One recurring event of a pod.
+pub struct Series {
+    name: Option<String>,
+    count: i32,
+    next: tokio::time::Instant,
+    interval: Duration,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            name: None,
+            count: 0,
+            next: tokio::time::Instant::now(),
+            interval: FIRST_REPEAT,
+        }
+    }
+}
+
+impl Series {
+    /// Records one more occurrence: posts the event the first time, then (when due) bumps its
+    /// count, or posts it again if it expired meanwhile.
+    pub async fn occurred(
+        &mut self,
+        client: &kube::Client,
+        node: &str,
+        pod: &Pod,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let now = tokio::time::Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.interval;
+        self.interval = (self.interval * 2).min(MAX_REPEAT);
+        self.count += 1;
+        if let Some(name) = &self.name {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let api: Api<Event> = Api::namespaced(client.clone(), ns);
+            let patch = serde_json::json!({
+                "count": self.count,
+                "lastTimestamp": Time(Timestamp::now()),
+            });
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => debug!(error = %e, "cannot update an event; posting it again"),
+            }
+        }
+        self.count = 1;
+        self.name = pod_event(client, node, pod, type_, reason, message).await;
+    }
+}
+
+/// Posts an Event about `pod`, returning its name; failures are only logged (events are best
+/// effort).
 pub async fn pod_event(
     client: &kube::Client,
     node: &str,
@@ -18,7 +84,7 @@ pub async fn pod_event(
     type_: &str,
     reason: &str,
     message: &str,
-) {
+) -> Option<String> {
     let ns = pod
         .metadata
         .namespace
@@ -56,7 +122,11 @@ pub async fn pod_event(
         ..Default::default()
     };
     let api: Api<Event> = Api::namespaced(client.clone(), &ns);
-    if let Err(e) = api.create(&PostParams::default(), &ev).await {
-        debug!(error = %e, reason, "cannot post an event");
+    match api.create(&PostParams::default(), &ev).await {
+        Ok(e) => e.metadata.name,
+        Err(e) => {
+            debug!(error = %e, reason, "cannot post an event");
+            None
+        }
     }
 }

@@ -120,6 +120,7 @@ impl PodWorkers {
             volumes: PodVolumes::default(),
             volumes_mounted: false,
             mount_errors: Vec::new(),
+            mount_events: HashMap::new(),
         };
         let mut tasks = lock(&self.tasks);
         while tasks.try_join_next().is_some() {}
@@ -213,8 +214,9 @@ struct Worker {
     /// Every volume was set up once: later failures (say a ConfigMap deleted) leave the old
     /// content in place and no longer hold containers back, as upstream.
     volumes_mounted: bool,
-    /// The set-up failures last reported as events (reported again only when they change).
+    /// The latest set-up failures, and their recurring `FailedMount` events by message.
     mount_errors: Vec<VolumeError>,
+    mount_events: HashMap<String, events::Series>,
 }
 
 fn nanos_to_time(ns: i64) -> SystemTime {
@@ -652,21 +654,26 @@ impl Worker {
     async fn set_up_volumes(&mut self, pod: &Pod) -> bool {
         let (vols, errors) = self.ctx.volumes.set_up(pod).await;
         self.volumes = vols;
-        if errors != self.mount_errors {
-            for e in errors.iter().filter(|e| !self.mount_errors.contains(e)) {
-                warn!(pod = %pod_key(pod), error = %e, "volume set-up failed");
-                events::pod_event(
+        for e in errors.iter().filter(|e| !self.mount_errors.contains(e)) {
+            warn!(pod = %pod_key(pod), error = %e, "volume set-up failed");
+        }
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        self.mount_events.retain(|m, _| messages.contains(m));
+        for m in messages {
+            self.mount_events
+                .entry(m.clone())
+                .or_default()
+                .occurred(
                     &self.ctx.client,
                     &self.ctx.cfg.node_name,
                     pod,
                     events::WARNING,
                     "FailedMount",
-                    &e.to_string(),
+                    &m,
                 )
                 .await;
-            }
-            self.mount_errors = errors;
         }
+        self.mount_errors = errors;
         if self.mount_errors.is_empty() {
             self.volumes_mounted = true;
         }
