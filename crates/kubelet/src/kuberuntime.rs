@@ -109,6 +109,15 @@ pub fn hostname(pod: &Pod) -> String {
     pod_hostname(pod, &spec(pod))
 }
 
+/// Supplemental groups of the pod's processes: `fsGroup` first, then `supplementalGroups`
+/// (upstream's order), so the pod can use volumes given to its fsGroup.
+fn supplemental_groups(psc: &k8s_openapi::api::core::v1::PodSecurityContext) -> Vec<i64> {
+    psc.fs_group
+        .into_iter()
+        .chain(psc.supplemental_groups.iter().flatten().copied())
+        .collect()
+}
+
 fn namespace_options(spec: &PodSpec) -> api::NamespaceOption {
     let mode = |node: bool, otherwise: api::NamespaceMode| {
         if node {
@@ -249,7 +258,7 @@ pub fn sandbox_config(
                 namespace_options: Some(namespace_options(&spec)),
                 run_as_user: psc.run_as_user.map(|value| api::Int64Value { value }),
                 run_as_group: psc.run_as_group.map(|value| api::Int64Value { value }),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&psc),
                 privileged,
                 ..Default::default()
             }),
@@ -377,7 +386,7 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> api
                     .or(psc.run_as_group)
                     .map(|value| api::Int64Value { value }),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&psc),
                 no_new_privs: sc.allow_privilege_escalation == Some(false),
                 masked_paths: paths(MASKED_PATHS),
                 readonly_paths: paths(READONLY_PATHS),

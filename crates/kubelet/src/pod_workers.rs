@@ -421,10 +421,9 @@ impl Worker {
         for s in rt.sandboxes.iter().filter(|s| s.ready) {
             self.ctx.cri.stop_pod_sandbox(&s.id).await?;
         }
-        // A finished pod's volumes go (its termination messages stay until it is deleted).
-        if rt.running().next().is_none()
-            && let Err(e) = self.ctx.volumes.tear_down_volumes(&self.uid)
-        {
+        // Nothing runs any more: a finished pod's volumes go (its termination messages stay
+        // until it is deleted).
+        if let Err(e) = self.ctx.volumes.tear_down_volumes(&self.uid) {
             warn!(pod = %pod_key(pod), error = %e, "cannot tear down the volumes of a finished pod");
             self.retry_in(RETRY);
             return Ok(());

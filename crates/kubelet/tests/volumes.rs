@@ -121,6 +121,21 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: fsg}}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: {{runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}}
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: sec, secret: {{secretName: sec, defaultMode: 256}}}}
+  containers:
+  - name: c
+    image: rkube.local/busybox:test
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}, {{name: sec, mountPath: /sec}}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: term}}
 spec:
   restartPolicy: Never
@@ -302,6 +317,24 @@ async fn scenario(lab: &Lab) -> Result<()> {
         "{hosts}"
     );
 
+    // fsGroup: the pod's processes have the group, volumes belong to it (setgid dirs, group
+    // read on secret files whose mode alone would not let the pod's user read them).
+    let fsg = wait_pod(&pods, "fsg", Duration::from_secs(60), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    let fsg_id = container_id(&fsg, "c")?;
+    let out = node
+        .exec(
+            &fsg_id,
+            "id -u; id -G; touch /scratch/f; stat -c %g /scratch/f; stat -L -c '%a %g' /sec/user; cat /sec/user",
+        )
+        .await?;
+    ensure!(
+        out == "1000\n3000 2000\n2000\n440 2000\nadmin",
+        "fsGroup: {out:?}"
+    );
+
     // Updates reach the running container: ConfigMap and Secret content at the next pod
     // resync (10 s; as upstream, nothing wakes the pod for them), labels at once (a label
     // change wakes the pod's worker).
@@ -410,7 +443,7 @@ async fn scenario(lab: &Lab) -> Result<()> {
 
     // Deleting the pods removes their directories and mounts.
     node.cluster
-        .ok(&["delete", "pod", "vols", "badhost", "term"])
+        .ok(&["delete", "pod", "vols", "badhost", "term", "fsg"])
         .await;
     let t = Instant::now();
     loop {

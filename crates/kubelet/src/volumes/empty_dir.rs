@@ -8,7 +8,9 @@ use std::path::Path;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Volume};
 
-use super::{VolumeHost, VolumePlugin, go_error, mount_tmpfs};
+use super::{
+    VolumeHost, VolumePlugin, fs_group, go_error, is_mount_point, mount_tmpfs, set_volume_ownership,
+};
 use crate::resources::{ContainerResources, parse_scaled};
 
 pub struct EmptyDirPlugin;
@@ -31,28 +33,47 @@ impl VolumePlugin for EmptyDirPlugin {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let src = v.empty_dir.clone().unwrap_or_default();
+            let memory = src.medium.as_deref() == Some("Memory");
+            // Set up once (later syncs find it in place); only then does fsGroup apply.
+            let fresh = !dir.exists() || (memory && !is_mount_point(dir));
             match src.medium.as_deref().unwrap_or("") {
-                "" => make_dir(dir),
+                "" => make_dir(dir)?,
                 "Memory" => {
                     let limit = src.size_limit.as_ref().and_then(|q| parse_scaled(&q.0, 1));
                     let size = memory_size(pod, host.node_memory, limit);
                     mount_tmpfs(dir, Some(size)).map_err(|e| {
                         format!("mounting tmpfs at {}: {}", dir.display(), go_error(&e))
-                    })
+                    })?;
                 }
-                m if m.starts_with("HugePages") => Err(format!(
-                    "storage medium {m:?} is not supported on this node"
-                )),
-                other => Err(format!("unknown storage medium {other:?}")),
+                m if m.starts_with("HugePages") => {
+                    return Err(format!(
+                        "storage medium {m:?} is not supported on this node"
+                    ));
+                }
+                other => return Err(format!("unknown storage medium {other:?}")),
             }
+            if fresh && let Some(gid) = fs_group(pod) {
+                set_volume_ownership(dir, gid, false);
+            }
+            Ok(())
         })
     }
 }
 
-/// Creates `dir` with mode 0777 (upstream's `setupDir`; chmod because of the umask).
+/// Creates `dir` with permission bits 0777 (upstream's `setupDir`: chmod because of the
+/// umask, and only when those bits differ, so fsGroup's setgid stays).
 pub(crate) fn make_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
     std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)))
+        .and_then(|()| std::fs::metadata(dir))
+        .and_then(|m| {
+            if m.mode() & 0o777 == 0o777 {
+                Ok(())
+            } else {
+                let mode = m.mode() & 0o7000 | 0o777;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            }
+        })
         .map_err(|e| format!("mkdir {}: {}", dir.display(), go_error(&e)))
 }
 

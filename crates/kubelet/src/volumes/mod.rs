@@ -266,13 +266,14 @@ fn mount_tmpfs(dir: &Path, size: Option<i64>) -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let options = CString::new(size.map(|s| format!("size={s}")).unwrap_or_default())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: valid NUL-terminated strings; tmpfs takes its options as a string.
+    // SAFETY: valid NUL-terminated strings; tmpfs takes its options as a string. No flags,
+    // as upstream's emptyDir.
     let rc = unsafe {
         libc::mount(
             c"tmpfs".as_ptr(),
             target.as_ptr(),
             c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
+            0,
             options.as_ptr().cast(),
         )
     };
@@ -303,6 +304,7 @@ pub(crate) fn write_payload(
     memory: bool,
     payload: &atomic_writer::Payload,
 ) -> Result<(), String> {
+    let fresh = !dir.join("..data").exists();
     if memory {
         let size = empty_dir::memory_size(pod, host.node_memory, None);
         mount_tmpfs(dir, Some(size))
@@ -311,13 +313,72 @@ pub(crate) fn write_payload(
         empty_dir::make_dir(dir)?;
     }
     match atomic_writer::write(dir, payload) {
-        Ok(true) => {
-            debug!(dir = %dir.display(), files = payload.len(), "volume content written");
+        Ok(written) => {
+            if written {
+                debug!(dir = %dir.display(), files = payload.len(), "volume content written");
+            }
+            // New files (or a new volume) take the pod's fsGroup, read-only for the group.
+            if (written || fresh)
+                && let Some(gid) = fs_group(pod)
+            {
+                set_volume_ownership(dir, gid, true);
+            }
             Ok(())
         }
-        Ok(false) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The pod's `securityContext.fsGroup`.
+pub(crate) fn fs_group(pod: &Pod) -> Option<i64> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group)
+}
+
+/// Upstream's `SetVolumeOwnership` (fsGroupChangePolicy `Always`): everything under `dir`
+/// (not following symlinks) gets group `gid` and group read (+write unless `read_only`)
+/// permission; directories also group exec and setgid, so new files inherit the group.
+pub(crate) fn set_volume_ownership(dir: &Path, gid: i64, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(gid) = libc::gid_t::try_from(gid) else {
+        return;
+    };
+    let mask: u32 = if read_only { 0o440 } else { 0o660 };
+    fn walk(p: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        if m.is_dir()
+            && let Ok(rd) = std::fs::read_dir(p)
+        {
+            for e in rd.flatten() {
+                walk(&e.path(), f);
+            }
+        }
+        f(p, &m);
+    }
+    walk(dir, &mut |p, m| {
+        let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+            return;
+        };
+        // SAFETY: a valid NUL-terminated path; uid -1 keeps the owner.
+        if unsafe { libc::lchown(c.as_ptr(), u32::MAX, gid) } != 0 {
+            warn!(path = %p.display(), error = %io::Error::last_os_error(), "lchown failed");
+        }
+        // chmod of a symlink would change its target's mode, which the plugin chose.
+        if m.file_type().is_symlink() {
+            return;
+        }
+        let mut mode = m.permissions().mode() & 0o7777 | mask;
+        if m.is_dir() {
+            mode |= libc::S_ISGID | 0o110;
+        }
+        if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+            warn!(path = %p.display(), error = %e, "chmod failed");
+        }
+    });
 }
 
 /// `defaultMode` as upstream defaults it (0644).
@@ -592,6 +653,26 @@ mod tests {
         let mut escape = mount("data", "/x");
         escape.sub_path = Some("escape".into());
         assert!(one(escape, &env).starts_with("failed to prepare subPath"));
+        Ok(())
+    }
+
+    #[test]
+    fn fs_group_ownership() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub"))?;
+        std::fs::write(d.join("sub/f"), "x")?;
+        std::fs::set_permissions(d.join("sub/f"), std::fs::Permissions::from_mode(0o600))?;
+        std::os::unix::fs::symlink("sub/f", d.join("link"))?;
+        set_volume_ownership(d, 4242, false);
+        let f = std::fs::metadata(d.join("sub/f"))?;
+        assert_eq!(f.mode() & 0o7777, 0o660);
+        let sub = std::fs::metadata(d.join("sub"))?;
+        assert_eq!(sub.mode() & libc::S_ISGID, libc::S_ISGID);
+        if crate::machine::is_root() {
+            assert_eq!(f.gid(), 4242);
+        }
         Ok(())
     }
 
