@@ -230,6 +230,13 @@ fn umount(path: &Path) -> io::Result<()> {
 
 /// Unmounts whatever is mounted under `dir`, then removes it — never through a mount.
 fn remove_unmounted(dir: &Path) -> io::Result<()> {
+    // mountinfo has resolved paths (the data dir may be reached through a symlink).
+    let resolved = match dir.canonicalize() {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let dir = resolved.as_path();
     for m in mounts_under(dir) {
         debug!(mount = %m.display(), "unmounting");
         umount(&m)?;
@@ -673,6 +680,31 @@ mod tests {
         if crate::machine::is_root() {
             assert_eq!(f.gid(), 4242);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn removal_unmounts_first() -> anyhow::Result<()> {
+        if !crate::machine::is_root() {
+            return Ok(());
+        }
+        let dir = tempfile::tempdir()?;
+        let pod = dir.path().join("pod uid");
+        let vol = pod.join("volumes/kubernetes.io~empty-dir/m");
+        mount_tmpfs(&vol, Some(1 << 20))?;
+        let mounted = is_mount_point(&vol);
+        // The removal must unmount (mountinfo escapes the space) before removing; the test
+        // unmounts itself whatever happened.
+        let removed = std::fs::write(vol.join("f"), "x")
+            .map_err(anyhow::Error::from)
+            .and_then(|()| remove_unmounted(&pod).map_err(anyhow::Error::from));
+        if removed.is_err() {
+            let _ = umount(&vol);
+        }
+        removed?;
+        assert!(mounted);
+        assert!(!pod.exists());
+        assert!(mounts_under(dir.path()).is_empty());
         Ok(())
     }
 
