@@ -242,8 +242,10 @@ pub fn sandbox_config(
             namespace: m.namespace.clone().unwrap_or_default(),
             attempt,
         }),
+        // As upstream, none for host-network pods: they share the node's UTS namespace, and
+        // runc refuses to set a hostname without a private one.
         hostname: if host_net {
-            cfg.hostname.clone()
+            String::new()
         } else {
             pod_hostname(pod, &spec)
         },
@@ -453,6 +455,7 @@ mod tests {
         );
         assert!(dns_config(&p, &cfg()).is_none());
         let s = sandbox_config(&p, 0, &cfg(), Path::new("/l"), "/kubepods/besteffort/podx");
+        assert_eq!(s.hostname, "");
         let ns = s
             .linux
             .and_then(|l| l.security_context)

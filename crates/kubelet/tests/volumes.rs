@@ -136,6 +136,19 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: hostnet}}
+spec:
+  terminationGracePeriodSeconds: 1
+  hostNetwork: true
+  hostAliases:
+  - {{ip: 10.9.9.9, hostnames: [alias.local]}}
+  containers:
+  - name: c
+    image: rkube.local/busybox:test
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: term}}
 spec:
   restartPolicy: Never
@@ -335,6 +348,20 @@ async fn scenario(lab: &Lab) -> Result<()> {
         "fsGroup: {out:?}"
     );
 
+    // A host-network pod gets the node's /etc/hosts (with upstream's header and its aliases).
+    let hostnet = wait_pod(&pods, "hostnet", Duration::from_secs(60), "Running", |p| {
+        phase(p) == "Running"
+    })
+    .await?;
+    let hosts = node
+        .exec(&container_id(&hostnet, "c")?, "cat /etc/hosts")
+        .await?;
+    let want = format!(
+        "# Kubernetes-managed hosts file (host network).\n{}\n# Entries added by HostAliases.\n10.9.9.9\talias.local\n",
+        std::fs::read_to_string("/etc/hosts")?
+    );
+    ensure!(hosts == want, "host-network /etc/hosts: {hosts:?}");
+
     // Updates reach the running container: ConfigMap and Secret content at the next pod
     // resync (10 s; as upstream, nothing wakes the pod for them), labels at once (a label
     // change wakes the pod's worker).
@@ -443,7 +470,7 @@ async fn scenario(lab: &Lab) -> Result<()> {
 
     // Deleting the pods removes their directories and mounts.
     node.cluster
-        .ok(&["delete", "pod", "vols", "badhost", "term", "fsg"])
+        .ok(&["delete", "pod", "vols", "badhost", "term", "fsg", "hostnet"])
         .await;
     let t = Instant::now();
     loop {

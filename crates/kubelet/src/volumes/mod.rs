@@ -31,6 +31,9 @@ use tracing::{debug, warn};
 use crate::cri::api;
 use crate::paths::AgentDirs;
 
+/// The longest one volume's set-up may take (API reads included).
+const SET_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What volume plugins may use besides the pod.
 pub struct VolumeHost {
     pub client: kube::Client,
@@ -138,7 +141,13 @@ impl VolumeManager {
                 .host
                 .dirs
                 .pod_volume_dir(uid, &plugin.name().replace('/', "~"), &v.name);
-            if let Err(message) = plugin.set_up(&self.host, pod, v, &dir).await {
+            // A hung API server must not hold the pod's worker (upstream's mount wait ends
+            // too); the file writes themselves are synchronous and never cut short.
+            let result =
+                tokio::time::timeout(SET_UP_TIMEOUT, plugin.set_up(&self.host, pod, v, &dir))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out waiting for the condition".into()));
+            if let Err(message) = result {
                 errors.push(VolumeError {
                     volume: v.name.clone(),
                     message,
