@@ -736,6 +736,7 @@ impl Worker {
                 env,
                 etc_hosts: hosts.as_deref(),
                 termination_log: log.as_deref(),
+                subpaths: &dirs.pod_dir(&self.uid).join("volume-subpaths"),
             },
         )
     }

@@ -420,6 +420,8 @@ pub struct MountInputs<'a> {
     pub etc_hosts: Option<&'a Path>,
     /// This container instance's termination-message file.
     pub termination_log: Option<&'a Path>,
+    /// Where subPath bind mounts go (`<pod dir>/volume-subpaths`).
+    pub subpaths: &'a Path,
 }
 
 pub const ETC_HOSTS: &str = "/etc/hosts";
@@ -448,7 +450,7 @@ pub fn container_mounts(
     inputs: &MountInputs<'_>,
 ) -> Result<Vec<api::Mount>, String> {
     let mut out = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
+    for (index, m) in c.volume_mounts.iter().flatten().enumerate() {
         let vol = inputs.volumes.get(&m.name).ok_or_else(|| {
             format!(
                 "cannot find volume {:?} to mount into container {:?}",
@@ -461,7 +463,12 @@ pub fn container_mounts(
             sub_path = expand_sub_path(expr, inputs.env)?;
         }
         if !sub_path.is_empty() {
-            host_path = prepare_sub_path(&host_path, &sub_path, &m.name, &c.name)?;
+            let target = inputs
+                .subpaths
+                .join(&m.name)
+                .join(&c.name)
+                .join(index.to_string());
+            host_path = prepare_sub_path(&host_path, &sub_path, &target, &m.name, &c.name)?;
         }
         out.push(api::Mount {
             container_path: m.mount_path.clone(),
@@ -511,11 +518,16 @@ fn expand_sub_path(expr: &str, env: &[(String, String)]) -> Result<String, Strin
     }
 }
 
-/// Upstream's subPath checks: relative, no `..`, created as a directory (with the volume's
-/// mode) when missing, and still inside the volume once symlinks are resolved.
+/// Upstream's subPath preparation: relative, no `..`, created as a directory (with the
+/// volume's mode) when missing, inside the volume once symlinks are resolved — and then bound
+/// race-free (upstream's `PrepareSafeSubpath`): the resolved path is opened one component at a
+/// time without following symlinks, and that open file is bind-mounted at `target`, which the
+/// runtime gets. A container that swaps a directory of its volume for a symlink after the check
+/// makes the open fail instead of exposing the node.
 fn prepare_sub_path(
     volume: &Path,
     sub_path: &str,
+    target: &Path,
     mount_name: &str,
     container: &str,
 ) -> Result<PathBuf, String> {
@@ -543,18 +555,98 @@ fn prepare_sub_path(
             ));
         }
     }
-    // The runtime binds the resolved path; it must not lead out of the volume.
-    let resolved = path.canonicalize();
-    let root = volume.canonicalize();
-    match (resolved, root) {
-        (Ok(r), Ok(root)) if r.starts_with(&root) => Ok(r),
-        other => {
-            warn!(path = %path.display(), ?other, "subPath outside its volume");
-            Err(format!(
-                "failed to prepare subPath for volumeMount {mount_name:?} of container {container:?}"
-            ))
-        }
+    let failed = |why: String| {
+        // Details stay in the log: they could tell the pod about the node's filesystem.
+        warn!(path = %path.display(), %why, "cannot prepare a subPath");
+        format!(
+            "failed to prepare subPath for volumeMount {mount_name:?} of container {container:?}"
+        )
+    };
+    let root = volume.canonicalize().map_err(|e| failed(e.to_string()))?;
+    let resolved = path.canonicalize().map_err(|e| failed(e.to_string()))?;
+    let rel = resolved
+        .strip_prefix(&root)
+        .map_err(|_| failed(format!("{} is outside the volume", resolved.display())))?;
+    // A bind made for an earlier instance of the container is reused (upstream does too; so
+    // a configMap subPath keeps the content it had when first bound).
+    if is_mount_point(target) {
+        return Ok(target.to_owned());
     }
+    bind_safely(&root, rel, target).map_err(|e| failed(e.to_string()))?;
+    Ok(target.to_owned())
+}
+
+/// Opens `rel` under `root` refusing symlinks in every component, and bind-mounts the opened
+/// file or directory at `target` (created to match) through `/proc/self/fd`.
+fn bind_safely(root: &Path, rel: &Path, target: &Path) -> io::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    };
+    let root_c = c(root)?;
+    // SAFETY: a valid NUL-terminated path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let mut cur = unsafe { OwnedFd::from_raw_fd(fd) };
+    for seg in rel.components() {
+        let seg_c = c(Path::new(seg.as_os_str()))?;
+        // SAFETY: cur is open, seg_c NUL-terminated.
+        let fd = unsafe {
+            libc::openat(
+                cur.as_raw_fd(),
+                seg_c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        cur = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    // SAFETY: an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: cur is open and st is writable.
+    if unsafe { libc::fstat(cur.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(io::Error::other("the subPath is a symlink"));
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        std::fs::create_dir_all(target)?;
+    } else if std::fs::symlink_metadata(target).is_err() {
+        std::fs::File::create(target)?;
+    }
+    let source = c(Path::new(&format!("/proc/self/fd/{}", cur.as_raw_fd())))?;
+    let target_c = c(target)?;
+    // SAFETY: valid NUL-terminated paths; a bind mount takes no type or data.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target_c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    debug!(target = %target.display(), "subPath bound");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -608,16 +700,40 @@ mod tests {
         let env = vec![("POD".to_owned(), "p1".to_owned())];
         let hosts = dir.path().join("etc-hosts");
         let log = dir.path().join("log");
-        let ms = container_mounts(
+        let subpaths = dir.path().join("volume-subpaths");
+        // subPath binds need mount(2); without root only the rest is checked.
+        let root = crate::machine::is_root();
+        let c = if root {
+            c
+        } else {
+            Container {
+                volume_mounts: c.volume_mounts.map(|v| {
+                    v.into_iter()
+                        .filter(|m| m.sub_path_expr.is_none())
+                        .collect()
+                }),
+                ..c
+            }
+        };
+        let made = container_mounts(
             &c,
             &MountInputs {
                 volumes: &vols,
                 env: &env,
                 etc_hosts: Some(&hosts),
                 termination_log: Some(&log),
+                subpaths: &subpaths,
             },
-        )
-        .map_err(anyhow::Error::msg)?;
+        );
+        let bound = mounts_under(&subpaths.canonicalize().unwrap_or(subpaths.clone()));
+        remove_unmounted(&subpaths)?;
+        let mut ms = made.map_err(anyhow::Error::msg)?;
+        if !root {
+            return Ok(());
+        }
+        assert_eq!(bound.len(), 1, "{bound:?}");
+        assert_eq!(ms[2].host_path, subpaths.join("data/c/2").to_string_lossy());
+        ms[2].host_path.clear();
         let paths: Vec<&str> = ms.iter().map(|m| m.container_path.as_str()).collect();
         assert_eq!(
             paths,
@@ -643,17 +759,18 @@ mod tests {
                 volume_mounts: Some(vec![m]),
                 ..Default::default()
             };
-            container_mounts(
+            let r = container_mounts(
                 &c,
                 &MountInputs {
                     volumes: &vols,
                     env,
                     etc_hosts: None,
                     termination_log: None,
+                    subpaths: &subpaths,
                 },
-            )
-            .err()
-            .unwrap_or_default()
+            );
+            let _ = remove_unmounted(&subpaths);
+            r.err().unwrap_or_default()
         };
         assert_eq!(
             one(mount("nope", "/x"), &env),
@@ -714,6 +831,20 @@ mod tests {
         assert!(mounted);
         assert!(!pod.exists());
         assert!(mounts_under(dir.path()).is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn sub_path_binds_refuse_symlinks() -> anyhow::Result<()> {
+        // A component swapped for a symlink after the checks: the open fails, nothing is bound.
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("vol");
+        std::fs::create_dir(&root)?;
+        std::os::unix::fs::symlink("/etc", root.join("a"))?;
+        let target = dir.path().join("t");
+        assert!(bind_safely(&root, Path::new("a"), &target).is_err());
+        assert!(bind_safely(&root, Path::new("a/passwd"), &target).is_err());
+        assert!(!is_mount_point(&target));
         Ok(())
     }
 
