@@ -152,10 +152,12 @@ kind: Pod
 metadata: {{name: term}}
 spec:
   restartPolicy: Never
+  volumes: [{{name: scratch, emptyDir: {{medium: Memory}}}}]
   containers:
   - name: msg
     image: rkube.local/busybox:test
     command: ["sh", "-c", "printf 'bye from rkube' > /dev/termination-log"]
+    volumeMounts: [{{name: scratch, mountPath: /s, subPath: x}}]
   - name: fallback
     image: rkube.local/busybox:test
     terminationMessagePolicy: FallbackToLogsOnError
@@ -440,8 +442,18 @@ async fn scenario(lab: &Lab) -> Result<()> {
         message("custom")
     );
     let term_uid = term.metadata.uid.clone().unwrap_or_default();
-    // A finished pod's volumes are gone; its directory (termination messages) stays.
-    ensure!(dirs.pod_dir(&term_uid).join("containers").is_dir());
+    // A finished pod's volumes and subPath binds go; its directory (termination messages)
+    // stays until it is deleted.
+    let term_dir = dirs.pod_dir(&term_uid);
+    let t = Instant::now();
+    while term_dir.join("volumes").exists() || term_dir.join("volume-subpaths").exists() {
+        ensure!(
+            t.elapsed() < Duration::from_secs(10),
+            "a finished pod's volumes are left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(term_dir.join("containers/msg").is_dir());
 
     // Kubelet restart: a pod directory nobody owns (with a tmpfs in it) is unmounted and
     // removed; the running pod keeps its volumes.

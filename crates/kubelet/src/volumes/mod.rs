@@ -167,7 +167,10 @@ impl VolumeManager {
     /// Unmounts and removes the pod's volume directories (a finished pod keeps its other
     /// files, such as termination messages, until it is deleted).
     pub fn tear_down_volumes(&self, uid: &str) -> io::Result<()> {
-        remove_unmounted(&self.host.dirs.pod_dir(uid).join("volumes"))
+        let pod = self.host.dirs.pod_dir(uid);
+        // subPath binds first: they would keep an unmounted tmpfs alive.
+        remove_unmounted(&pod.join("volume-subpaths"))?;
+        remove_unmounted(&pod.join("volumes"))
     }
 
     /// Unmounts and removes everything of the pod under the kubelet's pods directory.
