@@ -212,7 +212,7 @@ struct Worker {
     /// Host paths of the pod's volumes, from the latest set-up.
     volumes: PodVolumes,
     /// Every volume was set up once: later failures (say a ConfigMap deleted) leave the old
-    /// content in place and no longer hold containers back, as upstream.
+    /// content in place and only warn; they no longer hold containers back, as upstream.
     volumes_mounted: bool,
     /// The latest set-up failures, and their recurring `FailedMount` events by message.
     mount_errors: Vec<VolumeError>,
@@ -537,7 +537,7 @@ impl Worker {
 
         // Volumes first (upstream waits for them before the sandbox), and again at every sync
         // so their content follows the API.
-        let volumes_ready = self.set_up_volumes(pod).await;
+        let volumes_ready = self.set_up_volumes(pod, !rt.sandboxes.is_empty()).await;
         let sandbox_ready = rt.sandbox().is_some_and(|s| s.ready);
         if !volumes_ready {
             // Stuck in ContainerCreating (the containers' default waiting reason) until the
@@ -649,8 +649,10 @@ impl Worker {
     }
 
     /// Sets up (or refreshes) the pod's volumes; failures become `FailedMount` events. True
-    /// when containers may start.
-    async fn set_up_volumes(&mut self, pod: &Pod) -> bool {
+    /// when containers may start: every volume was set up once, by this worker or — the pod
+    /// has a sandbox (`had_sandbox`), which is only made after its volumes — before a kubelet
+    /// restart (upstream reconstructs that state from disk).
+    async fn set_up_volumes(&mut self, pod: &Pod, had_sandbox: bool) -> bool {
         let (vols, errors) = self.ctx.volumes.set_up(pod).await;
         self.volumes = vols;
         for e in errors.iter().filter(|e| !self.mount_errors.contains(e)) {
@@ -673,7 +675,7 @@ impl Worker {
                 .await;
         }
         self.mount_errors = errors;
-        if self.mount_errors.is_empty() {
+        if self.mount_errors.is_empty() || had_sandbox {
             self.volumes_mounted = true;
         }
         self.volumes_mounted

@@ -170,6 +170,26 @@ spec:
     )
 }
 
+/// Waits for a `FailedMount` event of pod `pod` whose message contains `text`.
+async fn failed_mount(events: &Api<Event>, pod: &str, text: &str) -> Result<Event> {
+    let t = Instant::now();
+    loop {
+        let list = events.list(&Default::default()).await?;
+        if let Some(e) = list.items.into_iter().find(|e| {
+            e.involved_object.name.as_deref() == Some(pod)
+                && e.reason.as_deref() == Some("FailedMount")
+                && e.message.as_deref().is_some_and(|m| m.contains(text))
+        }) {
+            return Ok(e);
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "no FailedMount event for {pod} with {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn scenario(lab: &Lab) -> Result<()> {
     let mut node = TestNode::start(lab).await?;
     let pods = node.pods();
@@ -192,21 +212,7 @@ async fn scenario(lab: &Lab) -> Result<()> {
     // hostPath type File on a missing path: FailedMount events (the test API server keeps
     // events 3 s; the kubelet posts it again while it recurs), the pod stays ContainerCreating.
     let events: Api<Event> = Api::namespaced(node.client.clone(), "default");
-    let t = Instant::now();
-    let failed = loop {
-        let list = events.list(&Default::default()).await?;
-        if let Some(e) = list.items.into_iter().find(|e| {
-            e.involved_object.name.as_deref() == Some("badhost")
-                && e.reason.as_deref() == Some("FailedMount")
-        }) {
-            break e;
-        }
-        ensure!(
-            t.elapsed() < Duration::from_secs(30),
-            "no FailedMount event"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let failed = failed_mount(&events, "badhost", "").await?;
     let message = failed.message.unwrap_or_default();
     ensure!(
         message
@@ -457,6 +463,9 @@ async fn scenario(lab: &Lab) -> Result<()> {
 
     // Kubelet restart: a pod directory nobody owns (with a tmpfs in it) is unmounted and
     // removed; the running pod keeps its volumes.
+    // The ConfigMap deleted first: the running pod keeps the content it had and is not held
+    // back after the restart (its sandbox proves its volumes were set up), FailedMount says why.
+    node.cluster.ok(&["delete", "configmap", "cfg"]).await;
     node.stop_kubelet();
     let orphan = dirs.pod_volume_dir("orphan-uid", "kubernetes.io~empty-dir", "x");
     std::fs::create_dir_all(&orphan)?;
@@ -479,6 +488,42 @@ async fn scenario(lab: &Lab) -> Result<()> {
         ms(t.elapsed())
     );
     ensure!(w!("cat /sec/user; cat /cfg/a")? == "rootalpha2");
+    failed_mount(&events, "vols", "configmap \"cfg\" not found").await?;
+    let p = pods.get("vols").await?;
+    ensure!(
+        phase(&p) == "Running"
+            && ["writer", "reader"]
+                .iter()
+                .all(|c| named_status(&p, c).is_ok_and(|s| s.ready && s.restart_count == 0)),
+        "{:?}",
+        p.status
+    );
+    // ... and its containers still restart (with the subPath binds they had, not new ones
+    // stacked on them).
+    let binds = |lab: &Lab| {
+        lab.leftovers()
+            .iter()
+            .filter(|l| l.contains("volume-subpaths"))
+            .count()
+    };
+    let before = binds(lab);
+    node.cri
+        .stop_container(&reader, Duration::from_secs(1))
+        .await?;
+    let p = wait_pod(
+        &pods,
+        "vols",
+        Duration::from_secs(30),
+        "reader restarted",
+        |p| {
+            named_status(p, "reader")
+                .is_ok_and(|s| s.restart_count == 1 && s.state.and_then(|s| s.running).is_some())
+        },
+    )
+    .await?;
+    ensure!(binds(lab) == before, "subPath binds stacked on restart");
+    let reader = container_id(&p, "reader")?;
+    ensure!(node.exec(&reader, "cat /mine/f; cat /data/msg").await? == "mine\nwritten-by-writer\n");
 
     // Deleting the pods removes their directories and mounts.
     node.cluster

@@ -73,7 +73,7 @@ fn exists(path: &Path) -> bool {
     std::fs::metadata(path).is_ok()
 }
 
-fn expect(path: &Path, want: FileType, what: &str, must_exist: bool) -> Result<(), String> {
+fn is_type(path: &Path, want: FileType, what: &str, must_exist: bool) -> Result<(), String> {
     if must_exist && !exists(path) {
         return Err(format!(
             "path {:?} does not exist",
@@ -100,9 +100,9 @@ pub fn check_type(path: &Path, type_: &str) -> Result<(), String> {
                 return std::fs::create_dir_all(path)
                     .map_err(|e| format!("mkdir {}: {}", path.display(), go_error(&e)));
             }
-            expect(path, FileType::Directory, "directory", true)
+            is_type(path, FileType::Directory, "directory", true)
         }
-        "Directory" => expect(path, FileType::Directory, "directory", true),
+        "Directory" => is_type(path, FileType::Directory, "directory", true),
         "FileOrCreate" => {
             if !exists(path) {
                 use std::os::unix::fs::OpenOptionsExt as _;
@@ -117,12 +117,12 @@ pub fn check_type(path: &Path, type_: &str) -> Result<(), String> {
                     Err(e) => Err(format!("open {}: {}", path.display(), go_error(&e))),
                 };
             }
-            expect(path, FileType::File, "file", true)
+            is_type(path, FileType::File, "file", true)
         }
-        "File" => expect(path, FileType::File, "file", true),
-        "Socket" => expect(path, FileType::Socket, "socket file", false),
-        "CharDevice" => expect(path, FileType::CharDevice, "character device", false),
-        "BlockDevice" => expect(path, FileType::BlockDevice, "block device", false),
+        "File" => is_type(path, FileType::File, "file", true),
+        "Socket" => is_type(path, FileType::Socket, "socket file", false),
+        "CharDevice" => is_type(path, FileType::CharDevice, "character device", false),
+        "BlockDevice" => is_type(path, FileType::BlockDevice, "block device", false),
         other => Err(format!("{other} is an invalid volume type")),
     }
 }

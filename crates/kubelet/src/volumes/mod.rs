@@ -199,9 +199,18 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .map(|m| PathBuf::from(unescape_mountinfo(m)))
         .filter(|m| m.starts_with(dir))
         .collect();
+    // Deepest first; a path mounted several times (stacked) is listed as often.
     out.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-    out.dedup();
     out
+}
+
+/// Whether something is mounted exactly at `path` (a bind mount of the same filesystem too,
+/// which a device comparison would miss).
+fn is_mounted_at(path: &Path) -> bool {
+    let Ok(p) = path.canonicalize() else {
+        return false;
+    };
+    mounts_under(&p).contains(&p)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -249,9 +258,16 @@ fn remove_unmounted(dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     let dir = resolved.as_path();
-    for m in mounts_under(dir) {
-        debug!(mount = %m.display(), "unmounting");
-        umount(&m)?;
+    // Rounds, since unmounting one layer of a stacked mount may reveal another.
+    for _ in 0..8 {
+        let mounts = mounts_under(dir);
+        if mounts.is_empty() {
+            break;
+        }
+        for m in mounts {
+            debug!(mount = %m.display(), "unmounting");
+            umount(&m)?;
+        }
     }
     if let Some(m) = mounts_under(dir).first() {
         return Err(io::Error::other(format!(
@@ -572,7 +588,7 @@ fn prepare_sub_path(
         .map_err(|_| failed(format!("{} is outside the volume", resolved.display())))?;
     // A bind made for an earlier instance of the container is reused (upstream does too; so
     // a configMap subPath keeps the content it had when first bound).
-    if is_mount_point(target) {
+    if is_mounted_at(target) {
         return Ok(target.to_owned());
     }
     bind_safely(&root, rel, target).map_err(|e| failed(e.to_string()))?;
@@ -847,7 +863,7 @@ mod tests {
         let target = dir.path().join("t");
         assert!(bind_safely(&root, Path::new("a"), &target).is_err());
         assert!(bind_safely(&root, Path::new("a/passwd"), &target).is_err());
-        assert!(!is_mount_point(&target));
+        assert!(!is_mounted_at(&target));
         Ok(())
     }
 
