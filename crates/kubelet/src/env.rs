@@ -188,7 +188,7 @@ pub async fn container_env(
     Ok(env)
 }
 
-fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+pub(crate) fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()
@@ -244,7 +244,7 @@ pub fn field_value(pod: &Pod, path: &str, ctx: &EnvContext) -> Result<String, En
 
 /// The downward API's `resourceFieldRef` values: a limit the container does not set is the
 /// node's allocatable; values are rounded up to the divisor.
-fn resource_value(
+pub(crate) fn resource_value(
     c: &Container,
     resource: &str,
     divisor: Option<&str>,
@@ -276,6 +276,27 @@ fn resource_value(
 /// Kubernetes' `$(VAR)` expansion: known variables are replaced, unknown references are left
 /// as written, and `$$` escapes a `$`.
 pub fn expand(input: &str, vars: &HashMap<&str, &str>) -> String {
+    expand_with(input, |name| vars.get(name).map(|v| (*v).to_owned()))
+}
+
+/// `$(VAR)` expansion where an unknown variable expands to nothing and is reported (as the
+/// kubelet does for `subPathExpr`): the result and the missing names, sorted.
+pub fn expand_checked(input: &str, vars: &HashMap<&str, &str>) -> (String, Vec<String>) {
+    let mut missing = std::collections::BTreeSet::new();
+    let out = expand_with(input, |name| {
+        Some(vars.get(name).map_or_else(
+            || {
+                missing.insert(name.to_owned());
+                String::new()
+            },
+            |v| (*v).to_owned(),
+        ))
+    });
+    (out, missing.into_iter().collect())
+}
+
+/// The expansion syntax; `lookup` gives a variable's value, `None` keeps the reference.
+fn expand_with(input: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(i) = rest.find('$') {
@@ -288,8 +309,8 @@ pub fn expand(input: &str, vars: &HashMap<&str, &str>) -> String {
             match body.find(')') {
                 Some(end) => {
                     let name = &body[..end];
-                    match vars.get(name) {
-                        Some(v) => out.push_str(v),
+                    match lookup(name) {
+                        Some(v) => out.push_str(&v),
                         None => {
                             out.push_str("$(");
                             out.push_str(name);

@@ -57,3 +57,34 @@ pub fn go_duration_precise(d: std::time::Duration) -> String {
         format!("{}s", (d.as_secs_f64() * 1e9).round() / 1e9)
     }
 }
+
+/// Paces a recurring event (say `FailedMount` at every sync): due at once, then after an
+/// interval doubling from 2 s to 128 s, as upstream's mount retries back off. The recorder
+/// counts each occurrence up on the one Event.
+#[derive(Debug)]
+pub struct Pace {
+    next: tokio::time::Instant,
+    interval: std::time::Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            next: tokio::time::Instant::now(),
+            interval: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+impl Pace {
+    /// Whether the event should be recorded now; if so, the next one waits longer.
+    pub fn due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.interval;
+        self.interval = (self.interval * 2).min(std::time::Duration::from_secs(128));
+        true
+    }
+}

@@ -24,6 +24,7 @@ use crate::node::{self, NodeFacts};
 use crate::pod_workers::{Context, PodWorkers};
 use crate::prober::{NetnsDialer, Prober};
 use crate::status::StatusManager;
+use crate::volumes::{VolumeHost, VolumeManager};
 use crate::{machine, pleg};
 
 /// How long to wait for the runtime to load the CNI config before running pods anyway.
@@ -106,6 +107,12 @@ impl Kubelet {
             prober: Prober::new(cri.clone(), dialer),
             events: controllers::events::Recorder::new(client.clone(), "kubelet")
                 .with_host(cfg.node_name.clone()),
+            volumes: VolumeManager::new(VolumeHost {
+                client: client.clone(),
+                dirs: cfg.dirs(),
+                node_memory: i64::try_from(facts.memory).unwrap_or(i64::MAX),
+                node_milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
+            }),
             runtime_name: version.runtime_name.clone(),
             host_ip: facts.host_ip.clone(),
             memory_capacity: facts.memory,

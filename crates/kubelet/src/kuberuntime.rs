@@ -18,6 +18,12 @@ pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const ANNOTATION_CONTAINER_HASH: &str = "io.kubernetes.container.hash";
 pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 pub const ANNOTATION_TERMINATION_GRACE: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// Where the container writes its termination message and whether its log is the fallback:
+/// read back from the container's status once it exited.
+pub const ANNOTATION_TERMINATION_MESSAGE_PATH: &str =
+    "io.kubernetes.container.terminationMessagePath";
+pub const ANNOTATION_TERMINATION_MESSAGE_POLICY: &str =
+    "io.kubernetes.container.terminationMessagePolicy";
 /// The cgroup parent the sandbox was made with, so cleanup can remove it after the pod object
 /// is gone.
 pub const ANNOTATION_CGROUP_PARENT: &str = "rkube.io/cgroup-parent";
@@ -73,7 +79,7 @@ pub fn container_hash(c: &Container) -> String {
 }
 
 /// The pod's hostname: `spec.hostname` or its name, as a DNS label (63 characters at most).
-fn pod_hostname(pod: &Pod, spec: &PodSpec) -> String {
+pub(crate) fn pod_hostname(pod: &Pod, spec: &PodSpec) -> String {
     let name = spec
         .hostname
         .clone()
@@ -84,6 +90,32 @@ fn pod_hostname(pod: &Pod, spec: &PodSpec) -> String {
         h.pop();
     }
     h
+}
+
+/// The pod's domain for its FQDN: `<subdomain>.<namespace>.svc.<cluster domain>` when it has a
+/// `subdomain`, else empty (upstream's `GeneratePodHostNameAndDomain`).
+pub fn pod_domain(pod: &Pod, cluster_domain: &str) -> String {
+    match pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()) {
+        Some(sub) if !sub.is_empty() => format!(
+            "{sub}.{}.svc.{cluster_domain}",
+            pod.metadata.namespace.as_deref().unwrap_or("default")
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The pod's hostname as containers see it.
+pub fn hostname(pod: &Pod) -> String {
+    pod_hostname(pod, &spec(pod))
+}
+
+/// Supplemental groups of the pod's processes: `fsGroup` first, then `supplementalGroups`
+/// (upstream's order), so the pod can use volumes given to its fsGroup.
+fn supplemental_groups(psc: &k8s_openapi::api::core::v1::PodSecurityContext) -> Vec<i64> {
+    psc.fs_group
+        .into_iter()
+        .chain(psc.supplemental_groups.iter().flatten().copied())
+        .collect()
 }
 
 fn namespace_options(spec: &PodSpec) -> api::NamespaceOption {
@@ -210,8 +242,8 @@ pub fn sandbox_config(
             namespace: m.namespace.clone().unwrap_or_default(),
             attempt,
         }),
-        // A hostNetwork pod shares the node's UTS namespace (containerd ties it to the network
-        // mode), where runc refuses to set a hostname: leave it to the node's.
+        // As upstream, none for host-network pods: they share the node's UTS namespace, and
+        // runc refuses to set a hostname without a private one.
         hostname: if host_net {
             String::new()
         } else {
@@ -228,7 +260,7 @@ pub fn sandbox_config(
                 namespace_options: Some(namespace_options(&spec)),
                 run_as_user: psc.run_as_user.map(|value| api::Int64Value { value }),
                 run_as_group: psc.run_as_group.map(|value| api::Int64Value { value }),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&psc),
                 privileged,
                 ..Default::default()
             }),
@@ -255,6 +287,9 @@ pub struct ContainerParams<'a> {
     pub image: &'a str,
     pub env: Vec<(String, String)>,
     pub resources: api::LinuxContainerResources,
+    /// Volume mounts, `/etc/hosts`, the termination-message file
+    /// ([`crate::volumes::container_mounts`]).
+    pub mounts: Vec<api::Mount>,
 }
 
 /// The CRI config of container `c` of `pod`.
@@ -276,6 +311,16 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> api
     let mut labels = pod_labels(pod);
     labels.insert(LABEL_CONTAINER_NAME.into(), c.name.clone());
     let annotations = HashMap::from([
+        (
+            ANNOTATION_TERMINATION_MESSAGE_PATH.to_owned(),
+            c.termination_message_path.clone().unwrap_or_default(),
+        ),
+        (
+            ANNOTATION_TERMINATION_MESSAGE_POLICY.to_owned(),
+            c.termination_message_policy
+                .clone()
+                .unwrap_or_else(|| "File".into()),
+        ),
         (ANNOTATION_CONTAINER_HASH.to_owned(), container_hash(c)),
         (ANNOTATION_RESTART_COUNT.to_owned(), p.attempt.to_string()),
         (
@@ -324,6 +369,7 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> api
         labels,
         annotations,
         log_path: log_path(&c.name, p.attempt),
+        mounts: p.mounts,
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
@@ -342,7 +388,7 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> api
                     .or(psc.run_as_group)
                     .map(|value| api::Int64Value { value }),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&psc),
                 no_new_privs: sc.allow_privilege_escalation == Some(false),
                 masked_paths: paths(MASKED_PATHS),
                 readonly_paths: paths(READONLY_PATHS),
@@ -409,6 +455,7 @@ mod tests {
         );
         assert!(dns_config(&p, &cfg()).is_none());
         let s = sandbox_config(&p, 0, &cfg(), Path::new("/l"), "/kubepods/besteffort/podx");
+        assert_eq!(s.hostname, "");
         let ns = s
             .linux
             .and_then(|l| l.security_context)
@@ -440,6 +487,7 @@ mod tests {
                 image: "img",
                 env: vec![("GREETING".into(), "hi".into())],
                 resources: Default::default(),
+                mounts: Vec::new(),
             },
         );
         assert_eq!(cc.command, vec!["sh", "-c"]);

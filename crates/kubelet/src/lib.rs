@@ -20,6 +20,8 @@
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
 //! * [`lifecycle`]: postStart and preStop hooks.
 //! * [`credentials`]: registry credentials from `imagePullSecrets`.
+//! * [`volumes`]: the volume manager and one module per volume type (emptyDir, hostPath,
+//!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's blackhole route.
 
@@ -47,6 +49,7 @@ pub mod resources;
 pub mod runtime_state;
 pub mod service_route;
 pub mod status;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -24,6 +24,9 @@ pub struct AgentDirs {
     pub images: PathBuf,
     /// `agent/pods`: pod log directories, `<namespace>_<name>_<uid>/<container>/<n>.log`.
     pub pod_logs: PathBuf,
+    /// `agent/kubelet/pods`: per pod UID, as upstream's `/var/lib/kubelet/pods/<uid>`:
+    /// `volumes/<plugin>/<name>`, `containers/<name>/<id>` (termination logs), `etc-hosts`.
+    pub kubelet_pods: PathBuf,
 }
 
 impl AgentDirs {
@@ -38,6 +41,7 @@ impl AgentDirs {
             cni_ipam: agent.join("cni/networks"),
             images: agent.join("images"),
             pod_logs: agent.join("pods"),
+            kubelet_pods: agent.join("kubelet/pods"),
             containerd,
             agent,
         }
@@ -46,6 +50,26 @@ impl AgentDirs {
     /// A pod's log directory (CRI `log_directory`), named as the kubelet names it.
     pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
         self.pod_logs.join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    /// A pod's own directory (volumes, termination logs, /etc/hosts).
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.kubelet_pods.join(uid)
+    }
+
+    /// Where volume `name` of plugin `plugin` (e.g. `kubernetes.io~empty-dir`) lives.
+    pub fn pod_volume_dir(&self, uid: &str, plugin: &str, name: &str) -> PathBuf {
+        self.pod_dir(uid).join("volumes").join(plugin).join(name)
+    }
+
+    /// Termination-log files of container `name` of the pod, one per container instance.
+    pub fn pod_container_dir(&self, uid: &str, name: &str) -> PathBuf {
+        self.pod_dir(uid).join("containers").join(name)
+    }
+
+    /// The kubelet-managed `/etc/hosts` of the pod.
+    pub fn pod_etc_hosts(&self, uid: &str) -> PathBuf {
+        self.pod_dir(uid).join("etc-hosts")
     }
 
     pub fn containerd_log(&self) -> PathBuf {

@@ -14,6 +14,9 @@ use crate::cri::RuntimeClient;
 use crate::kuberuntime::LABEL_POD_UID;
 use crate::pod_workers::PodWorkers;
 
+/// Orphaned pod directories are looked for every this many relists (and at the first).
+const ORPHAN_DIR_SWEEP: u32 = 10;
+
 /// Per pod UID: (id, state) of each sandbox and container, sorted.
 type Snapshot = BTreeMap<String, Vec<(String, i32)>>;
 
@@ -45,6 +48,7 @@ pub async fn run(
 ) {
     let mut last = Snapshot::new();
     let mut failing = false;
+    let mut sweeps: u32 = 0;
     loop {
         tokio::time::sleep(period).await;
         let snap = match relist(&cri).await {
@@ -74,6 +78,12 @@ pub async fn run(
                 if !workers.has(uid) {
                     workers.remove_orphan(uid);
                 }
+            }
+            // Pod directories without pod or runtime objects (a pod removed while the kubelet
+            // was down), now and then.
+            sweeps += 1;
+            if sweeps % ORPHAN_DIR_SWEEP == 1 {
+                workers.remove_orphan_pod_dirs(|uid| snap.contains_key(uid));
             }
         }
         last = snap;

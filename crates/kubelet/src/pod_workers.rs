@@ -34,6 +34,8 @@ use crate::prober::{ContainerProbes, Prober};
 use crate::resources;
 use crate::runtime_state::{ContainerState, PodRuntime, SandboxState};
 use crate::status::{self, Notes, StatusContext, StatusManager};
+use crate::volumes::{self, MountInputs, PodVolumes, VolumeError, VolumeManager, etc_hosts};
+use crate::{events, kuberuntime::hostname};
 
 /// The least time containers get to stop, as upstream (also for force-deleted pods).
 const MIN_GRACE: Duration = Duration::from_secs(2);
@@ -53,6 +55,7 @@ pub struct Context {
     pub prober: Prober,
     /// Events about pods and containers, from `kubelet` on this node.
     pub events: controllers::events::Recorder,
+    pub volumes: VolumeManager,
     /// CRI Version's runtime name, for `containerd://<id>` container IDs.
     pub runtime_name: String,
     pub host_ip: String,
@@ -179,6 +182,10 @@ impl PodWorkers {
             last_pod: None,
             terminated: None,
             wake_in: None,
+            volumes: PodVolumes::default(),
+            volumes_mounted: false,
+            mount_errors: Vec::new(),
+            mount_events: HashMap::new(),
         };
         let mut tasks = lock(&self.tasks);
         while tasks.try_join_next().is_some() {}
@@ -224,6 +231,21 @@ impl PodWorkers {
         lock(&self.handles).contains_key(uid)
     }
 
+    /// Removes the directories (volumes, termination messages, /etc/hosts) of pods that have
+    /// no worker and nothing in the runtime (`in_runtime`): pods removed while the kubelet was
+    /// down. Called by the relist once every pod bound to the node is known.
+    pub fn remove_orphan_pod_dirs(&self, in_runtime: impl Fn(&str) -> bool) {
+        for uid in self.ctx.volumes.pod_uids_on_disk() {
+            if self.has(&uid) || in_runtime(&uid) {
+                continue;
+            }
+            info!(%uid, "removing the directory of a pod that no longer exists");
+            if let Err(e) = self.ctx.volumes.remove_pod_dir(&uid) {
+                warn!(%uid, error = %e, "cannot remove an orphaned pod directory");
+            }
+        }
+    }
+
     /// Sandboxes or containers of a pod this kubelet does not know (its object is gone):
     /// a worker removes them.
     pub fn remove_orphan(&self, uid: &str) {
@@ -252,6 +274,14 @@ struct Worker {
     terminated: Option<tokio::time::Instant>,
     /// The earliest back-off or retry end seen during the current sync.
     wake_in: Option<Duration>,
+    /// Host paths of the pod's volumes, from the latest set-up.
+    volumes: PodVolumes,
+    /// Every volume was set up once: later failures (say a ConfigMap deleted) leave the old
+    /// content in place and only warn; they no longer hold containers back, as upstream.
+    volumes_mounted: bool,
+    /// The latest set-up failures, and their recurring `FailedMount` events by message.
+    mount_errors: Vec<VolumeError>,
+    mount_events: HashMap<String, events::Pace>,
 }
 
 fn nanos_to_time(ns: i64) -> SystemTime {
@@ -404,6 +434,10 @@ impl Worker {
                 }
             }
         }
+        if let Err(e) = self.ctx.volumes.remove_pod_dir(&self.uid) {
+            // The relist's sweep tries again.
+            warn!(uid = %self.uid, error = %e, "cannot remove the pod's volumes");
+        }
         if let Some(pod) = &self.last_pod {
             remove_log_dir(
                 &self.ctx,
@@ -451,6 +485,13 @@ impl Worker {
         stop_containers(&self.ctx.cri, &rt, Self::grace(pod)).await?;
         for s in rt.sandboxes.iter().filter(|s| s.ready) {
             self.ctx.cri.stop_pod_sandbox(&s.id).await?;
+        }
+        // Nothing runs any more: a finished pod's volumes go (its termination messages stay
+        // until it is deleted).
+        if let Err(e) = self.ctx.volumes.tear_down_volumes(&self.uid) {
+            warn!(pod = %pod_key(pod), error = %e, "cannot tear down the volumes of a finished pod");
+            self.retry_in(RETRY);
+            return Ok(());
         }
         // Nothing to do until the pod is deleted.
         self.wake_in = Some(Duration::from_secs(3600));
@@ -569,8 +610,15 @@ impl Worker {
         let cgroup_parent = resources::pod_cgroup_parent(&ctx.cfg.cgroup_root, pod, &self.uid);
         let log_dir = ctx.cfg.dirs().pod_log_dir(&ns, &name, &self.uid);
 
+        // Volumes first (upstream waits for them before the sandbox), and again at every sync
+        // so their content follows the API.
+        let volumes_ready = self.set_up_volumes(pod, !rt.sandboxes.is_empty()).await;
         let sandbox_ready = rt.sandbox().is_some_and(|s| s.ready);
-        if !sandbox_ready && !pod_completed(&spec, &rt) {
+        if !volumes_ready {
+            // Stuck in ContainerCreating (the containers' default waiting reason) until the
+            // volumes can be set up; FailedMount events say why.
+            self.retry_in(RETRY);
+        } else if !sandbox_ready && !pod_completed(&spec, &rt) {
             self.probes.clear();
             if !rt.sandboxes.is_empty() {
                 // The sandbox died: everything restarts in a new one.
@@ -619,7 +667,7 @@ impl Worker {
         }
 
         let mut acted = false;
-        if let Some(sb) = rt.sandbox().filter(|s| s.ready).cloned() {
+        if let Some(sb) = rt.sandbox().filter(|s| s.ready && volumes_ready).cloned() {
             let sb_config =
                 kuberuntime::sandbox_config(pod, sb.attempt, &ctx.cfg, &log_dir, &cgroup_parent);
             let policy = spec.restart_policy.as_deref().unwrap_or("Always");
@@ -681,6 +729,92 @@ impl Worker {
         ctx.status.set(pod, &st);
         self.last_status = Some(st);
         Ok(())
+    }
+
+    /// Sets up (or refreshes) the pod's volumes; failures become `FailedMount` events. True
+    /// when containers may start: every volume was set up once, by this worker or — the pod
+    /// has a sandbox (`had_sandbox`), which is only made after its volumes — before a kubelet
+    /// restart (upstream reconstructs that state from disk).
+    async fn set_up_volumes(&mut self, pod: &Pod, had_sandbox: bool) -> bool {
+        let (vols, errors) = self.ctx.volumes.set_up(pod).await;
+        self.volumes = vols;
+        for e in errors.iter().filter(|e| !self.mount_errors.contains(e)) {
+            warn!(pod = %pod_key(pod), error = %e, "volume set-up failed");
+        }
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        self.mount_events.retain(|m, _| messages.contains(m));
+        for m in messages {
+            if self.mount_events.entry(m.clone()).or_default().due() {
+                EventTarget::pod(&self.ctx.events, pod).warning("FailedMount", m);
+            }
+        }
+        self.mount_errors = errors;
+        if self.mount_errors.is_empty() || had_sandbox {
+            self.volumes_mounted = true;
+        }
+        self.volumes_mounted
+    }
+
+    /// The container's mounts: volumes, the pod's `/etc/hosts` (rewritten for each container
+    /// start, as upstream), and a fresh termination-message file.
+    fn mounts(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        pod_ips: &[String],
+        env: &[(String, String)],
+    ) -> Result<Vec<api::Mount>, String> {
+        let dirs = self.ctx.volumes.dirs();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let host_net = spec.host_network.unwrap_or(false);
+        let mut hosts = None;
+        if !pod_ips.is_empty() && !volumes::mounts_etc_hosts(c) {
+            let path = dirs.pod_etc_hosts(&self.uid);
+            etc_hosts::ensure(
+                &path,
+                pod_ips,
+                &hostname(pod),
+                &kuberuntime::pod_domain(pod, &self.ctx.cfg.cluster_domain),
+                spec.host_aliases.as_deref().unwrap_or_default(),
+                host_net,
+            )
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            hosts = Some(path);
+        }
+        let mut log = None;
+        if c.termination_message_path
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            let dir = dirs.pod_container_dir(&self.uid, &c.name);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = dir.join(format!("{:08x}", nanos ^ std::process::id()));
+            // As upstream, a file that cannot be made only loses the message.
+            let made = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::File::create(&path))
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+                });
+            match made {
+                Ok(()) => log = Some(path),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot create the termination-log file")
+                }
+            }
+        }
+        volumes::container_mounts(
+            c,
+            &MountInputs {
+                volumes: &self.volumes,
+                env,
+                etc_hosts: hosts.as_deref(),
+                termination_log: log.as_deref(),
+                subpaths: &dirs.pod_dir(&self.uid).join("volume-subpaths"),
+            },
+        )
     }
 
     /// A running container: restart it when its spec changed or its liveness probe failed.
@@ -802,12 +936,13 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false);
+        let pod_ips = if host_net {
+            vec![ctx.host_ip.clone()]
+        } else {
+            sb.ips.clone()
+        };
         let env_ctx = EnvContext {
-            pod_ips: if host_net {
-                vec![ctx.host_ip.clone()]
-            } else {
-                sb.ips.clone()
-            },
+            pod_ips: pod_ips.clone(),
             host_ip: ctx.host_ip.clone(),
             node_name: ctx.cfg.node_name.clone(),
             node_milli_cpu: ctx.milli_cpu,
@@ -824,6 +959,16 @@ impl Worker {
                 return false;
             }
         };
+        let mounts = match self.mounts(pod, c, &pod_ips, &env) {
+            Ok(m) => m,
+            Err(e) => {
+                self.notes
+                    .waiting
+                    .insert(c.name.clone(), ("CreateContainerConfigError".into(), e));
+                self.retry_in(Duration::from_secs(10));
+                return false;
+            }
+        };
         let attempt = rt.next_attempt(&c.name);
         let config = kuberuntime::container_config(
             pod,
@@ -833,6 +978,7 @@ impl Worker {
                 image: &image,
                 env,
                 resources: resources::linux_resources(pod, c, ctx.memory_capacity),
+                mounts,
             },
         );
         let id = match ctx

@@ -4,7 +4,16 @@
 use std::collections::HashMap;
 
 use crate::cri::{CriError, RuntimeClient, api};
-use crate::kuberuntime::{ANNOTATION_CGROUP_PARENT, ANNOTATION_CONTAINER_HASH, LABEL_POD_UID};
+use crate::kuberuntime::{
+    ANNOTATION_CGROUP_PARENT, ANNOTATION_CONTAINER_HASH, ANNOTATION_TERMINATION_MESSAGE_PATH,
+    ANNOTATION_TERMINATION_MESSAGE_POLICY, LABEL_POD_UID,
+};
+
+/// Upstream's limits: the termination-message file's last 4 KiB; with
+/// `FallbackToLogsOnError`, the log's last 80 lines and at most 2 KiB of them.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+const MAX_TERMINATION_LOG_LINES: usize = 80;
+const MAX_TERMINATION_LOG_BYTES: usize = 2048;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxState {
@@ -56,6 +65,17 @@ impl ContainerState {
     }
 
     fn from_status(s: api::ContainerStatus, sandbox_id: String) -> Self {
+        let mut message = s.message.clone();
+        if s.state == api::ContainerState::ContainerExited as i32 {
+            // The runtime's own message, then what the container left (upstream's order).
+            let t = termination_message(&s);
+            if !t.is_empty() {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&t);
+            }
+        }
         let meta = s.metadata.unwrap_or_default();
         let phase = match api::ContainerState::try_from(s.state) {
             Ok(api::ContainerState::ContainerCreated) => ContainerPhase::Created,
@@ -74,7 +94,7 @@ impl ContainerState {
             finished_at: s.finished_at,
             exit_code: s.exit_code,
             reason: s.reason,
-            message: s.message,
+            message,
             image_ref: s.image_ref,
             hash: s
                 .annotations
@@ -83,6 +103,69 @@ impl ContainerState {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The last `max` bytes of a file (upstream's `tail.ReadAtMost`).
+fn read_at_most(path: &str, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len > max {
+        f.seek(SeekFrom::Start(len - max))?;
+    }
+    let mut out = Vec::new();
+    f.take(max).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Upstream's termination message of an exited container: the file mounted at its
+/// `terminationMessagePath`, or with `FallbackToLogsOnError` and a failure (and an empty or
+/// missing file) the end of its log.
+fn termination_message(s: &api::ContainerStatus) -> String {
+    let path = s
+        .annotations
+        .get(ANNOTATION_TERMINATION_MESSAGE_PATH)
+        .map_or("", String::as_str);
+    let fallback = s
+        .annotations
+        .get(ANNOTATION_TERMINATION_MESSAGE_POLICY)
+        .is_some_and(|p| p == "FallbackToLogsOnError")
+        && s.exit_code != 0
+        && s.reason != "ContainerCannotRun";
+    let mut check_logs = fallback;
+    let mut message = String::new();
+    if let Some(m) = s
+        .mounts
+        .iter()
+        .find(|m| !path.is_empty() && m.container_path == path)
+    {
+        match read_at_most(&m.host_path, MAX_TERMINATION_MESSAGE) {
+            Ok(data) => {
+                check_logs = fallback && data.is_empty();
+                message = String::from_utf8_lossy(&data).into_owned();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return format!("Error on reading termination log {}: {e}", m.host_path);
+            }
+        }
+    }
+    if check_logs {
+        let text = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+        let lines = crate::cri::logs::messages(&text);
+        let tail = &lines[lines.len().saturating_sub(MAX_TERMINATION_LOG_LINES)..];
+        let mut out = String::new();
+        for (_, l) in tail {
+            out.push_str(l);
+            out.push('\n');
+        }
+        let mut start = out.len().saturating_sub(MAX_TERMINATION_LOG_BYTES);
+        while !out.is_char_boundary(start) {
+            start += 1;
+        }
+        message = out[start..].to_owned();
+    }
+    message
 }
 
 /// A pod's sandboxes and containers, newest first.

@@ -22,78 +22,9 @@ use kubelet::cri::api;
 use kubelet::cri::logs::{Stream, messages};
 use kubelet::images::busybox_image;
 use kubelet::kuberuntime::LABEL_POD_UID;
-use kubelet::{ContainerdConfig, Kubelet, KubeletConfig, Runtime, RuntimeClient, RuntimeEndpoint};
+use kubelet::{ContainerdConfig, KubeletConfig, Runtime, RuntimeClient, RuntimeEndpoint};
+use lab::node::{BUSYBOX, Task, condition, container_status, phase, spawn_kubelet, wait_pod};
 use lab::{Lab, http_get_in_netns, init_tracing, is_root, ms, pod_config};
-use tokio::task::JoinHandle;
-
-const BUSYBOX: &str = "rkube.local/busybox:test";
-
-/// Aborts a task when dropped (the kubelet and scheduler must not outlive a failed test).
-struct Task(JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn spawn_kubelet(cfg: KubeletConfig, client: kube::Client, cri: RuntimeClient) -> Task {
-    Task(tokio::spawn(async move {
-        if let Err(e) = Kubelet::new(cfg, client, cri).run().await {
-            eprintln!("kubelet failed: {e:#}");
-        }
-    }))
-}
-
-fn phase(p: &Pod) -> &str {
-    p.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
-
-fn condition(p: &Pod, type_: &str) -> Option<String> {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
-        .map(|c| c.status.clone())
-}
-
-fn container_status(p: &Pod) -> Result<k8s_openapi::api::core::v1::ContainerStatus> {
-    p.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.first())
-        .cloned()
-        .ok_or_else(|| anyhow!("no container status: {:?}", p.status))
-}
-
-/// Polls the pod until `done` says so (or the time is up).
-async fn wait_pod(
-    pods: &Api<Pod>,
-    name: &str,
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut(&Pod) -> bool,
-) -> Result<Pod> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let p = pods.get_opt(name).await?;
-        if let Some(p) = &p
-            && done(p)
-        {
-            return Ok(p.clone());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "pod {name}: timed out waiting for {what}; last seen: {:#?}",
-                p.map(|p| p.status)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 type EventLine = (String, String, String, String, i32);
 
@@ -164,13 +95,7 @@ async fn pods_bound_to_the_node_run_as_containers() -> Result<()> {
     let lab = Lab::new()?;
     let result = scenario(&lab).await;
     if result.is_err() {
-        let log = lab.data_dir().join("agent/containerd/containerd.log");
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        eprintln!("--- end of {}:", log.display());
-        for l in tail.iter().rev() {
-            eprintln!("{l}");
-        }
+        lab::node::print_containerd_log(&lab);
     }
     result?;
     let left = lab.leftovers();

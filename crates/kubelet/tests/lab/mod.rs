@@ -1,8 +1,10 @@
-//! The test lab shared by `tests/runtime.rs` and `benches/cri.rs`: a temp data dir, a network
+//! The test lab shared by the kubelet's tests and benches: a temp data dir, a network
 //! namespace for the node, pod cgroups under a root of our own, and a `Drop` that removes every
 //! process, mount and file the lab made even when the test fails.
 // Each target that includes this module uses only part of it.
 #![allow(dead_code)]
+
+pub mod node;
 
 use std::collections::HashMap;
 use std::fs::File;

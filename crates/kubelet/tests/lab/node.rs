@@ -1,0 +1,258 @@
+//! A whole node for end-to-end tests: the real API server (`apiserver::testing::Cluster`), the
+//! scheduler and this kubelet on a supervised containerd inside the lab's network namespace,
+//! with busybox (built from the host's busybox-static) in the air-gap directory; plus the pod
+//! helpers the node tests share.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use apiserver::testing::Cluster;
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use kube::Api;
+use kubelet::images::busybox_image;
+use kubelet::{ContainerdConfig, Kubelet, KubeletConfig, Runtime, RuntimeClient, RuntimeEndpoint};
+use tokio::task::JoinHandle;
+
+use super::Lab;
+
+pub const BUSYBOX: &str = "rkube.local/busybox:test";
+
+/// Aborts a task when dropped (the kubelet and scheduler must not outlive a failed test).
+pub struct Task(pub JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn spawn_kubelet(cfg: KubeletConfig, client: kube::Client, cri: RuntimeClient) -> Task {
+    Task(tokio::spawn(async move {
+        if let Err(e) = Kubelet::new(cfg, client, cri).run().await {
+            eprintln!("kubelet failed: {e:#}");
+        }
+    }))
+}
+
+pub fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+pub fn condition(p: &Pod, type_: &str) -> Option<String> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        .map(|c| c.status.clone())
+}
+
+/// The status of the pod's first container.
+pub fn container_status(p: &Pod) -> Result<ContainerStatus> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .cloned()
+        .ok_or_else(|| anyhow!("no container status: {:?}", p.status))
+}
+
+/// The status of the pod's container `name`.
+pub fn named_status(p: &Pod, name: &str) -> Result<ContainerStatus> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == name))
+        .cloned()
+        .ok_or_else(|| anyhow!("no status of container {name}: {:?}", p.status))
+}
+
+/// The runtime ID of container `name` (without `containerd://`).
+pub fn container_id(p: &Pod, name: &str) -> Result<String> {
+    named_status(p, name)?
+        .container_id
+        .and_then(|id| id.strip_prefix("containerd://").map(str::to_owned))
+        .ok_or_else(|| anyhow!("container {name} has no ID"))
+}
+
+/// Polls the pod until `done` says so (or the time is up).
+pub async fn wait_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&Pod) -> bool,
+) -> Result<Pod> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let p = pods.get_opt(name).await?;
+        if let Some(p) = &p
+            && done(p)
+        {
+            return Ok(p.clone());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "pod {name}: timed out waiting for {what}; last seen: {:#?}",
+                p.map(|p| p.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Prints the end of containerd's log (for a failed test).
+pub fn print_containerd_log(lab: &Lab) {
+    let log = lab.data_dir().join("agent/containerd/containerd.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    eprintln!("--- end of {}:", log.display());
+    for l in tail.iter().rev() {
+        eprintln!("{l}");
+    }
+}
+
+/// API server + scheduler + containerd + kubelet.
+pub struct TestNode {
+    pub cluster: Cluster,
+    pub client: kube::Client,
+    pub kubelet_client: kube::Client,
+    pub cri: RuntimeClient,
+    pub cfg: KubeletConfig,
+    pub kubelet: Option<Task>,
+    runtime: Option<Runtime>,
+    _scheduler: Task,
+}
+
+impl TestNode {
+    /// Starts everything and waits until the Node is Ready.
+    pub async fn start(lab: &Lab) -> Result<Self> {
+        let cluster = Cluster::start(false).await;
+        let config = cluster.config().await;
+        let scheduler = {
+            let client = scheduler::client(config.clone())?;
+            Task(tokio::spawn(scheduler::run(
+                client,
+                "test-scheduler".into(),
+            )))
+        };
+        let data = lab.data_dir().to_owned();
+        let mut cd = ContainerdConfig::new(&data);
+        cd.netns = Some(lab.netns());
+        let dirs = cd.dirs();
+        std::fs::create_dir_all(&dirs.images)?;
+        busybox_image(Path::new("/bin/busybox"), BUSYBOX)?
+            .build()?
+            .write_to(&dirs.images.join("busybox.tar"))?;
+        let runtime = Runtime::start(
+            RuntimeEndpoint::Supervised(Box::new(cd)),
+            Duration::from_secs(30),
+        )
+        .await
+        .context("start containerd")?;
+        let cri = runtime.client().clone();
+        let node_name = format!("kt-node-{}", std::process::id());
+        let mut cfg = KubeletConfig::new(Some(&node_name), &data);
+        cfg.cni_network = lab.network.clone();
+        cfg.cgroup_root = lab.cgroup_root();
+        cfg.pod_netns = Some(lab.netns());
+        let kubelet_client = kubelet::kubelet::client(config)?;
+        let client = cluster.client().await;
+        let mut node = TestNode {
+            kubelet: None,
+            cluster,
+            client,
+            kubelet_client,
+            cri,
+            cfg,
+            runtime: Some(runtime),
+            _scheduler: scheduler,
+        };
+        node.start_kubelet();
+        node.wait_ready().await?;
+        Ok(node)
+    }
+
+    pub fn start_kubelet(&mut self) {
+        self.kubelet = Some(spawn_kubelet(
+            self.cfg.clone(),
+            self.kubelet_client.clone(),
+            self.cri.clone(),
+        ));
+    }
+
+    pub fn stop_kubelet(&mut self) {
+        self.kubelet = None;
+    }
+
+    pub async fn wait_ready(&self) -> Result<Node> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let t = Instant::now();
+        loop {
+            let n = nodes.get_opt(&self.cfg.node_name).await?;
+            if let Some(n) = n
+                && n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            {
+                return Ok(n);
+            }
+            ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "node never became Ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Runs `sh -c script` in container `id`; stdout on exit 0.
+    pub async fn exec(&self, id: &str, script: &str) -> Result<String> {
+        let out = self
+            .cri
+            .exec_sync(id, &["sh", "-c", script], Duration::from_secs(10))
+            .await?;
+        ensure!(
+            out.exit_code == 0,
+            "{script:?} exited {}: {}{}",
+            out.exit_code,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits until the runtime has nothing left, stops the kubelet and containerd, and waits
+    /// for the shims to go.
+    pub async fn shutdown(mut self, lab: &Lab) -> Result<()> {
+        let t = Instant::now();
+        loop {
+            let sandboxes = self.cri.list_pod_sandbox(None).await?;
+            let containers = self.cri.list_containers(None).await?;
+            if sandboxes.is_empty() && containers.is_empty() {
+                break;
+            }
+            ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "left in the runtime: {sandboxes:?} {containers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.kubelet = None;
+        if let Some(r) = self.runtime.take() {
+            r.shutdown().await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lab.runtime_pids().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}
