@@ -9,7 +9,7 @@
 mod lab;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,14 @@ fn summary(name: &str, mut v: Vec<f64>) -> (f64, f64) {
     (p50, p99)
 }
 
+/// The environment variable that makes this binary the kubelet process of the bench (its own
+/// process, so its memory is measured apart from the API server's).
+const KUBELET_ROLE: &str = "RKUBE_BENCH_KUBELET";
+
 fn main() -> Result<()> {
+    if std::env::var_os(KUBELET_ROLE).is_some() {
+        return kubelet_process();
+    }
     if !is_root() {
         eprintln!("skipping: needs root (containerd, network namespaces, cgroups)");
         return Ok(());
@@ -131,13 +138,21 @@ async fn bench(lab: &Lab, n: usize) -> Result<()> {
         lab.remove_pod_cgroup(uid);
     }
 
+    // The kubelet in a process of its own (this binary again), on the same containerd.
     let node_name = format!("bench-node-{}", std::process::id());
-    let mut cfg = KubeletConfig::new(Some(&node_name), &data);
-    cfg.cni_network = lab.network.clone();
-    cfg.cgroup_root = lab.cgroup_root();
-    cfg.pod_netns = Some(lab.netns());
-    let client = kubelet::kubelet::client(config.clone())?;
-    let kubelet = tokio::spawn(Kubelet::new(cfg, client, cri.clone()).run());
+    let mut kubelet = KillOnDrop(
+        std::process::Command::new(std::env::current_exe()?)
+            .env(KUBELET_ROLE, "1")
+            .env("BENCH_KUBECONFIG", cluster.kubeconfig())
+            .env("BENCH_NODE", &node_name)
+            .env("BENCH_DATA", &data)
+            .env("BENCH_NETWORK", &lab.network)
+            .env("BENCH_CGROUP_ROOT", lab.cgroup_root())
+            .env("BENCH_NETNS", lab.netns())
+            .env("BENCH_SOCKET", runtime_socket(&data))
+            .spawn()
+            .context("starting the kubelet process")?,
+    );
 
     let admin = cluster.client().await;
     let nodes: Api<Node> = Api::all(admin.clone());
@@ -243,17 +258,13 @@ async fn bench(lab: &Lab, n: usize) -> Result<()> {
         p50 / raw50.max(1.0),
         p99 / raw99.max(1.0)
     );
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .unwrap_or("VmRSS: ?")
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("?")
-        .to_owned();
     println!(
-        "resident memory of this process (API server + scheduler + kubelet + {n} pods): {rss} kB"
+        "kubelet process resident memory with {} pods running: {} kB (peak {} kB); \
+         API server + scheduler process: {} kB",
+        n + 1,
+        proc_status(kubelet.0.id(), "VmRSS"),
+        proc_status(kubelet.0.id(), "VmHWM"),
+        proc_status(std::process::id(), "VmRSS"),
     );
 
     // Clean up through the API: the kubelet removes everything.
@@ -277,7 +288,7 @@ async fn bench(lab: &Lab, n: usize) -> Result<()> {
         ms(t.elapsed())
     );
     watch.abort();
-    kubelet.abort();
+    let _ = kubelet.0.kill();
     scheduler.abort();
     runtime.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -285,4 +296,57 @@ async fn bench(lab: &Lab, n: usize) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// A child process killed when dropped (the bench failing early leaves no kubelet behind).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A field of /proc/PID/status in kB, or "?".
+fn proc_status(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_owned()
+}
+
+fn runtime_socket(data: &Path) -> PathBuf {
+    ContainerdConfig::new(data).dirs().containerd_socket
+}
+
+/// The kubelet process: the kubelet of the bench's node against the bench's API server and
+/// containerd, until killed.
+fn kubelet_process() -> Result<()> {
+    let var = |k: &str| std::env::var(k).with_context(|| format!("{k} is not set"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(var("BENCH_KUBECONFIG")?)?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let runtime = Runtime::start(
+            RuntimeEndpoint::External(PathBuf::from(var("BENCH_SOCKET")?)),
+            Duration::from_secs(30),
+        )
+        .await?;
+        let mut cfg = KubeletConfig::new(Some(&var("BENCH_NODE")?), var("BENCH_DATA")?);
+        cfg.cni_network = var("BENCH_NETWORK")?;
+        cfg.cgroup_root = var("BENCH_CGROUP_ROOT")?;
+        cfg.pod_netns = Some(PathBuf::from(var("BENCH_NETNS")?));
+        let client = kubelet::kubelet::client(config)?;
+        Kubelet::new(cfg, client, runtime.client().clone())
+            .run()
+            .await
+    })
 }

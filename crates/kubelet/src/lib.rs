@@ -17,7 +17,7 @@
 //! * [`kuberuntime`]: pod spec → CRI sandbox and container configs ([`env`], [`resources`]).
 //! * [`status`]: pod status generation and the status manager.
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
-//! * [`prober`]: exec, httpGet and tcpSocket probes.
+//! * [`prober`]: exec, httpGet, tcpSocket and gRPC ([`grpc_probe`]) probes.
 //! * [`lifecycle`]: postStart and preStop hooks.
 //! * [`credentials`]: registry credentials from `imagePullSecrets`.
 //! * [`volumes`]: the volume manager and one module per volume type (emptyDir, hostPath,
@@ -33,6 +33,7 @@ pub mod containerd;
 pub mod credentials;
 pub mod cri;
 pub mod env;
+pub mod grpc_probe;
 pub mod events;
 pub mod image_manager;
 pub mod images;

@@ -199,7 +199,24 @@ impl Prober {
                 Err(_) => ProbeResult::Failure(format!("Get http://{addr}{path}: timeout")),
             };
         }
-        ProbeResult::Failure("unsupported probe handler (grpc is not supported yet)".into())
+        if let Some(grpc) = &probe.grpc {
+            let Ok(port) = u16::try_from(grpc.port) else {
+                return ProbeResult::Failure(format!("invalid port {}", grpc.port));
+            };
+            let addr = SocketAddr::new(ip, port);
+            let prober = self.clone();
+            let connect = move || {
+                let prober = prober.clone();
+                async move { prober.connect(addr, timeout).await }
+            };
+            let service = grpc.service.as_deref().unwrap_or("");
+            let target = addr.to_string();
+            return match crate::grpc_probe::check(&target, service, timeout, connect).await {
+                Ok(()) => ProbeResult::Success,
+                Err(why) => ProbeResult::Failure(why),
+            };
+        }
+        ProbeResult::Failure("no probe handler".into())
     }
 
     async fn http_get(

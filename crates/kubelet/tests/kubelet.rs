@@ -922,6 +922,53 @@ spec:
         ])
         .await;
 
+    // gRPC probes: the health check itself against a real gRPC server (containerd serves
+    // grpc.health.v1), and a readiness probe on a port that does not speak gRPC keeps a pod
+    // not Ready, with the prober's reason in an Unhealthy event.
+    let socket = dirs.containerd_socket.clone();
+    let connect = move || {
+        let socket = socket.clone();
+        async move {
+            tokio::net::UnixStream::connect(socket)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    kubelet::grpc_probe::check("localhost", "", Duration::from_secs(3), connect)
+        .await
+        .map_err(|e| anyhow!("containerd's health service: {e}"))?;
+    let grpc = cluster.write(
+        "grpc.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: grpcprobe}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: rkube.local/busybox:test
+    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    readinessProbe: {grpc: {port: 8080}, periodSeconds: 1}
+"#,
+    );
+    cluster.ok(&["apply", "-f", &grpc]).await;
+    let mut unhealthy = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_event(&unhealthy, "Warning", "Unhealthy", "Readiness probe failed: ") {
+        ensure!(Instant::now() < deadline, "no Unhealthy event: {unhealthy:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        unhealthy = events_of(&client, "grpcprobe").await?;
+    }
+    let p = pods.get("grpcprobe").await?;
+    ensure!(
+        phase(&p) == "Running" && condition(&p, "Ready").as_deref() == Some("False"),
+        "{:?}",
+        p.status
+    );
+    cluster
+        .ok(&["delete", "pod", "grpcprobe", "--grace-period=1"])
+        .await;
+
     // Lifecycle hooks: postStart runs right after the start; a failing one kills the
     // container; preStop runs before SIGTERM and its time counts against the grace period.
     let hooks = cluster.write(
