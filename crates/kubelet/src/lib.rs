@@ -19,11 +19,14 @@
 //! * [`pleg`]: the periodic runtime relist that wakes pod workers and finds orphans.
 //! * [`prober`]: exec, httpGet and tcpSocket probes.
 //! * [`service_route`]: the Service CIDR's blackhole route.
+//! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`), reading logs
+//!   through [`container_logs`].
 
 pub mod backoff;
 pub mod cgroups;
 pub mod cni;
 pub mod config;
+pub mod container_logs;
 pub mod containerd;
 pub mod cri;
 pub mod env;
@@ -39,6 +42,7 @@ pub mod pod_workers;
 pub mod prober;
 pub mod resources;
 pub mod runtime_state;
+pub mod server;
 pub mod service_route;
 pub mod status;
 

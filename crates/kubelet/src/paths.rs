@@ -24,6 +24,9 @@ pub struct AgentDirs {
     pub images: PathBuf,
     /// `agent/pods`: pod log directories, `<namespace>_<name>_<uid>/<container>/<n>.log`.
     pub pod_logs: PathBuf,
+    /// `agent/serving-kubelet.crt|key`: the kubelet server's self-signed certificate.
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
 }
 
 impl AgentDirs {
@@ -38,6 +41,8 @@ impl AgentDirs {
             cni_ipam: agent.join("cni/networks"),
             images: agent.join("images"),
             pod_logs: agent.join("pods"),
+            serving_cert: agent.join("serving-kubelet.crt"),
+            serving_key: agent.join("serving-kubelet.key"),
             containerd,
             agent,
         }
