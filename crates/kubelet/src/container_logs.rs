@@ -119,7 +119,9 @@ impl Writer {
         }
         self.at_line_start = line.full;
         if let Some(remain) = self.remain.as_mut() {
-            let take = chunk.len().min(usize::try_from(*remain).unwrap_or(usize::MAX));
+            let take = chunk
+                .len()
+                .min(usize::try_from(*remain).unwrap_or(usize::MAX));
             out.extend_from_slice(&chunk[..take]);
             *remain -= take as u64;
             if *remain == 0 {

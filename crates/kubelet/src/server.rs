@@ -91,10 +91,11 @@ impl Server {
         }
         // A caller without a certificate gets a 401 (as upstream's authentication filter
         // answers); one with a certificate of another CA fails the handshake.
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .context("client certificate verifier")?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("client certificate verifier")?;
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
@@ -253,8 +254,7 @@ fn serving_cert(
             .self_signed(&pair)
             .context("signing the serving certificate")?;
         if let Some(dir) = cert.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         write_private(key, pair.serialize_pem().as_bytes())?;
         std::fs::write(cert, signed.pem())
@@ -334,10 +334,9 @@ async fn handle(
             let query = parse_query(req.uri().query());
             container_logs(state, ns, pod, container, &query).await
         }
-        (_, ["containerLogs", ..]) if req.method() != Method::GET => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405: Method Not Allowed",
-        ),
+        (_, ["containerLogs", ..]) if req.method() != Method::GET => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        }
         (_, ["containerLogs", ..]) => text(
             StatusCode::BAD_REQUEST,
             r#"{"message": "Missing container name."}"#,
@@ -497,10 +496,7 @@ impl PodLogOptions {
 fn has_container(pod: &Pod, name: &str) -> bool {
     pod.spec.as_ref().is_some_and(|s| {
         s.containers.iter().any(|c| c.name == name)
-            || s.init_containers
-                .iter()
-                .flatten()
-                .any(|c| c.name == name)
+            || s.init_containers.iter().flatten().any(|c| c.name == name)
             || s.ephemeral_containers
                 .iter()
                 .flatten()
@@ -545,9 +541,8 @@ pub fn container_log_id(
             })?,
         }
     } else if last.is_some() {
-        last_id.ok_or_else(|| {
-            format!("container {container:?} in pod {pod_name:?} is terminated")
-        })?
+        last_id
+            .ok_or_else(|| format!("container {container:?} in pod {pod_name:?} is terminated"))?
     } else if let Some(w) = &state.waiting {
         let reason = w.reason.clone().unwrap_or_default();
         return Err(match reason.as_str() {
@@ -557,7 +552,9 @@ pub fn container_log_id(
             "ImagePullBackOff" => format!(
                 "container {container:?} in pod {pod_name:?} is waiting to start: trying and failing to pull image"
             ),
-            _ => format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}"),
+            _ => {
+                format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}")
+            }
         });
     } else {
         return Err(format!(
@@ -634,7 +631,10 @@ async fn container_logs(
         Ok(id) => id,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
     };
-    let raw_id = id.split_once("://").map_or(id.as_str(), |(_, i)| i).to_owned();
+    let raw_id = id
+        .split_once("://")
+        .map_or(id.as_str(), |(_, i)| i)
+        .to_owned();
     let log_path = match state.cri.container_status(&raw_id, false).await {
         Ok(s) if !s.log_path.is_empty() => s.log_path,
         Ok(_) => {
@@ -751,8 +751,9 @@ mod tests {
     #[test]
     fn options_decode_and_validate() {
         let q = |s: &str| parse_query(Some(s));
-        let o = PodLogOptions::from_query(&q("follow=true&tailLines=2&timestamps=1&previous=false"))
-            .unwrap_or_default();
+        let o =
+            PodLogOptions::from_query(&q("follow=true&tailLines=2&timestamps=1&previous=false"))
+                .unwrap_or_default();
         assert!(o.follow && o.timestamps && !o.previous);
         assert_eq!(o.tail_lines, Some(2));
         assert!(PodLogOptions::from_query(&q("tailLines=x")).is_err());
@@ -760,10 +761,8 @@ mod tests {
             .unwrap_or_default();
         let fields: Vec<String> = bad.validate().into_iter().map(|e| e.0).collect();
         assert_eq!(fields, ["tailLines", "limitBytes", "sinceSeconds"]);
-        let both = PodLogOptions::from_query(&q(
-            "sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z",
-        ))
-        .unwrap_or_default();
+        let both = PodLogOptions::from_query(&q("sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z"))
+            .unwrap_or_default();
         assert_eq!(both.validate().len(), 1);
         let now: Timestamp = "2024-01-01T00:01:00Z".parse().unwrap_or_default();
         let since = PodLogOptions::from_query(&q("sinceSeconds=30"))
