@@ -39,6 +39,7 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" => vec!["create"],
         "finalize" => vec!["update"],
+        "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
     }
 }

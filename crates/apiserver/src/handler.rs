@@ -38,6 +38,8 @@ pub struct ApiState {
     pub catalog: Catalog,
     pub server_address: String,
     pub metrics: crate::metrics::Metrics,
+    /// How `pods/log` reaches kubelets; `None`: it cannot.
+    pub kubelet: Option<crate::pod_log::KubeletClient>,
 }
 
 impl ApiState {
@@ -47,6 +49,7 @@ impl ApiState {
             catalog: Catalog::new(),
             server_address,
             metrics: Default::default(),
+            kubelet: None,
         }
     }
 }
@@ -666,6 +669,9 @@ async fn resource(
         }
         (Method::GET, Some(name), Some("status")) => {
             render(info, reg.get(info, ns, name).await?, &accept, &query)
+        }
+        (Method::GET, Some(name), Some("log")) if info.group.is_empty() && info.kind == "Pod" => {
+            crate::pod_log::get(state, ns, name, &query).await
         }
         (Method::GET, Some(name), Some("scale")) => Ok(ok(&crate::scale::to_scale(
             info,

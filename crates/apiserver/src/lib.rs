@@ -18,6 +18,7 @@ mod namespace_lifecycle;
 mod openapi;
 pub mod patch;
 pub mod pki;
+mod pod_log;
 mod protobuf;
 pub mod registry;
 pub mod resources;

@@ -42,10 +42,18 @@ impl Pki {
     pub fn admin_key(&self) -> PathBuf {
         self.dir.join("client-admin.key")
     }
+    /// The API server's client certificate for kubelets (`--kubelet-client-certificate`).
+    pub fn kubelet_client_cert(&self) -> PathBuf {
+        self.dir.join("client-kube-apiserver.crt")
+    }
+    pub fn kubelet_client_key(&self) -> PathBuf {
+        self.dir.join("client-kube-apiserver.key")
+    }
 
     /// Creates whatever is missing: the CA once (never replaced: every credential hangs on
     /// it), the serving certificate for `sans`, and the admin client certificate
-    /// (`system:admin` in `system:masters`).
+    /// (`system:admin` in `system:masters`), and the API server's kubelet-client certificate
+    /// (`kube-apiserver-kubelet-client` in `system:masters`, as kubeadm issues it).
     pub fn ensure(&self, sans: &[String]) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
@@ -88,16 +96,26 @@ impl Pki {
             write_secret(&self.serving_key(), &key.serialize_pem())?;
             std::fs::write(self.serving_cert(), cert.pem())?;
         }
-        if !self.admin_cert().exists() {
+        for (cert_path, key_path, cn) in [
+            (self.admin_cert(), self.admin_key(), "system:admin"),
+            (
+                self.kubelet_client_cert(),
+                self.kubelet_client_key(),
+                "kube-apiserver-kubelet-client",
+            ),
+        ] {
+            if cert_path.exists() {
+                continue;
+            }
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name = dn("system:admin", Some("system:masters"));
+            params.distinguished_name = dn(cn, Some("system:masters"));
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             params.not_before = rcgen::date_time_ymd(2025, 1, 1);
             params.not_after = rcgen::date_time_ymd(2035, 1, 1);
             let cert = params.signed_by(&key, &issuer)?;
-            write_secret(&self.admin_key(), &key.serialize_pem())?;
-            std::fs::write(self.admin_cert(), cert.pem())?;
+            write_secret(&key_path, &key.serialize_pem())?;
+            std::fs::write(&cert_path, cert.pem())?;
         }
         Ok(())
     }

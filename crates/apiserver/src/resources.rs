@@ -107,7 +107,7 @@ pub fn all() -> Vec<ResourceInfo> {
         ResourceInfo::of::<core::Pod>()
             .short(&["po"])
             .all()
-            .sub(&["status", "binding"]),
+            .sub(&["status", "binding", "log"]),
         ResourceInfo::of::<core::ReplicationController>()
             .short(&["rc"])
             .all()

@@ -82,11 +82,15 @@ impl Server {
         };
         let server_url = format!("https://{host}:{}", addr.port());
         pki.write_admin_kubeconfig(&config.kubeconfig, &server_url)?;
-        let state = Arc::new(ApiState::new(
+        let mut state = ApiState::new(
             store.clone(),
             format!("{host}:{}", addr.port()),
             config.event_ttl,
-        ));
+        );
+        state.kubelet = Some(
+            crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
+        );
+        let state = Arc::new(state);
         handler::bootstrap(&state)
             .await
             .context("creating the system namespaces")?;

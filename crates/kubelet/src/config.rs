@@ -62,8 +62,12 @@ pub struct KubeletConfig {
     /// Crash-loop back-off: first delay, and the cap it doubles to.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// The kubelet's port in `status.daemonEndpoints` (nothing serves it yet).
+    /// The kubelet server's port on the node IP (`status.daemonEndpoints`); 0 = any free
+    /// port, the one bound being advertised.
     pub kubelet_port: i32,
+    /// CA certificates (DER) that sign the clients the kubelet server accepts (the cluster CA,
+    /// from the kubeconfig's certificate-authority-data). Empty: no server is started.
+    pub client_ca: Vec<Vec<u8>>,
     /// `pods` capacity of the node.
     pub max_pods: i64,
 }
@@ -95,6 +99,7 @@ impl KubeletConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             kubelet_port: 10250,
+            client_ca: Vec::new(),
             max_pods: 110,
         }
     }

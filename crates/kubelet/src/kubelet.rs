@@ -23,6 +23,7 @@ use crate::image_manager::ImageManager;
 use crate::node::{self, NodeFacts};
 use crate::pod_workers::{Context, PodWorkers};
 use crate::prober::{NetnsDialer, Prober};
+use crate::server::{Server, ServerState};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
 use crate::{machine, pleg};
@@ -53,7 +54,11 @@ impl Kubelet {
     /// Registers the node and runs its pods until this future is dropped (which stops the
     /// kubelet's tasks; pods keep running). Fails only if the node cannot be set up.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Kubelet { cfg, client, cri } = self;
+        let Kubelet {
+            mut cfg,
+            client,
+            cri,
+        } = self;
         let version = cri
             .wait_ready(Duration::from_secs(30))
             .await
@@ -77,6 +82,21 @@ impl Kubelet {
             .ok_or_else(|| anyhow!("node {} has no pod CIDR", cfg.node_name))?
             .to_owned();
         configure_network(&cfg, &cri, &pod_cidr).await?;
+        // Bound before the node status is written, which advertises the port actually bound.
+        let server = if cfg.client_ca.is_empty() {
+            warn!("no cluster CA to check callers against: the kubelet server (logs) is off");
+            None
+        } else {
+            let ip: std::net::IpAddr = facts
+                .host_ip
+                .parse()
+                .with_context(|| format!("node IP {:?}", facts.host_ip))?;
+            let server = Server::bind(&cfg, ip)
+                .await
+                .context("starting the kubelet server")?;
+            cfg.kubelet_port = i32::from(server.addr().port());
+            Some(server)
+        };
         info!(node = %cfg.node_name, %pod_cidr, host_ip = %facts.host_ip,
             runtime = %facts.runtime_version, "kubelet running");
 
@@ -117,12 +137,19 @@ impl Kubelet {
             host_ip: facts.host_ip.clone(),
             memory_capacity: facts.memory,
             milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
-            status,
+            status: status.clone(),
             client: client.clone(),
             cri: cri.clone(),
             cfg: cfg.clone(),
         });
         let workers = Arc::new(PodWorkers::new(ctx));
+        if let Some(server) = server {
+            tasks.spawn(server.serve(ServerState {
+                workers: workers.clone(),
+                status: status.clone(),
+                cri: cri.clone(),
+            }));
+        }
         let (synced_tx, synced_rx) = watch::channel(false);
         tasks.spawn(watch_pods(
             client.clone(),

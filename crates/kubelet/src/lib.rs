@@ -24,11 +24,14 @@
 //!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's blackhole route.
+//! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`), reading logs
+//!   through [`container_logs`].
 
 pub mod backoff;
 pub mod cgroups;
 pub mod cni;
 pub mod config;
+pub mod container_logs;
 pub mod containerd;
 pub mod credentials;
 pub mod cri;
@@ -48,6 +51,7 @@ pub mod pod_workers;
 pub mod prober;
 pub mod resources;
 pub mod runtime_state;
+pub mod server;
 pub mod service_route;
 pub mod status;
 pub mod volumes;

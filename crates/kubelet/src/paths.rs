@@ -27,6 +27,9 @@ pub struct AgentDirs {
     /// `agent/kubelet/pods`: per pod UID, as upstream's `/var/lib/kubelet/pods/<uid>`:
     /// `volumes/<plugin>/<name>`, `containers/<name>/<id>` (termination logs), `etc-hosts`.
     pub kubelet_pods: PathBuf,
+    /// `agent/serving-kubelet.crt|key`: the kubelet server's self-signed certificate.
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
 }
 
 impl AgentDirs {
@@ -42,6 +45,8 @@ impl AgentDirs {
             images: agent.join("images"),
             pod_logs: agent.join("pods"),
             kubelet_pods: agent.join("kubelet/pods"),
+            serving_cert: agent.join("serving-kubelet.crt"),
+            serving_key: agent.join("serving-kubelet.key"),
             containerd,
             agent,
         }

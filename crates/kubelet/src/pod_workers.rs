@@ -246,6 +246,18 @@ impl PodWorkers {
         }
     }
 
+    /// The newest object of the pod `namespace/name` this kubelet runs (upstream's
+    /// `GetPodByName`); `None` once the API deleted it.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        lock(&self.handles).values().find_map(|h| {
+            h.pod.borrow().as_ref().and_then(|p| {
+                (p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.metadata.name.as_deref() == Some(name))
+                .then(|| p.clone())
+            })
+        })
+    }
+
     /// Sandboxes or containers of a pod this kubelet does not know (its object is gone):
     /// a worker removes them.
     pub fn remove_orphan(&self, uid: &str) {

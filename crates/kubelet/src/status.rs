@@ -520,6 +520,14 @@ impl StatusManager {
         Ok(())
     }
 
+    /// The newest status generated for pod `uid` (queued or written), as upstream's
+    /// `GetPodStatus`: it may be ahead of the API's copy.
+    pub fn get(&self, uid: &str) -> Option<PodStatus> {
+        let pending = lock(&self.inner.pending).get(uid).map(|p| p.status.clone());
+        let value = pending.or_else(|| lock(&self.inner.written).get(uid).cloned())?;
+        serde_json::from_value(value).ok()
+    }
+
     /// Forgets a pod that is gone.
     pub fn forget(&self, uid: &str) {
         lock(&self.inner.pending).remove(uid);

@@ -139,6 +139,10 @@ async fn scenario(lab: &Lab) -> Result<()> {
     cfg.cni_network = lab.network.clone();
     cfg.cgroup_root = lab.cgroup_root();
     cfg.pod_netns = Some(lab.netns());
+    // The kubelet server listens on loopback only, on a free port.
+    cfg.node_ip = Some("127.0.0.1".parse()?);
+    cfg.kubelet_port = 0;
+    cfg.client_ca = config.root_cert.clone().unwrap_or_default();
     let kubelet_client = kubelet::kubelet::client(config.clone())?;
     let t = Instant::now();
     let mut kubelet_task = spawn_kubelet(cfg.clone(), kubelet_client.clone(), cri.clone());

@@ -81,6 +81,9 @@ impl Agent {
         cfg.node_ip = node.node_ip;
         cfg.node_labels = node.node_labels.clone();
         cfg.remote_image_pulls = node.allow_remote_image_pulls;
+        // The kubelet server accepts callers signed by the cluster CA (the API server's
+        // kubelet-client certificate), the CA the kubeconfig trusts.
+        cfg.client_ca = config.root_cert.clone().unwrap_or_default();
         let client = kubelet::kubelet::client(config)?;
         let kubelet = tokio::spawn(Kubelet::new(cfg, client, runtime.client().clone()).run());
         Ok(Agent { runtime, kubelet })

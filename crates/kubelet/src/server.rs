@@ -1,0 +1,774 @@
+//! The kubelet's HTTPS server on the node IP (port 10250 by default; upstream's
+//! `pkg/kubelet/server`): `GET /containerLogs/{namespace}/{pod}/{container}` and `/healthz`.
+//!
+//! TLS with a self-signed serving certificate for the node's name and IP (kept under the
+//! agent's data dir, as upstream does without a CSR). Callers must present a client
+//! certificate signed by the cluster CA (the API server's kubelet-client certificate);
+//! authorization is the `system:masters` group until the Node authorizer / SubjectAccessReview
+//! delegation exists.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::KubeletConfig;
+use crate::container_logs::{LogOptions, read_logs};
+use crate::cri::RuntimeClient;
+use crate::pod_workers::PodWorkers;
+use crate::status::StatusManager;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// The only group allowed in until authorization is delegated to the API server.
+const ADMIN_GROUP: &str = "system:masters";
+
+/// What the handlers read: the pods this kubelet runs, their statuses and the runtime.
+#[derive(Clone)]
+pub struct ServerState {
+    pub workers: Arc<PodWorkers>,
+    pub status: StatusManager,
+    pub cri: RuntimeClient,
+}
+
+/// A bound, not yet serving, kubelet server (bound first so the port is known before the
+/// node status advertises it).
+pub struct Server {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    addr: SocketAddr,
+}
+
+/// The caller, from its client certificate: CN is the user, O the groups.
+#[derive(Clone, Debug)]
+struct Caller {
+    user: String,
+    groups: Vec<String>,
+}
+
+impl Server {
+    /// Binds `ip:cfg.kubelet_port` (0 = any free port) with TLS that requires callers to be
+    /// signed by `cfg.client_ca`; creates the serving certificate if it is missing or does not
+    /// name this node.
+    pub async fn bind(cfg: &KubeletConfig, ip: IpAddr) -> anyhow::Result<Server> {
+        if cfg.client_ca.is_empty() {
+            bail!("no client CA: the kubelet would serve nobody");
+        }
+        let port = u16::try_from(cfg.kubelet_port)
+            .with_context(|| format!("kubelet port {}", cfg.kubelet_port))?;
+        let dirs = cfg.dirs();
+        let (certs, key) = serving_cert(
+            &dirs.serving_cert,
+            &dirs.serving_key,
+            &cfg.node_name,
+            &cfg.hostname,
+            ip,
+        )?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for der in &cfg.client_ca {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .context("the client CA certificate")?;
+        }
+        // A caller without a certificate gets a 401 (as upstream's authentication filter
+        // answers); one with a certificate of another CA fails the handshake.
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("client certificate verifier")?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .context("the kubelet serving certificate")?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let bind = SocketAddr::new(ip, port);
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("listening on {bind}"))?;
+        let addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until dropped.
+    pub async fn serve(self, state: ServerState) {
+        info!(addr = %self.addr, "kubelet server listening");
+        let state = Arc::new(state);
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "kubelet server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "kubelet server: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let caller = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(caller_from_cert);
+                let service = service_fn(move |req| {
+                    let (state, caller) = (state.clone(), caller.clone());
+                    async move { Ok::<_, Infallible>(handle(&state, caller, req).await) }
+                });
+                if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await
+                {
+                    debug!(%peer, error = %e, "kubelet server: connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+fn caller_from_cert(der: &CertificateDer<'_>) -> Option<Caller> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let subject = cert.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some(Caller { user, groups })
+}
+
+/// The serving certificate and key at `cert`/`key`, made (self-signed) when missing or when
+/// they do not name `node_name` and `ip`.
+fn serving_cert(
+    cert: &Path,
+    key: &Path,
+    node_name: &str,
+    hostname: &str,
+    ip: IpAddr,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let mut dns = vec![node_name.to_owned()];
+    let host = hostname.to_lowercase();
+    if host != node_name && !host.is_empty() {
+        dns.push(host);
+    }
+    let current = std::fs::read(cert).ok().and_then(|pem| {
+        let der = rustls_pemfile::certs(&mut pem.as_slice()).next()?.ok()?;
+        let (_, x) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let san = x.subject_alternative_name().ok()??;
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                    4 => <[u8; 4]>::try_from(*b)
+                        .ok()
+                        .map(|a| IpAddr::from(a).to_string()),
+                    16 => <[u8; 16]>::try_from(*b)
+                        .ok()
+                        .map(|a| IpAddr::from(a).to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        Some(names)
+    });
+    let fits = current.is_some_and(|names| {
+        names.contains(&ip.to_string()) && dns.iter().all(|d| names.contains(d))
+    });
+    if !fits || !key.exists() {
+        let pair = rcgen::KeyPair::generate().context("generating the serving key")?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = rcgen::DistinguishedName::new();
+        let now = Timestamp::now();
+        dn.push(
+            rcgen::DnType::CommonName,
+            format!("{node_name}@{}", now.as_second()),
+        );
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
+        for d in &dns {
+            if let Ok(name) = d.clone().try_into() {
+                params.subject_alt_names.push(rcgen::SanType::DnsName(name));
+            }
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyEncipherment,
+        ];
+        // Upstream's self-signed kubelet certificate is valid for a year.
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        let year = now
+            .checked_add(SignedDuration::from_hours(24 * 366))
+            .unwrap_or(now);
+        let until = year.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).date();
+        params.not_after = rcgen::date_time_ymd(
+            i32::from(until.year()),
+            u8::try_from(until.month()).unwrap_or(1),
+            u8::try_from(until.day()).unwrap_or(1),
+        );
+        let signed = params
+            .self_signed(&pair)
+            .context("signing the serving certificate")?;
+        if let Some(dir) = cert.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_private(key, pair.serialize_pem().as_bytes())?;
+        std::fs::write(cert, signed.pem())
+            .with_context(|| format!("writing {}", cert.display()))?;
+        info!(cert = %cert.display(), "kubelet serving certificate created");
+    }
+    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .with_context(|| format!("parsing {}", key.display()))?
+        .with_context(|| format!("no private key in {}", key.display()))?;
+    Ok((certs, key))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(msg.into())).boxed());
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+async fn handle(
+    state: &ServerState,
+    caller: Option<Caller>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let Some(caller) = caller else {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    // Upstream asks the API server (SubjectAccessReview) about nodes/<subresource>; until that
+    // is delegated, only the cluster's admins (the API server's kubelet-client identity is one)
+    // get in.
+    if !caller.groups.iter().any(|g| g == ADMIN_GROUP) {
+        let sub = if path.starts_with("/healthz") {
+            "healthz"
+        } else {
+            "proxy"
+        };
+        let verb = if req.method() == Method::GET {
+            "get"
+        } else {
+            "create"
+        };
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Forbidden (user={}, verb={verb}, resource=nodes, subresource={sub})",
+                caller.user
+            ),
+        );
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (&Method::GET, ["containerLogs", ns, pod, container]) => {
+            let query = parse_query(req.uri().query());
+            container_logs(state, ns, pod, container, &query).await
+        }
+        (_, ["containerLogs", ..]) if req.method() != Method::GET => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        }
+        (_, ["containerLogs", ..]) => text(
+            StatusCode::BAD_REQUEST,
+            r#"{"message": "Missing container name."}"#,
+        ),
+        _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query's parameters, first value of each.
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for p in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        out.entry(percent_decode(k))
+            .or_insert_with(|| percent_decode(v));
+    }
+    out
+}
+
+/// `PodLogOptions` from a query, decoded as Kubernetes' parameter codec does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodLogOptions {
+    pub container: Option<String>,
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub since_seconds: Option<i64>,
+    pub since_time: Option<Timestamp>,
+    pub tail_lines: Option<i64>,
+    pub limit_bytes: Option<i64>,
+}
+
+/// Go's string → bool conversion for query parameters: only the usual false spellings are
+/// false; anything else given (even empty) is true.
+pub fn query_bool(v: Option<&String>) -> bool {
+    match v {
+        None => false,
+        Some(v) => !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "f" | "false" | "n" | "no" | "off"
+        ),
+    }
+}
+
+impl PodLogOptions {
+    /// Decodes the query; the error is the parameter codec's message.
+    pub fn from_query(q: &HashMap<String, String>) -> Result<Self, String> {
+        let int = |k: &str| -> Result<Option<i64>, String> {
+            match q.get(k).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(v) => v
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| format!("strconv.ParseInt: parsing {v:?}: invalid syntax")),
+            }
+        };
+        let since_time = match q.get("sinceTime").map(String::as_str) {
+            None | Some("") => None,
+            Some(v) => Some(v.parse::<Timestamp>().map_err(|_| {
+                format!(
+                    "parsing time {v:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {v:?} as \"2006\""
+                )
+            })?),
+        };
+        Ok(PodLogOptions {
+            container: q.get("container").filter(|c| !c.is_empty()).cloned(),
+            follow: query_bool(q.get("follow")),
+            previous: query_bool(q.get("previous")),
+            timestamps: query_bool(q.get("timestamps")),
+            since_seconds: int("sinceSeconds")?,
+            since_time,
+            tail_lines: int("tailLines")?,
+            limit_bytes: int("limitBytes")?,
+        })
+    }
+
+    /// Upstream's `ValidatePodLogOptions`: (field, value, detail) of each problem.
+    pub fn validate(&self) -> Vec<(String, Option<String>, String)> {
+        let mut errs = Vec::new();
+        if let Some(t) = self.tail_lines.filter(|t| *t < 0) {
+            errs.push((
+                "tailLines".into(),
+                Some(t.to_string()),
+                "must be greater than or equal to 0".into(),
+            ));
+        }
+        if let Some(b) = self.limit_bytes.filter(|b| *b < 1) {
+            errs.push((
+                "limitBytes".into(),
+                Some(b.to_string()),
+                "must be greater than 0".into(),
+            ));
+        }
+        match (self.since_seconds, self.since_time) {
+            (Some(_), Some(_)) => errs.push((
+                String::new(),
+                None,
+                "at most one of `sinceTime` or `sinceSeconds` may be specified".into(),
+            )),
+            (Some(s), None) if s < 1 => errs.push((
+                "sinceSeconds".into(),
+                Some(s.to_string()),
+                "must be greater than 0".into(),
+            )),
+            _ => {}
+        }
+        errs
+    }
+
+    /// What the log reader applies, `now` being the request's time.
+    pub fn log_options(&self, now: Timestamp) -> LogOptions {
+        let mut since = self
+            .since_seconds
+            .and_then(|s| now.checked_sub(SignedDuration::from_secs(s)).ok());
+        if let Some(t) = self.since_time
+            && since.is_none_or(|s| t > s)
+        {
+            since = Some(t);
+        }
+        LogOptions {
+            tail: self.tail_lines.and_then(|t| u64::try_from(t).ok()),
+            limit_bytes: self.limit_bytes.and_then(|b| u64::try_from(b).ok()),
+            since,
+            follow: self.follow,
+            timestamps: self.timestamps,
+        }
+    }
+}
+
+/// Whether the pod's spec has a container (init, regular or ephemeral) named `name`.
+fn has_container(pod: &Pod, name: &str) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.containers.iter().any(|c| c.name == name)
+            || s.init_containers.iter().flatten().any(|c| c.name == name)
+            || s.ephemeral_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == name)
+    })
+}
+
+/// The container ID whose log to read (upstream's `validateContainerLogStatus`).
+pub fn container_log_id(
+    pod_name: &str,
+    status: &PodStatus,
+    container: &str,
+    previous: bool,
+) -> Result<String, String> {
+    let cs = [
+        &status.container_statuses,
+        &status.init_container_statuses,
+        &status.ephemeral_container_statuses,
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .find(|c| c.name == container)
+    .ok_or_else(|| format!("container {container:?} in pod {pod_name:?} is not available"))?;
+    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    let last_id = last
+        .and_then(|t| t.container_id.clone())
+        .filter(|id| !id.is_empty());
+    let state = cs.state.clone().unwrap_or_default();
+    let id = if previous {
+        last_id.ok_or_else(|| {
+            format!("previous terminated container {container:?} in pod {pod_name:?} not found")
+        })?
+    } else if state.running.is_some() {
+        cs.container_id.clone().unwrap_or_default()
+    } else if let Some(t) = &state.terminated {
+        match t.container_id.clone().filter(|id| !id.is_empty()) {
+            Some(id) => id,
+            // The next instance did not start: the last one's log.
+            None => last_id.ok_or_else(|| {
+                format!("container {container:?} in pod {pod_name:?} is terminated")
+            })?,
+        }
+    } else if last.is_some() {
+        last_id
+            .ok_or_else(|| format!("container {container:?} in pod {pod_name:?} is terminated"))?
+    } else if let Some(w) = &state.waiting {
+        let reason = w.reason.clone().unwrap_or_default();
+        return Err(match reason.as_str() {
+            "ErrImagePull" => format!(
+                "container {container:?} in pod {pod_name:?} is waiting to start: image can't be pulled"
+            ),
+            "ImagePullBackOff" => format!(
+                "container {container:?} in pod {pod_name:?} is waiting to start: trying and failing to pull image"
+            ),
+            _ => {
+                format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}")
+            }
+        });
+    } else {
+        return Err(format!(
+            "container {container:?} in pod {pod_name:?} is waiting to start - no logs yet"
+        ));
+    };
+    Ok(id)
+}
+
+async fn container_logs(
+    state: &ServerState,
+    namespace: &str,
+    pod_name: &str,
+    container: &str,
+    query: &HashMap<String, String>,
+) -> Response<Body> {
+    if pod_name.is_empty() {
+        return text(StatusCode::BAD_REQUEST, r#"{"message": "Missing podID."}"#);
+    }
+    if container.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            r#"{"message": "Missing container name."}"#,
+        );
+    }
+    if namespace.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            r#"{"message": "Missing podNamespace."}"#,
+        );
+    }
+    // The old "tail" parameter ("all" = no tail).
+    let mut query = query.clone();
+    if let Some(tail) = query.get("tail").cloned().filter(|t| !t.is_empty()) {
+        if tail == "all" {
+            query.remove("tailLines");
+        } else {
+            query.insert("tailLines".into(), tail);
+        }
+    }
+    let Ok(opts) = PodLogOptions::from_query(&query) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            r#"{"message": "Unable to decode query."}"#,
+        );
+    };
+    if !opts.validate().is_empty() {
+        return text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"message": "Invalid request."}"#,
+        );
+    }
+    let Some(pod) = state.workers.pod(namespace, pod_name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {pod_name:?} does not exist"),
+        );
+    };
+    if !has_container(&pod, container) {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} not found in pod {pod_name:?}"),
+        );
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    // The status this kubelet generated is newer than the API's copy; right after a restart
+    // there is none yet and the API's copy is used.
+    let status = state
+        .status
+        .get(&uid)
+        .or_else(|| pod.status.clone())
+        .unwrap_or_default();
+    let id = match container_log_id(pod_name, &status, container, opts.previous) {
+        Ok(id) => id,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+    };
+    let raw_id = id
+        .split_once("://")
+        .map_or(id.as_str(), |(_, i)| i)
+        .to_owned();
+    let log_path = match state.cri.container_status(&raw_id, false).await {
+        Ok(s) if !s.log_path.is_empty() => s.log_path,
+        Ok(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("container {id} has no log path"),
+            );
+        }
+        Err(e) => {
+            debug!(container = %id, error = %e, "container status for its logs");
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("unable to retrieve container logs for {id}"),
+            );
+        }
+    };
+    let log_opts = opts.log_options(Timestamp::now());
+    // Open first: a missing file is an error answer, not an empty 200.
+    if let Err(e) = std::fs::metadata(&log_path) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("failed to open log file {log_path:?}: {e}"),
+        );
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let cri = state.cri.clone();
+    tokio::spawn(async move {
+        let path = std::path::PathBuf::from(&log_path);
+        if let Err(e) = read_logs(&path, &raw_id, &log_opts, &cri, tx.clone()).await {
+            warn!(error = %e, "reading container logs");
+            let _ = tx.send(Bytes::from(e.to_string())).await;
+        }
+        debug!(container = %raw_id, "container log stream ended");
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus,
+    };
+
+    fn status(cs: ContainerStatus) -> PodStatus {
+        PodStatus {
+            container_statuses: Some(vec![cs]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn picks_the_container_like_upstream() {
+        let waiting = status(ContainerStatus {
+            name: "c".into(),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("ContainerCreating".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            container_log_id("p", &waiting, "c", false),
+            Err(r#"container "c" in pod "p" is waiting to start: ContainerCreating"#.into())
+        );
+        assert_eq!(
+            container_log_id("p", &waiting, "c", true),
+            Err(r#"previous terminated container "c" in pod "p" not found"#.into())
+        );
+        assert_eq!(
+            container_log_id("p", &waiting, "x", false),
+            Err(r#"container "x" in pod "p" is not available"#.into())
+        );
+        let restarted = status(ContainerStatus {
+            name: "c".into(),
+            container_id: Some("containerd://new".into()),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..Default::default()
+            }),
+            last_state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    container_id: Some("containerd://old".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            container_log_id("p", &restarted, "c", false).as_deref(),
+            Ok("containerd://new")
+        );
+        assert_eq!(
+            container_log_id("p", &restarted, "c", true).as_deref(),
+            Ok("containerd://old")
+        );
+    }
+
+    #[test]
+    fn options_decode_and_validate() {
+        let q = |s: &str| parse_query(Some(s));
+        let o =
+            PodLogOptions::from_query(&q("follow=true&tailLines=2&timestamps=1&previous=false"))
+                .unwrap_or_default();
+        assert!(o.follow && o.timestamps && !o.previous);
+        assert_eq!(o.tail_lines, Some(2));
+        assert!(PodLogOptions::from_query(&q("tailLines=x")).is_err());
+        let bad = PodLogOptions::from_query(&q("tailLines=-1&limitBytes=0&sinceSeconds=0"))
+            .unwrap_or_default();
+        let fields: Vec<String> = bad.validate().into_iter().map(|e| e.0).collect();
+        assert_eq!(fields, ["tailLines", "limitBytes", "sinceSeconds"]);
+        let both = PodLogOptions::from_query(&q("sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z"))
+            .unwrap_or_default();
+        assert_eq!(both.validate().len(), 1);
+        let now: Timestamp = "2024-01-01T00:01:00Z".parse().unwrap_or_default();
+        let since = PodLogOptions::from_query(&q("sinceSeconds=30"))
+            .unwrap_or_default()
+            .log_options(now)
+            .since;
+        assert_eq!(since, "2024-01-01T00:00:30Z".parse().ok());
+    }
+}
