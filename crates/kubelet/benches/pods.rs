@@ -333,8 +333,7 @@ fn kubelet_process() -> Result<()> {
         .build()?;
     rt.block_on(async {
         let kubeconfig = kube::config::Kubeconfig::read_from(var("BENCH_KUBECONFIG")?)?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
         let runtime = Runtime::start(
             RuntimeEndpoint::External(PathBuf::from(var("BENCH_SOCKET")?)),
             Duration::from_secs(30),

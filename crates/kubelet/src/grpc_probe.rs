@@ -83,10 +83,12 @@ where
             ));
         }
         Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
-            return Err("error: this server does not implement the grpc health protocol \
+            return Err(
+                "error: this server does not implement the grpc health protocol \
                  (grpc.health.v1.Health): "
-                .to_owned()
-                + status.message());
+                    .to_owned()
+                    + status.message(),
+            );
         }
         Ok(Err(status)) => {
             return Err(format!(

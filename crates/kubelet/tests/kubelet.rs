@@ -958,8 +958,16 @@ spec:
     cluster.ok(&["apply", "-f", &grpc]).await;
     let mut unhealthy = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !has_event(&unhealthy, "Warning", "Unhealthy", "Readiness probe failed: ") {
-        ensure!(Instant::now() < deadline, "no Unhealthy event: {unhealthy:?}");
+    while !has_event(
+        &unhealthy,
+        "Warning",
+        "Unhealthy",
+        "Readiness probe failed: ",
+    ) {
+        ensure!(
+            Instant::now() < deadline,
+            "no Unhealthy event: {unhealthy:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         unhealthy = events_of(&client, "grpcprobe").await?;
     }
