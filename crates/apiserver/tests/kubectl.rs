@@ -71,7 +71,7 @@ on_both_backends!(
     workload_defaults_and_selector_rules,
     server_side_apply_creates_and_updates,
     tables_look_as_kubernetes_prints_them,
-    deleting_a_namespace_deletes_its_content,
+    a_deleted_namespace_is_terminating,
     kubectl_create_sends_protobuf,
     events_expire,
 );
@@ -574,7 +574,11 @@ async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
     assert!(out.starts_with("NAME"), "{out}");
 }
 
-async fn deleting_a_namespace_deletes_its_content(c: &Cluster) {
+/// The API server's part of namespace deletion (emptying it is the namespace controller's,
+/// tested in crates/controllers): the namespace turns Terminating, keeps its `kubernetes`
+/// finalizer, and takes no new content; the system namespaces cannot be deleted; `finalize`
+/// changes only spec.finalizers, and the namespace goes once they are empty.
+async fn a_deleted_namespace_is_terminating(c: &Cluster) {
     let ns = c.write(
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
@@ -582,23 +586,56 @@ async fn deleting_a_namespace_deletes_its_content(c: &Cluster) {
     c.ok(&["apply", "-f", &ns]).await;
     let f = c.write("app.yaml", APP);
     c.ok(&["apply", "-n", "team", "-f", &f]).await;
-    let out = c.ok(&["delete", "ns", "team"]).await;
+    let out = c.ok(&["delete", "ns", "team", "--wait=false"]).await;
     assert!(out.contains(r#"namespace "team" deleted"#), "{out}");
-    let out = c.ok(&["get", "ns"]).await;
-    assert!(!out.contains("team"), "{out}");
     let out = c
-        .ok(&["get", "deploy,svc", "-n", "team", "-o", "name"])
+        .ok(&[
+            "get",
+            "ns",
+            "team",
+            "-o",
+            "jsonpath={.status.phase} {.spec.finalizers}",
+        ])
         .await;
-    assert_eq!(out.trim(), "", "content survived its namespace");
-    // Recreated, it starts empty.
-    c.ok(&["apply", "-f", &ns]).await;
-    let out = c.ok(&["get", "all", "-n", "team", "-o", "name"]).await;
-    assert_eq!(out.trim(), "");
+    assert_eq!(out, r#"Terminating ["kubernetes"]"#);
+    let err = c
+        .fails(&[
+            "create",
+            "configmap",
+            "x",
+            "-n",
+            "team",
+            "--from-literal=a=b",
+        ])
+        .await;
+    assert!(
+        err.contains(
+            "unable to create new content in namespace team because it is being terminated"
+        ),
+        "{err}"
+    );
     let err = c.fails(&["delete", "ns", "kube-system"]).await;
     assert!(
         err.contains("Forbidden") && err.contains("may not be deleted"),
         "{err}"
     );
+    // finalize: a bad finalizer is refused; an empty list lets the namespace go.
+    let client = c.client().await;
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    let mut team = api.get("team").await.unwrap();
+    team.spec.as_mut().unwrap().finalizers = Some(vec!["-bad-".into()]);
+    let err = api
+        .replace_subresource("finalize", "team", &Default::default(), &team)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.finalizers"), "{err}");
+    team.spec.as_mut().unwrap().finalizers = Some(vec![]);
+    team.metadata.labels = Some([("ignored".to_string(), "yes".to_string())].into());
+    api.replace_subresource("finalize", "team", &Default::default(), &team)
+        .await
+        .unwrap();
+    let out = c.ok(&["get", "ns"]).await;
+    assert!(!out.contains("team"), "{out}");
 }
 
 async fn kubectl_create_sends_protobuf(c: &Cluster) {
