@@ -136,6 +136,8 @@ impl GarbageCollector {
                 }
             }
         };
+        // Owned by this future: when the collector stops (a lost lease), its watches stop.
+        let mut watches = tokio::task::JoinSet::new();
         for group in discovery.groups() {
             for (ar, caps) in group.recommended_resources() {
                 let ops = ["list", "watch", "delete"];
@@ -155,7 +157,7 @@ impl GarbageCollector {
                     continue;
                 }
                 let me = self.clone();
-                tokio::spawn(async move { me.watch(ar).await });
+                watches.spawn(async move { me.watch(ar).await });
             }
         }
         let me = self.clone();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
@@ -43,6 +43,9 @@ struct Shared<K> {
     objects: RwLock<BTreeMap<String, Arc<K>>>,
     feed: broadcast::Sender<Change<K>>,
     synced: watch::Sender<bool>,
+    /// The watch and subscriber tasks, stopped by [`Informer::stop`]. (They hold the
+    /// informer themselves, so dropping the handles would not end them.)
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// The informer of one kind; cheap to clone.
@@ -78,9 +81,10 @@ where
             objects: RwLock::new(BTreeMap::new()),
             feed: broadcast::channel(FEED).0,
             synced: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut events = watcher::watcher(api, watcher::Config::default())
                 .default_backoff()
                 .boxed();
@@ -107,11 +111,18 @@ where
                 }
             }
         });
+        shared.track(task.abort_handle());
         Informer { shared }
     }
 }
 
 impl<K> Shared<K> {
+    fn track(&self, task: tokio::task::AbortHandle) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<K>>> {
         self.objects.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -228,7 +239,7 @@ impl<K: Resource> Informer<K> {
             )
         };
         let me = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             for obj in present {
                 f(&Change {
                     old: None,
@@ -251,6 +262,38 @@ impl<K: Resource> Informer<K> {
                 }
             }
         });
+        self.shared.track(task.abort_handle());
+    }
+
+    /// Stops the watch and every subscriber (a controller manager that lost its lease stops
+    /// watching; the cache stays readable but no longer changes).
+    pub fn stop(&self) {
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    /// A handle that stops this informer, whatever its kind.
+    pub fn stopper(&self) -> Box<dyn Fn() + Send + Sync>
+    where
+        K: Send + Sync + 'static,
+    {
+        let me = self.clone();
+        Box::new(move || me.stop())
+    }
+}
+
+/// Stops informers when dropped: held by the future that runs their controllers, so losing
+/// the lease (which drops that future) stops the watches too.
+pub struct StopOnDrop(pub Vec<Box<dyn Fn() + Send + Sync>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for stop in &self.0 {
+            stop();
+        }
     }
 }
 

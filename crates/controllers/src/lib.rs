@@ -78,6 +78,22 @@ pub async fn run_controllers(client: Client) {
     let statefulsets = Informer::<StatefulSet>::start(Api::all(client.clone()));
     let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
     let namespaces = Informer::<Namespace>::start(Api::all(client.clone()));
+    // Stopped with the controllers: their watches and subscribers would otherwise outlive a
+    // lost lease.
+    let informers = vec![
+        pods.stopper(),
+        replicasets.stopper(),
+        rcs.stopper(),
+        deployments.stopper(),
+        jobs.stopper(),
+        cronjobs.stopper(),
+        daemonsets.stopper(),
+        nodes.stopper(),
+        revisions.stopper(),
+        statefulsets.stopper(),
+        claims.stopper(),
+        namespaces.stopper(),
+    ];
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
@@ -105,7 +121,7 @@ pub async fn run_controllers(client: Client) {
         claims,
         revisions,
     );
-    let nsc = namespace::NamespaceController::new(client.clone(), namespaces);
+    let nsc = namespace::NamespaceController::new(client.clone(), namespaces.clone());
     let gc = garbagecollector::GarbageCollector::new(client);
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
@@ -119,7 +135,7 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
         tokio::spawn(nsc.run(WORKERS)),
     ];
-    // Dropping this future (a lost lease) stops every controller.
+    // Dropping this future (a lost lease) stops every controller and informer.
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
@@ -128,6 +144,6 @@ pub async fn run_controllers(client: Client) {
             }
         }
     }
-    let _guard = AbortOnDrop(tasks);
+    let _guard = (AbortOnDrop(tasks), informer::StopOnDrop(informers));
     futures::future::pending::<()>().await;
 }

@@ -57,6 +57,9 @@ pub async fn run_with_config(
             async move {
                 let pods = Informer::<Pod>::start(Api::all(client.clone()));
                 let nodes = Informer::<Node>::start(Api::all(client.clone()));
+                // A lost lease drops this future: the watches stop with it.
+                let _stop =
+                    controllers::informer::StopOnDrop(vec![pods.stopper(), nodes.stopper()]);
                 let runs = profiles.into_iter().map(|p| {
                     scheduler::Scheduler::new(client.clone(), p, pods.clone(), nodes.clone()).run()
                 });
