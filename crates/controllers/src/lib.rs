@@ -12,6 +12,7 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod namespace;
+pub mod nodeipam;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
@@ -107,6 +108,7 @@ pub async fn run_controllers(client: Client) {
     let jc = job::JobController::new(client.clone(), jobs.clone(), pods.clone());
     let cjc = cronjob::CronJobController::new(client.clone(), cronjobs, jobs.clone());
     let ttl = ttlafterfinished::TtlAfterFinishedController::new(client.clone(), jobs);
+    let ipam = nodeipam::NodeIpamController::new(client.clone(), nodes.clone());
     let ds = daemonset::DaemonSetController::new(
         client.clone(),
         daemonsets,
@@ -134,6 +136,7 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(ss.run(WORKERS)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
         tokio::spawn(nsc.run(WORKERS)),
+        tokio::spawn(ipam.run(1)),
     ];
     // Dropping this future (a lost lease) stops every controller and informer.
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);

@@ -76,6 +76,11 @@ async fn bench(lab: &Lab, n: usize) -> Result<()> {
         scheduler::client(config.clone())?,
         "bench".into(),
     ));
+    // The controller manager: its node IPAM controller gives the node its pod CIDR.
+    let controller_manager = tokio::spawn(controllers::run(
+        controllers::client(config.clone())?,
+        "bench".into(),
+    ));
 
     let data = lab.data_dir().to_owned();
     let mut cd = ContainerdConfig::new(&data);
@@ -290,6 +295,7 @@ async fn bench(lab: &Lab, n: usize) -> Result<()> {
     watch.abort();
     let _ = kubelet.0.kill();
     scheduler.abort();
+    controller_manager.abort();
     runtime.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lab.runtime_pids().is_empty() && Instant::now() < deadline {

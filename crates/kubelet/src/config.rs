@@ -27,8 +27,6 @@ pub struct KubeletConfig {
     pub data_dir: PathBuf,
     /// Extra labels for the Node (`--node-labels`).
     pub node_labels: Vec<(String, String)>,
-    /// The cluster's pod network; a node without `spec.podCIDR` gets a /24 of it.
-    pub cluster_cidr: String,
     /// Name of the CNI network (libcni caches results machine-wide by this name).
     pub cni_network: String,
     /// The Linux bridge the pods attach to.
@@ -82,7 +80,6 @@ impl KubeletConfig {
             node_ip: None,
             data_dir: data_dir.into(),
             node_labels: Vec::new(),
-            cluster_cidr: "10.42.0.0/16".into(),
             cni_network: "rkube".into(),
             cni_bridge: "cni0".into(),
             cgroup_root: "/kubepods".into(),

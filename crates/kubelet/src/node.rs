@@ -2,10 +2,9 @@
 //! every `node_status_update_frequency`, and the heartbeat Lease in `kube-node-lease`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -15,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
@@ -69,24 +68,6 @@ fn labels(cfg: &KubeletConfig) -> BTreeMap<String, String> {
     l
 }
 
-/// The first `/24` of `cluster_cidr` (a /16 or larger) that no node uses.
-pub fn allocate_pod_cidr(cluster_cidr: &str, used: &[String]) -> anyhow::Result<String> {
-    let (base, len) = crate::cni::parse_cidr(cluster_cidr)?;
-    if len > 24 {
-        bail!("cluster CIDR {cluster_cidr} is smaller than a /24");
-    }
-    let count = 1u32 << (24 - u32::from(len));
-    let base = u32::from(base);
-    for i in 0..count {
-        let net = Ipv4Addr::from(base + (i << 8));
-        let cidr = format!("{net}/24");
-        if !used.contains(&cidr) {
-            return Ok(cidr);
-        }
-    }
-    bail!("no free /24 left in the cluster CIDR {cluster_cidr}")
-}
-
 /// Creates the Node or updates the one there (labels), and gives it a pod CIDR if the API has
 /// none for it. Returns the Node as registered.
 pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Result<Node> {
@@ -121,29 +102,19 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Res
         }
         Err(e) => return Err(e).with_context(|| format!("registering node {name}")),
     };
-    let has_cidr = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.as_deref())
-        .is_some_and(|c| !c.is_empty());
-    if !has_cidr {
-        // No node IPAM controller assigned one: take the first free /24 of the cluster CIDR.
-        let all = nodes
-            .list(&ListParams::default())
-            .await
-            .context("listing nodes")?;
-        let used: Vec<String> = all
-            .items
-            .iter()
-            .filter_map(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
-            .collect();
-        let cidr = allocate_pod_cidr(&cfg.cluster_cidr, &used)?;
-        let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+    // The controller manager's node IPAM controller assigns the pod CIDR; wait for it, as
+    // upstream's kubelet does.
+    let mut waited = false;
+    while pod_cidr(&node).is_none() {
+        if !waited {
+            info!(node = %name, "waiting for the node's pod CIDR (the controller manager's node IPAM controller assigns it)");
+            waited = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         node = nodes
-            .patch(name, &params(), &Patch::Merge(patch))
+            .get(name)
             .await
-            .with_context(|| format!("setting node {name}'s pod CIDR"))?;
-        info!(node = %name, pod_cidr = %cidr, "pod CIDR allocated");
+            .with_context(|| format!("reading node {name}"))?;
     }
     Ok(node)
 }
@@ -432,22 +403,6 @@ async fn renew_lease(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pod_cidrs_are_the_first_free_slash_24() {
-        assert_eq!(
-            allocate_pod_cidr("10.42.0.0/16", &[]).ok().as_deref(),
-            Some("10.42.0.0/24")
-        );
-        let used = vec!["10.42.0.0/24".to_owned(), "10.42.1.0/24".to_owned()];
-        assert_eq!(
-            allocate_pod_cidr("10.42.0.0/16", &used).ok().as_deref(),
-            Some("10.42.2.0/24")
-        );
-        assert!(allocate_pod_cidr("10.42.0.0/25", &[]).is_err());
-        let all: Vec<String> = (0..256).map(|i| format!("10.42.{i}.0/24")).collect();
-        assert!(allocate_pod_cidr("10.42.0.0/16", &all).is_err());
-    }
 
     #[test]
     fn status_reports_the_machine_and_keeps_transition_times() {

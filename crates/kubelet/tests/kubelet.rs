@@ -116,6 +116,11 @@ async fn scenario(lab: &Lab) -> Result<()> {
             "test-scheduler".into(),
         )))
     };
+    // The controller manager: its node IPAM controller gives the node its pod CIDR.
+    let _controller_manager = Task(tokio::spawn(controllers::run(
+        controllers::client(config.clone())?,
+        "test-cm".into(),
+    )));
 
     // containerd in the lab's network namespace, the busybox image in the air-gap directory.
     let data = lab.data_dir().to_owned();

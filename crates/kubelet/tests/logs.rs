@@ -87,6 +87,11 @@ async fn scenario(lab: &Lab) -> Result<()> {
         scheduler::client(config.clone())?,
         "test-scheduler".into(),
     )));
+    // The controller manager: its node IPAM controller gives the node its pod CIDR.
+    let _controller_manager = Task(tokio::spawn(controllers::run(
+        controllers::client(config.clone())?,
+        "test-cm".into(),
+    )));
     let data = lab.data_dir().to_owned();
     let mut cd = ContainerdConfig::new(&data);
     cd.netns = Some(lab.netns());

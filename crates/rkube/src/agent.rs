@@ -29,6 +29,9 @@ pub struct NodeArgs {
     /// Extra Node labels, key=value (repeatable).
     #[arg(long = "node-label", value_parser = parse_label)]
     pub node_labels: Vec<(String, String)>,
+    /// The kubelet's HTTPS port (logs); 0 picks a free one, advertised in the Node's status.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
     /// Let image pulls reach registries off this machine. Without it the node pulls only from
     /// loopback registries (e.g. 127.0.0.1:5000) and runs images imported from
     /// <data-dir>/agent/images.
@@ -79,6 +82,7 @@ impl Agent {
             .context("starting the container runtime")?;
         let mut cfg = KubeletConfig::new(node.node_name.as_deref(), data_dir);
         cfg.node_ip = node.node_ip;
+        cfg.kubelet_port = i32::from(node.kubelet_port);
         cfg.node_labels = node.node_labels.clone();
         cfg.remote_image_pulls = node.allow_remote_image_pulls;
         // The kubelet server accepts callers signed by the cluster CA (the API server's

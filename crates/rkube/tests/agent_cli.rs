@@ -118,7 +118,18 @@ fn wait_node_ready(kubeconfig: &str, name: &str, timeout: Duration) {
 fn server_runs_a_node_agent_or_says_why_not() {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("kt-server-node-{}", std::process::id());
-    let (mut srv, kubeconfig, stderr) = server(dir.path(), &["--node-name", &name]);
+    // On loopback and a free port: the tests run side by side.
+    let (mut srv, kubeconfig, stderr) = server(
+        dir.path(),
+        &[
+            "--node-name",
+            &name,
+            "--node-ip",
+            "127.0.0.1",
+            "--kubelet-port",
+            "0",
+        ],
+    );
     if can_run_agent() {
         wait_node_ready(&kubeconfig, &name, Duration::from_secs(60));
         // Ctrl-C stops the agent's containerd too.
@@ -161,6 +172,7 @@ fn an_agent_joins_a_server() {
     let mut agent = Proc(
         Command::new(env!("CARGO_BIN_EXE_rkube"))
             .args(["agent", "--kubeconfig", &kubeconfig, "--node-name", &name])
+            .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
             .args(["--node-label", "rkube.test/agent=yes", "--data-dir"])
             .arg(agent_dir.path())
             .env("RUST_LOG", "warn")

@@ -125,6 +125,7 @@ pub struct TestNode {
     pub kubelet: Option<Task>,
     runtime: Option<Runtime>,
     _scheduler: Task,
+    _controller_manager: Task,
 }
 
 impl TestNode {
@@ -139,6 +140,11 @@ impl TestNode {
                 "test-scheduler".into(),
             )))
         };
+        // The controller manager: its node IPAM controller gives the node its pod CIDR.
+        let controller_manager = Task(tokio::spawn(controllers::run(
+            controllers::client(config.clone())?,
+            "test-cm".into(),
+        )));
         let data = lab.data_dir().to_owned();
         let mut cd = ContainerdConfig::new(&data);
         cd.netns = Some(lab.netns());
@@ -170,6 +176,7 @@ impl TestNode {
             cfg,
             runtime: Some(runtime),
             _scheduler: scheduler,
+            _controller_manager: controller_manager,
         };
         node.start_kubelet();
         node.wait_ready().await?;
