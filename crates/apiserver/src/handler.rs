@@ -66,21 +66,6 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> ApiResult<()> {
             Err(e) => return Err(e),
         }
     }
-    // Namespaces a previous run was deleting are finished now.
-    let all = state
-        .registry
-        .list(&ns, None, &ListQuery::default())
-        .await?;
-    for item in all
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if item.pointer("/metadata/deletionTimestamp").is_some() {
-            crate::namespace_lifecycle::spawn(state.clone(), meta::name(item).to_string());
-        }
-    }
     // The system PriorityClasses.
     let pc = crate::resources::priority_class_info();
     for (name, value, description) in crate::admission::priority::SYSTEM_CLASSES {
@@ -691,7 +676,7 @@ async fn resource(
                 "application/json",
             ))
         }
-        (Method::PUT, Some(name), sub @ (None | Some("status"))) => {
+        (Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
             let updated = reg
@@ -798,10 +783,8 @@ async fn resource(
                 )));
             }
             let opts = delete_options(&query, req).await?;
+            // A namespace is emptied and finalized by the namespace controller.
             let (obj, gone) = reg.delete(info, ns, name, &opts, dry_run(&query)).await?;
-            if !gone && info.group.is_empty() && info.kind == "Namespace" && !dry_run(&query) {
-                crate::namespace_lifecycle::spawn(state.clone(), name.to_string());
-            }
             if gone && !(info.group.is_empty() && info.kind == "Pod") {
                 Ok(ok(&status_success(info, &obj)))
             } else {

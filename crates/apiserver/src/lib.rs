@@ -14,7 +14,6 @@ pub mod error;
 mod handler;
 pub mod meta;
 mod metrics;
-mod namespace_lifecycle;
 mod openapi;
 pub mod patch;
 pub mod pki;

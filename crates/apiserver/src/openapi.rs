@@ -555,7 +555,13 @@ fn resource_paths(r: &ResourceInfo, def: &str, list: &str, paths: &mut Map<Strin
                 }));
                 continue;
             }
-            // Namespaces' `finalize` is routed but not served.
+            "finalize" => {
+                paths.insert(format!("{item}/finalize"), json!({
+                    "put": op(format!("replace{gv}{scope}{kind}Finalize"), "put", format!("replace finalize of the specified {kind}"), &gvk, with_body(def), responses(&[("200", "OK"), ("201", "Created")], def)),
+                    "parameters": shared(true),
+                }));
+                continue;
+            }
             _ => continue,
         };
         let suffix = capitalize(sub);

@@ -889,6 +889,31 @@ impl Registry {
             record(&mut new);
             return Ok(new);
         }
+        if sub == Some("finalize") {
+            // A namespace's `finalize` changes `spec.finalizers` and nothing else.
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let causes = strategy::validate_namespace_finalizers(&finalizers);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(info, &name, causes));
+            }
+            new = old.clone();
+            if !new.get("spec").is_some_and(Value::is_object) {
+                new["spec"] = json!({});
+            }
+            match &finalizers {
+                Value::Array(a) if !a.is_empty() => new["spec"]["finalizers"] = finalizers,
+                _ => {
+                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+            record(&mut new);
+            return Ok(new);
+        }
         // Fields the server owns are kept from the stored object.
         let old_meta = old.get("metadata").cloned().unwrap_or_default();
         let m = meta::metadata_mut(&mut new);
@@ -921,6 +946,7 @@ impl Registry {
                 }
             }
         }
+        strategy.prepare_for_update(&mut new, old);
         strategy.defaults(&mut new);
         if strategy.tracks_generation() && spec_changed(&new, old) {
             let g = old

@@ -71,7 +71,7 @@ on_both_backends!(
     workload_defaults_and_selector_rules,
     server_side_apply_creates_and_updates,
     tables_look_as_kubernetes_prints_them,
-    deleting_a_namespace_deletes_its_content,
+    deleting_a_namespace_leaves_it_terminating,
     kubectl_create_sends_protobuf,
     events_expire,
 );
@@ -574,7 +574,9 @@ async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
     assert!(out.starts_with("NAME"), "{out}");
 }
 
-async fn deleting_a_namespace_deletes_its_content(c: &Cluster) {
+/// A bare API server (no namespace controller) only marks a deleted namespace Terminating,
+/// as kube-apiserver does; it goes once its `finalize` subresource empties spec.finalizers.
+async fn deleting_a_namespace_leaves_it_terminating(c: &Cluster) {
     let ns = c.write(
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
@@ -582,18 +584,76 @@ async fn deleting_a_namespace_deletes_its_content(c: &Cluster) {
     c.ok(&["apply", "-f", &ns]).await;
     let f = c.write("app.yaml", APP);
     c.ok(&["apply", "-n", "team", "-f", &f]).await;
-    let out = c.ok(&["delete", "ns", "team"]).await;
+    let out = c.ok(&["delete", "ns", "team", "--wait=false"]).await;
     assert!(out.contains(r#"namespace "team" deleted"#), "{out}");
-    let out = c.ok(&["get", "ns"]).await;
-    assert!(!out.contains("team"), "{out}");
     let out = c
-        .ok(&["get", "deploy,svc", "-n", "team", "-o", "name"])
+        .ok(&[
+            "get",
+            "ns",
+            "team",
+            "-o",
+            "jsonpath={.status.phase} {.spec.finalizers}",
+        ])
         .await;
-    assert_eq!(out.trim(), "", "content survived its namespace");
-    // Recreated, it starts empty.
-    c.ok(&["apply", "-f", &ns]).await;
-    let out = c.ok(&["get", "all", "-n", "team", "-o", "name"]).await;
-    assert_eq!(out.trim(), "");
+    assert_eq!(out, r#"Terminating ["kubernetes"]"#);
+    // Nothing new goes into it.
+    let err = c
+        .fails(&["create", "configmap", "late", "-n", "team"])
+        .await;
+    assert!(
+        err.contains(
+            "unable to create new content in namespace team because it is being terminated"
+        ),
+        "{err}"
+    );
+    // spec.finalizers does not change through the namespace itself.
+    c.ok(&[
+        "patch",
+        "ns",
+        "team",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"finalizers":[]}}"#,
+    ])
+    .await;
+    let out = c
+        .ok(&["get", "ns", "team", "-o", "jsonpath={.spec.finalizers}"])
+        .await;
+    assert_eq!(out, r#"["kubernetes"]"#);
+    // `finalize` checks the names it is given...
+    let bad = c.write(
+        "bad.json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"},"spec":{"finalizers":["nope"]}}"#,
+    );
+    let err = c
+        .fails(&[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/team/finalize",
+            "-f",
+            &bad,
+        ])
+        .await;
+    assert!(
+        err.contains(r#"Unsupported value: \"nope\""#)
+            || err.contains(r#"Unsupported value: "nope""#),
+        "{err}"
+    );
+    // ...and once they are empty the terminating namespace goes.
+    let done = c.write(
+        "done.json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"},"spec":{"finalizers":[]}}"#,
+    );
+    c.ok(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/team/finalize",
+        "-f",
+        &done,
+    ])
+    .await;
+    let out = c.ok(&["get", "ns", "-o", "name"]).await;
+    assert!(!out.contains("namespace/team"), "{out}");
     let err = c.fails(&["delete", "ns", "kube-system"]).await;
     assert!(
         err.contains("Forbidden") && err.contains("may not be deleted"),

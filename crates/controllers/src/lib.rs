@@ -11,6 +11,7 @@ pub mod history;
 pub mod informer;
 pub mod job;
 pub mod leader;
+pub mod namespace;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
@@ -25,7 +26,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
+};
 use kube::{Api, Client};
 
 use crate::informer::Informer;
@@ -74,6 +77,7 @@ pub async fn run_controllers(client: Client) {
     let revisions = Informer::<ControllerRevision>::start(Api::all(client.clone()));
     let statefulsets = Informer::<StatefulSet>::start(Api::all(client.clone()));
     let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
+    let namespaces = Informer::<Namespace>::start(Api::all(client.clone()));
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
@@ -101,6 +105,7 @@ pub async fn run_controllers(client: Client) {
         claims,
         revisions,
     );
+    let nc = namespace::NamespaceController::new(client.clone(), namespaces);
     let gc = garbagecollector::GarbageCollector::new(client);
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
@@ -111,6 +116,7 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(ttl.run(WORKERS)),
         tokio::spawn(ds.run(WORKERS)),
         tokio::spawn(ss.run(WORKERS)),
+        tokio::spawn(nc.run(WORKERS)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
     ];
     // Dropping this future (a lost lease) stops every controller.
