@@ -598,8 +598,13 @@ impl Registry {
         if obj.pointer("/metadata/deletionTimestamp").is_some()
             || meta::str_at(&obj, "/status/phase") == Some("Terminating")
         {
+            // The cause tells controllers not to report (or retry) what cannot succeed.
             return Err(ApiError {
-                details: Some(json!({"name": ns, "kind": "namespaces"})),
+                details: Some(json!({"name": ns, "kind": "namespaces", "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]})),
                 ..ApiError::forbidden(format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
                 ))

@@ -695,3 +695,88 @@ async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
     let out = c.ok(&["get", "configmaps", "-n", "y", "-o", "name"]).await;
     assert_eq!(out.trim(), "");
 }
+
+const REFUSED: &str = "
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: prio}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: prio}}
+  template:
+    metadata: {labels: {app: prio}}
+    spec:
+      priorityClassName: later
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: prio-rc}
+spec:
+  replicas: 2
+  selector: {app: prio-rc}
+  template:
+    metadata: {labels: {app: prio-rc}}
+    spec:
+      priorityClassName: later
+      containers: [{name: c, image: busybox}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_failure_condition_reports_refused_pods_until_they_are_created() {
+    let c = cluster().await;
+    let f = c.write("refused.yaml", REFUSED);
+    c.ok(&["apply", "-f", &f]).await;
+    for (kind, name) in [("rs", "prio"), ("rc", "prio-rc")] {
+        let cond = eventually("a ReplicaFailure condition", || async {
+            let out = jsonpath(
+                &c,
+                &["get", kind, name],
+                r#"{.status.conditions[?(@.type=="ReplicaFailure")].status} {.status.conditions[?(@.type=="ReplicaFailure")].reason} {.status.conditions[?(@.type=="ReplicaFailure")].message}"#,
+            )
+            .await;
+            (!out.trim().is_empty()).then_some(out)
+        })
+        .await;
+        assert!(
+            cond.starts_with(&format!(r#"True FailedCreate pods "{name}-"#))
+                && cond.ends_with(" is forbidden: no PriorityClass with name later was found"),
+            "{cond}"
+        );
+        let event = eventually("a FailedCreate event", || async {
+            let out = jsonpath(
+                &c,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    &format!("reason=FailedCreate,involvedObject.name={name}"),
+                ],
+                "{.items[0].type} {.items[0].message}",
+            )
+            .await;
+            (!out.trim().is_empty()).then_some(out)
+        })
+        .await;
+        assert!(
+            event.starts_with(&format!(r#"Warning Error creating: pods "{name}-"#))
+                && event.ends_with("no PriorityClass with name later was found"),
+            "{event}"
+        );
+    }
+    // Once the class exists the pods are created and the condition goes.
+    c.ok(&["create", "priorityclass", "later", "--value=1000"])
+        .await;
+    for (kind, name) in [("rs", "prio"), ("rc", "prio-rc")] {
+        eventually("the replicas, and no ReplicaFailure", || async {
+            let out = jsonpath(
+                &c,
+                &["get", kind, name],
+                "{.status.replicas} {.status.conditions}",
+            )
+            .await;
+            (out.trim() == "2").then_some(())
+        })
+        .await;
+    }
+}
