@@ -2,6 +2,7 @@
 //! change, and which fields can be selected on. Kinds without special rules use
 //! [`Generic`]; each special kind has its own module.
 
+mod job;
 mod namespace;
 mod pod;
 mod service;
