@@ -789,6 +789,7 @@ async fn resource(
                 )));
             }
             let opts = delete_options(&query, req).await?;
+            // A namespace is emptied and finalized by the namespace controller.
             let (obj, gone) = reg.delete(info, ns, name, &opts, dry_run(&query)).await?;
             if gone && !(info.group.is_empty() && info.kind == "Pod") {
                 Ok(ok(&status_success(info, &obj)))

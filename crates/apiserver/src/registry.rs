@@ -262,35 +262,6 @@ fn parse_rv(rv: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
-/// Kubernetes' IsQualifiedName: `[prefix/]name`, the name 1-63 alphanumerics, `-`, `_`, `.`
-/// starting and ending alphanumeric, the prefix a DNS subdomain.
-fn is_qualified_name(s: &str) -> bool {
-    let (prefix, name) = match s.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && alnum(name.chars().next())
-        && alnum(name.chars().last())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|l| {
-                !l.is_empty()
-                    && l.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            })
-    });
-    name_ok && prefix_ok
-}
-
 /// Whether something still holds the object's deletion: `metadata.finalizers`, or for a
 /// namespace `spec.finalizers` (emptied by namespace finalization).
 fn has_finalizers(obj: &Value) -> bool {
@@ -627,8 +598,13 @@ impl Registry {
         if obj.pointer("/metadata/deletionTimestamp").is_some()
             || meta::str_at(&obj, "/status/phase") == Some("Terminating")
         {
+            // The cause tells controllers not to report (or retry) what cannot succeed.
             return Err(ApiError {
-                details: Some(json!({"name": ns, "kind": "namespaces"})),
+                details: Some(json!({"name": ns, "kind": "namespaces", "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]})),
                 ..ApiError::forbidden(format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
                 ))
@@ -910,41 +886,36 @@ impl Registry {
                 crate::apply::record_update(Some(old), new, manager, &info.api_version(), sub);
             }
         };
-        if sub == Some("finalize") {
-            // Only the namespace's spec.finalizers change through /finalize (its
-            // finalizeStrategy); the namespace goes once they and metadata.finalizers are empty.
-            let finalizers = new
-                .pointer("/spec/finalizers")
-                .cloned()
-                .unwrap_or_else(|| json!([]));
-            let causes: Vec<Cause> = finalizers
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|f| f.as_str().unwrap_or_default())
-                .filter(|f| !is_qualified_name(f))
-                .map(|f| {
-                    Cause::invalid(
-                        "spec.finalizers",
-                        f,
-                        "name part must consist of alphanumeric characters, '-', '_' or '.', \
-                         and must start and end with an alphanumeric character",
-                    )
-                })
-                .collect();
-            if !causes.is_empty() {
-                return Err(ApiError::invalid(info, &name, causes));
-            }
-            new = old.clone();
-            new["spec"]["finalizers"] = finalizers;
-            record(&mut new);
-            return Ok(new);
-        }
         if sub == Some("status") {
             // Only status changes through /status.
             let status = new.get("status").cloned().unwrap_or(Value::Null);
             new = old.clone();
             new["status"] = status;
+            record(&mut new);
+            return Ok(new);
+        }
+        if sub == Some("finalize") {
+            // A namespace's `finalize` changes `spec.finalizers` and nothing else.
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let causes = strategy::validate_namespace_finalizers(&finalizers);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(info, &name, causes));
+            }
+            new = old.clone();
+            if !new.get("spec").is_some_and(Value::is_object) {
+                new["spec"] = json!({});
+            }
+            match &finalizers {
+                Value::Array(a) if !a.is_empty() => new["spec"]["finalizers"] = finalizers,
+                _ => {
+                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
             record(&mut new);
             return Ok(new);
         }
@@ -980,6 +951,7 @@ impl Registry {
                 }
             }
         }
+        strategy.prepare_for_update(&mut new, old);
         strategy.defaults(&mut new);
         if strategy.tracks_generation() && spec_changed(&new, old) {
             let g = old

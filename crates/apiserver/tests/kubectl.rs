@@ -71,7 +71,7 @@ on_both_backends!(
     workload_defaults_and_selector_rules,
     server_side_apply_creates_and_updates,
     tables_look_as_kubernetes_prints_them,
-    a_deleted_namespace_is_terminating,
+    deleting_a_namespace_leaves_it_terminating,
     kubectl_create_sends_protobuf,
     events_expire,
 );
@@ -574,11 +574,9 @@ async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
     assert!(out.starts_with("NAME"), "{out}");
 }
 
-/// The API server's part of namespace deletion (emptying it is the namespace controller's,
-/// tested in crates/controllers): the namespace turns Terminating, keeps its `kubernetes`
-/// finalizer, and takes no new content; the system namespaces cannot be deleted; `finalize`
-/// changes only spec.finalizers, and the namespace goes once they are empty.
-async fn a_deleted_namespace_is_terminating(c: &Cluster) {
+/// A bare API server (no namespace controller) only marks a deleted namespace Terminating,
+/// as kube-apiserver does; it goes once its `finalize` subresource empties spec.finalizers.
+async fn deleting_a_namespace_leaves_it_terminating(c: &Cluster) {
     let ns = c.write(
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
@@ -598,15 +596,9 @@ async fn a_deleted_namespace_is_terminating(c: &Cluster) {
         ])
         .await;
     assert_eq!(out, r#"Terminating ["kubernetes"]"#);
+    // Nothing new goes into it.
     let err = c
-        .fails(&[
-            "create",
-            "configmap",
-            "x",
-            "-n",
-            "team",
-            "--from-literal=a=b",
-        ])
+        .fails(&["create", "configmap", "late", "-n", "team"])
         .await;
     assert!(
         err.contains(
@@ -614,28 +606,59 @@ async fn a_deleted_namespace_is_terminating(c: &Cluster) {
         ),
         "{err}"
     );
+    // spec.finalizers does not change through the namespace itself.
+    c.ok(&[
+        "patch",
+        "ns",
+        "team",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"finalizers":[]}}"#,
+    ])
+    .await;
+    let out = c
+        .ok(&["get", "ns", "team", "-o", "jsonpath={.spec.finalizers}"])
+        .await;
+    assert_eq!(out, r#"["kubernetes"]"#);
+    // `finalize` checks the names it is given...
+    let bad = c.write(
+        "bad.json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"},"spec":{"finalizers":["nope"]}}"#,
+    );
+    let err = c
+        .fails(&[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/team/finalize",
+            "-f",
+            &bad,
+        ])
+        .await;
+    assert!(
+        err.contains(r#"Unsupported value: \"nope\""#)
+            || err.contains(r#"Unsupported value: "nope""#),
+        "{err}"
+    );
+    // ...and once they are empty the terminating namespace goes.
+    let done = c.write(
+        "done.json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"},"spec":{"finalizers":[]}}"#,
+    );
+    c.ok(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/team/finalize",
+        "-f",
+        &done,
+    ])
+    .await;
+    let out = c.ok(&["get", "ns", "-o", "name"]).await;
+    assert!(!out.contains("namespace/team"), "{out}");
     let err = c.fails(&["delete", "ns", "kube-system"]).await;
     assert!(
         err.contains("Forbidden") && err.contains("may not be deleted"),
         "{err}"
     );
-    // finalize: a bad finalizer is refused; an empty list lets the namespace go.
-    let client = c.client().await;
-    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-    let mut team = api.get("team").await.unwrap();
-    team.spec.as_mut().unwrap().finalizers = Some(vec!["-bad-".into()]);
-    let err = api
-        .replace_subresource("finalize", "team", &Default::default(), &team)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("spec.finalizers"), "{err}");
-    team.spec.as_mut().unwrap().finalizers = Some(vec![]);
-    team.metadata.labels = Some([("ignored".to_string(), "yes".to_string())].into());
-    api.replace_subresource("finalize", "team", &Default::default(), &team)
-        .await
-        .unwrap();
-    let out = c.ok(&["get", "ns"]).await;
-    assert!(!out.contains("team"), "{out}");
 }
 
 async fn kubectl_create_sends_protobuf(c: &Cluster) {

@@ -202,6 +202,247 @@ fn finished_time(pod: &Pod) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// Annotations on an index's pods with the failures of that index before them (upstream's
+/// JobIndexFailureCountAnnotation / JobIndexIgnoredFailureCountAnnotation).
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+pub const INDEX_IGNORED_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
+
+/// The action of the pod failure policy rule a failed pod matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolicyAction {
+    FailJob,
+    FailIndex,
+    Ignore,
+    Count,
+}
+
+/// Upstream's matchPodFailurePolicy: the first rule the failed pod matches decides. Returns
+/// the job failure message (FailJob), whether the failure counts toward the backoff limits
+/// (not for Ignore), and the action.
+fn match_pod_failure_policy(job: &Job, pod: &Pod) -> (Option<String>, bool, Option<PolicyAction>) {
+    let Some(policy) = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref())
+    else {
+        return (None, true, None);
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let matched: Option<String> = if let Some(req) = &rule.on_exit_codes {
+            let matches = |cs: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+                cs.iter().flatten().find_map(|c| {
+                    let code = c.state.as_ref()?.terminated.as_ref()?.exit_code;
+                    if req.container_name.as_ref().is_some_and(|n| *n != c.name) || code == 0 {
+                        return None;
+                    }
+                    let listed = req.values.contains(&code);
+                    let hit = match req.operator.as_str() {
+                        "In" => listed,
+                        "NotIn" => !listed,
+                        _ => false,
+                    };
+                    hit.then(|| {
+                        format!(
+                            "Container {} for pod {ns}/{name} failed with exit code {code} matching {} rule at index {i}",
+                            c.name, rule.action
+                        )
+                    })
+                })
+            };
+            matches(&status.container_statuses).or_else(|| matches(&status.init_container_statuses))
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            status.conditions.iter().flatten().find_map(|c| {
+                patterns
+                    .iter()
+                    .any(|p| p.type_ == c.type_ && p.status == c.status)
+                    .then(|| {
+                        format!(
+                            "Pod {ns}/{name} has condition {} matching {} rule at index {i}",
+                            c.type_, rule.action
+                        )
+                    })
+            })
+        } else {
+            None
+        };
+        let Some(message) = matched else { continue };
+        match rule.action.as_str() {
+            "Ignore" => return (None, false, Some(PolicyAction::Ignore)),
+            "FailIndex" => return (None, true, Some(PolicyAction::FailIndex)),
+            "Count" => return (None, true, Some(PolicyAction::Count)),
+            "FailJob" => return (Some(message), true, Some(PolicyAction::FailJob)),
+            // An action this controller does not know: the next rule may match.
+            _ => {}
+        }
+    }
+    (None, true, None)
+}
+
+/// The message of the first failed pod whose matching rule fails the whole job.
+fn fail_job_message(job: &Job, all: &[Arc<Pod>]) -> Option<String> {
+    job.spec.as_ref()?.pod_failure_policy.as_ref()?;
+    let only_failed = only_replace_failed(job);
+    all.iter()
+        .filter(|p| pod_failed(p, only_failed))
+        .find_map(|p| match_pod_failure_policy(job, p).0)
+}
+
+/// Failed pods that count toward the backoff limit (not ignored by the pod failure policy).
+fn counted_failures(job: &Job, failed: &[Arc<Pod>]) -> usize {
+    failed
+        .iter()
+        .filter(|p| match_pod_failure_policy(job, p).1)
+        .count()
+}
+
+fn has_backoff_limit_per_index(job: &Job) -> bool {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.backoff_limit_per_index)
+        .is_some()
+}
+
+fn annotation_count(pod: &Pod, key: &str) -> i32 {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| *n >= 0)
+        .unwrap_or(0)
+}
+
+/// Failures and ignored failures of the pod's index before it.
+fn index_absolute_failure_count(pod: &Pod) -> i32 {
+    annotation_count(pod, INDEX_FAILURE_COUNT) + annotation_count(pod, INDEX_IGNORED_FAILURE_COUNT)
+}
+
+/// Whether this failed pod fails its index: a FailIndex rule, or a counted failure past
+/// backoffLimitPerIndex.
+fn is_index_failed(job: &Job, pod: &Pod) -> bool {
+    if !pod_failed(pod, only_replace_failed(job)) {
+        return false;
+    }
+    let (_, counts, action) = match_pod_failure_policy(job, pod);
+    if action == Some(PolicyAction::FailIndex) {
+        return true;
+    }
+    let limit = spec(job).backoff_limit_per_index.unwrap_or(0);
+    counts && annotation_count(pod, INDEX_FAILURE_COUNT) >= limit
+}
+
+/// `status.failedIndexes` with the indexes the pods now fail added.
+fn failed_indexes(job: &Job, all: &[Arc<Pod>], completions: usize) -> Intervals {
+    let prev = Intervals::parse(
+        job.status
+            .as_ref()
+            .and_then(|s| s.failed_indexes.as_deref())
+            .unwrap_or_default(),
+        completions,
+    );
+    let mut new: Vec<usize> = all
+        .iter()
+        .filter(|p| is_index_failed(job, p))
+        .filter_map(|p| completion_index(p))
+        .filter(|ix| *ix < completions && !prev.has(*ix))
+        .collect();
+    new.sort_unstable();
+    new.dedup();
+    prev.with(&new)
+}
+
+/// Per index still to be retried, its last failed pod: kept (with its finalizer) until the
+/// replacement exists, which takes its failure counts from it.
+fn pods_with_delayed_deletion(
+    job: &Job,
+    all: &[Arc<Pod>],
+    active: &[Arc<Pod>],
+    succeeded: &Intervals,
+    failed: &Intervals,
+    completions: usize,
+) -> BTreeMap<usize, Arc<Pod>> {
+    let only_failed = only_replace_failed(job);
+    let active_ix: HashSet<usize> = active.iter().filter_map(|p| completion_index(p)).collect();
+    let mut out: BTreeMap<usize, Arc<Pod>> = BTreeMap::new();
+    for p in all.iter().filter(|p| pod_failed(p, only_failed)) {
+        let Some(ix) = completion_index(p).filter(|ix| *ix < completions) else {
+            continue;
+        };
+        if succeeded.has(ix) || failed.has(ix) || active_ix.contains(&ix) {
+            continue;
+        }
+        let replace = out.get(&ix).is_none_or(|last| {
+            index_absolute_failure_count(last) <= index_absolute_failure_count(p)
+                && finished_time(p) >= finished_time(last)
+        });
+        if replace {
+            out.insert(ix, p.clone());
+        }
+    }
+    out
+}
+
+/// The failure counts a replacement of `replaced` (the index's last failed pod) starts
+/// with.
+fn new_index_failure_counts(job: &Job, replaced: Option<&Pod>) -> (i32, i32) {
+    let Some(p) = replaced else {
+        return (0, 0);
+    };
+    let (mut failures, mut ignored) = (
+        annotation_count(p, INDEX_FAILURE_COUNT),
+        annotation_count(p, INDEX_IGNORED_FAILURE_COUNT),
+    );
+    if match_pod_failure_policy(job, p).1 {
+        failures += 1;
+    } else {
+        ignored += 1;
+    }
+    (failures, ignored)
+}
+
+/// Back-off left before an index whose last pod failed is retried: 10 s doubling per
+/// failure of the index, capped.
+fn index_backoff_remaining(last_failed: Option<&Pod>, now: Timestamp) -> Duration {
+    let Some(p) = last_failed else {
+        return Duration::ZERO;
+    };
+    Backoff {
+        failures: (index_absolute_failure_count(p) + 1) as u32,
+        last_failure: Some(finished_time(p)),
+    }
+    .remaining(now)
+}
+
+/// Upstream's matchSuccessPolicy: the message of the first rule the succeeded indexes meet.
+fn match_success_policy(job: &Job, completions: usize, succeeded: &Intervals) -> Option<String> {
+    let policy = job.spec.as_ref()?.success_policy.as_ref()?;
+    if succeeded.0.is_empty() {
+        return None;
+    }
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let met = match (&rule.succeeded_indexes, rule.succeeded_count) {
+            (Some(ixs), count) => {
+                let required = Intervals::parse(ixs, completions);
+                if required.0.is_empty() {
+                    continue;
+                }
+                let contained = required.overlap(succeeded);
+                contained == required.total()
+                    || count.is_some_and(|c| contained >= c.max(0) as usize)
+            }
+            (None, Some(count)) => succeeded.total() >= count.max(0) as usize,
+            (None, None) => false,
+        };
+        if met {
+            return Some(format!("Matched rules at index {i}"));
+        }
+    }
+    None
+}
+
 /// Completion indexes as `status.completedIndexes` writes them: "1,3-5,7" (runs of three or
 /// more as ranges).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -256,6 +497,20 @@ impl Intervals {
 
     pub fn has(&self, ix: usize) -> bool {
         self.0.iter().any(|(a, b)| *a <= ix && ix <= *b)
+    }
+
+    /// How many indexes the two have in common.
+    fn overlap(&self, other: &Intervals) -> usize {
+        let mut n = 0;
+        for (a, b) in &self.0 {
+            for (c, d) in &other.0 {
+                let (lo, hi) = ((*a).max(*c), (*b).min(*d));
+                if lo <= hi {
+                    n += hi - lo + 1;
+                }
+            }
+        }
+        n
     }
 }
 
@@ -587,6 +842,10 @@ struct Ctx {
     expected_rm: HashSet<String>,
     prev_succeeded_indexes: Intervals,
     succeeded_indexes: Intervals,
+    /// With backoffLimitPerIndex: the failed indexes, and per index to retry its last
+    /// failed pod.
+    failed_indexes: Option<Intervals>,
+    delayed: BTreeMap<usize, Arc<Pod>>,
     backoff: Backoff,
     finished: Option<JobCondition>,
     terminating: i32,
@@ -874,12 +1133,14 @@ impl JobController {
             .cloned()
             .collect();
         let is_suspended = suspended(&job);
+        let counted_new_failed = counted_failures(&job, &new_failed) as i32;
         let status = job.status.get_or_insert_default();
         let mut succeeded = status.succeeded.unwrap_or(0)
             + new_succeeded.len() as i32
             + uncounted_succeeded.len() as i32;
+        // Failures a pod failure policy ignores do not count toward backoffLimit.
         let failed =
-            status.failed.unwrap_or(0) + new_failed.len() as i32 + uncounted_failed.len() as i32;
+            status.failed.unwrap_or(0) + counted_new_failed + uncounted_failed.len() as i32;
         if status.start_time.is_none() && !is_suspended {
             status.start_time = Some(Time(now));
         }
@@ -894,6 +1155,17 @@ impl JobController {
                 "True",
                 target.reason.as_deref().unwrap_or_default(),
                 target.message.as_deref().unwrap_or_default(),
+                now,
+            ));
+        } else if finished_cond.is_none()
+            && let Some(message) = fail_job_message(&job, &all)
+        {
+            // The interim FailureTarget records why before the pods can go.
+            finished_cond = Some(new_condition(
+                FAILURE_TARGET,
+                "True",
+                "PodFailurePolicy",
+                &message,
                 now,
             ));
         }
@@ -929,6 +1201,8 @@ impl JobController {
 
         let (mut prev_succeeded_indexes, mut succeeded_indexes) =
             (Intervals::default(), Intervals::default());
+        let mut failed_indexes_now = None;
+        let mut delayed = BTreeMap::new();
         if indexed {
             let status = job.status.get_or_insert_default();
             prev_succeeded_indexes = Intervals::parse(
@@ -945,6 +1219,52 @@ impl JobController {
             new.dedup();
             succeeded_indexes = prev_succeeded_indexes.with(&new);
             succeeded = succeeded_indexes.total() as i32;
+            if has_backoff_limit_per_index(&job) {
+                let failed_ix = failed_indexes(&job, &all, completions_n);
+                if finished_cond.is_none() {
+                    if s.max_failed_indexes
+                        .is_some_and(|m| failed_ix.total() > m.max(0) as usize)
+                    {
+                        finished_cond = Some(new_condition(
+                            FAILURE_TARGET,
+                            "True",
+                            "MaxFailedIndexesExceeded",
+                            "Job has exceeded the specified maximal number of failed indexes",
+                            now,
+                        ));
+                    } else if failed_ix.total() > 0
+                        && failed_ix.total() + succeeded_indexes.total() >= completions_n
+                    {
+                        finished_cond = Some(new_condition(
+                            FAILURE_TARGET,
+                            "True",
+                            "FailedIndexes",
+                            "Job has failed indexes",
+                            now,
+                        ));
+                    }
+                }
+                delayed = pods_with_delayed_deletion(
+                    &job,
+                    &all,
+                    &active,
+                    &succeeded_indexes,
+                    &failed_ix,
+                    completions_n,
+                );
+                failed_indexes_now = Some(failed_ix);
+            }
+            if finished_cond.is_none()
+                && let Some(message) = match_success_policy(&job, completions_n, &succeeded_indexes)
+            {
+                finished_cond = Some(new_condition(
+                    SUCCESS_CRITERIA_MET,
+                    "True",
+                    "SuccessPolicy",
+                    &message,
+                    now,
+                ));
+            }
         }
 
         let mut ctx = Ctx {
@@ -958,6 +1278,8 @@ impl JobController {
             expected_rm,
             prev_succeeded_indexes,
             succeeded_indexes,
+            failed_indexes: failed_indexes_now,
+            delayed,
             backoff,
             finished: finished_cond,
         };
@@ -1182,7 +1504,12 @@ impl JobController {
         if diff <= 0 {
             return (active, None);
         }
-        let wait = ctx.backoff.remaining(now);
+        // With backoffLimitPerIndex each index backs off on its own (below).
+        let wait = if has_backoff_limit_per_index(job) {
+            Duration::ZERO
+        } else {
+            ctx.backoff.remaining(now)
+        };
         if !wait.is_zero() {
             tracing::debug!(
                 job = key,
@@ -1211,11 +1538,33 @@ impl JobController {
             }
             busy.sort_unstable();
             busy.dedup();
-            let busy = ctx.succeeded_indexes.with(&busy);
-            indexes = first_pending_indexes(&busy, diff as usize, completions_n)
-                .into_iter()
-                .map(Some)
-                .collect();
+            let mut busy = ctx.succeeded_indexes.with(&busy);
+            if let Some(failed) = &ctx.failed_indexes {
+                busy = busy.merge(failed);
+            }
+            let mut pending = first_pending_indexes(&busy, diff as usize, completions_n);
+            if has_backoff_limit_per_index(job) {
+                let waits: Vec<(usize, Duration)> = pending
+                    .iter()
+                    .map(|ix| {
+                        let last = ctx.delayed.get(ix).map(|p| p.as_ref());
+                        (*ix, index_backoff_remaining(last, now))
+                    })
+                    .collect();
+                pending = waits
+                    .iter()
+                    .filter(|(_, w)| w.is_zero())
+                    .map(|(ix, _)| *ix)
+                    .collect();
+                if pending.is_empty()
+                    && let Some(min) = waits.iter().map(|(_, w)| *w).min()
+                {
+                    tracing::debug!(job = key, wait = ?min, "index failure back-off; creating pods later");
+                    self.queue.add_after(key.to_string(), min.max(MIN_REQUEUE));
+                    return (active, None);
+                }
+            }
+            indexes = pending.into_iter().map(Some).collect();
         }
         let n = indexes.len();
         if n == 0 {
@@ -1234,7 +1583,22 @@ impl JobController {
             let pp = PostParams::default();
             let wanted: Vec<Pod> = indexes[done..done + size]
                 .iter()
-                .map(|ix| pod_for(job, owner.clone(), *ix))
+                .map(|ix| {
+                    let mut pod = pod_for(job, owner.clone(), *ix);
+                    if let Some(ix) = ix
+                        && has_backoff_limit_per_index(job)
+                    {
+                        // The index's failures so far travel with its next pod.
+                        let replaced = ctx.delayed.get(ix).map(|p| p.as_ref());
+                        let (failures, ignored) = new_index_failure_counts(job, replaced);
+                        let a = pod.metadata.annotations.get_or_insert_default();
+                        a.insert(INDEX_FAILURE_COUNT.into(), failures.to_string());
+                        if ignored > 0 {
+                            a.insert(INDEX_IGNORED_FAILURE_COUNT.into(), ignored.to_string());
+                        }
+                    }
+                    pod
+                })
                 .collect();
             let results =
                 futures::future::join_all(wanted.iter().map(|p| api.create(&pp, p))).await;
@@ -1423,6 +1787,7 @@ impl JobController {
             .collect();
         let deleting = job.metadata.deletion_timestamp.is_some();
         let only_failed = only_replace_failed(&job);
+        let job_for_policy = job.clone();
         let mut finished_cond = ctx.finished.clone();
         let failing = finished_cond
             .as_ref()
@@ -1442,8 +1807,16 @@ impl JobController {
             }
             let failed = pod_failed(pod, only_failed);
             let succeeded = phase(pod) == Some("Succeeded");
-            // Removable once its outcome is known, or when the whole job is going away.
+            // Removable once its outcome is known, or when the whole job is going away; an
+            // index's last failed pod stays until its replacement exists.
             if !(deleting || finished_cond.is_some() || succeeded || failed) {
+                continue;
+            }
+            if !(deleting || finished_cond.is_some() || succeeded)
+                && completion_index(pod)
+                    .and_then(|ix| ctx.delayed.get(&ix))
+                    .is_some_and(|d| uid(d) == u)
+            {
                 continue;
             }
             to_remove.push(pod.clone());
@@ -1464,9 +1837,12 @@ impl JobController {
                 && !ctx.uncounted_failed.contains(&u)
                 && (!indexed || ix.is_some_and(|ix| ix < completions_n))
             {
-                // A finishing job's unfinished pods count as failed.
-                uncounted.failed.get_or_insert_default().push(u);
-                needs_flush = true;
+                // A finishing job's unfinished pods count as failed; failures a pod failure
+                // policy ignores count nowhere.
+                if match_pod_failure_policy(&job_for_policy, pod).1 {
+                    uncounted.failed.get_or_insert_default().push(u);
+                    needs_flush = true;
+                }
             }
             let held = new_indexes.len()
                 + uncounted.succeeded.as_ref().map_or(0, Vec::len)
@@ -1486,6 +1862,13 @@ impl JobController {
             }
             status.succeeded = Some(all.total() as i32).filter(|n| *n > 0);
             status.completed_indexes = Some(text);
+            if let Some(failed) = &ctx.failed_indexes {
+                let text = failed.to_string();
+                if status.failed_indexes.as_deref() != Some(text.as_str()) {
+                    status.failed_indexes = Some(text);
+                    needs_flush = true;
+                }
+            }
         }
         let conds = status.conditions.get_or_insert_default();
         if let Some(c) = finished_cond.as_ref().filter(|c| c.type_ == FAILURE_TARGET) {

@@ -123,7 +123,7 @@ pub async fn run_controllers(client: Client) {
         claims,
         revisions,
     );
-    let nsc = namespace::NamespaceController::new(client.clone(), namespaces.clone());
+    let nc = namespace::NamespaceController::new(client.clone(), namespaces);
     let gc = garbagecollector::GarbageCollector::new(client);
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
@@ -134,8 +134,8 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(ttl.run(WORKERS)),
         tokio::spawn(ds.run(WORKERS)),
         tokio::spawn(ss.run(WORKERS)),
+        tokio::spawn(nc.run(WORKERS)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
-        tokio::spawn(nsc.run(WORKERS)),
         tokio::spawn(ipam.run(1)),
     ];
     // Dropping this future (a lost lease) stops every controller and informer.

@@ -243,10 +243,19 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
         let pods = self.claim_pods(&owner, &ns).await?;
         let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| pods::is_active(p)).collect();
         let deleting = owner.meta().deletion_timestamp.is_some();
-        if self.expectations.satisfied(key) && !deleting {
-            self.manage_replicas(key, &owner, &ns, &active).await?;
-        }
-        self.update_status(&owner, &ns, &active).await
+        let managed = if self.expectations.satisfied(key) && !deleting {
+            self.manage_replicas(key, &owner, &ns, &active).await
+        } else {
+            Ok(())
+        };
+        // The status says why replicas are missing (ReplicaFailure) before the failure is
+        // retried.
+        let failure = managed.as_ref().err().map(|e| e.to_string());
+        let again = self
+            .update_status(&owner, &ns, &active, failure.as_deref())
+            .await?;
+        managed.map_err(anyhow::Error::from)?;
+        Ok(again)
     }
 
     /// The pods this owner controls after adoption and release (Kubernetes'
@@ -288,7 +297,7 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
         owner: &Arc<K>,
         ns: &str,
         active: &[&Arc<Pod>],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ManageError> {
         let want = owner.replicas().max(0) as usize;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let name = owner.meta().name.clone().unwrap_or_default();
@@ -317,8 +326,18 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
                             "SuccessfulCreate",
                             format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
                         ),
+                        // A terminating namespace refuses every pod: nothing to report.
+                        Err(e) if namespace_terminating(&e) => {
+                            self.expectations.creation_observed(key);
+                        }
                         Err(e) => {
                             self.expectations.creation_observed(key);
+                            self.recorder.record(
+                                owner.as_ref(),
+                                true,
+                                "FailedCreate",
+                                format!("Error creating: {}", api_message(&e)),
+                            );
                             failure.get_or_insert(e);
                         }
                     }
@@ -331,13 +350,7 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
                 self.expectations.creation_observed(key);
             }
             if let Some(e) = failure {
-                self.recorder.record(
-                    owner.as_ref(),
-                    true,
-                    "FailedCreate",
-                    format!("Error creating: {e}"),
-                );
-                return Err(e).context("creating pods");
+                return Err(ManageError::Create(api_message(&e)));
             }
         } else if active.len() > want {
             let n = (active.len() - want).min(BURST);
@@ -352,6 +365,7 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
                     .map(|p| p.metadata.uid.clone().unwrap_or_default()),
             );
             let dp = DeleteParams::default();
+            let mut failure = None;
             let results = futures::future::join_all(
                 victims
                     .iter()
@@ -375,9 +389,18 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
                             key,
                             pod.metadata.uid.as_deref().unwrap_or_default(),
                         );
-                        return Err(e).context("deleting pods");
+                        self.recorder.record(
+                            owner.as_ref(),
+                            true,
+                            "FailedDelete",
+                            format!("Error deleting: {}", api_message(&e)),
+                        );
+                        failure.get_or_insert(ManageError::Delete(api_message(&e)));
                     }
                 }
+            }
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
         Ok(())
@@ -390,6 +413,7 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
         owner: &Arc<K>,
         ns: &str,
         active: &[&Arc<Pod>],
+        failure: Option<&str>,
     ) -> anyhow::Result<Option<Duration>> {
         let now = Timestamp::now();
         let min_ready = owner.min_ready_seconds();
@@ -420,6 +444,11 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
         want["readyReplicas"] = json!(ready);
         want["availableReplicas"] = json!(available);
         want["observedGeneration"] = json!(owner.meta().generation);
+        set_replica_failure(
+            &mut want,
+            failure,
+            active.len() as i64 - i64::from(owner.replicas()),
+        );
         // Kubernetes omits zero counts (omitempty).
         if let Some(m) = want.as_object_mut() {
             m.retain(|_, v| v != &json!(0));
@@ -445,6 +474,79 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
             return Ok(Some(Duration::from_secs(min_ready as u64)));
         }
         Ok(None)
+    }
+}
+
+/// Why creating or deleting pods failed; the message is the API server's (upstream's
+/// manageReplicasErr, which the ReplicaFailure condition quotes).
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error("{0}")]
+    Create(String),
+    #[error("unable to delete pods: {0}")]
+    Delete(String),
+}
+
+/// An error as the API server worded it.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// Whether the API server refused a create because the namespace is being deleted.
+fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
+}
+
+/// Upstream's calculateStatus for the ReplicaFailure condition: set (True, FailedCreate or
+/// FailedDelete by which way the count was off) when managing replicas failed and it is not
+/// already there; removed once a sync manages them without error.
+fn set_replica_failure(status: &mut serde_json::Value, failure: Option<&str>, diff: i64) {
+    let conditions: Vec<serde_json::Value> = status
+        .get("conditions")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let present = conditions
+        .iter()
+        .any(|c| c.get("type").and_then(serde_json::Value::as_str) == Some("ReplicaFailure"));
+    let conditions = match (failure, present) {
+        (Some(message), false) => {
+            let reason = match diff {
+                d if d < 0 => "FailedCreate",
+                d if d > 0 => "FailedDelete",
+                _ => "",
+            };
+            let mut cond = json!({
+                "type": "ReplicaFailure",
+                "status": "True",
+                "lastTransitionTime": pods::now(),
+                "message": message,
+            });
+            if !reason.is_empty() {
+                cond["reason"] = json!(reason);
+            }
+            let mut c = conditions;
+            c.push(cond);
+            c
+        }
+        (None, true) => conditions
+            .into_iter()
+            .filter(|c| c.get("type").and_then(serde_json::Value::as_str) != Some("ReplicaFailure"))
+            .collect(),
+        _ => return,
+    };
+    if let Some(m) = status.as_object_mut() {
+        if conditions.is_empty() {
+            m.remove("conditions");
+        } else {
+            m.insert("conditions".into(), json!(conditions));
+        }
     }
 }
 

@@ -734,3 +734,349 @@ async fn cronjob_creates_a_job_for_the_latest_missed_minute_and_tracks_it() {
         "{jobs_now:?}"
     );
 }
+
+/// Fails a pod as its kubelet would: container `container` terminated with `exit_code`,
+/// plus any extra pod conditions (e.g. DisruptionTarget).
+async fn fail_with(c: &Cluster, pod: &Pod, container: &str, exit_code: i32, extra: &[&str]) {
+    let pods: Api<Pod> = Api::namespaced(c.client().await, "default");
+    let now = Timestamp::now().to_string();
+    let mut conditions =
+        vec![json!({"type": "Ready", "status": "False", "lastTransitionTime": now})];
+    for t in extra {
+        conditions.push(json!({"type": t, "status": "True", "lastTransitionTime": now}));
+    }
+    let status = json!({"status": {"phase": "Failed", "conditions": conditions,
+        "containerStatuses": [{"name": container, "image": "busybox", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": exit_code, "reason": "Error",
+            "startedAt": now, "finishedAt": now}}}]}});
+    pods.patch_status(
+        pod.metadata.name.as_deref().unwrap(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+}
+
+/// The active pod of an index.
+async fn pod_of_index(c: &Cluster, job: &str, ix: &str) -> Pod {
+    eventually("the index's active pod", || async {
+        active_pods(c, job)
+            .await
+            .into_iter()
+            .find(|p| index(p) == ix)
+    })
+    .await
+}
+
+const POLICY: &str = "
+apiVersion: batch/v1
+kind: Job
+metadata: {name: policy}
+spec:
+  completions: 2
+  parallelism: 2
+  backoffLimit: 0
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onExitCodes: {containerName: main, operator: In, values: [42]}
+    - action: Ignore
+      onPodConditions: [{type: DisruptionTarget}]
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_an_exit_code() {
+    let c = cluster().await;
+    // The API server checks the policy as Kubernetes does.
+    let bad = c.write(
+        "bad.yaml",
+        &POLICY
+            .replace("restartPolicy: Never", "restartPolicy: OnFailure")
+            .replace("values: [42]", "values: [42, 7]"),
+    );
+    let err = c.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains(r#"spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when podFailurePolicy is specified"#)
+            && err.contains("spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{42, 7}: must be ordered"),
+        "{err}"
+    );
+    let f = c.write("job.yaml", POLICY);
+    c.ok(&["apply", "-f", &f]).await;
+    let out = job_status(
+        &c,
+        "policy",
+        "{.spec.podReplacementPolicy} {.spec.podFailurePolicy.rules[1].onPodConditions[0].status}",
+    )
+    .await;
+    assert_eq!(out, "Failed True");
+    let pods = eventually("2 pods", || async {
+        let p = active_pods(&c, "policy").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    // A disruption is ignored: not counted against backoffLimit 0, and replaced.
+    fail_with(&c, &pods[0], "main", 137, &["DisruptionTarget"]).await;
+    eventually("the disrupted pod released", || async {
+        let p = job_pods(&c, "policy").await;
+        let released = p
+            .iter()
+            .find(|p| p.metadata.name == pods[0].metadata.name)
+            .is_some_and(|p| {
+                !p.metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == "batch.kubernetes.io/job-tracking")
+            });
+        released.then_some(())
+    })
+    .await;
+    assert_eq!(
+        job_status(&c, "policy", "{.status.failed} {.status.conditions}").await,
+        " "
+    );
+    // Exit code 42 of container main fails the whole job at once.
+    fail_with(&c, &pods[1], "main", 42, &[]).await;
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/policy",
+        "--timeout=30s",
+    ])
+    .await;
+    let s = job_status(
+        &c,
+        "policy",
+        r#"{.status.conditions[*].type}|{.status.conditions[?(@.type=="Failed")].reason}|{.status.conditions[?(@.type=="Failed")].message}|{.status.failed}"#,
+    )
+    .await;
+    let pod = pods[1].metadata.name.as_deref().unwrap();
+    let mut parts = s.split('|');
+    assert_eq!(parts.next(), Some("FailureTarget Failed"), "{s}");
+    assert_eq!(parts.next(), Some("PodFailurePolicy"), "{s}");
+    assert_eq!(
+        parts.next(),
+        Some(
+            format!(
+                "Container main for pod default/{pod} failed with exit code 42 matching FailJob rule at index 0"
+            )
+            .as_str()
+        ),
+        "{s}"
+    );
+    // The pod that failed, and the replacement that was still running; not the disruption.
+    let failed: i32 = parts.next().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&failed), "{s}");
+    assert!(active_pods(&c, "policy").await.is_empty());
+}
+
+const PER_INDEX: &str = "
+apiVersion: batch/v1
+kind: Job
+metadata: {name: per-index}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  backoffLimitPerIndex: 1
+  maxFailedIndexes: 1
+  podFailurePolicy:
+    rules:
+    - action: FailIndex
+      onExitCodes: {operator: In, values: [3]}
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_limit_per_index_fails_indexes_not_the_job() {
+    let c = cluster().await;
+    let bad = c.write(
+        "bad.yaml",
+        &PER_INDEX.replace("completionMode: Indexed", "completionMode: NonIndexed"),
+    );
+    let err = c.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains(
+            "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"
+        ),
+        "{err}"
+    );
+    let f = c.write("job.yaml", PER_INDEX);
+    c.ok(&["apply", "-f", &f]).await;
+    assert_eq!(
+        job_status(&c, "per-index", "{.spec.backoffLimit}").await,
+        "2147483647"
+    );
+    let first = pod_of_index(&c, "per-index", "1").await;
+    assert_eq!(
+        first
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("batch.kubernetes.io/job-index-failure-count"))
+            .map(String::as_str),
+        Some("0")
+    );
+    // Exit code 3 fails index 0 at once (FailIndex); it is not retried.
+    let zero = pod_of_index(&c, "per-index", "0").await;
+    fail_with(&c, &zero, "main", 3, &[]).await;
+    eventually("failedIndexes 0", || async {
+        (job_status(&c, "per-index", "{.status.failedIndexes}").await == "0").then_some(())
+    })
+    .await;
+    // Index 1 may fail once: it gets a second pod (after the 10 s back-off) that knows.
+    fail_with(&c, &first, "main", 1, &[]).await;
+    let second = apiserver::testing::eventually_within(30, "a second pod for index 1", || async {
+        active_pods(&c, "per-index")
+            .await
+            .into_iter()
+            .find(|p| index(p) == "1" && p.metadata.name != first.metadata.name)
+    })
+    .await;
+    assert_eq!(
+        second
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("batch.kubernetes.io/job-index-failure-count"))
+            .map(String::as_str),
+        Some("1")
+    );
+    assert!(
+        !active_pods(&c, "per-index")
+            .await
+            .iter()
+            .any(|p| index(p) == "0")
+    );
+    let status = job_status(
+        &c,
+        "per-index",
+        "{.status.failedIndexes} {.status.conditions}",
+    )
+    .await;
+    assert_eq!(status, "0 ");
+    finish(&c, &second, "Succeeded").await;
+    let two = pod_of_index(&c, "per-index", "2").await;
+    finish(&c, &two, "Succeeded").await;
+    // Every index is done, one of them failed: the job fails.
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/per-index",
+        "--timeout=30s",
+    ])
+    .await;
+    let s = job_status(
+        &c,
+        "per-index",
+        r#"{.status.conditions[*].type}|{.status.conditions[?(@.type=="Failed")].reason}|{.status.conditions[?(@.type=="Failed")].message}|{.status.failedIndexes}|{.status.completedIndexes}|{.status.failed}|{.status.succeeded}"#,
+    )
+    .await;
+    assert_eq!(
+        s,
+        "FailureTarget Failed|FailedIndexes|Job has failed indexes|0|1,2|2|2"
+    );
+
+    // More failed indexes than maxFailedIndexes allows fail the job before the rest run.
+    let strict = PER_INDEX
+        .replace("name: per-index", "name: strict")
+        .replace("backoffLimitPerIndex: 1", "backoffLimitPerIndex: 0");
+    let f = c.write("strict.yaml", &strict);
+    c.ok(&["apply", "-f", &f]).await;
+    for ix in ["0", "1"] {
+        let p = pod_of_index(&c, "strict", ix).await;
+        fail_with(&c, &p, "main", 1, &[]).await;
+    }
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/strict",
+        "--timeout=30s",
+    ])
+    .await;
+    let s = job_status(
+        &c,
+        "strict",
+        r#"{.status.conditions[?(@.type=="Failed")].reason}|{.status.conditions[?(@.type=="Failed")].message}|{.status.failedIndexes}"#,
+    )
+    .await;
+    assert_eq!(
+        s,
+        "MaxFailedIndexesExceeded|Job has exceeded the specified maximal number of failed indexes|0,1"
+    );
+    assert!(active_pods(&c, "strict").await.is_empty());
+}
+
+const SUCCESS_POLICY: &str = "
+apiVersion: batch/v1
+kind: Job
+metadata: {name: leader}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  successPolicy:
+    rules:
+    - succeededIndexes: '0'
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_policy_completes_the_job_when_its_indexes_succeed() {
+    let c = cluster().await;
+    let bad = c.write(
+        "bad.yaml",
+        &SUCCESS_POLICY.replace("succeededIndexes: '0'", "succeededIndexes: '0-7'"),
+    );
+    let err = c.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains(r#"spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0-7": error parsing succeededIndexes: too large index: "7""#),
+        "{err}"
+    );
+    let f = c.write("job.yaml", SUCCESS_POLICY);
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("3 pods", || async {
+        (active_pods(&c, "leader").await.len() == 3).then_some(())
+    })
+    .await;
+    // Another index succeeding is not enough.
+    let one = pod_of_index(&c, "leader", "1").await;
+    finish(&c, &one, "Succeeded").await;
+    eventually("index 1 counted", || async {
+        (job_status(&c, "leader", "{.status.completedIndexes}").await == "1").then_some(())
+    })
+    .await;
+    assert_eq!(job_status(&c, "leader", "{.status.conditions}").await, "");
+    let zero = pod_of_index(&c, "leader", "0").await;
+    finish(&c, &zero, "Succeeded").await;
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/leader",
+        "--timeout=30s",
+    ])
+    .await;
+    let s = job_status(
+        &c,
+        "leader",
+        r#"{.status.conditions[*].type}|{.status.conditions[?(@.type=="Complete")].reason}|{.status.conditions[?(@.type=="Complete")].message}|{.status.completedIndexes}|{.status.succeeded}|{.status.failed}"#,
+    )
+    .await;
+    // The pod still running was removed, not counted as failed.
+    assert_eq!(
+        s,
+        "SuccessCriteriaMet Complete|SuccessPolicy|Matched rules at index 0|0,1|2|"
+    );
+    assert!(active_pods(&c, "leader").await.is_empty());
+}

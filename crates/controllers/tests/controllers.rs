@@ -576,3 +576,207 @@ async fn a_controller_manager_restarted_mid_rollout_finishes_it() {
     assert_eq!(replicasets(&c).await, ["1:0:nginx:1.26", "2:6:nginx:1.27"]);
     assert_eq!(pods(&c, "app=web").await.len(), 6);
 }
+
+const NAMESPACE_CONTENT: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: x}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx:1.27}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: one, namespace: x}
+data: {a: b}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: two, namespace: x}
+data: {c: d}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: held, namespace: x, finalizers: [example.com/hold]}
+spec:
+  containers: [{name: c, image: busybox}]
+";
+
+/// The namespace's conditions as "type=status reason: message" lines.
+async fn namespace_conditions(c: &Cluster, ns: &str) -> String {
+    jsonpath(
+        c,
+        &["get", "ns", ns],
+        r#"{.status.phase}{"\n"}{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}"#,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
+    let c = cluster().await;
+    c.ok(&["create", "namespace", "x"]).await;
+    let f = c.write("content.yaml", NAMESPACE_CONTENT);
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("the deployment's pods", || async {
+        let out = c
+            .ok(&["get", "pods", "-n", "x", "-l", "app=web", "-o", "name"])
+            .await;
+        (out.lines().count() == 2).then_some(())
+    })
+    .await;
+    let out = c.ok(&["delete", "namespace", "x", "--wait=false"]).await;
+    assert!(out.contains(r#"namespace "x" deleted"#), "{out}");
+    // Everything but the pod a finalizer holds goes; the namespace says what is left.
+    let conditions =
+        apiserver::testing::eventually_within(60, "conditions naming the held pod", || async {
+            let out = namespace_conditions(&c, "x").await;
+            out.contains("NamespaceFinalizersRemaining=True")
+                .then_some(out)
+        })
+        .await;
+    assert!(conditions.starts_with("Terminating\n"), "{conditions}");
+    for line in [
+        "NamespaceContentRemaining=True SomeResourcesRemain: Some resources are remaining: pods. has 1 resource instances",
+        "NamespaceFinalizersRemaining=True SomeFinalizersRemain: Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances",
+        "NamespaceDeletionDiscoveryFailure=False ResourcesDiscovered: All resources successfully discovered",
+        "NamespaceDeletionGroupVersionParsingFailure=False ParsedGroupVersions: All legacy kube types successfully parsed",
+        "NamespaceDeletionContentFailure=False ContentDeleted: All content successfully deleted, may be waiting on finalization",
+    ] {
+        assert!(conditions.contains(line), "{line}\nnot in\n{conditions}");
+    }
+    let left = c
+        .ok(&["get", "deploy,rs,pods,configmaps", "-n", "x", "-o", "name"])
+        .await;
+    assert_eq!(left.trim(), "pod/held");
+    let err = c.fails(&["create", "configmap", "late", "-n", "x"]).await;
+    assert!(err.contains("because it is being terminated"), "{err}");
+    // Still held: the namespace stays.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        namespace_conditions(&c, "x")
+            .await
+            .starts_with("Terminating")
+    );
+    c.ok(&[
+        "patch",
+        "pod",
+        "held",
+        "-n",
+        "x",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .await;
+    apiserver::testing::eventually_within(60, "the namespace to go", || async {
+        let out = c.kubectl(&["get", "ns", "x"]).await;
+        String::from_utf8_lossy(&out.stderr)
+            .contains(r#"namespaces "x" not found"#)
+            .then_some(())
+    })
+    .await;
+    // `kubectl delete ns --wait` (the default) returns once the namespace is gone.
+    c.ok(&["create", "namespace", "y"]).await;
+    c.ok(&["create", "configmap", "c", "-n", "y", "--from-literal=a=b"])
+        .await;
+    let started = std::time::Instant::now();
+    let out = c.ok(&["delete", "ns", "y", "--timeout=60s"]).await;
+    assert!(out.contains(r#"namespace "y" deleted"#), "{out}");
+    let err = c.fails(&["get", "ns", "y"]).await;
+    assert!(err.contains("not found"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // A namespace of that name starts empty.
+    c.ok(&["create", "namespace", "y"]).await;
+    let out = c.ok(&["get", "configmaps", "-n", "y", "-o", "name"]).await;
+    assert_eq!(out.trim(), "");
+}
+
+const REFUSED: &str = "
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: prio}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: prio}}
+  template:
+    metadata: {labels: {app: prio}}
+    spec:
+      priorityClassName: later
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: prio-rc}
+spec:
+  replicas: 2
+  selector: {app: prio-rc}
+  template:
+    metadata: {labels: {app: prio-rc}}
+    spec:
+      priorityClassName: later
+      containers: [{name: c, image: busybox}]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_failure_condition_reports_refused_pods_until_they_are_created() {
+    let c = cluster().await;
+    let f = c.write("refused.yaml", REFUSED);
+    c.ok(&["apply", "-f", &f]).await;
+    for (kind, name) in [("rs", "prio"), ("rc", "prio-rc")] {
+        let cond = eventually("a ReplicaFailure condition", || async {
+            let out = jsonpath(
+                &c,
+                &["get", kind, name],
+                r#"{.status.conditions[?(@.type=="ReplicaFailure")].status} {.status.conditions[?(@.type=="ReplicaFailure")].reason} {.status.conditions[?(@.type=="ReplicaFailure")].message}"#,
+            )
+            .await;
+            (!out.trim().is_empty()).then_some(out)
+        })
+        .await;
+        assert!(
+            cond.starts_with(&format!(r#"True FailedCreate pods "{name}-"#))
+                && cond.ends_with(" is forbidden: no PriorityClass with name later was found"),
+            "{cond}"
+        );
+        let event = eventually("a FailedCreate event", || async {
+            let out = jsonpath(
+                &c,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    &format!("reason=FailedCreate,involvedObject.name={name}"),
+                ],
+                "{.items[0].type} {.items[0].message}",
+            )
+            .await;
+            (!out.trim().is_empty()).then_some(out)
+        })
+        .await;
+        assert!(
+            event.starts_with(&format!(r#"Warning Error creating: pods "{name}-"#))
+                && event.ends_with("no PriorityClass with name later was found"),
+            "{event}"
+        );
+    }
+    // Once the class exists the pods are created and the condition goes.
+    c.ok(&["create", "priorityclass", "later", "--value=1000"])
+        .await;
+    for (kind, name) in [("rs", "prio"), ("rc", "prio-rc")] {
+        eventually("the replicas, and no ReplicaFailure", || async {
+            let out = jsonpath(
+                &c,
+                &["get", kind, name],
+                "{.status.replicas} {.status.conditions}",
+            )
+            .await;
+            (out.trim() == "2").then_some(())
+        })
+        .await;
+    }
+}

@@ -2,6 +2,7 @@
 //! change, and which fields can be selected on. Kinds without special rules use
 //! [`Generic`]; each special kind has its own module.
 
+mod job;
 mod namespace;
 mod pod;
 mod service;
@@ -21,6 +22,9 @@ pub trait Strategy: Send + Sync {
 
     /// Resets what clients may not set on create (e.g. status), after defaults.
     fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Keeps what an update of the main resource may not change (before defaults).
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
 
     /// Kind-specific validation of a whole object, after defaults.
     fn validate(&self, _obj: &Value) -> Vec<Cause> {
@@ -111,6 +115,8 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         _ => generic(false, false, &[]),
     }
 }
+
+pub(crate) use namespace::validate_finalizers as validate_namespace_finalizers;
 
 /// Sets `key` in a JSON object if it is absent or null.
 pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {

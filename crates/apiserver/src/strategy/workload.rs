@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Strategy, pod, set_default};
+use super::{Strategy, job, pod, set_default};
 use crate::error::Cause;
 use crate::selector::LabelSelector;
 
@@ -106,7 +106,7 @@ impl Strategy for WorkloadStrategy {
                     set_default(spec, "completions", json!(1));
                 }
                 set_default(spec, "parallelism", json!(1));
-                set_default(spec, "backoffLimit", json!(6));
+                job::defaults(spec);
                 set_default(spec, "completionMode", json!("NonIndexed"));
                 set_default(spec, "suspend", json!(false));
                 let policy = if spec.get("podFailurePolicy").is_some() {
@@ -245,6 +245,11 @@ impl Strategy for WorkloadStrategy {
                 });
             }
         }
+        if self.kind == "Job"
+            && let Some(spec) = obj.get("spec")
+        {
+            causes.extend(job::validate_spec(spec, "spec"));
+        }
         causes
     }
 
@@ -258,6 +263,9 @@ impl Strategy for WorkloadStrategy {
                 new.pointer("/spec/selector").cloned().unwrap_or_default(),
                 "field is immutable",
             )];
+        }
+        if self.kind == "Job" {
+            return job::validate_update(new, old);
         }
         Vec::new()
     }
