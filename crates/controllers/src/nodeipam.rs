@@ -71,6 +71,13 @@ pub fn allocate(cluster_cidr: &str, used: &HashSet<String>) -> anyhow::Result<St
         .with_context(|| format!("no remaining CIDRs in the cluster CIDR {cluster_cidr}"))
 }
 
+/// The node IPAM controller on its own (for tests that want nodes with pod CIDRs and no other
+/// controller acting).
+pub async fn run(client: Client) {
+    let nodes = Informer::<Node>::start(Api::all(client.clone()));
+    NodeIpamController::new(client, nodes).run(1).await;
+}
+
 impl NodeIpamController {
     pub fn new(client: Client, nodes: Informer<Node>) -> Arc<Self> {
         let c = Arc::new(NodeIpamController {

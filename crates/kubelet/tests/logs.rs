@@ -87,10 +87,10 @@ async fn scenario(lab: &Lab) -> Result<()> {
         scheduler::client(config.clone())?,
         "test-scheduler".into(),
     )));
-    // The controller manager: its node IPAM controller gives the node its pod CIDR.
-    let _controller_manager = Task(tokio::spawn(controllers::run(
+    // Only the node IPAM controller (the node's pod CIDR): the Deployment below must stay
+    // without pods of its own, so `kubectl logs deployment/dep` finds the bare pod it selects.
+    let _node_ipam = Task(tokio::spawn(controllers::nodeipam::run(
         controllers::client(config.clone())?,
-        "test-cm".into(),
     )));
     let data = lab.data_dir().to_owned();
     let mut cd = ContainerdConfig::new(&data);
