@@ -24,7 +24,7 @@ use kubelet::images::busybox_image;
 use kubelet::kuberuntime::LABEL_POD_UID;
 use kubelet::{ContainerdConfig, KubeletConfig, Runtime, RuntimeClient, RuntimeEndpoint};
 use lab::node::{BUSYBOX, Task, condition, container_status, phase, spawn_kubelet, wait_pod};
-use lab::{Lab, http_get_in_netns, init_tracing, is_root, ms, pod_config};
+use lab::{Lab, http_get_in_netns, ms, pod_config};
 
 type EventLine = (String, String, String, String, i32);
 
@@ -87,23 +87,7 @@ async fn runtime_objects(cri: &RuntimeClient, uid: &str) -> Result<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_bound_to_the_node_run_as_containers() -> Result<()> {
-    if !is_root() || !Path::new("/usr/bin/containerd").exists() {
-        eprintln!("skipping: needs root and containerd");
-        return Ok(());
-    }
-    init_tracing();
-    let lab = Lab::new()?;
-    let result = scenario(&lab).await;
-    if result.is_err() {
-        lab::node::print_containerd_log(&lab);
-    }
-    result?;
-    let left = lab.leftovers();
-    ensure!(
-        left.is_empty(),
-        "left behind after a clean teardown: {left:#?}"
-    );
-    Ok(())
+    lab::node::run_in_lab(scenario).await
 }
 
 async fn scenario(lab: &Lab) -> Result<()> {

@@ -13,27 +13,11 @@ use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::core::v1::Event;
 use kube::Api;
 use lab::node::{TestNode, container_id, named_status, phase, wait_pod};
-use lab::{Lab, init_tracing, is_root, ms};
+use lab::{Lab, ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_volumes() -> Result<()> {
-    if !is_root() || !Path::new("/usr/bin/containerd").exists() {
-        eprintln!("skipping: needs root and containerd");
-        return Ok(());
-    }
-    init_tracing();
-    let lab = Lab::new()?;
-    let result = scenario(&lab).await;
-    if result.is_err() {
-        lab::node::print_containerd_log(&lab);
-    }
-    result?;
-    let left = lab.leftovers();
-    ensure!(
-        left.is_empty(),
-        "left behind after a clean teardown: {left:#?}"
-    );
-    Ok(())
+    lab::node::run_in_lab(scenario).await
 }
 
 fn manifest(host_dir: &Path) -> String {

@@ -104,6 +104,28 @@ pub async fn wait_pod(
     }
 }
 
+/// Runs a node test's `scenario` in a fresh lab (skipped without root and containerd): on a
+/// failure it prints containerd's log, and after a pass nothing may be left behind.
+pub async fn run_in_lab(scenario: impl AsyncFnOnce(&Lab) -> Result<()>) -> Result<()> {
+    if !super::is_root() || !std::path::Path::new("/usr/bin/containerd").exists() {
+        eprintln!("skipping: needs root and containerd");
+        return Ok(());
+    }
+    super::init_tracing();
+    let lab = Lab::new()?;
+    let result = scenario(&lab).await;
+    if result.is_err() {
+        print_containerd_log(&lab);
+    }
+    result?;
+    let left = lab.leftovers();
+    anyhow::ensure!(
+        left.is_empty(),
+        "left behind after a clean teardown: {left:#?}"
+    );
+    Ok(())
+}
+
 /// Prints the end of containerd's log (for a failed test).
 pub fn print_containerd_log(lab: &Lab) {
     let log = lab.data_dir().join("agent/containerd/containerd.log");
