@@ -776,9 +776,16 @@ spec:
         .and_then(|s| s.waiting)
         .and_then(|w| w.message)
         .unwrap_or_default();
+    // The registry's refusal is in the ErrImagePull message, or (once the status moved on to
+    // ImagePullBackOff) in the Failed event.
+    let refused = |m: &str| m.contains("401") || m.to_lowercase().contains("unauthorized");
+    let events = events_of(&client, "nocreds").await?;
     ensure!(
-        message.contains("401") || message.to_lowercase().contains("unauthorized"),
-        "{message}"
+        refused(&message)
+            || events.iter().any(|e| e.1 == "Failed"
+                && e.2.starts_with("Failed to pull image")
+                && refused(&e.2)),
+        "{message} {events:?}"
     );
     cluster
         .ok(&["delete", "pod", "pulled", "nocreds", "--grace-period=1"])
