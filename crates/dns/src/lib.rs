@@ -1,0 +1,1 @@
+//! Cluster DNS (being built).

@@ -1,0 +1,1 @@
+//! kube-proxy on nftables (being built).
