@@ -4,6 +4,10 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod endpointslicemirroring;
+pub mod endpointutil;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
@@ -17,6 +21,7 @@ pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod scheduling;
+pub mod servicelb;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -28,8 +33,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
+    Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 
 use crate::informer::Informer;
@@ -79,6 +85,9 @@ pub async fn run_controllers(client: Client) {
     let statefulsets = Informer::<StatefulSet>::start(Api::all(client.clone()));
     let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
     let namespaces = Informer::<Namespace>::start(Api::all(client.clone()));
+    let services = Informer::<Service>::start(Api::all(client.clone()));
+    let endpoints = Informer::<Endpoints>::start(Api::all(client.clone()));
+    let slices = Informer::<EndpointSlice>::start(Api::all(client.clone()));
     // Stopped with the controllers: their watches and subscribers would otherwise outlive a
     // lost lease.
     let informers = vec![
@@ -94,6 +103,9 @@ pub async fn run_controllers(client: Client) {
         statefulsets.stopper(),
         claims.stopper(),
         namespaces.stopper(),
+        services.stopper(),
+        endpoints.stopper(),
+        slices.stopper(),
     ];
 
     let rs =
@@ -109,6 +121,7 @@ pub async fn run_controllers(client: Client) {
     let cjc = cronjob::CronJobController::new(client.clone(), cronjobs, jobs.clone());
     let ttl = ttlafterfinished::TtlAfterFinishedController::new(client.clone(), jobs);
     let ipam = nodeipam::NodeIpamController::new(client.clone(), nodes.clone());
+    let nodes_for_lb = nodes.clone();
     let ds = daemonset::DaemonSetController::new(
         client.clone(),
         daemonsets,
@@ -124,6 +137,25 @@ pub async fn run_controllers(client: Client) {
         revisions,
     );
     let nc = namespace::NamespaceController::new(client.clone(), namespaces);
+    let ep = endpoints::EndpointsController::new(
+        client.clone(),
+        services.clone(),
+        pods.clone(),
+        endpoints.clone(),
+    );
+    let eps = endpointslice::EndpointSliceController::new(
+        client.clone(),
+        services.clone(),
+        pods.clone(),
+        slices.clone(),
+    );
+    let mirror = endpointslicemirroring::MirroringController::new(
+        client.clone(),
+        services.clone(),
+        endpoints,
+        slices,
+    );
+    let lb = servicelb::ServiceLbController::new(client.clone(), services, nodes_for_lb);
     let gc = garbagecollector::GarbageCollector::new(client);
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
@@ -135,6 +167,10 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(ds.run(WORKERS)),
         tokio::spawn(ss.run(WORKERS)),
         tokio::spawn(nc.run(WORKERS)),
+        tokio::spawn(ep.run(WORKERS)),
+        tokio::spawn(eps.run(WORKERS)),
+        tokio::spawn(mirror.run(WORKERS)),
+        tokio::spawn(lb.run(1)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
         tokio::spawn(ipam.run(1)),
     ];
