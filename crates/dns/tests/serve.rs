@@ -90,7 +90,7 @@ async fn answers_follow_services_and_endpoint_slices() {
         Via::Tcp,
     )
     .await;
-    assert_eq!(data(&tcp), [ip.clone()]);
+    assert_eq!(data(&tcp), std::slice::from_ref(&ip));
     let srv = ask(
         addr,
         "_http._tcp.web.default.svc.cluster.local.",
