@@ -57,6 +57,7 @@ fn serve(dir: &str) {
             datastore: store::DatastoreConfig::parse(endpoint.as_deref(), &dir).unwrap(),
             kubeconfig: dir.join("kubeconfig.yaml"),
             event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
+            advertise_address: None,
         })
         .await
         .unwrap();

@@ -93,20 +93,112 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> ApiResult<()> {
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
         },
     });
-    match state
-        .registry
-        .get(&svc, Some("default"), "kubernetes")
-        .await
-    {
-        Ok(_) => {}
+    create_if_missing(state, &svc, "default", "kubernetes", kubernetes).await?;
+    // Cluster DNS: served on every node by its agent, so the Service has no selector and
+    // each node's agent publishes its own endpoint; `internalTrafficPolicy: Local` keeps a
+    // pod's queries on its own node.
+    let kube_dns = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}},
+        "spec": {
+            "clusterIP": crate::service_alloc::DNS_SERVICE_IP.to_string(),
+            "internalTrafficPolicy": "Local",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    });
+    create_if_missing(state, &svc, "kube-system", "kube-dns", kube_dns).await?;
+    Ok(())
+}
+
+async fn create_if_missing(
+    state: &Arc<ApiState>,
+    info: &crate::resources::ResourceInfo,
+    namespace: &str,
+    name: &str,
+    obj: Value,
+) -> ApiResult<()> {
+    match state.registry.get(info, Some(namespace), name).await {
+        Ok(_) => Ok(()),
         Err(e) if e.code == 404 => {
-            state
+            match state
                 .registry
-                .create(&svc, Some("default"), kubernetes, WriteOptions::default())
-                .await?;
-            tracing::info!("created the kubernetes service");
+                .create(info, Some(namespace), obj, WriteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError { code: 409, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::info!(namespace, name, "created {}", info.kind);
+            Ok(())
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
+    }
+}
+
+/// Points the `kubernetes` Service at this API server (Kubernetes' endpoint reconciler, for
+/// one server): the Endpoints object (not mirrored, as upstream marks it) and its slice.
+pub async fn reconcile_kubernetes_endpoints(
+    state: &Arc<ApiState>,
+    at: std::net::SocketAddr,
+) -> ApiResult<()> {
+    let ip = at.ip().to_string();
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": if at.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}],
+    });
+    let catalog = &state.catalog;
+    for (group, version, resource, obj) in [
+        ("", "v1", "endpoints", endpoints),
+        ("discovery.k8s.io", "v1", "endpointslices", slice),
+    ] {
+        let Some(info) = catalog.find(group, version, resource) else {
+            continue;
+        };
+        let info = info.clone();
+        match state
+            .registry
+            .get(&info, Some("default"), "kubernetes")
+            .await
+        {
+            Ok(current) => {
+                let mut obj = obj;
+                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+                let same = ["subsets", "endpoints", "ports"]
+                    .iter()
+                    .all(|k| current[k] == obj[k]);
+                if !same {
+                    state
+                        .registry
+                        .update(
+                            &info,
+                            Some("default"),
+                            "kubernetes",
+                            obj,
+                            None,
+                            WriteOptions::default(),
+                        )
+                        .await?;
+                }
+            }
+            Err(e) if e.code == 404 => {
+                create_if_missing(state, &info, "default", "kubernetes", obj).await?;
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

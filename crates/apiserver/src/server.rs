@@ -35,6 +35,9 @@ pub struct Config {
     pub kubeconfig: PathBuf,
     /// How long Events are kept (`--event-ttl`).
     pub event_ttl: Duration,
+    /// The address the `kubernetes` Service's endpoints point at (`--advertise-address`);
+    /// default: the bind address, if it names one.
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 /// A running API server.
@@ -94,6 +97,14 @@ impl Server {
         handler::bootstrap(&state)
             .await
             .context("creating the system namespaces")?;
+        let advertise = config
+            .advertise_address
+            .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.ip()));
+        if let Some(ip) = advertise {
+            handler::reconcile_kubernetes_endpoints(&state, SocketAddr::new(ip, addr.port()))
+                .await
+                .context("writing the kubernetes service's endpoints")?;
+        }
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let task = tokio::spawn(accept_loop(listener, acceptor, state));
         tracing::info!(%addr, kubeconfig = %config.kubeconfig.display(), "API server listening");

@@ -42,6 +42,7 @@ impl Cluster {
             datastore,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             event_ttl,
+            advertise_address: None,
         })
         .await
         .unwrap();

@@ -99,6 +99,32 @@ async fn system_namespaces_exist(c: &Cluster) {
         out.contains("FIELD: replicas <integer>") && out.contains("Number of desired pods"),
         "{out}"
     );
+    // The kubernetes Service points at this server; cluster DNS has its fixed address.
+    let ep = c.ok(&["get", "endpoints", "kubernetes"]).await;
+    let port = c.server.addr.port().to_string();
+    assert!(ep.contains(&format!("127.0.0.1:{port}")), "{ep}");
+    let slice = c
+        .ok(&[
+            "get",
+            "endpointslice",
+            "kubernetes",
+            "-o",
+            "jsonpath={.endpoints[0].addresses[0]}:{.ports[0].port}",
+        ])
+        .await;
+    assert_eq!(slice, format!("127.0.0.1:{port}"));
+    let dns = c
+        .ok(&[
+            "get",
+            "svc",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}/{.spec.ports[*].protocol}",
+        ])
+        .await;
+    assert_eq!(dns, "10.43.0.10/UDP TCP");
 }
 
 async fn apply_create_then_change(c: &Cluster) {

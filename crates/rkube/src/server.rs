@@ -20,6 +20,10 @@ pub struct ServerArgs {
     /// Address the API listens on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
+    /// Address in-cluster clients reach the API at (the `kubernetes` Service's endpoint);
+    /// default: --node-ip, else the bind address, else this machine's primary address.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Where to write the admin kubeconfig (default: <data-dir>/kubeconfig.yaml).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -55,6 +59,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             datastore: datastore.clone(),
             kubeconfig,
             event_ttl: std::time::Duration::from_secs(args.event_ttl_seconds),
+            advertise_address: Some(
+                args.advertise_address
+                    .or(args.node.node_ip)
+                    .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
+                    .unwrap_or_else(kubelet::machine::node_ip),
+            ),
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same
