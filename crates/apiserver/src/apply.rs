@@ -93,6 +93,9 @@ fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
             let Some(key) = merge_key(name, &elems) else {
                 return Some(json!({}));
             };
+            if !crate::patch::keys_unique(items, key) {
+                return Some(json!({}));
+            }
             let old_items = old.and_then(Value::as_array);
             let mut out = Map::new();
             for item in items {

@@ -39,6 +39,13 @@ pub(crate) fn merge_key(field: &str, elems: &[&Value]) -> Option<&'static str> {
     })
 }
 
+/// Whether every element of `list` has its own value of `key`.
+pub(crate) fn keys_unique(list: &[Value], key: &str) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    list.iter()
+        .all(|e| seen.insert(e.get(key).map(Value::to_string).unwrap_or_default()))
+}
+
 /// Primitive lists merged as sets rather than replaced.
 fn is_set_list(field: &str) -> bool {
     field == "finalizers"
@@ -154,6 +161,12 @@ fn merge_list(field: &str, doc: &[Value], patch: &[Value]) -> ApiResult<Vec<Valu
     let Some(key) = merge_key(field, &elems) else {
         return Ok(patch.to_vec());
     };
+    // A key that does not tell elements apart (an EndpointSlice's or a Service's ports
+    // 53/UDP and 53/TCP, keyed by `port` alone) would merge two into one: such a list is
+    // replaced as a whole instead.
+    if !keys_unique(doc, key) || !keys_unique(patch, key) {
+        return Ok(patch.to_vec());
+    }
     let mut out = doc.to_vec();
     for p in patch {
         let Some(pm) = p.as_object() else {
@@ -249,5 +262,14 @@ mod tests {
             json!({"finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["a"]}),
         );
         assert_eq!(out, json!({"finalizers": ["b"]}));
+    }
+
+    #[test]
+    fn ports_that_share_a_number_are_replaced_not_merged() {
+        let mut doc = json!({"ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]});
+        let patch = doc.clone();
+        strategic_merge(&mut doc, &patch).unwrap();
+        assert_eq!(doc, patch);
     }
 }

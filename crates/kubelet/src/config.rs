@@ -33,7 +33,7 @@ pub struct KubeletConfig {
     pub cni_bridge: String,
     /// Root of the pods' cgroups (cgroupfs driver): `/kubepods/[burstable|besteffort/]pod<uid>`.
     pub cgroup_root: String,
-    /// The Service CIDR: routed to a blackhole on the node, so a VIP no proxy rule catches
+    /// The Service CIDR: routed into a sink on the node, so a VIP no proxy rule catches
     /// never leaves the machine.
     pub service_cidr: String,
     /// Whether image pulls may reach registries off this machine; when false only loopback

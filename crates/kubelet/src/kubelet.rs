@@ -77,7 +77,7 @@ impl Kubelet {
                 }
             }
         };
-        crate::service_route::ensure_blackhole(&cfg.service_cidr, cfg.pod_netns.as_deref())?;
+        crate::service_route::ensure_sink(&cfg.service_cidr, cfg.pod_netns.as_deref())?;
         let pod_cidr = node::pod_cidr(&node)
             .ok_or_else(|| anyhow!("node {} has no pod CIDR", cfg.node_name))?
             .to_owned();

@@ -23,7 +23,7 @@
 //! * [`volumes`]: the volume manager and one module per volume type (emptyDir, hostPath,
 //!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
-//! * [`service_route`]: the Service CIDR's blackhole route.
+//! * [`service_route`]: the Service CIDR's route into a sink device (never off the node).
 //! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`), reading logs
 //!   through [`container_logs`].
 

@@ -196,15 +196,15 @@ async fn scenario(lab: &Lab) -> Result<()> {
             && addresses.iter().any(|a| a.type_ == "Hostname"),
         "{addresses:?}"
     );
-    // The Service CIDR is a blackhole in the node's network namespace.
+    // The Service CIDR goes into the sink device in the node's network namespace.
     let routes = std::process::Command::new("nsenter")
         .arg(format!("--net={}", lab.netns().display()))
-        .args(["--", "ip", "route", "show", "type", "blackhole"])
+        .args(["--", "ip", "route", "show", "10.43.0.0/16"])
         .output()?;
     let routes = String::from_utf8_lossy(&routes.stdout);
     ensure!(
-        routes.contains("10.43.0.0/16"),
-        "blackhole routes: {routes}"
+        routes.contains("dev rkube-svc"),
+        "Service CIDR route: {routes}"
     );
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let lease = leases.get(&node_name).await.context("node lease")?;

@@ -37,6 +37,13 @@ pub struct NodeArgs {
     /// <data-dir>/agent/images.
     #[arg(long)]
     pub allow_remote_image_pulls: bool,
+    /// Resolver(s) cluster DNS forwards names outside the cluster to (ip:port, repeatable).
+    /// Without one, such names are refused: nothing leaves the machine unless asked.
+    #[arg(long = "cluster-dns-upstream")]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Do not run kube-proxy on this node.
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -61,10 +68,23 @@ pub struct AgentArgs {
     node: NodeArgs,
 }
 
-/// A running agent: its runtime and the kubelet task.
+/// A running agent: its runtime, the kubelet task, kube-proxy and the node's cluster DNS.
 pub struct Agent {
     runtime: Runtime,
     kubelet: JoinHandle<anyhow::Result<()>>,
+    services: Vec<JoinHandle<()>>,
+}
+
+/// Runs a node service, logging why it stopped (it only does on an error).
+fn spawn_service(
+    name: &'static str,
+    f: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = f.await {
+            error!(service = name, error = %format!("{e:#}"), "node service stopped");
+        }
+    })
 }
 
 impl Agent {
@@ -89,8 +109,34 @@ impl Agent {
         // kubelet-client certificate), the CA the kubeconfig trusts.
         cfg.client_ca = config.root_cert.clone().unwrap_or_default();
         let client = kubelet::kubelet::client(config)?;
+        let mut services = Vec::new();
+        if !node.disable_kube_proxy {
+            let mut proxy_cfg = proxy::ProxyConfig::new(&cfg.node_name);
+            proxy_cfg.netns = cfg.pod_netns.clone();
+            proxy_cfg.service_cidr = cfg.service_cidr.clone();
+            services.push(spawn_service(
+                "kube-proxy",
+                proxy::run(client.clone(), proxy_cfg),
+            ));
+        }
+        let mut dns_cfg = dns::DnsConfig::new();
+        dns_cfg.cluster_domain = cfg.cluster_domain.clone();
+        dns_cfg.upstream = node.dns_upstream.clone();
+        let cluster_dns = crate::cluster_dns::ClusterDns {
+            node_name: cfg.node_name.clone(),
+            netns: cfg.pod_netns.clone(),
+            dns: dns_cfg,
+        };
+        services.push(spawn_service(
+            "cluster-dns",
+            cluster_dns.run(client.clone()),
+        ));
         let kubelet = tokio::spawn(Kubelet::new(cfg, client, runtime.client().clone()).run());
-        Ok(Agent { runtime, kubelet })
+        Ok(Agent {
+            runtime,
+            kubelet,
+            services,
+        })
     }
 
     /// Resolves when the kubelet stops (it only does on an error).
@@ -104,6 +150,9 @@ impl Agent {
     /// Stops the kubelet and the supervised containerd. Pods keep running.
     pub async fn shutdown(self) {
         self.kubelet.abort();
+        for s in &self.services {
+            s.abort();
+        }
         self.runtime.shutdown().await;
     }
 }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod client;
+mod cluster_dns;
 mod controller_manager;
 mod datastore;
 mod image;

@@ -1,0 +1,464 @@
+//! Services end to end, as a user runs them: the real `rkube server` (API server, controllers,
+//! scheduler, kubelet on its own containerd, kube-proxy on nftables, cluster DNS) inside a
+//! network namespace of the test's own, with a node address 10.99.0.1 on a veth there, driven
+//! by the real kubectl. Pods are real busybox containers; what they see of Services they print
+//! to their logs. Nothing here leaves the namespace. Needs root, containerd and nft.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const IMAGE: &str = "rkube.local/busybox:e2e";
+const NODE_IP: &str = "10.99.0.1";
+
+fn can_run() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    root && Path::new("/usr/bin/containerd").exists()
+        && Path::new("/usr/sbin/nft").exists()
+        && Path::new("/usr/lib/cni/bridge").exists()
+}
+
+/// The node: a network namespace (held by a sleeping process) running `rkube server`.
+struct Node {
+    dir: tempfile::TempDir,
+    holder: Child,
+    server: Option<Child>,
+    gate: PathBuf,
+}
+
+impl Node {
+    fn start() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-e2e")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let images = dir.path().join("agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        let gate = dir.path().join("gate");
+        std::fs::create_dir_all(&gate).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["image", "build", IMAGE, "--busybox", "-o"])
+            .arg(images.join("busybox.tar"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let script = format!(
+            "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
+             ip addr add {NODE_IP}/24 dev eth0 && ip link set eth0 up && ip link set eth0-peer up && \
+             echo ready && exec sleep 1000000"
+        );
+        let mut holder = Command::new("unshare")
+            .args(["--net", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        let mut node = Node {
+            dir,
+            holder,
+            server: None,
+            gate,
+        };
+        node.start_server();
+        node
+    }
+
+    fn netns(&self) -> String {
+        format!("--net=/proc/{}/ns/net", self.holder.id())
+    }
+
+    /// A command run inside the node's network namespace.
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(self.netns()).arg("--").arg(program);
+        c
+    }
+
+    fn start_server(&mut self) {
+        let child = self
+            .cmd(env!("CARGO_BIN_EXE_rkube"))
+            .args([
+                "server",
+                "--node-name",
+                "e2e",
+                "--node-ip",
+                NODE_IP,
+                "--data-dir",
+            ])
+            .arg(self.dir.path())
+            .env("RUST_LOG", "warn,proxy=info,dns=info")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        self.eventually(90, "the node is Ready", || {
+            let out = self.kubectl(&[
+                "get",
+                "node",
+                "e2e",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        });
+    }
+
+    /// Stops the server (SIGINT: the agent stops containerd; pods keep running).
+    fn stop_server(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &s.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = s.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.cmd("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig.yaml"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let f = self.dir.path().join("manifest.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        self.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    fn eventually<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let pods = self.kubectl(&["get", "pods", "-A", "-o", "wide"]);
+                panic!(
+                    "timed out waiting for {what}\n{}",
+                    String::from_utf8_lossy(&pods.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs `script` in a fresh busybox pod and returns its log once it has succeeded.
+    fn run_pod(&self, name: &str, script: &str) -> String {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script]}]},
+        });
+        self.apply(&pod.to_string());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let phase = self.ok(&["get", "pod", name, "-o", "jsonpath={.status.phase}"]);
+            match phase.as_str() {
+                "Succeeded" => break,
+                "Failed" => panic!("pod {name} failed: {}", self.ok(&["logs", name])),
+                _ if Instant::now() > deadline => panic!(
+                    "pod {name} did not finish; its log so far:\n{}\nrules:\n{}",
+                    String::from_utf8_lossy(&self.kubectl(&["logs", name]).stdout),
+                    self.ruleset()
+                ),
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        let log = self.ok(&["logs", name]);
+        self.ok(&["delete", "pod", name, "--wait=false"]);
+        log
+    }
+
+    fn ruleset(&self) -> String {
+        let out = self.cmd("nft").args(["list", "ruleset"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Pods stop through their kubelet (containers and sandboxes removed), then the server.
+        if self.server.is_some() {
+            let _ = self.kubectl(&[
+                "delete",
+                "deploy,sts,svc,pod",
+                "--all",
+                "--grace-period=0",
+                "--wait=false",
+            ]);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let out = self.kubectl(&["get", "pods", "-o", "name"]);
+                if out.status.success() && out.stdout.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        self.stop_server();
+        // Anything of this node still running (shims of pods that did not stop).
+        let needle = self.dir.path().to_string_lossy().into_owned();
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(&needle)
+                    && let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
+                {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: web
+        image: rkube.local/busybox:e2e
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{name: http, containerPort: 8080}]
+        # The test makes a pod unready by creating /gate/<pod name> on the host.
+        readinessProbe:
+          exec: {command: ["sh", "-c", "test ! -e /gate/$(hostname)"]}
+          periodSeconds: 1
+        volumeMounts: [{name: gate, mountPath: /gate}]
+      volumes: [{name: gate, hostPath: {path: GATE}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+/// A pod script: resolves `name` through cluster DNS, then fetches `/` from it `n` times
+/// (with nc: the static busybox's wget crashes in these images).
+fn fetch_script(name: &str, n: u32) -> String {
+    format!(
+        "ip=$(nslookup -type=a {name} | awk '/^Address/ {{a=$NF}} END {{print a}}'); echo VIP=$ip; \
+         for i in $(seq {n}); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $ip 80 | tail -n 1 | grep . || echo FAIL; done"
+    )
+}
+
+/// The distinct answers in a fetch log, and its VIP line.
+fn answers(log: &str) -> (String, BTreeSet<String>) {
+    let vip = log
+        .lines()
+        .find_map(|l| l.strip_prefix("VIP="))
+        .unwrap_or_default()
+        .to_string();
+    let hosts = log
+        .lines()
+        .filter(|l| !l.starts_with("VIP="))
+        .map(str::to_string)
+        .collect();
+    (vip, hosts)
+}
+
+fn ready_endpoints(node: &Node) -> usize {
+    node.ok(&[
+        "get",
+        "endpoints",
+        "web",
+        "-o",
+        "jsonpath={.subsets[*].addresses[*].ip}",
+    ])
+    .split_whitespace()
+    .count()
+}
+
+#[test]
+fn pods_reach_services_by_name_and_vip() {
+    if !can_run() {
+        eprintln!("skipping: needs root, containerd and nft");
+        return;
+    }
+    let mut node = Node::start();
+    node.apply(&WEB.replace("GATE", node.gate.to_str().unwrap()));
+    node.eventually(90, "3 ready endpoints", || {
+        (ready_endpoints(&node) == 3).then_some(())
+    });
+    let vip = node.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let pods: BTreeSet<String> = node
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+
+    // By name through cluster DNS, then the VIP: requests spread over every replica.
+    let (seen_vip, hosts) =
+        answers(&node.run_pod("spread", &fetch_script("web.default.svc.cluster.local", 40)));
+    assert_eq!(seen_vip, vip);
+    assert_eq!(hosts, pods, "40 requests should reach all 3 replicas");
+
+    // The short name works through the pod's search list; kubernetes.default reaches the API.
+    let log = node.run_pod(
+        "names",
+        "nslookup -type=a web; nslookup -type=a kubernetes.default.svc.cluster.local; \
+         nc -w 3 10.43.0.1 443 </dev/null && echo API-OPEN",
+    );
+    assert!(log.contains(&format!("Address: {vip}")), "{log}");
+    assert!(log.contains("Address: 10.43.0.1"), "{log}");
+    assert!(log.contains("API-OPEN"), "{log}");
+
+    // ClientIP affinity pins a client to one replica.
+    node.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, hosts) =
+        answers(&node.run_pod("pinned", &fetch_script("web.default.svc.cluster.local", 20)));
+    assert_eq!(hosts.len(), 1, "affinity: {hosts:?}");
+    node.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None"}}"#,
+    ]);
+
+    // A pod failing readiness leaves the endpoints and gets no more traffic.
+    let unready = pods.iter().next().unwrap().clone();
+    std::fs::write(node.gate.join(&unready), "").unwrap();
+    node.eventually(30, "2 ready endpoints", || {
+        (ready_endpoints(&node) == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, hosts) = answers(&node.run_pod(
+        "unready",
+        &fetch_script("web.default.svc.cluster.local", 30),
+    ));
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert!(
+        !hosts.contains(&unready),
+        "{unready} is unready but served: {hosts:?}"
+    );
+    std::fs::remove_file(node.gate.join(&unready)).unwrap();
+
+    // NodePort and LoadBalancer answer at the node's address.
+    node.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    let node_port = node.eventually(30, "LoadBalancer ingress", || {
+        let out = node.ok(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip} {.spec.ports[0].nodePort}",
+        ]);
+        let (ip, port) = out.split_once(' ')?;
+        (ip == NODE_IP).then(|| port.to_string())
+    });
+    for url in [
+        format!("http://{NODE_IP}:{node_port}/"),
+        format!("http://{NODE_IP}:80/"),
+    ] {
+        let body = node.eventually(10, &url, || {
+            let out = node
+                .cmd("curl")
+                .args(["-s", "-m", "3", &url])
+                .output()
+                .unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        });
+        assert!(pods.contains(&body), "{url} answered {body:?}");
+    }
+
+    // A selector-less Service with hand-written Endpoints (the seed's external database).
+    let target = node.ok(&["get", "pod", &unready, "-o", "jsonpath={.status.podIP}"]);
+    node.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec:\n  ports: [{{name: http, port: 80}}]\n---\n\
+         apiVersion: v1\nkind: Endpoints\nmetadata: {{name: ext}}\nsubsets:\n- addresses: [{{ip: {target}}}]\n  ports: [{{name: http, port: 8080}}]\n"
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, hosts) = answers(&node.run_pod(
+        "external",
+        &fetch_script("ext.default.svc.cluster.local", 5),
+    ));
+    assert_eq!(hosts, BTreeSet::from([unready.clone()]));
+
+    // A restarted server (and so proxy) keeps traffic flowing and leaves no stale rules.
+    node.ok(&["delete", "svc", "ext"]);
+    node.eventually(10, "ext rules gone", || {
+        (!node.ruleset().contains("default/ext")).then_some(())
+    });
+    node.stop_server();
+    node.start_server();
+    let (seen_vip, hosts) = answers(&node.run_pod(
+        "after-restart",
+        &fetch_script("web.default.svc.cluster.local", 30),
+    ));
+    assert_eq!(seen_vip, vip);
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+
+    // Deleting the Service removes every rule that names it.
+    node.ok(&["delete", "svc", "web"]);
+    node.eventually(10, "web rules gone", || {
+        let rules = node.ruleset();
+        (!rules.contains(&format!("{vip} ")) && !rules.contains("default/web")).then_some(())
+    });
+}
