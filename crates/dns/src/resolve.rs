@@ -373,25 +373,38 @@ impl Question<'_> {
     /// ClusterIP, one per endpoint and port (the endpoint's target port) for headless, with
     /// the targets' addresses in the additional section.
     fn srv_answer(&self, svc: &ServiceEntry, fqdn: &str, wanted: impl Fn(&Port) -> bool) -> Answer {
-        let mut targets: Vec<(u16, String, Vec<IpAddr>)> = Vec::new();
+        // (port, target, target's addresses); a target repeats when it serves several ports.
+        let mut targets: Vec<(u16, Name, &[IpAddr])> = Vec::new();
         match &svc.kind {
             Kind::ClusterIp(ips) => {
+                let Some(name) = self.zone.name(fqdn) else {
+                    return self.nodata();
+                };
                 for p in svc.ports.iter().filter(|p| wanted(p)) {
-                    targets.push((p.port, fqdn.to_string(), ips.clone()));
+                    targets.push((p.port, name.clone(), ips));
                 }
             }
             Kind::Headless(eps) => {
+                let Some(base) = self.zone.name(fqdn) else {
+                    return self.nodata();
+                };
                 for p in svc.ports.iter().filter(|p| wanted(p)) {
                     for ep in eps {
-                        if let Some(port) = endpoint_port(ep, p) {
-                            targets.push((port, format!("{}.{fqdn}", ep.name), vec![ep.ip]));
+                        // Prepending a label is far cheaper than parsing the whole name.
+                        if let Some(port) = endpoint_port(ep, p)
+                            && let Ok(name) = base.prepend_label(ep.name.as_bytes())
+                        {
+                            targets.push((port, name, std::slice::from_ref(&ep.ip)));
                         }
                     }
                 }
             }
             Kind::ExternalName(target) => {
+                let Ok(name) = Name::from_ascii(format!("{target}.")) else {
+                    return self.nodata();
+                };
                 for p in svc.ports.iter().filter(|p| wanted(p)) {
-                    targets.push((p.port, target.clone(), Vec::new()));
+                    targets.push((p.port, name.clone(), &[]));
                 }
             }
         }
@@ -399,21 +412,23 @@ impl Question<'_> {
         let weight = u16::try_from(100 / targets.len().max(1))
             .unwrap_or(1)
             .max(1);
-        let mut answers = Vec::new();
+        let mut answers = Vec::with_capacity(targets.len());
         let mut additionals = Vec::new();
-        for (port, target, ips) in targets {
-            let name = if let Kind::ExternalName(_) = svc.kind {
-                Name::from_ascii(format!("{target}.")).ok()
-            } else {
-                self.zone.name(&target)
-            };
-            let Some(name) = name else { continue };
-            answers.push(self.record(RData::SRV(SRV::new(0, weight, port, name.clone()))));
-            for d in addresses(RecordType::ANY, ips) {
-                let rec = Record::from_rdata(name.clone(), self.zone.ttl, d);
-                if !additionals.contains(&rec) {
-                    additionals.push(rec);
+        for (port, name, _) in &targets {
+            answers.push(self.record(RData::SRV(SRV::new(0, weight, *port, name.clone()))));
+        }
+        // Targets repeat only when several ports are asked for; only then compare names.
+        let repeats = svc.ports.iter().filter(|p| wanted(p)).count() > 1;
+        let mut glued: Vec<&Name> = Vec::new();
+        for (_, name, ips) in &targets {
+            if repeats {
+                if glued.contains(&name) {
+                    continue;
                 }
+                glued.push(name);
+            }
+            for d in addresses(RecordType::ANY, ips.iter().copied()) {
+                additionals.push(Record::from_rdata(name.clone(), self.zone.ttl, d));
             }
         }
         self.answer(answers, additionals)
@@ -692,6 +707,11 @@ mod tests {
         // The bare Service name lists every port.
         let all = ask("web.default.svc.cluster.local.", RecordType::SRV);
         assert_eq!(all.answers.len(), 2);
+        assert_eq!(
+            all.additionals.len(),
+            2,
+            "one glue set for the shared target"
+        );
     }
 
     #[test]
