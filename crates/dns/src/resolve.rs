@@ -168,6 +168,20 @@ impl Zone {
         }
     }
 
+    /// The target of an answer that ends in a CNAME out of the zone (an ExternalName), which
+    /// only an upstream can complete; `None` when the question was for the CNAME itself.
+    pub fn external_target(&self, answer: &Answer, qtype: RecordType) -> Option<Name> {
+        if qtype == RecordType::CNAME {
+            return None;
+        }
+        match answer.answers.last().map(|r| &r.data) {
+            Some(RData::CNAME(CNAME(target))) if !self.origin.zone_of(&target.to_lowercase()) => {
+                Some(target.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// `rel` (a name relative to the zone, e.g. `web.default.svc`) as a fully qualified name.
     fn name(&self, rel: &str) -> Option<Name> {
         Name::from_ascii(format!("{rel}.{}.", self.domain)).ok()

@@ -11,16 +11,16 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
-use hickory_server::proto::rr::DNSClass;
+use hickory_server::proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Socket, Type};
 
 use crate::DnsConfig;
 use crate::forward::forward;
-use crate::resolve::{Outcome, Zone};
+use crate::resolve::{Answer, Outcome, Zone};
 use crate::watch::{Records, Watch};
 
 /// A TCP connection idle this long is closed (CoreDNS's default idle timeout).
@@ -195,7 +195,13 @@ impl RequestHandler for Handler {
             Outcome::NotOurs
         };
         match outcome {
-            Outcome::Answer(a) => {
+            Outcome::Answer(mut a) => {
+                if !self.upstream.is_empty()
+                    && let Some(target) = self.zone.external_target(&a, query.query_type())
+                {
+                    self.follow_upstream(&mut a, target, query.query_type())
+                        .await;
+                }
                 let mut m = Metadata::response_from_request(meta);
                 m.authoritative = true;
                 m.response_code = a.rcode;
@@ -233,6 +239,35 @@ impl RequestHandler for Handler {
                     sent(response.send_response(msg).await, meta)
                 }
             },
+        }
+    }
+}
+
+impl Handler {
+    /// Completes an ExternalName's CNAME with the target's records from the upstream (as
+    /// CoreDNS does when it can forward), so the client needs no second round trip.
+    async fn follow_upstream(&self, answer: &mut Answer, target: Name, qtype: RecordType) {
+        let mut q = Message::query();
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(target.clone(), qtype));
+        let result = match q.to_vec() {
+            Ok(bytes) => forward(&self.upstream, &bytes, q.metadata.id).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(up) => {
+                if matches!(
+                    up.metadata.response_code,
+                    ResponseCode::NoError | ResponseCode::NXDomain
+                ) {
+                    answer.rcode = up.metadata.response_code;
+                    answer.answers.extend(up.answers);
+                }
+            }
+            // The CNAME alone still answers; the client may resolve the target itself.
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), %target, "resolving an ExternalName target upstream failed")
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::{Via, ask, ask_udp, data, query, service, slice};
+use common::{Via, ask, ask_udp, data, external_name, query, service, slice};
 use dns::{DnsConfig, Records, Server};
 use hickory_server::proto::op::{Message, ResponseCode};
 use hickory_server::proto::rr::rdata::A;
@@ -19,6 +19,7 @@ fn records(n: usize) -> Records {
     let svcs = [
         Arc::new(service("default", "big", Some("None"), ("web", 80))),
         Arc::new(service("default", "web", Some("10.43.0.20"), ("http", 80))),
+        Arc::new(external_name("default", "ext", "www.example.com")),
     ];
     let eps: Vec<_> = (0..n)
         .map(|i| (format!("10.42.{}.{}", i / 250, i % 250 + 1), None, true))
@@ -89,6 +90,16 @@ async fn unknown_names_nxdomain_and_outside_names_refused() {
     let out = ask(addr, "example.com", RecordType::A, Via::Udp).await;
     assert_eq!(out.metadata.response_code, ResponseCode::Refused);
 
+    // Without an upstream an ExternalName answers with its CNAME alone.
+    let ext = ask(
+        addr,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Via::Udp,
+    )
+    .await;
+    assert_eq!(data(&ext), ["www.example.com."]);
+
     let v = ask(addr, "dns-version.cluster.local", RecordType::TXT, Via::Tcp).await;
     assert_eq!(data(&v), ["1.1.0"]);
     task.abort();
@@ -133,6 +144,18 @@ async fn forwards_outside_names_only_to_a_configured_upstream() {
     assert!(!fwd.metadata.authoritative);
     let fwd_tcp = ask(addr, "example.com.", RecordType::A, Via::Tcp).await;
     assert_eq!(data(&fwd_tcp), ["192.0.2.7"]);
+
+    // An ExternalName's target is completed from the upstream.
+    let ext = ask(
+        addr,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Via::Udp,
+    )
+    .await;
+    assert_eq!(ext.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(data(&ext), ["192.0.2.7", "www.example.com."]);
+    assert_eq!(ext.answers[0].record_type(), RecordType::CNAME);
 
     // Cluster names never go upstream.
     let local = ask(
@@ -254,6 +277,23 @@ async fn binds_with_freebind_inside_a_netns_before_the_address_exists() {
     let q = query("web.default.svc.cluster.local.", RecordType::A, None);
     let r = ask_udp(&sock, listen, &q).await;
     assert_eq!(data(&r), ["10.43.0.20"]);
+    // A real stub resolver in the namespace, as a pod's would be (busybox, when installed).
+    if std::path::Path::new("/bin/busybox").exists() {
+        let net = format!("--net={}", ns.path().display());
+        let out = tokio::process::Command::new("nsenter")
+            .args([
+                net.as_str(),
+                "/bin/busybox",
+                "nslookup",
+                "web.default.svc.cluster.local",
+                "10.99.0.1",
+            ])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("10.43.0.20"), "busybox nslookup: {out:?}");
+    }
     // The host's own namespace has no such listener (the sockets live in the netns).
     assert!(
         std::net::UdpSocket::bind("10.99.0.1:0").is_err(),

@@ -114,6 +114,19 @@ pub fn service(ns: &str, name: &str, cluster_ip: Option<&str>, port: (&str, i32)
     }
 }
 
+/// An ExternalName Service.
+pub fn external_name(ns: &str, name: &str, target: &str) -> Service {
+    Service {
+        metadata: meta(ns, name),
+        spec: Some(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some(target.into()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 /// An EndpointSlice of `svc`: (address, hostname, ready) with one named TCP port.
 pub fn slice(
     ns: &str,
