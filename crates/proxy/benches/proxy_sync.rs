@@ -111,7 +111,7 @@ async fn engine(services: usize, endpoints: usize, changes: usize) {
     let render = t.elapsed();
     println!(
         "engine: {services} services x {endpoints} endpoints: {} chains, generate {:.1} ms, render {:.1} ms, script {} KiB",
-        rs.chains.len(),
+        rs.chains().count(),
         ms(generate),
         ms(render),
         text.len() / 1024
@@ -139,15 +139,24 @@ async fn engine(services: usize, endpoints: usize, changes: usize) {
         ms(s.apply),
         s.script_bytes / 1024
     );
-    let mut lat = Vec::new();
+    let (mut lat, mut gen_t, mut apply_t, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for c in 0..changes {
         let svc = (c * 37) % services;
         st[svc].endpoints[c % endpoints].ip = ep_ip(svc, c % endpoints, c + 1);
         let t = Instant::now();
-        p.sync(st.clone(), false).await.unwrap();
+        let s = p.sync(st.clone(), false).await.unwrap();
         lat.push(t.elapsed());
+        gen_t.push(s.generate);
+        apply_t.push(s.apply);
+        bytes += s.script_bytes;
     }
     report("engine: one endpoint changed -> rules applied", lat);
+    report("engine:   of which generating the ruleset", gen_t);
+    report("engine:   of which nft -f (diff script)", apply_t);
+    println!(
+        "engine:   diff script {} bytes on average",
+        bytes / changes.max(1)
+    );
 }
 
 async fn through_api(services: usize, endpoints: usize, changes: usize) {
@@ -217,7 +226,7 @@ async fn through_api(services: usize, endpoints: usize, changes: usize) {
         let st = rx
             .wait_for(|st| {
                 st.as_ref()
-                    .is_some_and(|st| st.ruleset.chains.keys().any(|k| k.ends_with(&suffix)))
+                    .is_some_and(|st| st.ruleset.chains().any(|(k, _)| k.ends_with(&suffix)))
             })
             .await
             .unwrap()

@@ -10,7 +10,7 @@ use crate::config::ProxyConfig;
 use crate::conntrack;
 use crate::model::ServiceState;
 use crate::nft::Nft;
-use crate::ruleset::{self, RulesConfig, Ruleset};
+use crate::ruleset::{Generator, RulesConfig, Ruleset};
 use crate::script::{self, Previous};
 
 /// Figures of one sync.
@@ -28,7 +28,7 @@ pub struct SyncStats {
 
 pub struct Proxier {
     nft: Nft,
-    rules: RulesConfig,
+    generator: Generator,
     /// What the last successful transaction wrote; None = unknown (start, or a failed sync).
     applied: Option<Arc<Ruleset>>,
     /// The table has been replaced from scratch once by this proxier.
@@ -40,10 +40,10 @@ impl Proxier {
     pub fn new(cfg: &ProxyConfig) -> Self {
         Proxier {
             nft: Nft::new(cfg.netns.clone(), &cfg.table),
-            rules: RulesConfig {
+            generator: Generator::new(RulesConfig {
                 cluster_cidr: cfg.cluster_cidr.clone(),
                 service_cidr: cfg.service_cidr.clone(),
-            },
+            }),
             applied: None,
             started: false,
             last_states: Vec::new(),
@@ -63,7 +63,7 @@ impl Proxier {
     /// affinity entries); the first sync replaces the table from scratch.
     pub async fn sync(&mut self, states: Vec<ServiceState>, full: bool) -> Result<SyncStats> {
         let t0 = Instant::now();
-        let next = ruleset::generate(&states, &self.rules);
+        let next = self.generator.generate(&states);
         let generate = t0.elapsed();
         let (prev, full) = match (&self.applied, self.started) {
             (_, false) => (Previous::Fresh, true),

@@ -2,7 +2,8 @@
 //! table, laid out as upstream's nftables proxier does (dispatch through verdict maps, one
 //! chain per service port and per endpoint), so a change touches only a few chains. Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::model::{Endpoint, ServiceState};
 
@@ -88,11 +89,47 @@ impl Set {
     }
 }
 
-/// Everything our table should contain.
+/// The chains, affinity sets and map elements of one service port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceRules {
+    pub chains: BTreeMap<String, Chain>,
+    /// Its affinity sets.
+    pub sets: BTreeMap<String, Set>,
+    /// (map or set, key, value) in the shared dispatch maps.
+    pub elements: Vec<(&'static str, String, String)>,
+}
+
+/// Everything our table should contain: the fixed chains and maps (with every service's
+/// elements merged in), and each service port's own chains and sets, shared (`Arc`) with
+/// the previous sync when the service did not change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    pub chains: BTreeMap<String, Chain>,
+    pub base: BTreeMap<String, Chain>,
     pub sets: BTreeMap<String, Set>,
+    /// Keyed by `ServicePort::id()`.
+    pub services: BTreeMap<String, Arc<ServiceRules>>,
+}
+
+impl Ruleset {
+    /// Every chain: the fixed ones, then each service's.
+    pub fn chains(&self) -> impl Iterator<Item = (&String, &Chain)> {
+        self.base
+            .iter()
+            .chain(self.services.values().flat_map(|s| s.chains.iter()))
+    }
+
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.base
+            .get(name)
+            .or_else(|| self.services.values().find_map(|s| s.chains.get(name)))
+    }
+
+    /// Every set and map: the fixed ones, then the services' affinity sets.
+    pub fn all_sets(&self) -> impl Iterator<Item = (&String, &Set)> {
+        self.sets
+            .iter()
+            .chain(self.services.values().flat_map(|s| s.sets.iter()))
+    }
 }
 
 /// FNV-1a, base32-encoded to 8 characters: a short tag making names distinguishable at a
@@ -154,7 +191,7 @@ impl Names {
 
 fn base(ruleset: &mut Ruleset, cfg: &RulesConfig) {
     let mut chain = |name: &str, hook: Option<&'static str>, rules: &[&str]| {
-        ruleset.chains.insert(
+        ruleset.base.insert(
             name.to_string(),
             Chain {
                 hook,
@@ -293,13 +330,11 @@ fn base(ruleset: &mut Ruleset, cfg: &RulesConfig) {
     }
 }
 
-fn element(ruleset: &mut Ruleset, set: &str, key: String, value: String) {
-    if let Some(s) = ruleset.sets.get_mut(set) {
-        s.elements.insert(key, value);
-    }
+fn element(rules: &mut ServiceRules, set: &'static str, key: String, value: String) {
+    rules.elements.push((set, key, value));
 }
 
-fn push(ruleset: &mut Ruleset, chain: &str, rule: String) {
+fn push(ruleset: &mut ServiceRules, chain: &str, rule: String) {
     ruleset
         .chains
         .entry(chain.to_string())
@@ -313,7 +348,7 @@ fn push(ruleset: &mut Ruleset, chain: &str, rule: String) {
 
 /// Affinity lookups, then the random pick (upstream's writeServiceToEndpointRules).
 fn dispatch(
-    ruleset: &mut Ruleset,
+    ruleset: &mut ServiceRules,
     st: &ServiceState,
     names: &Names,
     chain: &str,
@@ -348,7 +383,7 @@ fn dispatch(
     );
 }
 
-fn service(ruleset: &mut Ruleset, st: &ServiceState, cfg: &RulesConfig) {
+fn service(ruleset: &mut ServiceRules, st: &ServiceState, cfg: &RulesConfig) {
     let p = &st.port;
     let names = Names::new(st);
     let c = st.categorize();
@@ -531,14 +566,70 @@ fn service(ruleset: &mut Ruleset, st: &ServiceState, cfg: &RulesConfig) {
     }
 }
 
-/// The complete desired content of the table.
-pub fn generate(states: &[ServiceState], cfg: &RulesConfig) -> Ruleset {
+/// The rules of one service port.
+pub fn service_rules(st: &ServiceState, cfg: &RulesConfig) -> ServiceRules {
+    let mut r = ServiceRules::default();
+    service(&mut r, st, cfg);
+    r
+}
+
+/// The fixed chains and maps, with the services' elements merged in (the first service
+/// claiming a key keeps it, as two Services cannot own one address and port).
+pub fn assemble(cfg: &RulesConfig, services: BTreeMap<String, Arc<ServiceRules>>) -> Ruleset {
     let mut ruleset = Ruleset::default();
     base(&mut ruleset, cfg);
-    for st in states {
-        service(&mut ruleset, st, cfg);
+    for rules in services.values() {
+        for (set, key, value) in &rules.elements {
+            if let Some(s) = ruleset.sets.get_mut(*set) {
+                s.elements
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
     }
+    ruleset.services = services;
     ruleset
+}
+
+/// The complete desired content of the table.
+pub fn generate(states: &[ServiceState], cfg: &RulesConfig) -> Ruleset {
+    let services = states
+        .iter()
+        .map(|st| (st.port.id(), Arc::new(service_rules(st, cfg))))
+        .collect();
+    assemble(cfg, services)
+}
+
+/// [`generate`] remembering each service's rules, so a sync regenerates only the services
+/// that changed (and the script can skip the others by pointer).
+pub struct Generator {
+    cfg: RulesConfig,
+    cache: HashMap<String, (ServiceState, Arc<ServiceRules>)>,
+}
+
+impl Generator {
+    pub fn new(cfg: RulesConfig) -> Self {
+        Generator {
+            cfg,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub fn generate(&mut self, states: &[ServiceState]) -> Ruleset {
+        let mut cache = HashMap::with_capacity(states.len());
+        let mut services = BTreeMap::new();
+        for st in states {
+            let id = st.port.id();
+            let rules = match self.cache.remove(&id) {
+                Some((old, rules)) if old == *st => rules,
+                _ => Arc::new(service_rules(st, &self.cfg)),
+            };
+            services.insert(id.clone(), rules.clone());
+            cache.insert(id, (st.clone(), rules));
+        }
+        self.cache = cache;
+        assemble(&self.cfg, services)
+    }
 }
 
 #[cfg(test)]

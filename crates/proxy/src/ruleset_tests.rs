@@ -49,8 +49,7 @@ fn elem<'a>(r: &'a Ruleset, set: &str, key: &str) -> Option<&'a str> {
 
 fn chain<'a>(r: &'a Ruleset, prefix: &str) -> (&'a String, &'a Chain) {
     let found: Vec<_> = r
-        .chains
-        .iter()
+        .chains()
         .filter(|(n, _)| n.starts_with(prefix) && n.contains('/'))
         .collect();
     assert_eq!(found.len(), 1, "chains starting with {prefix}: {found:?}");
@@ -80,16 +79,18 @@ fn cluster_ip_dnats_evenly_to_ready_endpoints() {
     );
     assert!(c.rules[1].starts_with("numgen random mod 2 vmap { 0 : goto endpoint-"));
     let eps: Vec<_> = r
-        .chains
-        .keys()
+        .chains()
+        .map(|(n, _)| n)
         .filter(|n| n.starts_with("endpoint-"))
         .collect();
     assert_eq!(eps.len(), 2, "only ready endpoints get chains");
-    let e = &r.chains[eps
-        .iter()
-        .find(|n| n.ends_with("__10.42.0.2/8080"))
-        .unwrap()
-        .as_str()];
+    let e = r
+        .chain(
+            eps.iter()
+                .find(|n| n.ends_with("__10.42.0.2/8080"))
+                .unwrap(),
+        )
+        .unwrap();
     assert_eq!(
         e.rules,
         [
@@ -121,9 +122,9 @@ fn no_endpoints_rejects_and_has_no_service_chain() {
     );
     assert!(r.sets[SERVICE_IPS].elements.is_empty());
     assert!(
-        r.chains.keys().all(|n| !n.contains('/')),
+        r.chains().map(|(n, _)| n).all(|n| !n.contains('/')),
         "{:?}",
-        r.chains.keys()
+        r.chains().map(|(n, _)| n).collect::<Vec<_>>()
     );
 }
 
@@ -139,8 +140,7 @@ fn client_ip_affinity_uses_per_endpoint_sets() {
         &cfg(),
     );
     let aff: Vec<_> = r
-        .sets
-        .iter()
+        .all_sets()
         .filter(|(n, _)| n.starts_with("affinity-"))
         .collect();
     assert_eq!(aff.len(), 2);
@@ -154,8 +154,7 @@ fn client_ip_affinity_uses_per_endpoint_sets() {
     );
     assert!(c.rules[3].starts_with("numgen random mod 2"));
     let (_, e) = r
-        .chains
-        .iter()
+        .chains()
         .find(|(n, _)| n.starts_with("endpoint-"))
         .unwrap();
     assert!(e.rules[1].starts_with("update @affinity-") && e.rules[1].ends_with("{ ip saddr }"));
@@ -259,7 +258,7 @@ fn internal_local_policy_drops_without_local_endpoints() {
         elem(&r, NO_ENDPOINT_SERVICES, "10.43.0.5 . tcp . 80"),
         Some("drop")
     );
-    assert!(r.chains.keys().all(|n| !n.contains('/')));
+    assert!(r.chains().map(|(n, _)| n).all(|n| !n.contains('/')));
 }
 
 fn two_services(eps: Vec<Endpoint>) -> Vec<ServiceState> {
@@ -332,11 +331,11 @@ fn an_endpoint_change_rewrites_only_its_service() {
 #[test]
 fn in_place_rebuild_flushes_known_names_and_deletes_strangers() {
     let r = generate(&two_services(vec![ep(2, true)]), &cfg());
-    let mut chains: std::collections::BTreeSet<String> = r.chains.keys().cloned().collect();
+    let mut chains: std::collections::BTreeSet<String> =
+        r.chains().map(|(n, _)| n).cloned().collect();
     chains.insert("endpoint-STALE".into());
     let sets = r
-        .sets
-        .iter()
+        .all_sets()
         .map(|(n, s)| (n.clone(), s.kind))
         .chain([("affinity-STALE".to_string(), SetKind::Set)])
         .collect();
@@ -422,16 +421,27 @@ async fn nft_accepts_every_kind_of_rule() {
         .await
         .unwrap();
     let o = nft.objects().await.unwrap();
-    assert_eq!(o.chains, fewer.chains.keys().cloned().collect());
+    assert_eq!(o.chains, fewer.chains().map(|(n, _)| n).cloned().collect());
     let names = Previous::Names {
         chains: o.chains,
         sets: o.sets,
     };
     nft.apply(&render(&nft.table, &names, &r)).await.unwrap();
     let o = nft.objects().await.unwrap();
-    assert_eq!(o.chains, r.chains.keys().cloned().collect());
-    assert_eq!(
-        o.sets.keys().collect::<Vec<_>>(),
-        r.sets.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(o.chains, r.chains().map(|(n, _)| n).cloned().collect());
+    let mut want: Vec<_> = r.all_sets().map(|(n, _)| n).collect();
+    want.sort();
+    assert_eq!(o.sets.keys().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn the_generator_reuses_the_rules_of_unchanged_services() {
+    let mut g = Generator::new(cfg());
+    let a = g.generate(&two_services(vec![ep(2, true), ep(3, true)]));
+    let b = g.generate(&two_services(vec![ep(2, true)]));
+    let other = "default/other/tcp/http";
+    let web = "default/web/tcp/http";
+    assert!(Arc::ptr_eq(&a.services[other], &b.services[other]));
+    assert!(!Arc::ptr_eq(&a.services[web], &b.services[web]));
+    assert_eq!(b, generate(&two_services(vec![ep(2, true)]), &cfg()));
 }

@@ -1,11 +1,13 @@
 //! Turns a desired [`Ruleset`] into one `nft -f` transaction: from scratch, over a table
 //! whose objects are known only by name, or as a diff against what the last successful
-//! sync wrote (only changed chains are rewritten, map elements are added/removed one by one).
+//! sync wrote (only the chains of changed services are rewritten, map elements are
+//! added/removed one by one).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
+use std::sync::Arc;
 
-use crate::ruleset::{Chain, Ruleset, Set, SetKind};
+use crate::ruleset::{Chain, Ruleset, ServiceRules, Set, SetKind};
 
 /// What the table holds before the transaction.
 pub enum Previous<'a> {
@@ -22,45 +24,200 @@ pub enum Previous<'a> {
     Known(&'a Ruleset),
 }
 
-/// A previous object: known content, or only known to exist.
-enum Prev<'a, T> {
-    Content(&'a T),
-    Exists,
+/// The sections of the transaction. Order matters inside it: declare new objects, drop
+/// references to the objects going away (flush their chains, delete their map elements),
+/// write rules and elements pointing at the new objects, and only then delete what is no
+/// longer used.
+struct Writer<'t> {
+    table: &'t str,
+    decl: String,
+    flush: String,
+    remove: String,
+    rules: String,
+    add: String,
+    delete_chains: String,
+    delete_sets: String,
 }
 
-fn lookup<'a, T>(
-    known: Option<&'a BTreeMap<String, T>>,
-    names: Option<&BTreeSet<String>>,
-    name: &str,
-) -> Option<Prev<'a, T>> {
-    if let Some(k) = known {
-        return k.get(name).map(Prev::Content);
-    }
-    names.filter(|n| n.contains(name)).map(|_| Prev::Exists)
-}
-
-fn chain_decl(out: &mut String, table: &str, name: &str, chain: &Chain) {
-    match chain.hook {
-        Some(hook) => {
-            let _ = writeln!(out, "add chain ip {table} {name} {{ {hook} ; }}");
+impl<'t> Writer<'t> {
+    fn new(table: &'t str) -> Self {
+        Writer {
+            table,
+            decl: String::new(),
+            flush: String::new(),
+            remove: String::new(),
+            rules: String::new(),
+            add: String::new(),
+            delete_chains: String::new(),
+            delete_sets: String::new(),
         }
-        None => {
-            let _ = writeln!(out, "add chain ip {table} {name}");
+    }
+
+    fn is_empty(&self) -> bool {
+        [
+            &self.decl,
+            &self.flush,
+            &self.remove,
+            &self.rules,
+            &self.add,
+            &self.delete_chains,
+            &self.delete_sets,
+        ]
+        .iter()
+        .all(|s| s.is_empty())
+    }
+
+    fn declare_chain(&mut self, name: &str, chain: &Chain) {
+        let t = self.table;
+        let _ = match chain.hook {
+            Some(hook) => writeln!(self.decl, "add chain ip {t} {name} {{ {hook} ; }}"),
+            None => writeln!(self.decl, "add chain ip {t} {name}"),
+        };
+    }
+
+    fn write_rules(&mut self, name: &str, chain: &Chain) {
+        for rule in &chain.rules {
+            let _ = writeln!(self.rules, "add rule ip {} {name} {rule}", self.table);
         }
     }
-}
 
-fn elements_line(out: &mut String, verb: &str, table: &str, name: &str, items: &[String]) {
-    if items.is_empty() {
-        return;
+    fn new_chain(&mut self, name: &str, chain: &Chain) {
+        self.declare_chain(name, chain);
+        self.write_rules(name, chain);
     }
-    // Bounded lines keep nft's parser (and its error messages) manageable.
-    for chunk in items.chunks(512) {
+
+    /// An existing chain with other (or unknown) rules. Re-declaring is a no-op for an
+    /// existing chain, and makes a base chain we know only by name certain to have its hook.
+    fn rewrite_chain(&mut self, name: &str, chain: &Chain) {
+        self.declare_chain(name, chain);
+        let _ = writeln!(self.decl, "flush chain ip {} {name}", self.table);
+        self.write_rules(name, chain);
+    }
+
+    fn stale_chain(&mut self, name: &str) {
+        let t = self.table;
+        let _ = writeln!(self.flush, "flush chain ip {t} {name}");
+        let _ = writeln!(self.delete_chains, "delete chain ip {t} {name}");
+    }
+
+    fn diff_chains(&mut self, old: &BTreeMap<String, Chain>, new: &BTreeMap<String, Chain>) {
+        for (name, chain) in new {
+            match old.get(name) {
+                None => self.new_chain(name, chain),
+                Some(o) if o == chain => {}
+                Some(_) => self.rewrite_chain(name, chain),
+            }
+        }
+        for name in old.keys().filter(|n| !new.contains_key(*n)) {
+            self.stale_chain(name);
+        }
+    }
+
+    fn declare_set(&mut self, name: &str, set: &Set) {
+        let _ = writeln!(
+            self.decl,
+            "add {} ip {} {name} {{ {} ; }}",
+            set.kind.keyword(),
+            self.table,
+            set.decl
+        );
+    }
+
+    fn elements(out: &mut String, verb: &str, table: &str, name: &str, items: &[String]) {
+        // Bounded lines keep nft's parser (and its error messages) manageable.
+        for chunk in items.chunks(512) {
+            let _ = writeln!(
+                out,
+                "{verb} element ip {table} {name} {{ {} }}",
+                chunk.join(", ")
+            );
+        }
+    }
+
+    fn fill(&mut self, name: &str, set: &Set) {
+        if set.dynamic {
+            return;
+        }
+        let all: Vec<String> = set
+            .elements
+            .iter()
+            .map(|(k, v)| element_text(k, v))
+            .collect();
+        Self::elements(&mut self.add, "add", self.table, name, &all);
+    }
+
+    fn new_set(&mut self, name: &str, set: &Set) {
+        self.declare_set(name, set);
+        self.fill(name, set);
+    }
+
+    fn refill_set(&mut self, name: &str, set: &Set) {
+        self.declare_set(name, set);
+        if !set.dynamic {
+            let kw = set.kind.keyword();
+            let _ = writeln!(self.decl, "flush {kw} ip {} {name}", self.table);
+        }
+        self.fill(name, set);
+    }
+
+    fn diff_elements(&mut self, name: &str, old: &Set, new: &Set) {
+        if new.dynamic || old.elements == new.elements {
+            return;
+        }
+        let gone: Vec<String> = old
+            .elements
+            .iter()
+            .filter(|(k, v)| new.elements.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        Self::elements(&mut self.remove, "delete", self.table, name, &gone);
+        let added: Vec<String> = new
+            .elements
+            .iter()
+            .filter(|(k, v)| old.elements.get(*k) != Some(*v))
+            .map(|(k, v)| element_text(k, v))
+            .collect();
+        Self::elements(&mut self.add, "add", self.table, name, &added);
+    }
+
+    fn stale_set(&mut self, name: &str, kind: SetKind) {
+        let _ = writeln!(
+            self.delete_sets,
+            "delete {} ip {} {name}",
+            kind.keyword(),
+            self.table
+        );
+    }
+
+    fn diff_sets(&mut self, old: &BTreeMap<String, Set>, new: &BTreeMap<String, Set>) {
+        for (name, set) in new {
+            match old.get(name) {
+                None => self.new_set(name, set),
+                Some(o) => self.diff_elements(name, o, set),
+            }
+        }
+        for (name, set) in old.iter().filter(|(n, _)| !new.contains_key(*n)) {
+            self.stale_set(name, set.kind);
+        }
+    }
+
+    fn finish(self, out: &mut String) {
         let _ = writeln!(
             out,
-            "{verb} element ip {table} {name} {{ {} }}",
-            chunk.join(", ")
+            "add table ip {} {{ comment \"rkube-proxy: Service virtual IPs (generated)\" ; }}",
+            self.table
         );
+        for s in [
+            self.decl,
+            self.flush,
+            self.remove,
+            self.rules,
+            self.add,
+            self.delete_chains,
+            self.delete_sets,
+        ] {
+            out.push_str(&s);
+        }
     }
 }
 
@@ -75,157 +232,64 @@ fn element_text(key: &str, value: &str) -> String {
 /// The transaction taking the table from `prev` to `next`; empty when nothing changes.
 pub fn render(table: &str, prev: &Previous<'_>, next: &Ruleset) -> String {
     let mut out = String::new();
-    let (known, chain_names, set_names) = match prev {
+    let mut w = Writer::new(table);
+    match prev {
         Previous::Fresh => {
             // `add` first so the `delete` cannot fail on a missing table.
-            let _ = writeln!(out, "add table ip {table}");
-            let _ = writeln!(out, "delete table ip {table}");
-            (None, Some(BTreeSet::new()), Some(BTreeSet::new()))
-        }
-        Previous::Names { chains, sets } => (
-            None,
-            Some(chains.clone()),
-            Some(sets.keys().cloned().collect()),
-        ),
-        Previous::Known(r) => (Some(*r), None, None),
-    };
-    let prev_chain = |name: &str| lookup(known.map(|r| &r.chains), chain_names.as_ref(), name);
-    let prev_set = |name: &str| lookup(known.map(|r| &r.sets), set_names.as_ref(), name);
-    let stale_chains: Vec<&String> = match known {
-        Some(r) => r
-            .chains
-            .keys()
-            .filter(|c| !next.chains.contains_key(*c))
-            .collect(),
-        None => chain_names
-            .iter()
-            .flatten()
-            .filter(|c| !next.chains.contains_key(*c))
-            .collect(),
-    };
-    let stale_sets: Vec<&String> = match known {
-        Some(r) => r
-            .sets
-            .keys()
-            .filter(|s| !next.sets.contains_key(*s))
-            .collect(),
-        None => set_names
-            .iter()
-            .flatten()
-            .filter(|s| !next.sets.contains_key(*s))
-            .collect(),
-    };
-
-    // Which chains get (re)written, which sets get (re)filled.
-    let mut rewrite: Vec<(&String, &Chain)> = Vec::new();
-    let mut body = String::new();
-    for (name, chain) in &next.chains {
-        match prev_chain(name) {
-            None => {
-                chain_decl(&mut body, table, name, chain);
-                rewrite.push((name, chain));
+            let _ = writeln!(out, "add table ip {table}\ndelete table ip {table}");
+            for (name, chain) in next.chains() {
+                w.new_chain(name, chain);
             }
-            Some(Prev::Content(old)) if old == chain => {}
-            Some(_) => {
-                // Re-declaring is a no-op for an existing chain, and makes a base chain
-                // whose hook we know only by name certain to exist.
-                chain_decl(&mut body, table, name, chain);
-                let _ = writeln!(body, "flush chain ip {table} {name}");
-                rewrite.push((name, chain));
+            for (name, set) in next.all_sets() {
+                w.new_set(name, set);
             }
         }
-    }
-    let mut refill: Vec<(&String, &Set, Vec<String>)> = Vec::new();
-    let mut removals = String::new();
-    for (name, set) in &next.sets {
-        let kw = set.kind.keyword();
-        let decl = format!("add {kw} ip {table} {name} {{ {} ; }}\n", set.decl);
-        match prev_set(name) {
-            None => {
-                body.push_str(&decl);
-                if !set.dynamic {
-                    let all = set
-                        .elements
-                        .iter()
-                        .map(|(k, v)| element_text(k, v))
-                        .collect();
-                    refill.push((name, set, all));
+        Previous::Names { chains, sets } => {
+            let mut wanted = HashSet::new();
+            for (name, chain) in next.chains() {
+                wanted.insert(name.as_str());
+                if chains.contains(name) {
+                    w.rewrite_chain(name, chain);
+                } else {
+                    w.new_chain(name, chain);
                 }
             }
-            Some(Prev::Exists) => {
-                body.push_str(&decl);
-                if !set.dynamic {
-                    let _ = writeln!(body, "flush {kw} ip {table} {name}");
-                    let all = set
-                        .elements
-                        .iter()
-                        .map(|(k, v)| element_text(k, v))
-                        .collect();
-                    refill.push((name, set, all));
+            for name in chains.iter().filter(|n| !wanted.contains(n.as_str())) {
+                w.stale_chain(name);
+            }
+            let mut wanted = HashSet::new();
+            for (name, set) in next.all_sets() {
+                wanted.insert(name.as_str());
+                if sets.contains_key(name) {
+                    w.refill_set(name, set);
+                } else {
+                    w.new_set(name, set);
                 }
             }
-            Some(Prev::Content(old)) => {
-                if set.dynamic || old.elements == set.elements {
+            for (name, kind) in sets.iter().filter(|(n, _)| !wanted.contains(n.as_str())) {
+                w.stale_set(name, *kind);
+            }
+        }
+        Previous::Known(old) => {
+            w.diff_chains(&old.base, &next.base);
+            w.diff_sets(&old.sets, &next.sets);
+            let empty = Arc::new(ServiceRules::default());
+            let ids: BTreeSet<&String> = old.services.keys().chain(next.services.keys()).collect();
+            for id in ids {
+                let o = old.services.get(id).unwrap_or(&empty);
+                let n = next.services.get(id).unwrap_or(&empty);
+                // Unchanged services share their rules with the previous sync.
+                if Arc::ptr_eq(o, n) || o == n {
                     continue;
                 }
-                let gone: Vec<String> = old
-                    .elements
-                    .iter()
-                    .filter(|(k, v)| set.elements.get(*k) != Some(*v))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                elements_line(&mut removals, "delete", table, name, &gone);
-                let added = set
-                    .elements
-                    .iter()
-                    .filter(|(k, v)| old.elements.get(*k) != Some(*v))
-                    .map(|(k, v)| element_text(k, v))
-                    .collect();
-                refill.push((name, set, added));
+                w.diff_chains(&o.chains, &n.chains);
+                w.diff_sets(&o.sets, &n.sets);
+            }
+            if w.is_empty() {
+                return String::new();
             }
         }
     }
-    let unchanged = body.is_empty()
-        && removals.is_empty()
-        && rewrite.is_empty()
-        && refill.iter().all(|r| r.2.is_empty())
-        && stale_chains.is_empty()
-        && stale_sets.is_empty();
-    if unchanged && !matches!(prev, Previous::Fresh) {
-        return String::new();
-    }
-
-    let _ = writeln!(
-        out,
-        "add table ip {table} {{ comment \"rkube-proxy: Service virtual IPs (generated)\" ; }}"
-    );
-    // Order matters inside the transaction: declare new objects, drop references to the
-    // objects going away (flush their chains, delete their map elements), write rules and
-    // elements pointing at the new objects, and only then delete what is no longer used.
-    out.push_str(&body);
-    for name in &stale_chains {
-        let _ = writeln!(out, "flush chain ip {table} {name}");
-    }
-    out.push_str(&removals);
-    for (name, chain) in &rewrite {
-        for rule in &chain.rules {
-            let _ = writeln!(out, "add rule ip {table} {name} {rule}");
-        }
-    }
-    for (name, _, items) in &refill {
-        elements_line(&mut out, "add", table, name, items);
-    }
-    for name in &stale_chains {
-        let _ = writeln!(out, "delete chain ip {table} {name}");
-    }
-    for name in &stale_sets {
-        let kind = match prev {
-            Previous::Known(r) => r.sets.get(*name).map(|s| s.kind),
-            Previous::Names { sets, .. } => sets.get(*name).copied(),
-            Previous::Fresh => None,
-        };
-        let kw = kind.unwrap_or(SetKind::Set).keyword();
-        let _ = writeln!(out, "delete {kw} ip {table} {name}");
-    }
+    w.finish(&mut out);
     out
 }
