@@ -375,3 +375,122 @@ async fn stale_udp_flows_are_flushed_when_an_endpoint_goes() {
     assert!(other.starts_with("pod-"), "{other}");
     proxy.abort();
 }
+
+/// httpd reports IPv4 clients as `[::ffff:a.b.c.d]`.
+fn v4(remote: &str) -> String {
+    remote
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_start_matches("::ffff:")
+        .to_string()
+}
+
+/// `slice()` with each endpoint's node given.
+fn slice_on_nodes(service: &str, pods: &[(&str, &str)]) -> EndpointSlice {
+    let endpoints: Vec<_> = pods
+        .iter()
+        .map(|(ip, node)| json!({"addresses": [ip], "conditions": {"ready": true}, "nodeName": node}))
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{service}-x1"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [http_port()],
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_clients_traffic_policies_and_load_balancer_ips() {
+    if !netlab::can_run() {
+        return;
+    }
+    init_tracing();
+    let mut lab = Lab::new().unwrap();
+    lab.add_pod("pod-a", 31).unwrap().serve_http(8080).unwrap();
+    lab.add_pod("client", 50).unwrap();
+    lab.add_outside("outside", 2).unwrap();
+    let cluster = Cluster::start(false).await;
+    let client = cluster.client().await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let spec = json!({"type": "LoadBalancer", "ports": [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30081}]});
+    svcs.create(&pp, &service("ext", "10.43.0.120", spec))
+        .await
+        .unwrap();
+    slices
+        .create(&pp, &slice_on_nodes("ext", &[("10.42.0.31", "node-1")]))
+        .await
+        .unwrap();
+    // servicelb's way: the node's address is the load balancer's ingress.
+    let status =
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": netlab::OUTSIDE_NODE_IP}]}}});
+    svcs.patch_status("ext", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let proxy = start_proxy(&lab, client.clone());
+    let outside = &lab.pod("outside").ns;
+    let nodeport = addr(&format!("{}:30081", netlab::OUTSIDE_NODE_IP));
+    let lb = addr(&format!("{}:80", netlab::OUTSIDE_NODE_IP));
+    let vip = addr("10.43.0.120:80");
+    let seen_from = |to: SocketAddr| outside.http_get_path(to, "/cgi-bin/ip").map(|b| v4(&b));
+
+    // Cluster policy: reachable from outside on the NodePort and the LB IP, masqueraded
+    // (the pod sees the node's bridge address).
+    let from = eventually("the NodePort answers the outside", || async {
+        seen_from(nodeport).ok()
+    })
+    .await;
+    assert_eq!(from, BRIDGE_IP);
+    let from = eventually("the LB IP answers the outside", || async {
+        seen_from(lb).ok()
+    })
+    .await;
+    assert_eq!(from, BRIDGE_IP);
+    // Off-cluster source to the ClusterIP: masqueraded too; a pod's own source is kept.
+    assert_eq!(seen_from(vip).unwrap(), BRIDGE_IP);
+    assert_eq!(
+        v4(&lab
+            .pod("client")
+            .ns
+            .http_get_path(vip, "/cgi-bin/ip")
+            .unwrap()),
+        "10.42.0.50"
+    );
+
+    // Local policy: the client's own address reaches the pod.
+    let patch = json!({"spec": {"externalTrafficPolicy": "Local"}});
+    svcs.patch("ext", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually_within(5, "the source is kept", || async {
+        (seen_from(nodeport).ok()? == "192.0.2.2").then_some(())
+    })
+    .await;
+    assert_eq!(seen_from(lb).unwrap(), "192.0.2.2");
+
+    // Local policy, the only endpoint on another node: outside traffic is dropped, pods
+    // still reach the NodePort (short-circuited to all endpoints).
+    let cur = slices.get("ext-x1").await.unwrap();
+    let mut s = slice_on_nodes("ext", &[("10.42.0.31", "node-2")]);
+    s.metadata.resource_version = cur.metadata.resource_version;
+    slices.replace("ext-x1", &pp, &s).await.unwrap();
+    eventually_within(5, "outside traffic dropped", || async {
+        seen_from(nodeport).err().map(|e| e.kind())
+    })
+    .await;
+    let err = seen_from(lb).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ),
+        "dropped, not refused: {err}"
+    );
+    let np_from_pod = addr(&format!("{BRIDGE_IP}:30081"));
+    assert_eq!(lab.pod("client").ns.http_get(np_from_pod).unwrap(), "pod-a");
+    proxy.abort();
+}

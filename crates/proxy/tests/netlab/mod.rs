@@ -110,10 +110,16 @@ impl Netns {
 
     /// `GET /` from inside this namespace: the body, or the connect/read error.
     pub fn http_get(&self, addr: SocketAddr) -> std::io::Result<String> {
+        self.http_get_path(addr, "/")
+    }
+
+    /// `GET <path>` from inside this namespace.
+    pub fn http_get_path(&self, addr: SocketAddr, path: &str) -> std::io::Result<String> {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
         self.within(move || {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            s.write_all(request.as_bytes())?;
             let mut resp = String::new();
             s.read_to_string(&mut resp)?;
             let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
@@ -157,6 +163,15 @@ impl Pod {
     pub fn serve_http(&mut self, port: u16) -> Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         std::fs::write(self.dir.join("index.html"), format!("{}\n", self.name))?;
+        // GET /cgi-bin/ip answers the client address the pod sees (was it masqueraded?).
+        let cgi = self.dir.join("cgi-bin");
+        std::fs::create_dir_all(&cgi)?;
+        std::fs::write(
+            cgi.join("ip"),
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' \"$REMOTE_ADDR\"\n",
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cgi.join("ip"), std::fs::Permissions::from_mode(0o755))?;
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.ns.path().display()))
             .args(["--", "/bin/busybox", "httpd", "-f", "-p"])
@@ -256,6 +271,8 @@ mod tempfile_dir {
 }
 
 pub const BRIDGE_IP: &str = "10.42.0.1";
+/// The node's address on the link to the "outside" namespace.
+pub const OUTSIDE_NODE_IP: &str = "192.0.2.1";
 
 impl Lab {
     pub fn new() -> Result<Self> {
@@ -283,6 +300,33 @@ impl Lab {
         ))?;
         ns.sh(&format!(
             "ip addr add {ip}/24 dev eth0 && ip link set eth0 up && ip route add default via {BRIDGE_IP}"
+        ))?;
+        self.pods.push(Pod {
+            name: name.to_string(),
+            ip,
+            ns,
+            servers: Vec::new(),
+            threads: Vec::new(),
+            stop: Default::default(),
+            dir: self.dir.path().join(name),
+        });
+        let last = self.pods.len() - 1;
+        Ok(&mut self.pods[last])
+    }
+
+    /// A machine outside the cluster network: a namespace linked to the node by its own
+    /// veth pair, the node at 192.0.2.1/24 (TEST-NET-1), this one at 192.0.2.<n>, with
+    /// routes to the pod and Service networks through the node.
+    pub fn add_outside(&mut self, name: &str, n: u8) -> Result<&mut Pod> {
+        let ns = Netns::new()?;
+        let ip = format!("192.0.2.{n}");
+        let host_if = format!("rkp-x{n}");
+        self.node.sh(&format!(
+            "ip link add {host_if} type veth peer name eth0 netns {pid} && ip addr add {OUTSIDE_NODE_IP}/24 dev {host_if} && ip link set {host_if} up",
+            pid = ns.pid()
+        ))?;
+        ns.sh(&format!(
+            "ip addr add {ip}/24 dev eth0 && ip link set eth0 up && ip route add 10.42.0.0/16 via {OUTSIDE_NODE_IP} && ip route add 10.43.0.0/16 via {OUTSIDE_NODE_IP}"
         ))?;
         self.pods.push(Pod {
             name: name.to_string(),
