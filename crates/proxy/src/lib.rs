@@ -21,4 +21,4 @@ pub mod script;
 pub mod sysctl;
 
 pub use config::ProxyConfig;
-pub use runner::{SyncStatus, run, run_with_status};
+pub use runner::{SyncStatus, cleanup, run, run_with_status};

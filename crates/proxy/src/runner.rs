@@ -78,16 +78,21 @@ pub async fn run_with_status(
                     next_full = start + cfg.full_sync_interval;
                 }
                 syncs += 1;
-                tracing::info!(
-                    service_ports = stats.service_ports,
-                    endpoints = stats.endpoints,
-                    full = stats.full,
-                    bytes = stats.script_bytes,
-                    generate_ms = ms(stats.generate),
-                    apply_ms = ms(stats.apply),
-                    total_ms = ms(start.elapsed()),
-                    "proxy rules synced"
-                );
+                // Most wake-ups change nothing (status updates, other fields): keep them quiet.
+                if stats.script_bytes > 0 {
+                    tracing::info!(
+                        service_ports = stats.service_ports,
+                        endpoints = stats.endpoints,
+                        full = stats.full,
+                        bytes = stats.script_bytes,
+                        generate_ms = ms(stats.generate),
+                        apply_ms = ms(stats.apply),
+                        total_ms = ms(start.elapsed()),
+                        "proxy rules synced"
+                    );
+                } else {
+                    tracing::debug!(total_ms = ms(start.elapsed()), "proxy rules unchanged");
+                }
                 if let (Some(tx), Some(ruleset)) = (&status, proxier.applied()) {
                     tx.send_replace(Some(SyncStatus {
                         syncs,
@@ -109,6 +114,14 @@ pub async fn run_with_status(
             _ = tokio::time::sleep_until(next_full.into()) => {}
         }
     }
+}
+
+/// Removes the proxy's table (kube-proxy's `--cleanup`): for a node leaving the cluster.
+pub async fn cleanup(cfg: &ProxyConfig) -> Result<()> {
+    cfg.validate()?;
+    crate::nft::Nft::new(cfg.netns.clone(), &cfg.table)
+        .delete_table()
+        .await
 }
 
 fn for_each_change<K>(informer: &Informer<K>, changed: &Arc<Notify>)

@@ -289,6 +289,15 @@ async fn services_through_nftables_in_a_netns_lab() {
         "{err}"
     );
     proxy.abort();
+    let _ = proxy.await;
+
+    // cleanup() removes the whole table and nothing else.
+    let mut cfg = ProxyConfig::new("node-1");
+    cfg.netns = Some(lab.node.path());
+    cfg.table = TABLE.into();
+    proxy::cleanup(&cfg).await.unwrap();
+    assert_eq!(table(&lab).await, "");
+    assert!(lab.node.sh("ip link show rkp-br0").is_ok());
 }
 
 /// `slice()` carrying the stored object's resourceVersion, for a replace.
