@@ -96,6 +96,8 @@ fn start_proxy(lab: &Lab, client: kube::Client) -> tokio::task::JoinHandle<anyho
     let mut cfg = ProxyConfig::new("node-1");
     cfg.netns = Some(lab.node.path());
     cfg.table = TABLE.into();
+    // Frequent in-place rebuilds, so the tests also run through them.
+    cfg.full_sync_interval = Duration::from_secs(2);
     tokio::spawn(proxy::run(client, cfg))
 }
 
@@ -501,5 +503,19 @@ async fn outside_clients_traffic_policies_and_load_balancer_ips() {
     );
     let np_from_pod = addr(&format!("{BRIDGE_IP}:30081"));
     assert_eq!(lab.pod("client").ns.http_get(np_from_pod).unwrap(), "pod-a");
+
+    // Something changed behind the proxy's back is repaired by the periodic full sync.
+    let nft = proxy::nft::Nft::new(Some(lab.node.path()), TABLE);
+    nft.apply(&format!(
+        "add element ip {TABLE} service-ips {{ 10.43.9.8 . tcp . 80 : goto reject-chain }}\nflush chain ip {TABLE} services\n"
+    ))
+    .await
+    .unwrap();
+    eventually_within(10, "the table repaired", || async {
+        let t = table(&lab).await;
+        (!t.contains("10.43.9.8") && t.contains("vmap @service-ips")).then_some(())
+    })
+    .await;
+    assert_eq!(lab.pod("client").ns.http_get(vip).unwrap(), "pod-a");
     proxy.abort();
 }
