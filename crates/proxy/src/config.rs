@@ -37,7 +37,8 @@ impl ProxyConfig {
             service_cidr: "10.43.0.0/16".into(),
             table: "rkube-proxy".into(),
             min_sync_interval: Duration::from_millis(30),
-            full_sync_interval: Duration::from_secs(300),
+            // As upstream's iptables proxier: a full rebuild costs seconds at 10k endpoints.
+            full_sync_interval: Duration::from_secs(3600),
             set_sysctls: true,
         }
     }
