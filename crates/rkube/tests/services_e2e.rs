@@ -441,6 +441,67 @@ fn pods_reach_services_by_name_and_vip() {
     ));
     assert_eq!(hosts, BTreeSet::from([unready.clone()]));
 
+    // A StatefulSet's pods resolve by name under their headless Service, which answers
+    // with the pod IPs themselves.
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: web, port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: nginx
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - {name: c, image: rkube.local/busybox:e2e, imagePullPolicy: Never, command: ["sleep", "3600"]}
+"#,
+    );
+    let ips = node.eventually(60, "two StatefulSet pods with IPs", || {
+        let out = node.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "--sort-by=.metadata.name",
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ]);
+        let ips: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        (ips.len() == 2).then_some(ips)
+    });
+    node.eventually(30, "both ready in the headless endpoints", || {
+        let out = node.ok(&[
+            "get",
+            "endpoints",
+            "nginx",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].hostname}",
+        ]);
+        (out.split_whitespace().count() == 2).then_some(())
+    });
+    let log = node.run_pod(
+        "stateful",
+        "nslookup -type=a db-0.nginx.default.svc.cluster.local; echo ---; nslookup -type=a nginx.default.svc.cluster.local",
+    );
+    let (one, all) = log.split_once("---").unwrap();
+    assert!(one.contains(&format!("Address: {}", ips[0])), "{log}");
+    assert!(!one.contains(&format!("Address: {}", ips[1])), "{log}");
+    assert!(all.contains(&format!("Address: {}", ips[0])), "{log}");
+    assert!(all.contains(&format!("Address: {}", ips[1])), "{log}");
+    node.ok(&["delete", "sts", "db", "--wait=false"]);
+
     // A restarted server (and so proxy) keeps traffic flowing and leaves no stale rules.
     node.ok(&["delete", "svc", "ext"]);
     node.eventually(10, "ext rules gone", || {
