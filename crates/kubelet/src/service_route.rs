@@ -60,5 +60,8 @@ pub fn ensure_sink(cidr: &str, netns: Option<&Path>) -> anyhow::Result<()> {
     run(up, "bring the Service CIDR sink up")?;
     let mut route = ip(netns);
     route.args(["route", "replace", cidr, "dev", SINK]);
-    run(route, &format!("route the Service CIDR {cidr} into the sink"))
+    run(
+        route,
+        &format!("route the Service CIDR {cidr} into the sink"),
+    )
 }
