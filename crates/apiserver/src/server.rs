@@ -72,6 +72,12 @@ impl Server {
         if !config.bind.ip().is_unspecified() && !config.bind.ip().is_loopback() {
             sans.push(config.bind.ip().to_string());
         }
+        // Agents on other nodes (and pods, through the kubernetes Service) reach it there.
+        if let Some(ip) = config.advertise_address {
+            sans.push(ip.to_string());
+        }
+        sans.sort();
+        sans.dedup();
         pki.ensure(&sans)?;
         let tls = tls_config(&pki)?;
         let listener = TcpListener::bind(config.bind)

@@ -68,7 +68,8 @@ pub struct AgentArgs {
     node: NodeArgs,
 }
 
-/// A running agent: its runtime, the kubelet task, kube-proxy and the node's cluster DNS.
+/// A running agent: its runtime, the kubelet task, kube-proxy, the node's cluster DNS and its
+/// routes to the other nodes' pods.
 pub struct Agent {
     runtime: Runtime,
     kubelet: JoinHandle<anyhow::Result<()>>,
@@ -131,6 +132,11 @@ impl Agent {
             "cluster-dns",
             cluster_dns.run(client.clone()),
         ));
+        let host_gw = net::hostgw::HostGw {
+            node_name: cfg.node_name.clone(),
+            netns: cfg.pod_netns.clone(),
+        };
+        services.push(spawn_service("host-gw routes", host_gw.run(client.clone())));
         let kubelet = tokio::spawn(Kubelet::new(cfg, client, runtime.client().clone()).run());
         Ok(Agent {
             runtime,

@@ -130,7 +130,18 @@ impl Netns {
     /// One UDP datagram to `addr` from local port `sport`; the reply, if any within 1 s.
     pub fn udp_ask(&self, sport: u16, addr: SocketAddr) -> std::io::Result<String> {
         self.within(move || {
-            let s = UdpSocket::bind(("0.0.0.0", sport))?;
+            // Seen once in CI: EADDRINUSE right after the previous ask's socket closed; a
+            // short retry keeps the fixed source port the test depends on.
+            let mut tries = 0;
+            let s = loop {
+                match UdpSocket::bind(("0.0.0.0", sport)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 40 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    r => break r?,
+                }
+            };
             s.set_read_timeout(Some(Duration::from_secs(1)))?;
             s.send_to(b"who\n", addr)?;
             let mut buf = [0u8; 256];
