@@ -30,6 +30,76 @@ struct Node {
     holder: Child,
     server: Option<Child>,
     gate: PathBuf,
+    /// A second node (`rkube agent`), when the test asked for one.
+    agent: Option<Agent>,
+}
+
+/// A second node: its own network namespace, linked to the first's by the veth pair, running
+/// `rkube agent` against the first node's server.
+struct Agent {
+    dir: tempfile::TempDir,
+    holder: Child,
+    process: Child,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.process.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && matches!(self.process.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        kill_leftovers(self.dir.path());
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Kills whatever still runs from `dir` (shims of pods that did not stop).
+fn kill_leftovers(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle)
+                && let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
+            {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+/// A process holding a new network namespace, once `script` has set it up.
+fn holder(script: &str) -> Child {
+    let mut holder = Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    holder
+}
+
+/// The busybox image in a data dir's air-gap directory.
+fn image_dir(data: &Path) {
+    let images = data.join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["image", "build", IMAGE, "--busybox", "-o"])
+        .arg(images.join("busybox.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 impl Node {
@@ -38,39 +108,94 @@ impl Node {
             .prefix("rkube-e2e")
             .tempdir_in("/tmp")
             .unwrap();
-        let images = dir.path().join("agent/images");
-        std::fs::create_dir_all(&images).unwrap();
+        image_dir(dir.path());
         let gate = dir.path().join("gate");
         std::fs::create_dir_all(&gate).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["image", "build", IMAGE, "--busybox", "-o"])
-            .arg(images.join("busybox.tar"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let script = format!(
+        let holder = holder(&format!(
             "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
              ip addr add {NODE_IP}/24 dev eth0 && ip link set eth0 up && ip link set eth0-peer up && \
              echo ready && exec sleep 1000000"
-        );
-        let mut holder = Command::new("unshare")
-            .args(["--net", "--", "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(holder.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
+        ));
         let mut node = Node {
             dir,
             holder,
             server: None,
             gate,
+            agent: None,
         };
         node.start_server();
         node
+    }
+
+    /// Adds a second node, `e2e-2` at 10.99.0.2: its namespace gets the other end of the
+    /// first node's veth, and `rkube agent` joins the server at 10.99.0.1.
+    fn add_agent(&mut self) {
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-e2e2")
+            .tempdir_in("/tmp")
+            .unwrap();
+        image_dir(dir.path());
+        let holder = holder("ip link set lo up && echo ready && exec sleep 1000000");
+        let out = self
+            .cmd("ip")
+            .args([
+                "link",
+                "set",
+                "eth0-peer",
+                "netns",
+                &holder.id().to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let ns = format!("--net=/proc/{}/ns/net", holder.id());
+        let out = Command::new("nsenter")
+            .args([
+                &ns,
+                "--",
+                "sh",
+                "-c",
+                "ip addr add 10.99.0.2/24 dev eth0-peer && ip link set eth0-peer up",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let process = Command::new("nsenter")
+            .args([
+                &ns,
+                "--",
+                env!("CARGO_BIN_EXE_rkube"),
+                "agent",
+                "--server",
+                &format!("https://{NODE_IP}:6443"),
+                "--node-name",
+                "e2e-2",
+                "--node-ip",
+                "10.99.0.2",
+                "--kubeconfig",
+            ])
+            .arg(self.dir.path().join("kubeconfig.yaml"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.agent = Some(Agent {
+            dir,
+            holder,
+            process,
+        });
+        self.eventually(90, "the second node is Ready", || {
+            let out = self.kubectl(&[
+                "get",
+                "node",
+                "e2e-2",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        });
     }
 
     fn netns(&self) -> String {
@@ -181,7 +306,12 @@ impl Node {
                 "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "Never",
                     "command": ["sh", "-c", script]}]},
         });
-        self.apply(&pod.to_string());
+        self.run_manifest(name, &pod.to_string())
+    }
+
+    /// Applies a pod manifest and returns the pod's log once it has succeeded.
+    fn run_manifest(&self, name: &str, manifest: &str) -> String {
+        self.apply(manifest);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let phase = self.ok(&["get", "pod", name, "-o", "jsonpath={.status.phase}"]);
@@ -213,7 +343,7 @@ impl Drop for Node {
         if self.server.is_some() {
             let _ = self.kubectl(&[
                 "delete",
-                "deploy,sts,svc,pod",
+                "deploy,ds,sts,svc,pod",
                 "--all",
                 "--grace-period=0",
                 "--wait=false",
@@ -227,19 +357,9 @@ impl Drop for Node {
                 std::thread::sleep(Duration::from_millis(300));
             }
         }
+        self.agent = None;
         self.stop_server();
-        // Anything of this node still running (shims of pods that did not stop).
-        let needle = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmd).contains(&needle)
-                    && let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
-                {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            }
-        }
+        kill_leftovers(self.dir.path());
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
@@ -522,4 +642,89 @@ spec:
         let rules = node.ruleset();
         (!rules.contains(&format!("{vip} ")) && !rules.contains("default/web")).then_some(())
     });
+}
+
+#[test]
+fn pods_on_two_nodes_reach_each_other_through_services() {
+    if !can_run() {
+        eprintln!("skipping: needs root, containerd and nft");
+        return;
+    }
+    let mut node = Node::start();
+    node.add_agent();
+    // One echo pod per node.
+    node.apply(
+        r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: echo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: web
+        image: rkube.local/busybox:e2e
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#,
+    );
+    node.eventually(90, "an echo endpoint on each node", || {
+        let out = node.ok(&[
+            "get",
+            "endpoints",
+            "echo",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].nodeName}",
+        ]);
+        let mut nodes: Vec<&str> = out.split_whitespace().collect();
+        nodes.sort();
+        (nodes == ["e2e", "e2e-2"]).then_some(())
+    });
+    let pods: BTreeSet<String> = node
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=echo",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    // Each node routes the other's pod CIDR to it.
+    let routes = String::from_utf8_lossy(&node.cmd("ip").args(["route"]).output().unwrap().stdout)
+        .into_owned();
+    let cidr2 = node.ok(&["get", "node", "e2e-2", "-o", "jsonpath={.spec.podCIDR}"]);
+    assert!(
+        routes.contains(&format!("{cidr2} via 10.99.0.2")),
+        "{routes}"
+    );
+    // From a pod on each node, by name (its own node's DNS) and VIP: both pods answer, one
+    // of them across the link.
+    for on in ["e2e", "e2e-2"] {
+        let name = format!("client-{on}");
+        let script = fetch_script("echo.default.svc.cluster.local", 30);
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": on, "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script]}]},
+        });
+        let (_, hosts) = answers(&node.run_manifest(&name, &pod.to_string()));
+        eprintln!("from {on}: {hosts:?}");
+        assert_eq!(hosts, pods, "from {on}");
+    }
 }
