@@ -77,6 +77,14 @@ impl Pki {
             .context("reading the CA key")?;
         let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(self.ca_cert())?, ca_key)
             .context("reading the CA certificate")?;
+        // A certificate from an earlier start that lacks a name now wanted (a new
+        // --advertise-address or node IP) is reissued, or clients reaching the server there
+        // would fail verification.
+        if self.serving_cert().exists() && !names_cover(&self.serving_cert(), sans) {
+            tracing::info!("reissuing the serving certificate for new names");
+            std::fs::remove_file(self.serving_cert())
+                .with_context(|| format!("removing {}", self.serving_cert().display()))?;
+        }
         if !self.serving_cert().exists() {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -179,4 +187,64 @@ fn write_secret(path: &Path, contents: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+/// Whether the PEM certificate at `path` names every one of `sans` (IPs and DNS names).
+fn names_cover(path: &Path, sans: &[String]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok(pem) = std::fs::read(path) else {
+        return false;
+    };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&pem) else {
+        return false;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return false;
+    };
+    let Ok(Some(ext)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let have: Vec<String> = ext
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b)
+                    .ok()
+                    .map(|a| IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(*b)
+                    .ok()
+                    .map(|a| IpAddr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    sans.iter().all(|s| have.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serving_certificate_missing_a_name_is_reissued_under_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let first = ["localhost".to_string(), "127.0.0.1".to_string()];
+        pki.ensure(&first).unwrap();
+        assert!(names_cover(&pki.serving_cert(), &first));
+        let ca = std::fs::read(pki.ca_cert()).unwrap();
+        let cert = std::fs::read(pki.serving_cert()).unwrap();
+        // Same names: kept as it is.
+        pki.ensure(&first).unwrap();
+        assert_eq!(std::fs::read(pki.serving_cert()).unwrap(), cert);
+        let more = [first[0].clone(), first[1].clone(), "10.99.0.1".to_string()];
+        assert!(!names_cover(&pki.serving_cert(), &more));
+        pki.ensure(&more).unwrap();
+        assert!(names_cover(&pki.serving_cert(), &more));
+        assert_eq!(std::fs::read(pki.ca_cert()).unwrap(), ca);
+    }
 }
