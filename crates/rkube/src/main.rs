@@ -6,6 +6,7 @@ mod cluster_dns;
 mod controller_manager;
 mod datastore;
 mod image;
+mod killall;
 mod scheduler;
 mod server;
 
@@ -41,6 +42,9 @@ enum Command {
         #[command(subcommand)]
         command: datastore::Command,
     },
+    /// Stop every pod of this node's agent and remove what the agent set up on the node
+    /// (nftables table, devices, routes), as k3s-killall.sh does. The agent must be stopped.
+    Killall(killall::Args),
     /// Print the version.
     Version,
 }
@@ -72,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Image { command } => image::run(command),
         Command::Datastore { command } => datastore::run(command),
+        Command::Killall(args) => killall::run(args),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())

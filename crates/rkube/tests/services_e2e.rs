@@ -642,6 +642,49 @@ spec:
         let rules = node.ruleset();
         (!rules.contains(&format!("{vip} ")) && !rules.contains("default/web")).then_some(())
     });
+    // `rkube killall` stops the pods the stopped server left running and removes what the
+    // agent put on the node.
+    node.stop_server();
+    let out = node
+        .cmd(env!("CARGO_BIN_EXE_rkube"))
+        .args(["killall", "--data-dir"])
+        .arg(node.dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("pod default/web-"), "{said}");
+    let tables = String::from_utf8_lossy(
+        &node
+            .cmd("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!tables.contains("rkube-proxy"), "{tables}");
+    let links = String::from_utf8_lossy(&node.cmd("ip").args(["link"]).output().unwrap().stdout)
+        .into_owned();
+    assert!(
+        !links.contains("cni0") && !links.contains("rkube-svc") && !links.contains("veth"),
+        "{links}"
+    );
+    let needle = node.dir.path().to_string_lossy().into_owned();
+    let running: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(&needle).then_some(cmd)
+        })
+        .collect();
+    assert!(running.is_empty(), "still running: {running:?}");
 }
 
 #[test]
