@@ -20,7 +20,9 @@ pub mod nodeipam;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod scheduling;
+pub mod serviceaccounts;
 pub mod servicelb;
 pub mod statefulset;
 pub mod ttlafterfinished;
@@ -33,7 +35,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
+    Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
@@ -60,19 +63,47 @@ pub fn client_as(mut config: kube::Config, user_agent: &'static str) -> anyhow::
     Ok(Client::try_from(config)?)
 }
 
+/// What some controllers need beyond the API.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt`; without it that controller does not run.
+    pub root_ca_pem: Option<String>,
+}
+
+impl Options {
+    /// Options from the configuration the controllers reach the API server with.
+    pub fn from_config(config: &kube::Config) -> Self {
+        Options {
+            root_ca_pem: config
+                .root_cert
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .map(rootcacertpublisher::pem_of),
+        }
+    }
+}
+
 /// Runs every controller until the process ends; only while holding the
 /// `kube-system/kube-controller-manager` lease.
 pub async fn run(client: Client, identity: String) {
+    run_with(client, identity, Options::default()).await;
+}
+
+/// [`run`] with options.
+pub async fn run_with(client: Client, identity: String, options: Options) {
     let election = leader::LeaderElection {
         leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
         name: "kube-controller-manager".into(),
         identity,
     };
-    election.run(|| run_controllers(client.clone())).await;
+    election
+        .run(|| run_controllers(client.clone(), options.clone()))
+        .await;
 }
 
 /// The controllers themselves, without leader election.
-pub async fn run_controllers(client: Client) {
+pub async fn run_controllers(client: Client, options: Options) {
     let pods = Informer::<Pod>::start(Api::all(client.clone()));
     let replicasets = Informer::<ReplicaSet>::start(Api::all(client.clone()));
     let rcs = Informer::<ReplicationController>::start(Api::all(client.clone()));
@@ -88,6 +119,7 @@ pub async fn run_controllers(client: Client) {
     let services = Informer::<Service>::start(Api::all(client.clone()));
     let endpoints = Informer::<Endpoints>::start(Api::all(client.clone()));
     let slices = Informer::<EndpointSlice>::start(Api::all(client.clone()));
+    let accounts = Informer::<ServiceAccount>::start(Api::all(client.clone()));
     // Stopped with the controllers: their watches and subscribers would otherwise outlive a
     // lost lease.
     let informers = vec![
@@ -106,6 +138,7 @@ pub async fn run_controllers(client: Client) {
         services.stopper(),
         endpoints.stopper(),
         slices.stopper(),
+        accounts.stopper(),
     ];
 
     let rs =
@@ -136,6 +169,23 @@ pub async fn run_controllers(client: Client) {
         claims,
         revisions,
     );
+    let sac = serviceaccounts::ServiceAccountsController::new(
+        client.clone(),
+        namespaces.clone(),
+        accounts,
+    );
+    // The CA publisher watches every ConfigMap: only started when it has a CA to publish.
+    let publisher = options.root_ca_pem.map(|ca| {
+        let config_maps = Informer::<ConfigMap>::start(Api::all(client.clone()));
+        let stop = config_maps.stopper();
+        let p = rootcacertpublisher::RootCaCertPublisher::new(
+            client.clone(),
+            namespaces.clone(),
+            config_maps,
+            ca,
+        );
+        (p, stop)
+    });
     let nc = namespace::NamespaceController::new(client.clone(), namespaces);
     let ep = endpoints::EndpointsController::new(
         client.clone(),
@@ -157,7 +207,8 @@ pub async fn run_controllers(client: Client) {
     );
     let lb = servicelb::ServiceLbController::new(client.clone(), services, nodes_for_lb);
     let gc = garbagecollector::GarbageCollector::new(client);
-    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
+    let mut informers = informers;
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
         tokio::spawn(rc.run(WORKERS)),
         tokio::spawn(dc.run(WORKERS)),
@@ -173,7 +224,12 @@ pub async fn run_controllers(client: Client) {
         tokio::spawn(lb.run(1)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
         tokio::spawn(ipam.run(1)),
+        tokio::spawn(sac.run(WORKERS)),
     ];
+    if let Some((p, stop)) = publisher {
+        tasks.push(tokio::spawn(p.run(WORKERS)));
+        informers.push(stop);
+    }
     // Dropping this future (a lost lease) stops every controller and informer.
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for AbortOnDrop {

@@ -549,7 +549,10 @@ async fn a_controller_manager_restarted_mid_rollout_finishes_it() {
     let c = Cluster::start(false).await;
     let _kubelet = SlowKubelet::start(&c).await;
     let client = controllers::client(c.config().await).unwrap();
-    let first = tokio::spawn(controllers::run_controllers(client.clone()));
+    let first = tokio::spawn(controllers::run_controllers(
+        client.clone(),
+        Default::default(),
+    ));
     let manifest = DEPLOY.replace(
         "replicas: 3",
         "replicas: 6\n  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}",
@@ -568,7 +571,7 @@ async fn a_controller_manager_restarted_mid_rollout_finishes_it() {
     .await;
     first.abort();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::spawn(controllers::run_controllers(client));
+    tokio::spawn(controllers::run_controllers(client, Default::default()));
     let out = c
         .ok(&["rollout", "status", "deploy/web", "--timeout=90s"])
         .await;

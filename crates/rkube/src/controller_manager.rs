@@ -14,9 +14,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async move {
-        let client = controllers::client(crate::client::config(&args.kubeconfig).await?)?;
+        let config = crate::client::config(&args.kubeconfig).await?;
+        let options = controllers::Options::from_config(&config);
+        let client = controllers::client(config)?;
         tokio::select! {
-            _ = controllers::run(client, crate::client::identity()) => Ok(()),
+            _ = controllers::run_with(client, crate::client::identity(), options) => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

@@ -76,8 +76,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _compactor = Compactor::new(compaction_store, CompactionPolicy::default()).spawn();
         // The controllers talk to this server through the API, as they would from elsewhere.
         if !args.disable_controller_manager {
-            let client = controllers::client(crate::client::config(&server.kubeconfig).await?)?;
-            tokio::spawn(controllers::run(client, crate::client::identity()));
+            let config = crate::client::config(&server.kubeconfig).await?;
+            let options = controllers::Options::from_config(&config);
+            let client = controllers::client(config)?;
+            tokio::spawn(controllers::run_with(client, crate::client::identity(), options));
         }
         if !args.disable_scheduler {
             let client = ::scheduler::client(crate::client::config(&server.kubeconfig).await?)?;
