@@ -19,6 +19,7 @@ use kube::{Api, Client};
 
 use crate::endpointutil as util;
 use crate::informer::{Change, Informer, key_of};
+use crate::pods;
 use crate::queue::{WorkQueue, run_workers};
 
 /// Most addresses an Endpoints object carries (Kubernetes' maxCapacity); the rest are left
@@ -56,12 +57,7 @@ impl EndpointsController {
         });
         let me = c.clone();
         c.pods.on_change(move |ch: &Change<Pod>| {
-            // Services that select the pod now or selected it before.
-            for p in [&ch.old, &ch.new].into_iter().flatten() {
-                for key in util::services_for_pod(&me.services, p) {
-                    me.queue.add(key);
-                }
-            }
+            util::queue_services_of(&me.services, &me.queue, ch)
         });
         let me = c.clone();
         c.endpoints.on_change(move |ch: &Change<Endpoints>| {
@@ -225,7 +221,7 @@ pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>
         let (_, (ready, not_ready)) = groups
             .entry(key)
             .or_insert_with(|| (ports, Default::default()));
-        if tolerate_unready || util::is_ready(pod) {
+        if tolerate_unready || pods::is_ready(pod) {
             ready.push(address);
         } else {
             not_ready.push(address);

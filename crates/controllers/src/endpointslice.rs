@@ -62,7 +62,7 @@ pub fn slices_of(
 }
 
 /// The owner key (`namespace/service`) of a slice `manager` keeps.
-fn owner_key(s: &EndpointSlice, manager: &str) -> Option<String> {
+pub fn owner_key(s: &EndpointSlice, manager: &str) -> Option<String> {
     let labels = s.metadata.labels.as_ref()?;
     (labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(manager)).then_some(())?;
     Some(format!(
@@ -132,11 +132,7 @@ impl EndpointSliceController {
         });
         let me = c.clone();
         c.pods.on_change(move |ch: &Change<Pod>| {
-            for p in [&ch.old, &ch.new].into_iter().flatten() {
-                for key in util::services_for_pod(&me.services, p) {
-                    me.queue.add(key);
-                }
-            }
+            util::queue_services_of(&me.services, &me.queue, ch)
         });
         let me = c.clone();
         c.slices.on_change(move |ch: &Change<EndpointSlice>| {
@@ -235,7 +231,7 @@ pub fn desired_groups(svc: &Service, pods: &[Arc<Pod>]) -> Vec<Group> {
         if ports.is_empty() && !util::ports(svc).is_empty() {
             continue;
         }
-        let serving = publish || util::is_ready(pod);
+        let serving = publish || pods::is_ready(pod);
         let terminating = pod.metadata.deletion_timestamp.is_some();
         let endpoint = Endpoint {
             addresses: vec![ip.to_string()],

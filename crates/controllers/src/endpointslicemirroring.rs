@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use kube::Client;
 
 use crate::endpointslice::reconciler::{self, Group, Plan, SliceMeta, Tracker};
-use crate::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL, apply, slices_of};
+use crate::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL, apply, owner_key, slices_of};
 use crate::endpointutil as util;
 use crate::informer::{Change, Informer, key_of};
 use crate::pods;
@@ -63,18 +63,8 @@ impl MirroringController {
         });
         let me = c.clone();
         c.slices.on_change(move |ch: &Change<EndpointSlice>| {
-            let Some(s) = ch.object() else { return };
-            let labels = s.metadata.labels.as_ref();
-            if labels
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .map(String::as_str)
-                == Some(MANAGED_BY)
-                && let Some(svc) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL))
-            {
-                me.queue.add(format!(
-                    "{}/{svc}",
-                    s.metadata.namespace.as_deref().unwrap_or_default()
-                ));
+            if let Some(key) = ch.object().and_then(|s| owner_key(s, MANAGED_BY)) {
+                me.queue.add(key);
             }
         });
         c

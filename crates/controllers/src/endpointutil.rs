@@ -9,8 +9,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::informer::{Informer, key_of};
-use crate::pods;
+use crate::informer::{Change, Informer, key_of};
+use crate::queue::WorkQueue;
 
 /// The Service's selector, `None` for a Service without one (whose endpoints the user
 /// writes). An empty map counts as none, as Kubernetes treats it.
@@ -59,6 +59,16 @@ pub fn services_for_pod(services: &Informer<Service>, pod: &Pod) -> Vec<String> 
         .filter(|s| selector(s).is_some_and(|sel| selects(sel, pod.metadata.labels.as_ref())))
         .map(|s| key_of(s.as_ref()))
         .collect()
+}
+
+/// Queues the Services that select a changed pod, now or before the change (what both
+/// endpoints controllers do on a pod event).
+pub fn queue_services_of(services: &Informer<Service>, queue: &WorkQueue, ch: &Change<Pod>) {
+    for p in [&ch.old, &ch.new].into_iter().flatten() {
+        for key in services_for_pod(services, p) {
+            queue.add(key);
+        }
+    }
 }
 
 /// The pods of the Service's namespace its selector picks.
@@ -140,10 +150,6 @@ pub fn pod_ref(pod: &Pod) -> ObjectReference {
         uid: pod.metadata.uid.clone(),
         ..Default::default()
     }
-}
-
-pub fn is_ready(pod: &Pod) -> bool {
-    pods::is_ready(pod)
 }
 
 /// The labels a Service passes to its endpoints objects: its own, plus
