@@ -18,14 +18,7 @@ use anyhow::{Context, bail};
 pub const SINK: &str = "rkube-svc";
 
 fn ip(netns: Option<&Path>) -> Command {
-    match netns {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", ns.display())).arg("--").arg("ip");
-            c
-        }
-        None => Command::new("ip"),
-    }
+    net::netns::command(netns, "ip")
 }
 
 fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {

@@ -58,14 +58,7 @@ pub fn desired(nodes: &[Arc<Node>], me: &str) -> Routes {
 
 impl HostGw {
     fn ip(&self) -> Command {
-        match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", ns.display())).arg("--").arg("ip");
-                c
-            }
-            None => Command::new("ip"),
-        }
+        crate::netns::command(self.netns.as_deref(), "ip")
     }
 
     fn run_ip(&self, args: &[&str]) -> anyhow::Result<String> {

@@ -5,3 +5,4 @@
 //! backend requires).
 
 pub mod hostgw;
+pub mod netns;

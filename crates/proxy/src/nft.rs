@@ -13,16 +13,7 @@ use crate::ruleset::SetKind;
 
 /// A command run in `netns` (through `nsenter`), or in our own namespace when `None`.
 pub fn command_in(netns: Option<&Path>, program: &str) -> Command {
-    match netns {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", ns.display()))
-                .arg("--")
-                .arg(program);
-            c
-        }
-        None => Command::new(program),
-    }
+    Command::from(net::netns::command(netns, program))
 }
 
 /// Our table in one network namespace.
