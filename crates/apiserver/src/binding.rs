@@ -21,7 +21,7 @@ pub async fn bind(
         .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?
         .to_string();
     let now = meta::now_rfc3339();
-    reg.update_with(info, ns, name, false, move |old| {
+    reg.update_with(info, ns, name, Some("binding"), false, move |old| {
         if old.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(info, name));
         }

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 
+use crate::authn::UserInfo as User;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
@@ -22,7 +23,6 @@ use crate::registry::{
 };
 use crate::resources::{Catalog, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::server::User;
 use crate::strategy;
 use crate::table::{self, IncludeObject};
 
@@ -433,7 +433,12 @@ pub async fn handle(
     let state2 = state.clone();
     let (resp, warnings) = crate::typed::WARNINGS
         .scope(Default::default(), async move {
-            let resp = match dispatch(&state2, user, req).await {
+            let served = dispatch(&state2, user.clone(), req);
+            let served = match user {
+                Some(u) => crate::authn::USER.scope(u.authenticated(), served).await,
+                None => served.await,
+            };
+            let resp = match served {
                 Ok(r) => r,
                 Err(e) => error_response(&e),
             };

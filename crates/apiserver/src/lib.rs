@@ -5,8 +5,9 @@
 //! Kubernetes parses paths, content negotiation, verbs) → [`registry`] (one generic REST store
 //! for every kind) with a per-kind [`strategy`] → the [`store`].
 
-mod admission;
+pub mod admission;
 mod apply;
+pub mod authn;
 mod binding;
 mod conversion;
 pub mod discovery;
@@ -20,6 +21,7 @@ pub mod pki;
 mod pod_log;
 mod protobuf;
 pub mod registry;
+pub mod request_info;
 pub mod resources;
 mod scale;
 pub mod selector;

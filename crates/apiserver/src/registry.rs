@@ -713,9 +713,19 @@ impl Registry {
         }
         strategy.defaults(&mut obj);
         strategy.prepare_for_create(&mut obj);
-        if info.group.is_empty() && info.kind == "Pod" {
-            crate::admission::priority::admit_pod(self, &mut obj).await?;
-        }
+        let user = crate::authn::current_user();
+        let ns_owned = meta::namespace(&obj).to_string();
+        let attrs = crate::admission::Attributes {
+            operation: crate::admission::Operation::Create,
+            info,
+            namespace: &ns_owned,
+            name: &name,
+            subresource: None,
+            old: None,
+            user,
+            dry_run: opts.dry_run,
+        };
+        crate::admission::mutate(self, &attrs, &mut obj).await?;
         if let Some(manager) = &opts.field_manager {
             crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None);
         }
@@ -726,6 +736,7 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
+        crate::admission::validate(self, &attrs, &obj).await?;
         if info.namespaced {
             self.check_namespace(meta::namespace(&obj)).await?;
         }
@@ -762,12 +773,14 @@ impl Registry {
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
+        subresource: Option<&str>,
         dry_run: bool,
         mut f: F,
     ) -> ApiResult<Value>
     where
         F: FnMut(&Value) -> ApiResult<Value> + Send,
     {
+        let user = crate::authn::current_user();
         let key = Self::key(info, ns, name);
         let mut current = self
             .store
@@ -780,7 +793,22 @@ impl Registry {
             let mut new = f(&old)?;
             drop_empty_metadata(&mut new);
             meta::set_resource_version(&mut new, current.mod_revision);
-            if new == old || dry_run {
+            if new == old {
+                return Ok(new);
+            }
+            let attrs = crate::admission::Attributes {
+                operation: crate::admission::Operation::Update,
+                info,
+                namespace: ns.unwrap_or(""),
+                name,
+                subresource,
+                old: Some(&old),
+                user: user.clone(),
+                dry_run,
+            };
+            crate::admission::mutate(self, &attrs, &mut new).await?;
+            crate::admission::validate(self, &attrs, &new).await?;
+            if dry_run {
                 return Ok(new);
             }
             let service = service_alloc::is_service(info);
@@ -857,7 +885,7 @@ impl Registry {
             .map(str::to_string);
         let info2 = info.clone();
         let sub = subresource.map(str::to_string);
-        self.update_with(info, ns, name, opts.dry_run, move |old| {
+        self.update_with(info, ns, name, subresource, opts.dry_run, move |old| {
             if let Some(rv) = &wanted_rv
                 && meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())
             {
@@ -980,7 +1008,7 @@ impl Registry {
     ) -> ApiResult<Value> {
         let info2 = info.clone();
         let sub = subresource.map(str::to_string);
-        self.update_with(info, ns, name, opts.dry_run, move |old| {
+        self.update_with(info, ns, name, subresource, opts.dry_run, move |old| {
             let mut doc = old.clone();
             patch.apply_to(&mut doc)?;
             // A patch may carry a resourceVersion precondition.
@@ -1017,7 +1045,7 @@ impl Registry {
         F: Fn(&mut Value) + Send,
     {
         let info2 = info.clone();
-        self.update_with(info, ns, name, opts.dry_run, move |old| {
+        self.update_with(info, ns, name, None, opts.dry_run, move |old| {
             let mut doc = old.clone();
             patch.apply_to(&mut doc)?;
             finish(&mut doc);

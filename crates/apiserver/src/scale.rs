@@ -52,7 +52,7 @@ async fn set_replicas(
 ) -> ApiResult<Value> {
     let info2 = info.clone();
     let obj = reg
-        .update_with(info, ns, name, dry_run, move |old| {
+        .update_with(info, ns, name, Some("scale"), dry_run, move |old| {
             let (rv, replicas) = f(&to_scale(&info2, old))?;
             if let Some(rv) = rv
                 && crate::meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())

@@ -18,13 +18,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::handler::{self, ApiState};
 use crate::pki::Pki;
 
-/// Who made a request, from their client certificate: CN is the user, O the groups.
-#[derive(Clone, Debug)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-}
-
 /// What `rkube server` configures.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -172,22 +165,6 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
-fn user_from_cert(der: &CertificateDer<'_>) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    Some(User { name, groups })
-}
-
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<ApiState>) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -216,7 +193,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Ap
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(user_from_cert);
+                .and_then(crate::authn::user_from_cert);
             let service = service_fn(move |req| {
                 let (state, user) = (state.clone(), user.clone());
                 async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }

@@ -7,7 +7,7 @@ pub mod framework;
 pub mod nodeinfo;
 pub mod plugins;
 pub mod preemption;
-pub mod quantity;
+pub use common::quantity;
 pub mod queue;
 pub mod schedule_one;
 pub mod scheduler;

@@ -1,5 +1,66 @@
-//! Admission (Kubernetes' admission chain), run on writes after defaulting and before
-//! validation. One plugin per module; the rest of the chain (NamespaceLifecycle, LimitRanger,
-//! ServiceAccount, ResourceQuota, PodSecurity, ...) arrives with the security work.
+//! Admission (Kubernetes' admission chain): mutating plugins run on a write after defaulting,
+//! validating plugins after the kind's own validation, both before the store. One plugin per
+//! module; [`mutate`] and [`validate`] call them in Kubernetes' order.
+
+use serde_json::Value;
+
+use crate::authn::UserInfo;
+use crate::error::ApiResult;
+use crate::registry::Registry;
+use crate::resources::ResourceInfo;
 
 pub mod priority;
+
+/// What a write does (admission's `Operation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    /// As AdmissionReview and audit spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+}
+
+/// What a plugin knows of the write (Kubernetes' `admission.Attributes`).
+pub struct Attributes<'a> {
+    pub operation: Operation,
+    pub info: &'a ResourceInfo,
+    /// Empty for cluster-scoped objects.
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub subresource: Option<&'a str>,
+    /// The stored object, on update and delete.
+    pub old: Option<&'a Value>,
+    /// Who writes; `None` for the API server's own writes.
+    pub user: Option<UserInfo>,
+    pub dry_run: bool,
+}
+
+impl Attributes<'_> {
+    /// Whether the write is to a core/v1 object of `kind` itself (not a subresource).
+    pub fn is_core(&self, kind: &str) -> bool {
+        self.info.group.is_empty() && self.info.kind == kind && self.subresource.is_none()
+    }
+}
+
+/// The mutating plugins, in order; each may change `obj` or refuse the write.
+pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
+    if a.operation == Operation::Create && a.is_core("Pod") {
+        priority::admit_pod(registry, obj).await?;
+    }
+    Ok(())
+}
+
+/// The validating plugins, in order; each may refuse the write.
+pub async fn validate(_registry: &Registry, _a: &Attributes<'_>, _obj: &Value) -> ApiResult<()> {
+    Ok(())
+}

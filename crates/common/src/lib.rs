@@ -1,0 +1,4 @@
+//! What two or more rkube components need and no one component owns (as Kubernetes'
+//! apimachinery is shared): resource quantities.
+
+pub mod quantity;
