@@ -58,6 +58,7 @@ fn serve(dir: &str) {
             kubeconfig: dir.join("kubeconfig.yaml"),
             event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
             advertise_address: None,
+            authorization_mode: Default::default(),
         })
         .await
         .unwrap();

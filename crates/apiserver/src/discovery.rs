@@ -24,17 +24,6 @@ pub fn version() -> Value {
     })
 }
 
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" => vec!["create"],
@@ -65,7 +54,7 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Value {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs(),
             "storageVersionHash": "",
         });
         if !r.short_names.is_empty() {
@@ -158,7 +147,7 @@ fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Value {
                 "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": r.singular,
-                "verbs": VERBS,
+                "verbs": r.verbs(),
             });
             if !r.short_names.is_empty() {
                 e["shortNames"] = json!(r.short_names);

@@ -8,11 +8,13 @@
 pub mod admission;
 mod apply;
 pub mod authn;
+pub mod authz;
 mod binding;
 mod conversion;
 pub mod discovery;
 pub mod error;
 mod handler;
+mod impersonation;
 pub mod meta;
 mod metrics;
 mod openapi;
@@ -34,4 +36,4 @@ pub mod testing;
 mod typed;
 pub mod watch_cache;
 
-pub use server::{Config, Server};
+pub use server::{AuthorizationMode, Config, Server};

@@ -128,10 +128,60 @@ impl Pki {
         Ok(())
     }
 
+    /// Signs a client certificate for user `cn` in groups `orgs` with the cluster CA (as
+    /// Kubernetes reads them: CN the user, each O a group); returns (certificate, key) PEM.
+    pub fn issue_client_cert(&self, cn: &str, orgs: &[&str]) -> Result<(String, String)> {
+        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.ca_key())?)
+            .context("reading the CA key")?;
+        let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(self.ca_cert())?, ca_key)
+            .context("reading the CA certificate")?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, cn);
+        for o in orgs {
+            name.push(DnType::OrganizationName, *o);
+        }
+        params.distinguished_name = name;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// Writes a kubeconfig for the admin that talks to `server` (e.g. `https://127.0.0.1:6443`).
     pub fn write_admin_kubeconfig(&self, path: &Path, server: &str) -> Result<()> {
-        let b64 = |p: PathBuf| -> Result<String> {
-            Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(&p)?))
+        let cert = std::fs::read_to_string(self.admin_cert())?;
+        let key = std::fs::read_to_string(self.admin_key())?;
+        self.write_kubeconfig(
+            path,
+            server,
+            "admin",
+            &Credentials::Cert {
+                cert: &cert,
+                key: &key,
+            },
+        )
+    }
+
+    /// Writes a kubeconfig that trusts this cluster's CA and authenticates with `creds`.
+    pub fn write_kubeconfig(
+        &self,
+        path: &Path,
+        server: &str,
+        user: &str,
+        creds: &Credentials<'_>,
+    ) -> Result<()> {
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let ca = std::fs::read(self.ca_cert())?;
+        let user_fields = match creds {
+            Credentials::Cert { cert, key } => format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(cert.as_bytes()),
+                b64(key.as_bytes())
+            ),
+            Credentials::Token(t) => format!("    token: {t}\n"),
         };
         let config = format!(
             "apiVersion: v1
@@ -142,27 +192,31 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: admin
+- name: {user}
   user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
+{user_fields}contexts:
 - name: rkube
   context:
     cluster: rkube
-    user: admin
+    user: {user}
 current-context: rkube
 preferences: {{}}
 ",
-            ca = b64(self.ca_cert())?,
-            cert = b64(self.admin_cert())?,
-            key = b64(self.admin_key())?,
+            ca = b64(&ca),
         );
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         write_secret(path, &config)
     }
+}
+
+/// How a kubeconfig's user authenticates.
+pub enum Credentials<'a> {
+    /// A client certificate and its key, PEM.
+    Cert { cert: &'a str, key: &'a str },
+    /// A bearer token.
+    Token(&'a str),
 }
 
 fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {

@@ -37,6 +37,8 @@ pub struct Registry {
     pub reads: ReadCounters,
     /// How long Events live; they are stored with this time-to-live.
     pub event_ttl: std::time::Duration,
+    /// The authorizer, for admission's RBAC escalation checks; unset: authorization is off.
+    pub authorizer: std::sync::OnceLock<Arc<crate::authz::Authorizer>>,
 }
 
 /// A list request's query.
@@ -350,6 +352,7 @@ impl Registry {
             reads: ReadCounters::default(),
             store,
             event_ttl,
+            authorizer: Default::default(),
         }
     }
 

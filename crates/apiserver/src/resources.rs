@@ -2,10 +2,11 @@
 //! storage need. Names come from `k8s-openapi`'s types so they cannot be misspelt.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 
@@ -22,6 +23,8 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     /// Subresources served besides the object itself (`status`, `scale`, `binding`).
     pub subresources: &'static [&'static str],
+    /// A review (SubjectAccessReview, TokenReview, ...): answered on create, never stored.
+    pub create_only: bool,
 }
 
 /// Whether a k8s-openapi resource is namespaced.
@@ -51,7 +54,12 @@ impl ResourceInfo {
             short_names: &[],
             categories: &[],
             subresources: &[],
+            create_only: false,
         }
+    }
+    fn create_only(mut self) -> Self {
+        self.create_only = true;
+        self
     }
     fn short(mut self, names: &'static [&'static str]) -> Self {
         self.short_names = names;
@@ -93,6 +101,24 @@ impl ResourceInfo {
             self.group
         };
         format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// The verbs discovery lists.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.create_only {
+            &["create"]
+        } else {
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
+        }
     }
 
     pub fn has_subresource(&self, sub: &str) -> bool {
@@ -178,6 +204,13 @@ pub fn all() -> Vec<ResourceInfo> {
         ResourceInfo::of::<rbac::ClusterRole>(),
         ResourceInfo::of::<rbac::RoleBinding>(),
         ResourceInfo::of::<rbac::ClusterRoleBinding>(),
+        // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, never stored
+        ResourceInfo::of::<authentication::TokenReview>().create_only(),
+        ResourceInfo::of::<authentication::SelfSubjectReview>().create_only(),
+        ResourceInfo::of::<authorization::SubjectAccessReview>().create_only(),
+        ResourceInfo::of::<authorization::SelfSubjectAccessReview>().create_only(),
+        ResourceInfo::of::<authorization::LocalSubjectAccessReview>().create_only(),
+        ResourceInfo::of::<authorization::SelfSubjectRulesReview>().create_only(),
         // storage.k8s.io/v1
         ResourceInfo::of::<storage::StorageClass>().short(&["sc"]),
         // coordination.k8s.io/v1

@@ -31,6 +31,17 @@ pub struct Config {
     /// The address the `kubernetes` Service's endpoints point at (`--advertise-address`);
     /// default: the bind address, if it names one.
     pub advertise_address: Option<std::net::IpAddr>,
+    /// Who may do what (`--authorization-mode`).
+    pub authorization_mode: AuthorizationMode,
+}
+
+/// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
+/// user may do anything; for measuring what authorization costs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    #[default]
+    NodeRbac,
+    AlwaysAllow,
 }
 
 /// A running API server.
@@ -39,6 +50,7 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     store: Arc<dyn store::Store>,
     task: JoinHandle<()>,
+    authorizer: Option<Arc<crate::authz::Authorizer>>,
 }
 
 impl Server {
@@ -92,10 +104,16 @@ impl Server {
         state.kubelet = Some(
             crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
         );
-        let state = Arc::new(state);
         handler::bootstrap(&state)
             .await
-            .context("creating the system namespaces")?;
+            .context("creating the system namespaces and the default RBAC policy")?;
+        if config.authorization_mode == AuthorizationMode::NodeRbac {
+            let authz = crate::authz::Authorizer::start(state.registry.clone()).await;
+            // Escalation checks run in admission, which reaches the authorizer this way.
+            let _ = state.registry.authorizer.set(authz.clone());
+            state.authorizer = Some(authz);
+        }
+        let state = Arc::new(state);
         let advertise = config
             .advertise_address
             .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.ip()));
@@ -104,6 +122,7 @@ impl Server {
                 .await
                 .context("writing the kubernetes service's endpoints")?;
         }
+        let authorizer = state.authorizer.clone();
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let task = tokio::spawn(accept_loop(listener, acceptor, state));
         tracing::info!(%addr, kubeconfig = %config.kubeconfig.display(), "API server listening");
@@ -112,6 +131,7 @@ impl Server {
             kubeconfig: config.kubeconfig,
             store,
             task,
+            authorizer,
         })
     }
 
@@ -127,12 +147,15 @@ impl Server {
 
     pub fn stop(&self) {
         self.task.abort();
+        if let Some(a) = &self.authorizer {
+            a.stop();
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 

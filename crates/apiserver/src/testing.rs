@@ -43,6 +43,7 @@ impl Cluster {
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             event_ttl,
             advertise_address: None,
+            authorization_mode: Default::default(),
         })
         .await
         .unwrap();
@@ -57,9 +58,37 @@ impl Cluster {
         self.server.kubeconfig.clone()
     }
 
+    /// A kubeconfig for user `name` in `groups`: a client certificate signed by the
+    /// cluster's CA.
+    pub fn kubeconfig_as(&self, name: &str, groups: &[&str]) -> PathBuf {
+        let pki = crate::pki::Pki::new(self.dir.path());
+        let (cert, key) = pki.issue_client_cert(name, groups).unwrap();
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{}.yaml", name.replace(':', "_")));
+        let server = format!("https://{}", self.server.addr);
+        pki.write_kubeconfig(
+            &path,
+            &server,
+            name,
+            &crate::pki::Credentials::Cert {
+                cert: &cert,
+                key: &key,
+            },
+        )
+        .unwrap();
+        path
+    }
+
     /// Runs kubectl off the async threads (the server runs on them).
     pub async fn kubectl(&self, args: &[&str]) -> Output {
-        let kubeconfig = self.kubeconfig();
+        self.kubectl_with(&self.kubeconfig(), args).await
+    }
+
+    /// Runs kubectl with another kubeconfig (another user).
+    pub async fn kubectl_with(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+        let kubeconfig = kubeconfig.to_path_buf();
         let cache = self.dir.path().join("kube-cache");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {

@@ -58,6 +58,12 @@ macro_rules! with_type {
             ("events.k8s.io", "Event") => Some($f::<events::Event>($($arg),*)),
             ("policy", "PodDisruptionBudget") => Some($f::<policy::PodDisruptionBudget>($($arg),*)),
             ("scheduling.k8s.io", "PriorityClass") => Some($f::<scheduling::PriorityClass>($($arg),*)),
+            ("authorization.k8s.io", "SubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::SubjectAccessReview>($($arg),*)),
+            ("authorization.k8s.io", "SelfSubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>($($arg),*)),
+            ("authorization.k8s.io", "LocalSubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::LocalSubjectAccessReview>($($arg),*)),
+            ("authorization.k8s.io", "SelfSubjectRulesReview") => Some($f::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>($($arg),*)),
+            ("authentication.k8s.io", "TokenReview") => Some($f::<k8s_openapi::api::authentication::v1::TokenReview>($($arg),*)),
+            ("authentication.k8s.io", "SelfSubjectReview") => Some($f::<k8s_openapi::api::authentication::v1::SelfSubjectReview>($($arg),*)),
             _ => None,
         }
     }};

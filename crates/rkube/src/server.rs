@@ -24,6 +24,9 @@ pub struct ServerArgs {
     /// default: --node-ip, else the bind address, else this machine's primary address.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// `Node,RBAC` (default) or `AlwaysAllow` (no authorization: for measurements only).
+    #[arg(long, default_value = "Node,RBAC", value_parser = parse_authorization_mode)]
+    authorization_mode: apiserver::AuthorizationMode,
     /// Where to write the admin kubeconfig (default: <data-dir>/kubeconfig.yaml).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -65,6 +68,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                     .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
                     .unwrap_or_else(kubelet::machine::node_ip),
             ),
+            authorization_mode: args.authorization_mode,
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same
@@ -116,4 +120,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         result
     })
+}
+
+fn parse_authorization_mode(s: &str) -> Result<apiserver::AuthorizationMode, String> {
+    match s {
+        "Node,RBAC" | "RBAC,Node" | "RBAC" => Ok(apiserver::AuthorizationMode::NodeRbac),
+        "AlwaysAllow" => Ok(apiserver::AuthorizationMode::AlwaysAllow),
+        other => Err(format!(
+            "unsupported --authorization-mode {other:?}: use Node,RBAC or AlwaysAllow"
+        )),
+    }
 }

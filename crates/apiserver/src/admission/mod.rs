@@ -61,6 +61,11 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
 }
 
 /// The validating plugins, in order; each may refuse the write.
-pub async fn validate(_registry: &Registry, _a: &Attributes<'_>, _obj: &Value) -> ApiResult<()> {
+pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+    // RBAC's escalation check (upstream runs it in the RBAC registry's strategy, just
+    // before storage).
+    if let Some(authz) = registry.authorizer.get() {
+        crate::authz::escalation::check(authz, a, obj)?;
+    }
     Ok(())
 }

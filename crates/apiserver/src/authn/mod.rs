@@ -62,6 +62,26 @@ pub fn current_user() -> Option<UserInfo> {
     USER.try_with(Clone::clone).ok()
 }
 
+/// Paths anyone may reach without credentials (upstream's anonymous authentication limited
+/// to its configurable endpoints, as a hardened cluster sets it): everything else without
+/// credentials is a 401. RBAC still decides (`system:public-info-viewer`).
+fn anonymous_allowed(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || ["/healthz/", "/livez/", "/readyz/"]
+            .iter()
+            .any(|p| path.starts_with(p))
+}
+
+/// Who a request is from: its client certificate's user, or anonymous where that is allowed.
+pub fn authenticate(cert_user: Option<UserInfo>, path: &str) -> crate::error::ApiResult<UserInfo> {
+    match cert_user {
+        Some(u) => Ok(u.authenticated()),
+        None if anonymous_allowed(path) => Ok(UserInfo::anonymous()),
+        None => Err(crate::error::ApiError::unauthorized()),
+    }
+}
+
 /// The user a client certificate names: CN is the user, each O a group.
 pub fn user_from_cert(der: &CertificateDer<'_>) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;

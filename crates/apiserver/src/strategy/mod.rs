@@ -5,6 +5,7 @@
 mod job;
 mod namespace;
 mod pod;
+mod rbac;
 mod service;
 mod volume;
 mod workload;
@@ -38,6 +39,16 @@ pub trait Strategy: Send + Sync {
 
     /// Whether object names are DNS labels rather than subdomains.
     fn name_is_label(&self) -> bool {
+        false
+    }
+
+    /// A kind's own name rule, replacing the DNS one (RBAC names are path segments).
+    fn validate_name(&self, _name: &str) -> Option<Cause> {
+        None
+    }
+
+    /// Whether the kind has its own name rule ([`Strategy::validate_name`]).
+    fn own_name_rule(&self) -> bool {
         false
     }
 
@@ -109,6 +120,14 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         ),
         ("apps", kind @ ("ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet"))
         | ("batch", kind @ ("Job" | "CronJob")) => Box::new(workload::WorkloadStrategy { kind }),
+        ("rbac.authorization.k8s.io", kind) => Box::new(rbac::RbacStrategy {
+            kind: match kind {
+                "Role" => "Role",
+                "ClusterRole" => "ClusterRole",
+                "RoleBinding" => "RoleBinding",
+                _ => "ClusterRoleBinding",
+            },
+        }),
         ("autoscaling", _) | ("networking.k8s.io", "Ingress" | "NetworkPolicy") | ("policy", _) => {
             generic(true, false, &[])
         }
@@ -132,7 +151,9 @@ pub fn validate_name(strategy: &dyn Strategy, name: &str) -> Option<Cause> {
     if name.is_empty() {
         return Some(Cause::required("metadata.name"));
     }
-    if strategy.name_is_label() {
+    if strategy.own_name_rule() {
+        strategy.validate_name(name)
+    } else if strategy.name_is_label() {
         meta::check_label("metadata.name", name)
     } else {
         meta::check_subdomain("metadata.name", name)
