@@ -59,6 +59,7 @@ fn serve(dir: &str) {
             event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
             advertise_address: None,
             authorization_mode: Default::default(),
+            token_auth_file: None,
         })
         .await
         .unwrap();

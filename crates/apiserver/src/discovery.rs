@@ -26,7 +26,7 @@ pub fn version() -> Value {
 
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" => vec!["create"],
+        "binding" | "token" => vec!["create"],
         "finalize" => vec!["update"],
         "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
@@ -37,6 +37,11 @@ fn sub_kind(r: &ResourceInfo, sub: &str) -> (String, String, String) {
     match sub {
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
         "binding" => ("".into(), "v1".into(), "Binding".into()),
+        "token" => (
+            "authentication.k8s.io".into(),
+            "v1".into(),
+            "TokenRequest".into(),
+        ),
         _ => (r.group.into(), r.version.into(), r.kind.into()),
     }
 }

@@ -38,6 +38,7 @@ pub struct ApiState {
     /// Node, then RBAC; `None`: every authenticated request is allowed (benchmarks measure
     /// the difference).
     pub authorizer: Option<Arc<crate::authz::Authorizer>>,
+    pub authenticator: crate::authn::Authenticator,
     pub catalog: Catalog,
     pub server_address: String,
     pub metrics: crate::metrics::Metrics,
@@ -50,6 +51,7 @@ impl ApiState {
         ApiState {
             registry: Arc::new(Registry::new(store, event_ttl)),
             authorizer: None,
+            authenticator: Default::default(),
             catalog: Catalog::new(),
             server_address,
             metrics: Default::default(),
@@ -440,7 +442,10 @@ pub async fn handle(
     let (resp, warnings) = crate::typed::WARNINGS
         .scope(Default::default(), async move {
             let served = async {
-                let user = crate::authn::authenticate(user, req.uri().path())?;
+                let user = state2
+                    .authenticator
+                    .authenticate(&state2.registry, user, req.headers(), req.uri().path())
+                    .await?;
                 let user = match &state2.authorizer {
                     Some(authz) => crate::impersonation::impersonate(authz, user, req.headers())?,
                     None => user,
@@ -771,6 +776,26 @@ async fn resource(
             info,
             &reg.get(info, ns, name).await?,
         ))),
+        (Method::POST, Some(name), Some("token")) => {
+            let (ct, body) = read_body(req).await?;
+            let obj = decode_object(ct.as_deref(), &body)?;
+            let issued = crate::token_request::create(state, ns.unwrap_or(""), name, obj).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &issued,
+                "application/json",
+            ))
+        }
+        (Method::POST, None, None) if info.kind == "TokenReview" => {
+            let (ct, body) = read_body(req).await?;
+            let obj = decode_object(ct.as_deref(), &body)?;
+            let reviewed = crate::authn::token_review(state, obj).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &reviewed,
+                "application/json",
+            ))
+        }
         (Method::POST, None, None) if info.create_only => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;

@@ -33,6 +33,7 @@ pub mod strategy;
 pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token_request;
 mod typed;
 pub mod watch_cache;
 

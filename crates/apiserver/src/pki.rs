@@ -229,7 +229,7 @@ fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
 }
 
 /// Writes a file readable by its owner only.
-fn write_secret(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_secret(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

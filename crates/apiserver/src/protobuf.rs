@@ -407,6 +407,33 @@ fn schema(message: &str) -> Option<&'static [Field]> {
                 ]
             }
         }
+        "TokenRequest" => {
+            const {
+                &[
+                    f(1, "metadata", Msg("ObjectMeta")),
+                    f(2, "spec", Msg("TokenRequestSpec")),
+                ]
+            }
+        }
+        "TokenRequestSpec" => {
+            const {
+                &[
+                    r(1, "audiences", Str),
+                    f(3, "boundObjectRef", Msg("BoundObjectReference")),
+                    f(4, "expirationSeconds", OptInt),
+                ]
+            }
+        }
+        "BoundObjectReference" => {
+            const {
+                &[
+                    f(1, "kind", Str),
+                    f(2, "apiVersion", Str),
+                    f(3, "name", Str),
+                    f(4, "uid", Str),
+                ]
+            }
+        }
         "TokenReviewSpec" => const { &[f(1, "token", Str), r(2, "audiences", Str)] },
         "AggregationRule" => const { &[r(1, "clusterRoleSelectors", Msg("LabelSelector"))] },
         "PolicyRule" => {

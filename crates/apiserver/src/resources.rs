@@ -146,7 +146,9 @@ pub fn all() -> Vec<ResourceInfo> {
         namespace_info(),
         ResourceInfo::of::<core::Secret>(),
         ResourceInfo::of::<core::ConfigMap>().short(&["cm"]),
-        ResourceInfo::of::<core::ServiceAccount>().short(&["sa"]),
+        ResourceInfo::of::<core::ServiceAccount>()
+            .short(&["sa"])
+            .sub(&["token"]),
         ResourceInfo::of::<core::PersistentVolume>()
             .short(&["pv"])
             .sub(&["status"]),

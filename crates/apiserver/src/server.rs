@@ -33,6 +33,8 @@ pub struct Config {
     pub advertise_address: Option<std::net::IpAddr>,
     /// Who may do what (`--authorization-mode`).
     pub authorization_mode: AuthorizationMode,
+    /// Static bearer tokens (`--token-auth-file`).
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
@@ -104,6 +106,19 @@ impl Server {
         state.kubelet = Some(
             crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
         );
+        state.authenticator = crate::authn::Authenticator {
+            service_accounts: Some(
+                crate::authn::serviceaccount::TokenSigner::load_or_create(
+                    &pki.dir.join("service.key"),
+                )
+                .context("the service account signing key")?,
+            ),
+            static_tokens: match &config.token_auth_file {
+                Some(p) => crate::authn::read_token_file(p)?,
+                None => Default::default(),
+            },
+            audiences: vec![crate::authn::serviceaccount::ISSUER.to_string()],
+        };
         handler::bootstrap(&state)
             .await
             .context("creating the system namespaces and the default RBAC policy")?;

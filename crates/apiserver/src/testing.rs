@@ -26,6 +26,11 @@ impl Cluster {
     /// Like [`Cluster::start`], keeping Events for `event_ttl` (short by default, so the
     /// TTL itself can be tested).
     pub async fn start_with(etcd: bool, event_ttl: std::time::Duration) -> Cluster {
+        Self::start_configured(etcd, |c| c.event_ttl = event_ttl).await
+    }
+
+    /// A server on SQLite or etcd whose [`Config`] `configure` adjusts first.
+    pub async fn start_configured(etcd: bool, configure: impl FnOnce(&mut Config)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (datastore, etcd) = if etcd {
             let e = EtcdProcess::start().await.unwrap();
@@ -36,17 +41,18 @@ impl Cluster {
         } else {
             (DatastoreConfig::parse(None, dir.path()).unwrap(), None)
         };
-        let server = Server::start(Config {
+        let mut config = Config {
             data_dir: dir.path().to_path_buf(),
             bind: "127.0.0.1:0".parse().unwrap(),
             datastore,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
-            event_ttl,
+            event_ttl: std::time::Duration::from_secs(3),
             advertise_address: None,
             authorization_mode: Default::default(),
-        })
-        .await
-        .unwrap();
+            token_auth_file: None,
+        };
+        configure(&mut config);
+        let server = Server::start(config).await.unwrap();
         Cluster {
             server,
             dir,
@@ -56,6 +62,21 @@ impl Cluster {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.server.kubeconfig.clone()
+    }
+
+    /// A kubeconfig that authenticates with bearer `token`.
+    pub fn kubeconfig_with_token(&self, file: &str, token: &str) -> PathBuf {
+        let path = self.dir.path().join(file);
+        let server = format!("https://{}", self.server.addr);
+        crate::pki::Pki::new(self.dir.path())
+            .write_kubeconfig(
+                &path,
+                &server,
+                "token-user",
+                &crate::pki::Credentials::Token(token),
+            )
+            .unwrap();
+        path
     }
 
     /// A kubeconfig for user `name` in `groups`: a client certificate signed by the

@@ -27,6 +27,9 @@ pub struct ServerArgs {
     /// `Node,RBAC` (default) or `AlwaysAllow` (no authorization: for measurements only).
     #[arg(long, default_value = "Node,RBAC", value_parser = parse_authorization_mode)]
     authorization_mode: apiserver::AuthorizationMode,
+    /// Static bearer tokens: lines of `token,user,uid[,"group1,group2"]`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
     /// Where to write the admin kubeconfig (default: <data-dir>/kubeconfig.yaml).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -69,6 +72,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(kubelet::machine::node_ip),
             ),
             authorization_mode: args.authorization_mode,
+            token_auth_file: args.token_auth_file.clone(),
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same

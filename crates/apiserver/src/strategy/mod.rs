@@ -6,6 +6,7 @@ mod job;
 mod namespace;
 mod pod;
 mod rbac;
+mod secret;
 mod service;
 mod volume;
 mod workload;
@@ -98,7 +99,7 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         ("", "ReplicationController") => Box::new(workload::WorkloadStrategy {
             kind: "ReplicationController",
         }),
-        ("", "Secret") => generic(false, false, &["type"]),
+        ("", "Secret") => Box::new(secret::SecretStrategy),
         ("", "PersistentVolume" | "PersistentVolumeClaim") => Box::new(volume::VolumeStrategy),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
         ("", "Event") => generic(
