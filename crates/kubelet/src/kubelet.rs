@@ -132,6 +132,7 @@ impl Kubelet {
                 dirs: cfg.dirs(),
                 node_memory: i64::try_from(facts.memory).unwrap_or(i64::MAX),
                 node_milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
+                tokens: Default::default(),
             }),
             runtime_name: version.runtime_name.clone(),
             host_ip: facts.host_ip.clone(),

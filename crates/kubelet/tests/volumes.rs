@@ -34,11 +34,16 @@ metadata: {{name: sec}}
 data: {{user: YWRtaW4=, pass: czNjcjN0}}
 ---
 apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: robot}}
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: vols
   labels: {{app: vols, tier: one}}
 spec:
+  serviceAccountName: robot
   terminationGracePeriodSeconds: 1
   hostname: vols
   subdomain: sub
@@ -67,6 +72,7 @@ spec:
       - configMap: {{name: cfg, items: [{{key: a, path: cfg-a}}]}}
       - secret: {{name: sec, items: [{{key: user, path: sec-user}}]}}
       - downwardAPI: {{items: [{{path: pod-name, fieldRef: {{fieldPath: metadata.name}}}}]}}
+      - serviceAccountToken: {{path: token, expirationSeconds: 3600}}
   containers:
   - name: writer
     image: rkube.local/busybox:test
@@ -310,6 +316,27 @@ async fn scenario(lab: &Lab) -> Result<()> {
     ensure!(
         w!("cat /all/cfg-a; echo; cat /all/sec-user; echo; cat /all/pod-name")?
             == "alpha\nadmin\nvols"
+    );
+    // The projected ServiceAccount token: issued for the pod, it authenticates as its
+    // ServiceAccount, bound to the pod.
+    let token = w!("cat /all/token")?;
+    let review = node.cluster.write(
+        "review.yaml",
+        &format!(
+            "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {{token: {token}}}\n"
+        ),
+    );
+    let reviewed: serde_json::Value = serde_json::from_str(
+        &node
+            .cluster
+            .ok(&["create", "-f", &review, "-o", "json"])
+            .await,
+    )?;
+    ensure!(
+        reviewed["status"]["user"]["username"] == "system:serviceaccount:default:robot"
+            && reviewed["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"][0]
+                == "vols",
+        "{reviewed}"
     );
     // /etc/hosts: the pod's IP with its FQDN (subdomain) and the host aliases.
     let hosts = node.exec(&reader, "cat /etc/hosts").await?;

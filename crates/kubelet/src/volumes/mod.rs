@@ -17,6 +17,7 @@ pub mod etc_hosts;
 pub mod host_path;
 pub mod projected;
 pub mod secret;
+pub mod service_account_token;
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -42,6 +43,8 @@ pub struct VolumeHost {
     /// volumes and the value of `resourceFieldRef` limits a container does not set.
     pub node_memory: i64,
     pub node_milli_cpu: i64,
+    /// ServiceAccount tokens of projected volumes, cached until they need refreshing.
+    pub tokens: service_account_token::TokenManager,
 }
 
 /// One volume type (upstream's `VolumePlugin` + `Mounter`).
@@ -167,6 +170,7 @@ impl VolumeManager {
     /// Unmounts and removes the pod's volume directories (a finished pod keeps its other
     /// files, such as termination messages, until it is deleted).
     pub fn tear_down_volumes(&self, uid: &str) -> io::Result<()> {
+        self.host.tokens.forget_pod(uid);
         let pod = self.host.dirs.pod_dir(uid);
         // subPath binds first: they would keep an unmounted tmpfs alive.
         remove_unmounted(&pod.join("volume-subpaths"))?;

@@ -1,7 +1,7 @@
-//! `projected` volumes (pkg/volume/projected): configMap, secret and downwardAPI sources merged
-//! into one tmpfs directory with one `defaultMode`. `serviceAccountToken` and
-//! `clusterTrustBundle` sources are not supported yet (they need the token and trust-bundle
-//! APIs): such a volume fails to mount, saying so.
+//! `projected` volumes (pkg/volume/projected): configMap, secret, downwardAPI and
+//! serviceAccountToken sources merged into one tmpfs directory with one `defaultMode` (the
+//! ServiceAccount admission plugin gives every pod one: token, `ca.crt` and `namespace`).
+//! `clusterTrustBundle` sources are not supported yet: such a volume fails to mount, saying so.
 
 use std::path::Path;
 
@@ -10,7 +10,10 @@ use k8s_openapi::api::core::v1::{Pod, Volume};
 
 use super::atomic_writer::Payload;
 use super::config_map::{self, Kind, make_payload};
-use super::{VolumeHost, VolumePlugin, aggregate, downward_api, mode_or_default, secret};
+use super::{
+    VolumeHost, VolumePlugin, aggregate, downward_api, mode_or_default, secret,
+    service_account_token,
+};
 
 pub struct ProjectedPlugin;
 
@@ -63,8 +66,8 @@ impl VolumePlugin for ProjectedPlugin {
                         host,
                         mode,
                     )
-                } else if s.service_account_token.is_some() {
-                    Err("serviceAccountToken projected volume sources are not supported by this kubelet yet".into())
+                } else if let Some(t) = &s.service_account_token {
+                    service_account_token::payload(host, pod, t, mode).await
                 } else if s.cluster_trust_bundle.is_some() {
                     Err("clusterTrustBundle projected volume sources are not supported by this kubelet yet".into())
                 } else {
