@@ -19,10 +19,13 @@ use super::atomic_writer::{FileProjection, Payload};
 const REFRESH_FRACTION: f64 = 0.8;
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// (namespace, account, audience, seconds, pod uid): what a token was issued for.
+type TokenKey = (String, String, String, i64, String);
+
 #[derive(Default)]
 pub struct TokenManager {
-    /// (namespace, account, audience, seconds, pod uid) → token and when to refresh it.
-    cache: Mutex<HashMap<(String, String, String, i64, String), (String, Instant)>>,
+    /// Each token, with when to refresh it.
+    cache: Mutex<HashMap<TokenKey, (String, Instant)>>,
 }
 
 impl TokenManager {
