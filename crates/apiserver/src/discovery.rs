@@ -28,6 +28,7 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" | "token" => vec!["create"],
         "finalize" => vec!["update"],
+        "approval" => vec!["get", "patch", "update"],
         "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
     }

@@ -146,6 +146,71 @@ async fn create_if_missing(
     }
 }
 
+/// Publishes `kube-public/cluster-info` (the server's URL and CA, as kubeadm does), readable
+/// by anyone: a joining node reads it and checks the CA against the hash in its token.
+pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) -> ApiResult<()> {
+    use base64::Engine;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts: null\ncurrent-context: \"\"\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    );
+    let catalog = crate::resources::Catalog::new();
+    let cm = catalog
+        .by_kind("", "ConfigMap")
+        .ok_or_else(|| ApiError::internal("no ConfigMap resource"))?;
+    let data = json!({"kubeconfig": kubeconfig});
+    match state
+        .registry
+        .get(cm, Some("kube-public"), "cluster-info")
+        .await
+    {
+        Ok(live) if live.get("data") == Some(&data) => {}
+        Ok(_) => {
+            state
+                .registry
+                .update_with(
+                    cm,
+                    Some("kube-public"),
+                    "cluster-info",
+                    None,
+                    false,
+                    |old| {
+                        let mut new = old.clone();
+                        new["data"] = data.clone();
+                        Ok(new)
+                    },
+                )
+                .await?;
+        }
+        Err(e) if e.code == 404 => {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data});
+            create_if_missing(state, cm, "kube-public", "cluster-info", obj).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    let (Some(role), Some(binding)) = (
+        catalog.by_kind("rbac.authorization.k8s.io", "Role"),
+        catalog.by_kind("rbac.authorization.k8s.io", "RoleBinding"),
+    ) else {
+        return Ok(());
+    };
+    let name = "rkube:bootstrap-signer-clusterinfo";
+    let role_obj = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"]}],
+    });
+    create_if_missing(state, role, "kube-public", name, role_obj).await?;
+    let binding_obj = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}],
+    });
+    create_if_missing(state, binding, "kube-public", name, binding_obj).await
+}
+
 /// Points the `kubernetes` Service at this API server (Kubernetes' endpoint reconciler, for
 /// one server): the Endpoints object (not mirrored, as upstream marks it) and its slice.
 pub async fn reconcile_kubernetes_endpoints(
@@ -829,7 +894,11 @@ async fn resource(
                 "application/json",
             ))
         }
-        (Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+        (
+            Method::PUT,
+            Some(name),
+            sub @ (None | Some("status") | Some("finalize") | Some("approval")),
+        ) => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
             let updated = reg

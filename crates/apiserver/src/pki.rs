@@ -173,18 +173,28 @@ impl Pki {
         user: &str,
         creds: &Credentials<'_>,
     ) -> Result<()> {
-        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-        let ca = std::fs::read(self.ca_cert())?;
-        let user_fields = match creds {
-            Credentials::Cert { cert, key } => format!(
-                "    client-certificate-data: {}\n    client-key-data: {}\n",
-                b64(cert.as_bytes()),
-                b64(key.as_bytes())
-            ),
-            Credentials::Token(t) => format!("    token: {t}\n"),
-        };
-        let config = format!(
-            "apiVersion: v1
+        let ca = std::fs::read_to_string(self.ca_cert())?;
+        let config = kubeconfig_yaml(server, &ca, user, creds);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_secret(path, &config)
+    }
+}
+
+/// A kubeconfig for `server`, trusting `ca_pem`, as `user` with `creds`.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, user: &str, creds: &Credentials<'_>) -> String {
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let user_fields = match creds {
+        Credentials::Cert { cert, key } => format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(cert.as_bytes()),
+            b64(key.as_bytes())
+        ),
+        Credentials::Token(t) => format!("    token: {t}\n"),
+    };
+    format!(
+        "apiVersion: v1
 kind: Config
 clusters:
 - name: rkube
@@ -192,23 +202,18 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: {user}
+- name: {user:?}
   user:
 {user_fields}contexts:
 - name: rkube
   context:
     cluster: rkube
-    user: {user}
+    user: {user:?}
 current-context: rkube
 preferences: {{}}
 ",
-            ca = b64(&ca),
-        );
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        write_secret(path, &config)
-    }
+        ca = b64(ca_pem.as_bytes()),
+    )
 }
 
 /// How a kubeconfig's user authenticates.
@@ -229,7 +234,7 @@ fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
 }
 
 /// Writes a file readable by its owner only.
-pub(crate) fn write_secret(path: &Path, contents: &str) -> Result<()> {
+pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

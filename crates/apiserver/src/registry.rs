@@ -925,6 +925,20 @@ impl Registry {
             record(&mut new);
             return Ok(new);
         }
+        if sub == Some("approval") {
+            // A CSR's approval changes its Approved/Denied conditions and nothing else.
+            let conditions = new
+                .pointer("/status/conditions")
+                .cloned()
+                .unwrap_or(Value::Null);
+            new = old.clone();
+            if !new.get("status").is_some_and(Value::is_object) {
+                new["status"] = json!({});
+            }
+            new["status"]["conditions"] = conditions;
+            record(&mut new);
+            return Ok(new);
+        }
         if sub == Some("finalize") {
             // A namespace's `finalize` changes `spec.finalizers` and nothing else.
             let finalizers = new

@@ -4,9 +4,9 @@
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
     autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 
@@ -213,6 +213,10 @@ pub fn all() -> Vec<ResourceInfo> {
         ResourceInfo::of::<authorization::SelfSubjectAccessReview>().create_only(),
         ResourceInfo::of::<authorization::LocalSubjectAccessReview>().create_only(),
         ResourceInfo::of::<authorization::SelfSubjectRulesReview>().create_only(),
+        // certificates.k8s.io/v1
+        ResourceInfo::of::<certificates::CertificateSigningRequest>()
+            .short(&["csr"])
+            .sub(&["status", "approval"]),
         // storage.k8s.io/v1
         ResourceInfo::of::<storage::StorageClass>().short(&["sc"]),
         // coordination.k8s.io/v1

@@ -138,6 +138,17 @@ impl Server {
                 .context("writing the kubernetes service's endpoints")?;
         }
         let authorizer = state.authorizer.clone();
+        let public_url = match advertise {
+            Some(ip) => format!("https://{}", SocketAddr::new(ip, addr.port())),
+            None => server_url.clone(),
+        };
+        handler::publish_cluster_info(
+            &state,
+            &public_url,
+            &std::fs::read_to_string(pki.ca_cert()).context("reading the CA")?,
+        )
+        .await
+        .context("publishing cluster-info")?;
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let task = tokio::spawn(accept_loop(listener, acceptor, state));
         tracing::info!(%addr, kubeconfig = %config.kubeconfig.display(), "API server listening");

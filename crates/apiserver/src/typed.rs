@@ -63,6 +63,7 @@ macro_rules! with_type {
             ("authorization.k8s.io", "LocalSubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::LocalSubjectAccessReview>($($arg),*)),
             ("authorization.k8s.io", "SelfSubjectRulesReview") => Some($f::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>($($arg),*)),
             ("authentication.k8s.io", "TokenReview") => Some($f::<k8s_openapi::api::authentication::v1::TokenReview>($($arg),*)),
+            ("certificates.k8s.io", "CertificateSigningRequest") => Some($f::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>($($arg),*)),
             ("authentication.k8s.io", "SelfSubjectReview") => Some($f::<k8s_openapi::api::authentication::v1::SelfSubjectReview>($($arg),*)),
             _ => None,
         }

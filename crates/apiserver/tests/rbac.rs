@@ -432,6 +432,51 @@ async fn a_node_reads_only_what_its_pods_use() {
     // What the node role allows everyone of its kind: reading pods and nodes.
     let (ok, _, err) = stdout_of(&c, &n1, &["get", "pods", "-A"]).await;
     assert!(ok, "{err}");
+    // NodeRestriction: its own Node only, mirror pods only, status of its own pods only.
+    for n in ["n1", "n2"] {
+        let f = c.write(
+            &format!("node-{n}.yaml"),
+            &format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n"),
+        );
+        c.ok(&["create", "-f", &f]).await;
+    }
+    let (ok, _, err) = stdout_of(&c, &n1, &["label", "node", "n1", "x=y"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = stdout_of(&c, &n1, &["label", "node", "n2", "x=y"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(r#"node "n1" is not allowed to modify node "n2""#),
+        "{err}"
+    );
+    let plain = c.write(
+        "plain.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: sneaky}\nspec:\n  nodeName: n1\n  containers: [{name: c, image: busybox}]\n",
+    );
+    let (ok, _, err) = stdout_of(&c, &n1, &["create", "-f", &plain]).await;
+    assert!(!ok);
+    assert!(err.contains("can only create mirror pods"), "{err}");
+    // Pod status through the client a kubelet uses (kubectl would GET pods/status first,
+    // which the node role does not hold, upstream neither).
+    let kc = kube::config::Kubeconfig::read_from(&n1).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let patch = kube::api::Patch::Merge(serde_json::json!({"status": {"message": "hi"}}));
+    let pp = kube::api::PatchParams::default();
+    match pods.patch_status("p-n2", &pp, &patch).await {
+        Err(kube::Error::Api(e)) => assert!(
+            e.code == 403
+                && e.message.contains(
+                    "can only update pod status for pods with spec.nodeName set to itself"
+                ),
+            "{e:?}"
+        ),
+        other => panic!("n1 wrote n2's pod status: {other:?}"),
+    }
+    let mine = pods.patch_status("p-n1", &pp, &patch).await.unwrap();
+    assert_eq!(mine.status.unwrap().message.as_deref(), Some("hi"));
     // Once the pod is gone, so is the access.
     c.ok(&["delete", "pod", "p-n1", "--grace-period=0", "--force"])
         .await;

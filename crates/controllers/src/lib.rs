@@ -2,6 +2,8 @@
 //! state, on one informer / work-queue framework, behind leader election.
 
 pub mod cronjob;
+pub mod csrapproving;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -33,6 +35,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
@@ -69,6 +72,10 @@ pub struct Options {
     /// The cluster CA (PEM) the root CA publisher puts in every namespace's
     /// `kube-root-ca.crt`; without it that controller does not run.
     pub root_ca_pem: Option<String>,
+    /// The CA certificate and key (PEM) the CSR signer issues client certificates with
+    /// (`--cluster-signing-cert-file`, `--cluster-signing-key-file`); without them it does
+    /// not run.
+    pub cluster_signing: Option<(String, String)>,
 }
 
 impl Options {
@@ -80,6 +87,7 @@ impl Options {
                 .as_deref()
                 .filter(|c| !c.is_empty())
                 .map(rootcacertpublisher::pem_of),
+            cluster_signing: None,
         }
     }
 }
@@ -206,7 +214,7 @@ pub async fn run_controllers(client: Client, options: Options) {
         slices,
     );
     let lb = servicelb::ServiceLbController::new(client.clone(), services, nodes_for_lb);
-    let gc = garbagecollector::GarbageCollector::new(client);
+    let gc = garbagecollector::GarbageCollector::new(client.clone());
     let mut informers = informers;
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
@@ -229,6 +237,17 @@ pub async fn run_controllers(client: Client, options: Options) {
     if let Some((p, stop)) = publisher {
         tasks.push(tokio::spawn(p.run(WORKERS)));
         informers.push(stop);
+    }
+    // Node client certificates: approved for bootstrap-token users, signed with the CA.
+    let csrs = Informer::<CertificateSigningRequest>::start(Api::all(client.clone()));
+    informers.push(csrs.stopper());
+    tasks.push(tokio::spawn(
+        csrapproving::CsrApprovingController::new(client.clone(), csrs.clone()).run(1),
+    ));
+    if let Some((cert, key)) = options.cluster_signing {
+        tasks.push(tokio::spawn(
+            csrsigning::CsrSigningController::new(client.clone(), csrs, cert, key).run(1),
+        ));
     }
     // Dropping this future (a lost lease) stops every controller and informer.
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);

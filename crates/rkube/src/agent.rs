@@ -58,9 +58,13 @@ pub struct AgentArgs {
     /// The API server's URL (default: the kubeconfig's).
     #[arg(long)]
     server: Option<String>,
-    /// Kubeconfig to reach the API server with (token join is not there yet).
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    /// Kubeconfig to reach the API server with (instead of --token).
+    #[arg(long, env = "KUBECONFIG", required_unless_present = "token")]
+    kubeconfig: Option<PathBuf>,
+    /// A join token from `rkube token create` (with --server): the node gets its own client
+    /// certificate, kept in <data-dir>/agent/kubelet.kubeconfig.
+    #[arg(long, env = "RKUBE_TOKEN", requires = "server")]
+    token: Option<String>,
     /// Directory for the agent's state (containerd, CNI, pod logs under <data-dir>/agent).
     #[arg(long, env = "RKUBE_DATA_DIR", default_value = "/var/lib/rkube")]
     data_dir: PathBuf,
@@ -233,7 +237,21 @@ pub async fn in_process(
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async move {
-        let mut config = crate::client::config(&args.kubeconfig).await?;
+        let kubeconfig = match (&args.token, &args.kubeconfig) {
+            (Some(token), _) => {
+                let token = crate::join::JoinToken::parse(token)?;
+                let node = kubelet::config::KubeletConfig::new(
+                    args.node.node_name.as_deref(),
+                    &args.data_dir,
+                )
+                .node_name;
+                let server = args.server.clone().unwrap_or_default();
+                crate::join::node_kubeconfig(&server, &token, &node, &args.data_dir).await?
+            }
+            (None, Some(k)) => k.clone(),
+            (None, None) => anyhow::bail!("--kubeconfig or --token is needed"),
+        };
+        let mut config = crate::client::config(&kubeconfig).await?;
         if let Some(server) = &args.server {
             config.cluster_url = server
                 .parse()

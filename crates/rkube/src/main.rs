@@ -6,6 +6,7 @@ mod cluster_dns;
 mod controller_manager;
 mod datastore;
 mod image;
+mod join;
 mod killall;
 mod scheduler;
 mod server;
@@ -45,8 +46,30 @@ enum Command {
     /// Stop every pod of this node's agent and remove what the agent set up on the node
     /// (nftables table, devices, routes), as k3s-killall.sh does. The agent must be stopped.
     Killall(killall::Args),
+    /// Manage join tokens (bootstrap tokens with the CA's hash) for `rkube agent --token`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a join token and print it.
+    Create {
+        /// Kubeconfig of a user allowed to create Secrets in kube-system.
+        #[arg(
+            long,
+            env = "KUBECONFIG",
+            default_value = "/var/lib/rkube/server/kubeconfig.yaml"
+        )]
+        kubeconfig: PathBuf,
+        /// How long the token may be used to join (hours).
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
 }
 
 /// Where a server keeps its state, and which store holds the cluster's objects.
@@ -77,6 +100,13 @@ fn main() -> std::process::ExitCode {
         Command::Image { command } => image::run(command),
         Command::Datastore { command } => datastore::run(command),
         Command::Killall(args) => killall::run(args),
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    kubeconfig,
+                    ttl_hours,
+                },
+        } => token_create(&kubeconfig, ttl_hours),
         Command::Version => {
             println!("rkube {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -89,4 +119,15 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn token_create(kubeconfig: &std::path::Path, ttl_hours: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let rt = tokio::runtime::Runtime::new()?;
+    let token = rt.block_on(async {
+        let config = client::config(kubeconfig).await?;
+        join::create_token(config, std::time::Duration::from_secs(ttl_hours * 3600)).await
+    })?;
+    let _ = writeln!(std::io::stdout(), "{token}");
+    Ok(())
 }

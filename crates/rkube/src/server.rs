@@ -58,6 +58,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         )?;
         let kubeconfig = args
             .write_kubeconfig
+            .clone()
             .unwrap_or_else(|| args.store.data_dir.join("kubeconfig.yaml"));
         let server = apiserver::Server::start(apiserver::Config {
             data_dir: args.store.data_dir.clone(),
@@ -85,7 +86,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         // The controllers talk to this server through the API, as they would from elsewhere.
         if !args.disable_controller_manager {
             let config = crate::client::config(&server.kubeconfig).await?;
-            let options = controllers::Options::from_config(&config);
+            let mut options = controllers::Options::from_config(&config);
+            // The controller manager runs here, beside the CA: it signs node certificates.
+            let pki = apiserver::pki::Pki::new(&args.store.data_dir);
+            options.cluster_signing = Some((
+                std::fs::read_to_string(pki.ca_cert()).context("reading the CA")?,
+                std::fs::read_to_string(pki.ca_key()).context("reading the CA key")?,
+            ));
             let client = controllers::client(config)?;
             tokio::spawn(controllers::run_with(client, crate::client::identity(), options));
         }
@@ -103,9 +110,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
         // The node agent, unless disabled, in the background: containerd may take a while.
         let (stop_agent, stopped) = tokio::sync::oneshot::channel();
+        // This node's agent authenticates as the node, as a joined one does.
+        let node_kubeconfig = if args.disable_agent {
+            server.kubeconfig.clone()
+        } else {
+            node_kubeconfig(&args, &server).context("the node's client certificate")?
+        };
         let agent = (!args.disable_agent).then(|| {
             tokio::spawn(crate::agent::in_process(
-                server.kubeconfig.clone(),
+                node_kubeconfig,
                 args.store.data_dir.clone(),
                 args.node.clone(),
                 stopped,
@@ -134,4 +147,31 @@ fn parse_authorization_mode(s: &str) -> Result<apiserver::AuthorizationMode, Str
             "unsupported --authorization-mode {other:?}: use Node,RBAC or AlwaysAllow"
         )),
     }
+}
+
+/// A kubeconfig for this server's own node (`system:node:<name>` in `system:nodes`), signed
+/// here with the cluster CA.
+fn node_kubeconfig(args: &ServerArgs, server: &apiserver::Server) -> anyhow::Result<PathBuf> {
+    let data_dir = &args.store.data_dir;
+    let node =
+        kubelet::config::KubeletConfig::new(args.node.node_name.as_deref(), data_dir).node_name;
+    let pki = apiserver::pki::Pki::new(data_dir);
+    let (cert, key) = pki.issue_client_cert(&format!("system:node:{node}"), &["system:nodes"])?;
+    let host = if server.addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        server.addr.ip()
+    };
+    let url = format!("https://{}", SocketAddr::new(host, server.addr.port()));
+    let path = data_dir.join("agent/kubelet.kubeconfig");
+    pki.write_kubeconfig(
+        &path,
+        &url,
+        &format!("system:node:{node}"),
+        &apiserver::pki::Credentials::Cert {
+            cert: &cert,
+            key: &key,
+        },
+    )?;
+    Ok(path)
 }

@@ -160,6 +160,16 @@ impl Node {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
+        // It joins with a token, as a new machine would: no copy of the admin's kubeconfig.
+        let out = self
+            .cmd(env!("CARGO_BIN_EXE_rkube"))
+            .args(["token", "create", "--kubeconfig"])
+            .arg(self.dir.path().join("kubeconfig.yaml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(token.starts_with("K10"), "{token}");
         let process = Command::new("nsenter")
             .args([
                 &ns,
@@ -172,9 +182,9 @@ impl Node {
                 "e2e-2",
                 "--node-ip",
                 "10.99.0.2",
-                "--kubeconfig",
+                "--token",
+                &token,
             ])
-            .arg(self.dir.path().join("kubeconfig.yaml"))
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -747,6 +757,21 @@ spec:
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    // The joined node authenticates as itself: its own certificate, approved and signed.
+    let csrs = node.ok(&[
+        "get",
+        "csr",
+        "-o",
+        r#"jsonpath={range .items[*]}{.spec.username} {.status.conditions[0].reason}{"\n"}{end}"#,
+    ]);
+    assert!(
+        csrs.lines()
+            .any(|l| l.starts_with("system:bootstrap:") && l.ends_with("AutoApproved")),
+        "{csrs}"
+    );
+    let agent_dir = node.agent.as_ref().unwrap().dir.path().to_path_buf();
+    let kc = std::fs::read_to_string(agent_dir.join("agent/kubelet.kubeconfig")).unwrap();
+    assert!(kc.contains("system:node:e2e-2"), "{kc}");
     // Each node routes the other's pod CIDR to it.
     let routes = String::from_utf8_lossy(&node.cmd("ip").args(["route"]).output().unwrap().stdout)
         .into_owned();

@@ -9,6 +9,7 @@ use crate::error::ApiResult;
 use crate::registry::Registry;
 use crate::resources::ResourceInfo;
 
+pub mod node_restriction;
 pub mod priority;
 
 /// What a write does (admission's `Operation`).
@@ -64,6 +65,7 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
 pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     // RBAC's escalation check (upstream runs it in the RBAC registry's strategy, just
     // before storage).
+    node_restriction::validate(a, obj)?;
     if let Some(authz) = registry.authorizer.get() {
         crate::authz::escalation::check(authz, a, obj)?;
     }

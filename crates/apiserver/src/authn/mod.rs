@@ -73,10 +73,17 @@ pub fn current_user() -> Option<UserInfo> {
 /// credentials is a 401. RBAC still decides (`system:public-info-viewer`).
 fn anonymous_allowed(path: &str) -> bool {
     let path = path.trim_end_matches('/');
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
-        || ["/healthz/", "/livez/", "/readyz/"]
-            .iter()
-            .any(|p| path.starts_with(p))
+    // cluster-info: how a joining node learns the CA, checked against its token's hash.
+    matches!(
+        path,
+        "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/version"
+            | "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+    ) || ["/healthz/", "/livez/", "/readyz/"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 /// Authenticators beyond client certificates, which TLS checks.

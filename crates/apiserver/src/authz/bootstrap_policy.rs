@@ -441,6 +441,24 @@ pub fn cluster_roles() -> Vec<Value> {
             )],
         ),
         cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[],
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[],
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+        ),
+        cluster_role(
             "system:kube-scheduler",
             &[],
             vec![
@@ -568,6 +586,17 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:kube-controller-manager",
             "system:kube-controller-manager",
             &["User:system:kube-controller-manager"],
+        ),
+        // Joining nodes' client certificates are approved automatically (as kubeadm sets up).
+        binding(
+            "rkube:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &["Group:system:bootstrappers"],
+        ),
+        binding(
+            "rkube:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &["Group:system:nodes"],
         ),
         // Bound to no one, as upstream: the Node authorizer applies the node role's rules
         // to each kubelet, and limits its reads to what its pods use.

@@ -2,6 +2,7 @@
 //! change, and which fields can be selected on. Kinds without special rules use
 //! [`Generic`]; each special kind has its own module.
 
+mod certificates;
 mod job;
 mod namespace;
 mod pod;
@@ -121,6 +122,7 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         ),
         ("apps", kind @ ("ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet"))
         | ("batch", kind @ ("Job" | "CronJob")) => Box::new(workload::WorkloadStrategy { kind }),
+        ("certificates.k8s.io", "CertificateSigningRequest") => Box::new(certificates::CsrStrategy),
         ("rbac.authorization.k8s.io", kind) => Box::new(rbac::RbacStrategy {
             kind: match kind {
                 "Role" => "Role",

@@ -1,0 +1,185 @@
+//! What authentication, authorization and admission cost: pod creates per second by a
+//! non-admin user (client certificate; RBAC grants it `edit` in its namespace) with 1,000
+//! Roles and 1,000 RoleBindings in the cluster, on a server with `--authorization-mode
+//! Node,RBAC` and on one with `AlwaysAllow`, alternated in one run.
+//!
+//!     cargo bench -p rkube-apiserver --bench authz
+//!
+//! `RKUBE_BENCH_PODS` (default 3000) pods per round, three rounds per mode.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that fails should stop loudly
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use apiserver::testing::Cluster;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PostParams};
+
+const CREATORS: usize = 64;
+const ROLES: usize = 1000;
+const NAMESPACES: usize = 10;
+
+fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+async fn client_for(c: &Cluster, path: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let _ = c;
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// 1,000 Roles and 1,000 RoleBindings over ten namespaces (a tenth of the bindings name the
+/// bench user's group, with roles that do not grant pods), then `edit` for the user in
+/// `bench`.
+async fn populate(c: &Cluster) {
+    let admin = c.client().await;
+    let pp = PostParams::default();
+    let mut namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("team-{i}")).collect();
+    namespaces.push("bench".into());
+    for ns in &namespaces {
+        Api::<Namespace>::all(admin.clone())
+            .create(&pp, &obj(serde_json::json!({"metadata": {"name": ns}})))
+            .await
+            .unwrap();
+    }
+    Api::<ServiceAccount>::namespaced(admin.clone(), "bench")
+        .create(&pp, &obj(serde_json::json!({"metadata": {"name": "default"}})))
+        .await
+        .ok();
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (admin, next) = (admin.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ROLES {
+                        break;
+                    }
+                    let ns = if i % 10 == 0 {
+                        "bench".to_string()
+                    } else {
+                        format!("team-{}", i % NAMESPACES)
+                    };
+                    let roles: Api<Role> = Api::namespaced(admin.clone(), &ns);
+                    roles
+                        .create(&PostParams::default(), &obj(serde_json::json!({
+                            "metadata": {"name": format!("role-{i}")},
+                            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                                "verbs": ["get", "list"], "resourceNames": [format!("cm-{i}")]}],
+                        })))
+                        .await
+                        .unwrap();
+                    let subject = if i % 10 == 0 {
+                        serde_json::json!({"kind": "Group", "name": "bench-group", "apiGroup": "rbac.authorization.k8s.io"})
+                    } else {
+                        serde_json::json!({"kind": "User", "name": format!("user-{i}"), "apiGroup": "rbac.authorization.k8s.io"})
+                    };
+                    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &ns);
+                    bindings
+                        .create(&PostParams::default(), &obj(serde_json::json!({
+                            "metadata": {"name": format!("binding-{i}")},
+                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("role-{i}")},
+                            "subjects": [subject],
+                        })))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Api::<RoleBinding>::namespaced(admin, "bench")
+        .create(&pp, &obj(serde_json::json!({
+            "metadata": {"name": "bench-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": "bench", "apiGroup": "rbac.authorization.k8s.io"}],
+        })))
+        .await
+        .unwrap();
+    // The authorizer's cache follows the store; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Creates `n` pods with 64 clients; returns creates per second.
+async fn creates(client: &kube::Client, round: usize, n: usize) -> f64 {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CREATORS)
+        .map(|_| {
+            let (api, next) = (api.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let pod: Pod = obj(serde_json::json!({
+                        "metadata": {"name": format!("p-{round}-{i:05}"), "labels": {"app": "bench"}},
+                        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1.0",
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+                    }));
+                    api.create(&PostParams::default(), &pod).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let pods: usize = std::env::var("RKUBE_BENCH_PODS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let on = Cluster::start(false).await;
+        let off = Cluster::start_configured(false, |c| {
+            c.authorization_mode = apiserver::AuthorizationMode::AlwaysAllow
+        })
+        .await;
+        let t = Instant::now();
+        populate(&on).await;
+        populate(&off).await;
+        println!(
+            "populated both servers with {ROLES} Roles and {ROLES} RoleBindings each in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let user = |c: &Cluster| c.kubeconfig_as("bench", &["bench-group"]);
+        let (on_client, off_client) = (
+            client_for(&on, &user(&on)).await,
+            client_for(&off, &user(&off)).await,
+        );
+        // Warm both (connections, caches), then alternate rounds.
+        creates(&on_client, 0, 200).await;
+        creates(&off_client, 0, 200).await;
+        let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
+        for round in 1..=3 {
+            off_rates.push(creates(&off_client, round, pods).await);
+            on_rates.push(creates(&on_client, round, pods).await);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (on_mean, off_mean) = (mean(&on_rates), mean(&off_rates));
+        println!("pod creates/s by a non-admin user, {CREATORS} clients, {pods} pods per round:");
+        println!("  AlwaysAllow (authn + admission):       {off_rates:.0?}  mean {off_mean:.0}");
+        println!("  Node,RBAC   (authn + authz + admission): {on_rates:.0?}  mean {on_mean:.0}");
+        println!(
+            "  authorization overhead: {:+.1}% (throughput ratio {:.3})",
+            (off_mean / on_mean - 1.0) * 100.0,
+            on_mean / off_mean
+        );
+    });
+}

@@ -1,0 +1,160 @@
+//! The CSR approving controller (Kubernetes' `pkg/controller/certificates/approver`): a
+//! joining node's request for its client certificate is approved automatically when its
+//! requester may create `certificatesigningrequests/nodeclient` (a bootstrap token's user)
+//! or, for a renewal by the node itself, `selfnodeclient` — as a SubjectAccessReview says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+use crate::csrsigning::{KUBELET_CLIENT, has_condition};
+use crate::informer::{Change, Informer, key_of};
+use crate::queue::{WorkQueue, run_workers};
+
+pub struct CsrApprovingController {
+    client: Client,
+    csrs: Informer<CertificateSigningRequest>,
+    queue: Arc<WorkQueue>,
+}
+
+/// The CN and O of a PEM certificate request.
+fn subject(pem: &[u8]) -> Option<(String, Vec<String>)> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let req = rcgen::CertificateSigningRequestParams::from_pem(text).ok()?;
+    let dn = &req.params.distinguished_name;
+    let value = |v: &rcgen::DnValue| match v {
+        rcgen::DnValue::Utf8String(s) => Some(s.clone()),
+        rcgen::DnValue::PrintableString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    };
+    let cn = dn.get(&rcgen::DnType::CommonName).and_then(value)?;
+    let orgs = dn
+        .iter()
+        .filter(|(t, _)| **t == rcgen::DnType::OrganizationName)
+        .filter_map(|(_, v)| value(v))
+        .collect();
+    Some((cn, orgs))
+}
+
+impl CsrApprovingController {
+    pub fn new(client: Client, csrs: Informer<CertificateSigningRequest>) -> Arc<Self> {
+        let c = Arc::new(CsrApprovingController {
+            client,
+            csrs,
+            queue: WorkQueue::new(),
+        });
+        let me = c.clone();
+        c.csrs
+            .on_change(move |ch: &Change<CertificateSigningRequest>| {
+                if let Some(csr) = &ch.new {
+                    me.queue.add(key_of(csr.as_ref()));
+                }
+            });
+        c
+    }
+
+    pub async fn run(self: Arc<Self>, workers: usize) {
+        self.csrs.wait_synced().await;
+        let me = self.clone();
+        run_workers("csrapproving", self.queue.clone(), workers, move |key| {
+            let me = me.clone();
+            async move { me.sync(&key).await }
+        })
+        .await;
+    }
+
+    async fn sync(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+        let Some(csr) = self.csrs.get(None, name) else {
+            return Ok(None);
+        };
+        if csr.spec.signer_name != KUBELET_CLIENT
+            || has_condition(&csr, "Approved")
+            || has_condition(&csr, "Denied")
+        {
+            return Ok(None);
+        }
+        let Some((cn, orgs)) = subject(&csr.spec.request.0) else {
+            return Ok(None);
+        };
+        let Some(node) = cn.strip_prefix("system:node:") else {
+            return Ok(None);
+        };
+        let usages_ok = csr.spec.usages.iter().flatten().all(|u| {
+            matches!(
+                u.as_str(),
+                "digital signature" | "key encipherment" | "client auth"
+            )
+        });
+        if orgs != ["system:nodes"] || !usages_ok {
+            return Ok(None);
+        }
+        let requester = csr.spec.username.clone().unwrap_or_default();
+        // A node renewing its own certificate, or anyone allowed to request one.
+        let sub = if requester == cn {
+            "selfnodeclient"
+        } else {
+            "nodeclient"
+        };
+        if !self.allowed(&csr, sub).await? {
+            return Ok(None);
+        }
+        let mut approved = (*csr).clone();
+        approved
+            .status
+            .get_or_insert_with(Default::default)
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(CertificateSigningRequestCondition {
+                type_: "Approved".into(),
+                status: "True".into(),
+                reason: Some("AutoApproved".into()),
+                message: Some(
+                    "Auto approving kubelet client certificate after SubjectAccessReview.".into(),
+                ),
+                last_update_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                )),
+                ..Default::default()
+            });
+        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
+        api.replace_subresource("approval", name, &PostParams::default(), &approved)
+            .await
+            .context("approving")?;
+        tracing::info!(csr = name, node, "approved a node client certificate");
+        Ok(None)
+    }
+
+    async fn allowed(&self, csr: &CertificateSigningRequest, sub: &str) -> anyhow::Result<bool> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: csr.spec.username.clone(),
+                groups: csr.spec.groups.clone(),
+                uid: csr.spec.uid.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("certificates.k8s.io".into()),
+                    resource: Some("certificatesigningrequests".into()),
+                    subresource: Some(sub.into()),
+                    verb: Some("create".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .context("asking whether the requester may have a node certificate")?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
