@@ -10,6 +10,7 @@ use crate::registry::Registry;
 use crate::resources::ResourceInfo;
 
 pub mod priority;
+pub mod resource_quota;
 
 /// What a write does (admission's `Operation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
 }
 
 /// The validating plugins, in order; each may refuse the write.
-pub async fn validate(_registry: &Registry, _a: &Attributes<'_>, _obj: &Value) -> ApiResult<()> {
+pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+    // Last: it charges quotas, so only writes every other plugin let through.
+    resource_quota::validate(registry, a, obj).await?;
     Ok(())
 }
