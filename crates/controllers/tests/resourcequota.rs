@@ -361,3 +361,97 @@ async fn compute_scoped_and_object_count_quotas() {
     let get = c.ok(&["get", "quota", "objects", "-n", "objects"]).await;
     assert!(get.contains("count/configmaps: 2/2"), "{get}");
 }
+
+/// Two API servers over one etcd: each charges with a compare-and-swap on the stored quota,
+/// so concurrent creates through both still stop exactly at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_servers_over_one_etcd_charge_exactly() {
+    let etcd = store::testing::EtcdProcess::start().await.unwrap();
+    let mut servers = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let datastore = store::DatastoreConfig::parse(
+            Some(&format!("{}?prefix=/shared", etcd.client_url)),
+            dir.path(),
+        )
+        .unwrap();
+        let server = apiserver::Server::start(apiserver::Config {
+            data_dir: dir.path().to_path_buf(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            datastore,
+            kubeconfig: dir.path().join("kubeconfig.yaml"),
+            event_ttl: std::time::Duration::from_secs(60),
+            advertise_address: None,
+        })
+        .await
+        .unwrap();
+        servers.push(server);
+        dirs.push(dir);
+    }
+    let mut clients = Vec::new();
+    for s in &servers {
+        let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        clients.push(controllers::client(config).unwrap());
+    }
+    tokio::spawn(controllers::run(clients[0].clone(), "cm".into()));
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(clients[0].clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "shared"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let quota: ResourceQuota = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pods"},
+        "spec": {"hard": {"pods": "3"}}
+    }))
+    .unwrap();
+    Api::<ResourceQuota>::namespaced(clients[0].clone(), "shared")
+        .create(&PostParams::default(), &quota)
+        .await
+        .unwrap();
+    for client in &clients {
+        wait_used(client, "shared", "pods", &[("pods", "0")]).await;
+    }
+    eventually("the default service account", || async {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(clients[0].clone(), "shared")
+            .get_opt("default")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+
+    let creates = (0..12).map(|i| {
+        let pods: Api<Pod> = Api::namespaced(clients[i % 2].clone(), "shared");
+        tokio::spawn(async move {
+            pods.create(
+                &PostParams::default(),
+                &pod(&format!("p{i}"), serde_json::json!({})),
+            )
+            .await
+        })
+    });
+    let results = futures::future::join_all(creates).await;
+    let admitted = results
+        .into_iter()
+        .filter(|r| match r.as_ref().unwrap() {
+            Ok(_) => true,
+            Err(kube::Error::Api(e)) => {
+                assert!(e.message.contains("exceeded quota: pods"), "{e:?}");
+                false
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        })
+        .count();
+    assert_eq!(admitted, 3);
+    for client in &clients {
+        wait_used(client, "shared", "pods", &[("pods", "3")]).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(clients[1].clone(), "shared");
+    assert_eq!(pods.list(&Default::default()).await.unwrap().items.len(), 3);
+}

@@ -91,11 +91,14 @@ async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResul
         ..Default::default()
     };
     let cached = registry.list(info, Some(a.namespace), &q).await?;
+    // Only quotas that cover the object (by their limits and scopes, which rarely change)
+    // are read again and charged; other writes of the namespace pass without waiting.
     let names: Vec<String> = cached
         .get("items")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .filter(|q| ev.matches(q, obj))
         .map(|q| crate::meta::name(q).to_string())
         .collect();
     if names.is_empty() {
