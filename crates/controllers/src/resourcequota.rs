@@ -10,15 +10,18 @@
 //! seen them yet would give usage back that is in fact taken.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
 use common::quota::{self, Evaluator};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret, Service,
 };
-use kube::api::{DynamicObject, ListParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -46,6 +49,28 @@ pub struct ResourceQuotaController {
     src: Sources,
     queue: Arc<WorkQueue>,
     resync: Duration,
+    /// Kinds without a cache that some quota counts, by (group, resource): how to reach
+    /// them, and the watch that recalculates on their deletions (upstream watches every
+    /// quotable kind).
+    others: Mutex<HashMap<(String, String), Other>>,
+}
+
+struct Other {
+    resource: ApiResource,
+    watch: tokio::task::AbortHandle,
+}
+
+impl Drop for ResourceQuotaController {
+    fn drop(&mut self) {
+        for o in self
+            .others
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            o.watch.abort();
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -74,6 +99,7 @@ impl ResourceQuotaController {
             src,
             queue: WorkQueue::new(),
             resync,
+            others: Mutex::new(HashMap::new()),
         });
         let me = c.clone();
         c.src
@@ -207,7 +233,7 @@ impl ResourceQuotaController {
         futures::future::join(workers, resync).await;
     }
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+    async fn sync(self: &Arc<Self>, key: &str) -> anyhow::Result<Option<Duration>> {
         let Some(rq) = self.src.quotas.get_key(key) else {
             return Ok(None);
         };
@@ -299,8 +325,27 @@ impl ResourceQuotaController {
         })
     }
 
-    /// Lists a kind the controller has no cache of, found by discovery.
-    async fn list_from_api(&self, ev: &Evaluator, ns: &str) -> anyhow::Result<Vec<Value>> {
+    /// Lists a kind the controller has no cache of (found by discovery once, then watched
+    /// for deletions).
+    async fn list_from_api(
+        self: &Arc<Self>,
+        ev: &Evaluator,
+        ns: &str,
+    ) -> anyhow::Result<Vec<Value>> {
+        let ar = self.resource_of(ev).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .with_context(|| format!("listing {}.{}", ev.resource, ev.group))?;
+        Ok(list.items.iter().filter_map(json_of).collect())
+    }
+
+    async fn resource_of(self: &Arc<Self>, ev: &Evaluator) -> anyhow::Result<ApiResource> {
+        let key = (ev.group.clone(), ev.resource.clone());
+        if let Some(o) = self.lock_others().get(&key) {
+            return Ok(o.resource.clone());
+        }
         let group = kube::discovery::group(&self.client, &ev.group)
             .await
             .with_context(|| format!("discovering API group {:?}", ev.group))?;
@@ -309,12 +354,43 @@ impl ResourceQuotaController {
             .into_iter()
             .find(|(ar, _)| ar.plural == ev.resource)
             .with_context(|| format!("{}.{} is not served", ev.resource, ev.group))?;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
-        let list = api
-            .list(&ListParams::default())
-            .await
-            .with_context(|| format!("listing {}.{}", ev.resource, ev.group))?;
-        Ok(list.items.iter().filter_map(json_of).collect())
+        let mut others = self.lock_others();
+        if let Some(o) = others.get(&key) {
+            return Ok(o.resource.clone());
+        }
+        // Weak: the watch must not keep a stopped controller alive.
+        let me = Arc::downgrade(self);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let watch = tokio::spawn(watch_deletions(me, api)).abort_handle();
+        others.insert(
+            key,
+            Other {
+                resource: ar.clone(),
+                watch,
+            },
+        );
+        Ok(ar)
+    }
+
+    fn lock_others(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Other>> {
+        self.others.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Recalculates a namespace's quotas when an object of a watched kind there is deleted.
+async fn watch_deletions(me: Weak<ResourceQuotaController>, api: Api<DynamicObject>) {
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = events.next().await {
+        let Some(c) = me.upgrade() else { return };
+        match ev {
+            Ok(watcher::Event::Delete(obj)) => {
+                c.replenish(&obj.metadata.namespace.unwrap_or_default())
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "quota watch error; retrying"),
+        }
     }
 }
 

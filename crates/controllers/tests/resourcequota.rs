@@ -269,7 +269,7 @@ async fn compute_scoped_and_object_count_quotas() {
         "create",
         "quota",
         "objects",
-        "--hard=count/configmaps=2,services=5,services.nodeports=1",
+        "--hard=count/configmaps=2,services=5,services.nodeports=1,count/deployments.apps=1",
         "-n",
         "objects",
     ])
@@ -278,7 +278,11 @@ async fn compute_scoped_and_object_count_quotas() {
         &client,
         "objects",
         "objects",
-        &[("count/configmaps", "0"), ("services.nodeports", "0")],
+        &[
+            ("count/configmaps", "0"),
+            ("services.nodeports", "0"),
+            ("count/deployments.apps", "0"),
+        ],
     )
     .await;
     c.ok(&["create", "configmap", "a", "-n", "objects"]).await;
@@ -360,6 +364,59 @@ async fn compute_scoped_and_object_count_quotas() {
     .await;
     let get = c.ok(&["get", "quota", "objects", "-n", "objects"]).await;
     assert!(get.contains("count/configmaps: 2/2"), "{get}");
+
+    // Any kind can be counted, and its deletions are seen promptly.
+    c.ok(&[
+        "create",
+        "deployment",
+        "d1",
+        "--image=busybox:1.36",
+        "-n",
+        "objects",
+    ])
+    .await;
+    let err = c
+        .fails(&[
+            "create",
+            "deployment",
+            "d2",
+            "--image=busybox:1.36",
+            "-n",
+            "objects",
+        ])
+        .await;
+    assert!(
+        err.contains(
+            "deployments.apps \"d2\" is forbidden: exceeded quota: objects, requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1"
+        ),
+        "{err}"
+    );
+    // Recalculation lists deployments from the API (and starts watching them).
+    c.ok(&["delete", "configmap", "b", "-n", "objects"]).await;
+    wait_used(
+        &client,
+        "objects",
+        "objects",
+        &[("count/configmaps", "1"), ("count/deployments.apps", "1")],
+    )
+    .await;
+    c.ok(&["delete", "deployment", "d1", "-n", "objects"]).await;
+    wait_used(
+        &client,
+        "objects",
+        "objects",
+        &[("count/deployments.apps", "0")],
+    )
+    .await;
+    c.ok(&[
+        "create",
+        "deployment",
+        "d2",
+        "--image=busybox:1.36",
+        "-n",
+        "objects",
+    ])
+    .await;
 }
 
 /// Two API servers over one etcd: each charges with a compare-and-swap on the stored quota,
