@@ -154,6 +154,22 @@ async fn a_pod_quota_holds_under_concurrent_creates_and_frees_on_delete() {
         .fails(&["create", "-f", &dry, "-n", "team", "--dry-run=server"])
         .await;
     assert!(err.contains("exceeded quota: pods"), "{err}");
+    // A finished pod no longer counts (count/pods would still count it).
+    c.ok(&[
+        "patch",
+        "pod",
+        "p10",
+        "-n",
+        "team",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Succeeded"}}"#,
+    ])
+    .await;
+    wait_used(&client, "team", "pods", &[("pods", "1")]).await;
+    c.ok(&["create", "-f", &dry, "-n", "team"]).await;
+    assert_eq!(used(&client, "team", "pods").await.unwrap()["pods"], "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
