@@ -193,7 +193,7 @@ impl ResourceQuotaController {
         let status = new.status.as_ref();
         let status_hard =
             quota::parse_list(json_of(&new.status).as_ref().and_then(|s| s.get("hard")));
-        old.is_none_or(|o| hard(o) != hard(new) || o.spec != new.spec)
+        old.is_none_or(|o| o.spec != new.spec)
             || status.is_none_or(|s| s.hard.is_none() || s.used.is_none())
             || status_hard != hard(new)
     }
@@ -245,7 +245,7 @@ impl ResourceQuotaController {
         // Kinds without a cache here are listed from the API (count/<resource>.<group>).
         let mut listed: HashMap<(String, String), Result<Vec<Value>, String>> = HashMap::new();
         for ev in Evaluator::for_quota(&hard) {
-            if self.cached(&ev, &ns).is_none() && !ev.matching_resources(hard.keys()).is_empty() {
+            if !Self::has_cache(&ev) && !ev.matching_resources(hard.keys()).is_empty() {
                 let items = self
                     .list_from_api(&ev, &ns)
                     .await
@@ -299,6 +299,21 @@ impl ResourceQuotaController {
             anyhow::bail!("measuring usage: {}", errors.join("; "));
         }
         Ok(None)
+    }
+
+    /// Whether the evaluator's kind is one the controller caches.
+    fn has_cache(ev: &Evaluator) -> bool {
+        ev.group.is_empty()
+            && matches!(
+                ev.resource.as_str(),
+                "pods"
+                    | "services"
+                    | "persistentvolumeclaims"
+                    | "configmaps"
+                    | "secrets"
+                    | "replicationcontrollers"
+                    | "resourcequotas"
+            )
     }
 
     /// The namespace's objects of the evaluator's kind, when a cache holds them.
