@@ -433,6 +433,60 @@ async fn compute_scoped_and_object_count_quotas() {
         "objects",
     ])
     .await;
+
+    // Claims: storage in total and per StorageClass.
+    namespace(&c, "storage").await;
+    c.ok(&[
+        "create",
+        "quota",
+        "storage",
+        "--hard=requests.storage=1Gi,gold.storageclass.storage.k8s.io/persistentvolumeclaims=1",
+        "-n",
+        "storage",
+    ])
+    .await;
+    wait_used(&client, "storage", "storage", &[("requests.storage", "0")]).await;
+    let claim = |name: &str, class: &str| {
+        c.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n  storageClassName: {class}\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 600Mi\n"
+            ),
+        )
+    };
+    c.ok(&["create", "-f", &claim("c1", "gold"), "-n", "storage"])
+        .await;
+    let err = c
+        .fails(&["create", "-f", &claim("c2", "gold"), "-n", "storage"])
+        .await;
+    assert!(
+        err.contains(
+            "persistentvolumeclaims \"c2\" is forbidden: exceeded quota: storage, requested: gold.storageclass.storage.k8s.io/persistentvolumeclaims=1,requests.storage=600Mi, used: gold.storageclass.storage.k8s.io/persistentvolumeclaims=1,requests.storage=600Mi, limited: gold.storageclass.storage.k8s.io/persistentvolumeclaims=1,requests.storage=1Gi"
+        ),
+        "{err}"
+    );
+    let err = c
+        .fails(&["create", "-f", &claim("c3", "silver"), "-n", "storage"])
+        .await;
+    assert!(
+        err.contains(
+            "exceeded quota: storage, requested: requests.storage=600Mi, used: requests.storage=600Mi, limited: requests.storage=1Gi"
+        ),
+        "{err}"
+    );
+    wait_used(
+        &client,
+        "storage",
+        "storage",
+        &[
+            ("requests.storage", "600Mi"),
+            (
+                "gold.storageclass.storage.k8s.io/persistentvolumeclaims",
+                "1",
+            ),
+        ],
+    )
+    .await;
 }
 
 /// Two API servers over one etcd: each charges with a compare-and-swap on the stored quota,
