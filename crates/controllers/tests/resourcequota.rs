@@ -378,6 +378,36 @@ async fn compute_scoped_and_object_count_quotas() {
         &[("services", "1"), ("services.nodeports", "0")],
     )
     .await;
+    // An update that adds node ports is charged too.
+    c.ok(&[
+        "patch",
+        "service",
+        "cip",
+        "-n",
+        "objects",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ])
+    .await;
+    assert_eq!(
+        used(&client, "objects", "objects").await.unwrap()["services.nodeports"],
+        "1"
+    );
+    let err = c
+        .fails(&[
+            "create",
+            "service",
+            "nodeport",
+            "np3",
+            "--tcp=82:82",
+            "-n",
+            "objects",
+        ])
+        .await;
+    assert!(
+        err.contains("exceeded quota: objects, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"),
+        "{err}"
+    );
     let get = c.ok(&["get", "quota", "objects", "-n", "objects"]).await;
     assert!(get.contains("count/configmaps: 2/2"), "{get}");
 
