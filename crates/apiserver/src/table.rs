@@ -181,6 +181,7 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
         ],
         ("", "Endpoints") => vec![NAME, col("Endpoints", 0), col("Age", 0)],
         ("", "ServiceAccount") => vec![NAME, col("Secrets", 0), col("Age", 0)],
+        ("", "ResourceQuota") => vec![NAME, col("Age", 0), col("Request", 0), col("Limit", 0)],
         ("", "PersistentVolumeClaim") => vec![
             NAME,
             col("Status", 0),
@@ -663,6 +664,30 @@ fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                 eps.join(",")
             };
             vec![name, json!(or_none(shown)), age]
+        }
+        ("", "ResourceQuota") => {
+            // `resource: used/hard` for each hard limit, `limits.*` in their own column.
+            let hard = common::quota::parse_list(obj.pointer("/status/hard"));
+            let used = common::quota::parse_list(obj.pointer("/status/used"));
+            let (mut request, mut limit) = (Vec::new(), Vec::new());
+            for (r, h) in &hard {
+                let u = used
+                    .get(r)
+                    .copied()
+                    .unwrap_or(common::quota::Quantity::ZERO);
+                let column = if r.split('.').next() == Some("limits") && r.contains('.') {
+                    &mut limit
+                } else {
+                    &mut request
+                };
+                column.push(format!("{r}: {u}/{h}"));
+            }
+            vec![
+                name,
+                age,
+                json!(request.join(", ")),
+                json!(limit.join(", ")),
+            ]
         }
         ("", "ServiceAccount") => vec![
             name,

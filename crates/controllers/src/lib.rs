@@ -22,6 +22,7 @@ pub mod nodeipam;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod scheduling;
 pub mod serviceaccounts;
@@ -39,7 +40,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
-    Service, ServiceAccount,
+    ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
@@ -128,9 +129,12 @@ pub async fn run_controllers(client: Client, options: Options) {
     let endpoints = Informer::<Endpoints>::start(Api::all(client.clone()));
     let slices = Informer::<EndpointSlice>::start(Api::all(client.clone()));
     let accounts = Informer::<ServiceAccount>::start(Api::all(client.clone()));
+    let quotas = Informer::<ResourceQuota>::start(Api::all(client.clone()));
+    let config_maps = Informer::<ConfigMap>::start(Api::all(client.clone()));
+    let secrets = Informer::<Secret>::start(Api::all(client.clone()));
     // Stopped with the controllers: their watches and subscribers would otherwise outlive a
     // lost lease.
-    let informers = vec![
+    let mut informers = vec![
         pods.stopper(),
         replicasets.stopper(),
         rcs.stopper(),
@@ -147,10 +151,25 @@ pub async fn run_controllers(client: Client, options: Options) {
         endpoints.stopper(),
         slices.stopper(),
         accounts.stopper(),
+        quotas.stopper(),
+        config_maps.stopper(),
+        secrets.stopper(),
     ];
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
+    let rqc = resourcequota::ResourceQuotaController::new(
+        client.clone(),
+        resourcequota::Sources {
+            quotas,
+            pods: pods.clone(),
+            services: services.clone(),
+            claims: claims.clone(),
+            config_maps: config_maps.clone(),
+            secrets,
+            rcs: rcs.clone(),
+        },
+    );
     let rc = replicaset::ReplicaSetController::new(client.clone(), rcs, pods.clone());
     let dc = deployment::DeploymentController::new(
         client.clone(),
@@ -182,17 +201,14 @@ pub async fn run_controllers(client: Client, options: Options) {
         namespaces.clone(),
         accounts,
     );
-    // The CA publisher watches every ConfigMap: only started when it has a CA to publish.
+    // The CA publisher only runs when it has a CA to publish.
     let publisher = options.root_ca_pem.map(|ca| {
-        let config_maps = Informer::<ConfigMap>::start(Api::all(client.clone()));
-        let stop = config_maps.stopper();
-        let p = rootcacertpublisher::RootCaCertPublisher::new(
+        rootcacertpublisher::RootCaCertPublisher::new(
             client.clone(),
             namespaces.clone(),
             config_maps,
             ca,
-        );
-        (p, stop)
+        )
     });
     let nc = namespace::NamespaceController::new(client.clone(), namespaces);
     let ep = endpoints::EndpointsController::new(
@@ -215,7 +231,6 @@ pub async fn run_controllers(client: Client, options: Options) {
     );
     let lb = servicelb::ServiceLbController::new(client.clone(), services, nodes_for_lb);
     let gc = garbagecollector::GarbageCollector::new(client.clone());
-    let mut informers = informers;
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(rs.run(WORKERS)),
         tokio::spawn(rc.run(WORKERS)),
@@ -233,10 +248,10 @@ pub async fn run_controllers(client: Client, options: Options) {
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
         tokio::spawn(ipam.run(1)),
         tokio::spawn(sac.run(WORKERS)),
+        tokio::spawn(rqc.run(WORKERS)),
     ];
-    if let Some((p, stop)) = publisher {
+    if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(WORKERS)));
-        informers.push(stop);
     }
     // Node client certificates: approved for bootstrap-token users, signed with the CA.
     let csrs = Informer::<CertificateSigningRequest>::start(Api::all(client.clone()));

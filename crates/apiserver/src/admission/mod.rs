@@ -11,6 +11,7 @@ use crate::resources::ResourceInfo;
 
 pub mod node_restriction;
 pub mod priority;
+pub mod resource_quota;
 
 /// What a write does (admission's `Operation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,11 +64,13 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
 
 /// The validating plugins, in order; each may refuse the write.
 pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+    node_restriction::validate(a, obj)?;
     // RBAC's escalation check (upstream runs it in the RBAC registry's strategy, just
     // before storage).
-    node_restriction::validate(a, obj)?;
     if let Some(authz) = registry.authorizer.get() {
         crate::authz::escalation::check(authz, a, obj)?;
     }
+    // Last: it charges quotas, so only writes every other plugin let through.
+    resource_quota::validate(registry, a, obj).await?;
     Ok(())
 }
