@@ -58,6 +58,9 @@ fn serve(dir: &str) {
             kubeconfig: dir.join("kubeconfig.yaml"),
             event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
             advertise_address: None,
+            encryption_config: None,
+            audit_policy: None,
+            audit_log: None,
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@ pub mod authn;
 mod binding;
 mod conversion;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 mod handler;
 pub mod meta;

@@ -31,6 +31,12 @@ pub struct Config {
     /// The address the `kubernetes` Service's endpoints point at (`--advertise-address`);
     /// default: the bind address, if it names one.
     pub advertise_address: Option<std::net::IpAddr>,
+    /// An `EncryptionConfiguration` file (`--encryption-provider-config`).
+    pub encryption_config: Option<PathBuf>,
+    /// An audit `Policy` file (`--audit-policy-file`); no policy: no auditing.
+    pub audit_policy: Option<PathBuf>,
+    /// Where audit events go (`--audit-log-path`; `-` is stdout).
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A running API server.
@@ -46,6 +52,19 @@ impl Server {
         let store = store::open(&config.datastore)
             .await
             .context("opening the datastore")?;
+        Self::start_on(config, store).await
+    }
+
+    /// [`Server::start`] on an open store (a restart within one process: SQLite's lock is
+    /// held for as long as the store lives).
+    pub async fn start_on(config: Config, store: Arc<dyn store::Store>) -> Result<Server> {
+        // Before anything is written: a bad config must stop the server.
+        let encryption = config
+            .encryption_config
+            .as_deref()
+            .map(crate::encryption::EncryptionConfig::load)
+            .transpose()?
+            .map(Arc::new);
         let pki = Pki::new(&config.data_dir);
         let mut sans: Vec<String> = [
             "localhost",
@@ -89,6 +108,7 @@ impl Server {
             format!("{host}:{}", addr.port()),
             config.event_ttl,
         );
+        state.registry.encryption = encryption;
         state.kubelet = Some(
             crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
         );

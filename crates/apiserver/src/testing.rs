@@ -15,6 +15,8 @@ pub struct Cluster {
     pub server: Server,
     pub dir: tempfile::TempDir,
     _etcd: Option<EtcdProcess>,
+    /// What the server was started with (a restart reuses it).
+    config: Config,
 }
 
 impl Cluster {
@@ -26,6 +28,12 @@ impl Cluster {
     /// Like [`Cluster::start`], keeping Events for `event_ttl` (short by default, so the
     /// TTL itself can be tested).
     pub async fn start_with(etcd: bool, event_ttl: std::time::Duration) -> Cluster {
+        Self::start_configured(etcd, |c| c.event_ttl = event_ttl).await
+    }
+
+    /// A server whose [`Config`] `f` adjusts first (e.g. an encryption config; the data
+    /// directory is `config.data_dir`).
+    pub async fn start_configured(etcd: bool, f: impl FnOnce(&mut Config)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (datastore, etcd) = if etcd {
             let e = EtcdProcess::start().await.unwrap();
@@ -36,20 +44,47 @@ impl Cluster {
         } else {
             (DatastoreConfig::parse(None, dir.path()).unwrap(), None)
         };
-        let server = Server::start(Config {
+        let mut config = Config {
             data_dir: dir.path().to_path_buf(),
             bind: "127.0.0.1:0".parse().unwrap(),
             datastore,
             kubeconfig: dir.path().join("kubeconfig.yaml"),
-            event_ttl,
+            event_ttl: std::time::Duration::from_secs(3),
             advertise_address: None,
-        })
-        .await
-        .unwrap();
+            encryption_config: None,
+            audit_policy: None,
+            audit_log: None,
+        };
+        f(&mut config);
+        let server = Server::start(config.clone()).await.unwrap();
         Cluster {
             server,
             dir,
             _etcd: etcd,
+            config,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same store and data directory, its
+    /// [`Config`] adjusted by `f` (a restart with new flags).
+    pub async fn restart(self, f: impl FnOnce(&mut Config)) -> Cluster {
+        let Cluster {
+            server,
+            dir,
+            _etcd,
+            mut config,
+        } = self;
+        // The same store: in one process, SQLite's lock outlives a stopped server.
+        let store = server.store();
+        server.stop();
+        drop(server);
+        f(&mut config);
+        let server = Server::start_on(config.clone(), store).await.unwrap();
+        Cluster {
+            server,
+            dir,
+            _etcd,
+            config,
         }
     }
 
