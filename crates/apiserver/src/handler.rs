@@ -40,6 +40,8 @@ pub struct ApiState {
     pub metrics: crate::metrics::Metrics,
     /// How `pods/log` reaches kubelets; `None`: it cannot.
     pub kubelet: Option<crate::pod_log::KubeletClient>,
+    /// The audit log (`--audit-policy-file`); `None`: only the `Audit-Id` header is set.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl ApiState {
@@ -50,6 +52,7 @@ impl ApiState {
             server_address,
             metrics: Default::default(),
             kubelet: None,
+            audit: None,
         }
     }
 }
@@ -430,10 +433,12 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
+    let audit = crate::audit::begin(state.audit.as_ref(), user.as_ref(), &req);
     let state2 = state.clone();
+    let body_slot = audit.body_slot();
     let (resp, warnings) = crate::typed::WARNINGS
         .scope(Default::default(), async move {
-            let served = dispatch(&state2, user.clone(), req);
+            let served = crate::audit::capturing(body_slot, dispatch(&state2, user.clone(), req));
             let served = match user {
                 Some(u) => crate::authn::USER.scope(u.authenticated(), served).await,
                 None => served.await,
@@ -456,7 +461,7 @@ pub async fn handle(
     state
         .metrics
         .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
-    resp
+    crate::audit::finish(audit, resp).await
 }
 
 async fn dispatch(
@@ -565,6 +570,7 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Option<String>, Bytes)>
             )
         })?
         .to_bytes();
+    crate::audit::capture_request_body(&body);
     Ok((content_type, body))
 }
 
@@ -572,7 +578,9 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Option<String>, Bytes)>
 fn decode_object(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
     match content_type {
         None | Some("") | Some("application/json") | Some("*/*") => {}
-        Some("application/vnd.kubernetes.protobuf") => return crate::protobuf::decode(body),
+        Some("application/vnd.kubernetes.protobuf") => {
+            return crate::protobuf::decode(body).inspect(crate::audit::capture_request_object);
+        }
         Some(other) => return Err(ApiError::unsupported_media_type(other)),
     }
     serde_json::from_slice(body).map_err(|e| {

@@ -7,6 +7,7 @@
 
 pub mod admission;
 mod apply;
+pub mod audit;
 pub mod authn;
 mod binding;
 mod conversion;

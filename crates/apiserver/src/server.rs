@@ -109,6 +109,11 @@ impl Server {
             config.event_ttl,
         );
         state.registry.encryption = encryption;
+        // As upstream, events are written only with both a policy and a log path.
+        if let (Some(policy), Some(log)) = (&config.audit_policy, &config.audit_log) {
+            let policy = crate::audit::Policy::load(policy)?;
+            state.audit = Some(crate::audit::Auditor::start(policy, log)?);
+        }
         state.kubelet = Some(
             crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
         );
@@ -214,7 +219,9 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Ap
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(crate::authn::user_from_cert);
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                // The audit log's sourceIPs.
+                req.extensions_mut().insert(crate::audit::PeerAddr(peer));
                 let (state, user) = (state.clone(), user.clone());
                 async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }
             });
