@@ -335,6 +335,25 @@ where
 }
 
 impl Cipher {
+    /// `k8s:enc:<provider>:v1:`, the part of the prefix before the key name.
+    fn provider_prefix(&self) -> Option<&'static [u8]> {
+        match self {
+            Cipher::Identity => None,
+            Cipher::AesGcm(_) => Some(b"k8s:enc:aesgcm:v1:"),
+            Cipher::AesCbc(_) => Some(b"k8s:enc:aescbc:v1:"),
+            Cipher::Secretbox(_) => Some(b"k8s:enc:secretbox:v1:"),
+        }
+    }
+
+    fn no_key_error(&self) -> &'static str {
+        match self {
+            Cipher::Secretbox(_) => {
+                "no matching key was found for the provided Secretbox transformer"
+            }
+            _ => "no matching key was found for the provided AES transformer",
+        }
+    }
+
     fn seal(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
         match self {
             Cipher::Identity => Ok(plain.to_vec()),
@@ -437,14 +456,27 @@ impl Transformer {
     /// The plaintext of a value stored under `key`, by the provider its prefix names. An
     /// empty-prefix (identity) provider that cannot read it lets the next ones try, so an
     /// identity-first config still reads encrypted data while migrating away.
+    ///
+    /// Errors as upstream words them: the keys' errors when a key of that name failed
+    /// (another key of the same name may follow, so none ends the search), "no matching
+    /// key" when the provider is listed but not the key, else "no matching prefix found".
     pub fn from_storage<'a>(&self, key: &str, stored: &'a [u8]) -> Result<Opened<'a>, String> {
+        let mut errors = Vec::new();
+        let mut provider_listed = None;
         for (i, p) in self.providers.iter().enumerate() {
+            if provider_listed.is_none()
+                && p.cipher
+                    .provider_prefix()
+                    .is_some_and(|pp| stored.starts_with(pp))
+            {
+                provider_listed = Some(p.cipher.no_key_error());
+            }
             let Some(rest) = stored.strip_prefix(p.prefix.as_slice()) else {
                 continue;
             };
             match p.cipher.open(rest, key.as_bytes()) {
                 Err(_) if p.prefix.is_empty() => continue,
-                Err(e) => return Err(e),
+                Err(e) => errors.push(e),
                 Ok(data) => {
                     return Ok(Opened {
                         data,
@@ -453,7 +485,13 @@ impl Transformer {
                 }
             }
         }
-        Err("no matching prefix found".into())
+        Err(match errors.len() {
+            0 => provider_listed
+                .unwrap_or("no matching prefix found")
+                .to_string(),
+            1 => errors.remove(0),
+            _ => format!("[{}]", errors.join(", ")),
+        })
     }
 }
 
@@ -540,6 +578,30 @@ mod tests {
             t2.to_storage("/k", b"s")
                 .unwrap()
                 .starts_with(b"k8s:enc:aescbc:v1:key2:")
+        );
+        // A key that is gone, under a provider still listed.
+        let only2 = config(&format!(
+            "  - aescbc: {{keys: [{{name: key2, secret: '{K16}'}}]}}\n"
+        ));
+        assert_eq!(
+            only2
+                .for_resource("", "secrets")
+                .unwrap()
+                .from_storage("/k", &v1)
+                .err()
+                .unwrap(),
+            "no matching key was found for the provided AES transformer"
+        );
+        // A wrong secret under the right name.
+        let wrong = config(&format!(
+            "  - aescbc: {{keys: [{{name: key1, secret: '{K16}'}}]}}\n"
+        ));
+        assert!(
+            wrong
+                .for_resource("", "secrets")
+                .unwrap()
+                .from_storage("/k", &v1)
+                .is_err()
         );
         // Without identity, plaintext has no provider.
         assert_eq!(

@@ -149,12 +149,12 @@ async fn secrets_are_encrypted_rotated_and_decrypted() {
         })
         .await;
     let err = c.fails(&["get", "secret", "s1"]).await;
-    assert!(
-        err.contains("InternalError") && err.contains("no matching prefix found"),
-        "{err}"
+    let expected = format!(
+        "Internal error occurred: unable to transform key \"{SECRET_KEY}\": no matching key was found for the provided AES transformer"
     );
+    assert!(err.contains(&expected), "{err}");
     let err = c.fails(&["get", "secrets"]).await;
-    assert!(err.contains("no matching prefix found"), "{err}");
+    assert!(err.contains("no matching key was found"), "{err}");
     assert!(
         c.ok(&["get", "configmap", "cm", "-o", "jsonpath={.data.k}"])
             .await
