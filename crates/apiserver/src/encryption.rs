@@ -21,7 +21,7 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use cbc::cipher::block_padding::Pkcs7;
+use cbc::cipher::block_padding::{NoPadding, Pkcs7};
 use cbc::cipher::{BlockCipher, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use ring::rand::SecureRandom;
 use serde::Deserialize;
@@ -330,8 +330,20 @@ where
     C: BlockDecryptMut + BlockCipher + KeyInit,
 {
     let dec = cbc::Decryptor::<C>::new_from_slices(key, iv).map_err(|e| e.to_string())?;
-    dec.decrypt_padded_vec_mut::<Pkcs7>(msg)
-        .map_err(|_| "invalid PKCS7 data (empty or not padded)".to_string())
+    let mut out = dec
+        .decrypt_padded_vec_mut::<NoPadding>(msg)
+        .map_err(|_| "the stored data is not a multiple of the block size".to_string())?;
+    // PKCS#7 checked by hand, to fail with upstream's two messages.
+    let pad = out.last().copied().unwrap_or(0) as usize;
+    if pad == 0 || pad > out.len() {
+        return Err("invalid PKCS7 data (empty or not padded)".into());
+    }
+    let size = out.len() - pad;
+    if out[size..].iter().any(|b| *b as usize != pad) {
+        return Err("invalid padding on input".into());
+    }
+    out.truncate(size);
+    Ok(out)
 }
 
 impl Cipher {
