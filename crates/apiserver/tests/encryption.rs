@@ -76,6 +76,25 @@ async fn secrets_are_encrypted_rotated_and_decrypted() {
     );
     assert!(!contains(&stored, PLAIN) && !contains(&stored, PLAIN_B64));
     assert!(!contains(&stored, "\"kind\""), "no plaintext JSON at all");
+    // On disk: the row in the SQLite file, and no plaintext anywhere in its files.
+    let db = c.dir.path().join("db").join("state.db");
+    let row: Vec<u8> =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+                [SECRET_KEY.as_bytes()],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert_eq!(row, stored);
+    for f in ["state.db", "state.db-wal"] {
+        let bytes = std::fs::read(c.dir.path().join("db").join(f)).unwrap_or_default();
+        assert!(
+            !contains(&bytes, PLAIN_B64) && !contains(&bytes, PLAIN),
+            "{f}"
+        );
+    }
     // Reads decrypt: get, list (the byte-splicing list path), a filtered list, a patch.
     assert_eq!(
         c.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.password}"])
