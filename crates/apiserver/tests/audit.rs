@@ -245,3 +245,43 @@ async fn audit_id_without_a_policy() {
     assert_eq!(resp.status(), 404);
     assert!(resp.headers().contains_key("audit-id"));
 }
+
+/// RequestResponse: the response object too (managed fields left out when the policy says
+/// so); a rule's omitStages adds to the policy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_response_level() {
+    let c = Cluster::start_configured(false, |cfg| {
+        let policy = cfg.data_dir.join("audit-policy.json");
+        std::fs::write(
+            &policy,
+            r#"{"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitManagedFields": true,
+                "rules": [{"level": "RequestResponse", "resources": [{"group": "", "resources": ["configmaps"]}],
+                           "omitStages": ["RequestReceived"]}]}"#,
+        )
+        .unwrap();
+        cfg.audit_policy = Some(policy);
+        cfg.audit_log = Some(cfg.data_dir.join("audit.log"));
+    })
+    .await;
+    let log = c.dir.path().join("audit.log");
+    c.ok(&["create", "configmap", "cm", "--from-literal=a=b"])
+        .await;
+    let evs = eventually("the create's event", || {
+        let evs = events(&log);
+        std::future::ready((!evs.is_empty()).then_some(evs))
+    })
+    .await;
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    let e = &evs[0];
+    assert_eq!(e["stage"], "ResponseComplete");
+    assert_eq!(e["level"], "RequestResponse");
+    assert_eq!(e["objectRef"]["name"], "cm");
+    assert_eq!(e["requestObject"]["data"]["a"], "b");
+    assert_eq!(e["responseObject"]["kind"], "ConfigMap");
+    assert!(e["responseObject"]["metadata"]["uid"].is_string());
+    assert!(
+        e["responseObject"]["metadata"]
+            .get("managedFields")
+            .is_none()
+    );
+}
