@@ -451,6 +451,16 @@ pub fn begin<B>(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
+    // As upstream: X-Forwarded-For, then X-Real-Ip, then the connection's peer.
+    if let Some(ip) = req
+        .headers()
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|ip| !ip.is_empty() && !ips.contains(ip))
+    {
+        ips.push(ip);
+    }
     if let Some(PeerAddr(peer)) = req.extensions().get::<PeerAddr>() {
         let ip = peer.ip().to_canonical().to_string();
         if !ips.contains(&ip) {
