@@ -60,6 +60,9 @@ fn serve(dir: &str) {
             advertise_address: None,
             authorization_mode: Default::default(),
             token_auth_file: None,
+            encryption_config: None,
+            audit_policy: None,
+            audit_log: None,
         })
         .await
         .unwrap();

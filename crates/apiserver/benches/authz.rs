@@ -49,7 +49,10 @@ async fn populate(c: &Cluster) {
             .unwrap();
     }
     Api::<ServiceAccount>::namespaced(admin.clone(), "bench")
-        .create(&pp, &obj(serde_json::json!({"metadata": {"name": "default"}})))
+        .create(
+            &pp,
+            &obj(serde_json::json!({"metadata": {"name": "default"}})),
+        )
         .await
         .ok();
     let next = Arc::new(AtomicUsize::new(0));

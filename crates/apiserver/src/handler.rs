@@ -44,6 +44,8 @@ pub struct ApiState {
     pub metrics: crate::metrics::Metrics,
     /// How `pods/log` reaches kubelets; `None`: it cannot.
     pub kubelet: Option<crate::pod_log::KubeletClient>,
+    /// The audit log (`--audit-policy-file`); `None`: only the `Audit-Id` header is set.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl ApiState {
@@ -56,6 +58,7 @@ impl ApiState {
             server_address,
             metrics: Default::default(),
             kubelet: None,
+            audit: None,
         }
     }
 }
@@ -503,20 +506,24 @@ pub async fn handle(
     // `user` is the client certificate's, if one was presented.
     let started = std::time::Instant::now();
     let method = req.method().clone();
+    let authed = state
+        .authenticator
+        .authenticate(&state.registry, user, req.headers(), req.uri().path())
+        .await;
+    let audit = crate::audit::begin(state.audit.as_ref(), authed.as_ref().ok(), &req);
     let state2 = state.clone();
+    let body_slot = audit.body_slot();
     let (resp, warnings) = crate::typed::WARNINGS
         .scope(Default::default(), async move {
             let served = async {
-                let user = state2
-                    .authenticator
-                    .authenticate(&state2.registry, user, req.headers(), req.uri().path())
-                    .await?;
+                let user = authed?;
                 let user = match &state2.authorizer {
                     Some(authz) => crate::impersonation::impersonate(authz, user, req.headers())?,
                     None => user,
                 };
+                let dispatched = dispatch(&state2, user.clone(), req);
                 crate::authn::USER
-                    .scope(user.clone(), dispatch(&state2, user, req))
+                    .scope(user, crate::audit::capturing(body_slot, dispatched))
                     .await
             };
             let resp = match served.await {
@@ -537,7 +544,7 @@ pub async fn handle(
     state
         .metrics
         .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
-    resp
+    crate::audit::finish(audit, resp).await
 }
 
 async fn dispatch(
@@ -647,6 +654,7 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Option<String>, Bytes)>
             )
         })?
         .to_bytes();
+    crate::audit::capture_request_body(&body);
     Ok((content_type, body))
 }
 
@@ -654,7 +662,9 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Option<String>, Bytes)>
 fn decode_object(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
     match content_type {
         None | Some("") | Some("application/json") | Some("*/*") => {}
-        Some("application/vnd.kubernetes.protobuf") => return crate::protobuf::decode(body),
+        Some("application/vnd.kubernetes.protobuf") => {
+            return crate::protobuf::decode(body).inspect(crate::audit::capture_request_object);
+        }
         Some(other) => return Err(ApiError::unsupported_media_type(other)),
     }
     serde_json::from_slice(body).map_err(|e| {

@@ -7,11 +7,13 @@
 
 pub mod admission;
 mod apply;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 mod binding;
 mod conversion;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 mod handler;
 mod impersonation;

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use store::{EventType, ListOptions, Store};
 
 use crate::conversion;
+use crate::encryption::{EncryptionConfig, Opened, Transformer};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
 use crate::resources::ResourceInfo;
@@ -39,6 +40,8 @@ pub struct Registry {
     pub event_ttl: std::time::Duration,
     /// The authorizer, for admission's RBAC escalation checks; unset: authorization is off.
     pub authorizer: std::sync::OnceLock<Arc<crate::authz::Authorizer>>,
+    /// Encryption at rest (`--encryption-provider-config`); `None`: everything is plain.
+    pub encryption: Option<Arc<EncryptionConfig>>,
 }
 
 /// A list request's query.
@@ -155,8 +158,48 @@ struct ContinueToken {
     start: String,
 }
 
-fn decode(info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Value> {
-    let obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+/// The stored bytes as plaintext: decrypted when the resource is encrypted at rest, with
+/// whether a rewrite would store them differently (written with an older key).
+fn unseal<'a>(tf: Option<&Transformer>, kv: &'a store::KeyValue) -> ApiResult<Opened<'a>> {
+    match tf {
+        None => Ok(Opened {
+            data: std::borrow::Cow::Borrowed(&kv.value[..]),
+            stale: false,
+        }),
+        Some(t) => t.from_storage(&kv.key, &kv.value).map_err(|e| {
+            tracing::warn!(key = %kv.key, error = %e, "cannot decrypt a stored object");
+            ApiError::internal(format!(
+                "Internal error occurred: unable to transform key {:?}: {e}",
+                kv.key
+            ))
+        }),
+    }
+}
+
+/// The bytes to store under `key`: encrypted when the resource is encrypted at rest.
+fn seal(tf: Option<&Transformer>, key: &str, plain: Bytes) -> ApiResult<Bytes> {
+    match tf {
+        None => Ok(plain),
+        Some(t) => t.to_storage(key, &plain).map(Bytes::from).map_err(|e| {
+            ApiError::internal(format!(
+                "Internal error occurred: unable to transform key {key:?}: {e}"
+            ))
+        }),
+    }
+}
+
+fn decode(tf: Option<&Transformer>, info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Value> {
+    decode_stale(tf, info, kv).map(|(obj, _)| obj)
+}
+
+/// [`decode`], and whether the object was stored with an older encryption key.
+fn decode_stale(
+    tf: Option<&Transformer>,
+    info: &ResourceInfo,
+    kv: &store::KeyValue,
+) -> ApiResult<(Value, bool)> {
+    let opened = unseal(tf, kv)?;
+    let obj: Value = serde_json::from_slice(&opened.data).map_err(|e| {
         ApiError::internal(format!(
             "stored {} {:?} is not valid JSON: {e}",
             info.kind, kv.key
@@ -164,7 +207,7 @@ fn decode(info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Value> {
     })?;
     let mut obj = conversion::from_storage(info, obj);
     meta::set_resource_version(&mut obj, kv.mod_revision);
-    Ok(obj)
+    Ok((obj, opened.stale))
 }
 
 /// Stored layout: `apiVersion`, `kind`, `metadata` first (so the first `"metadata":{` in the
@@ -353,7 +396,15 @@ impl Registry {
             store,
             event_ttl,
             authorizer: Default::default(),
+            encryption: None,
         }
+    }
+
+    /// How a resource is encrypted at rest, if it is.
+    fn transformer(&self, info: &ResourceInfo) -> Option<Arc<Transformer>> {
+        self.encryption
+            .as_ref()
+            .and_then(|e| e.for_resource(info.group, info.plural))
     }
 
     /// The time-to-live objects of a kind are stored with: Events expire, nothing else does.
@@ -380,7 +431,7 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(info, name, e))?
             .ok_or_else(|| ApiError::not_found(info, name))?;
-        decode(info, &kv)
+        decode(self.transformer(info).as_deref(), info, &kv)
     }
 
     /// The stored objects matching `q` (raw), the list's revision and the continue token.
@@ -412,12 +463,13 @@ impl Registry {
         }
         let filtered = !q.label.is_empty() || !q.field.is_empty();
         let limit = q.limit.filter(|l| *l > 0);
+        let tf = self.transformer(info);
         if let Some(snap) = self
             .cached_snapshot(&prefix, q, start.as_deref(), revision)
             .await?
         {
             self.reads.list_cache.fetch_add(1, Ordering::Relaxed);
-            return Self::page(info, snap, q, limit);
+            return Self::page(tf.as_deref(), info, snap, q, limit);
         }
         self.reads.list_store.fetch_add(1, Ordering::Relaxed);
         let mut items = Vec::new();
@@ -446,7 +498,7 @@ impl Registry {
             next_start = res.kvs.last().map(|kv| format!("{}\0", kv.key));
             for kv in res.kvs {
                 if filtered {
-                    let obj = decode(info, &kv)?;
+                    let obj = decode(tf.as_deref(), info, &kv)?;
                     if !(q.label.matches(&obj) && q.field.matches(&obj)) {
                         continue;
                     }
@@ -494,6 +546,7 @@ impl Registry {
 
     /// One page of a cached snapshot, through the selectors.
     fn page(
+        tf: Option<&Transformer>,
         info: &ResourceInfo,
         snap: watch_cache::Snapshot,
         q: &ListQuery,
@@ -504,7 +557,7 @@ impl Registry {
         let mut kvs = snap.kvs.into_iter().peekable();
         for kv in kvs.by_ref() {
             if filtered {
-                let obj = decode(info, &kv)?;
+                let obj = decode(tf, info, &kv)?;
                 if !(q.label.matches(&obj) && q.field.matches(&obj)) {
                     continue;
                 }
@@ -537,9 +590,10 @@ impl Registry {
         q: &ListQuery,
     ) -> ApiResult<Value> {
         let (kvs, list_rev, token) = self.list_matching(info, ns, q).await?;
+        let tf = self.transformer(info);
         let items = kvs
             .iter()
-            .map(|kv| decode(info, kv))
+            .map(|kv| decode(tf.as_deref(), info, kv))
             .collect::<ApiResult<Vec<_>>>()?;
         Ok(json!({
             "kind": format!("{}List", info.kind),
@@ -567,6 +621,7 @@ impl Registry {
         out.pop(); // the closing brace: items follow
         out.extend_from_slice(b",\"items\":[");
         let size: usize = kvs.iter().map(|kv| kv.value.len() + 40).sum();
+        let tf = self.transformer(info);
         out.reserve(size + 2);
         for (i, kv) in kvs.iter().enumerate() {
             if i > 0 {
@@ -575,13 +630,13 @@ impl Registry {
             let spliced = if conversion::needed(info) {
                 None
             } else {
-                with_resource_version(&kv.value, kv.mod_revision)
+                with_resource_version(&unseal(tf.as_deref(), kv)?.data, kv.mod_revision)
             };
             match spliced {
                 Some(bytes) => out.extend_from_slice(&bytes),
                 // Not in the canonical layout: take the slow path for this one.
                 None => out.extend_from_slice(
-                    &serde_json::to_vec(&decode(info, kv)?)
+                    &serde_json::to_vec(&decode(tf.as_deref(), info, kv)?)
                         .map_err(|e| ApiError::internal(e.to_string()))?,
                 ),
             }
@@ -754,7 +809,11 @@ impl Registry {
         let key = Self::key(info, Some(meta::namespace(&obj)), &name);
         let rev = match self
             .store
-            .create(&key, encode(info, &obj)?, self.ttl_for(info))
+            .create(
+                &key,
+                seal(self.transformer(info).as_deref(), &key, encode(info, &obj)?)?,
+                self.ttl_for(info),
+            )
             .await
         {
             Ok(rev) => rev,
@@ -785,6 +844,7 @@ impl Registry {
     {
         let user = crate::authn::current_user();
         let key = Self::key(info, ns, name);
+        let tf = self.transformer(info);
         let mut current = self
             .store
             .get(&key)
@@ -792,11 +852,13 @@ impl Registry {
             .map_err(|e| ApiError::from_store(info, name, e))?
             .ok_or_else(|| ApiError::not_found(info, name))?;
         for _ in 0..UPDATE_RETRIES {
-            let old = decode(info, &current)?;
+            let (old, stale) = decode_stale(tf.as_deref(), info, &current)?;
             let mut new = f(&old)?;
             drop_empty_metadata(&mut new);
             meta::set_resource_version(&mut new, current.mod_revision);
-            if new == old {
+            // Unchanged is a no-op, unless it was stored with an older key: rewriting every
+            // object after a key rotation re-encrypts it, as upstream.
+            if new == old && !stale {
                 return Ok(new);
             }
             let attrs = crate::admission::Attributes {
@@ -834,7 +896,7 @@ impl Registry {
                 self.store
                     .update(
                         &key,
-                        encode(info, &new)?,
+                        seal(tf.as_deref(), &key, encode(info, &new)?)?,
                         current.mod_revision,
                         self.ttl_for(info),
                     )
@@ -1082,6 +1144,7 @@ impl Registry {
         dry_run: bool,
     ) -> ApiResult<(Value, bool)> {
         let key = Self::key(info, ns, name);
+        let tf = self.transformer(info);
         for _ in 0..UPDATE_RETRIES {
             let kv = self
                 .store
@@ -1089,7 +1152,7 @@ impl Registry {
                 .await
                 .map_err(|e| ApiError::from_store(info, name, e))?
                 .ok_or_else(|| ApiError::not_found(info, name))?;
-            let obj = decode(info, &kv)?;
+            let obj = decode(tf.as_deref(), info, &kv)?;
             if let Some(uid) = &opts.precondition_uid
                 && meta::str_at(&obj, "/metadata/uid") != Some(uid.as_str())
             {
@@ -1129,7 +1192,7 @@ impl Registry {
                     .store
                     .update(
                         &key,
-                        encode(info, &marked)?,
+                        seal(tf.as_deref(), &key, encode(info, &marked)?)?,
                         kv.mod_revision,
                         self.ttl_for(info),
                     )
@@ -1254,9 +1317,10 @@ impl Registry {
         send_initial_events: Option<bool>,
     ) -> BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)> {
         let matches = |o: &Value| label.matches(o) && field.matches(o);
+        let tf = self.transformer(info);
         let mut head = Vec::new();
         for kv in &sub.initial {
-            match decode(info, kv) {
+            match decode(tf.as_deref(), info, kv) {
                 Ok(obj) if matches(&obj) => head.push((
                     0,
                     Some(Ok(WatchEvent {
@@ -1272,10 +1336,14 @@ impl Registry {
             head.push((0, Some(Ok(initial_events_end(info, sub.rev)))));
         }
         for ev in &sub.replay {
-            head.push((ev.revision(), translate(info, &label, &field, ev)));
+            head.push((
+                ev.revision(),
+                translate(tf.as_deref(), info, &label, &field, ev),
+            ));
         }
         head.push((sub.rev, None));
         struct Live {
+            tf: Option<Arc<Transformer>>,
             info: ResourceInfo,
             prefix: String,
             label: LabelSelector,
@@ -1286,6 +1354,7 @@ impl Registry {
             backlog: std::collections::VecDeque<Arc<store::Event>>,
         }
         let live = Live {
+            tf,
             info: info.clone(),
             prefix,
             label,
@@ -1317,7 +1386,7 @@ impl Registry {
                 }
                 w.last = rev;
                 let out = if ev.kv.key.starts_with(&w.prefix) {
-                    translate(&w.info, &w.label, &w.field, &ev)
+                    translate(w.tf.as_deref(), &w.info, &w.label, &w.field, &ev)
                 } else {
                     None
                 };
@@ -1338,6 +1407,7 @@ impl Registry {
         send_initial_events: Option<bool>,
     ) -> ApiResult<BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)>> {
         let prefix = Self::prefix(info, ns);
+        let tf = self.transformer(info);
         let mut head = Vec::new();
         let start = if send_initial_events.unwrap_or(matches!(rv, None | Some(0))) {
             let (kvs, rev, _) = self
@@ -1354,7 +1424,7 @@ impl Registry {
             for kv in &kvs {
                 head.push((
                     0,
-                    Some(decode(info, kv).map(|object| WatchEvent {
+                    Some(decode(tf.as_deref(), info, kv).map(|object| WatchEvent {
                         kind: "ADDED",
                         object,
                     })),
@@ -1376,7 +1446,10 @@ impl Registry {
         let info = info.clone();
         let events = stream.map(move |ev| match ev {
             Err(e) => (0, Some(Err(ApiError::from_store(&info, "", e)))),
-            Ok(ev) => (ev.revision(), translate(&info, &label, &field, &ev)),
+            Ok(ev) => (
+                ev.revision(),
+                translate(tf.as_deref(), &info, &label, &field, &ev),
+            ),
         });
         Ok(futures::stream::iter(head).chain(events).boxed())
     }
@@ -1397,13 +1470,14 @@ fn initial_events_end(info: &ResourceInfo, rev: i64) -> WatchEvent {
 /// A store event as a client's watch event, through the selectors: an object that stops
 /// matching is DELETED for this watcher, one that starts matching is ADDED.
 fn translate(
+    tf: Option<&Transformer>,
     info: &ResourceInfo,
     label: &LabelSelector,
     field: &FieldSelector,
     ev: &store::Event,
 ) -> Option<ApiResult<WatchEvent>> {
     let matches = |o: &Value| label.matches(o) && field.matches(o);
-    let prev = ev.prev_kv.as_ref().map(|kv| decode(info, kv));
+    let prev = ev.prev_kv.as_ref().map(|kv| decode(tf, info, kv));
     let prev = match prev {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => return Some(Err(e)),
@@ -1419,7 +1493,7 @@ fn translate(
             }))
         }
         EventType::Put => {
-            let obj = match decode(info, &ev.kv) {
+            let obj = match decode(tf, info, &ev.kv) {
                 Ok(o) => o,
                 Err(e) => return Some(Err(e)),
             };

@@ -35,6 +35,12 @@ pub struct Config {
     pub authorization_mode: AuthorizationMode,
     /// Static bearer tokens (`--token-auth-file`).
     pub token_auth_file: Option<PathBuf>,
+    /// An `EncryptionConfiguration` file (`--encryption-provider-config`).
+    pub encryption_config: Option<PathBuf>,
+    /// An audit `Policy` file (`--audit-policy-file`); no policy: no auditing.
+    pub audit_policy: Option<PathBuf>,
+    /// Where audit events go (`--audit-log-path`; `-` is stdout).
+    pub audit_log: Option<PathBuf>,
 }
 
 /// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
@@ -60,6 +66,19 @@ impl Server {
         let store = store::open(&config.datastore)
             .await
             .context("opening the datastore")?;
+        Self::start_on(config, store).await
+    }
+
+    /// [`Server::start`] on an open store (a restart within one process: SQLite's lock is
+    /// held for as long as the store lives).
+    pub async fn start_on(config: Config, store: Arc<dyn store::Store>) -> Result<Server> {
+        // Before anything is written: a bad config must stop the server.
+        let encryption = config
+            .encryption_config
+            .as_deref()
+            .map(crate::encryption::EncryptionConfig::load)
+            .transpose()?
+            .map(Arc::new);
         let pki = Pki::new(&config.data_dir);
         let mut sans: Vec<String> = [
             "localhost",
@@ -103,6 +122,15 @@ impl Server {
             format!("{host}:{}", addr.port()),
             config.event_ttl,
         );
+        // The registry is not shared yet: nothing has read through it.
+        Arc::get_mut(&mut state.registry)
+            .context("the registry is already shared")?
+            .encryption = encryption;
+        // As upstream, events are written only with both a policy and a log path.
+        if let (Some(policy), Some(log)) = (&config.audit_policy, &config.audit_log) {
+            let policy = crate::audit::Policy::load(policy)?;
+            state.audit = Some(crate::audit::Auditor::start(policy, log)?);
+        }
         state.kubelet = Some(
             crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
         );
@@ -243,7 +271,9 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Ap
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(crate::authn::user_from_cert);
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                // The audit log's sourceIPs.
+                req.extensions_mut().insert(crate::audit::PeerAddr(peer));
                 let (state, user) = (state.clone(), user.clone());
                 async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }
             });

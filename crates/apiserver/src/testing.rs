@@ -15,6 +15,8 @@ pub struct Cluster {
     pub server: Server,
     pub dir: tempfile::TempDir,
     _etcd: Option<EtcdProcess>,
+    /// What the server was started with (a restart reuses it).
+    config: Config,
 }
 
 impl Cluster {
@@ -29,8 +31,9 @@ impl Cluster {
         Self::start_configured(etcd, |c| c.event_ttl = event_ttl).await
     }
 
-    /// A server on SQLite or etcd whose [`Config`] `configure` adjusts first.
-    pub async fn start_configured(etcd: bool, configure: impl FnOnce(&mut Config)) -> Cluster {
+    /// A server whose [`Config`] `f` adjusts first (e.g. an encryption config; the data
+    /// directory is `config.data_dir`).
+    pub async fn start_configured(etcd: bool, f: impl FnOnce(&mut Config)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (datastore, etcd) = if etcd {
             let e = EtcdProcess::start().await.unwrap();
@@ -50,13 +53,40 @@ impl Cluster {
             advertise_address: None,
             authorization_mode: Default::default(),
             token_auth_file: None,
+            encryption_config: None,
+            audit_policy: None,
+            audit_log: None,
         };
-        configure(&mut config);
-        let server = Server::start(config).await.unwrap();
+        f(&mut config);
+        let server = Server::start(config.clone()).await.unwrap();
         Cluster {
             server,
             dir,
             _etcd: etcd,
+            config,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same store and data directory, its
+    /// [`Config`] adjusted by `f` (a restart with new flags).
+    pub async fn restart(self, f: impl FnOnce(&mut Config)) -> Cluster {
+        let Cluster {
+            server,
+            dir,
+            _etcd,
+            mut config,
+        } = self;
+        // The same store: in one process, SQLite's lock outlives a stopped server.
+        let store = server.store();
+        server.stop();
+        drop(server);
+        f(&mut config);
+        let server = Server::start_on(config.clone(), store).await.unwrap();
+        Cluster {
+            server,
+            dir,
+            _etcd,
+            config,
         }
     }
 

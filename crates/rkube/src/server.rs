@@ -36,6 +36,20 @@ pub struct ServerArgs {
     /// How long Events are kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     event_ttl_seconds: u64,
+    /// Encrypt resources at rest as this `EncryptionConfiguration` says (kube-apiserver's
+    /// flag).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// Encrypt Secrets at rest with an aescbc key generated under the data dir (k3s's flag);
+    /// --encryption-provider-config wins when both are given.
+    #[arg(long)]
+    secrets_encryption: bool,
+    /// Audit requests as this audit `Policy` says.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events are written, one JSON object a line (`-`: stdout).
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
     /// Do not run the controllers in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -60,6 +74,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .write_kubeconfig
             .clone()
             .unwrap_or_else(|| args.store.data_dir.join("kubeconfig.yaml"));
+        let encryption_config = match (args.encryption_provider_config.clone(), args.secrets_encryption) {
+            (Some(path), _) => Some(path),
+            (None, true) => Some(apiserver::encryption::ensure_generated(&args.store.data_dir)?),
+            (None, false) => None,
+        };
         let server = apiserver::Server::start(apiserver::Config {
             data_dir: args.store.data_dir.clone(),
             bind: SocketAddr::new(args.bind_address, args.https_listen_port),
@@ -74,6 +93,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
             authorization_mode: args.authorization_mode,
             token_auth_file: args.token_auth_file.clone(),
+            encryption_config,
+            audit_policy: args.audit_policy_file.clone(),
+            audit_log: args.audit_log_path.clone(),
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same
