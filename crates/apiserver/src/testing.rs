@@ -46,11 +46,39 @@ impl Cluster {
         })
         .await
         .unwrap();
-        Cluster {
+        let c = Cluster {
             server,
             dir,
             _etcd: etcd,
+        };
+        // What the ServiceAccounts controller would create: pods need their namespace's
+        // `default` account (ServiceAccount admission), and most tests run no controllers.
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            c.default_service_account(ns).await;
         }
+        c
+    }
+
+    /// Creates the `default` ServiceAccount in `ns`, as the ServiceAccounts controller does
+    /// in every namespace (an existing one is fine).
+    pub async fn default_service_account(&self, ns: &str) {
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.client().await, ns);
+        let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "default", "namespace": ns}
+        }))
+        .unwrap();
+        match api.create(&Default::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("creating the default service account in {ns}: {e}"),
+        }
+    }
+
+    /// Creates a namespace with its `default` ServiceAccount, ready for pods.
+    pub async fn namespace(&self, name: &str) {
+        self.ok(&["create", "namespace", name]).await;
+        self.default_service_account(name).await;
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

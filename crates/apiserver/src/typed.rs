@@ -58,6 +58,7 @@ macro_rules! with_type {
             ("events.k8s.io", "Event") => Some($f::<events::Event>($($arg),*)),
             ("policy", "PodDisruptionBudget") => Some($f::<policy::PodDisruptionBudget>($($arg),*)),
             ("scheduling.k8s.io", "PriorityClass") => Some($f::<scheduling::PriorityClass>($($arg),*)),
+            ("settings.k8s.io", "PodPreset") => Some($f::<crate::settings::PodPreset>($($arg),*)),
             _ => None,
         }
     }};
@@ -151,7 +152,7 @@ tokio::task_local! {
 }
 
 /// Records a warning for the current request, if one is being served.
-fn warn(message: String) {
+pub(crate) fn warn(message: String) {
     let _ = WARNINGS.try_with(|w| w.borrow_mut().push(message));
 }
 
