@@ -119,10 +119,12 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
         }
         crate::typed::warn(format!("would violate {why}"));
     }
-    if warn > Level::Privileged && !(warn == enforce && enforce > Level::Privileged) {
-        if let Some(why) = verdict(warn) {
-            crate::typed::warn(format!("would violate {why}"));
-        }
+    // The same level as enforced was judged above.
+    if warn > Level::Privileged
+        && warn != enforce
+        && let Some(why) = verdict(warn)
+    {
+        crate::typed::warn(format!("would violate {why}"));
     }
     if audit > Level::Privileged
         && let Some(why) = verdict(audit)
@@ -553,7 +555,7 @@ fn se_linux(spec: &Value, cs: &[&Value]) -> Option<(String, String)> {
     )
 }
 
-fn seccomp_type<'a>(v: Option<&'a Value>) -> Option<&'a str> {
+fn seccomp_type(v: Option<&Value>) -> Option<&str> {
     v.and_then(|v| v.get("type")).and_then(Value::as_str)
 }
 
