@@ -38,6 +38,17 @@ async fn limit_ranges_default_and_bound_containers() {
     );
     let out = c.kubectl(&["get", "pod", "big"]).await;
     assert!(!out.status.success());
+    // The range itself is stored with its API defaults (defaultRequest from default).
+    let out = c
+        .ok(&[
+            "get",
+            "limitrange",
+            "lr",
+            "-o",
+            "jsonpath={.spec.limits[0].defaultRequest}",
+        ])
+        .await;
+    assert_eq!(out, r#"{"cpu":"100m","memory":"128Mi"}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +175,24 @@ async fn pod_security_enforces_and_warns_by_namespace_labels() {
     ])
     .await;
 
+    // A workload's template is only warned about: its pods are refused when created.
+    let out = c
+        .kubectl(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "-n",
+            "locked",
+        ])
+        .await;
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "nginx" must set securityContext.allowPrivilegeEscalation=false)"#),
+        "{stderr}"
+    );
+
     c.namespace("watched").await;
     c.ok(&[
         "label",
@@ -213,6 +242,17 @@ async fn pod_presets_inject_into_matching_pods() {
     let c = Cluster::start(false).await;
     let f = c.write("preset.yaml", PRESET);
     c.ok(&["apply", "-f", &f]).await;
+    let empty = c.write(
+        "empty.yaml",
+        "apiVersion: settings.k8s.io/v1alpha1\nkind: PodPreset\nmetadata: {name: empty}\nspec:\n  selector: {}\n",
+    );
+    let err = c.fails(&["apply", "-f", &empty]).await;
+    assert!(
+        err.contains(
+            "spec.volumes.env.envFrom.volumeMounts: Required value: must specify at least one"
+        ),
+        "{err}"
+    );
     let out = c.ok(&["get", "podpresets"]).await;
     assert!(out.starts_with("NAME") && out.contains("db"), "{out}");
     let out = c.ok(&["explain", "podpreset.spec"]).await;

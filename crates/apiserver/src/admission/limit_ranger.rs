@@ -75,7 +75,7 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
 /// The LimitRange's API defaults (SetDefaults_LimitRange), so ranges stored without them
 /// act as Kubernetes' would: for type Container a missing `default` is the `max`, a missing
 /// `defaultRequest` the `default`, else the `min`.
-fn with_defaults(lr: &mut Value) {
+pub fn with_defaults(lr: &mut Value) {
     let Some(limits) = lr.pointer_mut("/spec/limits").and_then(Value::as_array_mut) else {
         return;
     };

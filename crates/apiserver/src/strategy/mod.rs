@@ -6,6 +6,7 @@ mod job;
 mod namespace;
 mod pod;
 mod service;
+mod settings;
 mod volume;
 mod workload;
 
@@ -88,6 +89,8 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
             kind: "ReplicationController",
         }),
         ("", "Secret") => generic(false, false, &["type"]),
+        ("", "LimitRange") => Box::new(settings::LimitRangeStrategy),
+        ("settings.k8s.io", "PodPreset") => Box::new(settings::PodPresetStrategy),
         ("", "PersistentVolume" | "PersistentVolumeClaim") => Box::new(volume::VolumeStrategy),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
         ("", "Event") => generic(
