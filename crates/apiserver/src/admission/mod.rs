@@ -61,7 +61,7 @@ impl Attributes<'_> {
 
 /// The mutating plugins, in order; each may change `obj` or refuse the write.
 pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
-    namespace_lifecycle::admit(registry, a).await?;
+    namespace_lifecycle::admit(registry, a, obj).await?;
     limit_ranger::admit(registry, a, obj).await?;
     service_account::admit(registry, a, obj).await?;
     pod_preset::admit(registry, a, obj).await?;

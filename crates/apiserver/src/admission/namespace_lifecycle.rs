@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::admission::{Attributes, Operation, support::forbidden};
+use crate::admission::{Attributes, Operation, support::forbidden_unnamed};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 
@@ -14,7 +14,7 @@ use crate::registry::Registry;
 const ACCESS_REVIEWS: [(&str, &str); 1] = [("authorization.k8s.io", "localsubjectaccessreviews")];
 
 /// Refuses a create into a missing or terminating namespace.
-pub async fn admit(registry: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
+pub async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     if a.operation != Operation::Create
         || a.namespace.is_empty()
         || !a.info.namespaced
@@ -31,9 +31,9 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
         Err(e) => return Err(e),
     };
     if terminating(&ns) {
-        let mut err = forbidden(
+        let mut err = forbidden_unnamed(
             a,
-            None,
+            Some(obj),
             format_args!(
                 "unable to create new content in namespace {} because it is being terminated",
                 a.namespace

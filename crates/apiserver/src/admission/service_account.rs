@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::admission::support::{cached_list, forbidden};
+use crate::admission::support::{cached_list, forbidden_unnamed};
 use crate::admission::{Attributes, Operation};
 use crate::error::ApiResult;
 use crate::registry::Registry;
@@ -47,7 +47,7 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> 
         spec.insert("serviceAccount".into(), json!(name));
     }
     let Some(sa) = lookup(registry, a.namespace, &name).await? else {
-        return Err(forbidden(
+        return Err(forbidden_unnamed(
             a,
             Some(pod),
             format_args!(
