@@ -2,7 +2,8 @@
 //! which must exist; unless automounting is turned off on the pod or the account, the pod
 //! gets the account's API credentials as a projected volume (a bound token, the cluster CA
 //! and its namespace) mounted in every container, and the account's image pull secrets
-//! when it has none. Mirror pods (the kubelet's static pods) are left alone.
+//! when it has none. Mirror pods (the kubelet's static pods) are left unchanged, and refused if
+//! they name an account or use secrets or account tokens.
 
 use serde_json::{Value, json};
 
@@ -29,7 +30,12 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> 
         .and_then(Value::as_object)
         .is_some_and(|m| m.contains_key(MIRROR_ANNOTATION))
     {
-        return Ok(());
+        // A mirror pod reflects a static pod the API server cannot change; it may not use
+        // what the API server would have to provide.
+        return match mirror_pod_problem(pod) {
+            Some(why) => Err(forbidden_unnamed(a, Some(pod), why)),
+            None => Ok(()),
+        };
     }
     let name = match pod
         .pointer("/spec/serviceAccountName")
@@ -64,6 +70,32 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> 
     }
     copy_pull_secrets(&sa, pod);
     Ok(())
+}
+
+/// Why a mirror pod is refused, if it is: it names an account, or mounts secrets or a
+/// projected account token.
+fn mirror_pod_problem(pod: &Value) -> Option<&'static str> {
+    let named = |p: &str| {
+        pod.pointer(p)
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+    };
+    if named("/spec/serviceAccountName") || named("/spec/serviceAccount") {
+        return Some("a mirror pod may not reference service accounts");
+    }
+    let volumes = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if volumes.iter().any(|v| v.get("secret").is_some()) {
+        return Some("a mirror pod may not reference secrets");
+    }
+    let projects_token = volumes.iter().any(|v| {
+        v.pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(|s| s.get("serviceAccountToken").is_some()))
+    });
+    projects_token.then_some("a mirror pod may not use ServiceAccountToken volume projections")
 }
 
 /// The account from the cache, or (an account created a moment ago may not be there yet)
@@ -229,6 +261,24 @@ mod tests {
         let mut pod = json!({"spec": {"containers": [{"name": "b", "volumeMounts": [{"name": "mine", "mountPath": TOKEN_MOUNT_PATH}]}]}});
         mount_token(&mut pod, "kube-api-access-abcde");
         assert!(pod["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn mirror_pods_may_not_use_accounts() {
+        assert_eq!(
+            mirror_pod_problem(&json!({"spec": {"containers": []}})),
+            None
+        );
+        assert_eq!(
+            mirror_pod_problem(&json!({"spec": {"serviceAccountName": "default"}})),
+            Some("a mirror pod may not reference service accounts")
+        );
+        assert_eq!(
+            mirror_pod_problem(
+                &json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "x"}}]}})
+            ),
+            Some("a mirror pod may not reference secrets")
+        );
     }
 
     #[test]
