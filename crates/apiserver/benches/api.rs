@@ -99,6 +99,10 @@ fn main() {
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
         let client = kube::Client::try_from(cfg).unwrap();
         let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // The account the ServiceAccounts controller would create: pods need it to be admitted.
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), "default");
+        let sa = serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();
+        accounts.create(&Default::default(), &sa).await.unwrap();
 
         // Creates: 64 clients, `pods` pods in all.
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

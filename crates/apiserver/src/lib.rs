@@ -31,6 +31,7 @@ mod scale;
 pub mod selector;
 pub mod server;
 mod service_alloc;
+pub mod settings;
 pub mod strategy;
 pub mod table;
 #[cfg(feature = "testing")]

@@ -645,32 +645,6 @@ impl Registry {
         Ok(out)
     }
 
-    /// Checks the namespace a new object goes into exists and is not being deleted.
-    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
-        let ns_info = crate::resources::namespace_info();
-        let obj = match self.get(&ns_info, None, ns).await {
-            Ok(o) => o,
-            Err(e) if e.code == 404 => return Err(ApiError::not_found(&ns_info, ns)),
-            Err(e) => return Err(e),
-        };
-        if obj.pointer("/metadata/deletionTimestamp").is_some()
-            || meta::str_at(&obj, "/status/phase") == Some("Terminating")
-        {
-            // The cause tells controllers not to report (or retry) what cannot succeed.
-            return Err(ApiError {
-                details: Some(json!({"name": ns, "kind": "namespaces", "causes": [{
-                    "reason": "NamespaceTerminating",
-                    "message": format!("namespace {ns} is being terminated"),
-                    "field": "metadata.namespace",
-                }]})),
-                ..ApiError::forbidden(format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ))
-            });
-        }
-        Ok(())
-    }
-
     /// Checks a body's apiVersion/kind and fills them in when absent.
     fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
         if !obj.is_object() {
@@ -795,9 +769,6 @@ impl Registry {
             return Err(ApiError::invalid(info, &name, causes));
         }
         crate::admission::validate(self, &attrs, &obj).await?;
-        if info.namespaced {
-            self.check_namespace(meta::namespace(&obj)).await?;
-        }
         if opts.dry_run {
             return Ok(obj);
         }

@@ -231,7 +231,22 @@ pub fn all() -> Vec<ResourceInfo> {
             .sub(&["status"]),
         // scheduling.k8s.io/v1
         priority_class_info(),
+        // settings.k8s.io/v1alpha1: our own type (Kubernetes served it until 1.20)
+        ResourceInfo::of::<crate::settings::PodPreset>(),
     ]
+}
+
+/// The served resource of a group and kind (admission plugins read other kinds by it).
+pub fn by_kind(group: &str, kind: &str) -> crate::error::ApiResult<&'static ResourceInfo> {
+    static ALL: std::sync::OnceLock<Vec<ResourceInfo>> = std::sync::OnceLock::new();
+    ALL.get_or_init(all)
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+        .ok_or_else(|| {
+            crate::error::ApiError::internal(format!(
+                "no served resource of kind {kind} in group {group:?}"
+            ))
+        })
 }
 
 /// The Namespace resource (the registry checks namespaces exist).

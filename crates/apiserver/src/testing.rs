@@ -59,12 +59,19 @@ impl Cluster {
         };
         f(&mut config);
         let server = Server::start(config.clone()).await.unwrap();
-        Cluster {
+        let c = Cluster {
             server,
             dir,
             _etcd: etcd,
             config,
+        };
+        // What the ServiceAccounts controller and the root CA publisher would create: pods
+        // need their namespace's `default` account (ServiceAccount admission) and the
+        // `kube-root-ca.crt` their token volume projects, and most tests run no controllers.
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            c.default_service_account(ns).await;
         }
+        c
     }
 
     /// Stops the server and starts a new one on the same store and data directory, its
@@ -88,6 +95,42 @@ impl Cluster {
             _etcd,
             config,
         }
+    }
+
+    /// Creates the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in `ns`, as
+    /// the ServiceAccounts controller and the root CA publisher do in every namespace
+    /// (existing ones are fine).
+    pub async fn default_service_account(&self, ns: &str) {
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.client().await, ns);
+        let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "default", "namespace": ns}
+        }))
+        .unwrap();
+        match api.create(&Default::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("creating the default service account in {ns}: {e}"),
+        }
+        let ca = std::fs::read_to_string(crate::pki::Pki::new(self.dir.path()).ca_cert()).unwrap();
+        let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(self.client().await, ns);
+        let cm = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kube-root-ca.crt", "namespace": ns},
+            "data": {"ca.crt": ca},
+        }))
+        .unwrap();
+        match cms.create(&Default::default(), &cm).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("creating kube-root-ca.crt in {ns}: {e}"),
+        }
+    }
+
+    /// Creates a namespace with its `default` ServiceAccount, ready for pods.
+    pub async fn namespace(&self, name: &str) {
+        self.ok(&["create", "namespace", name]).await;
+        self.default_service_account(name).await;
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

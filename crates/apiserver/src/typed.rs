@@ -65,6 +65,7 @@ macro_rules! with_type {
             ("authentication.k8s.io", "TokenReview") => Some($f::<k8s_openapi::api::authentication::v1::TokenReview>($($arg),*)),
             ("certificates.k8s.io", "CertificateSigningRequest") => Some($f::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>($($arg),*)),
             ("authentication.k8s.io", "SelfSubjectReview") => Some($f::<k8s_openapi::api::authentication::v1::SelfSubjectReview>($($arg),*)),
+            ("settings.k8s.io", "PodPreset") => Some($f::<crate::settings::PodPreset>($($arg),*)),
             _ => None,
         }
     }};
@@ -158,7 +159,7 @@ tokio::task_local! {
 }
 
 /// Records a warning for the current request, if one is being served.
-fn warn(message: String) {
+pub(crate) fn warn(message: String) {
     let _ = WARNINGS.try_with(|w| w.borrow_mut().push(message));
 }
 

@@ -540,6 +540,11 @@ async fn two_api_servers_over_one_etcd_charge_exactly() {
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             event_ttl: std::time::Duration::from_secs(60),
             advertise_address: None,
+            authorization_mode: Default::default(),
+            token_auth_file: None,
+            encryption_config: None,
+            audit_policy: None,
+            audit_log: None,
         })
         .await
         .unwrap();

@@ -9,9 +9,16 @@ use crate::error::ApiResult;
 use crate::registry::Registry;
 use crate::resources::ResourceInfo;
 
+pub mod default_toleration_seconds;
+pub mod limit_ranger;
+pub mod namespace_lifecycle;
 pub mod node_restriction;
+pub mod pod_preset;
+pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
+pub mod service_account;
+pub mod support;
 
 /// What a write does (admission's `Operation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,14 +63,21 @@ impl Attributes<'_> {
 
 /// The mutating plugins, in order; each may change `obj` or refuse the write.
 pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
+    namespace_lifecycle::admit(registry, a, obj).await?;
+    limit_ranger::admit(registry, a, obj).await?;
+    service_account::admit(registry, a, obj).await?;
+    pod_preset::admit(registry, a, obj).await?;
     if a.operation == Operation::Create && a.is_core("Pod") {
         priority::admit_pod(registry, obj).await?;
     }
+    default_toleration_seconds::admit(a, obj);
     Ok(())
 }
 
 /// The validating plugins, in order; each may refuse the write.
 pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+    limit_ranger::validate(registry, a, obj).await?;
+    pod_security::validate(registry, a, obj).await?;
     node_restriction::validate(a, obj)?;
     // RBAC's escalation check (upstream runs it in the RBAC registry's strategy, just
     // before storage).

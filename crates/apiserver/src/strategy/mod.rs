@@ -9,6 +9,7 @@ mod pod;
 mod rbac;
 mod secret;
 mod service;
+mod settings;
 mod volume;
 mod workload;
 
@@ -101,6 +102,8 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
             kind: "ReplicationController",
         }),
         ("", "Secret") => Box::new(secret::SecretStrategy),
+        ("", "LimitRange") => Box::new(settings::LimitRangeStrategy),
+        ("settings.k8s.io", "PodPreset") => Box::new(settings::PodPresetStrategy),
         ("", "PersistentVolume" | "PersistentVolumeClaim") => Box::new(volume::VolumeStrategy),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
         ("", "Event") => generic(
