@@ -335,7 +335,9 @@ async fn kube_client_pagination_and_watch(c: &Cluster) {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
     let client = c.client().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    // A namespace of its own: `default` also holds kube-root-ca.crt.
+    c.ok(&["create", "namespace", "pages"]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "pages");
     let start = cms.list(&ListParams::default()).await.unwrap();
     let rv = start.metadata.resource_version.clone().unwrap();
     for i in 0..25 {

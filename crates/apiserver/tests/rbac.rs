@@ -33,7 +33,16 @@ async fn anonymous(c: &Cluster, method: &str, path: &str) -> (String, String) {
     let method = method.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")
-            .args(["-s", "--cacert"])
+            // Retried only when no answer came (a loaded machine), never on an HTTP code.
+            .args([
+                "-s",
+                "--retry",
+                "3",
+                "--retry-connrefused",
+                "--max-time",
+                "20",
+                "--cacert",
+            ])
             .arg(&ca)
             .args(["-X", &method, "-H", "Content-Type: application/json"])
             .args(
