@@ -222,7 +222,9 @@ impl Sources {
 pub struct Rbac {
     sources: std::sync::Mutex<Sources>,
     index: std::sync::RwLock<Arc<Index>>,
+    /// Set (after `sources` changed) when `index` is behind.
     dirty: AtomicBool,
+    rebuild: std::sync::Mutex<()>,
     synced: watch::Sender<u8>,
 }
 
@@ -238,6 +240,7 @@ impl Rbac {
             sources: Default::default(),
             index: Default::default(),
             dirty: AtomicBool::new(true),
+            rebuild: Default::default(),
             synced: watch::channel(0).0,
         });
         let mut tasks = Vec::new();
@@ -309,8 +312,14 @@ impl super::Follower for Rbac {
 }
 
 impl Rbac {
+    /// The index, rebuilt first if roles or bindings changed. Rebuilds are serialized: two
+    /// racing ones could otherwise store an older snapshot over a newer one, and leave it
+    /// there until the next change.
     fn index(&self) -> Arc<Index> {
-        if self.dirty.swap(false, Ordering::AcqRel) {
+        if self.dirty.load(Ordering::Acquire)
+            && let Ok(_one_at_a_time) = self.rebuild.lock()
+            && self.dirty.swap(false, Ordering::AcqRel)
+        {
             let fresh = match self.sources.lock() {
                 Ok(s) => Arc::new(s.index()),
                 Err(_) => return Arc::default(),
