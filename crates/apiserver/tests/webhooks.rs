@@ -35,6 +35,10 @@ fn answer(path: &str, review: &Value) -> Value {
     let uid = req["uid"].clone();
     let labels = &req["object"]["metadata"]["labels"];
     let response = match path {
+        "/validate" if req["oldObject"]["metadata"]["labels"]["protect"] == "true" => json!({
+            "uid": uid, "allowed": false,
+            "status": {"message": "protected"},
+        }),
         "/validate" if labels["deny"] == "true" => json!({
             "uid": uid, "allowed": false,
             "status": {"code": 403, "message": "configmaps labelled deny=true are not welcome"},
@@ -115,7 +119,7 @@ webhooks:
 - name: deny.example.com
   clientConfig: {{url: "https://127.0.0.1:{port}/validate", caBundle: "{ca}"}}
   rules:
-  - {{operations: [CREATE, UPDATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}
+  - {{operations: [CREATE, UPDATE, DELETE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}
   namespaceSelector:
     matchExpressions: [{{key: webhooks, operator: NotIn, values: [skip]}}]
   sideEffects: None
@@ -218,6 +222,31 @@ async fn webhooks_refuse_mutate_and_fail_as_upstream() {
         assert_eq!(req["namespace"], "default");
         assert_eq!(req["object"]["metadata"]["labels"]["deny"], "true");
     }
+    // Deletes are sent too, with the object deleted as oldObject.
+    c.ok(&["create", "configmap", "keep", "--from-literal=a=b"])
+        .await;
+    c.ok(&["label", "configmap", "keep", "protect=true"]).await;
+    let err = c.fails(&["delete", "configmap", "keep"]).await;
+    assert!(
+        err.contains(// No reason in the webhook's status: kubectl names none, as with upstream.
+        r#"Error from server: admission webhook "deny.example.com" denied the request: protected"#),
+        "{err}"
+    );
+    {
+        let got = reviews.lock().unwrap();
+        let r = got
+            .iter()
+            .find(|r| r["request"]["operation"] == "DELETE")
+            .expect("a review of the delete");
+        assert_eq!(r["request"]["object"], Value::Null);
+        assert_eq!(r["request"]["oldObject"]["metadata"]["name"], "keep");
+        assert_eq!(r["request"]["options"]["kind"], "DeleteOptions");
+    }
+    // Server-side dry runs are sent (the webhook has no side effects).
+    let err = c
+        .fails(&["create", "-f", &denied, "--dry-run=server"])
+        .await;
+    assert!(err.contains("denied the request"), "{err}");
     // A namespace the selector leaves out is not sent to the webhook.
     c.namespace("quiet").await;
     c.ok(&["label", "namespace", "quiet", "webhooks=skip"])

@@ -92,3 +92,9 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
     resource_quota::validate(registry, a, obj).await?;
     Ok(())
 }
+
+/// The validating plugins of a delete (`a.old` is the object deleted): only the webhooks, as
+/// the built-in plugins here judge only creates and updates.
+pub async fn validate_delete(registry: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
+    webhook::validate(registry, a, &Value::Null).await
+}

@@ -158,7 +158,12 @@ fn parse_selector(hook: &Value, key: &str) -> ApiResult<LabelSelector> {
 /// The object selector matches if the new or the old object's labels match (upstream).
 fn object_selector_matches(hook: &Value, a: &Attributes<'_>, obj: &Value) -> ApiResult<bool> {
     let sel = parse_selector(hook, "objectSelector")?;
-    Ok(sel.is_empty() || sel.matches(obj) || a.old.is_some_and(|o| sel.matches(o)))
+    Ok(sel.is_empty() || matches_either(&sel, a, obj))
+}
+
+/// Whether the new object (none on delete) or the old one matches.
+fn matches_either(sel: &LabelSelector, a: &Attributes<'_>, obj: &Value) -> bool {
+    (!obj.is_null() && sel.matches(obj)) || a.old.is_some_and(|o| sel.matches(o))
 }
 
 /// The namespace selector applies to namespaced objects (by their namespace's labels) and to
@@ -175,7 +180,7 @@ async fn namespace_selector_matches(
         return Ok(true);
     }
     if a.info.group.is_empty() && a.info.kind == "Namespace" {
-        return Ok(sel.matches(obj) || a.old.is_some_and(|o| sel.matches(o)));
+        return Ok(matches_either(&sel, a, obj));
     }
     if !a.info.namespaced || a.namespace.is_empty() {
         return Ok(true);
@@ -329,7 +334,7 @@ fn review(a: &Attributes<'_>, uid: &str, obj: &Value) -> Value {
         "name": a.name,
         "operation": a.operation.as_str(),
         "userInfo": user,
-        "object": if a.operation == Operation::Delete { Value::Null } else { obj.clone() },
+        "object": obj,
         "oldObject": a.old.cloned().unwrap_or(Value::Null),
         "dryRun": a.dry_run,
         "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind},
