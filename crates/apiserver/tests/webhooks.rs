@@ -96,6 +96,9 @@ async fn serve(cert: &str, key: &str, reviews: Reviews) -> (u16, tokio::task::Jo
                         let bytes = body.collect().await?.to_bytes();
                         let review: Value = serde_json::from_slice(&bytes).unwrap_or_default();
                         reviews.lock().unwrap().push(review.clone());
+                        if path == "/slow" {
+                            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        }
                         let out = answer(&path, &review).to_string();
                         Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(out))))
                     }
@@ -122,6 +125,18 @@ webhooks:
   - {{operations: [CREATE, UPDATE, DELETE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}
   namespaceSelector:
     matchExpressions: [{{key: webhooks, operator: NotIn, values: [skip]}}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: slow}}
+webhooks:
+- name: slow.example.com
+  clientConfig: {{url: "https://127.0.0.1:{port}/slow", caBundle: "{ca}"}}
+  rules:
+  - {{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [secrets]}}
+  timeoutSeconds: 1
   sideEffects: None
   admissionReviewVersions: [v1]
 ---
@@ -222,6 +237,19 @@ async fn webhooks_refuse_mutate_and_fail_as_upstream() {
         assert_eq!(req["namespace"], "default");
         assert_eq!(req["object"]["metadata"]["labels"]["deny"], "true");
     }
+    // Updates are sent.
+    let err = c
+        .fails(&["label", "configmap", "allowed", "deny=true", "--overwrite"])
+        .await;
+    assert!(err.contains("deny=true are not welcome"), "{err}");
+    // A webhook slower than its timeoutSeconds fails the call.
+    let err = c
+        .fails(&["create", "secret", "generic", "s", "--from-literal=a=b"])
+        .await;
+    assert!(
+        err.contains(&format!(r#"Internal error occurred: failed calling webhook "slow.example.com": failed to call webhook: Post "https://127.0.0.1:{port}/slow?timeout=1s": context deadline exceeded"#)),
+        "{err}"
+    );
     // Deletes are sent too, with the object deleted as oldObject.
     c.ok(&["create", "configmap", "keep", "--from-literal=a=b"])
         .await;
