@@ -199,6 +199,15 @@ async fn webhooks_refuse_mutate_and_fail_as_upstream() {
         ])
         .await;
     assert_eq!(m, "Never");
+    let table = c.ok(&["get", "validatingwebhookconfigurations"]).await;
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("WEBHOOKS"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("deny-config") && l.split_whitespace().nth(1) == Some("1")),
+        "{table}"
+    );
 
     // A denied ConfigMap: the webhook's message, as upstream words it (once the watch
     // cache has the configuration).
