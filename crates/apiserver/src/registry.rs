@@ -1134,6 +1134,18 @@ impl Registry {
             {
                 return Err(ApiError::conflict(info, name));
             }
+            // Upstream's delete validation: validating webhooks see the object deleted.
+            let attrs = crate::admission::Attributes {
+                operation: crate::admission::Operation::Delete,
+                info,
+                namespace: ns.unwrap_or(""),
+                name,
+                subresource: None,
+                old: Some(&obj),
+                user: crate::authn::current_user(),
+                dry_run,
+            };
+            crate::admission::validate_delete(self, &attrs).await?;
             let grace = self.grace_period(info, &obj, opts);
             let obj = with_propagation_finalizers(info, obj, opts.propagation.as_deref())?;
             if has_finalizers(&obj) || grace > 0 {

@@ -2,7 +2,8 @@
 //! storage need. Names come from `k8s-openapi`'s types so they cannot be misspelt.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+    authentication::v1 as authentication, authorization::v1 as authorization,
     autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
     certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
@@ -231,6 +232,9 @@ pub fn all() -> Vec<ResourceInfo> {
             .sub(&["status"]),
         // scheduling.k8s.io/v1
         priority_class_info(),
+        // admissionregistration.k8s.io/v1: the admission webhooks (see admission/webhook.rs)
+        ResourceInfo::of::<admissionregistration::MutatingWebhookConfiguration>(),
+        ResourceInfo::of::<admissionregistration::ValidatingWebhookConfiguration>(),
         // settings.k8s.io/v1alpha1: our own type (Kubernetes served it until 1.20)
         ResourceInfo::of::<crate::settings::PodPreset>(),
     ]

@@ -181,6 +181,14 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
         ],
         ("", "Endpoints") => vec![NAME, col("Endpoints", 0), col("Age", 0)],
         ("", "ServiceAccount") => vec![NAME, col("Secrets", 0), col("Age", 0)],
+        ("admissionregistration.k8s.io", _) => vec![
+            NAME,
+            Column {
+                kind: "integer",
+                ..col("Webhooks", 0)
+            },
+            col("Age", 0),
+        ],
         ("", "ResourceQuota") => vec![NAME, col("Age", 0), col("Request", 0), col("Limit", 0)],
         ("", "PersistentVolumeClaim") => vec![
             NAME,
@@ -689,6 +697,15 @@ fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                 json!(limit.join(", ")),
             ]
         }
+        ("admissionregistration.k8s.io", _) => vec![
+            name,
+            json!(
+                obj.get("webhooks")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            age,
+        ],
         ("", "ServiceAccount") => vec![
             name,
             json!(

@@ -65,6 +65,8 @@ macro_rules! with_type {
             ("authentication.k8s.io", "TokenReview") => Some($f::<k8s_openapi::api::authentication::v1::TokenReview>($($arg),*)),
             ("certificates.k8s.io", "CertificateSigningRequest") => Some($f::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>($($arg),*)),
             ("authentication.k8s.io", "SelfSubjectReview") => Some($f::<k8s_openapi::api::authentication::v1::SelfSubjectReview>($($arg),*)),
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => Some($f::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>($($arg),*)),
+            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => Some($f::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>($($arg),*)),
             ("settings.k8s.io", "PodPreset") => Some($f::<crate::settings::PodPreset>($($arg),*)),
             _ => None,
         }

@@ -19,6 +19,7 @@ pub mod priority;
 pub mod resource_quota;
 pub mod service_account;
 pub mod support;
+pub mod webhook;
 
 /// What a write does (admission's `Operation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +72,8 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
         priority::admit_pod(registry, obj).await?;
     }
     default_toleration_seconds::admit(a, obj);
+    // Last: webhooks see what the built-in plugins made of the object.
+    webhook::mutate(registry, a, obj).await?;
     Ok(())
 }
 
@@ -84,7 +87,14 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
     if let Some(authz) = registry.authorizer.get() {
         crate::authz::escalation::check(authz, a, obj)?;
     }
+    webhook::validate(registry, a, obj).await?;
     // Last: it charges quotas, so only writes every other plugin let through.
     resource_quota::validate(registry, a, obj).await?;
     Ok(())
+}
+
+/// The validating plugins of a delete (`a.old` is the object deleted): only the webhooks, as
+/// the built-in plugins here judge only creates and updates.
+pub async fn validate_delete(registry: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
+    webhook::validate(registry, a, &Value::Null).await
 }

@@ -2,6 +2,7 @@
 //! change, and which fields can be selected on. Kinds without special rules use
 //! [`Generic`]; each special kind has its own module.
 
+mod admissionregistration;
 mod certificates;
 mod job;
 mod namespace;
@@ -104,6 +105,9 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
         ("", "Secret") => Box::new(secret::SecretStrategy),
         ("", "LimitRange") => Box::new(settings::LimitRangeStrategy),
         ("settings.k8s.io", "PodPreset") => Box::new(settings::PodPresetStrategy),
+        ("admissionregistration.k8s.io", _) => Box::new(admissionregistration::WebhookStrategy {
+            mutating: info.kind == "MutatingWebhookConfiguration",
+        }),
         ("", "PersistentVolume" | "PersistentVolumeClaim") => Box::new(volume::VolumeStrategy),
         ("", "Node") => generic(false, false, &["spec.unschedulable"]),
         ("", "Event") => generic(
