@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "rkube.local/busybox:e2e";
+const CURL_IMAGE: &str = "rkube.local/curl:e2e";
 const NODE_IP: &str = "10.99.0.1";
 
 fn can_run() -> bool {
@@ -97,6 +98,33 @@ fn image_dir(data: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
         .args(["image", "build", IMAGE, "--busybox", "-o"])
         .arg(images.join("busybox.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The host's curl with the libraries it links (as ldd lists them): a real HTTPS client
+    // for a pod to call the API server with its ServiceAccount token.
+    let root = data.join("curl-root");
+    let ldd = Command::new("ldd").arg("/usr/bin/curl").output().unwrap();
+    let mut files = vec![std::path::PathBuf::from("/usr/bin/curl")];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.into());
+        }
+    }
+    for f in &files {
+        let to = root.join(f.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(f, &to).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["image", "build", CURL_IMAGE, "--busybox", "--dir"])
+        .arg(format!("{}:/", root.display()))
+        .arg("-o")
+        .arg(images.join("curl.tar"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -483,6 +511,37 @@ fn pods_reach_services_by_name_and_vip() {
     assert!(log.contains(&format!("Address: {vip}")), "{log}");
     assert!(log.contains("Address: 10.43.0.1"), "{log}");
     assert!(log.contains("API-OPEN"), "{log}");
+
+    // A program in a pod calls the API with the token its ServiceAccount volume holds, as
+    // InClusterConfig does (kubernetes.default.svc, the mounted ca.crt and token): RBAC
+    // lets it list pods and not read secrets.
+    node.ok(&["create", "serviceaccount", "reader"]);
+    node.ok(&[
+        "create",
+        "rolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let script = format!(
+        "for r in pods secrets; do \
+           curl -s -o /dev/null -w \"$r=%{{http_code}}\\n\" --cacert {sa}/ca.crt \
+             -H \"Authorization: Bearer $(cat {sa}/token)\" \
+             https://kubernetes.default.svc/api/v1/namespaces/$(cat {sa}/namespace)/$r; \
+         done"
+    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "incluster"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "serviceAccountName": "reader",
+            "containers": [{"name": "c", "image": CURL_IMAGE, "imagePullPolicy": "Never",
+                "env": [{"name": "LD_LIBRARY_PATH",
+                    "value": "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu"}],
+                "command": ["sh", "-c", script]}]},
+    });
+    let log = node.run_manifest("incluster", &pod.to_string());
+    assert_eq!(log.trim(), "pods=200\nsecrets=403", "{log}");
 
     // ClientIP affinity pins a client to one replica.
     node.ok(&[
