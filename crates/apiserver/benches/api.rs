@@ -63,6 +63,7 @@ fn serve(dir: &str) {
             encryption_config: None,
             audit_policy: None,
             audit_log: None,
+            disable_admission_plugins: Vec::new(),
         })
         .await
         .unwrap();

@@ -40,6 +40,8 @@ pub struct Registry {
     pub event_ttl: std::time::Duration,
     /// The authorizer, for admission's RBAC escalation checks; unset: authorization is off.
     pub authorizer: std::sync::OnceLock<Arc<crate::authz::Authorizer>>,
+    /// Admission plugins turned off (`--disable-admission-plugins`).
+    pub disabled_admission: std::collections::HashSet<String>,
     /// Encryption at rest (`--encryption-provider-config`); `None`: everything is plain.
     pub encryption: Option<Arc<EncryptionConfig>>,
 }
@@ -396,6 +398,7 @@ impl Registry {
             store,
             event_ttl,
             authorizer: Default::default(),
+            disabled_admission: Default::default(),
             encryption: None,
         }
     }
@@ -432,6 +435,21 @@ impl Registry {
             .map_err(|e| ApiError::from_store(info, name, e))?
             .ok_or_else(|| ApiError::not_found(info, name))?;
         decode(self.transformer(info).as_deref(), info, &kv)
+    }
+
+    /// An object as the watch cache holds it, without waiting for the cache to catch up (how
+    /// upstream's admission plugins read through listers); a miss reads the store, so an
+    /// object created a moment ago is still found.
+    pub async fn get_cached(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Value> {
+        match self.cache.get(&Self::key(info, ns, name)) {
+            Some(kv) => decode(self.transformer(info).as_deref(), info, &kv),
+            None => self.get(info, ns, name).await,
+        }
     }
 
     /// The stored objects matching `q` (raw), the list's revision and the continue token.

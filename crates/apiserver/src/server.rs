@@ -41,6 +41,8 @@ pub struct Config {
     pub audit_policy: Option<PathBuf>,
     /// Where audit events go (`--audit-log-path`; `-` is stdout).
     pub audit_log: Option<PathBuf>,
+    /// Admission plugins to turn off (`--disable-admission-plugins`), by upstream's names.
+    pub disable_admission_plugins: Vec<String>,
 }
 
 /// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
@@ -122,10 +124,18 @@ impl Server {
             format!("{host}:{}", addr.port()),
             config.event_ttl,
         );
+        for p in &config.disable_admission_plugins {
+            anyhow::ensure!(
+                crate::admission::PLUGINS.contains(&p.as_str()),
+                "unknown admission plugin {p:?}; the plugins are {}",
+                crate::admission::PLUGINS.join(", ")
+            );
+        }
         // The registry is not shared yet: nothing has read through it.
-        Arc::get_mut(&mut state.registry)
-            .context("the registry is already shared")?
-            .encryption = encryption;
+        let registry =
+            Arc::get_mut(&mut state.registry).context("the registry is already shared")?;
+        registry.encryption = encryption;
+        registry.disabled_admission = config.disable_admission_plugins.iter().cloned().collect();
         // As upstream, events are written only with both a policy and a log path.
         if let (Some(policy), Some(log)) = (&config.audit_policy, &config.audit_log) {
             let policy = crate::audit::Policy::load(policy)?;

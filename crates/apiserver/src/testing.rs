@@ -56,6 +56,7 @@ impl Cluster {
             encryption_config: None,
             audit_policy: None,
             audit_log: None,
+            disable_admission_plugins: Vec::new(),
         };
         f(&mut config);
         let server = Server::start(config.clone()).await.unwrap();

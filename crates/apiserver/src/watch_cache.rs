@@ -253,6 +253,16 @@ impl WatchCache {
         reached.unwrap_or(false)
     }
 
+    /// One object as the cache has it now (no waiting: a lister's read); `None` when the
+    /// cache is not ready or does not hold it.
+    pub fn get(&self, key: &str) -> Option<KeyValue> {
+        let i = self.read();
+        if !i.ready {
+            return None;
+        }
+        i.objects.get(key).cloned()
+    }
+
     /// The objects under `prefix` from `start` (inclusive), if the cache is at `at` (or at
     /// any revision when `at` is `None`).
     pub fn snapshot(&self, prefix: &str, start: Option<&str>, at: Option<i64>) -> Option<Snapshot> {

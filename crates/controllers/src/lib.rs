@@ -1,6 +1,7 @@
 //! rkube's kube-controller-manager: the controllers that drive actual state toward desired
 //! state, on one informer / work-queue framework, behind leader election.
 
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod csrapproving;
 pub mod csrsigning;
@@ -43,6 +44,7 @@ use k8s_openapi::api::core::v1::{
     ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::{Api, Client};
 
 use crate::informer::Informer;
@@ -253,6 +255,16 @@ pub async fn run_controllers(client: Client, options: Options) {
     if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(WORKERS)));
     }
+    // Aggregated ClusterRoles (admin, edit, view, and any a user makes) follow their parts.
+    let cluster_roles = Informer::<ClusterRole>::start(Api::all(client.clone()));
+    informers.push(cluster_roles.stopper());
+    tasks.push(tokio::spawn(
+        clusterroleaggregation::ClusterRoleAggregationController::new(
+            client.clone(),
+            cluster_roles,
+        )
+        .run(1),
+    ));
     // Node client certificates: approved for bootstrap-token users, signed with the CA.
     let csrs = Informer::<CertificateSigningRequest>::start(Api::all(client.clone()));
     informers.push(csrs.stopper());

@@ -545,6 +545,7 @@ async fn two_api_servers_over_one_etcd_charge_exactly() {
             encryption_config: None,
             audit_policy: None,
             audit_log: None,
+            disable_admission_plugins: Vec::new(),
         })
         .await
         .unwrap();

@@ -27,6 +27,9 @@ pub struct ServerArgs {
     /// `Node,RBAC` (default) or `AlwaysAllow` (no authorization: for measurements only).
     #[arg(long, default_value = "Node,RBAC", value_parser = parse_authorization_mode)]
     authorization_mode: apiserver::AuthorizationMode,
+    /// Admission plugins to turn off, comma-separated (e.g. PodSecurity,ResourceQuota).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
     /// Static bearer tokens: lines of `token,user,uid[,"group1,group2"]`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -96,6 +99,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             encryption_config,
             audit_policy: args.audit_policy_file.clone(),
             audit_log: args.audit_log_path.clone(),
+            disable_admission_plugins: args.disable_admission_plugins.clone(),
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same

@@ -64,37 +64,82 @@ impl Attributes<'_> {
 
 /// The mutating plugins, in order; each may change `obj` or refuse the write.
 pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
-    namespace_lifecycle::admit(registry, a, obj).await?;
-    limit_ranger::admit(registry, a, obj).await?;
-    service_account::admit(registry, a, obj).await?;
-    pod_preset::admit(registry, a, obj).await?;
-    if a.operation == Operation::Create && a.is_core("Pod") {
+    let on = |plugin: &str| !registry.disabled_admission.contains(plugin);
+    if on("NamespaceLifecycle") {
+        namespace_lifecycle::admit(registry, a, obj).await?;
+    }
+    if on("LimitRanger") {
+        limit_ranger::admit(registry, a, obj).await?;
+    }
+    if on("ServiceAccount") {
+        service_account::admit(registry, a, obj).await?;
+    }
+    if on("PodPreset") {
+        pod_preset::admit(registry, a, obj).await?;
+    }
+    if on("Priority") && a.operation == Operation::Create && a.is_core("Pod") {
         priority::admit_pod(registry, obj).await?;
     }
-    default_toleration_seconds::admit(a, obj);
+    if on("DefaultTolerationSeconds") {
+        default_toleration_seconds::admit(a, obj);
+    }
     // Last: webhooks see what the built-in plugins made of the object.
-    webhook::mutate(registry, a, obj).await?;
+    if on("MutatingAdmissionWebhook") {
+        webhook::mutate(registry, a, obj).await?;
+    }
     Ok(())
 }
 
 /// The validating plugins, in order; each may refuse the write.
 pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
-    limit_ranger::validate(registry, a, obj).await?;
-    pod_security::validate(registry, a, obj).await?;
-    node_restriction::validate(a, obj)?;
+    let on = |plugin: &str| !registry.disabled_admission.contains(plugin);
+    if on("LimitRanger") {
+        limit_ranger::validate(registry, a, obj).await?;
+    }
+    if on("PodSecurity") {
+        pod_security::validate(registry, a, obj).await?;
+    }
+    if on("NodeRestriction") {
+        node_restriction::validate(a, obj)?;
+    }
     // RBAC's escalation check (upstream runs it in the RBAC registry's strategy, just
-    // before storage).
+    // before storage, so it is no plugin to disable).
     if let Some(authz) = registry.authorizer.get() {
         crate::authz::escalation::check(authz, a, obj)?;
     }
-    webhook::validate(registry, a, obj).await?;
+    if on("ValidatingAdmissionWebhook") {
+        webhook::validate(registry, a, obj).await?;
+    }
     // Last: it charges quotas, so only writes every other plugin let through.
-    resource_quota::validate(registry, a, obj).await?;
+    if on("ResourceQuota") {
+        resource_quota::validate(registry, a, obj).await?;
+    }
     Ok(())
 }
 
 /// The validating plugins of a delete (`a.old` is the object deleted): only the webhooks, as
 /// the built-in plugins here judge only creates and updates.
 pub async fn validate_delete(registry: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
+    if registry
+        .disabled_admission
+        .contains("ValidatingAdmissionWebhook")
+    {
+        return Ok(());
+    }
     webhook::validate(registry, a, &Value::Null).await
 }
+
+/// Every plugin's name, as `--disable-admission-plugins` takes them.
+pub const PLUGINS: &[&str] = &[
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "PodPreset",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "MutatingAdmissionWebhook",
+    "PodSecurity",
+    "NodeRestriction",
+    "ValidatingAdmissionWebhook",
+    "ResourceQuota",
+];

@@ -24,8 +24,9 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiR
         return Ok(());
     }
     let ns_info = crate::resources::namespace_info();
-    // A live read: a namespace created or deleted a moment ago must be seen as it is.
-    let ns = match registry.get(&ns_info, None, a.namespace).await {
+    // From the cache, as upstream's lister (a miss reads the store: a namespace created a
+    // moment ago is found). A store read per write would cost a write's worth of SQLite time.
+    let ns = match registry.get_cached(&ns_info, None, a.namespace).await {
         Ok(ns) => ns,
         Err(e) if e.code == 404 => return Err(ApiError::not_found(&ns_info, a.namespace)),
         Err(e) => return Err(e),

@@ -90,7 +90,7 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
         return Ok(());
     }
     let ns_info = crate::resources::namespace_info();
-    let ns = match registry.get(&ns_info, None, a.namespace).await {
+    let ns = match registry.get_cached(&ns_info, None, a.namespace).await {
         Ok(ns) => ns,
         // The namespace plugin answers for missing namespaces.
         Err(e) if e.code == 404 => return Ok(()),

@@ -187,7 +187,7 @@ async fn namespace_selector_matches(
     }
     if cached.is_none() {
         let info = crate::resources::by_kind("", "Namespace")?;
-        *cached = Some(registry.get(info, None, a.namespace).await?);
+        *cached = Some(registry.get_cached(info, None, a.namespace).await?);
     }
     Ok(cached.as_ref().is_some_and(|ns| sel.matches(ns)))
 }

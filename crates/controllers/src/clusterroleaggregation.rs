@@ -1,0 +1,120 @@
+//! The ClusterRole aggregation controller (Kubernetes' `pkg/controller/clusterroleaggregation`):
+//! a ClusterRole with an `aggregationRule` gets the rules of every ClusterRole its selectors
+//! match, kept in step as those change. So a ClusterRole labelled
+//! `rbac.authorization.k8s.io/aggregate-to-view: "true"` extends `view` (and `edit`, `admin`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+use crate::informer::{Change, Informer, key_of};
+use crate::queue::{WorkQueue, run_workers};
+
+pub struct ClusterRoleAggregationController {
+    client: Client,
+    roles: Informer<ClusterRole>,
+    queue: Arc<WorkQueue>,
+}
+
+/// Whether `labels` satisfy a selector (matchLabels and the set-based expressions).
+fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        let have = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => have.is_some_and(|v| values.contains(v)),
+            "NotIn" => have.is_none_or(|v| !values.contains(v)),
+            "Exists" => have.is_some(),
+            "DoesNotExist" => have.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+impl ClusterRoleAggregationController {
+    pub fn new(client: Client, roles: Informer<ClusterRole>) -> Arc<Self> {
+        let c = Arc::new(ClusterRoleAggregationController {
+            client,
+            roles,
+            queue: WorkQueue::new(),
+        });
+        let me = c.clone();
+        // Any role's change may change what an aggregated role should hold: queue them all.
+        c.roles.on_change(move |_ch: &Change<ClusterRole>| {
+            for r in me.roles.list() {
+                if r.aggregation_rule.is_some() {
+                    me.queue.add(key_of(r.as_ref()));
+                }
+            }
+        });
+        c
+    }
+
+    pub async fn run(self: Arc<Self>, workers: usize) {
+        self.roles.wait_synced().await;
+        let me = self.clone();
+        run_workers(
+            "clusterrole-aggregation",
+            self.queue.clone(),
+            workers,
+            move |key| {
+                let me = me.clone();
+                async move { me.sync(&key).await }
+            },
+        )
+        .await;
+    }
+
+    async fn sync(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+        let Some(role) = self.roles.get(None, name) else {
+            return Ok(None);
+        };
+        let Some(rule) = &role.aggregation_rule else {
+            return Ok(None);
+        };
+        let selectors = rule.cluster_role_selectors.clone().unwrap_or_default();
+        let mut sources: Vec<Arc<ClusterRole>> = self
+            .roles
+            .list()
+            .into_iter()
+            .filter(|r| r.metadata.name.as_deref() != Some(name))
+            .filter(|r| {
+                let labels = r.metadata.labels.clone().unwrap_or_default();
+                selectors.iter().any(|s| matches(s, &labels))
+            })
+            .collect();
+        // Upstream's order: by name, rules deduplicated in that order.
+        sources.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut rules: Vec<PolicyRule> = Vec::new();
+        for r in sources {
+            for rule in r.rules.iter().flatten() {
+                if !rules.contains(rule) {
+                    rules.push(rule.clone());
+                }
+            }
+        }
+        if role.rules.as_ref().unwrap_or(&Vec::new()) == &rules {
+            return Ok(None);
+        }
+        let mut updated = (*role).clone();
+        updated.rules = Some(rules);
+        Api::<ClusterRole>::all(self.client.clone())
+            .replace(name, &PostParams::default(), &updated)
+            .await
+            .context("writing the aggregated rules")?;
+        tracing::info!(clusterrole = name, "aggregated rules updated");
+        Ok(None)
+    }
+}
