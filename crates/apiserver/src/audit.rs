@@ -373,21 +373,6 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn user_json(u: &UserInfo) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("username".into(), json!(u.name));
-    if !u.uid.is_empty() {
-        m.insert("uid".into(), json!(u.uid));
-    }
-    if !u.groups.is_empty() {
-        m.insert("groups".into(), json!(u.groups));
-    }
-    if !u.extra.is_empty() {
-        m.insert("extra".into(), json!(u.extra));
-    }
-    Value::Object(m)
-}
-
 /// Starts a request's audit: its ID, and when the policy audits it, the event's common
 /// fields, the `RequestReceived` stage, and a slot for the body.
 pub fn begin<B>(
@@ -444,7 +429,7 @@ pub fn begin<B>(
         ),
     );
     base.insert("verb".into(), json!(ri.verb));
-    base.insert("user".into(), user_json(&user));
+    base.insert("user".into(), user.to_json());
     let mut ips: Vec<String> = req
         .headers()
         .get("x-forwarded-for")

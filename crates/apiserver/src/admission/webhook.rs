@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -301,20 +301,7 @@ fn static_reason(reason: &str) -> &'static str {
 fn review(a: &Attributes<'_>, uid: &str, obj: &Value) -> Value {
     let info = a.info;
     let user = match &a.user {
-        Some(u) => {
-            let mut m = Map::new();
-            m.insert("username".into(), json!(u.name));
-            if !u.uid.is_empty() {
-                m.insert("uid".into(), json!(u.uid));
-            }
-            if !u.groups.is_empty() {
-                m.insert("groups".into(), json!(u.groups));
-            }
-            if !u.extra.is_empty() {
-                m.insert("extra".into(), json!(u.extra));
-            }
-            Value::Object(m)
-        }
+        Some(u) => u.to_json(),
         // The API server's own writes (upstream's loopback identity).
         None => json!({"username": "system:apiserver", "groups": ["system:masters"]}),
     };

@@ -52,6 +52,23 @@ impl UserInfo {
         self
     }
 
+    /// As Kubernetes writes a user in reviews, audit events and AdmissionReviews: empty
+    /// fields left out.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("username".into(), serde_json::json!(self.name));
+        if !self.uid.is_empty() {
+            m.insert("uid".into(), serde_json::json!(self.uid));
+        }
+        if !self.groups.is_empty() {
+            m.insert("groups".into(), serde_json::json!(self.groups));
+        }
+        if !self.extra.is_empty() {
+            m.insert("extra".into(), serde_json::json!(self.extra));
+        }
+        serde_json::Value::Object(m)
+    }
+
     pub fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
     }
@@ -190,13 +207,7 @@ pub async fn token_review(
         .await?
     {
         Some(u) => {
-            let mut user = json!({"username": u.name, "groups": u.groups});
-            if !u.uid.is_empty() {
-                user["uid"] = json!(u.uid);
-            }
-            if !u.extra.is_empty() {
-                user["extra"] = json!(u.extra);
-            }
+            let user = u.to_json();
             json!({"authenticated": true, "user": user, "audiences": state.authenticator.audiences})
         }
         None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),

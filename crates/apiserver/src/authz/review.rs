@@ -68,17 +68,6 @@ fn access_status(decision: Decision) -> Value {
     }
 }
 
-fn user_info_json(u: &UserInfo) -> Value {
-    let mut v = json!({"username": u.name, "groups": u.groups});
-    if !u.uid.is_empty() {
-        v["uid"] = json!(u.uid);
-    }
-    if !u.extra.is_empty() {
-        v["extra"] = json!(u.extra);
-    }
-    v
-}
-
 /// Answers a review created by `user`; `namespace` is the URL's (LocalSubjectAccessReview).
 pub fn create(
     authz: Option<&Authorizer>,
@@ -89,7 +78,7 @@ pub fn create(
 ) -> ApiResult<Value> {
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
     let status = match info.kind {
-        "SelfSubjectReview" => json!({"userInfo": user_info_json(user)}),
+        "SelfSubjectReview" => json!({"userInfo": user.to_json()}),
         "SelfSubjectAccessReview" => {
             let a = spec_attributes(info, &spec, user.clone())?;
             access_status(decide(authz, &a))
