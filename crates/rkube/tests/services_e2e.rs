@@ -793,13 +793,15 @@ spec:
 "#,
     );
     node.eventually(90, "an echo endpoint on each node", || {
-        let out = node.ok(&[
+        // The Endpoints object may not exist yet: the controller makes it after the Service.
+        let out = node.kubectl(&[
             "get",
             "endpoints",
             "echo",
             "-o",
             "jsonpath={.subsets[*].addresses[*].nodeName}",
         ]);
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut nodes: Vec<&str> = out.split_whitespace().collect();
         nodes.sort();
         (nodes == ["e2e", "e2e-2"]).then_some(())
