@@ -1,12 +1,23 @@
 //! What authorization and admission cost: pod creates per second by a non-admin user
 //! (client certificate; RBAC grants it `edit` in its namespace) with 1,000 Roles and 1,000
 //! RoleBindings in the cluster, on a server with `--authorization-mode Node,RBAC` and every
-//! admission plugin, and on one with `AlwaysAllow` and every admission plugin disabled,
-//! alternated in one run. (Both authenticate the certificate: TLS needs it either way.)
+//! admission plugin ("on"), and on one with `AlwaysAllow` and every admission plugin
+//! disabled ("off"), alternated in one run. (Both authenticate the certificate: TLS needs it
+//! either way.)
+//!
+//! Admission more than doubles each pod (the ServiceAccount's token volume and mounts,
+//! priority, default tolerations), and everything after it (encoding, the store, the reply,
+//! the client's decoding) costs by size. So "off" runs twice: with the pod as the user
+//! writes it, and with the pod already as admission leaves it. Against the second, "on"
+//! stores the very same pods and the difference is what authorization and admission
+//! themselves cost; against the first, it is also what storing bigger pods costs. Each
+//! round also reports the process's CPU time per create (servers and clients together).
 //!
 //!     cargo bench -p rkube-apiserver --bench authz
 //!
-//! `RKUBE_BENCH_PODS` (default 3000) pods per round, five rounds per mode, alternated.
+//! `RKUBE_BENCH_PODS` (default 3000) pods per round, `RKUBE_BENCH_ROUNDS` (default 5)
+//! rounds per arm, alternated. For profiling, `RKUBE_BENCH_ONLY=on|off|admitted` runs one
+//! arm alone; `RKUBE_BENCH_ON_DISABLE=Plugin,...` turns plugins off in "on" too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that fails should stop loudly
 
 use std::sync::Arc;
@@ -26,12 +37,11 @@ fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).unwrap()
 }
 
-async fn client_for(c: &Cluster, path: &std::path::Path) -> kube::Client {
+async fn client_for(path: &std::path::Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(path).unwrap();
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
-    let _ = c;
     kube::Client::try_from(cfg).unwrap()
 }
 
@@ -132,11 +142,64 @@ async fn wait_allowed(client: &kube::Client) -> Duration {
     }
 }
 
-/// Creates `n` pods with 64 clients; returns creates per second.
-async fn creates(client: &kube::Client, round: usize, n: usize) -> f64 {
+/// The process's CPU time so far (user + system; servers and clients share the process).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10) // USER_HZ is 100 on Linux
+}
+
+/// A round's figures: creates per second, and CPU microseconds per create.
+struct Round {
+    rate: f64,
+    cpu_us: f64,
+}
+
+/// The pod the bench creates: as a user writes it, or (`admitted`) already carrying what
+/// the admission chain adds (the ServiceAccount's token volume and mounts, priority,
+/// default tolerations), which more than doubles its size.
+fn bench_pod(name: String, admitted: bool) -> Pod {
+    let mut pod = serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1.0",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+    });
+    if admitted {
+        let volume = "kube-api-access-bench0";
+        let spec = &mut pod["spec"];
+        spec["containers"][0]["volumeMounts"] = serde_json::json!([{"name": volume,
+            "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
+        spec["serviceAccountName"] = "default".into();
+        spec["serviceAccount"] = "default".into();
+        spec["priority"] = 0.into();
+        spec["preemptionPolicy"] = "PreemptLowerPriority".into();
+        spec["tolerations"] =
+            serde_json::json!(["not-ready", "unreachable"].map(|t| serde_json::json!({
+            "key": format!("node.kubernetes.io/{t}"), "operator": "Exists",
+            "effect": "NoExecute", "tolerationSeconds": 300})));
+        spec["volumes"] = serde_json::json!([{"name": volume, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}}]);
+    }
+    obj(pod)
+}
+
+/// Creates `n` pods with 64 clients.
+async fn creates(client: &kube::Client, round: usize, n: usize, admitted: bool) -> Round {
     let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let cpu = cpu_time();
     let tasks: Vec<_> = (0..CREATORS)
         .map(|_| {
             let (api, next) = (api.clone(), next.clone());
@@ -146,11 +209,8 @@ async fn creates(client: &kube::Client, round: usize, n: usize) -> f64 {
                     if i >= n {
                         break;
                     }
-                    let pod: Pod = obj(serde_json::json!({
-                        "metadata": {"name": format!("p-{round}-{i:05}"), "labels": {"app": "bench"}},
-                        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1.0",
-                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
-                    }));
+                    let pod =
+                        bench_pod(format!("p-{round}-{i:05}-{}", u8::from(admitted)), admitted);
                     api.create(&PostParams::default(), &pod).await.unwrap();
                 }
             })
@@ -159,7 +219,10 @@ async fn creates(client: &kube::Client, round: usize, n: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    Round {
+        rate: n as f64 / start.elapsed().as_secs_f64(),
+        cpu_us: (cpu_time() - cpu).as_secs_f64() * 1e6 / n as f64,
+    }
 }
 
 fn main() {
@@ -194,8 +257,8 @@ fn main() {
         );
         let user = |c: &Cluster| c.kubeconfig_as("bench", &["bench-group"]);
         let (on_client, off_client) = (
-            client_for(&on, &user(&on)).await,
-            client_for(&off, &user(&off)).await,
+            client_for(&user(&on)).await,
+            client_for(&user(&off)).await,
         );
         let waited = wait_allowed(&on_client).await;
         println!(
@@ -203,31 +266,65 @@ fn main() {
             waited.as_secs_f64() * 1000.0
         );
         // Warm both (connections, caches), then alternate rounds.
-        creates(&on_client, 0, 200).await;
-        creates(&off_client, 0, 200).await;
-        let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
+        creates(&on_client, 0, 200, false).await;
+        creates(&off_client, 0, 200, false).await;
+        let (mut on, mut off, mut off_admitted) = (Vec::new(), Vec::new(), Vec::new());
         let rounds: usize = std::env::var("RKUBE_BENCH_ROUNDS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(5);
+        if let Ok(arm) = std::env::var("RKUBE_BENCH_ONLY") {
+            for round in 1..=rounds {
+                let r = match arm.as_str() {
+                    "on" => creates(&on_client, round, pods, false).await,
+                    "off" => creates(&off_client, round, pods, false).await,
+                    "admitted" => creates(&off_client, round, pods, true).await,
+                    _ => panic!("RKUBE_BENCH_ONLY is on, off or admitted"),
+                };
+                println!(
+                    "{arm} round {round}: {:.0} creates/s, {:.0} µs CPU per create",
+                    r.rate, r.cpu_us
+                );
+            }
+            return;
+        }
         for round in 1..=rounds {
-            off_rates.push(creates(&off_client, round, pods).await);
-            on_rates.push(creates(&on_client, round, pods).await);
+            off.push(creates(&off_client, round, pods, false).await);
+            on.push(creates(&on_client, round, pods, false).await);
+            off_admitted.push(creates(&off_client, round, pods, true).await);
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let (on_mean, off_mean) = (mean(&on_rates), mean(&off_rates));
-        println!("pod creates/s by a non-admin user, {CREATORS} clients, {pods} pods per round:");
-        println!("  off: AlwaysAllow, every admission plugin disabled: {off_rates:.0?}  mean {off_mean:.0}");
-        let on_label = if on_disabled_names.is_empty() {
-            "Node,RBAC and the whole admission chain".to_string()
-        } else {
-            format!("Node,RBAC, admission without {on_disabled_names}")
+        let rates = |r: &[Round]| r.iter().map(|r| r.rate).collect::<Vec<_>>();
+        let show = |label: &str, r: &[Round]| {
+            let cpu = mean(&r.iter().map(|r| r.cpu_us).collect::<Vec<_>>());
+            println!(
+                "  {label}: {:.0?}  mean {:.0}  ({cpu:.0} µs CPU per create, clients included)",
+                rates(r),
+                mean(&rates(r))
+            );
+            mean(&rates(r))
         };
-        println!("  on:  {on_label}: {on_rates:.0?}  mean {on_mean:.0}");
+        println!("pod creates/s by a non-admin user, {CREATORS} clients, {pods} pods per round:");
+        let off_mean = show("off: AlwaysAllow, every admission plugin disabled", &off);
+        let off_admitted_mean = show(
+            "off, sent as admission leaves a pod (token volume, priority, tolerations)",
+            &off_admitted,
+        );
+        let on_label = if on_disabled_names.is_empty() {
+            "on:  Node,RBAC and the whole admission chain".to_string()
+        } else {
+            format!("on:  Node,RBAC, admission without {on_disabled_names}")
+        };
+        let on_mean = show(&on_label, &on);
         println!(
-            "  overhead of \"on\": {:+.1}% (throughput ratio {:.3})",
+            "  overhead of \"on\" against \"off\": {:+.1}% (throughput ratio {:.3})",
             (off_mean / on_mean - 1.0) * 100.0,
             on_mean / off_mean
+        );
+        println!(
+            "  overhead of \"on\" against \"off\" storing the same pods: {:+.1}% (throughput ratio {:.3})",
+            (off_admitted_mean / on_mean - 1.0) * 100.0,
+            on_mean / off_admitted_mean
         );
     });
 }

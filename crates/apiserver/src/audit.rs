@@ -387,7 +387,7 @@ pub fn begin<B>(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 256)
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(|| crate::meta::new_uid().to_string());
     let Some(auditor) = auditor else {
         return Audit {
             id,

@@ -45,13 +45,17 @@ pub fn human_age(ts: Option<&str>) -> String {
     }
 }
 
+/// A new random (version 4) UUID: object uids, audit and review ids. From the thread's
+/// generator (seeded from the OS), not a system call per object.
+pub fn new_uid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// The random suffix for `generateName` (Kubernetes' alphabet, no vowels or look-alikes).
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4()
-        .as_bytes()
+    rand::random::<[u8; 5]>()
         .iter()
-        .take(5)
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
 }

@@ -452,6 +452,34 @@ impl Registry {
         }
     }
 
+    /// Every object of a kind (in `ns`, or all) as the watch cache holds it now, decoded,
+    /// without a list around them: what upstream's admission plugins read from listers.
+    /// Before the cache is ready, the store answers.
+    pub async fn cached_objects(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+    ) -> ApiResult<Vec<Value>> {
+        let tf = self.transformer(info);
+        match self.cache.snapshot(&Self::prefix(info, ns), None, None) {
+            Some(snap) => snap
+                .kvs
+                .iter()
+                .map(|kv| decode(tf.as_deref(), info, kv))
+                .collect(),
+            None => {
+                let q = ListQuery {
+                    resource_version: Some("0".into()),
+                    ..Default::default()
+                };
+                let (kvs, _, _) = self.list_matching(info, ns, &q).await?;
+                kvs.iter()
+                    .map(|kv| decode(tf.as_deref(), info, kv))
+                    .collect()
+            }
+        }
+    }
+
     /// The stored objects matching `q` (raw), the list's revision and the continue token.
     async fn list_matching(
         &self,
@@ -746,7 +774,7 @@ impl Registry {
             _ => name,
         };
         m.insert("name".into(), json!(name));
-        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("uid".into(), json!(meta::new_uid().to_string()));
         m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
         for k in [
             "resourceVersion",

@@ -40,9 +40,7 @@ fn in_range(ip: Ipv4Addr) -> bool {
 
 /// A pseudo-random start point, so allocation does not always scan from the bottom.
 fn random_u32() -> u32 {
-    let b = uuid::Uuid::new_v4();
-    let b = b.as_bytes();
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    rand::random()
 }
 
 async fn claim(store: &Arc<dyn Store>, key: &str, owner: &str) -> ApiResult<bool> {

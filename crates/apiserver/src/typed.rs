@@ -76,7 +76,8 @@ macro_rules! with_type {
 fn round_trip_as<T: serde::Serialize + serde::de::DeserializeOwned>(
     obj: &Value,
 ) -> Result<Value, String> {
-    let t: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    // From the borrowed tree: cloning the object first cost as much as decoding it.
+    let t = <T as serde::Deserialize>::deserialize(obj).map_err(|e| e.to_string())?;
     serde_json::to_value(t).map_err(|e| e.to_string())
 }
 
@@ -94,34 +95,60 @@ pub fn json_schema(info: &ResourceInfo) -> Option<Value> {
     with_type!(info, schema_as())
 }
 
+/// A step of a field path: a key or a list index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
 /// Paths (`spec.replica`) present in `original` but not in `typed`: the unknown fields.
-/// Nulls are not fields.
-fn dropped(original: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+/// Nulls are not fields. The path is kept as steps and spelled only for a field reported.
+fn dropped<'a>(
+    original: &'a Value,
+    typed: &Value,
+    path: &mut Vec<Step<'a>>,
+    out: &mut Vec<String>,
+) {
     match (original, typed) {
         (Value::Object(o), Value::Object(t)) => {
             for (k, v) in o {
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                path.push(Step::Key(k));
                 match t.get(k) {
-                    Some(tv) => dropped(v, tv, &p, out),
+                    Some(tv) => dropped(v, tv, path, out),
                     None if is_empty(v) => {}
-                    None => out.push(p),
+                    None => out.push(spell(path)),
                 }
+                path.pop();
             }
         }
         (Value::Array(o), Value::Array(t)) => {
             for (i, (ov, tv)) in o.iter().zip(t).enumerate() {
-                dropped(ov, tv, &format!("{path}[{i}]"), out);
+                path.push(Step::Index(i));
+                dropped(ov, tv, path, out);
+                path.pop();
             }
         }
         _ => {}
     }
+}
+
+/// `spec.containers[0].foo`, as Kubernetes' decoding errors name a field.
+fn spell(path: &[Step<'_>]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if s.is_empty() => s.push_str(k),
+            Step::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
 }
 
 /// Values the typed encoding leaves out even for known fields (empty optional lists/maps).
@@ -180,7 +207,7 @@ pub fn decode(info: &ResourceInfo, obj: Value, validation: FieldValidation) -> A
     let typed = result.map_err(cannot)?;
     if validation != FieldValidation::Ignore {
         let mut unknown = Vec::new();
-        dropped(&obj, &typed, "", &mut unknown);
+        dropped(&obj, &typed, &mut Vec::new(), &mut unknown);
         let list: Vec<String> = unknown
             .iter()
             .map(|u| format!("unknown field \"{u}\""))
@@ -203,13 +230,19 @@ pub fn decode(info: &ResourceInfo, obj: Value, validation: FieldValidation) -> A
 fn reorder_like(original: &Value, typed: Value) -> Value {
     match (original, typed) {
         (Value::Object(o), Value::Object(mut t)) => {
+            // Taking values out in place (not removing keys, which shifts the rest of an
+            // ordered map each time) keeps this linear in the object's size.
             let mut out = Map::new();
             for (k, ov) in o {
-                if let Some(tv) = t.remove(k) {
-                    out.insert(k.clone(), reorder_like(ov, tv));
+                if let Some(tv) = t.get_mut(k) {
+                    out.insert(k.clone(), reorder_like(ov, tv.take()));
                 }
             }
-            out.extend(t);
+            for (k, tv) in t {
+                if !o.contains_key(&k) {
+                    out.insert(k, tv);
+                }
+            }
             Value::Object(out)
         }
         (Value::Array(o), Value::Array(t)) => {

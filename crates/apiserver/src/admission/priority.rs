@@ -23,14 +23,15 @@ pub const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
 
 /// Sets `spec.priority` and `spec.preemptionPolicy` of a new pod.
 pub async fn admit_pod(registry: &Registry, pod: &mut Value) -> ApiResult<()> {
-    let info = crate::resources::priority_class_info();
+    let info = crate::resources::by_kind("scheduling.k8s.io", "PriorityClass")?;
     let class_name = pod
         .pointer("/spec/priorityClassName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .map(str::to_string);
     let class = match &class_name {
-        Some(name) => match registry.get(&info, None, name).await {
+        // From the cache (a miss reads the store), as upstream's lister.
+        Some(name) => match registry.get_cached(info, None, name).await {
             Ok(c) => Some(c),
             Err(e) if e.code == 404 => {
                 return Err(ApiError::forbidden(format!(
@@ -43,17 +44,11 @@ pub async fn admit_pod(registry: &Registry, pod: &mut Value) -> ApiResult<()> {
         None => {
             // From the watch cache without waiting (as upstream's admission reads a lister):
             // a consistent read per pod create would wait on every write in flight.
-            let q = crate::registry::ListQuery {
-                resource_version: Some("0".into()),
-                ..Default::default()
-            };
-            let all = registry.list(&info, None, &q).await?;
-            all.get("items")
-                .and_then(Value::as_array)
+            registry
+                .cached_objects(info, None)
+                .await?
                 .into_iter()
-                .flatten()
                 .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
-                .cloned()
         }
     };
     let value = class

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{ListQuery, Registry};
+use crate::registry::Registry;
 use crate::resources::ResourceInfo;
 
 /// Per-namespace charging locks: writes of one namespace charge one at a time here, so they
@@ -86,18 +86,11 @@ async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResul
     let info = quota_info()?;
     // Which quotas exist comes from the watch cache (cheap, and a namespace without quotas
     // is the common case); their usage is then read from the store.
-    let q = ListQuery {
-        resource_version: Some("0".into()),
-        ..Default::default()
-    };
-    let cached = registry.list(info, Some(a.namespace), &q).await?;
+    let cached = registry.cached_objects(info, Some(a.namespace)).await?;
     // Only quotas that cover the object (by their limits and scopes, which rarely change)
     // are read again and charged; other writes of the namespace pass without waiting.
     let names: Vec<String> = cached
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+        .iter()
         .filter(|q| ev.matches(q, obj))
         .map(|q| crate::meta::name(q).to_string())
         .collect();

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::admission::support::{cached_list, forbidden_unnamed};
+use crate::admission::support::forbidden_unnamed;
 use crate::admission::{Attributes, Operation};
 use crate::error::ApiResult;
 use crate::registry::Registry;
@@ -101,15 +101,8 @@ fn mirror_pod_problem(pod: &Value) -> Option<&'static str> {
 /// The account from the cache, or (an account created a moment ago may not be there yet)
 /// from the store.
 async fn lookup(registry: &Registry, ns: &str, name: &str) -> ApiResult<Option<Value>> {
-    if let Some(sa) = cached_list(registry, "", "ServiceAccount", ns)
-        .await?
-        .into_iter()
-        .find(|sa| crate::meta::name(sa) == name)
-    {
-        return Ok(Some(sa));
-    }
     let info = crate::resources::by_kind("", "ServiceAccount")?;
-    match registry.get(info, Some(ns), name).await {
+    match registry.get_cached(info, Some(ns), name).await {
         Ok(sa) => Ok(Some(sa)),
         Err(e) if e.code == 404 => Ok(None),
         Err(e) => Err(e),

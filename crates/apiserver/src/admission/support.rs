@@ -68,15 +68,7 @@ pub async fn cached_list(
     ns: &str,
 ) -> ApiResult<Vec<Value>> {
     let info = crate::resources::by_kind(group, kind)?;
-    let q = crate::registry::ListQuery {
-        resource_version: Some("0".into()),
-        ..Default::default()
-    };
-    let mut list = registry.list(info, Some(ns), &q).await?;
-    Ok(match list.get_mut("items").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        _ => Vec::new(),
-    })
+    registry.cached_objects(info, Some(ns)).await
 }
 
 #[cfg(test)]

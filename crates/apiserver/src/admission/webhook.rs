@@ -69,15 +69,7 @@ async fn matching(
 ) -> ApiResult<Vec<Value>> {
     let info = crate::resources::by_kind(GROUP, kind)?;
     // From the watch cache without waiting, as upstream reads a lister.
-    let q = crate::registry::ListQuery {
-        resource_version: Some("0".into()),
-        ..Default::default()
-    };
-    let mut list = registry.list(info, None, &q).await?;
-    let mut configs = match list.get_mut("items").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        _ => return Ok(Vec::new()),
-    };
+    let mut configs = registry.cached_objects(info, None).await?;
     // Upstream calls configurations in name order.
     configs.sort_by(|x, y| crate::meta::name(x).cmp(crate::meta::name(y)));
     let mut namespace: Option<Value> = None;
@@ -215,7 +207,7 @@ async fn call(
             "admission webhook {name:?} does not support dry run"
         )));
     }
-    let uid = uuid::Uuid::new_v4().to_string();
+    let uid = crate::meta::new_uid().to_string();
     let review = review(a, &uid, obj);
     let timeout = hook
         .get("timeoutSeconds")
