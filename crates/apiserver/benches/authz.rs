@@ -20,6 +20,10 @@
 //! arm alone; `RKUBE_BENCH_ON_DISABLE=Plugin,...` turns plugins off in "on" too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that fails should stop loudly
 
+/// The allocator the `rkube` binary runs its servers with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
