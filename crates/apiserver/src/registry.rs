@@ -1292,6 +1292,41 @@ impl Registry {
         resource_version: Option<&str>,
         send_initial_events: Option<bool>,
     ) -> ApiResult<Watch> {
+        let filter = WatchFilter {
+            label,
+            field,
+            keep: None,
+        };
+        self.watch_filtered(info, ns, filter, resource_version, send_initial_events)
+            .await
+    }
+
+    /// A watch of every object of a kind from `resource_version` for one of the API
+    /// server's own followers, without the events whose stored bytes fail `keep` (they are
+    /// never decoded): for a follower that ignores most objects, as the Node authorizer
+    /// ignores pods not yet bound to a node.
+    pub async fn watch_prefiltered(
+        &self,
+        info: &ResourceInfo,
+        resource_version: Option<&str>,
+        keep: fn(&[u8]) -> bool,
+    ) -> ApiResult<Watch> {
+        let filter = WatchFilter {
+            keep: Some(keep),
+            ..Default::default()
+        };
+        self.watch_filtered(info, None, filter, resource_version, None)
+            .await
+    }
+
+    async fn watch_filtered(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        filter: WatchFilter,
+        resource_version: Option<&str>,
+        send_initial_events: Option<bool>,
+    ) -> ApiResult<Watch> {
         let prefix = Self::prefix(info, ns);
         let rv = resource_version
             .filter(|r| !r.is_empty())
@@ -1314,11 +1349,11 @@ impl Registry {
         let items: BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)> = match sub {
             Some(sub) => {
                 self.reads.watch_cache.fetch_add(1, Ordering::Relaxed);
-                self.cached_watch(info, prefix, label, field, sub, send_initial_events)
+                self.cached_watch(info, prefix, filter, sub, send_initial_events)
             }
             None => {
                 self.reads.watch_store.fetch_add(1, Ordering::Relaxed);
-                self.store_watch(info, ns, label, field, rv, send_initial_events)
+                self.store_watch(info, ns, filter, rv, send_initial_events)
                     .await?
             }
         };
@@ -1340,17 +1375,15 @@ impl Registry {
         &self,
         info: &ResourceInfo,
         prefix: String,
-        label: LabelSelector,
-        field: FieldSelector,
+        filter: WatchFilter,
         sub: watch_cache::Subscription,
         send_initial_events: Option<bool>,
     ) -> BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)> {
-        let matches = |o: &Value| label.matches(o) && field.matches(o);
         let tf = self.transformer(info);
         let mut head = Vec::new();
         for kv in &sub.initial {
             match decode(tf.as_deref(), info, kv) {
-                Ok(obj) if matches(&obj) => head.push((
+                Ok(obj) if filter.matches(&obj) => head.push((
                     0,
                     Some(Ok(WatchEvent {
                         kind: "ADDED",
@@ -1365,18 +1398,14 @@ impl Registry {
             head.push((0, Some(Ok(initial_events_end(info, sub.rev)))));
         }
         for ev in &sub.replay {
-            head.push((
-                ev.revision(),
-                translate(tf.as_deref(), info, &label, &field, ev),
-            ));
+            head.push((ev.revision(), translate(tf.as_deref(), info, &filter, ev)));
         }
         head.push((sub.rev, None));
         struct Live {
             tf: Option<Arc<Transformer>>,
             info: ResourceInfo,
             prefix: String,
-            label: LabelSelector,
-            field: FieldSelector,
+            filter: WatchFilter,
             rx: tokio::sync::broadcast::Receiver<watch_cache::Msg>,
             cache: Arc<WatchCache>,
             last: i64,
@@ -1386,8 +1415,7 @@ impl Registry {
             tf,
             info: info.clone(),
             prefix,
-            label,
-            field,
+            filter,
             rx: sub.live,
             cache: self.cache.clone(),
             last: sub.rev,
@@ -1415,7 +1443,7 @@ impl Registry {
                 }
                 w.last = rev;
                 let out = if ev.kv.key.starts_with(&w.prefix) {
-                    translate(w.tf.as_deref(), &w.info, &w.label, &w.field, &ev)
+                    translate(w.tf.as_deref(), &w.info, &w.filter, &ev)
                 } else {
                     None
                 };
@@ -1430,8 +1458,7 @@ impl Registry {
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
-        label: LabelSelector,
-        field: FieldSelector,
+        filter: WatchFilter,
         rv: Option<i64>,
         send_initial_events: Option<bool>,
     ) -> ApiResult<BoxStream<'static, (i64, Option<ApiResult<WatchEvent>>)>> {
@@ -1444,8 +1471,8 @@ impl Registry {
                     info,
                     ns,
                     &ListQuery {
-                        label: label.clone(),
-                        field: field.clone(),
+                        label: filter.label.clone(),
+                        field: filter.field.clone(),
                         ..Default::default()
                     },
                 )
@@ -1475,10 +1502,7 @@ impl Registry {
         let info = info.clone();
         let events = stream.map(move |ev| match ev {
             Err(e) => (0, Some(Err(ApiError::from_store(&info, "", e)))),
-            Ok(ev) => (
-                ev.revision(),
-                translate(tf.as_deref(), &info, &label, &field, &ev),
-            ),
+            Ok(ev) => (ev.revision(), translate(tf.as_deref(), &info, &filter, &ev)),
         });
         Ok(futures::stream::iter(head).chain(events).boxed())
     }
@@ -1496,38 +1520,74 @@ fn initial_events_end(info: &ResourceInfo, rev: i64) -> WatchEvent {
     }
 }
 
+/// What a watcher is sent: objects matching its selectors, and (for the API server's own
+/// followers) only events whose stored bytes pass `keep`.
+#[derive(Default)]
+struct WatchFilter {
+    label: LabelSelector,
+    field: FieldSelector,
+    keep: Option<fn(&[u8]) -> bool>,
+}
+
+impl WatchFilter {
+    fn selects_all(&self) -> bool {
+        self.label.is_empty() && self.field.is_empty()
+    }
+
+    fn matches(&self, o: &Value) -> bool {
+        self.label.matches(o) && self.field.matches(o)
+    }
+}
+
 /// A store event as a client's watch event, through the selectors: an object that stops
-/// matching is DELETED for this watcher, one that starts matching is ADDED.
+/// matching is DELETED for this watcher, one that starts matching is ADDED. The previous
+/// object is decoded only when it decides something (a delete, or selectors to compare).
 fn translate(
     tf: Option<&Transformer>,
     info: &ResourceInfo,
-    label: &LabelSelector,
-    field: &FieldSelector,
+    filter: &WatchFilter,
     ev: &store::Event,
 ) -> Option<ApiResult<WatchEvent>> {
-    let matches = |o: &Value| label.matches(o) && field.matches(o);
-    let prev = ev.prev_kv.as_ref().map(|kv| decode(tf, info, kv));
-    let prev = match prev {
-        Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return Some(Err(e)),
-        None => None,
+    let current = match ev.event_type {
+        EventType::Delete => ev.prev_kv.as_ref()?,
+        EventType::Put => &ev.kv,
     };
+    if let Some(keep) = filter.keep {
+        match unseal(tf, current) {
+            Ok(opened) if !keep(&opened.data) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(e)),
+        }
+    }
     match ev.event_type {
         EventType::Delete => {
-            let mut obj = prev?;
+            let mut obj = match decode(tf, info, current) {
+                Ok(o) => o,
+                Err(e) => return Some(Err(e)),
+            };
             meta::set_resource_version(&mut obj, ev.kv.mod_revision);
-            matches(&obj).then_some(Ok(WatchEvent {
+            filter.matches(&obj).then_some(Ok(WatchEvent {
                 kind: "DELETED",
                 object: obj,
             }))
         }
         EventType::Put => {
-            let obj = match decode(tf, info, &ev.kv) {
+            let obj = match decode(tf, info, current) {
                 Ok(o) => o,
                 Err(e) => return Some(Err(e)),
             };
-            let was = prev.as_ref().is_some_and(matches);
-            match (was, matches(&obj)) {
+            let prev = match &ev.prev_kv {
+                Some(kv) if !filter.selects_all() => match decode(tf, info, kv) {
+                    Ok(p) => Some(p),
+                    Err(e) => return Some(Err(e)),
+                },
+                _ => None,
+            };
+            let was = match &prev {
+                Some(p) => filter.matches(p),
+                None => ev.prev_kv.is_some() && filter.selects_all(),
+            };
+            match (was, filter.matches(&obj)) {
                 (false, true) => Some(Ok(WatchEvent {
                     kind: "ADDED",
                     object: obj,

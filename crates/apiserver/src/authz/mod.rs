@@ -21,6 +21,11 @@ pub mod review;
 pub trait Follower: Send + Sync {
     fn replace(&self, kind: &str, items: Vec<Value>);
     fn apply(&self, kind: &str, event: &str, obj: Value);
+    /// Which events of `kind` can matter, judged on the stored bytes before decoding
+    /// (false only for objects the follower would ignore); `None` when all can.
+    fn prefilter(&self, _kind: &str) -> Option<fn(&[u8]) -> bool> {
+        None
+    }
 }
 
 /// Lists then watches one kind into `cache`, forever (listing again if the watch ends);
@@ -58,16 +63,21 @@ pub async fn follow(
             first = false;
             synced.send_modify(|n| *n += 1);
         }
-        let watch = registry
-            .watch(
-                &info,
-                None,
-                Default::default(),
-                Default::default(),
-                Some(&rv),
-                None,
-            )
-            .await;
+        let watch = match cache.prefilter(info.kind) {
+            Some(keep) => registry.watch_prefiltered(&info, Some(&rv), keep).await,
+            None => {
+                registry
+                    .watch(
+                        &info,
+                        None,
+                        Default::default(),
+                        Default::default(),
+                        Some(&rv),
+                        None,
+                    )
+                    .await
+            }
+        };
         let mut events = match watch {
             Ok(w) => w.events,
             Err(e) => {

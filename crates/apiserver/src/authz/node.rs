@@ -211,6 +211,17 @@ impl Follower for NodeAuthorizer {
             _ => Self::add_claim(&mut g, &obj),
         }
     }
+
+    /// Only bound pods are in the graph, and a pod's node never changes once set, so an
+    /// unbound pod's events (every create, before the scheduler binds it) need no decoding.
+    fn prefilter(&self, kind: &str) -> Option<fn(&[u8]) -> bool> {
+        (kind == "Pod").then_some(may_be_bound as fn(&[u8]) -> bool)
+    }
+}
+
+/// Whether a stored pod may name a node (it has a `nodeName` somewhere).
+fn may_be_bound(stored: &[u8]) -> bool {
+    std::str::from_utf8(stored).map_or(true, |s| s.contains("\"nodeName\""))
 }
 
 impl NodeAuthorizer {
@@ -344,6 +355,18 @@ impl NodeAuthorizer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_pods_naming_a_node_are_decoded() {
+        let bytes = |v: Value| serde_json::to_vec(&v).unwrap();
+        let unbound = json!({"metadata": {"name": "p"}, "spec": {"containers": []}});
+        let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+        assert!(!may_be_bound(&bytes(unbound)));
+        assert!(may_be_bound(&bytes(bound)));
+        assert!(may_be_bound(
+            b"\xff not UTF-8: decode and let decoding judge"
+        ));
+    }
 
     #[test]
     fn a_pod_uses_its_secrets_configmaps_claims_and_account() {
