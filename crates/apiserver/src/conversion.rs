@@ -71,10 +71,10 @@ pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
     Value::Object(out)
 }
 
-/// A served (v1) object in the storage version.
-pub fn to_storage(info: &ResourceInfo, obj: &Value) -> Value {
+/// A served (v1) object in the storage version (borrowed when they are the same).
+pub fn to_storage<'a>(info: &ResourceInfo, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
     if !needed(info) {
-        return obj.clone();
+        return std::borrow::Cow::Borrowed(obj);
     }
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!("autoscaling/v2"));
@@ -114,7 +114,7 @@ pub fn to_storage(info: &ResourceInfo, obj: &Value) -> Value {
         }
         out.insert("status".into(), Value::Object(st));
     }
-    Value::Object(out)
+    std::borrow::Cow::Owned(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -134,6 +134,6 @@ mod tests {
             v2.pointer("/spec/metrics/0/resource/target/averageUtilization"),
             Some(&json!(70))
         );
-        assert_eq!(from_storage(&info, v2), v1);
+        assert_eq!(from_storage(&info, v2.into_owned()), v1);
     }
 }

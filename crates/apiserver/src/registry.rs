@@ -4,6 +4,7 @@
 //! `/registry/<group>/<plural>/[<namespace>/]<name>`; `resourceVersion` is never stored, it
 //! is the store's `mod_revision`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,7 +45,14 @@ pub struct Registry {
     pub disabled_admission: std::collections::HashSet<String>,
     /// Encryption at rest (`--encryption-provider-config`); `None`: everything is plain.
     pub encryption: Option<Arc<EncryptionConfig>>,
+    /// Objects admission has read from the watch cache, decoded, by key with the revision
+    /// decoded (listers hold decoded objects, as upstream's informers do).
+    decoded: std::sync::Mutex<HashMap<String, (i64, Arc<Value>)>>,
 }
+
+/// How many decoded objects [`Registry::decoded`] keeps before starting over (objects
+/// deleted since they were read would otherwise stay).
+const DECODED_MAX: usize = 20_000;
 
 /// A list request's query.
 #[derive(Default)]
@@ -214,28 +222,50 @@ fn decode_stale(
 
 /// Stored layout: `apiVersion`, `kind`, `metadata` first (so the first `"metadata":{` in the
 /// bytes is the object's own), no `resourceVersion` (the store's revision is the truth).
+/// Written straight from the object, without copying it into that order first.
 fn encode(info: &ResourceInfo, obj: &Value) -> ApiResult<Bytes> {
+    use serde::ser::{SerializeMap, Serializer};
+    const FIRST: [&str; 3] = ["apiVersion", "kind", "metadata"];
+    /// Metadata as stored: without the fields the store's revision stands for.
+    struct StoredMetadata<'a>(&'a Value);
+    impl serde::Serialize for StoredMetadata<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let Some(m) = self.0.as_object() else {
+                return self.0.serialize(s);
+            };
+            let mut out = s.serialize_map(None)?;
+            for (k, v) in m {
+                if k != "resourceVersion" && k != "selfLink" {
+                    out.serialize_entry(k, v)?;
+                }
+            }
+            out.end()
+        }
+    }
     let obj = conversion::to_storage(info, obj);
-    let mut out = serde_json::Map::new();
-    if let Some(m) = obj.as_object() {
-        for k in ["apiVersion", "kind", "metadata"] {
-            if let Some(v) = m.get(k) {
-                out.insert(k.to_string(), v.clone());
+    let Some(m) = obj.as_object() else {
+        return Err(ApiError::internal("only objects are stored"));
+    };
+    let mut buf = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::new(&mut buf);
+    let write = |ser: &mut serde_json::Serializer<&mut Vec<u8>>| {
+        let mut out = ser.serialize_map(None)?;
+        for k in FIRST {
+            match m.get(k) {
+                Some(v) if k == "metadata" => out.serialize_entry(k, &StoredMetadata(v))?,
+                Some(v) => out.serialize_entry(k, v)?,
+                None => {}
             }
         }
         for (k, v) in m {
-            if !out.contains_key(k) {
-                out.insert(k.clone(), v.clone());
+            if !FIRST.contains(&k.as_str()) {
+                out.serialize_entry(k, v)?;
             }
         }
-    }
-    if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
-    }
-    serde_json::to_vec(&Value::Object(out))
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        out.end()
+    };
+    write(&mut ser).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Bytes::from(buf))
 }
 
 /// Stored bytes with `metadata.resourceVersion` spliced in, when they have the layout
@@ -400,7 +430,24 @@ impl Registry {
             authorizer: Default::default(),
             disabled_admission: Default::default(),
             encryption: None,
+            decoded: Default::default(),
         }
+    }
+
+    /// A watch-cache entry decoded, once per revision.
+    fn decoded(&self, info: &ResourceInfo, kv: &store::KeyValue) -> ApiResult<Arc<Value>> {
+        let mut known = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rev, obj)) = known.get(&kv.key)
+            && *rev == kv.mod_revision
+        {
+            return Ok(obj.clone());
+        }
+        let obj = Arc::new(decode(self.transformer(info).as_deref(), info, kv)?);
+        if known.len() >= DECODED_MAX {
+            known.clear();
+        }
+        known.insert(kv.key.clone(), (kv.mod_revision, obj.clone()));
+        Ok(obj)
     }
 
     /// How a resource is encrypted at rest, if it is.
@@ -445,10 +492,10 @@ impl Registry {
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         match self.cache.get(&Self::key(info, ns, name)) {
-            Some(kv) => decode(self.transformer(info).as_deref(), info, &kv),
-            None => self.get(info, ns, name).await,
+            Some(kv) => self.decoded(info, &kv),
+            None => self.get(info, ns, name).await.map(Arc::new),
         }
     }
 
@@ -459,22 +506,18 @@ impl Registry {
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
-    ) -> ApiResult<Vec<Value>> {
-        let tf = self.transformer(info);
+    ) -> ApiResult<Vec<Arc<Value>>> {
         match self.cache.snapshot(&Self::prefix(info, ns), None, None) {
-            Some(snap) => snap
-                .kvs
-                .iter()
-                .map(|kv| decode(tf.as_deref(), info, kv))
-                .collect(),
+            Some(snap) => snap.kvs.iter().map(|kv| self.decoded(info, kv)).collect(),
             None => {
                 let q = ListQuery {
                     resource_version: Some("0".into()),
                     ..Default::default()
                 };
+                let tf = self.transformer(info);
                 let (kvs, _, _) = self.list_matching(info, ns, &q).await?;
                 kvs.iter()
-                    .map(|kv| decode(tf.as_deref(), info, kv))
+                    .map(|kv| decode(tf.as_deref(), info, kv).map(Arc::new))
                     .collect()
             }
         }

@@ -1,6 +1,8 @@
 //! The kinds the API serves: one table entry per resource, with what discovery, routing and
 //! storage need. Names come from `k8s-openapi`'s types so they cannot be misspelt.
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::{
     admissionregistration::v1 as admissionregistration, apps::v1 as apps,
     authentication::v1 as authentication, authorization::v1 as authorization,
@@ -242,15 +244,24 @@ pub fn all() -> Vec<ResourceInfo> {
 
 /// The served resource of a group and kind (admission plugins read other kinds by it).
 pub fn by_kind(group: &str, kind: &str) -> crate::error::ApiResult<&'static ResourceInfo> {
-    static ALL: std::sync::OnceLock<Vec<ResourceInfo>> = std::sync::OnceLock::new();
-    ALL.get_or_init(all)
-        .iter()
-        .find(|r| r.group == group && r.kind == kind)
-        .ok_or_else(|| {
-            crate::error::ApiError::internal(format!(
-                "no served resource of kind {kind} in group {group:?}"
-            ))
-        })
+    type Index = HashMap<&'static str, HashMap<&'static str, ResourceInfo>>;
+    // Indexed: admission looks kinds up several times per write.
+    static ALL: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut index = Index::new();
+        for r in all().into_iter().rev() {
+            // The first listed of a kind wins, as a scan would find it.
+            index.entry(r.group).or_default().insert(r.kind, r);
+        }
+        index
+    })
+    .get(group)
+    .and_then(|kinds| kinds.get(kind))
+    .ok_or_else(|| {
+        crate::error::ApiError::internal(format!(
+            "no served resource of kind {kind} in group {group:?}"
+        ))
+    })
 }
 
 /// The Namespace resource (the registry checks namespaces exist).

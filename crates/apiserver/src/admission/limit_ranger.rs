@@ -26,7 +26,11 @@ fn applies(a: &Attributes<'_>, pods_only: bool) -> bool {
 }
 
 async fn limit_ranges(registry: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
-    let mut ranges = cached_list(registry, "", "LimitRange", ns).await?;
+    let mut ranges: Vec<Value> = cached_list(registry, "", "LimitRange", ns)
+        .await?
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect();
     ranges.iter_mut().for_each(with_defaults);
     Ok(ranges)
 }

@@ -43,7 +43,7 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> 
             ))
         })?;
         if sel.matches(pod) {
-            matching.push(p);
+            matching.push(std::sync::Arc::unwrap_or_clone(p));
         }
     }
     if matching.is_empty() {

@@ -100,7 +100,11 @@ fn mirror_pod_problem(pod: &Value) -> Option<&'static str> {
 
 /// The account from the cache, or (an account created a moment ago may not be there yet)
 /// from the store.
-async fn lookup(registry: &Registry, ns: &str, name: &str) -> ApiResult<Option<Value>> {
+async fn lookup(
+    registry: &Registry,
+    ns: &str,
+    name: &str,
+) -> ApiResult<Option<std::sync::Arc<Value>>> {
     let info = crate::resources::by_kind("", "ServiceAccount")?;
     match registry.get_cached(info, Some(ns), name).await {
         Ok(sa) => Ok(Some(sa)),
@@ -153,7 +157,11 @@ fn mount_token(pod: &mut Value, new_volume: &str) {
             if mounted {
                 continue;
             }
-            let mount = json!({"name": volume, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH});
+            let mut mount = serde_json::Map::new();
+            mount.insert("name".into(), Value::String(volume.clone()));
+            mount.insert("readOnly".into(), Value::Bool(true));
+            mount.insert("mountPath".into(), TOKEN_MOUNT_PATH.into());
+            let mount = Value::Object(mount);
             match c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
                 Some(ms) => ms.push(mount),
                 None => c["volumeMounts"] = json!([mount]),
@@ -164,14 +172,21 @@ fn mount_token(pod: &mut Value, new_volume: &str) {
     if !needed || existing.is_some() {
         return;
     }
-    let v = json!({"name": volume, "projected": {
-        "sources": [
-            {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
-        ],
-        "defaultMode": 420,
-    }});
+    // Built once: the projection is the same for every pod but its name.
+    static PROJECTED: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        json!({
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+            "defaultMode": 420,
+        })
+    });
+    let mut v = serde_json::Map::new();
+    v.insert("name".into(), Value::String(volume));
+    v.insert("projected".into(), PROJECTED.clone());
+    let v = Value::Object(v);
     match pod
         .pointer_mut("/spec/volumes")
         .and_then(Value::as_array_mut)

@@ -66,7 +66,7 @@ pub async fn cached_list(
     group: &str,
     kind: &str,
     ns: &str,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<std::sync::Arc<Value>>> {
     let info = crate::resources::by_kind(group, kind)?;
     registry.cached_objects(info, Some(ns)).await
 }

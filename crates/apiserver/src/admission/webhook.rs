@@ -72,7 +72,7 @@ async fn matching(
     let mut configs = registry.cached_objects(info, None).await?;
     // Upstream calls configurations in name order.
     configs.sort_by(|x, y| crate::meta::name(x).cmp(crate::meta::name(y)));
-    let mut namespace: Option<Value> = None;
+    let mut namespace: Option<std::sync::Arc<Value>> = None;
     let mut out = Vec::new();
     for config in configs {
         let hooks = config.get("webhooks").and_then(Value::as_array);
@@ -165,7 +165,7 @@ async fn namespace_selector_matches(
     hook: &Value,
     a: &Attributes<'_>,
     obj: &Value,
-    cached: &mut Option<Value>,
+    cached: &mut Option<std::sync::Arc<Value>>,
 ) -> ApiResult<bool> {
     let sel = parse_selector(hook, "namespaceSelector")?;
     if sel.is_empty() {
