@@ -51,7 +51,58 @@ pub struct WatchCache {
     history: usize,
     inner: RwLock<Inner>,
     rev: watch::Sender<i64>,
-    fanout: broadcast::Sender<Msg>,
+    /// The live feed, one channel per watched prefix, so an event wakes only the watchers
+    /// of its own kind (upstream keeps a cacher per resource for the same reason). Locked
+    /// after `inner`, never before.
+    fanout: std::sync::Mutex<Fanout>,
+}
+
+/// Live-feed channels by the prefix their watchers watch (each ends in `/`).
+#[derive(Default)]
+struct Fanout {
+    channels: std::collections::HashMap<String, broadcast::Sender<Msg>>,
+}
+
+impl Fanout {
+    /// A receiver of every event under `prefix` (a watcher filters what is under its own
+    /// prefix when that is not a whole path segment).
+    fn subscribe(&mut self, prefix: &str) -> broadcast::Receiver<Msg> {
+        let channel = match prefix.rfind('/') {
+            Some(i) => &prefix[..=i],
+            None => "",
+        };
+        self.channels
+            .entry(channel.to_string())
+            .or_insert_with(|| broadcast::channel(FANOUT).0)
+            .subscribe()
+    }
+
+    /// Sends an event to the channels of every prefix of its key; drops channels whose
+    /// watchers are all gone.
+    fn send(&mut self, ev: &Arc<store::Event>) {
+        if self.channels.is_empty() {
+            return;
+        }
+        let key = &ev.kv.key;
+        let ends = std::iter::once(0).chain(key.match_indices('/').map(|(i, _)| i + 1));
+        for end in ends {
+            let prefix = &key[..end];
+            let Some(tx) = self.channels.get(prefix) else {
+                continue;
+            };
+            if tx.send(Msg::Event(ev.clone())).is_err() {
+                self.channels.remove(prefix);
+            }
+        }
+    }
+
+    /// Ends every watcher.
+    fn reset(&mut self) {
+        for tx in self.channels.values() {
+            let _ = tx.send(Msg::Reset);
+        }
+        self.channels.clear();
+    }
 }
 
 /// Where a watcher starts.
@@ -96,7 +147,7 @@ impl WatchCache {
                 ready: false,
             }),
             rev: watch::channel(0).0,
-            fanout: broadcast::channel(FANOUT).0,
+            fanout: Default::default(),
         });
         let weak = Arc::downgrade(&cache);
         tokio::spawn(async move {
@@ -119,6 +170,10 @@ impl WatchCache {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fanout(&self) -> std::sync::MutexGuard<'_, Fanout> {
+        self.fanout.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The revision the cache has caught up to.
@@ -190,7 +245,7 @@ impl WatchCache {
             i.rev = rev;
             i.ready = true;
             // Watchers of the old contents end; on first load there are none.
-            let _ = self.fanout.send(Msg::Reset);
+            self.fanout().reset();
         }
         self.rev.send_replace(rev);
         tracing::debug!(rev, "watch cache loaded");
@@ -222,7 +277,7 @@ impl WatchCache {
             i.rev = rev;
             // Sent under the lock, so a subscriber sees each event exactly once: either in
             // its snapshot or on its receiver.
-            let _ = self.fanout.send(Msg::Event(ev));
+            self.fanout().send(&ev);
         }
         self.rev.send_replace(rev);
     }
@@ -270,10 +325,10 @@ impl WatchCache {
         if !i.ready || at.is_some_and(|a| a != i.rev) {
             return None;
         }
-        let from = start.unwrap_or(prefix).to_string();
+        let from = start.unwrap_or(prefix);
         let kvs = i
             .objects
-            .range::<String, _>((Bound::Included(from), Bound::Unbounded))
+            .range::<str, _>((Bound::Included(from), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, kv)| kv.clone())
             .collect();
@@ -304,7 +359,7 @@ impl WatchCache {
             initial,
             replay,
             rev: i.rev,
-            live: self.fanout.subscribe(),
+            live: self.fanout().subscribe(prefix),
         })
     }
 
@@ -404,6 +459,23 @@ mod tests {
             Msg::Event(ev) => assert_eq!(ev.event_type, EventType::Delete),
             Msg::Reset => panic!("unexpected reset"),
         }
+        // Other kinds' writes do not reach this watcher; a namespace's watcher gets only
+        // its namespace.
+        let mut in_b = cache
+            .subscribe("/registry/core/pods/b/", Start::Now)
+            .unwrap()
+            .live;
+        put(&store, "/registry/core/configmaps/a/c2").await;
+        put(&store, "/registry/core/pods/a/p6").await;
+        let rev = put(&store, "/registry/core/pods/b/p0").await;
+        match next(&mut live).await {
+            Msg::Event(ev) => assert_eq!(ev.kv.key, "/registry/core/pods/a/p6"),
+            Msg::Reset => panic!("unexpected reset"),
+        }
+        match next(&mut in_b).await {
+            Msg::Event(ev) => assert_eq!(ev.revision(), rev),
+            Msg::Reset => panic!("unexpected reset"),
+        }
         assert!(cache.wait_fresh(None).await);
         assert_eq!(
             cache
@@ -411,7 +483,7 @@ mod tests {
                 .unwrap()
                 .kvs
                 .len(),
-            5
+            7
         );
     }
 }

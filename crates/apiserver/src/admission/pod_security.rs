@@ -42,8 +42,12 @@ impl Level {
 /// The level a namespace sets for `mode` (enforce, warn, audit). An unrecognised value is
 /// the most restrictive level, as upstream fails closed on a bad label.
 fn namespace_level(ns: &Value, mode: &str) -> Level {
-    let key = format!("{LABEL_PREFIX}{mode}").replace('/', "~1");
-    match crate::meta::str_at(ns, &format!("/metadata/labels/{key}")) {
+    let label = ns
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .and_then(|labels| labels.get(&format!("{LABEL_PREFIX}{mode}")))
+        .and_then(Value::as_str);
+    match label {
         None => Level::Privileged,
         Some(v) => Level::parse(v).unwrap_or(Level::Restricted),
     }
