@@ -1805,7 +1805,14 @@ impl JobController {
             if !has_finalizer(pod) || ctx.expected_rm.contains(&u) {
                 continue;
             }
-            let failed = pod_failed(pod, only_failed);
+            // Pods a successful job deletes are not failures, whether or not this sync
+            // already sees them deleted (it does when an earlier sync deleted them but could
+            // not finish: expectations not yet met).
+            let failed = if finished_cond.is_some() && !failing {
+                phase(pod) == Some("Failed")
+            } else {
+                pod_failed(pod, only_failed)
+            };
             let succeeded = phase(pod) == Some("Succeeded");
             // Removable once its outcome is known, or when the whole job is going away; an
             // index's last failed pod stays until its replacement exists.
