@@ -17,7 +17,7 @@
 //!     cargo bench -p rkube-apiserver --bench authz
 //!
 //! `RKUBE_BENCH_PODS` (default 3000) pods per round, `RKUBE_BENCH_ROUNDS` (default 5)
-//! rounds per arm, alternated. For profiling, `RKUBE_BENCH_ONLY=on|off|on-admitted|off-admitted`
+//! rounds per arm, alternated (which server goes first alternates too). For profiling, `RKUBE_BENCH_ONLY=on|off|on-admitted|off-admitted`
 //! runs one arm alone; `RKUBE_BENCH_ON_DISABLE=Plugin,...` turns plugins off in "on" too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that fails should stop loudly
 
@@ -293,13 +293,15 @@ fn main() {
             }
             return;
         }
-        // [off, on] for the pod as the user writes it, then as admission leaves it.
+        // [off, on] for the pod as the user writes it, then as admission leaves it. Which
+        // server goes first alternates by round, so neither gains from going first.
         let mut arms: [[Vec<Round>; 2]; 2] = Default::default();
         for round in 1..=rounds {
             for (admitted, pair) in arms.iter_mut().enumerate() {
-                for (on, rounds) in pair.iter_mut().enumerate() {
+                let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+                for on in order {
                     let client = if on == 1 { &on_client } else { &off_client };
-                    rounds.push(creates(client, round, pods, admitted == 1).await);
+                    pair[on].push(creates(client, round, pods, admitted == 1).await);
                 }
             }
         }
