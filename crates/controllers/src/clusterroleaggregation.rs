@@ -3,13 +3,11 @@
 //! match, kept in step as those change. So a ClusterRole labelled
 //! `rbac.authorization.k8s.io/aggregate-to-view: "true"` extends `view` (and `edit`, `admin`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
@@ -20,27 +18,6 @@ pub struct ClusterRoleAggregationController {
     client: Client,
     roles: Informer<ClusterRole>,
     queue: Arc<WorkQueue>,
-}
-
-/// Whether `labels` satisfy a selector (matchLabels and the set-based expressions).
-fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        let have = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => have.is_some_and(|v| values.contains(v)),
-            "NotIn" => have.is_none_or(|v| !values.contains(v)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
 }
 
 impl ClusterRoleAggregationController {
@@ -92,7 +69,7 @@ impl ClusterRoleAggregationController {
             .filter(|r| r.metadata.name.as_deref() != Some(name))
             .filter(|r| {
                 let labels = r.metadata.labels.clone().unwrap_or_default();
-                selectors.iter().any(|s| matches(s, &labels))
+                selectors.iter().any(|s| crate::pods::selects(s, &labels))
             })
             .collect();
         // Upstream's order: by name, rules deduplicated in that order.

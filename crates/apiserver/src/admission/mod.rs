@@ -62,9 +62,14 @@ impl Attributes<'_> {
     }
 }
 
+/// Whether `--disable-admission-plugins` left `plugin` on.
+fn enabled(registry: &Registry, plugin: &str) -> bool {
+    !registry.disabled_admission.contains(plugin)
+}
+
 /// The mutating plugins, in order; each may change `obj` or refuse the write.
 pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
-    let on = |plugin: &str| !registry.disabled_admission.contains(plugin);
+    let on = |plugin: &str| enabled(registry, plugin);
     if on("NamespaceLifecycle") {
         namespace_lifecycle::admit(registry, a, obj).await?;
     }
@@ -92,7 +97,7 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
 
 /// The validating plugins, in order; each may refuse the write.
 pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
-    let on = |plugin: &str| !registry.disabled_admission.contains(plugin);
+    let on = |plugin: &str| enabled(registry, plugin);
     if on("LimitRanger") {
         limit_ranger::validate(registry, a, obj).await?;
     }
@@ -120,10 +125,7 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
 /// The validating plugins of a delete (`a.old` is the object deleted): only the webhooks, as
 /// the built-in plugins here judge only creates and updates.
 pub async fn validate_delete(registry: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
-    if registry
-        .disabled_admission
-        .contains("ValidatingAdmissionWebhook")
-    {
+    if !enabled(registry, "ValidatingAdmissionWebhook") {
         return Ok(());
     }
     webhook::validate(registry, a, &Value::Null).await
