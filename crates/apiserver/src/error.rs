@@ -1,6 +1,6 @@
 //! Errors as clients see them: a Kubernetes `Status` with the right code and reason.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::resources::ResourceInfo;
 
@@ -13,11 +13,11 @@ pub struct Cause {
 }
 
 impl Cause {
-    pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, detail: &str) -> Self {
+    pub fn invalid(field: impl Into<String>, value: impl Into<BadValue>, detail: &str) -> Self {
         Cause {
             reason: "FieldValueInvalid",
             field: field.into(),
-            message: format!("Invalid value: \"{value}\": {detail}"),
+            message: format!("Invalid value: {}: {detail}", value.into().0),
         }
     }
     pub fn required(field: impl Into<String>) -> Self {
@@ -35,6 +35,62 @@ impl Cause {
         }
     }
 }
+
+/// A field's value as `field.Invalid` prints it: numbers and booleans bare (`-1`), strings
+/// quoted as Go's `%q` (`"a b"`).
+pub struct BadValue(String);
+
+impl From<&str> for BadValue {
+    fn from(s: &str) -> Self {
+        // JSON string quoting matches Go's %q for everything a field holds in practice.
+        BadValue(Value::String(s.to_string()).to_string())
+    }
+}
+impl From<String> for BadValue {
+    fn from(s: String) -> Self {
+        s.as_str().into()
+    }
+}
+impl From<&String> for BadValue {
+    fn from(s: &String) -> Self {
+        s.as_str().into()
+    }
+}
+impl From<&Value> for BadValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::String(s) => s.as_str().into(),
+            Value::Null => BadValue("\"null\"".into()),
+            // Labels and other string maps print as Go's %#v of a map[string]string (keys
+            // sorted, as fmt prints maps).
+            Value::Object(m) if m.values().all(Value::is_string) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let entries: Vec<String> = keys
+                    .into_iter()
+                    .map(|k| format!("{}:{}", Value::String(k.clone()), m[k]))
+                    .collect();
+                BadValue(format!("map[string]string{{{}}}", entries.join(", ")))
+            }
+            other => BadValue(other.to_string()),
+        }
+    }
+}
+impl From<Value> for BadValue {
+    fn from(v: Value) -> Self {
+        (&v).into()
+    }
+}
+macro_rules! bare_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for BadValue {
+            fn from(v: $t) -> Self {
+                BadValue(v.to_string())
+            }
+        }
+    )*};
+}
+bare_values!(i64, i32, u64, u32, u16, bool);
 
 /// An API error: becomes a `Status` body with `code`.
 #[derive(Clone, Debug)]
@@ -77,12 +133,17 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
     }
+    /// A path that names no resource: upstream's generic server response, whose details
+    /// are present and empty.
     pub fn not_found_path() -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     }
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         ApiError {
@@ -122,13 +183,15 @@ impl ApiError {
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
+        // The kind qualified by its group, as `schema.GroupKind.String()`: `Deployment.apps`.
+        let kind = if info.group.is_empty() {
+            info.kind.to_string()
+        } else {
+            format!("{}.{}", info.kind, info.group)
+        };
         let message = match summary.len() {
-            1 => format!("{} \"{name}\" is invalid: {}", info.kind, summary[0]),
-            _ => format!(
-                "{} \"{name}\" is invalid: [{}]",
-                info.kind,
-                summary.join(", ")
-            ),
+            1 => format!("{kind} \"{name}\" is invalid: {}", summary[0]),
+            _ => format!("{kind} \"{name}\" is invalid: [{}]", summary.join(", ")),
         };
         let causes: Vec<Value> = causes
             .iter()
@@ -144,11 +207,14 @@ impl ApiError {
         }
     }
     pub fn method_not_allowed() -> Self {
-        Self::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
+        }
     }
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message)
@@ -173,21 +239,27 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message)
     }
 
-    /// The `Status` object.
+    /// The `Status` object, with the fields in the order Go's encoding writes them and the
+    /// `omitempty` ones left out when empty (clients print and compare these bytes).
     pub fn to_status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
+        let mut s = Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        if !self.message.is_empty() {
+            s.insert("message".into(), json!(self.message));
         }
-        s
+        if !self.reason.is_empty() {
+            s.insert("reason".into(), json!(self.reason));
+        }
+        if let Some(d) = self.details.as_ref().and_then(status_details) {
+            s.insert("details".into(), d);
+        }
+        if self.code != 0 {
+            s.insert("code".into(), json!(self.code));
+        }
+        Value::Object(s)
     }
 
     /// Maps a store error for an object of `info` named `name`.
@@ -213,4 +285,47 @@ impl ApiError {
             other => Self::internal(other.to_string()),
         }
     }
+}
+
+/// `StatusDetails` as Go writes it: name, group, kind, uid, causes, retryAfterSeconds, each
+/// only when set. Details given but empty are `{}`, as Go writes a non-nil pointer to an
+/// empty struct (the generic 404 and 405 have them).
+fn status_details(d: &Value) -> Option<Value> {
+    let d = d.as_object()?;
+    let mut out = Map::new();
+    for k in ["name", "group", "kind", "uid"] {
+        if let Some(v) = d
+            .get(k)
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(causes) = d.get("causes").and_then(Value::as_array) {
+        let causes: Vec<Value> = causes.iter().map(status_cause).collect();
+        if !causes.is_empty() {
+            out.insert("causes".into(), Value::Array(causes));
+        }
+    }
+    if let Some(v) = d
+        .get("retryAfterSeconds")
+        .filter(|v| v.as_i64().unwrap_or(0) != 0)
+    {
+        out.insert("retryAfterSeconds".into(), v.clone());
+    }
+    Some(Value::Object(out))
+}
+
+/// `StatusCause`: reason, message, field, each `omitempty`.
+fn status_cause(c: &Value) -> Value {
+    let mut out = Map::new();
+    for k in ["reason", "message", "field"] {
+        if let Some(v) = c
+            .get(k)
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(out)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::params::query_bool;
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
@@ -282,8 +283,10 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
+/// A JSON body as Go's `json.Encoder` writes it: compact, then a newline.
 fn json_response(code: StatusCode, value: &Value, content_type: &str) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
     let mut resp = Response::new(full(body));
     *resp.status_mut() = code;
     if let Ok(v) = header::HeaderValue::from_str(content_type) {
@@ -815,7 +818,7 @@ async fn resource(
         .unwrap_or("")
         .to_string();
     let write_options = |q: &HashMap<String, String>| write_options(q, &agent);
-    let watch = t.watch_path || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let watch = t.watch_path || query_bool(query.get("watch").map(String::as_str));
     match (method, t.name.as_deref(), t.subresource.as_deref()) {
         (Method::GET, None, None) if watch => {
             watch_response(state, info, ns, &query, &accept).await
@@ -960,7 +963,7 @@ async fn resource(
                 Err(e) => Err(e),
                 Ok(live) => {
                     let conflicts = crate::apply::conflicts(&live, &applied, &manager);
-                    let force = query.get("force").is_some_and(|f| f == "true");
+                    let force = query_bool(query.get("force").map(String::as_str));
                     if !conflicts.is_empty() && !force {
                         return Err(crate::apply::conflict_error(info, name, &conflicts));
                     }
@@ -1075,8 +1078,12 @@ async fn delete_options(
                 .map(str::to_string)
         })
         .or_else(|| {
-            // The deprecated form.
-            match body.get("orphanDependents").and_then(Value::as_bool) {
+            // The deprecated form, in the query (the Python client's `orphan_dependents`)
+            // or the body.
+            let orphan =
+                common::params::query_opt_bool(query.get("orphanDependents").map(String::as_str))
+                    .or_else(|| body.get("orphanDependents").and_then(Value::as_bool));
+            match orphan {
                 Some(true) => Some("Orphan".to_string()),
                 Some(false) => Some("Background".to_string()),
                 None => None,
@@ -1106,7 +1113,8 @@ async fn watch_response(
     accept: &Accept,
 ) -> ApiResult<Response<Body>> {
     let q = list_query(info, query)?;
-    let send_initial = query.get("sendInitialEvents").map(|v| v == "true");
+    let send_initial =
+        common::params::query_opt_bool(query.get("sendInitialEvents").map(String::as_str));
     let events = state
         .registry
         .watch(
@@ -1131,7 +1139,7 @@ async fn watch_response(
         .unwrap_or(Duration::from_secs(1800));
     let bookmarks = query
         .get("allowWatchBookmarks")
-        .is_some_and(|v| v == "true");
+        .is_some_and(|v| query_bool(Some(v)));
     let table = accept.table;
     let metadata_only = accept.metadata_only && !table;
     let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));

@@ -39,5 +39,6 @@ pub mod testing;
 mod token_request;
 mod typed;
 pub mod watch_cache;
+mod zero_fields;
 
 pub use server::{AuthorizationMode, Config, Server};

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use common::params::query_bool;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, BodyStream, Empty, Limited, StreamBody};
@@ -131,17 +132,6 @@ struct LogOptions {
     limit_bytes: Option<i64>,
 }
 
-/// Go's string → bool conversion for parameters: the usual false spellings are false, any
-/// other value given (even empty) is true.
-fn query_bool(v: Option<&String>) -> bool {
-    v.is_some_and(|v| {
-        !matches!(
-            v.to_ascii_lowercase().as_str(),
-            "0" | "f" | "false" | "n" | "no" | "off"
-        )
-    })
-}
-
 impl LogOptions {
     fn decode(q: &HashMap<String, String>) -> ApiResult<Self> {
         let int = |k: &str| -> ApiResult<Option<i64>> {
@@ -167,9 +157,9 @@ impl LogOptions {
         };
         Ok(LogOptions {
             container: q.get("container").filter(|c| !c.is_empty()).cloned(),
-            follow: query_bool(q.get("follow")),
-            previous: query_bool(q.get("previous")),
-            timestamps: query_bool(q.get("timestamps")),
+            follow: query_bool(q.get("follow").map(String::as_str)),
+            previous: query_bool(q.get("previous").map(String::as_str)),
+            timestamps: query_bool(q.get("timestamps").map(String::as_str)),
             since_seconds: int("sinceSeconds")?,
             since_time,
             tail_lines: int("tailLines")?,

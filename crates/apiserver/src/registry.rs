@@ -730,7 +730,8 @@ impl Registry {
                 ),
             }
         }
-        out.extend_from_slice(b"]}");
+        // Go's encoder ends every body with a newline.
+        out.extend_from_slice(b"]}\n");
         Ok(out)
     }
 
@@ -858,6 +859,7 @@ impl Registry {
             return Err(ApiError::invalid(info, &name, causes));
         }
         crate::admission::validate(self, &attrs, &obj).await?;
+        crate::zero_fields::fill(info, &mut obj);
         if opts.dry_run {
             return Ok(obj);
         }
@@ -915,6 +917,7 @@ impl Registry {
             let (old, stale) = decode_stale(tf.as_deref(), info, &current)?;
             let mut new = f(&old)?;
             drop_empty_metadata(&mut new);
+            crate::zero_fields::fill(info, &mut new);
             meta::set_resource_version(&mut new, current.mod_revision);
             // Unchanged is a no-op, unless it was stored with an older key: rewriting every
             // object after a key rotation re-encrypts it, as upstream.

@@ -65,7 +65,7 @@ impl RequestInfo {
         info.resource = rest.first().map(|s| s.to_string()).unwrap_or_default();
         info.name = rest.get(1).map(|s| s.to_string()).unwrap_or_default();
         info.subresource = rest.get(2).map(|s| s.to_string()).unwrap_or_default();
-        let watch = watch || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let watch = watch || common::params::query_bool(query.get("watch").map(String::as_str));
         info.verb = match *method {
             Method::POST => "create",
             Method::GET | Method::HEAD if watch => "watch",

@@ -1,5 +1,7 @@
 //! What two or more rkube components need and no one component owns (as Kubernetes'
-//! apimachinery is shared): resource quantities and resource quota evaluation.
+//! apimachinery is shared): resource quantities, resource quota evaluation and query
+//! parameter decoding.
 
+pub mod params;
 pub mod quantity;
 pub mod quota;

@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use common::params::query_bool;
+
 use crate::config::KubeletConfig;
 use crate::container_logs::{LogOptions, read_logs};
 use crate::cri::RuntimeClient;
@@ -395,18 +397,6 @@ pub struct PodLogOptions {
     pub limit_bytes: Option<i64>,
 }
 
-/// Go's string → bool conversion for query parameters: only the usual false spellings are
-/// false; anything else given (even empty) is true.
-pub fn query_bool(v: Option<&String>) -> bool {
-    match v {
-        None => false,
-        Some(v) => !matches!(
-            v.to_ascii_lowercase().as_str(),
-            "0" | "f" | "false" | "n" | "no" | "off"
-        ),
-    }
-}
-
 impl PodLogOptions {
     /// Decodes the query; the error is the parameter codec's message.
     pub fn from_query(q: &HashMap<String, String>) -> Result<Self, String> {
@@ -429,9 +419,9 @@ impl PodLogOptions {
         };
         Ok(PodLogOptions {
             container: q.get("container").filter(|c| !c.is_empty()).cloned(),
-            follow: query_bool(q.get("follow")),
-            previous: query_bool(q.get("previous")),
-            timestamps: query_bool(q.get("timestamps")),
+            follow: query_bool(q.get("follow").map(String::as_str)),
+            previous: query_bool(q.get("previous").map(String::as_str)),
+            timestamps: query_bool(q.get("timestamps").map(String::as_str)),
             since_seconds: int("sinceSeconds")?,
             since_time,
             tail_lines: int("tailLines")?,
