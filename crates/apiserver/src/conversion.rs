@@ -68,7 +68,10 @@ pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
         }
         out.insert("status".into(), Value::Object(st));
     }
-    Value::Object(out)
+    let mut out = Value::Object(out);
+    // v1's status requires fields v2's does not (`currentReplicas`).
+    crate::zero_fields::fill(info, &mut out);
+    out
 }
 
 /// A served (v1) object in the storage version (borrowed when they are the same).
@@ -134,6 +137,9 @@ mod tests {
             v2.pointer("/spec/metrics/0/resource/target/averageUtilization"),
             Some(&json!(70))
         );
-        assert_eq!(from_storage(&info, v2.into_owned()), v1);
+        // Read back: the same object, with the status Go writes for it.
+        let mut want = v1.clone();
+        want["status"] = json!({"currentReplicas": 0, "desiredReplicas": 0});
+        assert_eq!(from_storage(&info, v2.into_owned()), want);
     }
 }

@@ -329,3 +329,50 @@ fn status_cause(c: &Value) -> Value {
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(e: &ApiError) -> String {
+        serde_json::to_string(&e.to_status()).unwrap()
+    }
+
+    #[test]
+    fn status_bodies_for_reasons_without_an_http_trigger_read_as_upstream() {
+        let many = ApiError {
+            details: Some(json!({"retryAfterSeconds": 1, "group": "", "causes": []})),
+            ..ApiError::new(
+                429,
+                "TooManyRequests",
+                "too many requests, please try again later",
+            )
+        };
+        assert_eq!(
+            bytes(&many),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests, please try again later","reason":"TooManyRequests","details":{"retryAfterSeconds":1},"code":429}"#
+        );
+        assert_eq!(
+            bytes(&ApiError::gone("too old resource version: 1 (5)")),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}"#
+        );
+        let unsupported = ApiError::unsupported_media_type("text/plain");
+        assert!(
+            bytes(&unsupported).ends_with(r#","reason":"UnsupportedMediaType","code":415}"#),
+            "{}",
+            bytes(&unsupported)
+        );
+    }
+
+    #[test]
+    fn invalid_values_print_as_go_prints_them() {
+        let c = |v: BadValue| Cause::invalid("f", v, "d").message;
+        assert_eq!(c((-1i64).into()), "Invalid value: -1: d");
+        assert_eq!(c(true.into()), "Invalid value: true: d");
+        assert_eq!(c("a \"b\"".into()), r#"Invalid value: "a \"b\"": d"#);
+        assert_eq!(
+            c(json!({"b": "2", "a": "1"}).into()),
+            r#"Invalid value: map[string]string{"a":"1", "b":"2"}: d"#
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! [`Generic`]; each special kind has its own module.
 
 mod admissionregistration;
+mod autoscaling;
 mod certificates;
 mod job;
 mod namespace;
@@ -137,6 +138,9 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
                 "RoleBinding" => "RoleBinding",
                 _ => "ClusterRoleBinding",
             },
+        }),
+        ("autoscaling", "HorizontalPodAutoscaler") => Box::new(autoscaling::HpaStrategy {
+            v1: info.version == "v1",
         }),
         ("autoscaling", _) | ("networking.k8s.io", "Ingress" | "NetworkPolicy") | ("policy", _) => {
             generic(true, false, &[])
