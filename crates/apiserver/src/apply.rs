@@ -6,8 +6,9 @@
 //! change a field another manager owns unless `force=true`, which takes the field over.
 //! Every other write (create, update, patch) records the fields it changed under its
 //! manager's `Update` entry and takes them from the others, without conflicts, as Kubernetes
-//! does. What is not yet: conflicts inside list items, and removal of fields an apply
-//! manager stops applying.
+//! does. List items are keyed as upstream's list-map keys (ports by number and protocol),
+//! conflicts are found inside list items too, and what an apply manager stops applying is
+//! removed from the object unless another manager owns it.
 
 use serde_json::{Map, Value, json};
 
@@ -89,18 +90,14 @@ fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
             (old_m.is_none() || !out.is_empty()).then_some(Value::Object(out))
         }
         Value::Array(items) => {
-            let elems: Vec<&Value> = items.iter().collect();
-            let Some(key) = merge_key(name, &elems) else {
+            let Some(keys) = list_keys(name, items) else {
                 return Some(json!({}));
             };
-            if !crate::patch::keys_unique(items, key) {
-                return Some(json!({}));
-            }
             let old_items = old.and_then(Value::as_array);
             let mut out = Map::new();
             for item in items {
-                let id = item.get(key).cloned().unwrap_or(Value::Null);
-                let before = old_items.and_then(|o| o.iter().find(|i| i.get(key) == Some(&id)));
+                let id = item_key(item, &keys);
+                let before = old_items.and_then(|o| o.iter().find(|i| item_key(i, &keys) == id));
                 let Some(set) = diff_set("", before, item) else {
                     continue;
                 };
@@ -111,12 +108,49 @@ fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
                 if before.is_none() {
                     entry.insert(".".into(), json!({}));
                 }
-                out.insert(format!("k:{}", json!({ key: id })), Value::Object(entry));
+                out.insert(format!("k:{id}"), Value::Object(entry));
             }
             Some(Value::Object(out))
         }
         _ => Some(json!({})),
     }
+}
+
+/// The keys that identify the items of list `name` for server-side apply (upstream's
+/// `listMapKeys`), when every item has its own: ports are keyed by number and protocol,
+/// spread constraints by topology key and action, the rest by their strategic merge key.
+/// `None`: the list is atomic.
+fn list_keys(name: &str, items: &[Value]) -> Option<Vec<&'static str>> {
+    let elems: Vec<&Value> = items.iter().collect();
+    let key = merge_key(name, &elems)?;
+    let keys = match (name, key) {
+        ("ports", k) => vec![k, "protocol"],
+        ("topologySpreadConstraints", k) => vec![k, "whenUnsatisfiable"],
+        (_, k) => vec![k],
+    };
+    let mut seen = std::collections::HashSet::new();
+    items
+        .iter()
+        .all(|i| i.get(keys[0]).is_some() && seen.insert(item_key(i, &keys)))
+        .then_some(keys)
+}
+
+/// An item's key as FieldsV1 spells it: `{"containerPort":80,"protocol":"TCP"}` (a port's
+/// protocol defaults to TCP, as the applied configuration is defaulted before it is keyed).
+fn item_key(item: &Value, keys: &[&str]) -> String {
+    let mut m = Map::new();
+    for k in keys {
+        match item.get(*k) {
+            Some(v) => {
+                m.insert((*k).to_string(), v.clone());
+            }
+            None if *k == "protocol" => {
+                m.insert((*k).to_string(), json!("TCP"));
+            }
+            None => {}
+        }
+    }
+    Value::Object(m).to_string()
 }
 
 /// Sets `manager`'s Apply entry in `obj`'s managedFields.
@@ -262,13 +296,7 @@ fn prune(set: &mut Value, obj: &Value) {
         let value = if let Some(name) = k.strip_prefix("f:") {
             obj.get(name)
         } else if let Some(id) = k.strip_prefix("k:") {
-            let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
-            obj.as_array().and_then(|items| {
-                items.iter().find(|item| {
-                    id.as_object()
-                        .is_some_and(|m| m.iter().all(|(f, v)| item.get(f) == Some(v)))
-                })
-            })
+            find_item(obj, id)
         } else {
             return true;
         };
@@ -282,30 +310,88 @@ fn prune(set: &mut Value, obj: &Value) {
     });
 }
 
-/// Field paths (`["spec", "replicas"]`) a FieldsV1 set owns, through maps; an owned list
-/// item (`k:{...}`) is not descended into.
-fn leaf_paths(fields: &Value, prefix: &[String], out: &mut Vec<Vec<String>>) {
+/// The item of list `obj` whose key is `id` (a FieldsV1 `k:` key).
+fn find_item<'a>(obj: &'a Value, id: &str) -> Option<&'a Value> {
+    let id: Value = serde_json::from_str(id).ok()?;
+    let keys: Vec<&str> = id.as_object()?.keys().map(String::as_str).collect();
+    let want = id.to_string();
+    obj.as_array()?
+        .iter()
+        .find(|item| item_key(item, &keys) == want)
+}
+
+/// One step of a field path: a field, or a list item by its key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Field(String),
+    Item(String),
+}
+
+/// What a FieldsV1 set owns, as paths: its leaf fields, and the list items it created
+/// (those with a `.` entry) as paths ending in the item.
+fn owned_paths(fields: &Value, prefix: &[Step], out: &mut Vec<Vec<Step>>) {
     let Some(m) = fields.as_object() else { return };
     for (k, v) in m {
-        let Some(name) = k.strip_prefix("f:") else {
+        let step = if let Some(name) = k.strip_prefix("f:") {
+            Step::Field(name.to_string())
+        } else if let Some(id) = k.strip_prefix("k:") {
+            Step::Item(id.to_string())
+        } else {
             continue;
         };
         let mut p = prefix.to_vec();
-        p.push(name.to_string());
-        let has = |prefix: &str| {
-            v.as_object()
-                .is_some_and(|c| c.keys().any(|k| k.starts_with(prefix)))
-        };
-        if has("f:") {
-            leaf_paths(v, &p, out);
-        } else if !has("k:") {
-            out.push(p);
+        p.push(step);
+        let children = v
+            .as_object()
+            .is_some_and(|c| c.keys().any(|k| k.starts_with("f:") || k.starts_with("k:")));
+        let marked = v.as_object().is_some_and(|c| c.contains_key("."));
+        if !children || marked {
+            out.push(p.clone());
+        }
+        if children {
+            owned_paths(v, &p, out);
         }
     }
 }
 
-fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(obj, |v, k| v.get(k))
+/// The leaf fields among [`owned_paths`] (the values an apply sets).
+fn leaf_paths(fields: &Value) -> Vec<Vec<Step>> {
+    let mut all = Vec::new();
+    owned_paths(fields, &[], &mut all);
+    all.iter()
+        .filter(|p| !all.iter().any(|q| q.len() > p.len() && q.starts_with(p)))
+        .cloned()
+        .collect()
+}
+
+fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |v, step| match step {
+        Step::Field(k) => v.get(k),
+        Step::Item(id) => find_item(v, id),
+    })
+}
+
+/// `.spec.template.spec.containers[name="web"].image`, as Kubernetes names a field in
+/// conflicts.
+pub fn spell(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Field(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::Item(id) => {
+                let id: Value = serde_json::from_str(id).unwrap_or_default();
+                let parts: Vec<String> = id
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                    .unwrap_or_default();
+                s.push_str(&format!("[{}]", parts.join(",")));
+            }
+        }
+    }
+    s
 }
 
 /// A field another manager owns that this apply would change: (manager, `.spec.replicas`).
@@ -314,19 +400,18 @@ pub struct Conflict {
     /// How Kubernetes names the manager in messages: `"m"`, or for an Update entry
     /// `"m" using apps/v1`.
     pub label: String,
-    pub path: Vec<String>,
+    pub path: Vec<Step>,
 }
 
 impl Conflict {
     pub fn field(&self) -> String {
-        format!(".{}", self.path.join("."))
+        spell(&self.path)
     }
 }
 
 /// The fields of `applied` that other Apply managers of `live` own with a different value.
 pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> {
-    let mut mine = Vec::new();
-    leaf_paths(&fields_v1(applied), &[], &mut mine);
+    let mine = leaf_paths(&fields_v1(applied));
     let mut out = Vec::new();
     let entries = live
         .pointer("/metadata/managedFields")
@@ -345,8 +430,7 @@ pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> 
             let v = e.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             label.push_str(&format!(" using {v}"));
         }
-        let mut theirs = Vec::new();
-        leaf_paths(e.get("fieldsV1").unwrap_or(&Value::Null), &[], &mut theirs);
+        let theirs = leaf_paths(e.get("fieldsV1").unwrap_or(&Value::Null));
         for p in mine.iter().filter(|p| theirs.contains(p)) {
             if value_at(applied, p) != value_at(live, p) {
                 out.push(Conflict {
@@ -358,6 +442,87 @@ pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> 
         }
     }
     out
+}
+
+/// Removes from `obj` what `manager` applied before and no longer applies, unless another
+/// manager owns it too (or something under it): a field dropped from the configuration is
+/// dropped from the object, a list item with it. `obj` still carries the managedFields from
+/// before this apply.
+pub fn remove_unapplied(obj: &mut Value, applied: &Value, manager: &str) {
+    let Some(entries) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let is_mine = |e: &Value| {
+        e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some("Apply")
+    };
+    let Some(before) = entries.iter().find(|e| is_mine(e)) else {
+        return;
+    };
+    let mut had = Vec::new();
+    owned_paths(
+        before.get("fieldsV1").unwrap_or(&Value::Null),
+        &[],
+        &mut had,
+    );
+    let mut now = Vec::new();
+    owned_paths(&fields_v1(applied), &[], &mut now);
+    let mut others = Vec::new();
+    for e in entries.iter().filter(|e| !is_mine(e)) {
+        owned_paths(e.get("fieldsV1").unwrap_or(&Value::Null), &[], &mut others);
+    }
+    let gone: Vec<Vec<Step>> = had
+        .into_iter()
+        .filter(|p| !now.contains(p))
+        .filter(|p| !others.iter().any(|q| q.starts_with(p)))
+        .collect();
+    // An item that goes takes its fields with it (removing them first would lose its key).
+    for p in gone
+        .iter()
+        .filter(|p| !gone.iter().any(|q| q.len() < p.len() && p.starts_with(q)))
+    {
+        remove_at(obj, p);
+    }
+}
+
+fn remove_at(obj: &mut Value, path: &[Step]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let mut node = obj;
+    for step in parent {
+        let next = match step {
+            Step::Field(k) => node.get_mut(k),
+            Step::Item(id) => {
+                let Some(i) = index_of(node, id) else { return };
+                node.get_mut(i)
+            }
+        };
+        let Some(n) = next else { return };
+        node = n;
+    }
+    match last {
+        Step::Field(k) => {
+            if let Some(m) = node.as_object_mut() {
+                m.remove(k);
+            }
+        }
+        Step::Item(id) => {
+            if let Some(i) = index_of(node, id)
+                && let Some(items) = node.as_array_mut()
+            {
+                items.remove(i);
+            }
+        }
+    }
+}
+
+fn index_of(list: &Value, id: &str) -> Option<usize> {
+    let item = find_item(list, id)?;
+    list.as_array()?.iter().position(|i| std::ptr::eq(i, item))
 }
 
 /// The 409 Kubernetes answers for conflicts.
@@ -405,8 +570,11 @@ pub fn take_over(obj: &mut Value, conflicts: &[Conflict]) {
             .to_string();
         for c in conflicts.iter().filter(|c| c.manager == manager) {
             let mut node = e.get_mut("fieldsV1");
-            for (i, k) in c.path.iter().enumerate() {
-                let key = format!("f:{k}");
+            for (i, step) in c.path.iter().enumerate() {
+                let key = match step {
+                    Step::Field(k) => format!("f:{k}"),
+                    Step::Item(id) => format!("k:{id}"),
+                };
                 let Some(m) = node.and_then(Value::as_object_mut) else {
                     break;
                 };

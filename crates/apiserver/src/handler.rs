@@ -981,6 +981,7 @@ async fn resource(
                     };
                     let out = reg
                         .patch_then(info, ns, name, patch, opts, move |obj| {
+                            crate::apply::remove_unapplied(obj, &applied2, &manager2);
                             crate::apply::take_over(obj, &conflicts);
                             crate::apply::record_manager(obj, &applied2, &manager2, &api_version);
                         })

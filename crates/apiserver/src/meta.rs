@@ -34,6 +34,11 @@ pub fn human_age(ts: Option<&str>) -> String {
     let Some(secs) = ts.and_then(age_seconds) else {
         return "<unknown>".into();
     };
+    human_duration(secs)
+}
+
+/// A duration in seconds as `duration.HumanDuration` prints it (ages, CSR durations).
+pub fn human_duration(secs: i64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 600 => format!("{}m{}s", s / 60, s % 60),

@@ -70,7 +70,9 @@ on_both_backends!(
     services_get_addresses_and_node_ports,
     workload_defaults_and_selector_rules,
     server_side_apply_creates_and_updates,
+    server_side_apply_list_items_and_removal,
     tables_look_as_kubernetes_prints_them,
+    tables_of_less_common_kinds,
     deleting_a_namespace_leaves_it_terminating,
     kubectl_create_sends_protobuf,
     events_expire,
@@ -575,6 +577,194 @@ async fn server_side_apply_creates_and_updates(c: &Cluster) {
         err.contains(r#"conflict with "kubectl-patch" using apps/v1: .spec.replicas"#),
         "{err}"
     );
+}
+
+const TWO_CONTAINERS: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: pair
+spec:
+  selector:
+    matchLabels: {app: pair}
+  template:
+    metadata:
+      labels: {app: pair}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        env: [{name: A, value: a}, {name: B, value: b}]
+        ports: [{containerPort: 80}]
+      - name: sidecar
+        image: busybox
+";
+
+async fn server_side_apply_list_items_and_removal(c: &Cluster) {
+    let f = c.write("pair.yaml", TWO_CONTAINERS);
+    c.ok(&["apply", "--server-side", "-f", &f]).await;
+    // List items are keyed as upstream keys them: ports by number and protocol.
+    let fields = c
+        .ok(&[
+            "get",
+            "deploy",
+            "pair",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[0].fieldsV1}",
+        ])
+        .await;
+    assert!(
+        fields.contains(r#""k:{\"containerPort\":80,\"protocol\":\"TCP\"}""#)
+            && fields.contains(r#""k:{\"name\":\"web\"}""#),
+        "{fields}"
+    );
+    // Another applier changing a field inside an item kubectl owns conflicts, named by key.
+    let bob = c.write(
+        "pair-bob.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: pair}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: web, image: nginx:1.28}\n",
+    );
+    let err = c
+        .fails(&["apply", "--server-side", "--field-manager=bob", "-f", &bob])
+        .await;
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.template.spec.containers[name="web"].image"#),
+        "{err}"
+    );
+    // ... and a field of its own inside the item does not.
+    let bob_env = c.write(
+        "pair-bob-env.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: pair}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        env: [{name: C, value: c}]\n",
+    );
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=bob",
+        "-f",
+        &bob_env,
+    ])
+    .await;
+    // kubectl stops applying env B and the sidecar: both are removed; bob's C stays.
+    let fewer = c.write(
+        "pair.yaml",
+        &TWO_CONTAINERS
+            .replace(", {name: B, value: b}", "")
+            .replace("      - name: sidecar\n        image: busybox\n", ""),
+    );
+    c.ok(&["apply", "--server-side", "-f", &fewer]).await;
+    let got = c
+        .ok(&["get", "deploy", "pair", "-o", r#"jsonpath={range .spec.template.spec.containers[*]}{.name}:{range .env[*]}{.name}{end} {end}"#])
+        .await;
+    assert_eq!(got.trim(), "web:AC", "{got}");
+}
+
+async fn tables_of_less_common_kinds(c: &Cluster) {
+    let f = c.write(
+        "less.yaml",
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: fast
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: example.com/fast
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: web}
+spec:
+  controller: example.com/ingress
+  parameters: {apiGroup: k8s.example.com, kind: Params, name: p}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny}
+spec:
+  podSelector: {matchLabels: {app: db}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pdb}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: db}}
+---
+apiVersion: v1
+kind: PodTemplate
+metadata: {name: tpl}
+template:
+  metadata: {labels: {app: db}}
+  spec: {containers: [{name: c, image: busybox}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-1}
+addressType: IPv4
+endpoints: [{addresses: [10.42.0.5]}, {addresses: [10.42.0.6]}]
+ports: [{port: 5432}]
+"#,
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    let lines = |out: String| -> Vec<Vec<String>> {
+        out.lines()
+            .map(|l| {
+                l.split("   ")
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect()
+    };
+    let t = lines(c.ok(&["get", "storageclass", "fast"]).await);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "PROVISIONER",
+            "RECLAIMPOLICY",
+            "VOLUMEBINDINGMODE",
+            "ALLOWVOLUMEEXPANSION",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        t[1][..5],
+        [
+            "fast (default)",
+            "example.com/fast",
+            "Delete",
+            "Immediate",
+            "false"
+        ]
+    );
+    let t = lines(c.ok(&["get", "ingressclass", "web"]).await);
+    assert_eq!(t[0], ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]);
+    assert_eq!(
+        t[1][..3],
+        ["web", "example.com/ingress", "Params.k8s.example.com/p"]
+    );
+    let t = lines(c.ok(&["get", "networkpolicy", "deny"]).await);
+    assert_eq!(t[0], ["NAME", "POD-SELECTOR", "AGE"]);
+    assert_eq!(t[1][..2], ["deny", "app=db"]);
+    let t = lines(c.ok(&["get", "pdb", "pdb"]).await);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
+            "AGE"
+        ]
+    );
+    assert_eq!(t[1][..4], ["pdb", "2", "N/A", "0"]);
+    let t = lines(c.ok(&["get", "podtemplate", "tpl"]).await);
+    assert_eq!(t[0], ["NAME", "CONTAINERS", "IMAGES", "POD LABELS"]);
+    assert_eq!(t[1], ["tpl", "c", "busybox", "app=db"]);
+    let t = lines(c.ok(&["get", "endpointslice", "db-1"]).await);
+    assert_eq!(t[0], ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
+    assert_eq!(t[1][..4], ["db-1", "IPv4", "5432", "10.42.0.5,10.42.0.6"]);
 }
 
 async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {

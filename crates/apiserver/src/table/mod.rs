@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use crate::meta::{self, human_age};
 use crate::resources::ResourceInfo;
 
+mod less_common;
+
 /// What each row carries besides its cells (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum IncludeObject {
@@ -48,6 +50,9 @@ const NAME: Column = Column {
 };
 
 fn columns(info: &ResourceInfo) -> Vec<Column> {
+    if let Some(columns) = less_common::columns(info) {
+        return columns;
+    }
     match (info.group, info.kind) {
         ("", "Pod") => vec![
             NAME,
@@ -398,6 +403,9 @@ fn pod_status(obj: &Value) -> (String, i64, usize, usize) {
 fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
     let name = json!(meta::name(obj));
     let age = json!(human_age(meta::str_at(obj, "/metadata/creationTimestamp")));
+    if let Some(cells) = less_common::cells(info, obj, name.clone(), age.clone()) {
+        return cells;
+    }
     match (info.group, info.kind) {
         ("", "Pod") => {
             let (status, restarts, ready, total) = pod_status(obj);
