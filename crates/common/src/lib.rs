@@ -2,6 +2,7 @@
 //! apimachinery is shared): resource quantities, resource quota evaluation and query
 //! parameter decoding.
 
+pub mod ci;
 pub mod params;
 pub mod quantity;
 pub mod quota;

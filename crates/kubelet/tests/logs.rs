@@ -72,7 +72,7 @@ fn running(p: &Pod, c: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_reads_container_logs_through_the_kubelet() -> Result<()> {
     if !is_root() || !Path::new("/usr/bin/containerd").exists() {
-        eprintln!("skipping: needs root and containerd");
+        common::ci::skip("needs root and containerd");
         return Ok(());
     }
     init_tracing();

@@ -55,7 +55,7 @@ fn zombies(ps: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_runs_a_pod_and_survives_restart() -> Result<()> {
     if !is_root() {
-        eprintln!("skipping: needs root (containerd, network namespaces, cgroups)");
+        common::ci::skip("needs root (containerd, network namespaces, cgroups)");
         return Ok(());
     }
     init_tracing();

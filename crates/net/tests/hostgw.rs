@@ -16,7 +16,7 @@ fn routes_follow_the_nodes_and_leave_others_alone() {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root {
-        eprintln!("skipping: needs root");
+        common::ci::skip("needs root");
         return;
     }
     // Killed on drop, also when an assertion fails (it would hold the test's pipes open).

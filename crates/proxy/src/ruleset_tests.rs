@@ -362,7 +362,7 @@ impl Netns {
                 .output()
                 .is_err()
         {
-            eprintln!("skipping: needs root and nft");
+            common::ci::skip("needs root and nft");
             return None;
         }
         let child = std::process::Command::new("unshare")

@@ -324,7 +324,7 @@ async fn stale_udp_flows_are_flushed_when_an_endpoint_goes() {
         .output()
         .is_err()
     {
-        eprintln!("skipping: conntrack is missing");
+        common::ci::skip("conntrack is missing");
         return;
     }
     init_tracing();

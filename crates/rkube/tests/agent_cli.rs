@@ -158,7 +158,7 @@ fn server_runs_a_node_agent_or_says_why_not() {
 #[test]
 fn an_agent_joins_a_server() {
     if !can_run_agent() {
-        eprintln!("skipping: needs root, containerd, runc and the CNI plugins");
+        common::ci::skip("needs root, containerd, runc and the CNI plugins");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

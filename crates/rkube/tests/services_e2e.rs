@@ -474,7 +474,7 @@ fn ready_endpoints(node: &Node) -> usize {
 #[test]
 fn pods_reach_services_by_name_and_vip() {
     if !can_run() {
-        eprintln!("skipping: needs root, containerd and nft");
+        common::ci::skip("needs root, containerd and nft");
         return;
     }
     let mut node = Node::start();
@@ -759,7 +759,7 @@ spec:
 #[test]
 fn pods_on_two_nodes_reach_each_other_through_services() {
     if !can_run() {
-        eprintln!("skipping: needs root, containerd and nft");
+        common::ci::skip("needs root, containerd and nft");
         return;
     }
     let mut node = Node::start();

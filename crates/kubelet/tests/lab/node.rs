@@ -108,7 +108,7 @@ pub async fn wait_pod(
 /// failure it prints containerd's log, and after a pass nothing may be left behind.
 pub async fn run_in_lab(scenario: impl AsyncFnOnce(&Lab) -> Result<()>) -> Result<()> {
     if !super::is_root() || !std::path::Path::new("/usr/bin/containerd").exists() {
-        eprintln!("skipping: needs root and containerd");
+        common::ci::skip("needs root and containerd");
         return Ok(());
     }
     super::init_tracing();

@@ -24,7 +24,7 @@ pub fn is_root() -> bool {
 /// Root, nft, unshare and busybox: everything the lab needs.
 pub fn can_run() -> bool {
     if !is_root() {
-        eprintln!("skipping: needs root (network namespaces, nftables)");
+        common::ci::skip("needs root (network namespaces, nftables)");
         return false;
     }
     for tool in ["nft", "unshare", "nsenter", "ip", "/bin/busybox"] {
@@ -35,7 +35,7 @@ pub fn can_run() -> bool {
             .status()
             .is_ok();
         if !found {
-            eprintln!("skipping: {tool} is missing");
+            common::ci::skip(&format!("{tool} is missing"));
             return false;
         }
     }
