@@ -30,6 +30,7 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
         "finalize" => vec!["update"],
         "approval" => vec!["get", "patch", "update"],
         "log" => vec!["get"],
+        "exec" | "attach" | "portforward" => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -38,6 +39,9 @@ fn sub_kind(r: &ResourceInfo, sub: &str) -> (String, String, String) {
     match sub {
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
         "binding" => ("".into(), "v1".into(), "Binding".into()),
+        "exec" => ("".into(), "v1".into(), "PodExecOptions".into()),
+        "attach" => ("".into(), "v1".into(), "PodAttachOptions".into()),
+        "portforward" => ("".into(), "v1".into(), "PodPortForwardOptions".into()),
         "token" => (
             "authentication.k8s.io".into(),
             "v1".into(),

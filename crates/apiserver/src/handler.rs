@@ -44,7 +44,7 @@ pub struct ApiState {
     pub server_address: String,
     pub metrics: crate::metrics::Metrics,
     /// How `pods/log` reaches kubelets; `None`: it cannot.
-    pub kubelet: Option<crate::pod_log::KubeletClient>,
+    pub kubelet: Option<crate::kubelet_client::KubeletClient>,
     /// The audit log (`--audit-policy-file`); `None`: only the `Audit-Id` header is set.
     pub audit: Option<Arc<crate::audit::Auditor>>,
 }
@@ -846,6 +846,14 @@ async fn resource(
         }
         (Method::GET, Some(name), Some("status")) => {
             render(info, reg.get(info, ns, name).await?, &accept, &query)
+        }
+        (
+            Method::GET | Method::POST,
+            Some(name),
+            Some(sub @ ("exec" | "attach" | "portforward")),
+        ) if info.group.is_empty() && info.kind == "Pod" => {
+            let sub = sub.to_owned();
+            crate::pod_connect::serve(state, ns, name, &sub, req).await
         }
         (Method::GET, Some(name), Some("log")) if info.group.is_empty() && info.kind == "Pod" => {
             crate::pod_log::get(state, ns, name, &query).await

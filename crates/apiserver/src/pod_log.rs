@@ -10,113 +10,19 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use bytes::Bytes;
 use common::params::query_bool;
 use futures::StreamExt;
-use http::{Request, Response, StatusCode, header};
+use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, BodyStream, Empty, Limited, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::error::{ApiError, ApiResult};
 use crate::handler::{ApiState, Body};
-use crate::pki::Pki;
 
-/// The kubelet's port when a Node does not advertise one.
-const DEFAULT_KUBELET_PORT: i64 = 10250;
-/// How long connecting to a kubelet may take.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most of an error answer read from a kubelet (upstream's maxReadLength).
 const MAX_ERROR_BODY: usize = 50000;
-/// Node address types tried in order (k3s' `--kubelet-preferred-address-types`).
-const PREFERRED_ADDRESS_TYPES: [&str; 3] = ["InternalIP", "ExternalIP", "Hostname"];
-
-/// How the API server reaches kubelets: TLS with its kubelet-client certificate.
-pub struct KubeletClient {
-    tls: TlsConnector,
-}
-
-impl KubeletClient {
-    /// From the kubelet-client certificate and key of `pki`.
-    pub fn new(pki: &Pki) -> anyhow::Result<Self> {
-        let read = |p: std::path::PathBuf| {
-            std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
-        };
-        let certs: Vec<CertificateDer<'static>> =
-            rustls_pemfile::certs(&mut read(pki.kubelet_client_cert())?.as_slice())
-                .collect::<Result<_, _>>()
-                .context("parsing the kubelet client certificate")?;
-        let key: PrivateKeyDer<'static> =
-            rustls_pemfile::private_key(&mut read(pki.kubelet_client_key())?.as_slice())?
-                .context("no private key in the kubelet client key file")?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
-            .with_client_auth_cert(certs, key)
-            .context("the kubelet client certificate")?;
-        Ok(KubeletClient {
-            tls: TlsConnector::from(Arc::new(cfg)),
-        })
-    }
-}
-
-/// Accepts any kubelet serving certificate (kubelets sign their own), checking only that the
-/// handshake is signed by its key.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// `PodLogOptions` as the parameter codec decodes them from a query.
 #[derive(Clone, Debug, Default)]
@@ -271,7 +177,7 @@ fn container_names(pod: &Value) -> Vec<String> {
 }
 
 /// Upstream's `validateContainer`: the container given (it must exist), else the only one.
-fn container_for(pod: &Value, name: &str, given: Option<&str>) -> ApiResult<String> {
+pub(crate) fn container_for(pod: &Value, name: &str, given: Option<&str>) -> ApiResult<String> {
     let all = container_names(pod);
     match given {
         Some(c) if all.iter().any(|n| n == c) => Ok(c.to_owned()),
@@ -300,51 +206,6 @@ fn container_for(pod: &Value, name: &str, given: Option<&str>) -> ApiResult<Stri
             }
         }
     }
-}
-
-/// The host and port of a Node's kubelet.
-fn kubelet_endpoint(node: &Value) -> ApiResult<(String, u16)> {
-    let addresses = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let host = PREFERRED_ADDRESS_TYPES
-        .iter()
-        .find_map(|t| {
-            addresses
-                .iter()
-                .find(|a| a.get("type").and_then(Value::as_str) == Some(t))
-                .and_then(|a| a.get("address").and_then(Value::as_str))
-        })
-        .ok_or_else(|| {
-            let known: Vec<String> = addresses
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{{{} {}}}",
-                        a.get("type").and_then(Value::as_str).unwrap_or(""),
-                        a.get("address").and_then(Value::as_str).unwrap_or("")
-                    )
-                })
-                .collect();
-            ApiError::new(
-                500,
-                "",
-                format!(
-                    "no preferred addresses found; known addresses: [{}]",
-                    known.join(" ")
-                ),
-            )
-        })?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_i64)
-        .filter(|p| *p > 0)
-        .unwrap_or(DEFAULT_KUBELET_PORT);
-    let port = u16::try_from(port)
-        .map_err(|_| ApiError::new(500, "", format!("node kubelet port {port} is out of range")))?;
-    Ok((host.to_owned(), port))
 }
 
 /// The error a kubelet's non-2xx answer becomes (upstream's `GenericHttpResponseChecker`).
@@ -430,7 +291,7 @@ pub async fn get(
         .find("", "v1", "nodes")
         .ok_or_else(ApiError::not_found_path)?;
     let node = state.registry.get(nodes, None, node_name).await?;
-    let (host, port) = kubelet_endpoint(&node)?;
+    let (host, port) = crate::kubelet_client::endpoint(&node)?;
     let Some(client) = state.kubelet.as_ref() else {
         return Err(ApiError::new(
             500,
@@ -453,7 +314,8 @@ pub async fn get(
     };
     let url = format!("https://{authority}{path_and_query}");
     let fail = |e: String| ApiError::new(500, "", format!("Get {url:?}: {e}"));
-    let resp = fetch(client, &host, port, &authority, &path_and_query)
+    let resp = client
+        .get(&host, port, &authority, &path_and_query)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
     let code = resp.status().as_u16();
@@ -483,41 +345,6 @@ pub async fn get(
         header::HeaderValue::from_static("text/plain"),
     );
     Ok(out)
-}
-
-/// One GET to a kubelet over its own connection (closed with the response body).
-async fn fetch(
-    client: &KubeletClient,
-    host: &str,
-    port: u16,
-    authority: &str,
-    path_and_query: &str,
-) -> anyhow::Result<Response<hyper::body::Incoming>> {
-    let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((host, port)))
-        .await
-        .context("dial timeout")?
-        .context("dial tcp")?;
-    let _ = tcp.set_nodelay(true);
-    let server_name = ServerName::try_from(host.to_owned()).context("kubelet host name")?;
-    let tls = client
-        .tls
-        .connect(server_name, tcp)
-        .await
-        .context("TLS handshake with the kubelet")?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .context("HTTP handshake")?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "kubelet connection ended with an error");
-        }
-    });
-    let req = Request::get(path_and_query)
-        .header(header::HOST, authority)
-        .header(header::USER_AGENT, "kube-apiserver (rkube)")
-        .body(Empty::<Bytes>::new())
-        .context("building the request")?;
-    sender.send_request(req).await.context("request")
 }
 
 #[cfg(test)]

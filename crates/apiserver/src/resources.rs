@@ -133,10 +133,14 @@ impl ResourceInfo {
 pub fn all() -> Vec<ResourceInfo> {
     vec![
         // core/v1
-        ResourceInfo::of::<core::Pod>()
-            .short(&["po"])
-            .all()
-            .sub(&["status", "binding", "log"]),
+        ResourceInfo::of::<core::Pod>().short(&["po"]).all().sub(&[
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+        ]),
         ResourceInfo::of::<core::ReplicationController>()
             .short(&["rc"])
             .all()

@@ -142,7 +142,8 @@ impl Server {
             state.audit = Some(crate::audit::Auditor::start(policy, log)?);
         }
         state.kubelet = Some(
-            crate::pod_log::KubeletClient::new(&pki).context("the kubelet client certificate")?,
+            crate::kubelet_client::KubeletClient::new(&pki)
+                .context("the kubelet client certificate")?,
         );
         state.authenticator = crate::authn::Authenticator {
             service_accounts: Some(

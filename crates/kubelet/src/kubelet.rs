@@ -20,9 +20,10 @@ use crate::cni::BridgeNetwork;
 use crate::config::KubeletConfig;
 use crate::cri::RuntimeClient;
 use crate::image_manager::ImageManager;
+use crate::netns_dialer::NetnsDialer;
 use crate::node::{self, NodeFacts};
 use crate::pod_workers::{Context, PodWorkers};
-use crate::prober::{NetnsDialer, Prober};
+use crate::prober::Prober;
 use crate::server::{Server, ServerState};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
@@ -124,7 +125,7 @@ impl Kubelet {
                 cfg.backoff_max,
                 cfg.remote_image_pulls,
             ),
-            prober: Prober::new(cri.clone(), dialer),
+            prober: Prober::new(cri.clone(), dialer.clone()),
             events: controllers::events::Recorder::new(client.clone(), "kubelet")
                 .with_host(cfg.node_name.clone()),
             volumes: VolumeManager::new(VolumeHost {
@@ -149,6 +150,7 @@ impl Kubelet {
                 workers: workers.clone(),
                 status: status.clone(),
                 cri: cri.clone(),
+                dialer: dialer.clone(),
             }));
         }
         let (synced_tx, synced_rx) = watch::channel(false);

@@ -24,8 +24,10 @@
 //!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's route into a sink device (never off the node).
-//! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`), reading logs
-//!   through [`container_logs`].
+//! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`, and through
+//!   [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs through
+//!   [`container_logs`].
+//! * [`netns_dialer`]: sockets in the pods' network namespace (probes, the stream server).
 
 pub mod backoff;
 pub mod cgroups;
@@ -44,6 +46,7 @@ pub mod kubelet;
 pub mod kuberuntime;
 pub mod lifecycle;
 pub mod machine;
+pub mod netns_dialer;
 pub mod node;
 pub mod paths;
 pub mod pleg;
@@ -54,6 +57,7 @@ pub mod runtime_state;
 pub mod server;
 pub mod service_route;
 pub mod status;
+pub mod streaming;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};

@@ -7,10 +7,7 @@
 //!
 //! [`KubeletConfig::pod_netns`]: crate::config::KubeletConfig::pod_netns
 
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,80 +15,18 @@ use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::cri::RuntimeClient;
 use crate::events::EventTarget;
+use crate::netns_dialer::NetnsDialer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeResult {
     Success,
     Failure(String),
-}
-
-/// Makes TCP sockets in a network namespace: a thread that entered it creates them (a socket
-/// belongs to the namespace it was created in); connecting is then ordinary async I/O.
-pub struct NetnsDialer {
-    tx: std::sync::mpsc::Sender<(bool, oneshot::Sender<std::io::Result<std::net::TcpStream>>)>,
-}
-
-impl NetnsDialer {
-    /// Starts the socket-making thread in the network namespace at `netns`
-    /// (e.g. `/proc/<pid>/ns/net`).
-    pub fn new(netns: &Path) -> std::io::Result<Self> {
-        let ns = File::open(netns)?;
-        let (tx, rx) = std::sync::mpsc::channel::<(bool, oneshot::Sender<_>)>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("netns-dialer".into())
-            .spawn(move || {
-                // SAFETY: setns affects this thread only; the fd is open for the call.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    let _ = ready_tx.send(Err(std::io::Error::last_os_error()));
-                    return;
-                }
-                drop(ns);
-                let _ = ready_tx.send(Ok(()));
-                while let Ok((v6, reply)) = rx.recv() {
-                    let _ = reply.send(new_socket(v6));
-                }
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| std::io::Error::other("netns dialer thread died"))??;
-        Ok(NetnsDialer { tx })
-    }
-
-    async fn socket(&self, v6: bool) -> std::io::Result<TcpSocket> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((v6, reply))
-            .map_err(|_| std::io::Error::other("netns dialer thread gone"))?;
-        let std = rx
-            .await
-            .map_err(|_| std::io::Error::other("netns dialer thread gone"))??;
-        Ok(TcpSocket::from_std_stream(std))
-    }
-}
-
-/// An unconnected, non-blocking TCP socket of this thread's network namespace.
-fn new_socket(v6: bool) -> std::io::Result<std::net::TcpStream> {
-    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-    // SAFETY: socket(2) returns a new fd we own (or -1).
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket nobody else owns.
-    Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
 }
 
 /// Runs probes of one pod.

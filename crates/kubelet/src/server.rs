@@ -35,10 +35,12 @@ use common::params::query_bool;
 use crate::config::KubeletConfig;
 use crate::container_logs::{LogOptions, read_logs};
 use crate::cri::RuntimeClient;
+use crate::netns_dialer::NetnsDialer;
 use crate::pod_workers::PodWorkers;
 use crate::status::StatusManager;
+use crate::streaming::{self, Target};
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// The only group allowed in until authorization is delegated to the API server.
 const ADMIN_GROUP: &str = "system:masters";
@@ -49,6 +51,8 @@ pub struct ServerState {
     pub workers: Arc<PodWorkers>,
     pub status: StatusManager,
     pub cri: RuntimeClient,
+    /// Dials the runtime's stream server from the pods' network namespace, if not the node's.
+    pub dialer: Option<Arc<NetnsDialer>>,
 }
 
 /// A bound, not yet serving, kubelet server (bound first so the port is known before the
@@ -158,7 +162,7 @@ impl Server {
                     async move { Ok::<_, Infallible>(handle(&state, caller, req).await) }
                 });
                 if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await
                 {
                     debug!(%peer, error = %e, "kubelet server: connection ended with an error");
@@ -288,7 +292,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
+pub(crate) fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(msg.into())).boxed());
     *resp.status_mut() = code;
     resp.headers_mut().insert(
@@ -336,6 +340,29 @@ async fn handle(
             let query = parse_query(req.uri().query());
             container_logs(state, ns, pod, container, &query).await
         }
+        // `/exec/{ns}/{pod}/{container}`, or with the pod's uid before the container.
+        (&Method::GET | &Method::POST, [verb @ ("exec" | "attach"), ns, pod, .., container])
+            if matches!(parts.len(), 4 | 5) =>
+        {
+            let uid = (parts.len() == 5).then(|| parts[3].to_string());
+            let container = container.to_string();
+            let target = if *verb == "exec" {
+                Target::Exec {
+                    container: &container,
+                }
+            } else {
+                Target::Attach {
+                    container: &container,
+                }
+            };
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            streaming::serve(state, &ns, &pod, uid.as_deref(), target, req).await
+        }
+        (&Method::GET | &Method::POST, ["portForward", ns, pod, rest @ ..]) if rest.len() <= 1 => {
+            let uid = rest.first().map(|u| u.to_string());
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            streaming::serve(state, &ns, &pod, uid.as_deref(), Target::PortForward, req).await
+        }
         (_, ["containerLogs", ..]) if req.method() != Method::GET => {
             text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
         }
@@ -347,7 +374,7 @@ async fn handle(
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

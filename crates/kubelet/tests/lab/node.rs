@@ -187,6 +187,10 @@ impl TestNode {
         cfg.cni_network = lab.network.clone();
         cfg.cgroup_root = lab.cgroup_root();
         cfg.pod_netns = Some(lab.netns());
+        // The API server reaches the kubelet (logs, exec, port-forward) on loopback only.
+        cfg.node_ip = Some("127.0.0.1".parse()?);
+        cfg.kubelet_port = 0;
+        cfg.client_ca = config.root_cert.clone().unwrap_or_default();
         let kubelet_client = kubelet::kubelet::client(config)?;
         let client = cluster.client().await;
         let mut node = TestNode {

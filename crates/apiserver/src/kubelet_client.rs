@@ -1,0 +1,194 @@
+//! How the API server reaches kubelets (`pods/log`, `exec`, `attach`, `portforward`): the
+//! node's address (`status.addresses`, InternalIP first, port from `daemonEndpoints`) and
+//! TLS with the API server's kubelet-client certificate. The kubelet's serving certificate is
+//! not verified (upstream's default when no `--kubelet-certificate-authority` is given).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::error::{ApiError, ApiResult};
+use crate::pki::Pki;
+
+/// The kubelet's port when a Node does not advertise one.
+const DEFAULT_KUBELET_PORT: i64 = 10250;
+/// How long connecting to a kubelet may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Node address types tried in order (k3s' `--kubelet-preferred-address-types`).
+const PREFERRED_ADDRESS_TYPES: [&str; 3] = ["InternalIP", "ExternalIP", "Hostname"];
+
+/// How the API server reaches kubelets: TLS with its kubelet-client certificate.
+pub struct KubeletClient {
+    tls: TlsConnector,
+}
+
+impl KubeletClient {
+    /// From the kubelet-client certificate and key of `pki`.
+    pub fn new(pki: &Pki) -> anyhow::Result<Self> {
+        let read = |p: std::path::PathBuf| {
+            std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
+        };
+        let certs: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut read(pki.kubelet_client_cert())?.as_slice())
+                .collect::<Result<_, _>>()
+                .context("parsing the kubelet client certificate")?;
+        let key: PrivateKeyDer<'static> =
+            rustls_pemfile::private_key(&mut read(pki.kubelet_client_key())?.as_slice())?
+                .context("no private key in the kubelet client key file")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+            .with_client_auth_cert(certs, key)
+            .context("the kubelet client certificate")?;
+        Ok(KubeletClient {
+            tls: TlsConnector::from(Arc::new(cfg)),
+        })
+    }
+}
+
+/// Accepts any kubelet serving certificate (kubelets sign their own), checking only that the
+/// handshake is signed by its key.
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The host and port of a Node's kubelet.
+pub fn endpoint(node: &Value) -> ApiResult<(String, u16)> {
+    let addresses = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let host = PREFERRED_ADDRESS_TYPES
+        .iter()
+        .find_map(|t| {
+            addresses
+                .iter()
+                .find(|a| a.get("type").and_then(Value::as_str) == Some(t))
+                .and_then(|a| a.get("address").and_then(Value::as_str))
+        })
+        .ok_or_else(|| {
+            let known: Vec<String> = addresses
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{{{} {}}}",
+                        a.get("type").and_then(Value::as_str).unwrap_or(""),
+                        a.get("address").and_then(Value::as_str).unwrap_or("")
+                    )
+                })
+                .collect();
+            ApiError::new(
+                500,
+                "",
+                format!(
+                    "no preferred addresses found; known addresses: [{}]",
+                    known.join(" ")
+                ),
+            )
+        })?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_i64)
+        .filter(|p| *p > 0)
+        .unwrap_or(DEFAULT_KUBELET_PORT);
+    let port = u16::try_from(port)
+        .map_err(|_| ApiError::new(500, "", format!("node kubelet port {port} is out of range")))?;
+    Ok((host.to_owned(), port))
+}
+
+impl KubeletClient {
+    /// A TLS connection of its own to the kubelet at `host:port`.
+    pub async fn dial(&self, host: &str, port: u16) -> anyhow::Result<TlsStream<TcpStream>> {
+        let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((host, port)))
+            .await
+            .context("dial timeout")?
+            .context("dial tcp")?;
+        let _ = tcp.set_nodelay(true);
+        let server_name = ServerName::try_from(host.to_owned()).context("kubelet host name")?;
+        self.tls
+            .connect(server_name, tcp)
+            .await
+            .context("TLS handshake with the kubelet")
+    }
+
+    /// One GET to a kubelet over its own connection (closed with the response body).
+    pub async fn get(
+        &self,
+        host: &str,
+        port: u16,
+        authority: &str,
+        path_and_query: &str,
+    ) -> anyhow::Result<Response<hyper::body::Incoming>> {
+        let tls = self.dial(host, port).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "kubelet connection ended with an error");
+            }
+        });
+        let req = Request::get(path_and_query)
+            .header(header::HOST, authority)
+            .header(header::USER_AGENT, "kube-apiserver (rkube)")
+            .body(Empty::<Bytes>::new())
+            .context("building the request")?;
+        sender.send_request(req).await.context("request")
+    }
+}
