@@ -51,6 +51,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("pod {name} stopped and removed");
         }
         runtime.shutdown().await;
+        // The pods' volumes (tmpfs token and secret volumes, subPath binds), as
+        // k3s-killall.sh unmounts the kubelet's pods directory.
+        let mounts = kubelet::volumes::unmount_all(&kubelet::AgentDirs::new(&args.data_dir))
+            .context("unmounting the pods' volumes")?;
+        if mounts > 0 {
+            println!("{mounts} volume mount(s) removed");
+        }
         proxy::cleanup(&proxy::ProxyConfig::new(""))
             .await
             .context("removing kube-proxy's table")?;

@@ -727,6 +727,21 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("pod default/web-"), "{said}");
+    // The pods' volumes (their token tmpfs) are unmounted: the data dir can be removed.
+    let mounts = String::from_utf8_lossy(
+        &node
+            .cmd("cat")
+            .arg("/proc/self/mountinfo")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let data_dir = node.dir.path().to_string_lossy().into_owned();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&data_dir)),
+        "left mounted after killall: {mounts}"
+    );
     let tables = String::from_utf8_lossy(
         &node
             .cmd("nft")

@@ -253,6 +253,27 @@ fn umount(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Unmounts every pod volume (and subPath bind) under the agent's pods directory, leaving
+/// the files: `rkube killall`, after the pods are gone, so the data dir can be removed.
+/// Returns how many mounts were undone.
+pub fn unmount_all(dirs: &AgentDirs) -> io::Result<usize> {
+    let Ok(dir) = dirs.kubelet_pods.canonicalize() else {
+        return Ok(0);
+    };
+    let mut undone = 0;
+    for _ in 0..8 {
+        let mounts = mounts_under(&dir);
+        if mounts.is_empty() {
+            break;
+        }
+        for m in mounts {
+            umount(&m)?;
+            undone += 1;
+        }
+    }
+    Ok(undone)
+}
+
 /// Unmounts whatever is mounted under `dir`, then removes it — never through a mount.
 fn remove_unmounted(dir: &Path) -> io::Result<()> {
     // mountinfo has resolved paths (the data dir may be reached through a symlink).
