@@ -844,7 +844,7 @@ async fn resource(
         (Method::GET, Some(name), None) => {
             render(info, reg.get(info, ns, name).await?, &accept, &query)
         }
-        (Method::GET, Some(name), Some("status")) => {
+        (Method::GET, Some(name), Some("status" | "ephemeralcontainers")) => {
             render(info, reg.get(info, ns, name).await?, &accept, &query)
         }
         (
@@ -918,7 +918,11 @@ async fn resource(
         (
             Method::PUT,
             Some(name),
-            sub @ (None | Some("status") | Some("finalize") | Some("approval")),
+            sub @ (None
+            | Some("status")
+            | Some("finalize")
+            | Some("approval")
+            | Some("ephemeralcontainers")),
         ) => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
@@ -998,7 +1002,11 @@ async fn resource(
                 }
             }
         }
-        (Method::PATCH, Some(name), sub @ (None | Some("status") | Some("scale"))) => {
+        (
+            Method::PATCH,
+            Some(name),
+            sub @ (None | Some("status") | Some("scale") | Some("ephemeralcontainers")),
+        ) => {
             let (ct, body) = read_body(req).await?;
             let kind = match ct.as_deref() {
                 Some("application/json-patch+json") => PatchKind::Json,

@@ -1064,6 +1064,13 @@ impl Registry {
             record(&mut new);
             return Ok(new);
         }
+        if sub == Some("ephemeralcontainers") {
+            // `kubectl debug`: only the pod's ephemeral containers change.
+            new = strategy::update_pod_ephemeral_containers(old, &new)
+                .map_err(|causes| ApiError::invalid(info, &name, causes))?;
+            record(&mut new);
+            return Ok(new);
+        }
         if sub == Some("finalize") {
             // A namespace's `finalize` changes `spec.finalizers` and nothing else.
             let finalizers = new

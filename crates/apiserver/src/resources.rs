@@ -140,6 +140,7 @@ pub fn all() -> Vec<ResourceInfo> {
             "exec",
             "attach",
             "portforward",
+            "ephemeralcontainers",
         ]),
         ResourceInfo::of::<core::ReplicationController>()
             .short(&["rc"])

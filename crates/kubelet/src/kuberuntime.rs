@@ -292,6 +292,32 @@ pub struct ContainerParams<'a> {
     pub mounts: Vec<api::Mount>,
 }
 
+/// An ephemeral container (`kubectl debug`) as the container it is run as: the same fields,
+/// less `targetContainerName`, which [`target_pid_namespace`] turns into a namespace option.
+pub fn ephemeral_as_container(ec: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    serde_json::to_value(ec)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|_| Container {
+            name: ec.name.clone(),
+            image: ec.image.clone(),
+            ..Default::default()
+        })
+}
+
+/// Puts a container in the PID namespace of container `target_id` (upstream's
+/// `NamespaceMode_TARGET`, `kubectl debug --target`).
+pub fn target_pid_namespace(config: &mut api::ContainerConfig, target_id: &str) {
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = api::NamespaceMode::Target as i32;
+        ns.target_id = target_id.to_owned();
+    }
+}
+
 /// The CRI config of container `c` of `pod`.
 pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> api::ContainerConfig {
     let spec = spec(pod);

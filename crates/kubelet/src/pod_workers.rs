@@ -718,6 +718,7 @@ impl Worker {
                         Some(l) => acted |= self.remove_stuck(&l).await,
                     }
                 }
+                acted |= self.start_ephemeral(pod, &spec, &sb, &sb_config, &rt).await;
             }
             self.remove_dead(&spec, &rt).await;
         }
@@ -918,6 +919,20 @@ impl Worker {
         sb_config: &api::PodSandboxConfig,
         rt: &PodRuntime,
     ) -> bool {
+        self.start_in(pod, c, sb, sb_config, rt, None).await
+    }
+
+    /// [`Self::start`], in the PID namespace of container `pid_target` if given (an ephemeral
+    /// container's `targetContainerName`).
+    async fn start_in(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        sb: &SandboxState,
+        sb_config: &api::PodSandboxConfig,
+        rt: &PodRuntime,
+        pid_target: Option<&str>,
+    ) -> bool {
         let ctx = self.ctx.clone();
         let events = EventTarget::container(&ctx.events, pod, &c.name);
         let image = c.image.clone().unwrap_or_default();
@@ -982,7 +997,7 @@ impl Worker {
             }
         };
         let attempt = rt.next_attempt(&c.name);
-        let config = kuberuntime::container_config(
+        let mut config = kuberuntime::container_config(
             pod,
             c,
             ContainerParams {
@@ -993,6 +1008,9 @@ impl Worker {
                 mounts,
             },
         );
+        if let Some(target) = pid_target {
+            kuberuntime::target_pid_namespace(&mut config, target);
+        }
         let id = match ctx
             .cri
             .create_container(&sb.id, config, sb_config.clone())
@@ -1039,6 +1057,35 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Starts the ephemeral containers (`kubectl debug`) that never ran: each runs once in
+    /// the pod's sandbox and is never restarted, as upstream.
+    async fn start_ephemeral(
+        &mut self,
+        pod: &Pod,
+        spec: &PodSpec,
+        sb: &SandboxState,
+        sb_config: &api::PodSandboxConfig,
+        rt: &PodRuntime,
+    ) -> bool {
+        let mut acted = false;
+        for ec in spec.ephemeral_containers.iter().flatten() {
+            if rt.latest(&ec.name).is_some() {
+                continue;
+            }
+            let target = ec
+                .target_container_name
+                .as_deref()
+                .and_then(|t| rt.latest(t))
+                .filter(|t| t.is_running())
+                .map(|t| t.id.clone());
+            let c = kuberuntime::ephemeral_as_container(ec);
+            acted |= self
+                .start_in(pod, &c, sb, sb_config, rt, target.as_deref())
+                .await;
+        }
+        acted
     }
 
     /// Keeps the newest two instances of each container of the current sandbox (for

@@ -412,6 +412,15 @@ pub fn generate(pod: &Pod, rt: &PodRuntime, notes: &Notes, ctx: &StatusContext<'
         ),
         container_statuses: Some(statuses),
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
+        // Ephemeral containers count for neither phase nor readiness.
+        ephemeral_container_statuses: spec.ephemeral_containers.as_ref().map(|ecs| {
+            ecs.iter()
+                .map(|ec| {
+                    let c = crate::kuberuntime::ephemeral_as_container(ec);
+                    container_status(&c, rt, notes, ctx, "ContainerCreating")
+                })
+                .collect()
+        }),
         ..Default::default()
     }
 }

@@ -214,33 +214,36 @@ async fn scenario(node: &TestNode) -> Result<()> {
 
     // attach: input to the running container's stdin, its output back (the session lasts
     // until kubectl is stopped: the container's stdin is not closed with kubectl's).
-    let mut child = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(node.cluster.kubeconfig())
-        .args(["attach", "-i", "talk"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut input = child.stdin.take().context("stdin")?;
-    let mut output = child.stdout.take().context("stdout")?;
-    let mut seen = String::new();
-    let t = Instant::now();
-    for line in ["one", "two"] {
-        input.write_all(format!("{line}\n").as_bytes()).await?;
-        input.flush().await?;
-        while !seen.contains(&format!("got-{line}\n")) {
-            let mut buf = [0u8; 256];
-            let n = tokio::time::timeout(Duration::from_secs(20), output.read(&mut buf)).await??;
-            ensure!(
-                n > 0 && t.elapsed() < Duration::from_secs(20),
-                "attach ended early: {seen:?}"
-            );
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    }
-    child.kill().await?;
+    interactive(node, &["attach", "-i", "talk"], &["one", "two"]).await?;
+
+    // debug: an ephemeral container in the pod, in the app container's PID namespace.
+    let seen = interactive(
+        node,
+        &[
+            "debug",
+            "-i",
+            "web",
+            "--image=rkube.local/busybox:test",
+            "--target=app",
+            "--container=dbg",
+            "--",
+            "sh",
+            "-c",
+            r#"while read l; do [ "$l" = ps ] && ps; echo got-$l; done"#,
+        ],
+        &["one", "ps"],
+    )
+    .await?;
+    ensure!(
+        seen.contains("httpd -f -p 8080"),
+        "the target's processes: {seen}"
+    );
+    let pod = pods.get("web").await?;
+    let statuses = pod
+        .status
+        .and_then(|s| s.ephemeral_container_statuses)
+        .unwrap_or_default();
+    ensure!(statuses.iter().any(|s| s.name == "dbg"), "{statuses:?}");
 
     // port-forward: a local port to the pod's 8080.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
@@ -302,4 +305,49 @@ async fn scenario(node: &TestNode) -> Result<()> {
         child.kill().await?;
     }
     Ok(())
+}
+
+/// Runs kubectl with stdin open, sends `lines` one at a time and waits for each to come back
+/// as `got-<line>`; returns all output. Stops kubectl at the end.
+async fn interactive(node: &TestNode, args: &[&str], lines: &[&str]) -> Result<String> {
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(node.cluster.kubeconfig())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut input = child.stdin.take().context("stdin")?;
+    let mut output = child.stdout.take().context("stdout")?;
+    let mut seen = String::new();
+    let t = Instant::now();
+    for line in lines {
+        // Until the session is attached, input may go unanswered: send again.
+        let want = format!("got-{line}\n");
+        let mut sent = Instant::now() - Duration::from_secs(10);
+        while !seen.contains(&want) {
+            ensure!(
+                t.elapsed() < Duration::from_secs(40),
+                "{args:?}: no {want:?} in {seen:?}"
+            );
+            if sent.elapsed() > Duration::from_secs(3) {
+                input.write_all(format!("{line}\n").as_bytes()).await?;
+                input.flush().await?;
+                sent = Instant::now();
+            }
+            let mut buf = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_millis(500), output.read(&mut buf)).await {
+                Ok(n) => {
+                    let n = n?;
+                    ensure!(n > 0, "{args:?} ended early: {seen:?}");
+                    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+    child.kill().await?;
+    Ok(seen)
 }

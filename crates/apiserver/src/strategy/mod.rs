@@ -150,6 +150,7 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
 }
 
 pub(crate) use namespace::validate_finalizers as validate_namespace_finalizers;
+pub(crate) use pod::update_ephemeral as update_pod_ephemeral_containers;
 
 /// Sets `key` in a JSON object if it is absent or null.
 pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {

@@ -102,12 +102,109 @@ pub fn default_pod_spec(spec: &mut Value) {
         set_default(spec, "schedulerName", json!("default-scheduler"));
         set_default(spec, "securityContext", json!({}));
         set_default(spec, "enableServiceLinks", json!(true));
-        for list in ["containers", "initContainers"] {
+        for list in ["containers", "initContainers", "ephemeralContainers"] {
             if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
                 cs.iter_mut().for_each(default_container);
             }
         }
     }
+}
+
+/// Fields an ephemeral container may not have (upstream's `validateEphemeralContainers`).
+const NOT_FOR_EPHEMERAL: [&str; 5] = [
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// An update through `pods/{name}/ephemeralcontainers` (`kubectl debug`): only
+/// `spec.ephemeralContainers` changes, existing ones neither change nor go, new ones are
+/// checked as upstream checks them. Returns the stored pod with the new list.
+pub fn update_ephemeral(old: &Value, new: &Value) -> Result<Value, Vec<Cause>> {
+    let list = |pod: &Value| -> Vec<Value> {
+        pod.pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut wanted = list(new);
+    wanted.iter_mut().for_each(default_container);
+    let existing = list(old);
+    let mut causes = Vec::new();
+    for e in &existing {
+        let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
+        match wanted
+            .iter()
+            .position(|w| w.get("name").and_then(Value::as_str) == Some(name))
+        {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed"),
+            )),
+            Some(i) if &wanted[i] != e => causes.push(Cause::forbidden(
+                format!("spec.ephemeralContainers[{i}]"),
+                &format!("existing ephemeral containers {name:?} may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut names: std::collections::HashSet<String> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| old.pointer(&format!("/spec/{l}")).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    for (i, c) in wanted.iter().enumerate() {
+        let field = format!("spec.ephemeralContainers[{i}]");
+        match c.get("name").and_then(Value::as_str) {
+            None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
+            Some(n) => {
+                if let Some(cause) = meta::check_label(&format!("{field}.name"), n) {
+                    causes.push(cause);
+                } else if !names.insert(n.to_string()) {
+                    causes.push(Cause {
+                        reason: "FieldValueDuplicate",
+                        field: format!("{field}.name"),
+                        message: format!("Duplicate value: \"{n}\""),
+                    });
+                }
+            }
+        }
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            causes.push(Cause::required(format!("{field}.image")));
+        }
+        for f in NOT_FOR_EPHEMERAL {
+            if c.get(f).is_some_and(|v| !v.is_null()) {
+                causes.push(Cause::forbidden(
+                    format!("{field}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if c.get("resources")
+            .and_then(Value::as_object)
+            .is_some_and(|r| r.values().any(|v| !v.is_null() && v != &json!({})))
+        {
+            causes.push(Cause::forbidden(
+                format!("{field}.resources"),
+                "cannot be set for an Ephemeral Container",
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(causes);
+    }
+    let mut out = old.clone();
+    if !out.get("spec").is_some_and(Value::is_object) {
+        out["spec"] = json!({});
+    }
+    out["spec"]["ephemeralContainers"] = Value::Array(wanted);
+    Ok(out)
 }
 
 impl Strategy for PodStrategy {
@@ -227,6 +324,47 @@ mod tests {
         assert_eq!(
             qos_class(&c(json!({"requests": {"cpu": "1"}}))),
             "Burstable"
+        );
+    }
+}
+
+#[cfg(test)]
+mod ephemeral_tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_containers_are_added_only_and_checked_as_upstream() {
+        let old = json!({"spec": {"containers": [{"name": "app", "image": "a"}]}});
+        let add = json!({"spec": {"ephemeralContainers": [{"name": "dbg", "image": "busybox:1"}]}});
+        let with = update_ephemeral(&old, &add).unwrap();
+        assert_eq!(with["spec"]["containers"], old["spec"]["containers"]);
+        assert_eq!(
+            with["spec"]["ephemeralContainers"][0]["terminationMessagePolicy"],
+            json!("File")
+        );
+        // Removing or changing one that exists is refused.
+        let gone =
+            update_ephemeral(&with, &json!({"spec": {"ephemeralContainers": []}})).unwrap_err();
+        assert_eq!(
+            gone[0].message,
+            "Forbidden: existing ephemeral containers \"dbg\" may not be removed"
+        );
+        let changed = json!({"spec": {"ephemeralContainers": [{"name": "dbg", "image": "other"}]}});
+        assert_eq!(
+            update_ephemeral(&with, &changed).unwrap_err()[0].field,
+            "spec.ephemeralContainers[0]"
+        );
+        // A name taken by a container, and what an ephemeral container may not have.
+        let bad = json!({"spec": {"ephemeralContainers": [
+            {"name": "app", "image": "b", "ports": [{"containerPort": 80}]}]}});
+        let causes = update_ephemeral(&old, &bad).unwrap_err();
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.ephemeralContainers[0].name",
+                "spec.ephemeralContainers[0].ports"
+            ]
         );
     }
 }
