@@ -68,6 +68,7 @@ fn serve(dir: &str) {
             audit_policy: None,
             audit_log: None,
             disable_admission_plugins: Vec::new(),
+            pod_netns: None,
         })
         .await
         .unwrap();

@@ -31,6 +31,7 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
         "approval" => vec!["get", "patch", "update"],
         "log" => vec!["get"],
         "exec" | "attach" | "portforward" => vec!["create", "get"],
+        "proxy" => vec!["create", "delete", "get", "patch", "update"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -42,6 +43,7 @@ fn sub_kind(r: &ResourceInfo, sub: &str) -> (String, String, String) {
         "exec" => ("".into(), "v1".into(), "PodExecOptions".into()),
         "attach" => ("".into(), "v1".into(), "PodAttachOptions".into()),
         "portforward" => ("".into(), "v1".into(), "PodPortForwardOptions".into()),
+        "proxy" => ("".into(), "v1".into(), format!("{}ProxyOptions", r.kind)),
         "token" => (
             "authentication.k8s.io".into(),
             "v1".into(),

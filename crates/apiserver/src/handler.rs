@@ -45,6 +45,9 @@ pub struct ApiState {
     pub metrics: crate::metrics::Metrics,
     /// How `pods/log` reaches kubelets; `None`: it cannot.
     pub kubelet: Option<crate::kubelet_client::KubeletClient>,
+    /// Dials pod addresses (the proxy subresources) from the pods' network namespace, when
+    /// it is not the server's own.
+    pub pod_dialer: Option<Arc<streaming::NetnsDialer>>,
     /// The audit log (`--audit-policy-file`); `None`: only the `Audit-Id` header is set.
     pub audit: Option<Arc<crate::audit::Auditor>>,
 }
@@ -59,6 +62,7 @@ impl ApiState {
             server_address,
             metrics: Default::default(),
             kubelet: None,
+            pod_dialer: None,
             audit: None,
         }
     }
@@ -482,7 +486,8 @@ fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
     let info = catalog.find(group, version, rest.first()?)?;
     let name = rest.get(1).map(|s| s.to_string());
     let subresource = rest.get(2).map(|s| s.to_string());
-    if rest.len() > 3 {
+    // Only a proxy subresource takes a path of its own (`pods/web/proxy/a/b`).
+    if rest.len() > 3 && subresource.as_deref() != Some("proxy") {
         return None;
     }
     if let Some(sub) = &subresource
@@ -846,6 +851,17 @@ async fn resource(
         }
         (Method::GET, Some(name), Some("status" | "ephemeralcontainers")) => {
             render(info, reg.get(info, ns, name).await?, &accept, &query)
+        }
+        (_, Some(name), Some("proxy")) => {
+            // Everything after `/{name}/proxy` is the backend's path.
+            let path = req.uri().path().to_string();
+            let marker = format!("/{name}/proxy");
+            let rest = path
+                .find(&marker)
+                .map(|i| path[i + marker.len()..].to_string())
+                .unwrap_or_default();
+            let name = name.to_owned();
+            crate::proxy::serve(state, info, ns, &name, &rest, req).await
         }
         (
             Method::GET | Method::POST,

@@ -26,6 +26,7 @@ pub mod pki;
 mod pod_connect;
 mod pod_log;
 mod protobuf;
+mod proxy;
 pub mod registry;
 pub mod request_info;
 pub mod resources;

@@ -141,6 +141,7 @@ pub fn all() -> Vec<ResourceInfo> {
             "attach",
             "portforward",
             "ephemeralcontainers",
+            "proxy",
         ]),
         ResourceInfo::of::<core::ReplicationController>()
             .short(&["rc"])
@@ -150,7 +151,7 @@ pub fn all() -> Vec<ResourceInfo> {
         ResourceInfo::of::<core::Endpoints>().short(&["ep"]),
         ResourceInfo::of::<core::Node>()
             .short(&["no"])
-            .sub(&["status"]),
+            .sub(&["status", "proxy"]),
         namespace_info(),
         ResourceInfo::of::<core::Secret>(),
         ResourceInfo::of::<core::ConfigMap>().short(&["cm"]),
@@ -286,7 +287,7 @@ pub fn service_info() -> ResourceInfo {
     ResourceInfo::of::<core::Service>()
         .short(&["svc"])
         .all()
-        .sub(&["status"])
+        .sub(&["status", "proxy"])
 }
 
 /// A group and its versions, newest (preferred) first.

@@ -43,6 +43,9 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// Admission plugins to turn off (`--disable-admission-plugins`), by upstream's names.
     pub disable_admission_plugins: Vec<String>,
+    /// The network namespace pods live in, when not the server's own (the node test lab):
+    /// the proxy subresources dial pods from it.
+    pub pod_netns: Option<PathBuf>,
 }
 
 /// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
@@ -140,6 +143,11 @@ impl Server {
         if let (Some(policy), Some(log)) = (&config.audit_policy, &config.audit_log) {
             let policy = crate::audit::Policy::load(policy)?;
             state.audit = Some(crate::audit::Auditor::start(policy, log)?);
+        }
+        if let Some(ns) = &config.pod_netns {
+            state.pod_dialer = Some(Arc::new(streaming::NetnsDialer::new(ns).with_context(
+                || format!("entering the pods' network namespace {}", ns.display()),
+            )?));
         }
         state.kubelet = Some(
             crate::kubelet_client::KubeletClient::new(&pki)

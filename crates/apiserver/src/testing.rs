@@ -57,6 +57,7 @@ impl Cluster {
             audit_policy: None,
             audit_log: None,
             disable_admission_plugins: Vec::new(),
+            pod_netns: None,
         };
         f(&mut config);
         let server = Server::start(config.clone()).await.unwrap();

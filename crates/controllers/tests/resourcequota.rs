@@ -546,6 +546,7 @@ async fn two_api_servers_over_one_etcd_charge_exactly() {
             audit_policy: None,
             audit_log: None,
             disable_admission_plugins: Vec::new(),
+            pod_netns: None,
         })
         .await
         .unwrap();

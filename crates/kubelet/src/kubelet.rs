@@ -20,7 +20,6 @@ use crate::cni::BridgeNetwork;
 use crate::config::KubeletConfig;
 use crate::cri::RuntimeClient;
 use crate::image_manager::ImageManager;
-use crate::netns_dialer::NetnsDialer;
 use crate::node::{self, NodeFacts};
 use crate::pod_workers::{Context, PodWorkers};
 use crate::prober::Prober;
@@ -28,6 +27,7 @@ use crate::server::{Server, ServerState};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
 use crate::{machine, pleg};
+use streaming::NetnsDialer;
 
 /// How long to wait for the runtime to load the CNI config before running pods anyway.
 const NETWORK_READY_WAIT: Duration = Duration::from_secs(15);

@@ -27,7 +27,6 @@
 //! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`, and through
 //!   [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs through
 //!   [`container_logs`].
-//! * [`netns_dialer`]: sockets in the pods' network namespace (probes, the stream server).
 
 pub mod backoff;
 pub mod cgroups;
@@ -46,7 +45,6 @@ pub mod kubelet;
 pub mod kuberuntime;
 pub mod lifecycle;
 pub mod machine;
-pub mod netns_dialer;
 pub mod node;
 pub mod paths;
 pub mod pleg;

@@ -21,7 +21,7 @@ use tracing::{debug, info};
 
 use crate::cri::RuntimeClient;
 use crate::events::EventTarget;
-use crate::netns_dialer::NetnsDialer;
+use streaming::NetnsDialer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeResult {

@@ -35,10 +35,10 @@ use common::params::query_bool;
 use crate::config::KubeletConfig;
 use crate::container_logs::{LogOptions, read_logs};
 use crate::cri::RuntimeClient;
-use crate::netns_dialer::NetnsDialer;
 use crate::pod_workers::PodWorkers;
 use crate::status::StatusManager;
 use crate::streaming::{self, Target};
+use ::streaming::NetnsDialer;
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 

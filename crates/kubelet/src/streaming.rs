@@ -17,8 +17,8 @@ use tracing::debug;
 
 use crate::cri::{RuntimeClient, api};
 use crate::kuberuntime::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
-use crate::netns_dialer::NetnsDialer;
 use crate::server::{Body, ServerState, text};
+use ::streaming::NetnsDialer;
 
 /// How long dialing the runtime's stream server may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -189,7 +189,7 @@ pub async fn serve(
         }
     };
     debug!(pod = %format!("{ns}/{name}"), %url, "proxying a stream to the runtime");
-    match streaming::proxy(req, backend, &addr.to_string(), &path).await {
+    match ::streaming::proxy(req, backend, &addr.to_string(), &path).await {
         Ok(resp) => resp.map(|b| b.map_err(|never| match never {}).boxed()),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -18,16 +18,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PODS: &str = r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: web}
+metadata: {name: web, labels: {app: web}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: app
     image: rkube.local/busybox:test
-    command: ["sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{containerPort: 8080}]
+    command:
+    - sh
+    - -c
+    - |
+      mkdir -p /www/cgi-bin && echo hello-from-pod > /www/index.html
+      printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho method=$REQUEST_METHOD\ncat\n' > /www/cgi-bin/echo
+      chmod +x /www/cgi-bin/echo
+      exec httpd -f -p 8080 -h /www
   - name: side
     image: rkube.local/busybox:test
     command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
 ---
 apiVersion: v1
 kind: Pod
@@ -244,6 +259,46 @@ async fn scenario(node: &TestNode) -> Result<()> {
         .and_then(|s| s.ephemeral_container_statuses)
         .unwrap_or_default();
     ensure!(statuses.iter().any(|s| s.name == "dbg"), "{statuses:?}");
+
+    // The proxy subresources: pod, service and node, GET and POST (a body through).
+    let raw = |path: &'static str| async move { node.cluster.ok(&["get", "--raw", path]).await };
+    ensure!(raw("/api/v1/namespaces/default/pods/web:8080/proxy/").await == "hello-from-pod\n");
+    ensure!(
+        raw("/api/v1/namespaces/default/pods/web/proxy/index.html").await == "hello-from-pod\n"
+    );
+    let t = Instant::now();
+    loop {
+        let out = node
+            .cluster
+            .kubectl(&[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/services/web:http/proxy/",
+            ])
+            .await;
+        if String::from_utf8_lossy(&out.stdout) == "hello-from-pod\n" {
+            break;
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(20),
+            "service proxy: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let node_path = format!("/api/v1/nodes/{}/proxy/healthz", node.cfg.node_name);
+    ensure!(node.cluster.ok(&["get", "--raw", &node_path]).await == "ok");
+    let body = node.cluster.write("body.txt", "posted-body");
+    let posted = node
+        .cluster
+        .ok(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web:8080/proxy/cgi-bin/echo",
+            "-f",
+            &body,
+        ])
+        .await;
+    ensure!(posted == "method=POST\nposted-body", "{posted:?}");
 
     // port-forward: a local port to the pod's 8080.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {

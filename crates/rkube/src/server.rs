@@ -100,6 +100,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             audit_policy: args.audit_policy_file.clone(),
             audit_log: args.audit_log_path.clone(),
             disable_admission_plugins: args.disable_admission_plugins.clone(),
+            // The agent puts pods on the node's own network (the cni0 bridge).
+            pod_netns: None,
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same

@@ -3,6 +3,8 @@
 //! or WebSocket) and the hops in between pass the switched connection through
 //! ([`upgrade::proxy`]), as Kubernetes' `UpgradeAwareHandler` does.
 
+pub mod netns;
 pub mod upgrade;
 
+pub use netns::NetnsDialer;
 pub use upgrade::{ProxyError, is_upgrade_request, proxy};

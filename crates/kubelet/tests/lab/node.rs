@@ -153,7 +153,9 @@ pub struct TestNode {
 impl TestNode {
     /// Starts everything and waits until the Node is Ready.
     pub async fn start(lab: &Lab) -> Result<Self> {
-        let cluster = Cluster::start(false).await;
+        // The API server's pod and service proxies dial pods in the lab's namespace.
+        let netns = lab.netns();
+        let cluster = Cluster::start_configured(false, |c| c.pod_netns = Some(netns)).await;
         let config = cluster.config().await;
         let scheduler = {
             let client = scheduler::client(config.clone())?;

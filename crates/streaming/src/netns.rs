@@ -1,5 +1,6 @@
 //! Sockets in another network namespace: the pods' (when the runtime runs in one of its own,
-//! as in the node test lab), for probes and for the runtime's stream server.
+//! as in the node test lab), for the kubelet's probes and stream proxying and the API
+//! server's pod and service proxies.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -39,6 +40,14 @@ impl NetnsDialer {
             .recv()
             .map_err(|_| std::io::Error::other("netns dialer thread died"))??;
         Ok(NetnsDialer { tx })
+    }
+
+    /// Connects to `addr` from the namespace.
+    pub async fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        self.socket(addr.is_ipv6()).await?.connect(addr).await
     }
 
     /// An unconnected socket of the namespace, ready to connect.
