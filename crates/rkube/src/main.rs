@@ -3,6 +3,7 @@
 mod agent;
 mod client;
 mod cluster_dns;
+mod config_file;
 mod controller_manager;
 mod datastore;
 mod image;
@@ -15,8 +16,22 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `0.1.0 (commit 1a2b3c4d5e6f, Kubernetes v1.33.0)`: what `--version` and `version` print.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RKUBE_GIT_COMMIT"),
+    ", Kubernetes v1.33.0)"
+);
+
 #[derive(Parser)]
-#[command(name = "rkube", version, about = "Kubernetes in one binary")]
+#[command(
+    name = "rkube",
+    version = VERSION,
+    about = "Kubernetes in one binary",
+    // A flag given again (the config file's, then the command line's) takes the last value.
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -96,7 +111,17 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let default_config = std::env::var_os("RKUBE_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(config_file::DEFAULT_PATH));
+    let args = match config_file::expand(std::env::args_os().collect(), Some(&default_config)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::ControllerManager(args) => controller_manager::run(args),
@@ -113,7 +138,7 @@ fn main() -> std::process::ExitCode {
                 },
         } => token_create(&kubeconfig, ttl_hours),
         Command::Version => {
-            println!("rkube {}", env!("CARGO_PKG_VERSION"));
+            println!("rkube {VERSION}");
             Ok(())
         }
     };
@@ -135,4 +160,53 @@ fn token_create(kubeconfig: &std::path::Path, ttl_hours: u64) -> anyhow::Result<
     })?;
     let _ = writeln!(std::io::stdout(), "{token}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_names_the_kubernetes_version_served() {
+        let served = apiserver::discovery::GIT_VERSION.trim_end_matches("+rkube");
+        assert!(
+            VERSION.ends_with(&format!("Kubernetes {served})")),
+            "{VERSION}"
+        );
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.yaml");
+        std::fs::write(
+            &f,
+            "data-dir: /srv/rkube\nhttps-listen-port: 7443\ndisable-agent: true\n",
+        )
+        .unwrap();
+        let parse = |extra: &[&str]| {
+            let mut args: Vec<std::ffi::OsString> =
+                ["rkube", "server"].iter().map(Into::into).collect();
+            args.extend(extra.iter().map(Into::into));
+            let args = config_file::expand(args, Some(&f)).unwrap();
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Server(a) => (a.store.data_dir, a.https_listen_port, a.disable_agent),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(parse(&[]), (PathBuf::from("/srv/rkube"), 7443, true));
+        assert_eq!(
+            parse(&["--https-listen-port", "8443", "--data-dir=/other"]),
+            (PathBuf::from("/other"), 8443, true)
+        );
+        // An unknown key is an unknown flag.
+        std::fs::write(&f, "no-such-flag: 1\n").unwrap();
+        let args = config_file::expand(
+            ["rkube", "server"].iter().map(Into::into).collect(),
+            Some(&f),
+        )
+        .unwrap();
+        assert!(Cli::try_parse_from(args).is_err());
+    }
 }

@@ -13,10 +13,10 @@ use crate::StoreArgs;
 #[derive(clap::Args)]
 pub struct ServerArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    pub(crate) store: StoreArgs,
     /// Port of the HTTPS API.
     #[arg(long, default_value_t = 6443)]
-    https_listen_port: u16,
+    pub(crate) https_listen_port: u16,
     /// Address the API listens on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -61,7 +61,7 @@ pub struct ServerArgs {
     disable_scheduler: bool,
     /// Do not run a node agent (kubelet + containerd) in this process.
     #[arg(long)]
-    disable_agent: bool,
+    pub(crate) disable_agent: bool,
     #[command(flatten)]
     node: crate::agent::NodeArgs,
 }

@@ -1,0 +1,283 @@
+//! What streaming costs (issue 15's targets), with the real kubectl through the API server and
+//! the kubelet to containerd, next to the direct path in the same run. Root only; prints its
+//! figures and asserts nothing.
+//!
+//! `cargo bench -p rkube-kubelet --bench streaming`:
+//! - `kubectl exec web -- true`, `RKUBE_BENCH_EXECS` (100) in a row, p50/p99: kubectl as it
+//!   comes (WebSocket first, then SPDY) and SPDY straight away; beside CRI `ExecSync` of the
+//!   same command and `kubectl get pod web` (kubectl's own start-up and one API round trip);
+//! - port-forward throughput for `RKUBE_BENCH_PF_MB` (1024) MiB served by busybox httpd,
+//!   through `kubectl port-forward` and straight to the pod IP from the lab's namespace;
+//! - `RKUBE_BENCH_SESSIONS` (100) concurrent `kubectl exec` sessions: failures and this
+//!   process's memory (it holds the API server and the kubelet).
+
+#[path = "../tests/lab/mod.rs"]
+mod lab;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lab::node::{TestNode, wait_pod};
+use lab::{Lab, is_root, ms};
+use tokio::io::AsyncReadExt;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted
+        .get(i.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn summary(name: &str, mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let p50 = percentile(&v, 0.5);
+    println!(
+        "{name}: n={} p50 {p50:.1} ms, p99 {:.1} ms",
+        v.len(),
+        percentile(&v, 0.99)
+    );
+    p50
+}
+
+/// This process's resident memory now and at its peak, in MiB.
+fn rss() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn main() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipping: needs root (containerd, network namespaces, cgroups)");
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let node = TestNode::start(&lab).await?;
+        let result = bench(&lab, &node).await;
+        node.cluster
+            .ok(&["delete", "pod", "--all", "--grace-period=1"])
+            .await;
+        node.shutdown(&lab).await?;
+        result
+    })
+}
+
+async fn kubectl(node: &TestNode, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let mut cmd = tokio::process::Command::new("kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(node.cluster.kubeconfig())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await?;
+    if !out.status.success() {
+        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
+    let mb = env_or("RKUBE_BENCH_PF_MB", 1024);
+    let pod = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "web"}},
+  "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "app",
+  "image": "rkube.local/busybox:test", "command": ["sh", "-c",
+  "mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count={mb} 2>/dev/null && exec httpd -f -p 8080 -h /www"],
+  "readinessProbe": {{"tcpSocket": {{"port": 8080}}, "periodSeconds": 1}}}}]}}}}"#
+    );
+    let f = node.cluster.write("web.json", &pod);
+    node.cluster.ok(&["apply", "-f", &f]).await;
+    let pods = node.pods();
+    let p = wait_pod(&pods, "web", Duration::from_secs(300), "ready", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| cs.iter().all(|c| c.ready))
+    })
+    .await?;
+    let ip = p
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("the pod has no IP")?;
+    let id = lab::node::container_id(&pods.get("web").await?, "app")?;
+
+    // Exec round trips.
+    let n = env_or("RKUBE_BENCH_EXECS", 100);
+    let mut cri = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        node.cri
+            .exec_sync(&id, &["true"], Duration::from_secs(10))
+            .await?;
+        cri.push(ms(t.elapsed()));
+    }
+    let cri50 = summary("CRI ExecSync true", cri);
+    let mut get = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        kubectl(node, &["get", "pod", "web"], &[]).await?;
+        get.push(ms(t.elapsed()));
+    }
+    let get50 = summary("kubectl get pod web (kubectl start-up + one GET)", get);
+    for (label, env) in [
+        (
+            "kubectl exec web -- true (WebSocket v5 refused, then SPDY)",
+            &[][..],
+        ),
+        (
+            "kubectl exec web -- true (SPDY straight away)",
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
+        ),
+    ] {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            kubectl(node, &["exec", "web", "--", "true"], env).await?;
+            v.push(ms(t.elapsed()));
+        }
+        let p50 = summary(label, v);
+        println!(
+            "  over kubectl get: {:+.1} ms at p50; over CRI ExecSync: {:+.1} ms",
+            p50 - get50,
+            p50 - cri50
+        );
+    }
+
+    // Port-forward throughput against the direct path.
+    let url_direct = format!("http://{ip}:8080/big");
+    let netns = lab.netns();
+    let t = Instant::now();
+    let direct = tokio::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args([
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &url_direct,
+        ])
+        .output()
+        .await?;
+    let direct_s = t.elapsed().as_secs_f64();
+    let direct_bytes: f64 = String::from_utf8_lossy(&direct.stdout)
+        .parse()
+        .unwrap_or(0.0);
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(node.cluster.kubeconfig())
+        .args(["port-forward", "pod/web", ":8080", "--address", "127.0.0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut seen = String::new();
+    let port: u16 = loop {
+        let mut buf = [0u8; 256];
+        let k = tokio::time::timeout(Duration::from_secs(20), out.read(&mut buf)).await??;
+        if k == 0 {
+            bail!("port-forward ended: {seen}");
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..k]));
+        if let Some(p) = seen
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+        {
+            break p;
+        }
+    };
+    let t = Instant::now();
+    let through = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &format!("http://127.0.0.1:{port}/big"),
+        ])
+        .output()
+        .await?;
+    let pf_s = t.elapsed().as_secs_f64();
+    let pf_bytes: f64 = String::from_utf8_lossy(&through.stdout)
+        .parse()
+        .unwrap_or(0.0);
+    child.kill().await?;
+    let mib = |b: f64, s: f64| b / s / (1024.0 * 1024.0);
+    println!(
+        "port-forward {:.0} MiB: {:.0} MiB/s through kubectl port-forward, {:.0} MiB/s straight to the pod ({:.0}% of direct)",
+        pf_bytes / (1024.0 * 1024.0),
+        mib(pf_bytes, pf_s),
+        mib(direct_bytes, direct_s),
+        100.0 * mib(pf_bytes, pf_s) / mib(direct_bytes, direct_s).max(f64::MIN_POSITIVE)
+    );
+
+    // Concurrent sessions.
+    let sessions = env_or("RKUBE_BENCH_SESSIONS", 100);
+    let before = rss();
+    let sampler = tokio::spawn(async {
+        let mut peak = 0.0f64;
+        for _ in 0..600 {
+            peak = peak.max(rss().0);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        peak
+    });
+    let t = Instant::now();
+    let runs = (0..sessions).map(|_| {
+        kubectl(
+            node,
+            &["exec", "web", "--", "sh", "-c", "sleep 2; echo ok"],
+            &[],
+        )
+    });
+    let results = futures::future::join_all(runs).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    let elapsed = t.elapsed();
+    sampler.abort();
+    let after = rss();
+    println!(
+        "{sessions} concurrent kubectl exec sessions (sleep 2): {} failed, all done in {:.1} s; API server + kubelet RSS {:.0} MiB before, {:.0} MiB after (peak of the process so far {:.0} MiB)",
+        failed.len(),
+        elapsed.as_secs_f64(),
+        before.0,
+        after.0,
+        after.1
+    );
+    if let Some(e) = failed.first() {
+        println!("  first failure: {e}");
+    }
+    Ok(())
+}
