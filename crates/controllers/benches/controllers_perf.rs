@@ -8,6 +8,10 @@
 //!    rollout is complete, and the controller manager's CPU seconds and peak RSS.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed step should panic
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

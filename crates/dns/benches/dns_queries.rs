@@ -6,6 +6,10 @@
 //! `cargo bench -p rkube-dns --bench dns_queries` (env `DNS_BENCH_SECS`, `DNS_BENCH_CLIENTS`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed step should panic
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

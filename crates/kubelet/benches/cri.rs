@@ -4,6 +4,10 @@
 //!
 //! `cargo bench -p rkube-kubelet --bench cri` (`RKUBE_BENCH_PODS`, default 10).
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 

@@ -5,6 +5,10 @@
 //!
 //! `cargo bench -p rkube-kubelet --bench pods` (`RKUBE_BENCH_PODS`, default 30).
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 

@@ -11,6 +11,10 @@
 //! - `RKUBE_BENCH_SESSIONS` (100) concurrent `kubectl exec` sessions: failures and this
 //!   process's memory (it holds the API server and the kubelet).
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 

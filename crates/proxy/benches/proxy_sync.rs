@@ -7,6 +7,10 @@
 //! `…_CHANGES` change the sizes).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed bench step should panic
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/netlab/mod.rs"]
 mod netlab;
 

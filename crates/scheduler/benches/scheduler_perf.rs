@@ -8,6 +8,10 @@
 //! pod anti-affinity and zone topology spread).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed step should panic
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

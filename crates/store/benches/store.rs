@@ -8,6 +8,10 @@
 //! after fsync (SQLite `synchronous=FULL`; etcd always).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
