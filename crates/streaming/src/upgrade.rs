@@ -15,6 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+/// Each direction's buffer when splicing an upgraded connection.
+const SPLICE_BUFFER: usize = 64 * 1024;
+
 /// The most of a refusal's body passed back (upstream reads at most this much).
 const MAX_ERROR_BODY: usize = 50_000;
 
@@ -99,7 +102,16 @@ where
             }
         };
         let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-        match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        // Large buffers: a port-forward moves bulk data through two TLS hops, and 8 KiB reads
+        // (the default) mean as many small TLS records and wakeups.
+        match tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut backend,
+            SPLICE_BUFFER,
+            SPLICE_BUFFER,
+        )
+        .await
+        {
             Ok((up, down)) => debug!(up, down, "upgrade proxy: stream closed"),
             Err(e) => debug!(error = %e, "upgrade proxy: stream ended with an error"),
         }
