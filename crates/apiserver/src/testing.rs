@@ -273,3 +273,58 @@ where
 {
     eventually_within(30, what, check).await
 }
+
+/// The official Python client release the tests use (Kubernetes 1.32's generated client).
+pub const PYTHON_CLIENT: &str = "kubernetes==32.0.1";
+
+/// A Python interpreter with [`PYTHON_CLIENT`] installed: a virtual environment under
+/// `/var/tmp` (or `RKUBE_PYTHON_VENV`), made on first use with pip from PyPI. Panics when it
+/// cannot be made: a test that needs the client never passes without having run.
+pub fn python_client() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("RKUBE_PYTHON_VENV")
+            .unwrap_or_else(|_| "/var/tmp/rkube-python-client-32.0.1".into()),
+    );
+    let python = dir.join("bin/python");
+    let has_client = |p: &std::path::Path| {
+        Command::new(p)
+            .args([
+                "-c",
+                "import kubernetes, sys; sys.exit(kubernetes.__version__ != '32.0.1')",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_client(&python) {
+        return python;
+    }
+    let out = Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python3 -m venv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(dir.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            PYTHON_CLIENT,
+        ])
+        .output()
+        .expect("pip runs");
+    assert!(
+        out.status.success(),
+        "pip install {PYTHON_CLIENT} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        has_client(&python),
+        "{PYTHON_CLIENT} is not importable after install"
+    );
+    python
+}

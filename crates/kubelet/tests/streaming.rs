@@ -1,6 +1,7 @@
-//! `kubectl exec`, `attach`, `cp` and `port-forward` end to end (root + containerd; skips
-//! otherwise, fails under CI): the real kubectl through the API server and this kubelet to
-//! containerd's stream server, on a node in the lab's network namespace.
+//! `kubectl exec`, `attach`, `cp`, `debug` and `port-forward` end to end (root + containerd;
+//! skips otherwise, fails under CI): the real kubectl (and the official Python client's
+//! `stream()`) through the API server and this kubelet to containerd's stream server, on a
+//! node in the lab's network namespace.
 //!
 //! kubectl 1.30+ first offers WebSocket v5, which containerd refuses; it falls back to SPDY
 //! on its own (what users see is the same). Both paths are exercised: the default, and SPDY
@@ -299,6 +300,21 @@ async fn scenario(node: &TestNode) -> Result<()> {
         ])
         .await;
     ensure!(posted == "method=POST\nposted-body", "{posted:?}");
+
+    // The official Python client's `stream()` exec and port-forward (WebSocket v4).
+    let python = tokio::task::spawn_blocking(apiserver::testing::python_client).await?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/stream.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("KUBECONFIG", node.cluster.kubeconfig())
+        .output()
+        .await?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("PASS"),
+        "stream.py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // port-forward: a local port to the pod's 8080.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
