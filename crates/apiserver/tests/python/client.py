@@ -9,7 +9,6 @@ import json
 import re
 import sys
 import threading
-import time
 
 from kubernetes import client, config, dynamic, utils, watch
 from kubernetes.client.rest import ApiException
@@ -52,8 +51,10 @@ def main():
 
     def watcher():
         w = watch.Watch()
-        ready.set()
-        for ev in w.stream(core.list_namespaced_config_map, NS, timeout_seconds=20):
+        for ev in w.stream(core.list_namespaced_config_map, NS, timeout_seconds=30):
+            if ev["object"].metadata.name == "marker":
+                ready.set()  # the watch is live: what follows is seen as it happens
+                continue
             if ev["object"].metadata.name != "watched":
                 continue
             events.append((ev["type"], ev["object"].data))
@@ -62,8 +63,8 @@ def main():
 
     t = threading.Thread(target=watcher)
     t.start()
-    ready.wait()
-    time.sleep(1)
+    core.create_namespaced_config_map(NS, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="marker")))
+    assert ready.wait(20), "the watch never delivered an event"
     cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="watched", labels={"app": "py"}),
                             data={"a": "1"})
     core.create_namespaced_config_map(NS, cm)
