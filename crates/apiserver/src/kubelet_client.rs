@@ -192,3 +192,21 @@ impl KubeletClient {
         sender.send_request(req).await.context("request")
     }
 }
+
+/// The kubelet of node `node_name` and the client to reach it with: its host and port.
+pub async fn for_node<'a>(
+    state: &'a crate::handler::ApiState,
+    node_name: &str,
+) -> ApiResult<(&'a KubeletClient, String, u16)> {
+    let nodes = state
+        .catalog
+        .find("", "v1", "nodes")
+        .ok_or_else(ApiError::not_found_path)?;
+    let node = state.registry.get(nodes, None, node_name).await?;
+    let (host, port) = endpoint(&node)?;
+    let client = state
+        .kubelet
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("the API server has no kubelet client certificate"))?;
+    Ok((client, host, port))
+}

@@ -153,17 +153,7 @@ pub async fn serve(
     if !streaming::is_upgrade_request(&req) {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
-    let nodes = state
-        .catalog
-        .find("", "v1", "nodes")
-        .ok_or_else(ApiError::not_found_path)?;
-    let node = state.registry.get(nodes, None, node_name).await?;
-    let (host, port) = crate::kubelet_client::endpoint(&node)?;
-    let Some(client) = state.kubelet.as_ref() else {
-        return Err(ApiError::internal(
-            "the API server has no kubelet client certificate",
-        ));
-    };
+    let (client, host, port) = crate::kubelet_client::for_node(state, node_name).await?;
     let namespace = ns.unwrap_or_default();
     let path = kubelet_path(sub, namespace, name, container.as_deref(), &query);
     let authority = if host.contains(':') {

@@ -286,19 +286,7 @@ pub async fn get(
         *resp.status_mut() = StatusCode::NO_CONTENT;
         return Ok(resp);
     }
-    let nodes = state
-        .catalog
-        .find("", "v1", "nodes")
-        .ok_or_else(ApiError::not_found_path)?;
-    let node = state.registry.get(nodes, None, node_name).await?;
-    let (host, port) = crate::kubelet_client::endpoint(&node)?;
-    let Some(client) = state.kubelet.as_ref() else {
-        return Err(ApiError::new(
-            500,
-            "",
-            "the API server has no kubelet client certificate",
-        ));
-    };
+    let (client, host, port) = crate::kubelet_client::for_node(state, node_name).await?;
     let namespace = ns.unwrap_or_default();
     let path = format!("/containerLogs/{namespace}/{name}/{container}");
     let q = opts.kubelet_query();

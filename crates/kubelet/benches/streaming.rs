@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use lab::node::{TestNode, wait_pod};
 use lab::{Lab, is_root, ms};
-use tokio::io::AsyncReadExt;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -193,32 +192,8 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
     let direct_bytes: f64 = String::from_utf8_lossy(&direct.stdout)
         .parse()
         .unwrap_or(0.0);
-    let mut child = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(node.cluster.kubeconfig())
-        .args(["port-forward", "pod/web", ":8080", "--address", "127.0.0.1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut out = child.stdout.take().context("stdout")?;
-    let mut seen = String::new();
-    let port: u16 = loop {
-        let mut buf = [0u8; 256];
-        let k = tokio::time::timeout(Duration::from_secs(20), out.read(&mut buf)).await??;
-        if k == 0 {
-            bail!("port-forward ended: {seen}");
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..k]));
-        if let Some(p) = seen
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|p| p.parse().ok())
-        {
-            break p;
-        }
-    };
+    let (mut child, port) =
+        lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, &[]).await?;
     let t = Instant::now();
     let through = tokio::process::Command::new("curl")
         .args([

@@ -12,7 +12,7 @@ mod lab;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use lab::node::{TestNode, run_in_lab, wait_pod};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -318,45 +318,8 @@ async fn scenario(node: &TestNode) -> Result<()> {
 
     // port-forward: a local port to the pod's 8080.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
-        let mut cmd = tokio::process::Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(node.cluster.kubeconfig())
-            .args(["port-forward", "pod/web", ":8080", "--address", "127.0.0.1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn()?;
-        let mut stdout = child.stdout.take().context("stdout")?;
-        let mut seen = String::new();
-        let t = Instant::now();
-        let port: u16 = loop {
-            let mut buf = [0u8; 256];
-            let n = tokio::time::timeout(Duration::from_secs(20), stdout.read(&mut buf)).await??;
-            if n == 0 {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    e.read_to_string(&mut err).await?;
-                }
-                bail!("port-forward ended: {seen} {err}");
-            }
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            // "Forwarding from 127.0.0.1:40123 -> 8080"
-            if let Some(p) = seen
-                .split("127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|p| p.parse().ok())
-            {
-                break p;
-            }
-            ensure!(
-                t.elapsed() < Duration::from_secs(20),
-                "no forwarding line: {seen}"
-            );
-        };
+        let (mut child, port) =
+            lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, env).await?;
         for _ in 0..3 {
             let out = tokio::process::Command::new("curl")
                 .args([

@@ -110,6 +110,36 @@ pub fn default_pod_spec(spec: &mut Value) {
     }
 }
 
+/// A container's name (a DNS label, unique among the pod's containers, `seen` so far) and
+/// image (required), as upstream validates every kind of container.
+fn check_name_and_image(
+    c: &Value,
+    field: &str,
+    seen: &mut std::collections::HashSet<String>,
+    causes: &mut Vec<Cause>,
+) {
+    match c.get("name").and_then(Value::as_str) {
+        None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
+        Some(n) => {
+            if let Some(cause) = meta::check_label(&format!("{field}.name"), n) {
+                causes.push(cause);
+            } else if !seen.insert(n.to_string()) {
+                causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    field: format!("{field}.name"),
+                    message: format!("Duplicate value: \"{n}\""),
+                });
+            }
+        }
+    }
+    if c.get("image")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        causes.push(Cause::required(format!("{field}.image")));
+    }
+}
+
 /// Fields an ephemeral container may not have (upstream's `validateEphemeralContainers`).
 const NOT_FOR_EPHEMERAL: [&str; 5] = [
     "ports",
@@ -158,26 +188,7 @@ pub fn update_ephemeral(old: &Value, new: &Value) -> Result<Value, Vec<Cause>> {
         .collect();
     for (i, c) in wanted.iter().enumerate() {
         let field = format!("spec.ephemeralContainers[{i}]");
-        match c.get("name").and_then(Value::as_str) {
-            None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
-            Some(n) => {
-                if let Some(cause) = meta::check_label(&format!("{field}.name"), n) {
-                    causes.push(cause);
-                } else if !names.insert(n.to_string()) {
-                    causes.push(Cause {
-                        reason: "FieldValueDuplicate",
-                        field: format!("{field}.name"),
-                        message: format!("Duplicate value: \"{n}\""),
-                    });
-                }
-            }
-        }
-        if c.get("image")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            causes.push(Cause::required(format!("{field}.image")));
-        }
+        check_name_and_image(c, &field, &mut names, &mut causes);
         for f in NOT_FOR_EPHEMERAL {
             if c.get(f).is_some_and(|v| !v.is_null()) {
                 causes.push(Cause::forbidden(
@@ -236,26 +247,7 @@ impl Strategy for PodStrategy {
             };
             for (i, c) in cs.iter().enumerate() {
                 let field = format!("spec.{list}[{i}]");
-                match c.get("name").and_then(Value::as_str) {
-                    None | Some("") => causes.push(Cause::required(format!("{field}.name"))),
-                    Some(n) => {
-                        if let Some(cause) = meta::check_label(&format!("{field}.name"), n) {
-                            causes.push(cause);
-                        } else if !seen.insert(n.to_string()) {
-                            causes.push(Cause {
-                                reason: "FieldValueDuplicate",
-                                field: format!("{field}.name"),
-                                message: format!("Duplicate value: \"{n}\""),
-                            });
-                        }
-                    }
-                }
-                if c.get("image")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
-                    causes.push(Cause::required(format!("{field}.image")));
-                }
+                check_name_and_image(c, &field, &mut seen, &mut causes);
             }
         }
         if let Some(p) = obj.pointer("/spec/restartPolicy").and_then(Value::as_str)

@@ -291,3 +291,54 @@ impl TestNode {
         Ok(())
     }
 }
+
+/// Starts `kubectl port-forward pod/<pod> :<port>` on 127.0.0.1 with `env`, and returns the
+/// process (killed when dropped) and the local port kubectl chose ("Forwarding from
+/// 127.0.0.1:40123 -> 8080").
+pub async fn port_forward(
+    kubeconfig: &Path,
+    pod: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Result<(tokio::process::Child, u16)> {
+    use tokio::io::AsyncReadExt;
+    let mut cmd = tokio::process::Command::new("kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
+        .args(["--address", "127.0.0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn()?;
+    let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut seen = String::new();
+    let t = Instant::now();
+    loop {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(20), stdout.read(&mut buf)).await??;
+        if n == 0 {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                e.read_to_string(&mut err).await?;
+            }
+            bail!("port-forward ended: {seen} {err}");
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(p) = seen
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+        {
+            return Ok((child, p));
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(20),
+            "no forwarding line: {seen}"
+        );
+    }
+}
