@@ -330,11 +330,16 @@ async fn scenario(node: &TestNode) -> Result<()> {
                 ])
                 .output()
                 .await?;
-            let body = String::from_utf8_lossy(&out.stdout);
-            ensure!(
-                body == "hello-from-pod\n",
-                "{env:?}: curl through port-forward: {body:?} {out:?}"
-            );
+            if String::from_utf8_lossy(&out.stdout) != "hello-from-pod\n" {
+                child.kill().await?;
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err))
+                            .await;
+                }
+                anyhow::bail!("{env:?}: curl through port-forward: {out:?}; kubectl: {err}");
+            }
         }
         child.kill().await?;
     }

@@ -334,6 +334,9 @@ pub async fn port_forward(
             .and_then(|r| r.split(' ').next())
             .and_then(|p| p.parse().ok())
         {
+            // kubectl goes on writing a line per connection: its stdout must stay open (a
+            // closed pipe kills it at the first connection).
+            child.stdout = Some(stdout);
             return Ok((child, p));
         }
         ensure!(
