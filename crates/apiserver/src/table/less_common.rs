@@ -66,16 +66,16 @@ pub(super) fn columns(info: &ResourceInfo) -> Option<Vec<Column>> {
 pub(super) fn cells(
     info: &ResourceInfo,
     obj: &Value,
-    name: Value,
-    age: Value,
+    name: &Value,
+    age: &Value,
 ) -> Option<Vec<Value>> {
     Some(match (info.group, info.kind) {
         ("discovery.k8s.io", "EndpointSlice") => vec![
-            name,
+            name.clone(),
             json!(s(obj.get("addressType"))),
             json!(slice_ports(obj.get("ports"))),
             json!(slice_endpoints(obj.get("endpoints"))),
-            age,
+            age.clone(),
         ],
         ("storage.k8s.io", "StorageClass") => {
             let default = [
@@ -102,7 +102,7 @@ pub(super) fn cells(
                         .and_then(Value::as_bool)
                         .unwrap_or(false)
                 ),
-                age,
+                age.clone(),
             ]
         }
         ("networking.k8s.io", "IngressClass") => {
@@ -116,17 +116,17 @@ pub(super) fn cells(
                     format!("{kind}/{}", s(p.get("name")))
                 });
             vec![
-                name,
+                name.clone(),
                 json!(s(obj.pointer("/spec/controller"))),
                 json!(parameters),
-                age,
+                age.clone(),
             ]
         }
         ("networking.k8s.io", "NetworkPolicy") => {
             vec![
-                name,
+                name.clone(),
                 json!(selector_string(obj.pointer("/spec/podSelector"))),
-                age,
+                age.clone(),
             ]
         }
         ("policy", "PodDisruptionBudget") => {
@@ -136,7 +136,7 @@ pub(super) fn cells(
                 _ => "N/A".into(),
             };
             vec![
-                name,
+                name.clone(),
                 json!(or_na(obj.pointer("/spec/minAvailable"))),
                 json!(or_na(obj.pointer("/spec/maxUnavailable"))),
                 json!(
@@ -144,7 +144,7 @@ pub(super) fn cells(
                         .and_then(Value::as_i64)
                         .unwrap_or(0)
                 ),
-                age,
+                age.clone(),
             ]
         }
         ("apps", "ControllerRevision") => {
@@ -169,10 +169,10 @@ pub(super) fn cells(
                     format!("{kind}/{}", s(r.get("name")))
                 });
             vec![
-                name,
+                name.clone(),
                 json!(controller),
                 json!(obj.get("revision").and_then(Value::as_i64).unwrap_or(0)),
-                age,
+                age.clone(),
             ]
         }
         ("certificates.k8s.io", "CertificateSigningRequest") => {
@@ -191,8 +191,8 @@ pub(super) fn cells(
                 .and_then(Value::as_i64)
                 .map_or("<none>".to_string(), crate::meta::human_duration);
             vec![
-                name,
-                age,
+                name.clone(),
+                age.clone(),
                 json!(s(obj.pointer("/spec/signerName"))),
                 json!(s(obj.pointer("/spec/username"))),
                 json!(duration),
@@ -218,7 +218,7 @@ pub(super) fn cells(
                 .unwrap_or_default();
             labels.sort();
             vec![
-                name,
+                name.clone(),
                 json!(names.join(",")),
                 json!(images.join(",")),
                 json!(or_none(labels.join(","))),

@@ -403,7 +403,7 @@ fn pod_status(obj: &Value) -> (String, i64, usize, usize) {
 fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
     let name = json!(meta::name(obj));
     let age = json!(human_age(meta::str_at(obj, "/metadata/creationTimestamp")));
-    if let Some(cells) = less_common::cells(info, obj, name.clone(), age.clone()) {
+    if let Some(cells) = less_common::cells(info, obj, &name, &age) {
         return cells;
     }
     match (info.group, info.kind) {
