@@ -4,10 +4,11 @@
 //! `/portForward`), which passes it on to the runtime's stream server; the switched
 //! connection is spliced through both hops ([`streaming::proxy`]).
 //!
-//! The protocol is whatever the client and the runtime agree on: SPDY/3.1 with remotecommand
-//! v1–v4 or port-forward, or their WebSocket forms (v4, which kube-rs and the Python client
-//! speak). kubectl 1.30+ first offers WebSocket v5 only, which the runtime refuses; kubectl
-//! then falls back to SPDY on its own.
+//! The protocol is mostly whatever the client and the runtime agree on: SPDY/3.1 with
+//! remotecommand v1–v4 or port-forward, or their WebSocket forms (v4 and older). Two the
+//! runtime does not speak are terminated here, as upstream does: remotecommand over WebSocket
+//! v5 (kubectl 1.30+, kube-rs), spoken as SPDY to the kubelet ([`translator`]), and
+//! port-forward tunnelled in WebSocket (kubectl 1.31+, [`tunnel`]).
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
+use streaming::remotecommand::StreamOptions;
+use streaming::{translator, tunnel, websocket};
 
 use crate::error::{ApiError, ApiResult};
 use crate::handler::{ApiState, Body};
@@ -166,9 +169,29 @@ pub async fn serve(
         .await
         .map_err(|e| ApiError::internal(format!("error dialing backend: {e:#}")))?;
     tracing::debug!(pod = %format!("{namespace}/{name}"), %sub, node = %node_name, "proxying a stream to the kubelet");
-    let resp = streaming::proxy(req, tls, &authority, &path)
-        .await
-        .map_err(|e| ApiError::internal(format!("error proxying to the kubelet: {e}")))?;
+    let proxy_error = |e: &dyn std::fmt::Display| {
+        ApiError::internal(format!("error proxying to the kubelet: {e}"))
+    };
+    // WebSocket v5 and the port-forward tunnel are terminated here (the runtime speaks
+    // neither); everything else is negotiated end to end with the runtime.
+    let resp = if sub != "portforward" && websocket::offers(&req, websocket::REMOTE_COMMAND_V5) {
+        let on = |k: &str| query_bool(query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str()));
+        let opts = StreamOptions {
+            stdin: on("stdin"),
+            stdout: on("stdout"),
+            stderr: on("stderr"),
+            tty: on("tty"),
+        };
+        translator::translate(req, tls, &authority, &path, opts).map_err(ApiError::bad_request)?
+    } else if sub == "portforward" && websocket::offers(&req, websocket::PORT_FORWARD_TUNNEL) {
+        tunnel::tunnel(req, tls, &authority, &path)
+            .await
+            .map_err(|e| proxy_error(&e))?
+    } else {
+        streaming::proxy(req, tls, &authority, &path)
+            .await
+            .map_err(|e| proxy_error(&e))?
+    };
     Ok(resp.map(|b| b.map_err(|never| match never {}).boxed()))
 }
 

@@ -193,7 +193,7 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
         .parse()
         .unwrap_or(0.0);
     let (mut child, port) =
-        lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, &[]).await?;
+        lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, &[], &[]).await?;
     let t = Instant::now();
     let through = tokio::process::Command::new("curl")
         .args([

@@ -3,9 +3,12 @@
 //! `stream()`) through the API server and this kubelet to containerd's stream server, on a
 //! node in the lab's network namespace.
 //!
-//! kubectl 1.30+ first offers WebSocket v5, which containerd refuses; it falls back to SPDY
-//! on its own (what users see is the same). Both paths are exercised: the default, and SPDY
-//! straight away (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`).
+//! Every protocol kubectl speaks is exercised: exec and attach over WebSocket v5 (kubectl
+//! 1.30+'s default, terminated in the API server) and over SPDY
+//! (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, passed through to containerd); port-forward
+//! tunnelled in WebSocket (1.31+) and over SPDY (`KUBECTL_PORT_FORWARD_WEBSOCKETS=false`).
+//! kubectl's `-v=4` log shows which path it took. kube-rs's `AttachedProcess` (v5)
+//! checks exit codes and terminal resizes; the Python client speaks WebSocket v4.
 
 mod lab;
 
@@ -178,6 +181,22 @@ async fn scenario(node: &TestNode) -> Result<()> {
             "{env:?}: {code} {err:?}"
         );
     }
+    // The WebSocket paths were taken, not kubectl's fallback to SPDY.
+    let (code, _, err) = kubectl(
+        node,
+        &[
+            "-v=4", "exec", "web", "-c", "app", "--", "sh", "-c", "exit 5",
+        ],
+        &[],
+        b"",
+    )
+    .await?;
+    ensure!(
+        code == 5 && !err.contains("RemoteCommand fallback"),
+        "{code} {err}"
+    );
+    kube_rs_exec(node).await?;
+
     // Unknown container, as upstream words it.
     let (code, _, err) =
         kubectl(node, &["exec", "web", "-c", "nope", "--", "true"], &[], b"").await?;
@@ -319,7 +338,8 @@ async fn scenario(node: &TestNode) -> Result<()> {
     // port-forward: a local port to the pod's 8080.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
         let (mut child, port) =
-            lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, env).await?;
+            lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, env, &["-v=4"])
+                .await?;
         for _ in 0..3 {
             let out = tokio::process::Command::new("curl")
                 .args([
@@ -331,18 +351,105 @@ async fn scenario(node: &TestNode) -> Result<()> {
                 .output()
                 .await?;
             if String::from_utf8_lossy(&out.stdout) != "hello-from-pod\n" {
-                child.kill().await?;
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err))
-                            .await;
-                }
-                anyhow::bail!("{env:?}: curl through port-forward: {out:?}; kubectl: {err}");
+                fail(
+                    &mut child,
+                    format!("{env:?}: curl through port-forward: {out:?}"),
+                )
+                .await?;
             }
         }
         child.kill().await?;
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err)).await;
+        }
+        // client-go logs the tunnel's negotiation (and nothing when it falls back); the
+        // wording changed in 1.34.
+        let tunnelled = err.contains("negotiated protocol: portforward.k8s.io")
+            || err.contains("Negotiation complete");
+        ensure!(
+            !env.is_empty() || tunnelled,
+            "port-forward did not use the WebSocket tunnel: {err}"
+        );
     }
+    Ok(())
+}
+
+/// Stops a port-forward and fails with `what` and kubectl's log.
+async fn fail(child: &mut tokio::process::Child, what: String) -> Result<()> {
+    child.kill().await?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err)).await;
+    }
+    anyhow::bail!("{what}; kubectl: {err}")
+}
+
+/// kube-rs's `AttachedProcess` (WebSocket v5): output and exit code, then a terminal whose
+/// size is set through the resize channel.
+async fn kube_rs_exec(node: &TestNode) -> Result<()> {
+    use futures::SinkExt;
+    use kube::api::{AttachParams, TerminalSize};
+    let pods = node.pods();
+    let params = AttachParams::default().container("app").stderr(true);
+    let mut p = pods
+        .exec("web", ["sh", "-c", "echo from-kube-rs; exit 4"], &params)
+        .await?;
+    let mut out = String::new();
+    p.stdout()
+        .context("stdout")?
+        .read_to_string(&mut out)
+        .await?;
+    let status = p
+        .take_status()
+        .context("status")?
+        .await
+        .context("a status")?;
+    ensure!(out == "from-kube-rs\n", "{out:?}");
+    let code = status
+        .details
+        .and_then(|d| d.causes)
+        .and_then(|c| {
+            c.into_iter()
+                .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        })
+        .and_then(|c| c.message);
+    ensure!(
+        status.reason.as_deref() == Some("NonZeroExitCode") && code.as_deref() == Some("4"),
+        "{:?} {code:?}",
+        status.reason
+    );
+
+    let mut p = pods
+        .exec(
+            "web",
+            ["sh"],
+            &AttachParams::interactive_tty().container("side"),
+        )
+        .await?;
+    let mut size = p.terminal_size().context("a resize channel")?;
+    // Taken before the end: kube-rs's join() drops the status receiver and then fails.
+    let status = p.take_status().context("status")?;
+    let mut stdin = p.stdin().context("stdin")?;
+    let mut stdout = p.stdout().context("stdout")?;
+    let mut seen = String::new();
+    let t = Instant::now();
+    while !seen.contains("45 123") {
+        ensure!(t.elapsed() < Duration::from_secs(20), "no resize: {seen:?}");
+        size.send(TerminalSize {
+            width: 123,
+            height: 45,
+        })
+        .await?;
+        stdin.write_all(b"stty size\n").await?;
+        let mut buf = [0u8; 1024];
+        if let Ok(n) = tokio::time::timeout(Duration::from_secs(1), stdout.read(&mut buf)).await {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n?]));
+        }
+    }
+    stdin.write_all(b"exit 0\n").await?;
+    let status = status.await.context("a status")?;
+    ensure!(status.status.as_deref() == Some("Success"), "{status:?}");
     Ok(())
 }
 

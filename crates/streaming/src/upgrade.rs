@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
@@ -47,6 +48,49 @@ fn hop_credential(name: &HeaderName) -> bool {
     n == "authorization" || n == "proxy-authorization" || n.starts_with("impersonate-")
 }
 
+/// What a backend answered to an upgrade request.
+pub enum Upgrade {
+    /// `101 Switching Protocols`: the response head and the switched connection.
+    Switched {
+        head: http::response::Parts,
+        io: TokioIo<Upgraded>,
+    },
+    /// Any other answer, with (at most 50 kB of) its body.
+    Refused(Response<Bytes>),
+}
+
+/// Sends the upgrade request `req` to `backend` over a connection of its own.
+pub async fn request_upgrade<S>(
+    backend: S,
+    req: Request<Empty<Bytes>>,
+) -> Result<Upgrade, ProxyError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(backend)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "upgrade: backend connection ended with an error");
+        }
+    });
+    let mut resp = sender.send_request(req).await?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_ERROR_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Ok(Upgrade::Refused(Response::from_parts(parts, body)));
+    }
+    let io = hyper::upgrade::on(&mut resp).await?;
+    let (head, _) = resp.into_parts();
+    Ok(Upgrade::Switched {
+        head,
+        io: TokioIo::new(io),
+    })
+}
+
 /// Sends `req` (method and headers; upgrade requests carry no body) to `backend` as
 /// `path_and_query` on host `host`. On a 101 the returned response switches the client's
 /// connection too, and a task splices the two until both ends are done; any other answer
@@ -75,33 +119,19 @@ where
         }
     }
     let out = out.body(Empty::<Bytes>::new())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(backend)).await?;
+    let (parts, backend) = match request_upgrade(backend, out).await? {
+        Upgrade::Switched { head, io } => (head, io),
+        Upgrade::Refused(resp) => return Ok(resp.map(Full::new)),
+    };
     tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            debug!(error = %e, "upgrade proxy: backend connection ended with an error");
-        }
-    });
-    let mut resp = sender.send_request(out).await?;
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ERROR_BODY)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Ok(Response::from_parts(parts, Full::new(body)));
-    }
-    let backend_upgrade = hyper::upgrade::on(&mut resp);
-    let (parts, _) = resp.into_parts();
-    tokio::spawn(async move {
-        let (client, backend) = match tokio::join!(client_upgrade, backend_upgrade) {
-            (Ok(c), Ok(b)) => (c, b),
-            (c, b) => {
-                debug!(client = ?c.err(), backend = ?b.err(), "upgrade proxy: a side did not switch");
+        let client = match client_upgrade.await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "upgrade proxy: the client did not switch");
                 return;
             }
         };
-        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+        let (mut client, mut backend) = (TokioIo::new(client), backend);
         // Large buffers: a port-forward moves bulk data through two TLS hops, and 8 KiB reads
         // (the default) mean as many small TLS records and wakeups.
         match tokio::io::copy_bidirectional_with_sizes(

@@ -153,6 +153,17 @@ pub struct TestNode {
 impl TestNode {
     /// Starts everything and waits until the Node is Ready.
     pub async fn start(lab: &Lab) -> Result<Self> {
+        Self::start_with(lab, false, |_| {}).await
+    }
+
+    /// [`TestNode::start`] with the kubelet's config adjusted by `tweak`; `as_node`: the
+    /// kubelet talks to the API server as `system:node:<name>` in `system:nodes` (as the
+    /// node of `rkube server` does) instead of as the admin.
+    pub async fn start_with(
+        lab: &Lab,
+        as_node: bool,
+        tweak: impl FnOnce(&mut KubeletConfig),
+    ) -> Result<Self> {
         // The API server's pod and service proxies dial pods in the lab's namespace.
         let netns = lab.netns();
         let cluster = Cluster::start_configured(false, |c| c.pod_netns = Some(netns)).await;
@@ -193,7 +204,16 @@ impl TestNode {
         cfg.node_ip = Some("127.0.0.1".parse()?);
         cfg.kubelet_port = 0;
         cfg.client_ca = config.root_cert.clone().unwrap_or_default();
-        let kubelet_client = kubelet::kubelet::client(config)?;
+        tweak(&mut cfg);
+        let kubelet_config = if as_node {
+            let path =
+                cluster.kubeconfig_as(&format!("system:node:{node_name}"), &["system:nodes"]);
+            let kc = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        } else {
+            config
+        };
+        let kubelet_client = kubelet::kubelet::client(kubelet_config)?;
         let client = cluster.client().await;
         let mut node = TestNode {
             kubelet: None,
@@ -300,6 +320,7 @@ pub async fn port_forward(
     pod: &str,
     port: u16,
     env: &[(&str, &str)],
+    args: &[&str],
 ) -> Result<(tokio::process::Child, u16)> {
     use tokio::io::AsyncReadExt;
     let mut cmd = tokio::process::Command::new("kubectl");
@@ -307,6 +328,7 @@ pub async fn port_forward(
         .arg(kubeconfig)
         .args(["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
         .args(["--address", "127.0.0.1"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
