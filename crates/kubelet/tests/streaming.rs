@@ -50,6 +50,20 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: half}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: rkube.local/busybox:test
+    command: ["sleep", "3600"]
+  - name: done
+    image: rkube.local/busybox:test
+    command: ["true"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: talk}
 spec:
   terminationGracePeriodSeconds: 1
@@ -196,6 +210,50 @@ async fn scenario(node: &TestNode) -> Result<()> {
         "{code} {err}"
     );
     kube_rs_exec(node).await?;
+
+    // A command that does not exist, and a container that has finished, over both protocols.
+    let half = pods.clone();
+    wait_pod(
+        &half,
+        "half",
+        Duration::from_secs(60),
+        "done finished",
+        |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.name == "done" && c.state.as_ref().is_some_and(|s| s.terminated.is_some())
+                    })
+                })
+        },
+    )
+    .await?;
+    for env in [&[][..], &spdy[..]] {
+        let (code, out, err) = kubectl(
+            node,
+            &["exec", "web", "-c", "app", "--", "no-such-command"],
+            env,
+            b"",
+        )
+        .await?;
+        ensure!(
+            code != 0 && err.contains("no-such-command"),
+            "{env:?}: {code} {out:?} {err:?}"
+        );
+        let (code, out, err) = kubectl(
+            node,
+            &["exec", "half", "-c", "done", "--", "true"],
+            env,
+            b"",
+        )
+        .await?;
+        ensure!(
+            code != 0 && err.contains(r#"container not found ("done")"#),
+            "{env:?}: {code} {out:?} {err:?}"
+        );
+    }
 
     // Unknown container, as upstream words it.
     let (code, _, err) =
