@@ -309,6 +309,30 @@ async fn scenario(node: &TestNode) -> Result<()> {
     // until kubectl is stopped: the container's stdin is not closed with kubectl's).
     interactive(node, &["attach", "-i", "talk"], &["one", "two"]).await?;
 
+    // run -i --rm: a pod made, attached to, and deleted when its command ends.
+    let (code, out, err) = kubectl(
+        node,
+        &[
+            "run",
+            "once",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=rkube.local/busybox:test",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo got-$l",
+        ],
+        &[],
+        b"hello\n",
+    )
+    .await?;
+    ensure!(
+        code == 0 && out.contains("got-hello") && out.contains(r#"pod "once" deleted"#),
+        "run -i --rm: {code} {out:?} {err:?}"
+    );
+
     // debug: an ephemeral container in the pod, in the app container's PID namespace.
     let seen = interactive(
         node,
