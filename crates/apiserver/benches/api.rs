@@ -69,6 +69,7 @@ fn serve(dir: &str) {
             audit_log: None,
             disable_admission_plugins: Vec::new(),
             pod_netns: None,
+            kubelet_certificate_authority: None,
         })
         .await
         .unwrap();

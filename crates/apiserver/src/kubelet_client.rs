@@ -1,7 +1,9 @@
 //! How the API server reaches kubelets (`pods/log`, `exec`, `attach`, `portforward`): the
 //! node's address (`status.addresses`, InternalIP first, port from `daemonEndpoints`) and
 //! TLS with the API server's kubelet-client certificate. The kubelet's serving certificate is
-//! not verified (upstream's default when no `--kubelet-certificate-authority` is given).
+//! verified against `--kubelet-certificate-authority` when one is given (`rkube server`
+//! gives the cluster CA, which signs kubelets' `kubelet-serving` requests), and not at all
+//! otherwise (upstream's default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +37,9 @@ pub struct KubeletClient {
 }
 
 impl KubeletClient {
-    /// From the kubelet-client certificate and key of `pki`.
-    pub fn new(pki: &Pki) -> anyhow::Result<Self> {
+    /// From the kubelet-client certificate and key of `pki`, checking kubelets against the
+    /// CA certificates in `serving_ca` if given.
+    pub fn new(pki: &Pki, serving_ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let read = |p: std::path::PathBuf| {
             std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
         };
@@ -48,10 +51,23 @@ impl KubeletClient {
             rustls_pemfile::private_key(&mut read(pki.kubelet_client_key())?.as_slice())?
                 .context("no private key in the kubelet client key file")?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = match serving_ca {
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut read(path.to_path_buf())?.as_slice()) {
+                    roots
+                        .add(c.context("parsing the kubelet certificate authority")?)
+                        .context("the kubelet certificate authority")?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
+        };
+        let cfg = builder
             .with_client_auth_cert(certs, key)
             .context("the kubelet client certificate")?;
         Ok(KubeletClient {
@@ -60,7 +76,7 @@ impl KubeletClient {
     }
 }
 
-/// Accepts any kubelet serving certificate (kubelets sign their own), checking only that the
+/// Accepts any kubelet serving certificate (without a kubelet CA), checking only that the
 /// handshake is signed by its key.
 #[derive(Debug)]
 struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);

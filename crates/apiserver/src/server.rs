@@ -46,6 +46,9 @@ pub struct Config {
     /// The network namespace pods live in, when not the server's own (the node test lab):
     /// the proxy subresources dial pods from it.
     pub pod_netns: Option<PathBuf>,
+    /// The CA kubelets' serving certificates must chain to (`--kubelet-certificate-authority`);
+    /// none: they are not verified (upstream's default).
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 /// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
@@ -150,8 +153,11 @@ impl Server {
             )?));
         }
         state.kubelet = Some(
-            crate::kubelet_client::KubeletClient::new(&pki)
-                .context("the kubelet client certificate")?,
+            crate::kubelet_client::KubeletClient::new(
+                &pki,
+                config.kubelet_certificate_authority.as_deref(),
+            )
+            .context("the kubelet client")?,
         );
         state.authenticator = crate::authn::Authenticator {
             service_accounts: Some(

@@ -58,6 +58,7 @@ impl Cluster {
             audit_log: None,
             disable_admission_plugins: Vec::new(),
             pod_netns: None,
+            kubelet_certificate_authority: None,
         };
         f(&mut config);
         let server = Server::start(config.clone()).await.unwrap();

@@ -2,6 +2,12 @@
 //! joining node's request for its client certificate is approved automatically when its
 //! requester may create `certificatesigningrequests/nodeclient` (a bootstrap token's user)
 //! or, for a renewal by the node itself, `selfnodeclient` — as a SubjectAccessReview says.
+//!
+//! rkube also approves a kubelet's own request for its serving certificate
+//! (`kubernetes.io/kubelet-serving`) when every name in it is one the Node reports for itself
+//! (its name, hostname and addresses): upstream leaves these to an administrator or an
+//! external approver, and k3s issues them without a CSR; approving the provable ones keeps
+//! `--kubelet-certificate-authority` checking on by default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +19,11 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::csrsigning::{KUBELET_CLIENT, has_condition};
+use crate::csrsigning::{KUBELET_CLIENT, KUBELET_SERVING, has_condition};
 use crate::informer::{Change, Informer, key_of};
 use crate::queue::{WorkQueue, run_workers};
 
@@ -28,8 +35,7 @@ pub struct CsrApprovingController {
 
 /// The CN and O of a PEM certificate request.
 fn subject(pem: &[u8]) -> Option<(String, Vec<String>)> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let req = rcgen::CertificateSigningRequestParams::from_pem(text).ok()?;
+    let req = parse(pem)?;
     let dn = &req.params.distinguished_name;
     let value = |v: &rcgen::DnValue| match v {
         rcgen::DnValue::Utf8String(s) => Some(s.clone()),
@@ -43,6 +49,26 @@ fn subject(pem: &[u8]) -> Option<(String, Vec<String>)> {
         .filter_map(|(_, v)| value(v))
         .collect();
     Some((cn, orgs))
+}
+
+fn parse(pem: &[u8]) -> Option<rcgen::CertificateSigningRequestParams> {
+    let text = std::str::from_utf8(pem).ok()?;
+    rcgen::CertificateSigningRequestParams::from_pem(text).ok()
+}
+
+/// The DNS names and IPs a serving certificate request asks for, or `None` if it asks for
+/// anything else.
+fn serving_names(pem: &[u8]) -> Option<Vec<String>> {
+    let req = parse(pem)?;
+    req.params
+        .subject_alt_names
+        .iter()
+        .map(|san| match san {
+            rcgen::SanType::DnsName(d) => Some(d.as_str().to_owned()),
+            rcgen::SanType::IpAddress(ip) => Some(ip.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl CsrApprovingController {
@@ -76,7 +102,8 @@ impl CsrApprovingController {
         let Some(csr) = self.csrs.get(None, name) else {
             return Ok(None);
         };
-        if csr.spec.signer_name != KUBELET_CLIENT
+        let serving = csr.spec.signer_name == KUBELET_SERVING;
+        if !(serving || csr.spec.signer_name == KUBELET_CLIENT)
             || has_condition(&csr, "Approved")
             || has_condition(&csr, "Denied")
         {
@@ -88,16 +115,27 @@ impl CsrApprovingController {
         let Some(node) = cn.strip_prefix("system:node:") else {
             return Ok(None);
         };
-        let usages_ok = csr.spec.usages.iter().flatten().all(|u| {
-            matches!(
-                u.as_str(),
-                "digital signature" | "key encipherment" | "client auth"
-            )
-        });
+        let usage = if serving {
+            "server auth"
+        } else {
+            "client auth"
+        };
+        let usages_ok =
+            csr.spec.usages.iter().flatten().all(|u| {
+                matches!(u.as_str(), "digital signature" | "key encipherment") || u == usage
+            });
         if orgs != ["system:nodes"] || !usages_ok {
             return Ok(None);
         }
         let requester = csr.spec.username.clone().unwrap_or_default();
+        if serving {
+            if requester != cn || !self.names_its_own(node, &csr.spec.request.0).await? {
+                return Ok(None);
+            }
+            return self
+                .approve(&csr, node, "Auto approving kubelet serving certificate: every name in it is the node's own.")
+                .await;
+        }
         // A node renewing its own certificate, or anyone allowed to request one.
         let sub = if requester == cn {
             "selfnodeclient"
@@ -107,7 +145,44 @@ impl CsrApprovingController {
         if !self.allowed(&csr, sub).await? {
             return Ok(None);
         }
-        let mut approved = (*csr).clone();
+        self.approve(
+            &csr,
+            node,
+            "Auto approving kubelet client certificate after SubjectAccessReview.",
+        )
+        .await
+    }
+
+    /// Whether every name a serving request asks for is one Node `node` reports: its name,
+    /// or an address in its status (IPs and hostnames).
+    async fn names_its_own(&self, node: &str, pem: &[u8]) -> anyhow::Result<bool> {
+        let Some(names) = serving_names(pem) else {
+            return Ok(false);
+        };
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let Some(n) = nodes.get_opt(node).await.context("reading the node")? else {
+            return Ok(false);
+        };
+        let own: Vec<String> = std::iter::once(node.to_owned())
+            .chain(
+                n.status
+                    .and_then(|s| s.addresses)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| a.address),
+            )
+            .collect();
+        Ok(!names.is_empty() && names.iter().all(|name| own.contains(name)))
+    }
+
+    async fn approve(
+        &self,
+        csr: &CertificateSigningRequest,
+        node: &str,
+        message: &str,
+    ) -> anyhow::Result<Option<Duration>> {
+        let name = csr.metadata.name.clone().unwrap_or_default();
+        let mut approved = csr.clone();
         approved
             .status
             .get_or_insert_with(Default::default)
@@ -117,19 +192,17 @@ impl CsrApprovingController {
                 type_: "Approved".into(),
                 status: "True".into(),
                 reason: Some("AutoApproved".into()),
-                message: Some(
-                    "Auto approving kubelet client certificate after SubjectAccessReview.".into(),
-                ),
+                message: Some(message.into()),
                 last_update_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                     k8s_openapi::jiff::Timestamp::now(),
                 )),
                 ..Default::default()
             });
         let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
-        api.replace_subresource("approval", name, &PostParams::default(), &approved)
+        api.replace_subresource("approval", &name, &PostParams::default(), &approved)
             .await
             .context("approving")?;
-        tracing::info!(csr = name, node, "approved a node client certificate");
+        tracing::info!(csr = name, node, signer = %csr.spec.signer_name, "approved a node certificate");
         Ok(None)
     }
 

@@ -547,6 +547,7 @@ async fn two_api_servers_over_one_etcd_charge_exactly() {
             audit_log: None,
             disable_admission_plugins: Vec::new(),
             pod_netns: None,
+            kubelet_certificate_authority: None,
         })
         .await
         .unwrap();

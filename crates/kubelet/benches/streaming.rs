@@ -4,10 +4,12 @@
 //!
 //! `cargo bench -p rkube-kubelet --bench streaming`:
 //! - `kubectl exec web -- true`, `RKUBE_BENCH_EXECS` (100) in a row, p50/p99: kubectl as it
-//!   comes (WebSocket first, then SPDY) and SPDY straight away; beside CRI `ExecSync` of the
-//!   same command and `kubectl get pod web` (kubectl's own start-up and one API round trip);
+//!   comes (WebSocket v5, terminated in the API server) and over SPDY; beside CRI `ExecSync`
+//!   of the same command and `kubectl get pod web` (kubectl's own start-up and one API round
+//!   trip);
 //! - port-forward throughput for `RKUBE_BENCH_PF_MB` (1024) MiB served by busybox httpd,
-//!   through `kubectl port-forward` and straight to the pod IP from the lab's namespace;
+//!   through `kubectl port-forward` (WebSocket tunnel, and SPDY) and straight to the pod IP
+//!   from the lab's namespace;
 //! - `RKUBE_BENCH_SESSIONS` (100) concurrent `kubectl exec` sessions: failures and this
 //!   process's memory (it holds the API server and the kubelet).
 
@@ -149,11 +151,11 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
     let get50 = summary("kubectl get pod web (kubectl start-up + one GET)", get);
     for (label, env) in [
         (
-            "kubectl exec web -- true (WebSocket v5 refused, then SPDY)",
+            "kubectl exec web -- true (WebSocket v5, kubectl's default)",
             &[][..],
         ),
         (
-            "kubectl exec web -- true (SPDY straight away)",
+            "kubectl exec web -- true (SPDY)",
             &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
         ),
     ] {
@@ -192,33 +194,38 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
     let direct_bytes: f64 = String::from_utf8_lossy(&direct.stdout)
         .parse()
         .unwrap_or(0.0);
-    let (mut child, port) =
-        lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, &[], &[]).await?;
-    let t = Instant::now();
-    let through = tokio::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            &format!("http://127.0.0.1:{port}/big"),
-        ])
-        .output()
-        .await?;
-    let pf_s = t.elapsed().as_secs_f64();
-    let pf_bytes: f64 = String::from_utf8_lossy(&through.stdout)
-        .parse()
-        .unwrap_or(0.0);
-    child.kill().await?;
     let mib = |b: f64, s: f64| b / s / (1024.0 * 1024.0);
-    println!(
-        "port-forward {:.0} MiB: {:.0} MiB/s through kubectl port-forward, {:.0} MiB/s straight to the pod ({:.0}% of direct)",
-        pf_bytes / (1024.0 * 1024.0),
-        mib(pf_bytes, pf_s),
-        mib(direct_bytes, direct_s),
-        100.0 * mib(pf_bytes, pf_s) / mib(direct_bytes, direct_s).max(f64::MIN_POSITIVE)
-    );
+    for (label, env) in [
+        ("WebSocket tunnel", &[][..]),
+        ("SPDY", &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]),
+    ] {
+        let (mut child, port) =
+            lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, env, &[]).await?;
+        let t = Instant::now();
+        let through = tokio::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                &format!("http://127.0.0.1:{port}/big"),
+            ])
+            .output()
+            .await?;
+        let pf_s = t.elapsed().as_secs_f64();
+        let pf_bytes: f64 = String::from_utf8_lossy(&through.stdout)
+            .parse()
+            .unwrap_or(0.0);
+        child.kill().await?;
+        println!(
+            "port-forward {:.0} MiB ({label}): {:.0} MiB/s through kubectl port-forward, {:.0} MiB/s straight to the pod ({:.0}% of direct)",
+            pf_bytes / (1024.0 * 1024.0),
+            mib(pf_bytes, pf_s),
+            mib(direct_bytes, direct_s),
+            100.0 * mib(pf_bytes, pf_s) / mib(direct_bytes, direct_s).max(f64::MIN_POSITIVE)
+        );
+    }
 
     // Concurrent sessions.
     let sessions = env_or("RKUBE_BENCH_SESSIONS", 100);

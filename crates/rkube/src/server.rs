@@ -102,6 +102,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             disable_admission_plugins: args.disable_admission_plugins.clone(),
             // The agent puts pods on the node's own network (the cni0 bridge).
             pod_netns: None,
+            kubelet_certificate_authority: None,
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same
