@@ -76,10 +76,11 @@ impl KubeletClient {
     }
 }
 
-/// Accepts any kubelet serving certificate (without a kubelet CA), checking only that the
-/// handshake is signed by its key.
+/// Accepts any serving certificate (kubelets without a kubelet CA; pods and services behind
+/// `https:` proxies, as upstream's proxy transport), checking only that the handshake is
+/// signed by its key.
 #[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AnyServerCert(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(

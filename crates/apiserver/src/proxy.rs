@@ -2,7 +2,9 @@
 //! `nodes/{name}/proxy/…` (upstream's `ProxyREST` with each kind's `ResourceLocation`), plain
 //! HTTP reverse proxies for every verb, and upgrades passed through (what `kubectl proxy`
 //! users and dashboards use). The name may carry a scheme and a port,
-//! `[scheme:]name[:port]` (`https` only for nodes: pods must not see the kubelet client cert).
+//! `[scheme:]name[:port]`. `https` to pods and services is TLS without a client certificate
+//! and without verifying theirs (upstream's proxy transport): the kubelet client certificate
+//! is for kubelets only.
 //!
 //! - pods: the pod's IP and the given port (else the first container port, else 80); only a
 //!   global unicast address (400 `address not allowed`).
@@ -86,12 +88,6 @@ pub async fn serve(
         "Node" => node_location(state, name, port).await?,
         _ => return Err(ApiError::not_found_path()),
     };
-    if scheme == "https" && !loc.kubelet {
-        // The kubelet client certificate is for kubelets only; a pod would see it.
-        return Err(ApiError::bad_request(
-            "https proxying to pods and services is not supported yet: use http",
-        ));
-    }
     let path = match req.uri().query() {
         Some(q) => format!("{}?{q}", if rest.is_empty() { "/" } else { rest }),
         None => if rest.is_empty() { "/" } else { rest }.to_string(),
@@ -119,8 +115,39 @@ pub async fn serve(
             None => tokio::net::TcpStream::connect(loc.addr).await,
         }
         .map_err(|e| fail(format!("dial tcp {}: {e}", loc.addr)))?;
-        forward(req, tcp, &host, &path).await.map_err(fail)
+        if scheme == "https" {
+            let name = rustls::pki_types::ServerName::IpAddress(loc.addr.ip().into());
+            let tls = pod_tls()
+                .map_err(fail)?
+                .connect(name, tcp)
+                .await
+                .map_err(|e| fail(format!("tls: {e}")))?;
+            forward(req, tls, &host, &path).await.map_err(fail)
+        } else {
+            forward(req, tcp, &host, &path).await.map_err(fail)
+        }
     }
+}
+
+/// TLS to pods and services: no client certificate, theirs not verified (upstream's proxy
+/// transport: pods serve certificates the cluster CA never signed).
+fn pod_tls() -> Result<tokio_rustls::TlsConnector, String> {
+    static CONNECTOR: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
+        std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(crate::kubelet_client::AnyServerCert(
+                    provider,
+                )))
+                .with_no_client_auth();
+            Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+        })
+        .clone()
 }
 
 /// Sends the request (body streamed) to `backend` and the answer back; upgrades are spliced.

@@ -387,6 +387,7 @@ async fn scenario(node: &TestNode) -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    https_pod_proxy(node).await?;
     let node_path = format!("/api/v1/nodes/{}/proxy/healthz", node.cfg.node_name);
     ensure!(node.cluster.ok(&["get", "--raw", &node_path]).await == "ok");
     let body = node.cluster.write("body.txt", "posted-body");
@@ -465,6 +466,100 @@ async fn fail(child: &mut tokio::process::Child, what: String) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err)).await;
     }
     anyhow::bail!("{what}; kubectl: {err}")
+}
+
+/// `pods/https:{name}:{port}/proxy/`: TLS to the pod, its certificate not verified and no
+/// client certificate shown (upstream's proxy transport). The "pod" is a TLS server the test
+/// runs on the pods' bridge address in the lab's namespace, published as a pod IP.
+async fn https_pod_proxy(node: &TestNode) -> Result<()> {
+    let pods = node.pods();
+    let web_ip = pods
+        .get("web")
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("web has no IP")?;
+    let prefix = web_ip
+        .rsplit_once('.')
+        .context("an IPv4 pod IP")?
+        .0
+        .to_owned();
+    let netns = node
+        .cfg
+        .pod_netns
+        .clone()
+        .context("the lab's pod namespace")?;
+    let addrs = tokio::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "-4", "-o", "addr", "show"])
+        .output()
+        .await?;
+    let gateway: std::net::IpAddr = String::from_utf8_lossy(&addrs.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.split('/').next())
+        .find(|a| a.starts_with(&format!("{prefix}.")) && *a != web_ip)
+        .context("the pods' bridge address")?
+        .parse()?;
+    let socket = ::streaming::NetnsDialer::new(&netns)?.socket(false).await?;
+    socket.bind(std::net::SocketAddr::new(gateway, 0))?;
+    let listener = socket.listen(4)?;
+    let port = listener.local_addr()?.port();
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["pod.invalid".to_owned()])?.self_signed(&key)?;
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(anyhow::Error::msg)?,
+    )?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        let mut s = acceptor.accept(tcp).await?;
+        let client_cert = s.get_ref().1.peer_certificates().is_some();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await?;
+            head.push(b[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nover-tls\n")
+            .await?;
+        s.shutdown().await?;
+        anyhow::Ok((client_cert, String::from_utf8_lossy(&head).into_owned()))
+    });
+    let f = node.cluster.write(
+        "tlsfake.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: tlsfake}\nspec:\n  nodeName: elsewhere\n  containers: [{name: c, image: rkube.local/busybox:test}]\n",
+    );
+    node.cluster.ok(&["apply", "-f", &f]).await;
+    let status = serde_json::json!({"status": {"podIP": gateway.to_string(), "podIPs": [{"ip": gateway.to_string()}]}});
+    pods.patch_status(
+        "tlsfake",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await?;
+    let got = node
+        .cluster
+        .ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/pods/https:tlsfake:{port}/proxy/hello"),
+        ])
+        .await;
+    let (client_cert, head) = server.await??;
+    node.cluster
+        .ok(&["delete", "pod", "tlsfake", "--grace-period=0", "--force"])
+        .await;
+    ensure!(got == "over-tls\n", "{got:?}");
+    ensure!(head.starts_with("GET /hello HTTP/1.1"), "{head:?}");
+    ensure!(!client_cert, "the pod was shown a client certificate");
+    Ok(())
 }
 
 /// kube-rs's `AttachedProcess` (WebSocket v5): output and exit code, then a terminal whose
