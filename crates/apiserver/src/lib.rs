@@ -27,6 +27,7 @@ mod pod_connect;
 mod pod_log;
 mod protobuf;
 mod proxy;
+mod proxy_links;
 pub mod registry;
 pub mod request_info;
 pub mod resources;

@@ -20,6 +20,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -29,10 +30,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{ApiError, ApiResult};
 use crate::handler::{ApiState, Body};
+use crate::proxy_links::LinkRewriter;
 use crate::resources::ResourceInfo;
 
 /// The most of a request body of unknown length read before it is forwarded.
 const MAX_UNSIZED_BODY: usize = 16 * 1024 * 1024;
+/// The largest HTML page whose links are rewritten (it is read whole first).
+const MAX_HTML_BODY: usize = 32 * 1024 * 1024;
 
 /// `[scheme:]name[:port]` (upstream's `SplitSchemeNamePort`).
 fn split_name(id: &str) -> ApiResult<(&str, &str, &str)> {
@@ -93,6 +97,19 @@ pub async fn serve(
         None => if rest.is_empty() { "/" } else { rest }.to_string(),
     };
     let host = loc.addr.to_string();
+    let request_host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+        .to_owned();
+    let links = LinkRewriter::new(
+        req.uri().path(),
+        if rest.is_empty() { "/" } else { rest },
+        &host,
+        &request_host,
+    );
     let fail = |e: String| {
         ApiError::new(
             503,
@@ -108,7 +125,7 @@ pub async fn serve(
             .dial(&loc.addr.ip().to_string(), loc.addr.port())
             .await
             .map_err(|e| fail(format!("{e:#}")))?;
-        forward(req, tls, &host, &path).await.map_err(fail)
+        forward(req, tls, &host, &path, &links).await.map_err(fail)
     } else {
         let tcp = match &state.pod_dialer {
             Some(d) => d.connect(loc.addr).await,
@@ -122,9 +139,9 @@ pub async fn serve(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| fail(format!("tls: {e}")))?;
-            forward(req, tls, &host, &path).await.map_err(fail)
+            forward(req, tls, &host, &path, &links).await.map_err(fail)
         } else {
-            forward(req, tcp, &host, &path).await.map_err(fail)
+            forward(req, tcp, &host, &path, &links).await.map_err(fail)
         }
     }
 }
@@ -156,6 +173,7 @@ async fn forward<S>(
     backend: S,
     host: &str,
     path: &str,
+    links: &LinkRewriter,
 ) -> Result<Response<Body>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -212,7 +230,52 @@ where
         .collect();
     parts.headers.clear();
     for (k, v) in kept {
-        parts.headers.append(k, v);
+        // The API server's origin is not the backend's to open up (upstream's
+        // corsRemovingTransport).
+        if !k.as_str().starts_with("access-control-") {
+            parts.headers.append(k, v);
+        }
+    }
+    if let Some(to) = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(|l| links.url(l))
+        && let Ok(v) = HeaderValue::from_str(&to)
+    {
+        parts.headers.insert(header::LOCATION, v);
+    }
+    let html = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("text/html"));
+    if html {
+        let encoding = parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let page = http_body_util::Limited::new(body, MAX_HTML_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the backend's page: {e}"))?
+            .to_bytes();
+        let page = match links.encoded_html(&page, &encoding) {
+            Some(Ok(rewritten)) => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Bytes::from(rewritten)
+            }
+            Some(Err(e)) => return Err(format!("rewriting the backend's page: {e}")),
+            None => page,
+        };
+        let body = http_body_util::Full::new(page)
+            .map_err(|never| match never {})
+            .boxed();
+        return Ok(Response::from_parts(parts, body));
     }
     // The body streams through as the backend sends it; a backend error ends it.
     let body = body

@@ -34,6 +34,7 @@ spec:
     - -c
     - |
       mkdir -p /www/cgi-bin && echo hello-from-pod > /www/index.html
+      echo '<a href="/index.html">home</a> <a href="next.html">next</a>' > /www/links.html
       printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho method=$REQUEST_METHOD\ncat\n' > /www/cgi-bin/echo
       chmod +x /www/cgi-bin/echo
       exec httpd -f -p 8080 -h /www
@@ -387,6 +388,13 @@ async fn scenario(node: &TestNode) -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Links in proxied HTML point back through the proxy (relative ones need nothing).
+    let page = raw("/api/v1/namespaces/default/pods/web:8080/proxy/links.html").await;
+    ensure!(
+        page.contains(r#"<a href="/api/v1/namespaces/default/pods/web:8080/proxy/index.html">"#)
+            && page.contains(r#"<a href="next.html">"#),
+        "{page:?}"
+    );
     https_pod_proxy(node).await?;
     let node_path = format!("/api/v1/nodes/{}/proxy/healthz", node.cfg.node_name);
     ensure!(node.cluster.ok(&["get", "--raw", &node_path]).await == "ok");
