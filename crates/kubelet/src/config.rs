@@ -66,6 +66,13 @@ pub struct KubeletConfig {
     /// CA certificates (DER) that sign the clients the kubelet server accepts (the cluster CA,
     /// from the kubeconfig's certificate-authority-data). Empty: no server is started.
     pub client_ca: Vec<Vec<u8>>,
+    /// How long the kubelet server keeps a TokenReview's answer about a bearer token
+    /// (upstream's `authentication.webhook.cacheTTL`).
+    pub authentication_cache_ttl: Duration,
+    /// How long it keeps a SubjectAccessReview's answer: allowed, and not allowed (upstream's
+    /// `authorization.webhook.cacheAuthorizedTTL` and `cacheUnauthorizedTTL`).
+    pub authorized_cache_ttl: Duration,
+    pub unauthorized_cache_ttl: Duration,
     /// `pods` capacity of the node.
     pub max_pods: i64,
 }
@@ -97,6 +104,9 @@ impl KubeletConfig {
             backoff_max: Duration::from_secs(300),
             kubelet_port: 10250,
             client_ca: Vec::new(),
+            authentication_cache_ttl: Duration::from_secs(120),
+            authorized_cache_ttl: Duration::from_secs(300),
+            unauthorized_cache_ttl: Duration::from_secs(30),
             max_pods: 110,
         }
     }

@@ -23,6 +23,8 @@ use crate::image_manager::ImageManager;
 use crate::node::{self, NodeFacts};
 use crate::pod_workers::{Context, PodWorkers};
 use crate::prober::Prober;
+use crate::server::authn::Authenticator;
+use crate::server::authz::Authorizer;
 use crate::server::{Server, ServerState};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
@@ -151,6 +153,18 @@ impl Kubelet {
                 status: status.clone(),
                 cri: cri.clone(),
                 dialer: dialer.clone(),
+                // Callers are checked by the API server, asked with the kubelet's own
+                // identity (a node may create token and access reviews).
+                authenticator: Arc::new(Authenticator::new(
+                    client.clone(),
+                    cfg.authentication_cache_ttl,
+                )),
+                authorizer: Arc::new(Authorizer::new(
+                    client.clone(),
+                    &cfg.node_name,
+                    cfg.authorized_cache_ttl,
+                    cfg.unauthorized_cache_ttl,
+                )),
             }));
         }
         let (synced_tx, synced_rx) = watch::channel(false);

@@ -24,9 +24,10 @@
 //!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`service_route`]: the Service CIDR's route into a sink device (never off the node).
-//! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`, and through
-//!   [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs through
-//!   [`container_logs`].
+//! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`, `/pods`,
+//!   `/run`, and through [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs
+//!   through [`container_logs`]; every caller authenticated (client certificate or
+//!   TokenReview) and authorized (SubjectAccessReview) by the API server.
 
 pub mod backoff;
 pub mod cgroups;

@@ -258,6 +258,20 @@ impl PodWorkers {
         })
     }
 
+    /// Every pod bound to this node that the API still has (upstream's `GetPods`), by
+    /// namespace and name.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        let mut pods: Vec<Arc<Pod>> = lock(&self.handles)
+            .values()
+            .filter_map(|h| h.pod.borrow().clone())
+            .collect();
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        pods
+    }
+
     /// Sandboxes or containers of a pod this kubelet does not know (its object is gone):
     /// a worker removes them.
     pub fn remove_orphan(&self, uid: &str) {

@@ -1,11 +1,21 @@
 //! The kubelet's HTTPS server on the node IP (port 10250 by default; upstream's
-//! `pkg/kubelet/server`): `GET /containerLogs/{namespace}/{pod}/{container}` and `/healthz`.
+//! `pkg/kubelet/server`): `GET /containerLogs/{namespace}/{pod}/{container}`, `/healthz`,
+//! `GET /pods` and `POST /run/{namespace}/{pod}[/{uid}]/{container}?cmd=…` ([`pods`]), and
+//! through [`crate::streaming`] `/exec`, `/attach` and `/portForward`.
 //!
 //! TLS with a self-signed serving certificate for the node's name and IP (kept under the
-//! agent's data dir, as upstream does without a CSR). Callers must present a client
-//! certificate signed by the cluster CA (the API server's kubelet-client certificate);
-//! authorization is the `system:masters` group until the Node authorizer / SubjectAccessReview
-//! delegation exists.
+//! agent's data dir, as upstream does without a CSR). Every request is authenticated
+//! ([`authn`]: a client certificate signed by the cluster CA, else a bearer token checked by
+//! a TokenReview; neither → 401 `Unauthorized`) and then authorized ([`authz`]: a
+//! SubjectAccessReview on this Node's `nodes/<subresource>`; a denial → 403), both asked of
+//! the API server through the kubelet's own client, both answers cached, as upstream's
+//! kubelet delegates them.
+
+pub mod authn;
+pub mod authz;
+pub mod pods;
+mod review;
+mod ttl_cache;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -39,13 +49,13 @@ use crate::pod_workers::PodWorkers;
 use crate::status::StatusManager;
 use crate::streaming::{self, Target};
 use ::streaming::NetnsDialer;
+use authn::{Authenticator, UserInfo};
+use authz::{Authorizer, Verdict};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
-/// The only group allowed in until authorization is delegated to the API server.
-const ADMIN_GROUP: &str = "system:masters";
-
-/// What the handlers read: the pods this kubelet runs, their statuses and the runtime.
+/// What the handlers read: the pods this kubelet runs, their statuses and the runtime; and
+/// who decides which callers get in.
 #[derive(Clone)]
 pub struct ServerState {
     pub workers: Arc<PodWorkers>,
@@ -53,6 +63,8 @@ pub struct ServerState {
     pub cri: RuntimeClient,
     /// Dials the runtime's stream server from the pods' network namespace, if not the node's.
     pub dialer: Option<Arc<NetnsDialer>>,
+    pub authenticator: Arc<Authenticator>,
+    pub authorizer: Arc<Authorizer>,
 }
 
 /// A bound, not yet serving, kubelet server (bound first so the port is known before the
@@ -61,13 +73,6 @@ pub struct Server {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     addr: SocketAddr,
-}
-
-/// The caller, from its client certificate: CN is the user, O the groups.
-#[derive(Clone, Debug)]
-struct Caller {
-    user: String,
-    groups: Vec<String>,
 }
 
 impl Server {
@@ -95,8 +100,9 @@ impl Server {
                 .add(CertificateDer::from(der.clone()))
                 .context("the client CA certificate")?;
         }
-        // A caller without a certificate gets a 401 (as upstream's authentication filter
-        // answers); one with a certificate of another CA fails the handshake.
+        // A caller without a certificate may still bring a bearer token (else it gets a 401,
+        // as upstream's authentication filter answers); one with a certificate of another CA
+        // fails the handshake.
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .allow_unauthenticated()
@@ -156,7 +162,7 @@ impl Server {
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
-                    .and_then(caller_from_cert);
+                    .and_then(UserInfo::from_cert);
                 let service = service_fn(move |req| {
                     let (state, caller) = (state.clone(), caller.clone());
                     async move { Ok::<_, Infallible>(handle(&state, caller, req).await) }
@@ -170,17 +176,6 @@ impl Server {
             });
         }
     }
-}
-
-fn caller_from_cert(der: &CertificateDer<'_>) -> Option<Caller> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let subject = cert.subject();
-    let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_owned))
-        .collect();
-    Some(Caller { user, groups })
 }
 
 /// The serving certificate and key at `cert`/`key`, made (self-signed) when missing or when
@@ -304,38 +299,39 @@ pub(crate) fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
 
 async fn handle(
     state: &ServerState,
-    caller: Option<Caller>,
-    req: Request<Incoming>,
+    caller: Option<UserInfo>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let Some(caller) = caller else {
+    let Some(user) = state
+        .authenticator
+        .authenticate(caller, req.headers_mut())
+        .await
+    else {
         return text(StatusCode::UNAUTHORIZED, "Unauthorized");
     };
-    // Upstream asks the API server (SubjectAccessReview) about nodes/<subresource>; until that
-    // is delegated, only the cluster's admins (the API server's kubelet-client identity is one)
-    // get in.
-    if !caller.groups.iter().any(|g| g == ADMIN_GROUP) {
-        let sub = if path.starts_with("/healthz") {
-            "healthz"
-        } else {
-            "proxy"
-        };
-        let verb = if req.method() == Method::GET {
-            "get"
-        } else {
-            "create"
-        };
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Forbidden (user={}, verb={verb}, resource=nodes, subresource={sub})",
-                caller.user
-            ),
-        );
+    match state.authorizer.authorize(&user, req.method(), &path).await {
+        Verdict::Allowed => {}
+        Verdict::Forbidden(msg) => return text(StatusCode::FORBIDDEN, msg),
+        Verdict::Failed(msg) => return text(StatusCode::INTERNAL_SERVER_ERROR, msg),
     }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), parts.as_slice()) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok"),
+        (&Method::GET, ["pods"] | ["pods", ""]) => pods::pods(state),
+        // `/run/{ns}/{pod}/{container}`, or with the pod's uid before the container.
+        (&Method::POST, ["run", ns, pod, .., container]) if matches!(parts.len(), 4 | 5) => {
+            let uid = (parts.len() == 5).then_some(parts[3]);
+            let query = parse_query(req.uri().query());
+            let cmd = query.get("cmd").map_or("", String::as_str);
+            pods::run(state, ns, pod, uid, container, cmd).await
+        }
+        (_, ["pods"] | ["pods", ""]) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        }
+        (_, ["run", _, _, _] | ["run", _, _, _, _]) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        }
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             let query = parse_query(req.uri().query());
             container_logs(state, ns, pod, container, &query).await

@@ -196,7 +196,11 @@ pub async fn serve(
 }
 
 /// The running container `name` of pod `uid`, by the runtime's own record.
-async fn running_container(cri: &RuntimeClient, uid: &str, name: &str) -> Option<String> {
+pub(crate) async fn running_container(
+    cri: &RuntimeClient,
+    uid: &str,
+    name: &str,
+) -> Option<String> {
     let filter = api::ContainerFilter {
         state: Some(api::ContainerStateValue {
             state: api::ContainerState::ContainerRunning as i32,

@@ -284,8 +284,8 @@ impl TestNode {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Waits until the runtime has nothing left, stops the kubelet and containerd, and waits
-    /// for the shims to go.
+    /// Waits until the runtime has nothing left and the pods' directories are gone, stops the
+    /// kubelet and containerd, and waits for the shims to go.
     pub async fn shutdown(mut self, lab: &Lab) -> Result<()> {
         let t = Instant::now();
         loop {
@@ -298,6 +298,16 @@ impl TestNode {
                 t.elapsed() < Duration::from_secs(30),
                 "left in the runtime: {sandboxes:?} {containers:?}"
             );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A deleted pod's worker unmounts and removes its directory after the runtime let go
+        // of it: stopping the kubelet before then would leave its volumes mounted. (Not an
+        // error here: the lab's leftover check names whatever stays.)
+        let pods_dir = self.cfg.dirs().kubelet_pods;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_dir(&pods_dir).is_ok_and(|mut d| d.next().is_some())
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.kubelet = None;
