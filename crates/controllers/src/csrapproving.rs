@@ -4,8 +4,9 @@
 //! or, for a renewal by the node itself, `selfnodeclient` — as a SubjectAccessReview says.
 //!
 //! rkube also approves a kubelet's own request for its serving certificate
-//! (`kubernetes.io/kubelet-serving`) when every name in it is one the Node reports for itself
-//! (its name, hostname and addresses): upstream leaves these to an administrator or an
+//! (`kubernetes.io/kubelet-serving`; or one by a requester who may approve that signer's
+//! requests anyway) when every name in it is one the Node reports for itself (its name,
+//! hostname and addresses): upstream leaves these to an administrator or an
 //! external approver, and k3s issues them without a CSR; approving the provable ones keeps
 //! `--kubelet-certificate-authority` checking on by default.
 
@@ -26,6 +27,12 @@ use kube::api::{Api, PostParams};
 use crate::csrsigning::{KUBELET_CLIENT, KUBELET_SERVING, has_condition};
 use crate::informer::{Change, Informer, key_of};
 use crate::queue::{WorkQueue, run_workers};
+
+/// How long, and how often, a serving request that names addresses its Node does not (yet)
+/// report is looked at again.
+const RECHECK_FOR: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_mins(10);
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
 pub struct CsrApprovingController {
     client: Client,
@@ -129,8 +136,18 @@ impl CsrApprovingController {
         }
         let requester = csr.spec.username.clone().unwrap_or_default();
         if serving {
-            if requester != cn || !self.names_its_own(node, &csr.spec.request.0).await? {
+            // The node itself, or someone who could approve it anyway (an admin running an
+            // agent with its own credentials).
+            if requester != cn && !self.may_approve(&csr).await? {
                 return Ok(None);
+            }
+            if !self.names_its_own(node, &csr.spec.request.0).await? {
+                // A kubelet asks as soon as it serves, maybe before its status lists its
+                // addresses: look again for a while.
+                let young = csr.metadata.creation_timestamp.as_ref().is_some_and(|t| {
+                    k8s_openapi::jiff::Timestamp::now().duration_since(t.0) < RECHECK_FOR
+                });
+                return Ok(young.then_some(RECHECK_EVERY));
             }
             return self
                 .approve(&csr, node, "Auto approving kubelet serving certificate: every name in it is the node's own.")
@@ -163,6 +180,7 @@ impl CsrApprovingController {
         let Some(n) = nodes.get_opt(node).await.context("reading the node")? else {
             return Ok(false);
         };
+        // DNS names are compared without case, as DNS does.
         let own: Vec<String> = std::iter::once(node.to_owned())
             .chain(
                 n.status
@@ -171,8 +189,12 @@ impl CsrApprovingController {
                     .into_iter()
                     .map(|a| a.address),
             )
+            .map(|a| a.to_ascii_lowercase())
             .collect();
-        Ok(!names.is_empty() && names.iter().all(|name| own.contains(name)))
+        Ok(!names.is_empty()
+            && names
+                .iter()
+                .all(|name| own.contains(&name.to_ascii_lowercase())))
     }
 
     async fn approve(
@@ -206,19 +228,49 @@ impl CsrApprovingController {
         Ok(None)
     }
 
+    /// Whether the requester may `create` `certificatesigningrequests/<sub>`.
     async fn allowed(&self, csr: &CertificateSigningRequest, sub: &str) -> anyhow::Result<bool> {
+        self.requester_may(
+            csr,
+            ResourceAttributes {
+                group: Some("certificates.k8s.io".into()),
+                resource: Some("certificatesigningrequests".into()),
+                subresource: Some(sub.into()),
+                verb: Some("create".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Whether the requester could approve requests for the CSR's signer itself (then
+    /// approving it here gives nothing they do not have).
+    async fn may_approve(&self, csr: &CertificateSigningRequest) -> anyhow::Result<bool> {
+        self.requester_may(
+            csr,
+            ResourceAttributes {
+                group: Some("certificates.k8s.io".into()),
+                resource: Some("signers".into()),
+                name: Some(csr.spec.signer_name.clone()),
+                verb: Some("approve".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A SubjectAccessReview for the CSR's requester.
+    async fn requester_may(
+        &self,
+        csr: &CertificateSigningRequest,
+        attributes: ResourceAttributes,
+    ) -> anyhow::Result<bool> {
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: csr.spec.username.clone(),
                 groups: csr.spec.groups.clone(),
                 uid: csr.spec.uid.clone(),
-                resource_attributes: Some(ResourceAttributes {
-                    group: Some("certificates.k8s.io".into()),
-                    resource: Some("certificatesigningrequests".into()),
-                    subresource: Some(sub.into()),
-                    verb: Some("create".into()),
-                    ..Default::default()
-                }),
+                resource_attributes: Some(attributes),
                 ..Default::default()
             },
             ..Default::default()
@@ -227,7 +279,7 @@ impl CsrApprovingController {
         let answer = api
             .create(&PostParams::default(), &review)
             .await
-            .context("asking whether the requester may have a node certificate")?;
+            .context("asking what the requester may do")?;
         Ok(answer.status.is_some_and(|s| s.allowed))
     }
 }

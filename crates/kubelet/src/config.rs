@@ -66,6 +66,9 @@ pub struct KubeletConfig {
     /// CA certificates (DER) that sign the clients the kubelet server accepts (the cluster CA,
     /// from the kubeconfig's certificate-authority-data). Empty: no server is started.
     pub client_ca: Vec<Vec<u8>>,
+    /// Ask the cluster for a serving certificate signed by its CA (upstream's
+    /// `serverTLSBootstrap`); otherwise the server's certificate is self-signed.
+    pub server_tls_bootstrap: bool,
     /// How long the kubelet server keeps a TokenReview's answer about a bearer token
     /// (upstream's `authentication.webhook.cacheTTL`).
     pub authentication_cache_ttl: Duration,
@@ -104,6 +107,7 @@ impl KubeletConfig {
             backoff_max: Duration::from_secs(300),
             kubelet_port: 10250,
             client_ca: Vec::new(),
+            server_tls_bootstrap: false,
             authentication_cache_ttl: Duration::from_secs(120),
             authorized_cache_ttl: Duration::from_secs(300),
             unauthorized_cache_ttl: Duration::from_secs(30),

@@ -104,6 +104,17 @@ impl Kubelet {
             runtime = %facts.runtime_version, "kubelet running");
 
         let mut tasks = JoinSet::new();
+        if cfg.server_tls_bootstrap
+            && let Some(server) = &server
+        {
+            tasks.spawn(crate::server::serving_cert::bootstrap(
+                client.clone(),
+                server.identity.clone(),
+                cfg.client_ca.clone(),
+                server.serving.clone(),
+                server.ca_signed,
+            ));
+        }
         tasks.spawn(node::run_lease(client.clone(), cfg.clone()));
         tasks.spawn(node::run_status(
             client.clone(),

@@ -3,8 +3,9 @@
 //! `GET /pods` and `POST /run/{namespace}/{pod}[/{uid}]/{container}?cmd=…` ([`pods`]), and
 //! through [`crate::streaming`] `/exec`, `/attach` and `/portForward`.
 //!
-//! TLS with a self-signed serving certificate for the node's name and IP (kept under the
-//! agent's data dir, as upstream does without a CSR). Every request is authenticated
+//! TLS with a serving certificate for the node's name and IP ([`serving_cert`]: self-signed,
+//! or with `server_tls_bootstrap` one the cluster CA signed through a `kubelet-serving`
+//! CertificateSigningRequest). Every request is authenticated
 //! ([`authn`]: a client certificate signed by the cluster CA, else a bearer token checked by
 //! a TokenReview; neither → 401 `Unauthorized`) and then authorized ([`authz`]: a
 //! SubjectAccessReview on this Node's `nodes/<subresource>`; a denial → 403), both asked of
@@ -15,12 +16,12 @@ pub mod authn;
 pub mod authz;
 pub mod pods;
 mod review;
+pub mod serving_cert;
 mod ttl_cache;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -73,12 +74,16 @@ pub struct Server {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     addr: SocketAddr,
+    /// What the server presents, for whom, and whether the cluster CA signed it.
+    pub serving: Arc<serving_cert::ServingCert>,
+    pub identity: serving_cert::Identity,
+    pub ca_signed: bool,
 }
 
 impl Server {
     /// Binds `ip:cfg.kubelet_port` (0 = any free port) with TLS that requires callers to be
-    /// signed by `cfg.client_ca`; creates the serving certificate if it is missing or does not
-    /// name this node.
+    /// signed by `cfg.client_ca`; serves the kept certificate if it names this node, else a
+    /// new self-signed one ([`serving_cert`]).
     pub async fn bind(cfg: &KubeletConfig, ip: IpAddr) -> anyhow::Result<Server> {
         if cfg.client_ca.is_empty() {
             bail!("no client CA: the kubelet would serve nobody");
@@ -86,13 +91,14 @@ impl Server {
         let port = u16::try_from(cfg.kubelet_port)
             .with_context(|| format!("kubelet port {}", cfg.kubelet_port))?;
         let dirs = cfg.dirs();
-        let (certs, key) = serving_cert(
-            &dirs.serving_cert,
-            &dirs.serving_key,
+        let identity = serving_cert::Identity::new(
             &cfg.node_name,
             &cfg.hostname,
             ip,
-        )?;
+            &dirs.serving_cert,
+            &dirs.serving_key,
+        );
+        let (serving, ca_signed) = serving_cert::load(&identity, &cfg.client_ca)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for der in &cfg.client_ca {
@@ -111,8 +117,7 @@ impl Server {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .context("the kubelet serving certificate")?;
+            .with_cert_resolver(serving.clone());
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let bind = SocketAddr::new(ip, port);
         let listener = TcpListener::bind(bind)
@@ -123,6 +128,9 @@ impl Server {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
             addr,
+            serving,
+            identity,
+            ca_signed,
         })
     }
 
@@ -176,115 +184,6 @@ impl Server {
             });
         }
     }
-}
-
-/// The serving certificate and key at `cert`/`key`, made (self-signed) when missing or when
-/// they do not name `node_name` and `ip`.
-fn serving_cert(
-    cert: &Path,
-    key: &Path,
-    node_name: &str,
-    hostname: &str,
-    ip: IpAddr,
-) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let mut dns = vec![node_name.to_owned()];
-    let host = hostname.to_lowercase();
-    if host != node_name && !host.is_empty() {
-        dns.push(host);
-    }
-    let current = std::fs::read(cert).ok().and_then(|pem| {
-        let der = rustls_pemfile::certs(&mut pem.as_slice()).next()?.ok()?;
-        let (_, x) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-        let san = x.subject_alternative_name().ok()??;
-        let names: Vec<String> = san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
-                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
-                    4 => <[u8; 4]>::try_from(*b)
-                        .ok()
-                        .map(|a| IpAddr::from(a).to_string()),
-                    16 => <[u8; 16]>::try_from(*b)
-                        .ok()
-                        .map(|a| IpAddr::from(a).to_string()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
-        Some(names)
-    });
-    let fits = current.is_some_and(|names| {
-        names.contains(&ip.to_string()) && dns.iter().all(|d| names.contains(d))
-    });
-    if !fits || !key.exists() {
-        let pair = rcgen::KeyPair::generate().context("generating the serving key")?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = rcgen::DistinguishedName::new();
-        let now = Timestamp::now();
-        dn.push(
-            rcgen::DnType::CommonName,
-            format!("{node_name}@{}", now.as_second()),
-        );
-        params.distinguished_name = dn;
-        params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
-        for d in &dns {
-            if let Ok(name) = d.clone().try_into() {
-                params.subject_alt_names.push(rcgen::SanType::DnsName(name));
-            }
-        }
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::DigitalSignature,
-            rcgen::KeyUsagePurpose::KeyEncipherment,
-        ];
-        // Upstream's self-signed kubelet certificate is valid for a year.
-        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-        let year = now
-            .checked_add(SignedDuration::from_hours(24 * 366))
-            .unwrap_or(now);
-        let until = year.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).date();
-        params.not_after = rcgen::date_time_ymd(
-            i32::from(until.year()),
-            u8::try_from(until.month()).unwrap_or(1),
-            u8::try_from(until.day()).unwrap_or(1),
-        );
-        let signed = params
-            .self_signed(&pair)
-            .context("signing the serving certificate")?;
-        if let Some(dir) = cert.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        write_private(key, pair.serialize_pem().as_bytes())?;
-        std::fs::write(cert, signed.pem())
-            .with_context(|| format!("writing {}", cert.display()))?;
-        info!(cert = %cert.display(), "kubelet serving certificate created");
-    }
-    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", cert.display()))?;
-    let pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-    let key = rustls_pemfile::private_key(&mut pem.as_slice())
-        .with_context(|| format!("parsing {}", key.display()))?
-        .with_context(|| format!("no private key in {}", key.display()))?;
-    Ok((certs, key))
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(contents)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub(crate) fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {

@@ -113,6 +113,9 @@ impl Agent {
         // The kubelet server accepts callers signed by the cluster CA (the API server's
         // kubelet-client certificate), the CA the kubeconfig trusts.
         cfg.client_ca = config.root_cert.clone().unwrap_or_default();
+        // Its serving certificate comes from the cluster CA (a kubelet-serving CSR the
+        // controllers approve), so API servers can verify the kubelet they talk to.
+        cfg.server_tls_bootstrap = true;
         let client = kubelet::kubelet::client(config)?;
         let mut services = Vec::new();
         if !node.disable_kube_proxy {

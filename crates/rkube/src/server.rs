@@ -102,7 +102,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             disable_admission_plugins: args.disable_admission_plugins.clone(),
             // The agent puts pods on the node's own network (the cni0 bridge).
             pod_netns: None,
-            kubelet_certificate_authority: None,
+            // Kubelets (this one, and agents that join) get serving certificates from the
+            // cluster CA: the API server checks them against it, as k3s does.
+            kubelet_certificate_authority: Some(
+                apiserver::pki::Pki::new(&args.store.data_dir).ca_cert(),
+            ),
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same

@@ -132,6 +132,7 @@ fn server_runs_a_node_agent_or_says_why_not() {
     );
     if can_run_agent() {
         wait_node_ready(&kubeconfig, &name, Duration::from_secs(60));
+        kubelet_serves_a_ca_signed_certificate(&kubeconfig, &name, &format!("system:node:{name}"));
         // Ctrl-C stops the agent's containerd too.
         let status = srv.interrupt(Duration::from_secs(20));
         assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -152,6 +153,55 @@ fn server_runs_a_node_agent_or_says_why_not() {
             .output()
             .unwrap();
         assert!(out.status.success(), "the server stopped serving");
+    }
+}
+
+/// The kubelet asked for its serving certificate (a `kubelet-serving` CSR made by
+/// `requester` that the controllers approved and signed), and the API server, which verifies
+/// kubelets against the cluster CA, reaches it.
+fn kubelet_serves_a_ca_signed_certificate(kubeconfig: &str, node: &str, requester: &str) {
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .args(["--kubeconfig", kubeconfig])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, csrs, _) = kubectl(&[
+            "get",
+            "csr",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[*].type} {.status.certificate}{\"\\n\"}{end}",
+        ]);
+        let issued = csrs.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.len() >= 4
+                && f[0] == "kubernetes.io/kubelet-serving"
+                && f[1] == requester
+                && f[2] == "Approved"
+                && !f[3].is_empty()
+        });
+        let (ok, out, err) = kubectl(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/healthz"),
+        ]);
+        if issued && ok && out == "ok" {
+            return;
+        }
+        let last = format!("{csrs}\n{out}{err}");
+        assert!(
+            Instant::now() < deadline,
+            "no CA-signed kubelet certificate: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -193,6 +243,9 @@ fn an_agent_joins_a_server() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    // This agent runs with the admin's credentials: its request is approved because the
+    // admin could approve it anyway.
+    kubelet_serves_a_ca_signed_certificate(&kubeconfig, &name, "system:admin");
     let status = agent.interrupt(Duration::from_secs(20));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
