@@ -34,6 +34,8 @@ const PREFERRED_ADDRESS_TYPES: [&str; 3] = ["InternalIP", "ExternalIP", "Hostnam
 /// How the API server reaches kubelets: TLS with its kubelet-client certificate.
 pub struct KubeletClient {
     tls: TlsConnector,
+    /// The same without verifying the kubelet (`insecureSkipTLSVerifyBackend` on logs).
+    insecure: TlsConnector,
 }
 
 impl KubeletClient {
@@ -65,13 +67,20 @@ impl KubeletClient {
             }
             None => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider.clone()))),
         };
         let cfg = builder
+            .with_client_auth_cert(certs.clone(), key.clone_key())
+            .context("the kubelet client certificate")?;
+        let insecure = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
             .with_client_auth_cert(certs, key)
             .context("the kubelet client certificate")?;
         Ok(KubeletClient {
             tls: TlsConnector::from(Arc::new(cfg)),
+            insecure: TlsConnector::from(Arc::new(insecure)),
         })
     }
 }
@@ -172,27 +181,38 @@ pub fn endpoint(node: &Value) -> ApiResult<(String, u16)> {
 impl KubeletClient {
     /// A TLS connection of its own to the kubelet at `host:port`.
     pub async fn dial(&self, host: &str, port: u16) -> anyhow::Result<TlsStream<TcpStream>> {
+        self.dial_with(&self.tls, host, port).await
+    }
+
+    async fn dial_with(
+        &self,
+        tls: &TlsConnector,
+        host: &str,
+        port: u16,
+    ) -> anyhow::Result<TlsStream<TcpStream>> {
         let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((host, port)))
             .await
             .context("dial timeout")?
             .context("dial tcp")?;
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(host.to_owned()).context("kubelet host name")?;
-        self.tls
-            .connect(server_name, tcp)
+        tls.connect(server_name, tcp)
             .await
             .context("TLS handshake with the kubelet")
     }
 
-    /// One GET to a kubelet over its own connection (closed with the response body).
+    /// One GET to a kubelet over its own connection (closed with the response body);
+    /// `insecure` skips verifying the kubelet's certificate.
     pub async fn get(
         &self,
         host: &str,
         port: u16,
         authority: &str,
         path_and_query: &str,
+        insecure: bool,
     ) -> anyhow::Result<Response<hyper::body::Incoming>> {
-        let tls = self.dial(host, port).await?;
+        let connector = if insecure { &self.insecure } else { &self.tls };
+        let tls = self.dial_with(connector, host, port).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .context("HTTP handshake")?;

@@ -36,6 +36,8 @@ struct LogOptions {
     since_time: Option<time::OffsetDateTime>,
     tail_lines: Option<i64>,
     limit_bytes: Option<i64>,
+    /// Skip verifying the kubelet's serving certificate for this request.
+    insecure_skip_tls_verify_backend: bool,
 }
 
 impl LogOptions {
@@ -70,6 +72,9 @@ impl LogOptions {
             since_time,
             tail_lines: int("tailLines")?,
             limit_bytes: int("limitBytes")?,
+            insecure_skip_tls_verify_backend: query_bool(
+                q.get("insecureSkipTLSVerifyBackend").map(String::as_str),
+            ),
         })
     }
 
@@ -303,7 +308,13 @@ pub async fn get(
     let url = format!("https://{authority}{path_and_query}");
     let fail = |e: String| ApiError::new(500, "", format!("Get {url:?}: {e}"));
     let resp = client
-        .get(&host, port, &authority, &path_and_query)
+        .get(
+            &host,
+            port,
+            &authority,
+            &path_and_query,
+            opts.insecure_skip_tls_verify_backend,
+        )
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
     let code = resp.status().as_u16();
