@@ -9,7 +9,7 @@
 //!   trip);
 //! - port-forward throughput for `RKUBE_BENCH_PF_MB` (1024) MiB served by busybox httpd,
 //!   through `kubectl port-forward` (WebSocket tunnel, and SPDY) and straight to the pod IP
-//!   from the lab's namespace;
+//!   from the lab's namespace, with the CPU each process used during the transfer;
 //! - `RKUBE_BENCH_SESSIONS` (100) concurrent `kubectl exec` sessions: failures and this
 //!   process's memory (it holds the API server and the kubelet).
 
@@ -66,6 +66,39 @@ fn rss() -> (f64, f64) {
             / 1024.0
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds (user + system) used so far by each command name, this process counted as
+/// "rkube" (it holds the API server and the kubelet).
+fn cpu_by_command() -> std::collections::HashMap<String, f64> {
+    let me = std::process::id().to_string();
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may hold spaces; the fields after it are numbered
+        // from 3 (state): utime is field 14, stime 15.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = if pid == me {
+            "rkube".to_owned()
+        } else {
+            stat[open + 1..close].to_owned()
+        };
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(comm).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
 }
 
 fn main() -> Result<()> {
@@ -201,6 +234,7 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
     ] {
         let (mut child, port) =
             lab::node::port_forward(&node.cluster.kubeconfig(), "web", 8080, env, &[]).await?;
+        let cpu_before = cpu_by_command();
         let t = Instant::now();
         let through = tokio::process::Command::new("curl")
             .args([
@@ -214,6 +248,7 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
             .output()
             .await?;
         let pf_s = t.elapsed().as_secs_f64();
+        let cpu_after = cpu_by_command();
         let pf_bytes: f64 = String::from_utf8_lossy(&through.stdout)
             .parse()
             .unwrap_or(0.0);
@@ -225,9 +260,30 @@ async fn bench(lab: &Lab, node: &TestNode) -> Result<()> {
             mib(direct_bytes, direct_s),
             100.0 * mib(pf_bytes, pf_s) / mib(direct_bytes, direct_s).max(f64::MIN_POSITIVE)
         );
+        // Where the CPU went during the transfer (curl's own is gone with it: its process
+        // ended, so it is measured from the total).
+        let mut spent: Vec<(String, f64)> = cpu_after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - cpu_before.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, v)| *v >= 0.05)
+            .collect();
+        spent.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let parts: Vec<String> = spent.iter().map(|(k, v)| format!("{k} {v:.1} s")).collect();
+        println!(
+            "  CPU during it ({pf_s:.1} s, 2 cores): {}",
+            parts.join(", ")
+        );
     }
 
-    // Concurrent sessions.
+    // Concurrent sessions. The port-forward's file (written in the container) is flushed to
+    // disk first: its write-back would otherwise land in these figures (runc and containerd
+    // sync their state on every exec).
+    let t = Instant::now();
+    tokio::process::Command::new("sync").status().await?;
+    println!(
+        "sync before the sessions: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let sessions = env_or("RKUBE_BENCH_SESSIONS", 100);
     let before = rss();
     let sampler = tokio::spawn(async {
