@@ -571,7 +571,7 @@ async fn https_pod_proxy(node: &TestNode) -> Result<()> {
 }
 
 /// kube-rs's `AttachedProcess` (WebSocket v5): output and exit code, then a terminal whose
-/// size is set through the resize channel.
+/// size is set through the resize channel; and its `Portforwarder`.
 async fn kube_rs_exec(node: &TestNode) -> Result<()> {
     use futures::SinkExt;
     use kube::api::{AttachParams, TerminalSize};
@@ -635,6 +635,20 @@ async fn kube_rs_exec(node: &TestNode) -> Result<()> {
     stdin.write_all(b"exit 0\n").await?;
     let status = status.await.context("a status")?;
     ensure!(status.status.as_deref() == Some("Success"), "{status:?}");
+
+    // kube-rs's Portforwarder: WebSocket port-forward with a channel pair per port.
+    let mut pf = pods.portforward("web", &[8080]).await?;
+    let mut stream = pf.take_stream(8080).context("a stream for 8080")?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut page = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut page)).await??;
+    let page = String::from_utf8_lossy(&page);
+    ensure!(
+        page.starts_with("HTTP/1.") && page.ends_with("hello-from-pod\n"),
+        "{page:?}"
+    );
+    drop(stream);
+    pf.abort();
     Ok(())
 }
 
