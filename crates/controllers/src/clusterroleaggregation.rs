@@ -11,8 +11,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub struct ClusterRoleAggregationController {
     client: Client,

@@ -22,11 +22,11 @@ use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::{Api, Client};
 
 use self::schedule::{Schedule, load_time_zone, local_time_zone};
-use crate::events::Recorder;
-use crate::informer::{Change, Informer, controller_of, key_of};
 use crate::job;
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::events::Recorder;
+use client_go::informer::{Change, Informer, controller_of, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// The scheduled time of a Job a CronJob created (RFC 3339, in the CronJob's time zone).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";

@@ -25,8 +25,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 
 use crate::csrsigning::{KUBELET_CLIENT, KUBELET_SERVING, has_condition};
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// How long, and how often, a serving request that names addresses its Node does not (yet)
 /// report is looked at again.

@@ -13,8 +13,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use rcgen::{CertificateSigningRequestParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 pub const CLIENT: &str = "kubernetes.io/kube-apiserver-client";

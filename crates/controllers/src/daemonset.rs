@@ -21,11 +21,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::events::Recorder;
-use crate::expectations::Expectations;
-use crate::informer::{Change, Informer, controller_of, key_of};
-use crate::queue::{WorkQueue, run_workers};
-use crate::{deployment, history, pods, scheduling};
+use crate::{deployment, history, pods};
+use client_go::events::Recorder;
+use client_go::expectations::Expectations;
+use client_go::informer::{Change, Informer, controller_of, key_of};
+use client_go::queue::{WorkQueue, run_workers};
+use common::scheduling;
 
 pub use crate::history::REVISION_HASH;
 const BURST: usize = 250;

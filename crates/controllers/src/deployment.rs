@@ -21,10 +21,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::events::Recorder;
-use crate::informer::{Change, Informer, controller_of, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::events::Recorder;
+use client_go::informer::{Change, Informer, controller_of, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";

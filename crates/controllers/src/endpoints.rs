@@ -18,9 +18,9 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
 use crate::endpointutil as util;
-use crate::informer::{Change, Informer, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// Most addresses an Endpoints object carries (Kubernetes' maxCapacity); the rest are left
 /// out and the object is marked truncated.

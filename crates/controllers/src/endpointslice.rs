@@ -19,9 +19,9 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
 use crate::endpointutil as util;
-use crate::informer::{Change, Informer, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 use reconciler::{Group, Plan, SliceMeta, Tracker};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

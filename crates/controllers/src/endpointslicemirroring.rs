@@ -16,9 +16,9 @@ use kube::Client;
 use crate::endpointslice::reconciler::{self, Group, Plan, SliceMeta, Tracker};
 use crate::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL, apply, owner_key, slices_of};
 use crate::endpointutil as util;
-use crate::informer::{Change, Informer, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub const MANAGED_BY: &str = "endpointslicemirroring-controller.k8s.io";
 const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";

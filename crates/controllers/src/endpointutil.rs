@@ -9,8 +9,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::WorkQueue;
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::WorkQueue;
 
 /// The Service's selector, `None` for a Service without one (whose endpoints the user
 /// writes). An empty map counts as none, as Kubernetes treats it.

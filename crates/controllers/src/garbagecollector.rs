@@ -26,7 +26,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::queue::{WorkQueue, run_workers};
+use client_go::queue::{WorkQueue, run_workers};
 
 const ORPHAN: &str = "orphan";
 const FOREGROUND: &str = "foregroundDeletion";

@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::informer::{Informer, controller_of};
+use client_go::informer::{Informer, controller_of};
 
 /// The label naming a revision on revisions and on the pods made from them.
 pub const REVISION_HASH: &str = "controller-revision-hash";

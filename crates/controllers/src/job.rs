@@ -28,11 +28,11 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::events::Recorder;
-use crate::expectations::Expectations;
-use crate::informer::{Change, Informer, controller_of, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::events::Recorder;
+use client_go::expectations::Expectations;
+use client_go::informer::{Change, Informer, controller_of, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// Annotation and label with an Indexed job pod's index.

@@ -11,21 +11,15 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod endpointslicemirroring;
 pub mod endpointutil;
-pub mod events;
-pub mod expectations;
 pub mod garbagecollector;
 pub mod history;
-pub mod informer;
 pub mod job;
-pub mod leader;
 pub mod namespace;
 pub mod nodeipam;
 pub mod pods;
-pub mod queue;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
-pub mod scheduling;
 pub mod serviceaccounts;
 pub mod servicelb;
 pub mod statefulset;
@@ -47,7 +41,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::{Api, Client};
 
-use crate::informer::Informer;
+use client_go::informer::Informer;
 
 /// Workers per controller (Kubernetes' --concurrent-*-syncs defaults are 5; two cores here).
 const WORKERS: usize = 4;
@@ -60,14 +54,7 @@ pub fn client(config: kube::Config) -> anyhow::Result<Client> {
     client_as(config, USER_AGENT)
 }
 
-/// A client that names itself `user_agent` (which is also its default field manager).
-pub fn client_as(mut config: kube::Config, user_agent: &'static str) -> anyhow::Result<Client> {
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(user_agent),
-    ));
-    Ok(Client::try_from(config)?)
-}
+use client_go::client_as;
 
 /// What some controllers need beyond the API.
 #[derive(Clone, Debug, Default)]
@@ -103,7 +90,7 @@ pub async fn run(client: Client, identity: String) {
 
 /// [`run`] with options.
 pub async fn run_with(client: Client, identity: String, options: Options) {
-    let election = leader::LeaderElection {
+    let election = client_go::leader::LeaderElection {
         leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
         name: "kube-controller-manager".into(),
         identity,
@@ -285,6 +272,9 @@ pub async fn run_controllers(client: Client, options: Options) {
             }
         }
     }
-    let _guard = (AbortOnDrop(tasks), informer::StopOnDrop(informers));
+    let _guard = (
+        AbortOnDrop(tasks),
+        client_go::informer::StopOnDrop(informers),
+    );
     futures::future::pending::<()>().await;
 }

@@ -17,8 +17,8 @@ use kube::api::{
 };
 use kube::{Api, Client};
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// The finalizer this controller owns in `spec.finalizers`.
 pub const FINALIZER: &str = "kubernetes";

@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use crate::events::Recorder;
-use crate::informer::{Change, Informer};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::events::Recorder;
+use client_go::informer::{Change, Informer};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// The cluster's pod network (k3s's default, as ARCHITECTURE.md gives it).
 pub const CLUSTER_CIDR: &str = "10.42.0.0/16";

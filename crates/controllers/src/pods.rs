@@ -6,9 +6,7 @@ use std::fmt::Debug;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ObjectMeta, OwnerReference, Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -82,40 +80,7 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         .then_with(|| created(b).cmp(&created(a)))
 }
 
-/// Whether `selector` selects `labels` (matchLabels and matchExpressions).
-pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_exprs = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_exprs
-}
-
-/// A selector that selects nothing when empty (as Kubernetes treats a controller's empty
-/// selector: it must never adopt every pod).
-pub fn selects_some(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let empty = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(BTreeMap::is_empty)
-        && selector
-            .match_expressions
-            .as_ref()
-            .is_none_or(Vec::is_empty);
-    !empty && selects(selector, labels)
-}
+pub use common::selectors::{selects, selects_some};
 
 pub fn labels(meta: &ObjectMeta) -> BTreeMap<String, String> {
     meta.labels.clone().unwrap_or_default()
@@ -201,25 +166,6 @@ pub fn now() -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    #[test]
-    fn selectors() {
-        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
-        let sel = LabelSelector {
-            match_labels: Some(labels.clone()),
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "tier".into(),
-                operator: "NotIn".into(),
-                values: Some(vec!["db".into()]),
-            }]),
-        };
-        assert!(selects(&sel, &labels));
-        let mut db = labels.clone();
-        db.insert("tier".into(), "db".into());
-        assert!(!selects(&sel, &db));
-        assert!(!selects_some(&LabelSelector::default(), &labels));
-    }
 
     #[test]
     fn unscheduled_and_pending_pods_go_first() {

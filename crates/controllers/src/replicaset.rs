@@ -20,11 +20,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::events::Recorder;
-use crate::expectations::Expectations;
-use crate::informer::{Change, Informer, controller_of, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::events::Recorder;
+use client_go::expectations::Expectations;
+use client_go::informer::{Change, Informer, controller_of, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// Most pods created or deleted in one sync (Kubernetes' burstReplicas).
 const BURST: usize = 500;

@@ -26,8 +26,8 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// Full recalculation period (upstream's default `--resource-quota-sync-period`).
 pub const RESYNC: Duration = Duration::from_secs(5 * 60);

@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
 use crate::serviceaccounts::is_active;
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub const NAME: &str = "kube-root-ca.crt";
 const DESCRIPTION_KEY: &str = "kubernetes.io/description";

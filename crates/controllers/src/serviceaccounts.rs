@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use crate::informer::{Change, Informer, key_of};
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub const DEFAULT: &str = "default";
 

@@ -27,12 +27,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::events::Recorder;
-use crate::expectations::Expectations;
 use crate::history::{self, REVISION_HASH};
-use crate::informer::{Change, Informer, controller_of, key_of};
 use crate::pods;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::events::Recorder;
+use client_go::expectations::Expectations;
+use client_go::informer::{Change, Informer, controller_of, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 /// The label with a StatefulSet pod's name (what a per-pod Service selects).
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";

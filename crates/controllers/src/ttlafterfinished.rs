@@ -11,9 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Preconditions, PropagationPolicy};
 use kube::{Api, Client};
 
-use crate::informer::{Change, Informer, key_of};
 use crate::job;
-use crate::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
 
 pub struct TtlAfterFinishedController {
     client: Client,

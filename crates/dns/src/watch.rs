@@ -5,7 +5,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use controllers::informer::{Informer, StopOnDrop};
+use client_go::informer::{Informer, StopOnDrop};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;

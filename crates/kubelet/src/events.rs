@@ -1,7 +1,7 @@
 //! The kubelet's events about pods and their containers (`kubectl describe pod`), with the
 //! reasons and messages upstream's kubelet uses (pkg/kubelet/events).
 
-use controllers::events::{Recorder, object_reference};
+use client_go::events::{Recorder, object_reference};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 
 /// Where events about one pod or one of its containers go.

@@ -139,7 +139,7 @@ impl Kubelet {
                 cfg.remote_image_pulls,
             ),
             prober: Prober::new(cri.clone(), dialer.clone()),
-            events: controllers::events::Recorder::new(client.clone(), "kubelet")
+            events: client_go::events::Recorder::new(client.clone(), "kubelet")
                 .with_host(cfg.node_name.clone()),
             volumes: VolumeManager::new(VolumeHost {
                 client: client.clone(),

@@ -54,7 +54,7 @@ pub struct Context {
     pub images: ImageManager,
     pub prober: Prober,
     /// Events about pods and containers, from `kubelet` on this node.
-    pub events: controllers::events::Recorder,
+    pub events: client_go::events::Recorder,
     pub volumes: VolumeManager,
     /// CRI Version's runtime name, for `containerd://<id>` container IDs.
     pub runtime_name: String,

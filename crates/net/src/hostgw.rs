@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use controllers::informer::{Change, Informer};
+use client_go::informer::{Change, Informer};
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use tokio::sync::Notify;
@@ -113,7 +113,7 @@ impl HostGw {
     /// Keeps the routes in step with the Nodes until aborted.
     pub async fn run(self, client: Client) -> anyhow::Result<()> {
         let nodes = Informer::<Node>::start(Api::all(client));
-        let _stop = controllers::informer::StopOnDrop(vec![nodes.stopper()]);
+        let _stop = client_go::informer::StopOnDrop(vec![nodes.stopper()]);
         let changed = Arc::new(Notify::new());
         let signal = changed.clone();
         nodes.on_change(move |_: &Change<Node>| signal.notify_one());

@@ -82,7 +82,7 @@ struct ServiceAffinityArgs {
 
 /// What a profile's plugins may need beyond the pod and the nodes.
 pub struct Deps {
-    pub services: Option<controllers::informer::Informer<k8s_openapi::api::core::v1::Service>>,
+    pub services: Option<client_go::informer::Informer<k8s_openapi::api::core::v1::Service>>,
 }
 
 /// Which extension points a plugin implements (as upstream's registry knows).

@@ -18,14 +18,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{Api, Client};
 
-use controllers::informer::Informer;
+use client_go::informer::Informer;
 
 /// How the scheduler names itself to the API server.
 pub const USER_AGENT: &str = "kube-scheduler/v1.33.0 (linux) rkube";
 
 /// A client for the scheduler from a cluster configuration.
 pub fn client(config: kube::Config) -> anyhow::Result<Client> {
-    controllers::client_as(config, USER_AGENT)
+    client_go::client_as(config, USER_AGENT)
 }
 
 /// Schedules with the default profile while holding the `kube-system/kube-scheduler` lease.
@@ -45,7 +45,7 @@ pub async fn run_with_config(
     let profiles = cfg.profiles(&config::Deps {
         services: Some(services),
     })?;
-    let election = controllers::leader::LeaderElection {
+    let election = client_go::leader::LeaderElection {
         leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
         name: "kube-scheduler".into(),
         identity,
@@ -58,8 +58,7 @@ pub async fn run_with_config(
                 let pods = Informer::<Pod>::start(Api::all(client.clone()));
                 let nodes = Informer::<Node>::start(Api::all(client.clone()));
                 // A lost lease drops this future: the watches stop with it.
-                let _stop =
-                    controllers::informer::StopOnDrop(vec![pods.stopper(), nodes.stopper()]);
+                let _stop = client_go::informer::StopOnDrop(vec![pods.stopper(), nodes.stopper()]);
                 let runs = profiles.into_iter().map(|p| {
                     scheduler::Scheduler::new(client.clone(), p, pods.clone(), nodes.clone()).run()
                 });

@@ -37,7 +37,7 @@ pub fn term_selects(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod) -> bool {
     // Checked namespace first: it is cheap, and this runs for every pod in the cluster.
     ns_ok
         && term.label_selector.as_ref().is_some_and(|s| {
-            controllers::pods::selects(s, pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS))
+            common::selectors::selects(s, pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS))
         })
 }
 

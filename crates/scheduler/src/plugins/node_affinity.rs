@@ -11,11 +11,11 @@ pub const ERR: &str = "node(s) didn't match Pod's node affinity/selector";
 
 pub struct NodeAffinity;
 
-pub use controllers::scheduling::term_matches;
+pub use common::scheduling::term_matches;
 
 /// Whether the pod's nodeSelector and required node affinity admit the node.
 pub fn required_matches(pod: &Pod, node: &NodeInfo) -> bool {
-    controllers::scheduling::node_matches(pod, node.labels(), node.name())
+    common::scheduling::node_matches(pod, node.labels(), node.name())
 }
 
 impl Plugin for NodeAffinity {

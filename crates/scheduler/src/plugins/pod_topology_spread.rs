@@ -57,7 +57,7 @@ fn count(cs: &[&TopologySpreadConstraint], pod: &Pod, snapshot: &Snapshot<'_>) -
     let mut self_match = vec![0; cs.len()];
     let selectors: Vec<LabelSelector> = cs.iter().map(|c| selector(c, pod)).collect();
     for (i, sel) in selectors.iter().enumerate() {
-        self_match[i] = i64::from(controllers::pods::selects(sel, &own_labels));
+        self_match[i] = i64::from(common::selectors::selects(sel, &own_labels));
     }
     for node in snapshot.nodes {
         if !required_matches(pod, node) {
@@ -73,7 +73,7 @@ fn count(cs: &[&TopologySpreadConstraint], pod: &Pod, snapshot: &Snapshot<'_>) -
                 .filter(|p| {
                     p.pod.metadata.namespace.as_deref() == Some(ns)
                         && p.pod.metadata.deletion_timestamp.is_none()
-                        && controllers::pods::selects(
+                        && common::selectors::selects(
                             &selectors[i],
                             p.pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
                         )

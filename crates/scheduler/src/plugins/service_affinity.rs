@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use controllers::informer::Informer;
+use client_go::informer::Informer;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::framework::{CycleState, Plugin, Snapshot, Status};

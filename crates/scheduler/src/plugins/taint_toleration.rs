@@ -8,7 +8,7 @@ use crate::nodeinfo::NodeInfo;
 
 pub struct TaintToleration;
 
-pub use controllers::scheduling::tolerates;
+pub use common::scheduling::tolerates;
 
 fn tolerations(state: &CycleState) -> &[Toleration] {
     state
@@ -33,7 +33,7 @@ impl Plugin for TaintToleration {
         "TaintToleration"
     }
     fn filter(&self, state: &CycleState, node: &NodeInfo) -> Status {
-        match controllers::scheduling::untolerated(taints(node), tolerations(state)) {
+        match common::scheduling::untolerated(taints(node), tolerations(state)) {
             None => Status::Success,
             Some(t) => Status::unresolvable(format!(
                 "node(s) had untolerated taint {{{}: {}}}",

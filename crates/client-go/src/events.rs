@@ -102,7 +102,9 @@ impl Recorder {
             reason.to_string(),
             message.clone(),
         );
-        let now = crate::pods::now();
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         // Counting up needs the earlier event's name; without it (still being created, or
         // never created) a new event is made.

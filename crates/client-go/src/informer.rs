@@ -77,6 +77,12 @@ where
 {
     /// Starts listing and watching `api` in the background.
     pub fn start(api: Api<K>) -> Self {
+        Self::start_with(api, watcher::Config::default())
+    }
+
+    /// [`Informer::start`] for the objects `config` selects (label and field selectors: a
+    /// kubelet watches `spec.nodeName=<node>`).
+    pub fn start_with(api: Api<K>, config: watcher::Config) -> Self {
         let shared = Arc::new(Shared {
             objects: RwLock::new(BTreeMap::new()),
             feed: broadcast::channel(FEED).0,
@@ -85,9 +91,7 @@ where
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
-            let mut events = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
+            let mut events = watcher::watcher(api, config).default_backoff().boxed();
             let mut fresh: Option<BTreeMap<String, Arc<K>>> = None;
             while let Some(ev) = events.next().await {
                 match ev {
