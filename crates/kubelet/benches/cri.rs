@@ -15,10 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use kubelet::cni::BridgeNetwork;
 use kubelet::images::busybox_image;
 use kubelet::{ContainerdConfig, Runtime, RuntimeClient, RuntimeEndpoint};
 use lab::{Lab, container_config, is_root, ms, pod_config};
+use net::cni::BridgeNetwork;
 
 const BUSYBOX: &str = "rkube.local/busybox:bench";
 

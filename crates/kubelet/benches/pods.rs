@@ -23,10 +23,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::runtime::watcher;
-use kubelet::cni::BridgeNetwork;
 use kubelet::images::busybox_image;
 use kubelet::{ContainerdConfig, Kubelet, KubeletConfig, Runtime, RuntimeEndpoint};
 use lab::{Lab, container_config, is_root, ms, pod_config};
+use net::cni::BridgeNetwork;
 
 const BUSYBOX: &str = "rkube.local/busybox:bench";
 

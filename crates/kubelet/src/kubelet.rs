@@ -16,7 +16,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::cni::BridgeNetwork;
 use crate::config::KubeletConfig;
 use crate::cri::RuntimeClient;
 use crate::image_manager::ImageManager;
@@ -29,6 +28,7 @@ use crate::server::{Server, ServerState};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
 use crate::{machine, pleg};
+use net::cni::BridgeNetwork;
 use streaming::NetnsDialer;
 
 /// How long to wait for the runtime to load the CNI config before running pods anyway.
@@ -80,7 +80,7 @@ impl Kubelet {
                 }
             }
         };
-        crate::service_route::ensure_sink(&cfg.service_cidr, cfg.pod_netns.as_deref())?;
+        net::service_route::ensure_sink(&cfg.service_cidr, cfg.pod_netns.as_deref())?;
         let pod_cidr = node::pod_cidr(&node)
             .ok_or_else(|| anyhow!("node {} has no pod CIDR", cfg.node_name))?
             .to_owned();

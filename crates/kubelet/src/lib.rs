@@ -5,7 +5,6 @@
 //! * [`cri`]: CRI v1 client ([`RuntimeClient`]) over a unix socket.
 //! * [`containerd`]: the agent's own supervised containerd ([`Containerd`]).
 //! * [`images`]: the project's pause image, image tarballs built from host files, imports.
-//! * [`cni`]: a minimal bridge CNI config for the node's pod CIDR.
 //! * [`Runtime`]: either a supervised containerd or an external
 //!   `--container-runtime-endpoint`, and a client for it.
 //!
@@ -23,7 +22,6 @@
 //! * [`volumes`]: the volume manager and one module per volume type (emptyDir, hostPath,
 //!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
-//! * [`service_route`]: the Service CIDR's route into a sink device (never off the node).
 //! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`, `/pods`,
 //!   `/run`, and through [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs
 //!   through [`container_logs`]; every caller authenticated (client certificate or
@@ -31,7 +29,6 @@
 
 pub mod backoff;
 pub mod cgroups;
-pub mod cni;
 pub mod config;
 pub mod container_logs;
 pub mod containerd;
@@ -54,7 +51,6 @@ pub mod prober;
 pub mod resources;
 pub mod runtime_state;
 pub mod server;
-pub mod service_route;
 pub mod status;
 pub mod streaming;
 pub mod volumes;

@@ -61,7 +61,7 @@ async fn events_of(client: &kube::Client, name: &str) -> Result<Vec<EventLine>> 
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> Result<bool> {
-    let (net, len) = kubelet::cni::parse_cidr(cidr)?;
+    let (net, len) = net::cni::parse_cidr(cidr)?;
     let ip: std::net::Ipv4Addr = ip.parse().context("pod IP")?;
     let mask = u32::MAX << (32 - u32::from(len));
     Ok(u32::from(ip) & mask == u32::from(net))

@@ -13,12 +13,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use kubelet::cni::BridgeNetwork;
 use kubelet::cri::api;
 use kubelet::cri::logs::{Stream, messages};
 use kubelet::images::{PAUSE_IMAGE, busybox_image};
 use kubelet::{ContainerdConfig, ContainerdState, Runtime, RuntimeClient, RuntimeEndpoint};
 use lab::{Lab, container_config, http_get_in_netns, init_tracing, is_root, kill, ms, pod_config};
+use net::cni::BridgeNetwork;
 
 const BUSYBOX: &str = "rkube.local/busybox:test";
 /// Inside the cluster CIDR 10.42.0.0/16, and only ever present in the test's namespace.

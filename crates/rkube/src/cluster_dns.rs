@@ -29,7 +29,7 @@ pub struct ClusterDns {
 /// The pod bridge's gateway: the first address of the pod CIDR (as the CNI bridge assigns).
 pub fn gateway(pod_cidr: &str) -> anyhow::Result<Ipv4Addr> {
     let (net, _) =
-        kubelet::cni::parse_cidr(pod_cidr).with_context(|| format!("pod CIDR {pod_cidr:?}"))?;
+        net::cni::parse_cidr(pod_cidr).with_context(|| format!("pod CIDR {pod_cidr:?}"))?;
     Ok(Ipv4Addr::from(u32::from(net) + 1))
 }
 

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         routes
             .apply(&net::hostgw::Routes::new())
             .context("removing the routes to other nodes")?;
-        for link in [kubelet::service_route::SINK, "cni0"] {
+        for link in [net::service_route::SINK, "cni0"] {
             if delete_link(link) {
                 println!("device {link} removed");
             }

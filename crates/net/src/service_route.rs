@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 pub const SINK: &str = "rkube-svc";
 
 fn ip(netns: Option<&Path>) -> Command {
-    net::netns::command(netns, "ip")
+    crate::netns::command(netns, "ip")
 }
 
 fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
