@@ -318,38 +318,6 @@ fn text(code: StatusCode, s: &str) -> Response<Body> {
     resp
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
-}
-
 /// What the Accept header asks for.
 struct Accept {
     table: bool,
@@ -561,7 +529,7 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> ApiResult<Response<Body>> {
     let path = req.uri().path().to_string();
-    let query = parse_query(req.uri().query());
+    let query = common::query::Query::parse(req.uri().query()).first_values();
     if let Some(authz) = &state.authorizer {
         let info = crate::request_info::RequestInfo::new(req.method(), &path, &query);
         authz.check(&crate::authz::Attributes::new(user, &info))?;
@@ -1319,7 +1287,6 @@ mod tests {
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
         ));
         assert!(a.table && a.json);
-        assert_eq!(percent_decode("metadata.name%3Dx+y"), "metadata.name=x y");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use common::params::query_bool;
+use common::query::{Query, escape};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,82 +24,27 @@ use streaming::{translator, tunnel, websocket};
 use crate::error::{ApiError, ApiResult};
 use crate::handler::{ApiState, Body};
 
-/// Every value of every query parameter, in order (`command` repeats).
-fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Go's `url.QueryEscape`.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// The kubelet path for the request: upstream's `streamLocation` with the stream options as
 /// the kubelet names them (`input`, `output`, `error`, `tty`), in `url.Values.Encode` order.
-fn kubelet_path(
-    sub: &str,
-    ns: &str,
-    name: &str,
-    container: Option<&str>,
-    query: &[(String, String)],
-) -> String {
-    let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+fn kubelet_path(sub: &str, ns: &str, name: &str, container: Option<&str>, query: &Query) -> String {
     if sub == "portforward" {
         let ports: Vec<String> = query
+            .all("ports")
             .iter()
-            .filter(|(k, _)| k == "ports")
-            .flat_map(|(_, v)| v.split(','))
+            .flat_map(|v| v.split(','))
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty())
             .collect();
         let mut path = format!("/portForward/{ns}/{name}");
         if !ports.is_empty() {
-            path.push_str(&format!("?port={}", encode(&ports.join(","))));
+            path.push_str(&format!("?port={}", escape(&ports.join(","))));
         }
         return path;
     }
     let mut params: Vec<String> = Vec::new();
     if sub == "exec" {
-        for (_, c) in query.iter().filter(|(k, _)| k == "command") {
-            params.push(format!("command={}", encode(c)));
+        for c in query.all("command") {
+            params.push(format!("command={}", escape(&c)));
         }
     }
     for (ours, theirs) in [
@@ -107,7 +53,7 @@ fn kubelet_path(
         ("stdout", "output"),
         ("tty", "tty"),
     ] {
-        if query_bool(get(ours)) {
+        if query_bool(query.get(ours)) {
             params.push(format!("{theirs}=1"));
         }
     }
@@ -133,15 +79,11 @@ pub async fn serve(
         .find("", "v1", "pods")
         .ok_or_else(ApiError::not_found_path)?;
     let pod = state.registry.get(pods, ns, name).await?;
-    let query = query_pairs(req.uri().query());
+    let query = Query::parse(req.uri().query());
     let container = if sub == "portforward" {
         None
     } else {
-        let given = query
-            .iter()
-            .find(|(k, _)| k == "container")
-            .map(|(_, v)| v.as_str())
-            .filter(|c| !c.is_empty());
+        let given = query.get("container").filter(|c| !c.is_empty());
         Some(crate::pod_log::container_for(&pod, name, given)?)
     };
     let node_name = pod
@@ -175,7 +117,7 @@ pub async fn serve(
     // WebSocket v5 and the port-forward tunnel are terminated here (the runtime speaks
     // neither); everything else is negotiated end to end with the runtime.
     let resp = if sub != "portforward" && websocket::offers(&req, websocket::REMOTE_COMMAND_V5) {
-        let on = |k: &str| query_bool(query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str()));
+        let on = |k: &str| query_bool(query.get(k));
         let opts = StreamOptions {
             stdin: on("stdin"),
             stdout: on("stdout"),
@@ -201,7 +143,7 @@ mod tests {
 
     #[test]
     fn kubelet_paths_as_upstream_stream_location() {
-        let q = query_pairs(Some(
+        let q = Query::parse(Some(
             "command=sh&command=-c&command=echo+hi%3B+exit+3&container=app&stdin=true&stdout=True&stderr=false&tty=1",
         ));
         assert_eq!(
@@ -214,7 +156,7 @@ mod tests {
                 "default",
                 "web",
                 Some("app"),
-                &query_pairs(Some("stdout=1&stderr=1"))
+                &Query::parse(Some("stdout=1&stderr=1"))
             ),
             "/attach/default/web/app?error=1&output=1"
         );
@@ -224,12 +166,12 @@ mod tests {
                 "ns",
                 "web",
                 None,
-                &query_pairs(Some("ports=80%2C8080&ports=9000"))
+                &Query::parse(Some("ports=80%2C8080&ports=9000"))
             ),
             "/portForward/ns/web?port=80%2C8080%2C9000"
         );
         assert_eq!(
-            kubelet_path("portforward", "ns", "web", None, &[]),
+            kubelet_path("portforward", "ns", "web", None, &Query::default()),
             "/portForward/ns/web"
         );
     }

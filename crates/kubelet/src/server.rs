@@ -221,7 +221,7 @@ async fn handle(
         // `/run/{ns}/{pod}/{container}`, or with the pod's uid before the container.
         (&Method::POST, ["run", ns, pod, .., container]) if matches!(parts.len(), 4 | 5) => {
             let uid = (parts.len() == 5).then_some(parts[3]);
-            let query = parse_query(req.uri().query());
+            let query = common::query::Query::parse(req.uri().query()).first_values();
             let cmd = query.get("cmd").map_or("", String::as_str);
             pods::run(state, ns, pod, uid, container, cmd).await
         }
@@ -232,7 +232,7 @@ async fn handle(
             text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
         }
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
-            let query = parse_query(req.uri().query());
+            let query = common::query::Query::parse(req.uri().query()).first_values();
             container_logs(state, ns, pod, container, &query).await
         }
         // `/exec/{ns}/{pod}/{container}`, or with the pod's uid before the container.
@@ -267,43 +267,6 @@ async fn handle(
         ),
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
-}
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The query's parameters, first value of each.
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for p in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        out.entry(percent_decode(k))
-            .or_insert_with(|| percent_decode(v));
-    }
-    out
 }
 
 /// `PodLogOptions` from a query, decoded as Kubernetes' parameter codec does.
@@ -662,7 +625,7 @@ mod tests {
 
     #[test]
     fn options_decode_and_validate() {
-        let q = |s: &str| parse_query(Some(s));
+        let q = |s: &str| common::query::Query::parse(Some(s)).first_values();
         let o =
             PodLogOptions::from_query(&q("follow=true&tailLines=2&timestamps=1&previous=false"))
                 .unwrap_or_default();

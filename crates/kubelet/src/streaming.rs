@@ -15,6 +15,8 @@ use hyper::body::Incoming;
 use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
+use common::query::Query;
+
 use crate::cri::{RuntimeClient, api};
 use crate::kuberuntime::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use crate::server::{Body, ServerState, text};
@@ -36,7 +38,7 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// Upstream's `NewOptions`: at least one stream, and no separate stderr with a TTY.
     pub fn from_query(q: &Query) -> Result<Self, String> {
-        let on = |k: &str| q.first(k) == Some("1");
+        let on = |k: &str| q.get(k) == Some("1");
         let mut o = StreamOptions {
             stdin: on("input"),
             stdout: on("output"),
@@ -50,41 +52,6 @@ impl StreamOptions {
             return Err("you must specify at least 1 of stdin, stdout, stderr".into());
         }
         Ok(o)
-    }
-}
-
-/// A query with every value of repeated keys (`command=sh&command=-c`).
-#[derive(Debug, Default)]
-pub struct Query(Vec<(String, String)>);
-
-impl Query {
-    pub fn parse(q: Option<&str>) -> Self {
-        Query(
-            q.unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (
-                        crate::server::percent_decode(k),
-                        crate::server::percent_decode(v),
-                    )
-                })
-                .collect(),
-        )
-    }
-    pub fn first(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn all(&self, key: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .collect()
     }
 }
 
