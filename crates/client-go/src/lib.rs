@@ -8,7 +8,9 @@
 //! - [`leader`]: Lease-based leader election.
 //! - [`events`]: the event recorder, with client-go's counting of repeats.
 //! - [`expectations`]: controller expectations (creations and deletions not yet seen).
+//! - [`controller_ref`]: adoption and release of the objects an owner's selector matches.
 
+pub mod controller_ref;
 pub mod events;
 pub mod expectations;
 pub mod informer;

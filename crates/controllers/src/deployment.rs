@@ -22,6 +22,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::pods;
+use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer, controller_of, key_of};
 use client_go::queue::{WorkQueue, run_workers};
@@ -278,38 +279,19 @@ impl DeploymentController {
     ) -> anyhow::Result<Vec<ReplicaSet>> {
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let sel = selector(d);
-        let deleting = d.metadata.deletion_timestamp.is_some();
         let ns = d.metadata.namespace.as_deref().unwrap_or_default();
-        let mut out = Vec::new();
-        for rs in self.replicasets.list_namespace(ns) {
-            let labels = pods::labels(&rs.metadata);
-            let matches = pods::selects_some(&sel, &labels);
-            let name = rs.metadata.name.clone().unwrap_or_default();
-            match controller_of(rs.as_ref()) {
-                Some(r) if r.uid == uid => {
-                    if matches || deleting {
-                        out.push((*rs).clone());
-                    } else {
-                        let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}]}});
-                        let _ = api
-                            .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
-                            .await;
-                    }
-                }
-                None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
-                    let r = pods::controller_ref("apps/v1", "Deployment", &d.metadata);
-                    let patch = json!({"metadata": {"ownerReferences": [r]}});
-                    if let Ok(rs) = api
-                        .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
-                        .await
-                    {
-                        out.push(rs);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(out)
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let r = pods::controller_ref("apps/v1", "Deployment", &d.metadata);
+        let claimed = ControllerRefManager::new(&d.metadata, r)
+            .claim(
+                api,
+                self.replicasets.list_namespace(ns),
+                |rs| pods::selects_some(&sel, &pods::labels(&rs.metadata)),
+                || owner_not_deleting(&deployments, &name, &uid),
+            )
+            .await?;
+        Ok(claimed.into_iter().map(|rs| (*rs).clone()).collect())
     }
 
     fn max_old_revision(all: &[ReplicaSet], except: Option<usize>) -> i64 {

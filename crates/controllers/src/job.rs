@@ -29,6 +29,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::pods;
+use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
 use client_go::informer::{Change, Informer, controller_of, key_of};
@@ -1387,74 +1388,25 @@ impl JobController {
             .as_ref()
             .and_then(|s| s.selector.clone())
             .unwrap_or_default();
-        let deleting = job.metadata.deletion_timestamp.is_some();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let mut claimed = Vec::new();
-        let mut may_adopt: Option<bool> = None;
-        for pod in self.pods.list_namespace(ns) {
-            let matches = pods::selects_some(&selector, &pods::labels(&pod.metadata));
-            match controller_of(pod.as_ref()) {
-                Some(r) if r.uid == job_uid => {
-                    if matches {
-                        claimed.push(pod);
-                    } else if !deleting {
-                        let patch = json!({"metadata": {
-                            "ownerReferences": [{"$patch": "delete", "uid": job_uid}],
-                            "$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER],
-                            "uid": pod.metadata.uid,
-                        }});
-                        match api
-                            .patch(
-                                pod.metadata.name.as_deref().unwrap_or_default(),
-                                &PatchParams::default(),
-                                &Patch::Strategic(patch),
-                            )
-                            .await
-                        {
-                            Ok(_) => {}
-                            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {}
-                            Err(e) => return Err(e).context("releasing a pod"),
-                        }
-                    }
-                }
-                Some(_) => {}
-                None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
-                    // Adopt only if a fresh read shows the job is not being deleted.
-                    if may_adopt.is_none() {
-                        let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
-                        let name = job.metadata.name.as_deref().unwrap_or_default();
-                        let fresh = jobs.get(name).await.context("rechecking the job")?;
-                        may_adopt = Some(
-                            fresh.metadata.uid.as_deref() == Some(job_uid.as_str())
-                                && fresh.metadata.deletion_timestamp.is_none(),
-                        );
-                    }
-                    if may_adopt != Some(true) {
-                        continue;
-                    }
-                    let r = pods::controller_ref("batch/v1", "Job", &job.metadata);
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [r],
-                        "finalizers": [TRACKING_FINALIZER],
-                        "uid": pod.metadata.uid,
-                    }});
-                    match api
-                        .patch(
-                            pod.metadata.name.as_deref().unwrap_or_default(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(patch),
-                        )
-                        .await
-                    {
-                        Ok(p) => claimed.push(Arc::new(p)),
-                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                        Err(e) => return Err(e).context("adopting a pod"),
-                    }
-                }
-                None => {}
-            }
-        }
-        Ok(claimed)
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let mut manager = ControllerRefManager::new(
+            &job.metadata,
+            pods::controller_ref("batch/v1", "Job", &job.metadata),
+        );
+        // Adopted pods are tracked by the Job's finalizer; released ones no longer are.
+        manager.adopt_metadata = Some(json!({"finalizers": [TRACKING_FINALIZER]}));
+        manager.release_metadata =
+            Some(json!({"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}));
+        manager
+            .claim(
+                &api,
+                self.pods.list_namespace(ns),
+                |p| pods::selects_some(&selector, &pods::labels(&p.metadata)),
+                || owner_not_deleting(&jobs, &name, &job_uid),
+            )
+            .await
     }
 
     /// Keeps the right number of pods running; returns the active count after its changes.

@@ -2,16 +2,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 
-use anyhow::Context;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
-use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// Not finished and not being deleted: counts toward a controller's replicas.
 pub fn is_active(pod: &Pod) -> bool {
@@ -112,50 +106,6 @@ pub fn from_template(template: &PodTemplateSpec, prefix: &str, owner: OwnerRefer
         },
         spec: template.spec.clone(),
         status: None,
-    }
-}
-
-/// Makes `owner` the controller of an orphan (Kubernetes' adoption); the uid precondition
-/// turns a replaced object into a conflict. `None` when it is gone or changed meanwhile (the
-/// next sync sees the truth).
-pub async fn adopt<K>(
-    api: &Api<K>,
-    meta: &ObjectMeta,
-    owner: &OwnerReference,
-) -> anyhow::Result<Option<K>>
-where
-    K: Clone + DeserializeOwned + Debug,
-{
-    let patch = json!({"metadata": {"ownerReferences": [owner], "uid": meta.uid}});
-    let name = meta.name.as_deref().unwrap_or_default();
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-    {
-        Ok(o) => Ok(Some(o)),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("adopting {name}")),
-    }
-}
-
-/// Removes the owner reference to `owner_uid` (Kubernetes' release of an object that no
-/// longer matches its controller's selector).
-pub async fn release<K>(api: &Api<K>, meta: &ObjectMeta, owner_uid: &str) -> anyhow::Result<()>
-where
-    K: Clone + DeserializeOwned + Debug,
-{
-    let patch = json!({"metadata": {
-        "ownerReferences": [{"$patch": "delete", "uid": owner_uid}],
-        "uid": meta.uid,
-    }});
-    let name = meta.name.as_deref().unwrap_or_default();
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("releasing {name}")),
     }
 }
 

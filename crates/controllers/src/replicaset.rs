@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::pods;
+use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
 use client_go::informer::{Change, Informer, controller_of, key_of};
@@ -263,32 +264,19 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
     /// are released. An owner being deleted adopts nothing.
     async fn claim_pods(&self, owner: &Arc<K>, ns: &str) -> anyhow::Result<Vec<Arc<Pod>>> {
         let selector = owner.selector();
-        let uid = owner.meta().uid.clone().unwrap_or_default();
-        let deleting = owner.meta().deletion_timestamp.is_some();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let mut claimed = Vec::new();
-        for pod in self.pods.list_namespace(ns) {
-            let labels = pods::labels(&pod.metadata);
-            let matches = pods::selects_some(&selector, &labels);
-            match controller_of(pod.as_ref()) {
-                Some(r) if r.uid == uid => {
-                    if matches || deleting {
-                        claimed.push(pod);
-                    } else {
-                        pods::release(&api, &pod.metadata, &uid).await?;
-                    }
-                }
-                Some(_) => {}
-                None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
-                    let r = pods::controller_ref(K::API_VERSION, K::KIND, owner.meta());
-                    if let Some(p) = pods::adopt(&api, &pod.metadata, &r).await? {
-                        claimed.push(Arc::new(p));
-                    }
-                }
-                None => {}
-            }
-        }
-        Ok(claimed)
+        let owners: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let name = owner.meta().name.clone().unwrap_or_default();
+        let uid = owner.meta().uid.clone().unwrap_or_default();
+        let r = pods::controller_ref(K::API_VERSION, K::KIND, owner.meta());
+        ControllerRefManager::new(owner.meta(), r)
+            .claim(
+                &api,
+                self.pods.list_namespace(ns),
+                |p| pods::selects_some(&selector, &pods::labels(&p.metadata)),
+                || owner_not_deleting(&owners, &name, &uid),
+            )
+            .await
     }
 
     async fn manage_replicas(

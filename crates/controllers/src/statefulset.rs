@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::history::{self, REVISION_HASH};
 use crate::pods;
+use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
 use client_go::informer::{Change, Informer, controller_of, key_of};
@@ -783,33 +784,24 @@ impl StatefulSetController {
     async fn claim_pods(&self, set: &StatefulSet) -> anyhow::Result<Vec<Arc<Pod>>> {
         let ns = namespace_of(set);
         let uid = set.metadata.uid.clone().unwrap_or_default();
-        let deleting = set.metadata.deletion_timestamp.is_some();
         let selector = set.spec.as_ref().map(|s| &s.selector);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let mut claimed = Vec::new();
-        for pod in self.pods.list_namespace(ns) {
-            let member = parent_and_ordinal(pod_name(&pod)).is_some_and(|(p, _)| p == name_of(set));
-            let labels = pods::labels(&pod.metadata);
-            let matches = member && selector.is_some_and(|s| pods::selects_some(s, &labels));
-            match controller_of(pod.as_ref()) {
-                Some(r) if r.uid == uid => {
-                    if matches {
-                        claimed.push(pod);
-                    } else if !deleting {
-                        pods::release(&api, &pod.metadata, &uid).await?;
-                    }
-                }
-                Some(_) => {}
-                None if matches && !deleting && !is_terminating(&pod) => {
-                    let r = pods::controller_ref("apps/v1", "StatefulSet", &set.metadata);
-                    if let Some(p) = pods::adopt(&api, &pod.metadata, &r).await? {
-                        claimed.push(Arc::new(p));
-                    }
-                }
-                None => {}
-            }
-        }
-        Ok(claimed)
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+        let r = pods::controller_ref("apps/v1", "StatefulSet", &set.metadata);
+        ControllerRefManager::new(&set.metadata, r)
+            .claim(
+                &api,
+                self.pods.list_namespace(ns),
+                |pod| {
+                    let member =
+                        parent_and_ordinal(pod_name(pod)).is_some_and(|(p, _)| p == name_of(set));
+                    member
+                        && selector
+                            .is_some_and(|s| pods::selects_some(s, &pods::labels(&pod.metadata)))
+                },
+                || owner_not_deleting(&sets, name_of(set), &uid),
+            )
+            .await
     }
 
     /// Orphaned revisions the selector matches become the set's (after an orphaning delete
@@ -820,14 +812,17 @@ impl StatefulSetController {
         };
         let ns = namespace_of(set);
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), ns);
-        for r in self.revisions.list_namespace(ns) {
-            if controller_of(r.as_ref()).is_none()
-                && pods::selects_some(selector, &pods::labels(&r.metadata))
-            {
-                let owner = pods::controller_ref("apps/v1", "StatefulSet", &set.metadata);
-                pods::adopt(&api, &r.metadata, &owner).await?;
-            }
-        }
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+        let uid = set.metadata.uid.clone().unwrap_or_default();
+        let owner = pods::controller_ref("apps/v1", "StatefulSet", &set.metadata);
+        ControllerRefManager::new(&set.metadata, owner)
+            .claim(
+                &api,
+                self.revisions.list_namespace(ns),
+                |r| pods::selects_some(selector, &pods::labels(&r.metadata)),
+                || owner_not_deleting(&sets, name_of(set), &uid),
+            )
+            .await?;
         Ok(())
     }
 
