@@ -101,19 +101,9 @@ impl<'a> ControllerRefManager<'a> {
     {
         let mut metadata = json!({"ownerReferences": [&self.owner_ref], "uid": meta.uid});
         merge(&mut metadata, self.adopt_metadata.as_ref());
-        let name = meta.name.as_deref().unwrap_or_default();
-        match api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Strategic(json!({ "metadata": metadata })),
-            )
+        patch_metadata(api, meta, metadata, &[404, 409])
             .await
-        {
-            Ok(o) => Ok(Some(o)),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("adopting {name}")),
-        }
+            .context("adopting")
     }
 
     /// Removes the controller reference to `owner_uid`.
@@ -131,19 +121,36 @@ impl<'a> ControllerRefManager<'a> {
             "uid": meta.uid,
         });
         merge(&mut metadata, self.release_metadata.as_ref());
-        let name = meta.name.as_deref().unwrap_or_default();
-        match api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Strategic(json!({ "metadata": metadata })),
-            )
+        patch_metadata(api, meta, metadata, &[404, 409, 422])
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("releasing {name}")),
-        }
+            .context("releasing")?;
+        Ok(())
+    }
+}
+
+/// A strategic merge patch of `metadata` onto the object; `None` for an answer in `gone`
+/// (the object is gone or changed meanwhile).
+async fn patch_metadata<K>(
+    api: &Api<K>,
+    meta: &ObjectMeta,
+    metadata: Value,
+    gone: &[u16],
+) -> anyhow::Result<Option<K>>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let name = meta.name.as_deref().unwrap_or_default();
+    match api
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "metadata": metadata })),
+        )
+        .await
+    {
+        Ok(o) => Ok(Some(o)),
+        Err(kube::Error::Api(e)) if gone.contains(&e.code) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("patching {name}")),
     }
 }
 
