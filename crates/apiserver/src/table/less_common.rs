@@ -176,16 +176,7 @@ pub(super) fn cells(
             ]
         }
         ("certificates.k8s.io", "CertificateSigningRequest") => {
-            let conditions: Vec<String> = obj
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .map(|cs| cs.iter().map(|c| s(c.get("type"))).collect())
-                .unwrap_or_default();
-            let condition = if conditions.is_empty() {
-                "Pending".to_string()
-            } else {
-                conditions.join(",")
-            };
+            let condition = csr_condition(obj);
             let duration = obj
                 .pointer("/spec/expirationSeconds")
                 .and_then(Value::as_i64)
@@ -275,5 +266,58 @@ fn slice_endpoints(endpoints: Option<&Value>) -> String {
         format!("{shown} + {} more...", addresses.len() - 3)
     } else {
         shown
+    }
+}
+
+/// The CONDITION column as upstream's `extractCSRStatus` writes it: Denied, else Approved,
+/// else Pending; then `,Failed` and `,Issued` (a certificate in the status).
+fn csr_condition(obj: &Value) -> String {
+    let has = |t: &str| {
+        obj.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.get("type").and_then(Value::as_str) == Some(t))
+            })
+    };
+    let mut status = if has("Denied") {
+        "Denied"
+    } else if has("Approved") {
+        "Approved"
+    } else {
+        "Pending"
+    }
+    .to_string();
+    if has("Failed") {
+        status.push_str(",Failed");
+    }
+    if obj
+        .pointer("/status/certificate")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.is_empty())
+    {
+        status.push_str(",Issued");
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_condition_as_kubectl_shows_it() {
+        let csr = |v: Value| csr_condition(&v);
+        assert_eq!(csr(json!({})), "Pending");
+        assert_eq!(
+            csr(json!({"status": {"conditions": [{"type": "Approved"}], "certificate": "LS0t"}})),
+            "Approved,Issued"
+        );
+        assert_eq!(
+            csr(
+                json!({"status": {"conditions": [{"type": "Approved"}, {"type": "Denied"}, {"type": "Failed"}]}})
+            ),
+            "Denied,Failed"
+        );
     }
 }
