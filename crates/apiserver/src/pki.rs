@@ -250,38 +250,14 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
 
 /// Whether the PEM certificate at `path` names every one of `sans` (IPs and DNS names).
 fn names_cover(path: &Path, sans: &[String]) -> bool {
-    use x509_parser::extensions::GeneralName;
     let Ok(pem) = std::fs::read(path) else {
         return false;
     };
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&pem) else {
         return false;
     };
-    let Ok(cert) = pem.parse_x509() else {
-        return false;
-    };
-    let Ok(Some(ext)) = cert.subject_alternative_name() else {
-        return false;
-    };
-    let have: Vec<String> = ext
-        .value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::DNSName(d) => Some(d.to_string()),
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(*b)
-                    .ok()
-                    .map(|a| IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(*b)
-                    .ok()
-                    .map(|a| IpAddr::from(a).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    sans.iter().all(|s| have.contains(s))
+    let have = common::certs::dns_and_ip_names(&pem.contents);
+    !have.is_empty() && sans.iter().all(|s| have.contains(s))
 }
 
 #[cfg(test)]

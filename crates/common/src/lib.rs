@@ -3,6 +3,7 @@
 //! evaluation, URL queries and query parameter decoding, label selectors, and node selection
 //! rules (node affinity terms, taint tolerations).
 
+pub mod certs;
 pub mod ci;
 pub mod params;
 pub mod quantity;

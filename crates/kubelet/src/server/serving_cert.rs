@@ -304,30 +304,7 @@ fn names_fit(certs: &[CertificateDer<'static>], id: &Identity) -> bool {
     let Some(der) = certs.first() else {
         return false;
     };
-    let Ok((_, x)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
-        return false;
-    };
-    let Ok(Some(san)) = x.subject_alternative_name() else {
-        return false;
-    };
-    let names: Vec<String> = san
-        .value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
-            x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(*b)
-                    .ok()
-                    .map(|a| IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(*b)
-                    .ok()
-                    .map(|a| IpAddr::from(a).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
+    let names = common::certs::dns_and_ip_names(der.as_ref());
     names.contains(&id.ip.to_string()) && id.dns.iter().all(|d| names.contains(d))
 }
 
