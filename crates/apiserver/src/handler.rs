@@ -109,23 +109,6 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
         },
     });
     create_if_missing(state, &svc, "default", "kubernetes", kubernetes).await?;
-    // Cluster DNS: served on every node by its agent, so the Service has no selector and
-    // each node's agent publishes its own endpoint; `internalTrafficPolicy: Local` keeps a
-    // pod's queries on its own node.
-    let kube_dns = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "kube-dns", "namespace": "kube-system",
-            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}},
-        "spec": {
-            "clusterIP": crate::service_alloc::DNS_SERVICE_IP.to_string(),
-            "internalTrafficPolicy": "Local",
-            "ports": [
-                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
-            ],
-        },
-    });
-    create_if_missing(state, &svc, "kube-system", "kube-dns", kube_dns).await?;
     Ok(())
 }
 

@@ -46,3 +46,5 @@ pub mod watch_cache;
 mod zero_fields;
 
 pub use server::{AuthorizationMode, Config, Server};
+/// The cluster DNS Service's address (reserved: never handed out to other Services).
+pub use service_alloc::DNS_SERVICE_IP;

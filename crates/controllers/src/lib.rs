@@ -66,6 +66,8 @@ pub struct Options {
     /// (`--cluster-signing-cert-file`, `--cluster-signing-key-file`); without them it does
     /// not run.
     pub cluster_signing: Option<(String, String)>,
+    /// Do not run the service load balancer (`rkube server --disable servicelb`).
+    pub disable_servicelb: bool,
 }
 
 impl Options {
@@ -78,6 +80,7 @@ impl Options {
                 .filter(|c| !c.is_empty())
                 .map(rootcacertpublisher::pem_of),
             cluster_signing: None,
+            disable_servicelb: false,
         }
     }
 }
@@ -233,7 +236,6 @@ pub async fn run_controllers(client: Client, options: Options) {
         tokio::spawn(ep.run(WORKERS)),
         tokio::spawn(eps.run(WORKERS)),
         tokio::spawn(mirror.run(WORKERS)),
-        tokio::spawn(lb.run(1)),
         tokio::spawn(Arc::clone(&gc).run(WORKERS)),
         tokio::spawn(ipam.run(1)),
         tokio::spawn(sac.run(WORKERS)),
@@ -241,6 +243,9 @@ pub async fn run_controllers(client: Client, options: Options) {
     ];
     if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(WORKERS)));
+    }
+    if !options.disable_servicelb {
+        tasks.push(tokio::spawn(lb.run(1)));
     }
     // Aggregated ClusterRoles (admin, edit, view, and any a user makes) follow their parts.
     let cluster_roles = Informer::<ClusterRole>::start(Api::all(client.clone()));

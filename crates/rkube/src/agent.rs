@@ -56,7 +56,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 #[derive(clap::Args)]
 pub struct AgentArgs {
     /// The API server's URL (default: the kubeconfig's).
-    #[arg(long)]
+    #[arg(long, env = "RKUBE_URL")]
     server: Option<String>,
     /// Kubeconfig to reach the API server with (instead of --token).
     #[arg(long, env = "KUBECONFIG", required_unless_present = "token")]

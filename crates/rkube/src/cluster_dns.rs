@@ -1,6 +1,7 @@
 //! The node's share of cluster DNS: every agent serves cluster DNS on its pod bridge's
 //! gateway address (the first address of the node's pod CIDR, reachable from each of its
-//! pods) and publishes that address as an endpoint of the `kube-system/kube-dns` Service.
+//! pods) and publishes that address as an endpoint of the `kube-system/kube-dns` Service,
+//! while that Service is the packaged `coredns` manifest's (`deploy::packaged`).
 //! The Service's `internalTrafficPolicy: Local` makes kube-proxy send a pod's queries to
 //! 10.43.0.10 to its own node's server, so DNS works on every node without a DNS pod.
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -53,15 +54,66 @@ impl ClusterDns {
             .and_then(|s| s.pod_cidr.clone())
             .unwrap_or_default();
         let ip = gateway(&cidr)?;
-        let server = tokio::spawn(dns::serve(
-            client.clone(),
-            self.dns,
-            SocketAddr::new(IpAddr::V4(ip), 53),
-            self.netns,
-        ));
-        publish(&client, &node, ip).await?;
-        tracing::info!(address = %ip, "cluster DNS serving for this node");
-        server.await.context("the DNS server task")?
+        let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+        loop {
+            // Only while kube-dns is the packaged Service (`--disable coredns` removes it,
+            // and a user's own DNS must not get this node's server as an endpoint).
+            while packaged_service(&services).await != Some(true) {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let server = tokio::spawn(dns::serve(
+                client.clone(),
+                self.dns.clone(),
+                SocketAddr::new(IpAddr::V4(ip), 53),
+                self.netns.clone(),
+            ));
+            publish(&client, &node, ip).await?;
+            tracing::info!(address = %ip, "cluster DNS serving for this node");
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if server.is_finished() {
+                    return server.await.context("the DNS server task")?;
+                }
+                if packaged_service(&services).await == Some(false) {
+                    break;
+                }
+            }
+            server.abort();
+            unpublish(&client, &node).await;
+            tracing::info!("cluster DNS stopped: kube-dns is not the packaged Service");
+        }
+    }
+}
+
+/// Whether `kube-system/kube-dns` is the packaged `coredns` manifest's (None: cannot tell).
+async fn packaged_service(services: &Api<Service>) -> Option<bool> {
+    match services.get_opt("kube-dns").await {
+        Ok(svc) => Some(svc.is_some_and(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::deploy::apply::ADDON_LABEL))
+                .is_some_and(|a| a == "coredns")
+        })),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the kube-dns Service");
+            None
+        }
+    }
+}
+
+fn slice_name(node: &Node) -> String {
+    format!(
+        "kube-dns-{}",
+        node.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Removes this node's endpoint (the DNS server has stopped).
+async fn unpublish(client: &Client, node: &Node) {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "kube-system");
+    if let Err(e) = api.delete(&slice_name(node), &Default::default()).await {
+        tracing::debug!(error = %e, "removing the node's kube-dns endpoint");
     }
 }
 
@@ -69,7 +121,7 @@ impl ClusterDns {
 /// when the node is deleted).
 async fn publish(client: &Client, node: &Node, ip: Ipv4Addr) -> anyhow::Result<()> {
     let node_name = node.metadata.name.clone().unwrap_or_default();
-    let name = format!("kube-dns-{node_name}");
+    let name = slice_name(node);
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {

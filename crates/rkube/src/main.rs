@@ -6,6 +6,7 @@ mod cluster_dns;
 mod config_file;
 mod controller_manager;
 mod datastore;
+mod deploy;
 mod image;
 mod join;
 mod killall;

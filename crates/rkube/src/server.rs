@@ -62,6 +62,11 @@ pub struct ServerArgs {
     /// Do not run a node agent (kubelet + containerd) in this process.
     #[arg(long)]
     pub(crate) disable_agent: bool,
+    /// A packaged component not to deploy (repeatable, or comma-separated): `coredns`
+    /// (cluster DNS), `servicelb` (the service load balancer). Its manifest is removed from
+    /// <data-dir>/server/manifests and what it applied is deleted.
+    #[arg(long, value_delimiter = ',', value_parser = crate::deploy::packaged::parse_part)]
+    disable: Vec<String>,
     #[command(flatten)]
     node: crate::agent::NodeArgs,
 }
@@ -126,9 +131,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 std::fs::read_to_string(pki.ca_cert()).context("reading the CA")?,
                 std::fs::read_to_string(pki.ca_key()).context("reading the CA key")?,
             ));
+            options.disable_servicelb = args.disable.iter().any(|d| d == "servicelb");
             let client = controllers::client(config)?;
             tokio::spawn(controllers::run_with(client, crate::client::identity(), options));
         }
+        // Packaged components and the user's manifests (k3s' deploy controller).
+        let manifests = crate::deploy::manifests_dir(&args.store.data_dir);
+        crate::deploy::packaged::write(&manifests, &args.disable)?;
+        let client = kube::Client::try_from(crate::client::config(&server.kubeconfig).await?)
+            .context("a client for the deploy controller")?;
+        tokio::spawn(crate::deploy::Deployer::new(client, manifests).run());
         if !args.disable_scheduler {
             let client = ::scheduler::client(crate::client::config(&server.kubeconfig).await?)?;
             tokio::spawn(::scheduler::run(client, crate::client::identity()));

@@ -1,5 +1,7 @@
 //! `rkube server` as a user starts it: it prints where its kubeconfig is, and kubectl works
-//! with that kubeconfig; a second server on the same data directory is refused clearly.
+//! with that kubeconfig; a second server on the same data directory is refused clearly; the
+//! manifests directory is deployed as k3s deploys its own, packaged components included, and
+//! `--disable` removes them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 use std::io::{BufRead, BufReader};
@@ -14,7 +16,7 @@ impl Drop for Server {
     }
 }
 
-fn start(data_dir: &std::path::Path) -> (Server, String) {
+fn start(data_dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
         .args([
             "server",
@@ -27,6 +29,7 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -49,7 +52,7 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
 #[test]
 fn server_prints_a_kubeconfig_kubectl_can_use() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, kubeconfig) = start(dir.path());
+    let (_server, kubeconfig) = start(dir.path(), &[]);
     let out = Command::new("kubectl")
         .args(["--kubeconfig", &kubeconfig, "get", "ns"])
         .output()
@@ -81,4 +84,268 @@ fn server_prints_a_kubeconfig_kubectl_can_use() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(stderr.contains("in use by another process"), "{stderr}");
+}
+
+/// kubectl with the server's kubeconfig: (succeeded, stdout, stderr).
+fn kubectl(kubeconfig: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// Polls `check` (every 200 ms, up to 60 s) until it gives Some.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `kubectl get ... -o jsonpath=PATH` when it succeeds.
+fn jsonpath(kubeconfig: &str, args: &[&str], path: &str) -> Option<String> {
+    let jp = format!("jsonpath={path}");
+    let mut all = args.to_vec();
+    all.extend(["-o", &jp]);
+    let (ok, out, _) = kubectl(kubeconfig, &all);
+    ok.then_some(out)
+}
+
+fn not_found(kubeconfig: &str, args: &[&str]) -> bool {
+    let (ok, _, err) = kubectl(kubeconfig, args);
+    !ok && err.contains("NotFound")
+}
+
+const WEB_V1: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: web}\ndata: {x: \"1\"}\n---\n\
+apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b, namespace: web}}\n";
+const WEB_V2: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n\
+apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: web}\ndata: {x: \"2\"}\n";
+
+#[test]
+fn manifests_are_applied_updated_pruned_and_deleted_and_packaged_parts_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("server/manifests");
+    let (server, kc) = start(dir.path(), &[]);
+    let kc = kc.as_str();
+
+    // The packaged parts are manifests like any other, recorded as in force.
+    let dns = wait_for("the packaged kube-dns Service", || {
+        jsonpath(
+            kc,
+            &["get", "svc", "-n", "kube-system", "kube-dns"],
+            "{.spec.clusterIP} {.metadata.labels.rkube\\.io/addon}",
+        )
+    });
+    assert_eq!(dns, "10.43.0.10 coredns");
+    assert!(manifests.join("coredns.yaml").exists());
+    let records = |kc: &str| {
+        kubectl(
+            kc,
+            &[
+                "get",
+                "cm",
+                "-n",
+                "kube-system",
+                "-l",
+                "rkube.io/manifest",
+                "-o",
+                "name",
+            ],
+        )
+        .1
+    };
+    let on = wait_for("both packaged parts recorded", || {
+        let r = records(kc);
+        r.contains("servicelb").then_some(r)
+    });
+    assert!(on.contains("configmap/rkube-manifest-coredns"), "{on}");
+
+    // A dropped-in file is applied (a List flattened, every object labelled as its own).
+    std::fs::write(manifests.join("web.yaml"), WEB_V1).unwrap();
+    let b = wait_for("web/b applied", || {
+        jsonpath(
+            kc,
+            &["get", "cm", "-n", "web", "b"],
+            "{.metadata.labels.rkube\\.io/addon}",
+        )
+    });
+    assert_eq!(b, "web");
+    assert_eq!(
+        jsonpath(kc, &["get", "cm", "-n", "web", "a"], "{.data.x}").unwrap(),
+        "1"
+    );
+    // ... changed: updated, and what it no longer holds is deleted.
+    std::fs::write(manifests.join("web.yaml"), WEB_V2).unwrap();
+    wait_for("web/a updated and web/b pruned", || {
+        (jsonpath(kc, &["get", "cm", "-n", "web", "a"], "{.data.x}").as_deref() == Some("2")
+            && not_found(kc, &["get", "cm", "-n", "web", "b"]))
+        .then_some(())
+    });
+    let events = kubectl(
+        kc,
+        &[
+            "get",
+            "events",
+            "-n",
+            "kube-system",
+            "--field-selector",
+            "involvedObject.name=rkube-manifest-web",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(events.0, "{}", events.2);
+
+    // A .skip file leaves it alone: a change is not applied. (A later file applied proves a
+    // pass ran after both were written.)
+    std::fs::write(manifests.join("web.yaml.skip"), "").unwrap();
+    std::fs::write(manifests.join("web.yaml"), WEB_V1).unwrap();
+    std::fs::write(
+        manifests.join("probe.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n",
+    )
+    .unwrap();
+    wait_for("probe applied", || {
+        jsonpath(kc, &["get", "cm", "probe"], "{.metadata.name}")
+    });
+    assert_eq!(
+        jsonpath(kc, &["get", "cm", "-n", "web", "a"], "{.data.x}").unwrap(),
+        "2"
+    );
+
+    // A file that cannot apply says why, as a warning event on its record.
+    std::fs::write(
+        manifests.join("bad.yaml"),
+        "apiVersion: example.com/v1\nkind: Nope\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let failed = wait_for("the failure event", || {
+        let (_, out, _) = kubectl(
+            kc,
+            &[
+                "get",
+                "events",
+                "-n",
+                "kube-system",
+                "--field-selector",
+                "involvedObject.name=rkube-manifest-bad,reason=ApplyManifestFailed",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+        );
+        (!out.is_empty()).then_some(out)
+    });
+    assert!(failed.contains("does not serve kind Nope"), "{failed}");
+
+    // A removed file's objects are deleted.
+    std::fs::remove_file(manifests.join("web.yaml.skip")).unwrap();
+    std::fs::remove_file(manifests.join("web.yaml")).unwrap();
+    wait_for("web's objects deleted", || {
+        let ns = jsonpath(kc, &["get", "ns", "web"], "{.status.phase}");
+        (ns.is_none() || ns.as_deref() == Some("Terminating")).then_some(())
+    });
+    wait_for("web's record deleted", || {
+        (!records(kc).contains("rkube-manifest-web")).then_some(())
+    });
+
+    // A hollow ready node: the service load balancer gives a LoadBalancer its address.
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: hollow}\n";
+    std::fs::write(dir.path().join("node.yaml"), node).unwrap();
+    let node_file = dir.path().join("node.yaml");
+    assert!(kubectl(kc, &["create", "-f", node_file.to_str().unwrap()]).0);
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}],"addresses":[{"type":"InternalIP","address":"127.0.0.9"}]}}"#;
+    let patched = kubectl(
+        kc,
+        &[
+            "patch",
+            "node",
+            "hollow",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+    assert!(patched.0, "{}", patched.2);
+    assert!(
+        kubectl(
+            kc,
+            &["create", "service", "loadbalancer", "lb1", "--tcp=80:80"]
+        )
+        .0
+    );
+    let ingress = wait_for("lb1's address", || {
+        jsonpath(
+            kc,
+            &["get", "svc", "lb1"],
+            "{.status.loadBalancer.ingress[0].ip}",
+        )
+        .filter(|ip| !ip.is_empty())
+    });
+    assert_eq!(ingress, "127.0.0.9");
+
+    // Restarted with both parts disabled: their manifests and objects go, and the load
+    // balancer no longer acts (the EndpointSlice controller, which did, proves the
+    // controllers saw the new Service).
+    drop(server);
+    let (_server, kc) = start(dir.path(), &["--disable", "coredns", "--disable=servicelb"]);
+    let kc = kc.as_str();
+    wait_for("kube-dns deleted", || {
+        not_found(kc, &["get", "svc", "-n", "kube-system", "kube-dns"]).then_some(())
+    });
+    assert!(!manifests.join("coredns.yaml").exists());
+    wait_for("the disabled parts' records deleted", || {
+        let r = records(kc);
+        (!r.contains("coredns") && !r.contains("servicelb")).then_some(())
+    });
+    assert!(
+        kubectl(
+            kc,
+            &["create", "service", "loadbalancer", "lb2", "--tcp=80:80"]
+        )
+        .0
+    );
+    wait_for("lb2's EndpointSlice", || {
+        jsonpath(
+            kc,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=lb2",
+            ],
+            "{.items[0].metadata.name}",
+        )
+        .filter(|n| !n.is_empty())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let lb2 = jsonpath(kc, &["get", "svc", "lb2"], "{.status.loadBalancer}").unwrap();
+    assert!(
+        lb2.is_empty() || lb2 == "{}",
+        "servicelb acted while disabled: {lb2}"
+    );
+
+    // An unknown part is refused before anything starts.
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["server", "--disable", "traefik", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("coredns, servicelb"),
+        "{err}"
+    );
 }

@@ -1,0 +1,105 @@
+//! The parts rkube ships, as k3s packages its components: each is a manifest the server
+//! writes into the manifests directory when it starts (over an older copy, unless the user
+//! left a `.skip` file for it), and `--disable NAME` removes instead, so the deploy
+//! controller deletes what it had applied. k3s' names, so k3s configs carry over.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// `coredns`: the `kube-dns` Service at the cluster DNS address. Its endpoints are every
+/// node's own DNS server, which each agent publishes while the Service is this manifest's
+/// (`cluster_dns.rs`).
+/// `servicelb`: the service load balancer, a controller of the controller manager; its
+/// manifest holds no objects and records that it is on.
+pub const PARTS: &[&str] = &["coredns", "servicelb"];
+
+/// A `--disable` value: one of PARTS.
+pub fn parse_part(s: &str) -> Result<String, String> {
+    if PARTS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown packaged component {s:?}: one of {}",
+            PARTS.join(", ")
+        ))
+    }
+}
+
+fn manifest(part: &str) -> String {
+    match part {
+        "coredns" => format!(
+            "# Cluster DNS (rkube packaged component; `--disable coredns` removes it).\n\
+             # Every node's agent serves DNS on its pod bridge and publishes itself as an\n\
+             # endpoint of this Service; `internalTrafficPolicy: Local` keeps a pod's queries\n\
+             # on its own node.\n\
+             apiVersion: v1\n\
+             kind: Service\n\
+             metadata:\n  name: kube-dns\n  namespace: kube-system\n  labels:\n    \
+             k8s-app: kube-dns\n    kubernetes.io/name: CoreDNS\n    \
+             kubernetes.io/cluster-service: \"true\"\n\
+             spec:\n  clusterIP: {}\n  internalTrafficPolicy: Local\n  ports:\n  \
+             - {{name: dns, port: 53, protocol: UDP, targetPort: 53}}\n  \
+             - {{name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}}\n",
+            apiserver::DNS_SERVICE_IP
+        ),
+        _ => format!(
+            "# The service load balancer (rkube packaged component, built into the controller\n\
+             # manager; `--disable {part}` turns it off). This manifest has no objects: it\n\
+             # records that the component is on.\n"
+        ),
+    }
+}
+
+/// Writes each enabled part's manifest and removes each disabled one's.
+pub fn write(dir: &Path, disabled: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for part in PARTS {
+        let path = dir.join(format!("{part}.yaml"));
+        if disabled.iter().any(|d| d == part) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        } else if !dir.join(format!("{part}.yaml.skip")).exists() {
+            std::fs::write(&path, manifest(part))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_parts_are_removed_and_skipped_ones_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[]).unwrap();
+        let coredns = std::fs::read_to_string(dir.path().join("coredns.yaml")).unwrap();
+        let docs = super::super::apply::documents(&coredns).unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["spec"]["clusterIP"], "10.43.0.10");
+        assert!(
+            super::super::apply::documents(&manifest("servicelb"))
+                .unwrap()
+                .is_empty()
+        );
+
+        std::fs::write(dir.path().join("servicelb.yaml"), "# mine\n").unwrap();
+        std::fs::write(dir.path().join("servicelb.yaml.skip"), "").unwrap();
+        write(dir.path(), &["coredns".to_string()]).unwrap();
+        assert!(!dir.path().join("coredns.yaml").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("servicelb.yaml")).unwrap(),
+            "# mine\n"
+        );
+        assert!(
+            parse_part("traefik")
+                .unwrap_err()
+                .contains("coredns, servicelb")
+        );
+    }
+}
