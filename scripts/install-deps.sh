@@ -36,7 +36,9 @@ want busybox-static
 if ((with_tests)); then
   # etcd-server: the etcd backend's tests start a real etcd on loopback. docker-registry,
   # skopeo and apache2-utils (htpasswd): the image-pull tests' registry on loopback. curl: the
-  # services end-to-end test. python3-venv: the official Python client's tests.
+  # services end-to-end test. python3-venv: the official Python client's tests. procps: the
+  # tests stop servers with kill(1) (a minimal Debian root lacks it).
+  want procps
   want etcd-server
   want docker-registry
   want skopeo
