@@ -225,10 +225,12 @@ impl<K: Resource> Informer<K> {
         self.read().values().cloned().collect()
     }
 
-    /// Calls `f` for every object already cached (as an addition), then for every change,
-    /// and for every object again (old = new) when this subscriber fell too far behind to
-    /// know what it missed.
-    pub fn on_change<F>(&self, mut f: F)
+    /// Calls `f` for every object already cached (as an addition, before this returns: after
+    /// [`Informer::wait_synced`] the caller has seen the whole first list), then for every
+    /// change. A subscriber that falls too far behind to know what it missed is caught up
+    /// from the cache: every object again (old = new) and a deletion for each it was told of
+    /// that is gone, so it never keeps an object deleted meanwhile.
+    pub fn on_change<F>(&self, f: F)
     where
         F: FnMut(&Change<K>) + Send + 'static,
         K: Send + Sync + 'static,
@@ -242,24 +244,25 @@ impl<K: Resource> Informer<K> {
                 objects.values().cloned().collect::<Vec<_>>(),
             )
         };
+        let mut sub = Subscriber {
+            f,
+            told: BTreeMap::new(),
+        };
+        for obj in present {
+            sub.deliver(&Change {
+                old: None,
+                new: Some(obj),
+            });
+        }
         let me = self.clone();
         let task = tokio::spawn(async move {
-            for obj in present {
-                f(&Change {
-                    old: None,
-                    new: Some(obj),
-                });
-            }
             loop {
                 match rx.recv().await {
-                    Ok(change) => f(&change),
+                    Ok(change) => sub.deliver(&change),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "informer subscriber lagged; resyncing");
-                        for obj in me.list() {
-                            f(&Change {
-                                old: Some(obj.clone()),
-                                new: Some(obj),
-                            });
+                        for change in catch_up(&sub.told, &me.list()) {
+                            sub.deliver(&change);
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -301,6 +304,48 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// One `on_change` subscriber: its callback and what it was told exists (to tell it of
+/// deletions it missed while lagging).
+struct Subscriber<K, F> {
+    f: F,
+    told: BTreeMap<String, Arc<K>>,
+}
+
+impl<K: Resource, F: FnMut(&Change<K>)> Subscriber<K, F> {
+    fn deliver(&mut self, change: &Change<K>) {
+        match (&change.new, &change.old) {
+            (Some(n), _) => {
+                self.told.insert(key_of(n.as_ref()), n.clone());
+            }
+            (None, Some(o)) => {
+                self.told.remove(&key_of(o.as_ref()));
+            }
+            (None, None) => {}
+        }
+        (self.f)(change);
+    }
+}
+
+/// What a lagging subscriber that was told of `told` needs to match the cache's `current`:
+/// a deletion for each object gone, then every current object again (old = new when it was
+/// told of it, an addition when not).
+fn catch_up<K: Resource>(told: &BTreeMap<String, Arc<K>>, current: &[Arc<K>]) -> Vec<Change<K>> {
+    let now: std::collections::BTreeSet<String> =
+        current.iter().map(|o| key_of(o.as_ref())).collect();
+    let gone = told
+        .iter()
+        .filter(|(k, _)| !now.contains(*k))
+        .map(|(_, o)| Change {
+            old: Some(o.clone()),
+            new: None,
+        });
+    let present = current.iter().map(|o| Change {
+        old: told.contains_key(&key_of(o.as_ref())).then(|| o.clone()),
+        new: Some(o.clone()),
+    });
+    gone.chain(present).collect()
+}
+
 /// The owning controller's reference, if any (`ownerReferences[].controller == true`).
 pub fn controller_of<K: Resource>(
     obj: &K,
@@ -315,4 +360,43 @@ pub fn controller_of<K: Resource>(
 /// The object's uid (empty when unset).
 pub fn uid_of<K: Resource>(obj: &K) -> String {
     obj.uid().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn cm(name: &str) -> Arc<ConfigMap> {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("default".into());
+        Arc::new(c)
+    }
+
+    #[test]
+    fn a_lagging_subscriber_is_told_of_deletions_it_missed() {
+        let told: BTreeMap<String, Arc<ConfigMap>> = [cm("a"), cm("b")]
+            .into_iter()
+            .map(|c| (key_of(c.as_ref()), c))
+            .collect();
+        let changes = catch_up(&told, &[cm("b"), cm("c")]);
+        let summary: Vec<(Option<String>, Option<String>)> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.old.as_ref().and_then(|o| o.metadata.name.clone()),
+                    c.new.as_ref().and_then(|n| n.metadata.name.clone()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Some("a".into()), None),
+                (Some("b".into()), Some("b".into())),
+                (None, Some("c".into())),
+            ]
+        );
+    }
 }

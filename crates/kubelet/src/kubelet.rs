@@ -2,19 +2,18 @@
 //! runs the pods bound to it — the API watch feeds the pod workers, the relist wakes them, the
 //! status manager writes what they report, and the node status and Lease keep the node alive.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+
+use client_go::informer::{Informer, StopOnDrop, uid_of};
 
 use crate::config::KubeletConfig;
 use crate::cri::RuntimeClient;
@@ -236,51 +235,37 @@ async fn configure_network(
     }
 }
 
-/// Watches the pods bound to this node (field selector `spec.nodeName`) and hands every change
-/// to the pod workers. `synced` turns true after the first complete list.
+/// Watches the pods bound to this node (field selector `spec.nodeName`, client-go's informer)
+/// and hands every change to the pod workers, deletions included (those missed while the
+/// watch was down come from the informer's relist). `synced` turns true once the workers have
+/// the first complete list. Runs until aborted, which stops the informer.
 async fn watch_pods(
     client: kube::Client,
     node_name: String,
     workers: Arc<PodWorkers>,
     synced: watch::Sender<bool>,
 ) {
-    let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
-    let mut known: HashSet<String> = HashSet::new();
-    let mut fresh: Option<HashSet<String>> = None;
-    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(Event::Init) => fresh = Some(HashSet::new()),
-            Ok(Event::InitApply(p)) => {
-                if let Some(f) = fresh.as_mut() {
-                    f.insert(uid(&p));
-                }
-                workers.update(Arc::new(p));
+    let pods = Informer::<Pod>::start_with(Api::all(client), config);
+    let _stop = StopOnDrop(vec![pods.stopper()]);
+    pods.wait_synced().await;
+    // on_change hands over the whole cache before it returns.
+    pods.on_change(move |change| match (&change.old, &change.new) {
+        (old, Some(pod)) => {
+            // Deleted and made again under the same name while the watch was down: the
+            // informer sees one change, the workers two pods.
+            if let Some(old) = old.as_ref().filter(|o| uid_of(o.as_ref()) != uid_of(pod.as_ref())) {
+                workers.remove(&uid_of(old.as_ref()));
             }
-            Ok(Event::InitDone) => {
-                if let Some(f) = fresh.take() {
-                    // Pods deleted while the watch was down.
-                    for gone in known.difference(&f) {
-                        workers.remove(gone);
-                    }
-                    known = f;
-                }
-                synced.send_replace(true);
-            }
-            Ok(Event::Apply(p)) => {
-                tracing::trace!(pod = ?p.metadata.name, deleting = p.metadata.deletion_timestamp.is_some(), rv = ?p.metadata.resource_version, "pod event");
-                known.insert(uid(&p));
-                workers.update(Arc::new(p));
-            }
-            Ok(Event::Delete(p)) => {
-                tracing::trace!(pod = ?p.metadata.name, "pod deleted event");
-                let u = uid(&p);
-                known.remove(&u);
-                workers.remove(&u);
-            }
-            Err(e) => debug!(error = %e, "pod watch error; retrying"),
+            tracing::trace!(pod = ?pod.metadata.name, deleting = pod.metadata.deletion_timestamp.is_some(), rv = ?pod.metadata.resource_version, "pod event");
+            workers.update(pod.clone());
         }
-    }
+        (Some(pod), None) => {
+            tracing::trace!(pod = ?pod.metadata.name, "pod deleted event");
+            workers.remove(&uid_of(pod.as_ref()));
+        }
+        (None, None) => {}
+    });
+    synced.send_replace(true);
+    std::future::pending::<()>().await;
 }
