@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
@@ -83,6 +84,25 @@ where
     /// [`Informer::start`] for the objects `config` selects (label and field selectors: a
     /// kubelet watches `spec.nodeName=<node>`).
     pub fn start_with(api: Api<K>, config: watcher::Config) -> Self {
+        let events = watcher::watcher(api, config).default_backoff().boxed();
+        Self::follow(events, K::kind(&Default::default()).into_owned())
+    }
+}
+
+impl<K> Informer<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// [`Informer::start_with`] for a kind known only at run time: an `Api` made from
+    /// discovery's `ApiResource` (`Api<PartialObjectMeta<_>>` asks for metadata only, as the
+    /// garbage collector's informers do). `kind` names it in logs.
+    pub fn start_dynamic(api: Api<K>, config: watcher::Config, kind: &str) -> Self {
+        let events = watcher::watcher(api, config).default_backoff().boxed();
+        Self::follow(events, kind.to_string())
+    }
+
+    /// Keeps the cache and feed in step with a watcher's events, in the background.
+    fn follow(mut events: BoxStream<'static, watcher::Result<Event<K>>>, kind: String) -> Self {
         let shared = Arc::new(Shared {
             objects: RwLock::new(BTreeMap::new()),
             feed: broadcast::channel(FEED).0,
@@ -91,7 +111,6 @@ where
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
-            let mut events = watcher::watcher(api, config).default_backoff().boxed();
             let mut fresh: Option<BTreeMap<String, Arc<K>>> = None;
             while let Some(ev) = events.next().await {
                 match ev {
@@ -110,7 +129,7 @@ where
                     Ok(Event::Apply(obj)) => s.apply(Arc::new(obj)),
                     Ok(Event::Delete(obj)) => s.delete(&key_of(&obj)),
                     Err(e) => {
-                        tracing::debug!(kind = %K::kind(&Default::default()), error = %e, "informer watch error; retrying")
+                        tracing::debug!(kind, error = %e, "informer watch error; retrying")
                     }
                 }
             }

@@ -14,18 +14,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::core::PartialObjectMeta;
 use kube::discovery::{Discovery, Scope};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 
+use client_go::informer::{Informer, StopOnDrop};
 use client_go::queue::{WorkQueue, run_workers};
 
 const ORPHAN: &str = "orphan";
@@ -173,56 +172,37 @@ impl GarbageCollector {
         .await;
     }
 
+    /// Follows one kind's metadata (client-go's informer) into the graph, until aborted.
     async fn watch(self: Arc<Self>, ar: ApiResource) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.client.clone(), &ar);
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        // What each relist saw, so objects deleted while the watch was down are noticed.
-        let mut listed: Option<HashSet<String>> = None;
-        let mut known: HashSet<String> = HashSet::new();
-        while let Some(ev) = events.next().await {
-            match ev {
-                Ok(Event::Init) => listed = Some(HashSet::new()),
-                Ok(Event::InitApply(obj)) => {
-                    if let Some(l) = listed.as_mut()
-                        && let Some(uid) = obj.metadata.uid.clone()
-                    {
-                        l.insert(uid);
-                    }
-                    self.observe(&ar, obj, &mut known);
+        let objects = Informer::start_dynamic(api, watcher::Config::default(), &ar.kind);
+        let _stop = StopOnDrop(vec![objects.stopper()]);
+        let me = self.clone();
+        objects.on_change(move |change| match (&change.old, &change.new) {
+            (old, Some(new)) => {
+                // Deleted and made again under one name while the watch was down.
+                if let Some(old_uid) = old
+                    .as_ref()
+                    .and_then(|o| o.metadata.uid.as_deref())
+                    .filter(|u| new.metadata.uid.as_deref() != Some(*u))
+                {
+                    me.forget(old_uid);
                 }
-                Ok(Event::InitDone) => {
-                    if let Some(l) = listed.take() {
-                        for gone in known.difference(&l).cloned().collect::<Vec<_>>() {
-                            self.forget(&gone);
-                            known.remove(&gone);
-                        }
-                    }
-                }
-                Ok(Event::Apply(obj)) => self.observe(&ar, obj, &mut known),
-                Ok(Event::Delete(obj)) => {
-                    if let Some(uid) = obj.metadata.uid.as_deref() {
-                        known.remove(uid);
-                        self.forget(uid);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(kind = %ar.kind, error = %e, "garbage collector watch error")
+                me.observe(&ar, new);
+            }
+            (Some(old), None) => {
+                if let Some(uid) = old.metadata.uid.as_deref() {
+                    me.forget(uid);
                 }
             }
-        }
+            (None, None) => {}
+        });
+        std::future::pending::<()>().await;
     }
 
-    fn observe(
-        &self,
-        ar: &ApiResource,
-        obj: PartialObjectMeta<DynamicObject>,
-        known: &mut HashSet<String>,
-    ) {
-        let m = obj.metadata;
+    fn observe(&self, ar: &ApiResource, obj: &PartialObjectMeta<DynamicObject>) {
+        let m = &obj.metadata;
         let Some(uid) = m.uid.clone() else { return };
-        known.insert(uid.clone());
         let node = Node {
             api_version: ar.api_version.clone(),
             kind: ar.kind.clone(),
