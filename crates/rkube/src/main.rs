@@ -5,6 +5,7 @@ mod client;
 mod cluster_dns;
 mod config_file;
 mod controller_manager;
+mod crictl;
 mod datastore;
 mod deploy;
 mod image;
@@ -62,6 +63,11 @@ enum Command {
     /// Stop every pod of this node's agent and remove what the agent set up on the node
     /// (nftables table, devices, routes), as k3s-killall.sh does. The agent must be stopped.
     Killall(killall::Args),
+    /// The node's containers, pods and images as its runtime (CRI) sees them, printed as
+    /// crictl prints them: ps, pods, images, logs, inspect, exec, rmi.
+    Crictl(crictl::Args),
+    /// containerd's `ctr` on the node agent's containerd, in the CRI's k8s.io namespace.
+    Ctr(crictl::CtrArgs),
     /// Manage join tokens (bootstrap tokens with the CA's hash) for `rkube agent --token`.
     Token {
         #[command(subcommand)]
@@ -131,6 +137,8 @@ fn main() -> std::process::ExitCode {
         Command::Image { command } => image::run(command),
         Command::Datastore { command } => datastore::run(command),
         Command::Killall(args) => killall::run(args),
+        Command::Crictl(args) => crictl::run(args),
+        Command::Ctr(args) => crictl::run_ctr(args),
         Command::Token {
             command:
                 TokenCommand::Create {

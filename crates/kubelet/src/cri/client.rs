@@ -317,19 +317,31 @@ impl RuntimeClient {
         container_id: &str,
         verbose: bool,
     ) -> Result<api::ContainerStatus, CriError> {
-        let req = self.request(api::ContainerStatusRequest {
-            container_id: container_id.to_owned(),
-            verbose,
-        });
-        let resp = self.runtime.clone().container_status(req).await;
-        let resp = resp.map_err(|s| CriError::rpc("ContainerStatus", container_id, s))?;
-        resp.into_inner()
+        self.container_status_response(container_id, verbose)
+            .await?
             .status
             .ok_or_else(|| CriError::MissingField {
                 op: "ContainerStatus",
                 target: container_id.to_owned(),
                 field: "status",
             })
+    }
+
+    /// The whole `ContainerStatusResponse`: with `verbose`, the runtime's `info` beside the
+    /// status (what `crictl inspect` prints; the kubelet itself needs only the status).
+    pub async fn container_status_response(
+        &self,
+        container_id: &str,
+        verbose: bool,
+    ) -> Result<api::ContainerStatusResponse, CriError> {
+        let req = self.request(api::ContainerStatusRequest {
+            container_id: container_id.to_owned(),
+            verbose,
+        });
+        let resp = self.runtime.clone().container_status(req).await;
+        Ok(resp
+            .map_err(|s| CriError::rpc("ContainerStatus", container_id, s))?
+            .into_inner())
     }
 
     /// Runs `cmd` in the container and collects its output (exec probes, tests). A `timeout` of
