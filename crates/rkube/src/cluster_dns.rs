@@ -13,7 +13,10 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
 use kube::{Api, Client};
+
+use client_go::informer::{Informer, StopOnDrop};
 use serde_json::json;
 
 /// How the agent's endpoint slices are told apart from the controllers'.
@@ -54,11 +57,17 @@ impl ClusterDns {
             .and_then(|s| s.pod_cidr.clone())
             .unwrap_or_default();
         let ip = gateway(&cidr)?;
-        let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+        // One watch of the one Service, not a GET per node every few seconds.
+        let services = Informer::<Service>::start_with(
+            Api::namespaced(client.clone(), "kube-system"),
+            watcher::Config::default().fields("metadata.name=kube-dns"),
+        );
+        let _stop = StopOnDrop(vec![services.stopper()]);
+        services.wait_synced().await;
         loop {
             // Only while kube-dns is the packaged Service (`--disable coredns` removes it,
             // and a user's own DNS must not get this node's server as an endpoint).
-            while packaged_service(&services).await != Some(true) {
+            while !packaged_service(&services) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             let server = tokio::spawn(dns::serve(
@@ -74,7 +83,7 @@ impl ClusterDns {
                 if server.is_finished() {
                     return server.await.context("the DNS server task")?;
                 }
-                if packaged_service(&services).await == Some(false) {
+                if !packaged_service(&services) {
                     break;
                 }
             }
@@ -85,21 +94,17 @@ impl ClusterDns {
     }
 }
 
-/// Whether `kube-system/kube-dns` is the packaged `coredns` manifest's (None: cannot tell).
-async fn packaged_service(services: &Api<Service>) -> Option<bool> {
-    match services.get_opt("kube-dns").await {
-        Ok(svc) => Some(svc.is_some_and(|s| {
+/// Whether `kube-system/kube-dns` is the packaged `coredns` manifest's.
+fn packaged_service(services: &Informer<Service>) -> bool {
+    services
+        .get(Some("kube-system"), "kube-dns")
+        .is_some_and(|s| {
             s.metadata
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(crate::deploy::apply::ADDON_LABEL))
                 .is_some_and(|a| a == "coredns")
-        })),
-        Err(e) => {
-            tracing::debug!(error = %e, "reading the kube-dns Service");
-            None
-        }
-    }
+        })
 }
 
 fn slice_name(node: &Node) -> String {
