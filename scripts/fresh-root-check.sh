@@ -2,11 +2,12 @@
 # Runs the README's two quick-start commands on a fresh Debian 12 (bookworm), as a new user
 # would: a minimal root made by debootstrap, with nothing from this machine but the Rust
 # toolchain (rustc's sysroot, read-only), the cargo registry cache and kubectl -- Debian 12
-# packages only kubectl 1.20, so a user gets it from upstream as this one came. Inside a chroot
-# with its own mount namespace, command 1 must bring up a node that turns Ready (then it is
-# stopped and `rkube killall` cleans up) and command 2 must pass.
+# packages only kubectl 1.20, so a user gets it from upstream as this one came. In a mount
+# namespace of its own whose root is the new root (pivot_root, not a chroot), command 1 must
+# bring up a node that turns Ready (then it is stopped and `rkube killall` cleans up) and
+# command 2 must pass.
 #
-# What a chroot does not cover: it shares this machine's kernel, network namespace and cgroup
+# What this does not cover: it shares this machine's kernel, network namespace and cgroup
 # tree, so kernel modules and sysctls already set here are not tested, and nothing else must be
 # using the node's network (another cluster, a CI run) while it runs. As root; about an hour
 # (two cold builds). Logs: $RKUBE_FRESH_DIR/{command1,command2}.log.
@@ -21,7 +22,7 @@ mirror=http://deb.debian.org/debian
 log() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'fresh-root-check: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and the node need it)"
+[ "$(id -u)" = 0 ] || die "run as root (debootstrap, mounts and the node need it)"
 command -v debootstrap >/dev/null || apt-get install -y -qq --no-install-recommends debootstrap
 
 # The README's two commands: the non-comment lines of the Quick start's sh block.
@@ -57,7 +58,7 @@ registry=${CARGO_HOME:-$HOME/.cargo}/registry
 mkdir -p "$root/opt/rust" "$root/root/.cargo/registry" "$registry"
 touch "$root/usr/local/bin/kubectl"
 
-# Inside the chroot: command 1 in its own session (it serves until stopped), wait for a Ready
+# Inside the root: command 1 in its own session (it serves until stopped), wait for a Ready
 # node, stop it, clean the node, then command 2.
 inner=$(cat <<'EOF'
 set -uo pipefail
@@ -99,24 +100,43 @@ exit $rc
 EOF
 )
 
-log "running both commands in the chroot $root"
+# Inside a new mount namespace: the root's mounts, then the root becomes the namespace's own
+# root (pivot_root), as on a machine. Not a chroot: runc makes "/" private (EINVAL on a plain
+# directory), and in a chroot it falls back to chroot-ing containers, so an exec that joins
+# one lands in the outer root.
+enter=$(cat <<'EOF'
+set -e
+host_ns=$1 root=$2
+# Everything below changes mounts: never in this machine's own mount namespace.
+if [ "$(readlink /proc/self/ns/mnt)" = "$host_ns" ]; then
+  echo "fresh-root-check: not in a new mount namespace; refusing to pivot" >&2
+  exit 1
+fi
+mount --bind "$root" "$root"
+mount --rbind /dev "$root/dev"
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys"
+mount -t tmpfs tmpfs "$root/run"
+mount -t tmpfs tmpfs "$root/tmp"
+mount --bind "$3" "$root/opt/rust"
+mount -o remount,bind,ro "$root/opt/rust"
+mount --bind "$4" "$root/root/.cargo/registry"
+mount --bind "$5" "$root/usr/local/bin/kubectl"
+mkdir -p "$root/.oldroot"
+cd "$root"
+pivot_root . .oldroot
+umount -l /.oldroot
+cd /
+exec /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  CARGO_HOME=/root/.cargo CMD1="$6" CMD2="$7" bash -c "$8"
+EOF
+)
+
+log "running both commands in the fresh root $root"
 set +e
-unshare --mount --propagation private bash -c '
-  set -e
-  root=$1
-  mount --rbind /dev "$root/dev"
-  mount -t proc proc "$root/proc"
-  mount --rbind /sys "$root/sys"
-  mount -t tmpfs tmpfs "$root/run"
-  mount -t tmpfs tmpfs "$root/tmp"
-  mount --bind "$2" "$root/opt/rust"
-  mount -o remount,bind,ro "$root/opt/rust"
-  mount --bind "$3" "$root/root/.cargo/registry"
-  mount --bind "$4" "$root/usr/local/bin/kubectl"
-  exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
-    PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    CARGO_HOME=/root/.cargo CMD1="$5" CMD2="$6" bash -c "$7"
-' _ "$root" "$sysroot" "$registry" "$kubectl" "${cmds[0]}" "${cmds[1]}" "$inner"
+unshare --mount --propagation private bash -c "$enter" _ "$(readlink /proc/self/ns/mnt)" \
+  "$root" "$sysroot" "$registry" "$kubectl" "${cmds[0]}" "${cmds[1]}" "$inner"
 rc=$?
 set -e
 cp -f "$root/root/command1.log" "$root/root/command2.log" "$work/" 2>/dev/null || true

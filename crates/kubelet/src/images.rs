@@ -206,8 +206,12 @@ pub struct BuiltImage {
 
 impl BuiltImage {
     /// Writes the tarball to `path` atomically (temp file + rename), so an importer never sees
-    /// half a file.
+    /// half a file. Missing parent directories are made: the air-gap directory of an agent
+    /// that has not started yet does not exist.
     pub fn write_to(&self, path: &Path) -> Result<(), ImageError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
         let tmp = path.with_extension("tar.tmp");
         std::fs::write(&tmp, &self.tarball).map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))
