@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's two quick-start commands on a fresh Debian 12 (bookworm), as a new user
 # would: a minimal root made by debootstrap, with nothing from this machine but the Rust
-# toolchain (rustc's sysroot, read-only), the cargo registry cache and kubectl -- Debian 12
+# toolchain (rustc's sysroot, read-only), the cargo registry cache, kubectl and the network's
+# resolv.conf and TLS roots -- Debian 12
 # packages only kubectl 1.20, so a user gets it from upstream as this one came. In a mount
 # namespace of its own whose root is the new root (pivot_root, not a chroot), command 1 must
 # bring up a node that turns Ready (then it is stopped and `rkube killall` cleans up) and
@@ -49,6 +50,12 @@ deb $mirror bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# This network's own TLS roots (a machine here trusts its egress proxy's CA; PyPI is reached
+# through it), as its resolv.conf: part of the network, not of the machine's software.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
 git clone -q "$repo" "$root/root/rkube"
 
 sysroot=$(rustc --print sysroot)
