@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the README's two quick-start commands on a fresh Debian 12 (bookworm), as a new user
 # would: a minimal root made by debootstrap, with nothing from this machine but the Rust
-# toolchain (rustc's sysroot, read-only), the cargo registry cache, kubectl and the network's
-# resolv.conf and TLS roots -- Debian 12
-# packages only kubectl 1.20, so a user gets it from upstream as this one came. In a mount
+# toolchain (rustc's sysroot, read-only), the cargo registry cache, kubectl (Debian 12
+# packages only kubectl 1.20, so a user gets it from upstream as this one came) and the
+# network's resolv.conf and TLS roots. In a mount
 # namespace of its own whose root is the new root (pivot_root, not a chroot), command 1 must
 # bring up a node that turns Ready (then it is stopped and `rkube killall` cleans up) and
 # command 2 must pass.
