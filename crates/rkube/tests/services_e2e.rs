@@ -60,15 +60,23 @@ impl Drop for Agent {
     }
 }
 
-/// Kills whatever still runs from `dir` (shims of pods that did not stop).
+/// Kills whatever still runs from `dir`: shims of pods that did not stop (their command line
+/// names it) and the containers under them (their mount namespace's root is a snapshot in it).
 fn kill_leftovers(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
+    let own_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&needle)
-                && let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
-            {
+            let container = std::fs::read_link(e.path().join("ns/mnt")).ok() != own_ns
+                && std::fs::read_to_string(e.path().join("mountinfo")).is_ok_and(|m| {
+                    m.lines()
+                        .any(|l| l.split(' ').nth(4) == Some("/") && l.contains(&needle))
+                });
+            if String::from_utf8_lossy(&cmd).contains(&needle) || container {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             }
         }
