@@ -70,6 +70,7 @@ fn serve(dir: &str) {
             disable_admission_plugins: Vec::new(),
             pod_netns: None,
             kubelet_certificate_authority: None,
+            local_services: Default::default(),
         })
         .await
         .unwrap();

@@ -120,24 +120,18 @@ fn group_entry(g: &resources::GroupInfo) -> Value {
 
 /// Legacy `/apis`.
 pub fn api_group_list(catalog: &Catalog) -> Value {
-    let groups: Vec<Value> = resources::groups(&catalog.resources)
-        .iter()
-        .map(group_entry)
-        .collect();
+    let groups: Vec<Value> = catalog.groups().iter().map(group_entry).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/<group>`.
 pub fn api_group(catalog: &Catalog, group: &str) -> Option<Value> {
-    resources::groups(&catalog.resources)
-        .iter()
-        .find(|g| g.name == group)
-        .map(|g| {
-            let mut e = group_entry(g);
-            e["kind"] = json!("APIGroup");
-            e["apiVersion"] = json!("v1");
-            e
-        })
+    catalog.groups().iter().find(|g| g.name == group).map(|g| {
+        let mut e = group_entry(g);
+        e["kind"] = json!("APIGroup");
+        e["apiVersion"] = json!("v1");
+        e
+    })
 }
 
 fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Value {
@@ -184,7 +178,7 @@ pub fn aggregated(catalog: &Catalog, core: bool, api_version: &str) -> Value {
             json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version(catalog, "", "v1")]}),
         ]
     } else {
-        resources::groups(&catalog.resources)
+        catalog.groups()
             .iter()
             .map(|g| {
                 let versions: Vec<Value> = g.versions.iter().map(|v| aggregated_version(catalog, g.name, v)).collect();

@@ -50,6 +50,8 @@ pub struct ApiState {
     pub pod_dialer: Option<Arc<streaming::NetnsDialer>>,
     /// The audit log (`--audit-policy-file`); `None`: only the `Audit-Id` header is set.
     pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// Groups other components of this process serve (the metrics APIs).
+    pub services: crate::aggregator::LocalServices,
 }
 
 impl ApiState {
@@ -64,6 +66,7 @@ impl ApiState {
             kubelet: None,
             pod_dialer: None,
             audit: None,
+            services: Default::default(),
         }
     }
 }
@@ -388,6 +391,12 @@ enum Route<'a> {
     OpenApiV3Index,
     OpenApiV3Doc(String),
     Resource(Target<'a>),
+    /// Below a group-version a local API service answers.
+    Local {
+        group: String,
+        version: String,
+        rest: Vec<String>,
+    },
 }
 
 fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
@@ -421,6 +430,13 @@ fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
     }
     if rest.is_empty() {
         return Some(Route::ResourceList(group.into(), version.into()));
+    }
+    if catalog.is_local(group, version) {
+        return Some(Route::Local {
+            group: group.into(),
+            version: version.into(),
+            rest: rest.iter().map(|s| s.to_string()).collect(),
+        });
     }
     let mut rest: Vec<&str> = rest.to_vec();
     let watch_path = rest.first() == Some(&"watch");
@@ -551,7 +567,15 @@ async fn dispatch(
             .map(|v| ok(&v))
             .ok_or_else(ApiError::not_found_path),
         Route::ResourceList(g, v) if is_get => {
-            Ok(ok(&discovery::resource_list(&state.catalog, &g, &v)))
+            let mut list = discovery::resource_list(&state.catalog, &g, &v);
+            if let Some(resources) = state
+                .services
+                .find(&g, &v)
+                .and_then(|s| s.resource_list(&v))
+            {
+                list["resources"] = Value::Array(resources);
+            }
+            Ok(ok(&list))
         }
         Route::OpenApiV2 if is_get => openapi_v2(&state.catalog, &accept),
         Route::OpenApiV3Index if is_get => Ok(ok(&openapi::index(&state.catalog))),
@@ -566,6 +590,29 @@ async fn dispatch(
             })
             .ok_or_else(ApiError::not_found_path),
         Route::Resource(target) => resource(state, target, query, accept, req).await,
+        Route::Local {
+            group,
+            version,
+            rest,
+        } => {
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            let (service, request) = crate::aggregator::request(
+                &state.services,
+                req.method().clone(),
+                (&group, &version),
+                &rest,
+                query.clone(),
+            )?;
+            let info = state
+                .catalog
+                .find(&group, &version, &request.resource)
+                .cloned();
+            let value = service.get(request).await?;
+            match info {
+                Some(info) => render(&info, value, &accept, &query),
+                None => Ok(ok(&value)),
+            }
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }

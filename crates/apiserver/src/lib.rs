@@ -6,6 +6,7 @@
 //! for every kind) with a per-kind [`strategy`] → the [`store`].
 
 pub mod admission;
+pub mod aggregator;
 mod apply;
 pub mod audit;
 pub mod authn;
@@ -17,7 +18,7 @@ pub mod encryption;
 pub mod error;
 mod handler;
 mod impersonation;
-mod kubelet_client;
+pub mod kubelet_client;
 pub mod meta;
 mod metrics;
 mod openapi;

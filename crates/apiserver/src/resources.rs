@@ -28,6 +28,8 @@ pub struct ResourceInfo {
     pub subresources: &'static [&'static str],
     /// A review (SubjectAccessReview, TokenReview, ...): answered on create, never stored.
     pub create_only: bool,
+    /// Served read-only by a local API service (`get` and `list`: the metrics APIs).
+    pub read_only: bool,
 }
 
 /// Whether a k8s-openapi resource is namespaced.
@@ -58,6 +60,30 @@ impl ResourceInfo {
             categories: &[],
             subresources: &[],
             create_only: false,
+            read_only: false,
+        }
+    }
+
+    /// A resource a [`crate::aggregator::LocalApiService`] serves (read-only).
+    pub fn local(
+        group: &'static str,
+        version: &'static str,
+        kind: &'static str,
+        plural: &'static str,
+        namespaced: bool,
+    ) -> Self {
+        ResourceInfo {
+            group,
+            version,
+            kind,
+            plural,
+            singular: String::new(),
+            namespaced,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+            create_only: false,
+            read_only: true,
         }
     }
     fn create_only(mut self) -> Self {
@@ -110,6 +136,8 @@ impl ResourceInfo {
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.create_only {
             &["create"]
+        } else if self.read_only {
+            &["get", "list"]
         } else {
             &[
                 "create",
@@ -315,11 +343,46 @@ pub fn groups(resources: &[ResourceInfo]) -> Vec<GroupInfo> {
 /// Looks resources up by the URL's group, version and plural name.
 pub struct Catalog {
     pub resources: Vec<ResourceInfo>,
+    /// Group-versions a local API service answers below (their resources are in
+    /// `resources` for discovery; requests go to the service).
+    pub local: Vec<(&'static str, &'static str)>,
 }
 
 impl Catalog {
     pub fn new() -> Self {
-        Catalog { resources: all() }
+        Catalog {
+            resources: all(),
+            local: Vec::new(),
+        }
+    }
+
+    /// Adds the group-versions and resources of a local API service.
+    pub fn add_local(&mut self, service: &dyn crate::aggregator::LocalApiService) {
+        for v in service.versions() {
+            self.local.push((service.group(), v));
+        }
+        self.resources.extend(service.resources());
+    }
+
+    /// Whether a local API service answers below `group/version`.
+    pub fn is_local(&self, group: &str, version: &str) -> bool {
+        self.local.iter().any(|(g, v)| *g == group && *v == version)
+    }
+
+    /// The named groups, with those of local services that list no resources.
+    pub fn groups(&self) -> Vec<GroupInfo> {
+        let mut out = groups(&self.resources);
+        for (g, v) in &self.local {
+            match out.iter_mut().find(|x| x.name == *g) {
+                Some(x) if !x.versions.contains(v) => x.versions.push(v),
+                Some(_) => {}
+                None => out.push(GroupInfo {
+                    name: g,
+                    versions: vec![v],
+                }),
+            }
+        }
+        out
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
@@ -335,9 +398,11 @@ impl Catalog {
     }
 
     pub fn has_version(&self, group: &str, version: &str) -> bool {
-        self.resources
-            .iter()
-            .any(|r| r.group == group && r.version == version)
+        self.is_local(group, version)
+            || self
+                .resources
+                .iter()
+                .any(|r| r.group == group && r.version == version)
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Config {
     /// The CA kubelets' serving certificates must chain to (`--kubelet-certificate-authority`);
     /// none: they are not verified (upstream's default).
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Groups other components of this process serve (the metrics server's), as APIServices.
+    pub local_services: crate::aggregator::LocalServices,
 }
 
 /// `--authorization-mode`: `Node,RBAC` (the default), or `AlwaysAllow` (any authenticated
@@ -159,6 +161,10 @@ impl Server {
             )
             .context("the kubelet client")?,
         );
+        for service in config.local_services.iter() {
+            state.catalog.add_local(service.as_ref());
+        }
+        state.services = config.local_services.clone();
         state.authenticator = crate::authn::Authenticator {
             service_accounts: Some(
                 crate::authn::serviceaccount::TokenSigner::load_or_create(

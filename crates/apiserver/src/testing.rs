@@ -59,6 +59,7 @@ impl Cluster {
             disable_admission_plugins: Vec::new(),
             pod_netns: None,
             kubelet_certificate_authority: None,
+            local_services: Default::default(),
         };
         f(&mut config);
         let server = Server::start(config.clone()).await.unwrap();

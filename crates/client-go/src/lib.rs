@@ -8,6 +8,7 @@
 //! - [`leader`]: Lease-based leader election.
 //! - [`events`]: the event recorder, with client-go's counting of repeats.
 //! - [`expectations`]: controller expectations (creations and deletions not yet seen).
+//! - [`metrics`]: the metrics APIs' types (`metrics.k8s.io`, `custom.metrics.k8s.io`).
 //! - [`controller_ref`]: adoption and release of the objects an owner's selector matches.
 
 pub mod controller_ref;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod leader;
+pub mod metrics;
 pub mod queue;
 
 /// A client that names itself `user_agent` (which is also its default field manager).

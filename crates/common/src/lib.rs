@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod ci;
+pub mod duration;
 pub mod params;
 pub mod quantity;
 pub mod query;

@@ -46,6 +46,46 @@ pub fn value(q: &str) -> i64 {
     parse_scaled(q, 1).unwrap_or(0)
 }
 
+/// A decimal quantity of `value` × 10^`exp` (`exp` a multiple of 3, e.g. -9 for nanocores)
+/// in Kubernetes' canonical form: the largest suffix that keeps it whole (`12m`, `2`,
+/// `1234567n`), as `resource.NewScaledQuantity(v, exp).String()` prints it.
+pub fn format_decimal(value: i64, exp: i32) -> String {
+    const SUFFIXES: [(i32, &str); 8] = [
+        (-9, "n"),
+        (-6, "u"),
+        (-3, "m"),
+        (0, ""),
+        (3, "k"),
+        (6, "M"),
+        (9, "G"),
+        (12, "T"),
+    ];
+    if value == 0 {
+        return "0".into();
+    }
+    let (mut v, mut e) = (value, exp);
+    while v % 1000 == 0 && SUFFIXES.iter().any(|(x, _)| *x == e + 3) {
+        v /= 1000;
+        e += 3;
+    }
+    match SUFFIXES.iter().find(|(x, _)| *x == e) {
+        Some((_, suffix)) => format!("{v}{suffix}"),
+        None => format!("{v}e{e}"),
+    }
+}
+
+/// Bytes as a binary quantity in canonical form (`2Mi`, `1536Ki`, `1000`), as
+/// `resource.NewQuantity(v, BinarySI).String()` prints it.
+pub fn format_binary(bytes: i64) -> String {
+    const SUFFIXES: [&str; 6] = ["", "Ki", "Mi", "Gi", "Ti", "Pi"];
+    let (mut v, mut i) = (bytes, 0);
+    while v != 0 && v % 1024 == 0 && i + 1 < SUFFIXES.len() {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v}{}", SUFFIXES[i])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +101,23 @@ mod tests {
         assert_eq!(value("1e3"), 1000);
         assert_eq!(value("1.5Gi"), 1610612736);
         assert_eq!(value("bogus"), 0);
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(format_decimal(12_000_000, -9), "12m");
+        assert_eq!(format_decimal(1_234_567, -9), "1234567n");
+        assert_eq!(format_decimal(2_000_000_000, -9), "2");
+        assert_eq!(format_decimal(0, -9), "0");
+        assert_eq!(format_decimal(1500, -3), "1500m");
+        assert_eq!(format_binary(2 * 1024 * 1024), "2Mi");
+        assert_eq!(format_binary(1536 * 1024), "1536Ki");
+        assert_eq!(format_binary(1000), "1000");
+        assert_eq!(format_binary(0), "0");
+        assert_eq!(value(&format_binary(123_456_789)), 123_456_789);
+        assert_eq!(
+            parse_scaled(&format_decimal(987_654_321, -9), 1_000_000_000),
+            Some(987_654_321)
+        );
     }
 }

@@ -548,6 +548,7 @@ async fn two_api_servers_over_one_etcd_charge_exactly() {
             disable_admission_plugins: Vec::new(),
             pod_netns: None,
             kubelet_certificate_authority: None,
+            local_services: Default::default(),
         })
         .await
         .unwrap();

@@ -63,10 +63,15 @@ pub struct ServerArgs {
     #[arg(long)]
     pub(crate) disable_agent: bool,
     /// A packaged component not to deploy (repeatable, or comma-separated): `coredns`
-    /// (cluster DNS), `servicelb` (the service load balancer). Its manifest is removed from
+    /// (cluster DNS), `servicelb` (the service load balancer), `metrics-server` (the
+    /// resource metrics API `kubectl top` and the HPA read). Its manifest is removed from
     /// <data-dir>/server/manifests and what it applied is deleted.
     #[arg(long, value_delimiter = ',', value_parser = crate::deploy::packaged::parse_part)]
     disable: Vec<String>,
+    /// How often the metrics server scrapes every kubelet (Go duration, metrics-server's
+    /// flag).
+    #[arg(long, default_value = "15s", value_parser = parse_resolution)]
+    metric_resolution: std::time::Duration,
     #[command(flatten)]
     node: crate::agent::NodeArgs,
 }
@@ -87,6 +92,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             (None, true) => Some(apiserver::encryption::ensure_generated(&args.store.data_dir)?),
             (None, false) => None,
         };
+        // The resource metrics API, served in this process (k3s runs metrics-server as a
+        // packaged Deployment behind an APIService).
+        let metrics = (!args.disable.iter().any(|d| d == "metrics-server"))
+            .then(metrics_server::MetricsServer::new);
+        let mut local_services = apiserver::aggregator::LocalServices::default();
+        for service in metrics.iter().flat_map(|m| m.services()) {
+            local_services.add(service);
+        }
         let server = apiserver::Server::start(apiserver::Config {
             data_dir: args.store.data_dir.clone(),
             bind: SocketAddr::new(args.bind_address, args.https_listen_port),
@@ -112,6 +125,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             kubelet_certificate_authority: Some(
                 apiserver::pki::Pki::new(&args.store.data_dir).ca_cert(),
             ),
+            local_services,
         })
         .await?;
         // Old history is compacted for every backend (Kubernetes' API server does the same
@@ -134,6 +148,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             options.disable_servicelb = args.disable.iter().any(|d| d == "servicelb");
             let client = controllers::client(config)?;
             tokio::spawn(controllers::run_with(client, crate::client::identity(), options));
+        }
+        if let Some(m) = metrics {
+            let pki = apiserver::pki::Pki::new(&args.store.data_dir);
+            let kubelet = apiserver::kubelet_client::KubeletClient::new(&pki, Some(&pki.ca_cert()))
+                .context("the metrics server's kubelet client")?;
+            let scraper = metrics_server::Scraper::new(Arc::new(kubelet), metrics_server::SCRAPE_TIMEOUT);
+            let client = client_go::client_as(
+                crate::client::config(&server.kubeconfig).await?,
+                metrics_server::USER_AGENT,
+            )?;
+            tokio::spawn(m.run(client, scraper, args.metric_resolution));
         }
         // Packaged components and the user's manifests (k3s' deploy controller).
         let manifests = crate::deploy::manifests_dir(&args.store.data_dir);
@@ -182,6 +207,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         result
     })
+}
+
+fn parse_resolution(s: &str) -> Result<std::time::Duration, String> {
+    match common::duration::parse_go(s) {
+        Some(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
+        Some(_) => Err("must be at least 1s".into()),
+        None => Err(format!("{s:?} is not a duration (e.g. 15s, 1m)")),
+    }
 }
 
 fn parse_authorization_mode(s: &str) -> Result<apiserver::AuthorizationMode, String> {

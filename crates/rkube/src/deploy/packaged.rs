@@ -12,7 +12,9 @@ use anyhow::Context;
 /// (`cluster_dns.rs`).
 /// `servicelb`: the service load balancer, a controller of the controller manager; its
 /// manifest holds no objects and records that it is on.
-pub const PARTS: &[&str] = &["coredns", "servicelb"];
+/// `metrics-server`: the resource metrics API, served by the server process; its manifest
+/// lets the `view`, `edit` and `admin` roles read it (metrics-server's own ClusterRole).
+pub const PARTS: &[&str] = &["coredns", "servicelb", "metrics-server"];
 
 /// A `--disable` value: one of PARTS.
 pub fn parse_part(s: &str) -> Result<String, String> {
@@ -43,6 +45,21 @@ fn manifest(part: &str) -> String {
              - {{name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}}\n",
             apiserver::DNS_SERVICE_IP
         ),
+        "metrics-server" => {
+            "# The resource metrics API (rkube packaged component, built into the server;\n\
+             # `--disable metrics-server` turns it off): who may read it.\n\
+             apiVersion: rbac.authorization.k8s.io/v1\n\
+             kind: ClusterRole\n\
+             metadata:\n  name: system:aggregated-metrics-reader\n  labels:\n    \
+             k8s-app: metrics-server\n    \
+             rbac.authorization.k8s.io/aggregate-to-admin: \"true\"\n    \
+             rbac.authorization.k8s.io/aggregate-to-edit: \"true\"\n    \
+             rbac.authorization.k8s.io/aggregate-to-view: \"true\"\n\
+             rules:\n\
+             - apiGroups: [metrics.k8s.io]\n  resources: [pods, nodes]\n  \
+             verbs: [get, list, watch]\n"
+                .to_string()
+        }
         _ => format!(
             "# The service load balancer (rkube packaged component, built into the controller\n\
              # manager; `--disable {part}` turns it off). This manifest has no objects: it\n\
@@ -99,7 +116,7 @@ mod tests {
         assert!(
             parse_part("traefik")
                 .unwrap_err()
-                .contains("coredns, servicelb")
+                .contains("coredns, servicelb, metrics-server")
         );
     }
 }
