@@ -3,6 +3,8 @@
 //! No pod runs here (the kubelet's own tests do that in a network namespace of their own).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
+mod harness;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -42,27 +44,16 @@ impl Drop for Proc {
 }
 
 fn can_run_agent() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    root && Path::new("/usr/bin/containerd").exists()
-        && Path::new("/usr/sbin/runc").exists()
-        && Path::new("/usr/lib/cni/bridge").exists()
+    harness::root_with(&[
+        "/usr/bin/containerd",
+        "/usr/sbin/runc",
+        "/usr/lib/cni/bridge",
+    ])
 }
 
 /// Starts `rkube server` with `extra` flags; returns it, its kubeconfig and its stderr so far.
 fn server(data_dir: &Path, extra: &[&str]) -> (Proc, String, Arc<Mutex<String>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args([
-            "server",
-            "--bind-address",
-            "127.0.0.1",
-            "--https-listen-port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
+    let mut child = harness::loopback_server(data_dir)
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -80,22 +71,13 @@ fn server(data_dir: &Path, extra: &[&str]) -> (Proc, String, Arc<Mutex<String>>)
     });
     let stdout = child.stdout.take().unwrap();
     let proc = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
-    while let Some(line) = lines.next() {
-        let line = line.unwrap();
-        if let Some(path) = line.strip_prefix("admin kubeconfig: ") {
-            std::thread::spawn(move || lines.for_each(drop));
-            return (proc, path.to_string(), stderr);
-        }
-    }
-    panic!("rkube server exited without printing its kubeconfig");
+    (proc, harness::admin_kubeconfig(stdout), stderr)
 }
 
 /// Waits until `kubectl get node <name>` reports it Ready.
 fn wait_node_ready(kubeconfig: &str, name: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
     let mut last = String::new();
-    while Instant::now() < deadline {
+    let ready = harness::wait_until(timeout, || {
         let out = Command::new("kubectl")
             .args(["--kubeconfig", kubeconfig, "get", "node", name, "-o"])
             .arg(r#"jsonpath={.status.conditions[?(@.type=="Ready")].status} {.spec.podCIDR}"#)
@@ -106,12 +88,9 @@ fn wait_node_ready(kubeconfig: &str, name: &str, timeout: Duration) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        if out.status.success() && last.starts_with("True 10.42.") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("node {name} did not become Ready: {last}");
+        (out.status.success() && last.starts_with("True 10.42.")).then_some(())
+    });
+    assert!(ready.is_some(), "node {name} did not become Ready: {last}");
 }
 
 #[test]

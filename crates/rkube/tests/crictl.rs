@@ -1,124 +1,67 @@
 //! `rkube crictl` and `rkube ctr` against a real node: the whole `rkube server` (with its agent
-//! and containerd) in a network namespace of the test's own, as tests/services_e2e.rs runs it,
+//! and containerd) in a network namespace of the test's own (tests/harness, as services_e2e.rs runs it),
 //! one busybox pod from the agent's air-gap directory, and every subcommand's output checked
 //! the way the real crictl prints it. Needs root, containerd, runc, nft and the CNI plugins.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
+mod harness;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+use harness::Node;
 
 const IMAGE: &str = "rkube.local/busybox:crictl";
 /// Imported too but never used: `rmi` removes it.
 const SPARE: &str = "rkube.local/spare:crictl";
-const NODE_IP: &str = "10.99.0.1";
+/// `crictl ps`'s columns.
+const PS_HEADER: [&str; 9] = [
+    "CONTAINER",
+    "IMAGE",
+    "CREATED",
+    "STATE",
+    "NAME",
+    "ATTEMPT",
+    "POD ID",
+    "POD",
+    "NAMESPACE",
+];
 
 fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    root && Path::new("/usr/bin/containerd").exists()
-        && Path::new("/usr/sbin/runc").exists()
-        && Path::new("/usr/sbin/nft").exists()
-        && Path::new("/usr/lib/cni/bridge").exists()
+    harness::root_with(&[
+        "/usr/bin/containerd",
+        "/usr/sbin/runc",
+        "/usr/sbin/nft",
+        "/usr/lib/cni/bridge",
+    ])
 }
 
-/// The node: a network namespace (held by a sleeping process) running `rkube server`.
-struct Node {
-    dir: tempfile::TempDir,
-    holder: Child,
-    server: Option<Child>,
+/// The node, with both images in its air-gap directory.
+fn start_node() -> Node {
+    let mut node = Node::new("rkube-crictl", "crictl", "warn");
+    // The spare image differs in its config: the same content would be the same image, and
+    // removing either tag would remove both.
+    for (tag, file, env) in [
+        (IMAGE, "busybox.tar", "RKUBE_IMAGE=busybox"),
+        (SPARE, "spare.tar", "RKUBE_IMAGE=spare"),
+    ] {
+        harness::air_gap_image(node.dir.path(), tag, file, &["--env", env]);
+    }
+    node.start_server();
+    node
 }
 
-impl Node {
-    fn start() -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix("rkube-crictl")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let images = dir.path().join("agent/images");
-        std::fs::create_dir_all(&images).unwrap();
-        // The spare image differs in its config: the same content would be the same image,
-        // and removing either tag would remove both.
-        for (tag, file, env) in [
-            (IMAGE, "busybox.tar", "RKUBE_IMAGE=busybox"),
-            (SPARE, "spare.tar", "RKUBE_IMAGE=spare"),
-        ] {
-            let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-                .args(["image", "build", tag, "--busybox", "--env", env, "-o"])
-                .arg(images.join(file))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-        }
-        let mut holder = Command::new("unshare")
-            .args(["--net", "--", "sh", "-c"])
-            .arg(format!(
-                "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
-                 ip addr add {NODE_IP}/24 dev eth0 && ip link set eth0 up && \
-                 ip link set eth0-peer up && echo ready && exec sleep 1000000"
-            ))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert_eq!(line.trim(), "ready");
-        let mut node = Node {
-            dir,
-            holder,
-            server: None,
-        };
-        let server = node
-            .cmd(env!("CARGO_BIN_EXE_rkube"))
-            .args(["server", "--node-name", "crictl", "--node-ip", NODE_IP])
-            .arg("--data-dir")
-            .arg(node.dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        node.server = Some(server);
-        node.eventually(90, "the node is Ready", || {
-            let out = node.kubectl(&[
-                "get",
-                "node",
-                "crictl",
-                "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        });
-        node
-    }
-
-    /// A command run inside the node's network namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/proc/{}/ns/net", self.holder.id()))
-            .arg("--")
-            .arg(program);
-        c
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig.yaml"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
+/// `rkube crictl` on the node's runtime.
+trait Crictl {
     /// `rkube crictl --data-dir <node> ARGS`, from the host's network namespace: the CRI
     /// socket is a file, reachable from anywhere.
+    fn crictl(&self, args: &[&str]) -> Output;
+    /// `rkube crictl ARGS` that must succeed; its stdout.
+    fn crictl_ok(&self, args: &[&str]) -> String;
+}
+
+impl Crictl for Node {
     fn crictl(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("crictl")
@@ -130,7 +73,6 @@ impl Node {
             .unwrap()
     }
 
-    /// `rkube crictl ARGS` that must succeed; its stdout.
     fn crictl_ok(&self, args: &[&str]) -> String {
         let out = self.crictl(args);
         assert!(
@@ -140,62 +82,6 @@ impl Node {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn eventually<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let pods = self.kubectl(&["get", "pods", "-A", "-o", "wide"]);
-                panic!(
-                    "timed out waiting for {what}\n{}",
-                    String::from_utf8_lossy(&pods.stdout)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            let _ = self.kubectl(&["delete", "pod", "--all", "--grace-period=0", "--wait=false"]);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let out = self.kubectl(&["get", "pods", "-o", "name"]);
-                if out.status.success() && out.stdout.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            let _ = Command::new("kill")
-                .args(["-INT", &s.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && matches!(s.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        // Whatever still runs from the data dir (shims of pods that did not stop).
-        let needle = self.dir.path().to_string_lossy().into_owned();
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmd).contains(&needle)
-                    && let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
-                {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            }
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
     }
 }
 
@@ -254,7 +140,7 @@ fn crictl_shows_the_node_as_crictl_does() {
         common::ci::skip("needs root, containerd, runc, nft and the CNI plugins");
         return;
     }
-    let node = Node::start();
+    let node = start_node();
     let manifest = node.dir.path().join("pod.json");
     std::fs::write(&manifest, POD).unwrap();
     let out = node.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
@@ -269,20 +155,7 @@ fn crictl_shows_the_node_as_crictl_does() {
     let id = id.trim().to_owned();
     assert_eq!(id.len(), 64, "{id:?}");
     let ps = node.crictl_ok(&["ps"]);
-    let rows = table(
-        &ps,
-        &[
-            "CONTAINER",
-            "IMAGE",
-            "CREATED",
-            "STATE",
-            "NAME",
-            "ATTEMPT",
-            "POD ID",
-            "POD",
-            "NAMESPACE",
-        ],
-    );
+    let rows = table(&ps, &PS_HEADER);
     let row = rows
         .iter()
         .find(|r| r[4] == "main")
@@ -308,20 +181,7 @@ fn crictl_shows_the_node_as_crictl_does() {
     };
     assert!(shown == IMAGE || image.starts_with("sha256:"), "{ps_json}");
     let ps = node.crictl_ok(&["ps", "--name", "^main$"]);
-    let row = &table(
-        &ps,
-        &[
-            "CONTAINER",
-            "IMAGE",
-            "CREATED",
-            "STATE",
-            "NAME",
-            "ATTEMPT",
-            "POD ID",
-            "POD",
-            "NAMESPACE",
-        ],
-    )[0];
+    let row = &table(&ps, &PS_HEADER)[0];
     assert_eq!(row[1], shown, "{ps}");
     let ps_yaml = node.crictl_ok(&["ps", "-o", "yaml", "--name", "main"]);
     assert!(

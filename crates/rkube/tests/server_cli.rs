@@ -4,7 +4,8 @@
 //! `--disable` removes them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
-use std::io::{BufRead, BufReader};
+mod harness;
+
 use std::process::{Child, Command, Stdio};
 
 struct Server(Child);
@@ -17,18 +18,9 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args([
-            "server",
-            "--bind-address",
-            "127.0.0.1",
-            "--https-listen-port",
-            "0",
-            // The server alone: the agent has tests of its own (agent_cli.rs).
-            "--disable-agent",
-            "--data-dir",
-        ])
-        .arg(data_dir)
+    let mut child = harness::loopback_server(data_dir)
+        // The server alone: the agent has tests of its own (agent_cli.rs).
+        .arg("--disable-agent")
         .args(extra)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
@@ -37,16 +29,7 @@ fn start(data_dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    while let Some(line) = lines.next() {
-        let line = line.unwrap();
-        if let Some(path) = line.strip_prefix("admin kubeconfig: ") {
-            // Keep reading so the server never writes into a closed pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (server, path.to_string());
-        }
-    }
-    panic!("rkube server exited without printing its kubeconfig");
+    (server, harness::admin_kubeconfig(stdout))
 }
 
 #[test]
@@ -69,18 +52,7 @@ fn server_prints_a_kubeconfig_kubectl_can_use() {
     );
 
     // The same data directory cannot serve twice.
-    let second = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args([
-            "server",
-            "--bind-address",
-            "127.0.0.1",
-            "--https-listen-port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let second = harness::loopback_server(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(stderr.contains("in use by another process"), "{stderr}");
@@ -102,15 +74,9 @@ fn kubectl(kubeconfig: &str, args: &[&str]) -> (bool, String, String) {
 }
 
 /// Polls `check` (every 200 ms, up to 60 s) until it gives Some.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    harness::wait_until(std::time::Duration::from_secs(60), check)
+        .unwrap_or_else(|| panic!("timed out: {what}"))
 }
 
 /// `kubectl get ... -o jsonpath=PATH` when it succeeds.

@@ -5,110 +5,29 @@
 //! to their logs. Nothing here leaves the namespace. Needs root, containerd and nft.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
+mod harness;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use harness::{Agent, NODE_IP, Node};
 
 const IMAGE: &str = "rkube.local/busybox:e2e";
 const CURL_IMAGE: &str = "rkube.local/curl:e2e";
-const NODE_IP: &str = "10.99.0.1";
 
 fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    root && Path::new("/usr/bin/containerd").exists()
-        && Path::new("/usr/sbin/nft").exists()
-        && Path::new("/usr/lib/cni/bridge").exists()
-}
-
-/// The node: a network namespace (held by a sleeping process) running `rkube server`.
-struct Node {
-    dir: tempfile::TempDir,
-    holder: Child,
-    server: Option<Child>,
-    gate: PathBuf,
-    /// A second node (`rkube agent`), when the test asked for one.
-    agent: Option<Agent>,
-}
-
-/// A second node: its own network namespace, linked to the first's by the veth pair, running
-/// `rkube agent` against the first node's server.
-struct Agent {
-    dir: tempfile::TempDir,
-    holder: Child,
-    process: Child,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.process.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && matches!(self.process.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        kill_leftovers(self.dir.path());
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-/// Kills whatever still runs from `dir`: shims of pods that did not stop (their command line
-/// names it) and the containers under them (their mount namespace's root is a snapshot in it).
-fn kill_leftovers(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let own_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-                continue;
-            };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let container = std::fs::read_link(e.path().join("ns/mnt")).ok() != own_ns
-                && std::fs::read_to_string(e.path().join("mountinfo")).is_ok_and(|m| {
-                    m.lines()
-                        .any(|l| l.split(' ').nth(4) == Some("/") && l.contains(&needle))
-                });
-            if String::from_utf8_lossy(&cmd).contains(&needle) || container {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
-    }
-}
-
-/// A process holding a new network namespace, once `script` has set it up.
-fn holder(script: &str) -> Child {
-    let mut holder = Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    holder
+    harness::root_with(&[
+        "/usr/bin/containerd",
+        "/usr/sbin/nft",
+        "/usr/lib/cni/bridge",
+    ])
 }
 
 /// The busybox image in a data dir's air-gap directory.
 fn image_dir(data: &Path) {
-    let images = data.join("agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args(["image", "build", IMAGE, "--busybox", "-o"])
-        .arg(images.join("busybox.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    harness::air_gap_image(data, IMAGE, "busybox.tar", &[]);
     // The host's curl with the libraries it links (as ldd lists them): a real HTTPS client
     // for a pod to call the API server with its ServiceAccount token.
     let root = data.join("curl-root");
@@ -128,50 +47,45 @@ fn image_dir(data: &Path) {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(f, &to).unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args(["image", "build", CURL_IMAGE, "--busybox", "--dir"])
-        .arg(format!("{}:/", root.display()))
-        .arg("-o")
-        .arg(images.join("curl.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let dir = format!("{}:/", root.display());
+    harness::air_gap_image(data, CURL_IMAGE, "curl.tar", &["--dir", &dir]);
 }
 
-impl Node {
-    fn start() -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix("rkube-e2e")
-            .tempdir_in("/tmp")
-            .unwrap();
-        image_dir(dir.path());
-        let gate = dir.path().join("gate");
-        std::fs::create_dir_all(&gate).unwrap();
-        let holder = holder(&format!(
-            "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
-             ip addr add {NODE_IP}/24 dev eth0 && ip link set eth0 up && ip link set eth0-peer up && \
-             echo ready && exec sleep 1000000"
-        ));
-        let mut node = Node {
-            dir,
-            holder,
-            server: None,
-            gate,
-            agent: None,
-        };
-        node.start_server();
-        node
-    }
+/// The node `e2e`, with the images in its air-gap directory and an empty gate directory.
+fn start_node() -> Node {
+    let mut node = Node::new("rkube-e2e", "e2e", "warn,proxy=info,dns=info");
+    image_dir(node.dir.path());
+    std::fs::create_dir_all(node.gate()).unwrap();
+    node.start_server();
+    node
+}
 
+/// What these tests do with a node.
+trait E2e {
+    /// Where the test makes a pod unready (`WEB`'s readiness probe looks there).
+    fn gate(&self) -> PathBuf;
     /// Adds a second node, `e2e-2` at 10.99.0.2: its namespace gets the other end of the
     /// first node's veth, and `rkube agent` joins the server at 10.99.0.1.
+    fn add_agent(&mut self);
+    /// Runs `script` in a fresh busybox pod and returns its log once it has succeeded.
+    fn run_pod(&self, name: &str, script: &str) -> String;
+    /// Applies a pod manifest and returns the pod's log once it has succeeded.
+    fn run_manifest(&self, name: &str, manifest: &str) -> String;
+    fn ruleset(&self) -> String;
+}
+
+impl E2e for Node {
+    fn gate(&self) -> PathBuf {
+        self.dir.path().join("gate")
+    }
+
     fn add_agent(&mut self) {
         let dir = tempfile::Builder::new()
             .prefix("rkube-e2e2")
             .tempdir_in("/tmp")
             .unwrap();
         image_dir(dir.path());
-        let holder = holder("ip link set lo up && echo ready && exec sleep 1000000");
+        let holder = harness::holder("ip link set lo up && echo ready && exec sleep 1000000");
         let out = self
             .cmd("ip")
             .args([
@@ -232,119 +146,9 @@ impl Node {
             holder,
             process,
         });
-        self.eventually(90, "the second node is Ready", || {
-            let out = self.kubectl(&[
-                "get",
-                "node",
-                "e2e-2",
-                "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        });
+        self.wait_node_ready("e2e-2");
     }
 
-    fn netns(&self) -> String {
-        format!("--net=/proc/{}/ns/net", self.holder.id())
-    }
-
-    /// A command run inside the node's network namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(self.netns()).arg("--").arg(program);
-        c
-    }
-
-    fn start_server(&mut self) {
-        let child = self
-            .cmd(env!("CARGO_BIN_EXE_rkube"))
-            .args([
-                "server",
-                "--node-name",
-                "e2e",
-                "--node-ip",
-                NODE_IP,
-                "--data-dir",
-            ])
-            .arg(self.dir.path())
-            .env("RUST_LOG", "warn,proxy=info,dns=info")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.server = Some(child);
-        self.eventually(90, "the node is Ready", || {
-            let out = self.kubectl(&[
-                "get",
-                "node",
-                "e2e",
-                "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        });
-    }
-
-    /// Stops the server (SIGINT: the agent stops containerd; pods keep running).
-    fn stop_server(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &s.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = s.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig.yaml"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let f = self.dir.path().join("manifest.yaml");
-        std::fs::write(&f, yaml).unwrap();
-        self.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-
-    fn eventually<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let pods = self.kubectl(&["get", "pods", "-A", "-o", "wide"]);
-                panic!(
-                    "timed out waiting for {what}\n{}",
-                    String::from_utf8_lossy(&pods.stdout)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Runs `script` in a fresh busybox pod and returns its log once it has succeeded.
     fn run_pod(&self, name: &str, script: &str) -> String {
         let pod = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -355,7 +159,6 @@ impl Node {
         self.run_manifest(name, &pod.to_string())
     }
 
-    /// Applies a pod manifest and returns the pod's log once it has succeeded.
     fn run_manifest(&self, name: &str, manifest: &str) -> String {
         self.apply(manifest);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -380,34 +183,6 @@ impl Node {
     fn ruleset(&self) -> String {
         let out = self.cmd("nft").args(["list", "ruleset"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Pods stop through their kubelet (containers and sandboxes removed), then the server.
-        if self.server.is_some() {
-            let _ = self.kubectl(&[
-                "delete",
-                "deploy,ds,sts,svc,pod",
-                "--all",
-                "--grace-period=0",
-                "--wait=false",
-            ]);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let out = self.kubectl(&["get", "pods", "-o", "name"]);
-                if out.status.success() && out.stdout.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-        self.agent = None;
-        self.stop_server();
-        kill_leftovers(self.dir.path());
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
     }
 }
 
@@ -485,8 +260,8 @@ fn pods_reach_services_by_name_and_vip() {
         common::ci::skip("needs root, containerd and nft");
         return;
     }
-    let mut node = Node::start();
-    node.apply(&WEB.replace("GATE", node.gate.to_str().unwrap()));
+    let mut node = start_node();
+    node.apply(&WEB.replace("GATE", node.gate().to_str().unwrap()));
     node.eventually(90, "3 ready endpoints", || {
         (ready_endpoints(&node) == 3).then_some(())
     });
@@ -573,7 +348,7 @@ fn pods_reach_services_by_name_and_vip() {
 
     // A pod failing readiness leaves the endpoints and gets no more traffic.
     let unready = pods.iter().next().unwrap().clone();
-    std::fs::write(node.gate.join(&unready), "").unwrap();
+    std::fs::write(node.gate().join(&unready), "").unwrap();
     node.eventually(30, "2 ready endpoints", || {
         (ready_endpoints(&node) == 2).then_some(())
     });
@@ -587,7 +362,7 @@ fn pods_reach_services_by_name_and_vip() {
         !hosts.contains(&unready),
         "{unready} is unready but served: {hosts:?}"
     );
-    std::fs::remove_file(node.gate.join(&unready)).unwrap();
+    std::fs::remove_file(node.gate().join(&unready)).unwrap();
 
     // NodePort and LoadBalancer answer at the node's address.
     node.ok(&[
@@ -785,7 +560,7 @@ fn pods_on_two_nodes_reach_each_other_through_services() {
         common::ci::skip("needs root, containerd and nft");
         return;
     }
-    let mut node = Node::start();
+    let mut node = start_node();
     node.add_agent();
     // One echo pod per node.
     node.apply(

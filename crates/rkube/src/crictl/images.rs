@@ -6,7 +6,7 @@ use anyhow::Context;
 use kubelet::RuntimeClient;
 use kubelet::cri::api;
 
-use super::table::{self, Table};
+use super::table::{self, Listing, Mode};
 use super::{log, out, print_structured, protojson};
 
 #[derive(clap::Args)]
@@ -174,25 +174,21 @@ pub async fn list(cri: &RuntimeClient, a: ListArgs) -> anyhow::Result<()> {
     if print_structured(&protojson::list_response("images", items), &a.output)? {
         return Ok(());
     }
-    let mut t = Table::new();
-    let mut text = String::new();
-    if !a.verbose && !a.quiet {
-        let mut row = vec!["IMAGE", "TAG"];
-        if a.digests {
-            row.push("DIGEST");
-        }
-        row.extend(["IMAGE ID", "SIZE"]);
-        if a.pinned {
-            row.push("PINNED");
-        }
-        t.add_row(&row[..]);
+    let mut header = vec!["IMAGE", "TAG"];
+    if a.digests {
+        header.push("DIGEST");
     }
+    header.extend(["IMAGE ID", "SIZE"]);
+    if a.pinned {
+        header.push("PINNED");
+    }
+    let mut listing = Listing::new(a.quiet, a.verbose, &header);
     for img in &images {
-        if a.quiet {
-            text.push_str(&format!("{}\n", img.id));
+        if listing.mode() == Mode::Ids {
+            listing.id(&img.id);
             continue;
         }
-        if !a.verbose {
+        if listing.mode() == Mode::Table {
             let (name, mut digest) = repo_digest(&img.repo_digests);
             let mut id = img.id.clone();
             if !a.no_trunc {
@@ -209,10 +205,11 @@ pub async fn list(cri: &RuntimeClient, a: ListArgs) -> anyhow::Result<()> {
                 if a.pinned {
                     row.push(img.pinned.to_string());
                 }
-                t.add_row(&row[..]);
+                listing.row(&row);
             }
             continue;
         }
+        let text = listing.text();
         text.push_str(&format!("ID: {}\n", img.id));
         for tag in &img.repo_tags {
             text.push_str(&format!("RepoTags: {tag}\n"));
@@ -235,8 +232,7 @@ pub async fn list(cri: &RuntimeClient, a: ListArgs) -> anyhow::Result<()> {
         }
         text.push('\n');
     }
-    text.push_str(&t.render());
-    out(&text)
+    listing.print()
 }
 
 pub async fn rmi(cri: &RuntimeClient, a: RmiArgs) -> anyhow::Result<()> {

@@ -7,8 +7,8 @@ use kubelet::RuntimeClient;
 use kubelet::cri::api;
 use serde_json::{Map, Value};
 
-use super::ps::{self, ListOptions};
-use super::{gojson, out, protojson, table, timefmt, yaml};
+use super::ps;
+use super::{gojson, out, protojson, timefmt, yaml};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,50 +21,14 @@ pub struct Args {
     /// Do not show verbose information
     #[arg(short, long)]
     quiet: bool,
-    /// Filter by container name regular expression pattern
-    #[arg(long)]
-    name: Option<String>,
-    /// Filter by pod namespace regular expression pattern
-    #[arg(long)]
-    namespace: Option<String>,
-    /// Filter by pod id
-    #[arg(short, long)]
-    pod: Option<String>,
-    /// Filter by container image
-    #[arg(long)]
-    image: Option<String>,
-    /// Filter by container state
-    #[arg(short, long)]
-    state: Option<String>,
-    /// Filter by key=value label
-    #[arg(long = "label")]
-    labels: Vec<String>,
-    /// Show the most recently created container (includes all states)
-    #[arg(short, long)]
-    latest: bool,
-    /// Show last n recently created containers (includes all states). Set 0 for unlimited.
-    #[arg(short = 'n', long, default_value_t = 0)]
-    last: i64,
-    /// Show all containers
-    #[arg(short, long)]
-    all: bool,
+    #[command(flatten)]
+    filters: ps::Filters,
 }
 
 pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
     let mut ids = a.ids.clone();
     if ids.is_empty() {
-        let opts = ListOptions {
-            pod_id: a.pod.clone(),
-            name: a.name.clone(),
-            namespace: a.namespace.clone(),
-            image: a.image.clone(),
-            state: a.state.clone(),
-            labels: table::parse_labels(&a.labels)?,
-            all: a.all,
-            latest: a.latest,
-            last: a.last,
-            ..Default::default()
-        };
+        let opts = a.filters.to_list_options()?;
         let found = ps::list(cri, &opts).await.context("listing containers")?;
         ids = found.into_iter().map(|c| c.id).collect();
     }

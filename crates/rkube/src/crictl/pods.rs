@@ -4,8 +4,8 @@ use anyhow::Context;
 use kubelet::RuntimeClient;
 use kubelet::cri::api;
 
-use super::table::{self, Table};
-use super::{out, print_structured, protojson, timefmt, verbose_map};
+use super::table::{self, Listing, Mode};
+use super::{print_structured, protojson, timefmt, verbose_map};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,10 +103,10 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
     if print_structured(&protojson::list_response("items", items), &a.output)? {
         return Ok(());
     }
-    let mut t = Table::new();
-    let mut text = String::new();
-    if !a.verbose && !a.quiet {
-        t.add_row(&[
+    let mut listing = Listing::new(
+        a.quiet,
+        a.verbose,
+        &[
             "POD ID",
             "CREATED",
             "STATE",
@@ -114,22 +114,22 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             "NAMESPACE",
             "ATTEMPT",
             "RUNTIME",
-        ]);
-    }
+        ],
+    );
     for p in &pods {
-        if a.quiet {
-            text.push_str(&format!("{}\n", p.id));
+        if listing.mode() == Mode::Ids {
+            listing.id(&p.id);
             continue;
         }
         let state = state_name(p.state)?;
         let meta = p.metadata.clone().unwrap_or_default();
-        if !a.verbose {
+        if listing.mode() == Mode::Table {
             let id = if a.no_trunc {
                 p.id.clone()
             } else {
                 table::truncate_id(&p.id, "")
             };
-            t.add_row(&[
+            listing.row(&[
                 id,
                 timefmt::ago(p.created_at),
                 state.to_owned(),
@@ -140,6 +140,7 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             ]);
             continue;
         }
+        let text = listing.text();
         text.push_str(&format!("ID: {}\n", p.id));
         if p.metadata.is_some() {
             for (k, v) in [
@@ -160,10 +161,9 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             "Created: {}\n",
             timefmt::go_time_string(p.created_at)
         ));
-        verbose_map("Labels", &p.labels, &mut text);
-        verbose_map("Annotations", &p.annotations, &mut text);
+        verbose_map("Labels", &p.labels, text);
+        verbose_map("Annotations", &p.annotations, text);
         text.push_str(&format!("Runtime: {}\n\n", runtime_handler(p)));
     }
-    text.push_str(&t.render());
-    out(&text)
+    listing.print()
 }

@@ -7,8 +7,8 @@ use kubelet::RuntimeClient;
 use kubelet::cri::api;
 use kubelet::kuberuntime::{LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 
-use super::table::{self, Table};
-use super::{out, print_structured, protojson, timefmt, verbose_map};
+use super::table::{self, Listing, Mode};
+use super::{print_structured, protojson, timefmt, verbose_map};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,9 +18,31 @@ pub struct Args {
     /// Filter by container id
     #[arg(long)]
     id: Option<String>,
+    #[command(flatten)]
+    filters: Filters,
+    /// Only display container IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Output format, One of: json|yaml|table
+    #[arg(short, long, default_value = "table")]
+    output: String,
+    /// Show output without truncating the ID
+    #[arg(long)]
+    no_trunc: bool,
+    /// Show image path instead of image id
+    #[arg(short, long)]
+    resolve_image_path: bool,
+}
+
+/// The container filter flags `ps` and `inspect` share, as crictl declares them for both.
+#[derive(clap::Args)]
+pub struct Filters {
     /// Filter by container name regular expression pattern
     #[arg(long)]
     name: Option<String>,
+    /// Filter by pod namespace regular expression pattern
+    #[arg(long)]
+    namespace: Option<String>,
     /// Filter by pod id
     #[arg(short, long)]
     pod: Option<String>,
@@ -33,30 +55,33 @@ pub struct Args {
     /// Filter by key=value label
     #[arg(long = "label")]
     labels: Vec<String>,
-    /// Only display container IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Output format, One of: json|yaml|table
-    #[arg(short, long, default_value = "table")]
-    output: String,
-    /// Show all containers
-    #[arg(short, long)]
-    all: bool,
     /// Show the most recently created container (includes all states)
     #[arg(short, long)]
     latest: bool,
     /// Show last n recently created containers (includes all states). Set 0 for unlimited.
     #[arg(short = 'n', long, default_value_t = 0)]
     last: i64,
-    /// Show output without truncating the ID
-    #[arg(long)]
-    no_trunc: bool,
-    /// Show image path instead of image id
+    /// Show all containers
     #[arg(short, long)]
-    resolve_image_path: bool,
-    /// Filter by pod namespace regular expression pattern
-    #[arg(long)]
-    namespace: Option<String>,
+    all: bool,
+}
+
+impl Filters {
+    /// The list options these flags select (no container ID: `ps` adds its `--id`).
+    pub fn to_list_options(&self) -> anyhow::Result<ListOptions> {
+        Ok(ListOptions {
+            id: None,
+            pod_id: self.pod.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            image: self.image.clone(),
+            state: self.state.clone(),
+            labels: table::parse_labels(&self.labels)?,
+            all: self.all,
+            latest: self.latest,
+            last: self.last,
+        })
+    }
 }
 
 /// crictl's `listOptions` as far as containers use it (`ps`, `inspect`, `exec`).
@@ -173,25 +198,17 @@ pub fn state_name(state: i32) -> anyhow::Result<&'static str> {
 pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
     let opts = ListOptions {
         id: a.id,
-        pod_id: a.pod,
-        name: a.name,
-        namespace: a.namespace,
-        image: a.image,
-        state: a.state,
-        labels: table::parse_labels(&a.labels)?,
-        all: a.all,
-        latest: a.latest,
-        last: a.last,
+        ..a.filters.to_list_options()?
     };
     let containers = list(cri, &opts).await.context("listing containers")?;
     let items = containers.iter().map(protojson::container).collect();
     if print_structured(&protojson::list_response("containers", items), &a.output)? {
         return Ok(());
     }
-    let mut t = Table::new();
-    let mut text = String::new();
-    if !a.verbose && !a.quiet {
-        t.add_row(&[
+    let mut listing = Listing::new(
+        a.quiet,
+        a.verbose,
+        &[
             "CONTAINER",
             "IMAGE",
             "CREATED",
@@ -201,11 +218,11 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             "POD ID",
             "POD",
             "NAMESPACE",
-        ]);
-    }
+        ],
+    );
     for c in &containers {
-        if a.quiet {
-            text.push_str(&format!("{}\n", c.id));
+        if listing.mode() == Mode::Ids {
+            listing.id(&c.id);
             continue;
         }
         let created = timefmt::ago(c.created_at);
@@ -216,7 +233,7 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             .as_ref()
             .map(|m| (m.name.as_str(), m.attempt))
             .unwrap_or_default();
-        if !a.verbose {
+        if listing.mode() == Mode::Table {
             let mut id = c.id.clone();
             let mut pod_id = c.pod_sandbox_id.clone();
             let mut image = c
@@ -235,7 +252,7 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             if a.resolve_image_path {
                 image = repo_image(cri, &image).await?;
             }
-            t.add_row(&[
+            listing.row(&[
                 id,
                 image,
                 created,
@@ -248,6 +265,7 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             ]);
             continue;
         }
+        let text = listing.text();
         text.push_str(&format!(
             "ID: {}\nPodID: {}\nNamespace: {namespace}\n",
             c.id, c.pod_sandbox_id
@@ -263,10 +281,9 @@ pub async fn run(cri: &RuntimeClient, a: Args) -> anyhow::Result<()> {
             text.push_str(&format!("Image: {}\n", i.image));
         }
         text.push_str(&format!("Created: {created}\n"));
-        verbose_map("Labels", &c.labels, &mut text);
-        verbose_map("Annotations", &c.annotations, &mut text);
+        verbose_map("Labels", &c.labels, text);
+        verbose_map("Annotations", &c.annotations, text);
         text.push('\n');
     }
-    text.push_str(&t.render());
-    out(&text)
+    listing.print()
 }

@@ -93,6 +93,73 @@ impl Table {
     }
 }
 
+/// How a listing (`ps`, `pods`, `images`) prints its items: their IDs alone (`-q`), a block
+/// of text each (`-v`), or, without either, a table under the header.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Ids,
+    Verbose,
+    Table,
+}
+
+/// A listing's output: the IDs or verbose blocks, then the table, printed at once as crictl's
+/// table display flushes at the end.
+pub struct Listing {
+    mode: Mode,
+    table: Table,
+    text: String,
+}
+
+impl Listing {
+    /// `quiet` wins over `verbose`; the table starts with `header`.
+    pub fn new<S: AsRef<str>>(quiet: bool, verbose: bool, header: &[S]) -> Self {
+        let mode = if quiet {
+            Mode::Ids
+        } else if verbose {
+            Mode::Verbose
+        } else {
+            Mode::Table
+        };
+        let mut table = Table::new();
+        if mode == Mode::Table {
+            table.add_row(header);
+        }
+        Self {
+            mode,
+            table,
+            text: String::new(),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// An item's ID on a line of its own.
+    pub fn id(&mut self, id: &str) {
+        self.text.push_str(id);
+        self.text.push('\n');
+    }
+
+    /// An item's row of the table.
+    pub fn row<S: AsRef<str>>(&mut self, cells: &[S]) {
+        self.table.add_row(cells);
+    }
+
+    /// Where an item's verbose block goes.
+    pub fn text(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    fn render(self) -> String {
+        self.text + &self.table.render()
+    }
+
+    pub fn print(self) -> anyhow::Result<()> {
+        super::out(&self.render())
+    }
+}
+
 /// tabwriter counts a cell's width in UTF-8 runes.
 fn cell_width(s: &str) -> usize {
     s.chars().count()
@@ -327,6 +394,24 @@ mod tests {
             format!("{:<27}{:<29}{}", "a", "b".repeat(26), "c"),
         ];
         assert_eq!(out, expected.join("\n") + "\n");
+    }
+
+    #[test]
+    fn listings_print_ids_blocks_or_a_table() {
+        let header = ["ID", "NAME"];
+        let mut l = Listing::new(true, true, &header);
+        assert_eq!(l.mode(), Mode::Ids);
+        l.id("a");
+        l.id("b");
+        assert_eq!(l.render(), "a\nb\n");
+        let mut l = Listing::new(false, true, &header);
+        assert_eq!(l.mode(), Mode::Verbose);
+        l.text().push_str("ID: a\n\n");
+        assert_eq!(l.render(), "ID: a\n\n");
+        let mut l = Listing::new(false, false, &header);
+        assert_eq!(l.mode(), Mode::Table);
+        l.row(&["a", "web"]);
+        assert_eq!(l.render(), format!("{:<20}NAME\n{:<20}web\n", "ID", "a"));
     }
 
     #[test]
