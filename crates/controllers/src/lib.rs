@@ -16,6 +16,7 @@ pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
+pub mod podautoscaler;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -247,6 +249,18 @@ pub async fn run_controllers(client: Client, options: Options) {
     if !options.disable_servicelb {
         tasks.push(tokio::spawn(lb.run(1)));
     }
+    // Horizontal pod autoscaling, on the metrics APIs the API server serves.
+    let hpas = Informer::<HorizontalPodAutoscaler>::start(Api::all(client.clone()));
+    informers.push(hpas.stopper());
+    tasks.push(tokio::spawn(
+        podautoscaler::HorizontalController::new(
+            client.clone(),
+            hpas,
+            pods.clone(),
+            podautoscaler::Options::default(),
+        )
+        .run(WORKERS),
+    ));
     // Aggregated ClusterRoles (admin, edit, view, and any a user makes) follow their parts.
     let cluster_roles = Informer::<ClusterRole>::start(Api::all(client.clone()));
     informers.push(cluster_roles.stopper());

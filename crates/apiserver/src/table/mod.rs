@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::meta::{self, human_age};
 use crate::resources::ResourceInfo;
 
+mod hpa;
 mod less_common;
 
 /// What each row carries besides its cells (`includeObject`).
@@ -845,12 +846,8 @@ fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
                 s(obj.pointer("/spec/scaleTargetRef/kind")),
                 s(obj.pointer("/spec/scaleTargetRef/name"))
             )),
-            json!("<unknown>"),
-            json!(
-                obj.pointer("/spec/minReplicas")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1)
-            ),
+            json!(hpa::targets(obj)),
+            json!(hpa::min_pods(obj)),
             json!(int(obj, "/spec/maxReplicas")),
             json!(int(obj, "/status/currentReplicas")),
             age,
