@@ -257,7 +257,13 @@ fn umount(path: &Path) -> io::Result<()> {
 /// the files: `rkube killall`, after the pods are gone, so the data dir can be removed.
 /// Returns how many mounts were undone.
 pub fn unmount_all(dirs: &AgentDirs) -> io::Result<usize> {
-    let Ok(dir) = dirs.kubelet_pods.canonicalize() else {
+    unmount_under(&dirs.kubelet_pods)
+}
+
+/// Unmounts (lazily) everything mounted under `dir`, deepest first, leaving the files;
+/// returns how many mounts were undone.
+pub fn unmount_under(dir: &Path) -> io::Result<usize> {
+    let Ok(dir) = dir.canonicalize() else {
         return Ok(0);
     };
     let mut undone = 0;

@@ -160,6 +160,9 @@ impl Drop for Agent {
     fn drop(&mut self) {
         interrupt(&mut self.process);
         kill_leftovers(self.dir.path());
+        // What a killed kubelet and containerd left mounted (volumes, shm, netns), so the
+        // temp dir can go.
+        let _ = kubelet::volumes::unmount_under(self.dir.path());
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
@@ -302,6 +305,9 @@ impl Drop for Node {
         self.agent = None;
         self.stop_server();
         kill_leftovers(self.dir.path());
+        // What a killed kubelet and containerd left mounted (volumes, shm, netns), so the
+        // temp dir can go.
+        let _ = kubelet::volumes::unmount_under(self.dir.path());
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
