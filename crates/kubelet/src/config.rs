@@ -78,6 +78,9 @@ pub struct KubeletConfig {
     pub unauthorized_cache_ttl: Duration,
     /// `pods` capacity of the node.
     pub max_pods: i64,
+    /// How often the stats provider samples every cgroup's CPU time for the CPU rates it
+    /// reports (cAdvisor's `--housekeeping_interval` in upstream's kubelet).
+    pub housekeeping_interval: Duration,
 }
 
 impl KubeletConfig {
@@ -112,6 +115,7 @@ impl KubeletConfig {
             authorized_cache_ttl: Duration::from_secs(300),
             unauthorized_cache_ttl: Duration::from_secs(30),
             max_pods: 110,
+            housekeeping_interval: Duration::from_secs(10),
         }
     }
 

@@ -24,6 +24,7 @@ use crate::prober::Prober;
 use crate::server::authn::Authenticator;
 use crate::server::authz::Authorizer;
 use crate::server::{Server, ServerState};
+use crate::stats::{StatsConfig, StatsProvider};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
 use crate::{machine, pleg};
@@ -157,6 +158,9 @@ impl Kubelet {
             cfg: cfg.clone(),
         });
         let workers = Arc::new(PodWorkers::new(ctx));
+        // cAdvisor's housekeeping runs whether or not anyone asks, as upstream's.
+        let stats = StatsProvider::new(StatsConfig::from_kubelet(&cfg), cri.clone());
+        tasks.spawn(stats.clone().run_housekeeping());
         if let Some(server) = server {
             tasks.spawn(server.serve(ServerState {
                 workers: workers.clone(),
@@ -175,6 +179,7 @@ impl Kubelet {
                     cfg.authorized_cache_ttl,
                     cfg.unauthorized_cache_ttl,
                 )),
+                stats,
             }));
         }
         let (synced_tx, synced_rx) = watch::channel(false);

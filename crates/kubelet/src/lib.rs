@@ -23,9 +23,12 @@
 //!   configMap, secret, downwardAPI, projected), container mounts, `/etc/hosts`.
 //! * [`events`]: events about pods and containers (Pulled, Created, Started, BackOff, …).
 //! * [`server`]: the HTTPS server on port 10250 (`/containerLogs`, `/healthz`, `/pods`,
-//!   `/run`, and through [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs
-//!   through [`container_logs`]; every caller authenticated (client certificate or
-//!   TokenReview) and authorized (SubjectAccessReview) by the API server.
+//!   `/run`, `/stats/summary`, `/metrics/resource`, `/metrics/cadvisor`, and through
+//!   [`streaming`] `/exec`, `/attach`, `/portForward`), reading logs through
+//!   [`container_logs`]; every caller authenticated (client certificate or TokenReview) and
+//!   authorized (SubjectAccessReview) by the API server.
+//! * [`stats`]: resource stats of the node, pods and containers (cgroups, /proc, CRI) with
+//!   cAdvisor-style housekeeping for CPU rates: the Summary API and the two metrics endpoints.
 
 pub mod backoff;
 pub mod cgroups;
@@ -51,6 +54,7 @@ pub mod prober;
 pub mod resources;
 pub mod runtime_state;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod streaming;
 pub mod volumes;

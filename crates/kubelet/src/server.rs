@@ -1,7 +1,8 @@
 //! The kubelet's HTTPS server on the node IP (port 10250 by default; upstream's
 //! `pkg/kubelet/server`): `GET /containerLogs/{namespace}/{pod}/{container}`, `/healthz`,
-//! `GET /pods` and `POST /run/{namespace}/{pod}[/{uid}]/{container}?cmd=…` ([`pods`]), and
-//! through [`crate::streaming`] `/exec`, `/attach` and `/portForward`.
+//! `GET /pods` and `POST /run/{namespace}/{pod}[/{uid}]/{container}?cmd=…` ([`pods`]),
+//! `GET|POST /stats/summary`, `/metrics/resource` and `/metrics/cadvisor` ([`stats`], from
+//! [`crate::stats`]), and through [`crate::streaming`] `/exec`, `/attach` and `/portForward`.
 //!
 //! TLS with a serving certificate for the node's name and IP ([`serving_cert`]: self-signed,
 //! or with `server_tls_bootstrap` one the cluster CA signed through a `kubelet-serving`
@@ -17,6 +18,7 @@ pub mod authz;
 pub mod pods;
 mod review;
 pub mod serving_cert;
+pub mod stats;
 mod ttl_cache;
 
 use std::collections::HashMap;
@@ -47,6 +49,7 @@ use crate::config::KubeletConfig;
 use crate::container_logs::{LogOptions, read_logs};
 use crate::cri::RuntimeClient;
 use crate::pod_workers::PodWorkers;
+use crate::stats::StatsProvider;
 use crate::status::StatusManager;
 use crate::streaming::{self, Target};
 use ::streaming::NetnsDialer;
@@ -66,6 +69,8 @@ pub struct ServerState {
     pub dialer: Option<Arc<NetnsDialer>>,
     pub authenticator: Arc<Authenticator>,
     pub authorizer: Arc<Authorizer>,
+    /// Resource stats of the node and its pods (`/stats`, `/metrics/resource|cadvisor`).
+    pub stats: Arc<StatsProvider>,
 }
 
 /// A bound, not yet serving, kubelet server (bound first so the port is known before the
@@ -225,6 +230,15 @@ async fn handle(
             let cmd = query.get("cmd").map_or("", String::as_str);
             pods::run(state, ns, pod, uid, container, cmd).await
         }
+        (&Method::GET | &Method::POST, ["stats", "summary"]) => {
+            stats::summary(state, req.uri().query()).await
+        }
+        (_, ["stats", "summary"]) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
+        }
+        // promhttp answers every method.
+        (_, ["metrics", "resource"]) => stats::resource_metrics(state).await,
+        (_, ["metrics", "cadvisor"]) => stats::cadvisor_metrics(state).await,
         (_, ["pods"] | ["pods", ""]) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
         }

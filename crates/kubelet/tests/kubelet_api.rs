@@ -5,7 +5,9 @@
 //! directly: without credentials (401), with a bad token (401), with a ServiceAccount token
 //! before and after RBAC grants it `nodes/proxy` (403, then `/pods` and `/run` answer), and
 //! through the API server (`kubectl logs`, the node proxy), whose kubelet-client identity
-//! stays allowed.
+//! stays allowed. Then resource stats: a pod burning CPU shows in `/stats/summary` with a CPU
+//! rate and memory, in `/metrics/resource` and `/metrics/cadvisor`, also through the API
+//! server's node proxy (as metrics-server reads it).
 
 mod lab;
 
@@ -26,6 +28,20 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: box, image: rkube.local/busybox:test, command: ["sh", "-c", "echo started; exec sleep 3600"]}
+"#;
+
+const BURN: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: burn}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: burn
+    image: rkube.local/busybox:test
+    command: ["sh", "-c", "while :; do :; done"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {}}]
 "#;
 
 const GRANT: &str = r#"
@@ -113,8 +129,10 @@ async fn kubelet_port(node: &TestNode) -> Result<i32> {
 async fn kubelet_api_authenticates_and_authorizes_through_the_api_server() -> Result<()> {
     run_in_lab(async |lab| {
         // Denials are remembered 30 s by default; the grant below should show sooner.
+        // CPU rates come from housekeeping: every second here, not every 10 s.
         let node = TestNode::start_with(lab, true, |c| {
-            c.unauthorized_cache_ttl = Duration::from_secs(2)
+            c.unauthorized_cache_ttl = Duration::from_secs(2);
+            c.housekeeping_interval = Duration::from_secs(1);
         })
         .await?;
         let result = scenario(&node).await;
@@ -256,6 +274,14 @@ async fn scenario(node: &TestNode) -> Result<()> {
         &forbidden("get", "stats"),
     )
     .await?;
+    expect(
+        &robot,
+        Method::GET,
+        "/metrics/resource",
+        StatusCode::FORBIDDEN,
+        &forbidden("get", "metrics"),
+    )
+    .await?;
 
     // /run: combined output, with or without the pod's uid; upstream's errors.
     let a = expect(
@@ -339,5 +365,179 @@ async fn scenario(node: &TestNode) -> Result<()> {
     if list["kind"] != "PodList" {
         bail!("the node proxy's /pods: {raw}");
     }
+    stats(node, &admin).await
+}
+
+/// The stats of a pod that burns a core, as a monitoring user (and metrics-server) sees them.
+async fn stats(node: &TestNode, admin: &kube::Config) -> Result<()> {
+    let f = node.cluster.write("burn.yaml", BURN);
+    node.cluster.ok(&["apply", "-f", &f]).await;
+    wait_pod(
+        &node.pods(),
+        "burn",
+        Duration::from_secs(60),
+        "Running",
+        |p| lab::node::phase(p) == "Running",
+    )
+    .await?;
+    let running = Instant::now();
+    // Housekeeping needs two samples of the new container for a rate.
+    let (summary, pod) = loop {
+        let a = call(admin, Method::GET, "/stats/summary").await?;
+        ensure!(
+            a.status == StatusCode::OK && a.content_type.as_deref() == Some("application/json"),
+            "/stats/summary: {a:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&a.body)?;
+        let pod = v["pods"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["podRef"]["name"] == "burn"))
+            .cloned();
+        let rate = pod
+            .as_ref()
+            .and_then(|p| p["containers"][0]["cpu"]["usageNanoCores"].as_u64());
+        if let Some(pod) = pod.filter(|_| rate.is_some_and(|r| r > 0)) {
+            ensure!(
+                a.body.starts_with("{\n \"node\": {\n  \"nodeName\""),
+                "{}",
+                a.body
+            );
+            break (v, pod);
+        }
+        ensure!(
+            running.elapsed() < Duration::from_secs(20),
+            "no CPU rate for the burning pod: {}",
+            a.body
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "Running → a CPU rate in /stats/summary after {:?}",
+        running.elapsed()
+    );
+    let n = &summary["node"];
+    let num = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    ensure!(n["nodeName"] == node.cfg.node_name.as_str(), "{n}");
+    ensure!(
+        num(&n["cpu"]["usageCoreNanoSeconds"]) > 0 && num(&n["cpu"]["usageNanoCores"]) > 0,
+        "node cpu: {}",
+        n["cpu"]
+    );
+    ensure!(
+        num(&n["memory"]["workingSetBytes"]) > 0 && num(&n["memory"]["availableBytes"]) > 0,
+        "node memory: {}",
+        n["memory"]
+    );
+    ensure!(num(&n["fs"]["capacityBytes"]) > 0, "node fs: {}", n["fs"]);
+    ensure!(n["runtime"]["imageFs"].is_object(), "imageFs: {n}");
+    ensure!(n["systemContainers"][0]["name"] == "pods", "{n}");
+    let c = &pod["containers"][0];
+    ensure!(c["name"] == "burn", "{pod}");
+    // A busy loop on an otherwise quiet pod: most of a core (at least a tenth of one here,
+    // where the machine is shared).
+    ensure!(
+        num(&c["cpu"]["usageNanoCores"]) > 100_000_000,
+        "container cpu: {}",
+        c["cpu"]
+    );
+    ensure!(num(&c["memory"]["workingSetBytes"]) > 0, "{}", c["memory"]);
+    ensure!(c["rootfs"].is_object() && c["logs"].is_object(), "{c}");
+    ensure!(
+        num(&pod["cpu"]["usageCoreNanoSeconds"]) >= num(&c["cpu"]["usageCoreNanoSeconds"]),
+        "{pod}"
+    );
+    ensure!(num(&pod["memory"]["workingSetBytes"]) > 0, "{pod}");
+    ensure!(
+        pod["network"]["name"] == "eth0",
+        "pod network: {}",
+        pod["network"]
+    );
+    ensure!(pod["process_stats"]["process_count"] == 1, "{pod}");
+    ensure!(pod["ephemeral-storage"].is_object(), "{pod}");
+    let volumes: Vec<&str> = pod["volume"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|v| v["name"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(volumes.contains(&"scratch"), "volumes: {volumes:?}");
+
+    // CPU and memory only (what /metrics/resource is made of).
+    let a = call(
+        admin,
+        Method::GET,
+        "/stats/summary?only_cpu_and_memory=true",
+    )
+    .await?;
+    let v: serde_json::Value = serde_json::from_str(&a.body)?;
+    ensure!(
+        v["node"].get("fs").is_none() && v["node"]["cpu"].is_object(),
+        "only_cpu_and_memory: {}",
+        a.body
+    );
+
+    let a = call(admin, Method::GET, "/metrics/resource").await?;
+    ensure!(
+        a.status == StatusCode::OK
+            && a.content_type.as_deref()
+                == Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores"),
+        "/metrics/resource: {a:?}"
+    );
+    for want in [
+        "# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds\n# TYPE container_cpu_usage_seconds_total counter\n",
+        "\ncontainer_cpu_usage_seconds_total{container=\"burn\",namespace=\"default\",pod=\"burn\"} ",
+        "\ncontainer_memory_working_set_bytes{container=\"burn\",namespace=\"default\",pod=\"burn\"} ",
+        "\ncontainer_start_time_seconds{container=\"burn\",namespace=\"default\",pod=\"burn\"} ",
+        "\npod_cpu_usage_seconds_total{namespace=\"default\",pod=\"burn\"} ",
+        "\nnode_cpu_usage_seconds_total ",
+        "\nnode_memory_working_set_bytes ",
+        "\nresource_scrape_error 0\n",
+    ] {
+        ensure!(
+            a.body.contains(want),
+            "/metrics/resource lacks {want:?}:\n{}",
+            a.body
+        );
+    }
+    let a = call(admin, Method::GET, "/metrics/cadvisor").await?;
+    ensure!(a.status == StatusCode::OK, "/metrics/cadvisor: {a:?}");
+    let cpu = a
+        .body
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "container_cpu_usage_seconds_total{container=\"burn\",cpu=\"total\",id=\"/",
+            ) && l.contains(",namespace=\"default\",pod=\"burn\"}")
+        })
+        .with_context(|| format!("no burn container in /metrics/cadvisor:\n{}", a.body))?;
+    ensure!(
+        cpu.contains(",image=\"rkube.local/busybox:test\","),
+        "{cpu}"
+    );
+    ensure!(
+        a.body.lines().any(|l| l
+            .starts_with("container_network_receive_bytes_total{container=\"\",id=\"/")
+            && l.contains(",interface=\"eth0\",")
+            && l.contains("pod=\"burn\"}")),
+        "no network of the burn pod's sandbox:\n{}",
+        a.body
+    );
+    // Through the API server's node proxy, as metrics-server reads it.
+    let raw = node
+        .cluster
+        .ok(&[
+            "get",
+            "--raw",
+            &format!(
+                "/api/v1/nodes/{}/proxy/metrics/resource",
+                node.cfg.node_name
+            ),
+        ])
+        .await;
+    ensure!(
+        raw.contains("pod_memory_working_set_bytes{namespace=\"default\",pod=\"burn\"} "),
+        "node proxy /metrics/resource: {raw}"
+    );
+    node.cluster
+        .ok(&["delete", "pod", "burn", "--grace-period=1", "--wait=false"])
+        .await;
     Ok(())
 }
