@@ -107,9 +107,14 @@ pub fn parse(
     rest: &[&str],
     query: HashMap<String, String>,
 ) -> Option<ServiceRequest> {
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
-        _ => (None, rest),
+    let rest: Vec<String> = rest
+        .iter()
+        .map(|s| common::query::unescape_path(s))
+        .collect();
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let (namespace, rest) = match rest.as_slice() {
+        ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(ns.to_string()), tail),
+        all => (None, all),
     };
     let (resource, rest) = rest.split_first()?;
     let (name, subresource) = match rest.split_first() {
@@ -154,7 +159,7 @@ mod tests {
         let r = parse(
             Method::GET,
             "v1beta2",
-            &["namespaces", "default", "pods", "*", "qps"],
+            &["namespaces", "default", "pods", "%2A", "qps"], // kubectl escapes `*`
             HashMap::new(),
         )
         .unwrap();

@@ -154,7 +154,12 @@ fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
                 "responses": {"200": {"description": "OK"}},
             })
         };
-        paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        let ops = if r.read_only {
+            json!({"get": op("get")})
+        } else {
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")})
+        };
+        paths.insert(item, ops);
         match crate::typed::json_schema(r) {
             Some(Value::Object(schema)) => {
                 file_schema(schema, r.kind, Some(gvk), &mut schemas);

@@ -53,12 +53,22 @@ impl Query {
 /// `url.QueryUnescape`, leniently: `+` is a space, `%XX` a byte, a `%` not followed by two hex
 /// digits stays as it is; bytes that are not UTF-8 become U+FFFD.
 pub fn unescape(s: &str) -> String {
+    unescape_with(s, true)
+}
+
+/// `url.PathUnescape`, as leniently: `%XX` a byte, `+` itself (a path segment's `*` arrives
+/// as `%2A` from kubectl).
+pub fn unescape_path(s: &str) -> String {
+    unescape_with(s, false)
+}
+
+fn unescape_with(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => match bytes.get(i + 1..i + 3).and_then(hex_byte) {
                 Some(b) => {
                     out.push(b);

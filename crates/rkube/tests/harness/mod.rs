@@ -205,6 +205,11 @@ impl Node {
 
     /// Starts `rkube server` in the namespace and waits for its node to be Ready.
     pub fn start_server(&mut self) {
+        self.start_server_with(&[]);
+    }
+
+    /// [`Node::start_server`] with more flags.
+    pub fn start_server_with(&mut self, extra: &[&str]) {
         let child = self
             .cmd(env!("CARGO_BIN_EXE_rkube"))
             .args([
@@ -216,6 +221,7 @@ impl Node {
                 "--data-dir",
             ])
             .arg(self.dir.path())
+            .args(extra)
             .env("RUST_LOG", self.rust_log)
             .stdout(Stdio::null())
             .spawn()
