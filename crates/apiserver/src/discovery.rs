@@ -26,7 +26,7 @@ pub fn version() -> Value {
 
 fn sub_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" | "token" => vec!["create"],
+        "binding" | "token" | "eviction" => vec!["create"],
         "finalize" => vec!["update"],
         "approval" => vec!["get", "patch", "update"],
         "log" => vec!["get"],
@@ -40,6 +40,7 @@ fn sub_kind(r: &ResourceInfo, sub: &str) -> (String, String, String) {
     match sub {
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
         "binding" => ("".into(), "v1".into(), "Binding".into()),
+        "eviction" => ("policy".into(), "v1".into(), "Eviction".into()),
         "exec" => ("".into(), "v1".into(), "PodExecOptions".into()),
         "attach" => ("".into(), "v1".into(), "PodAttachOptions".into()),
         "portforward" => ("".into(), "v1".into(), "PodPortForwardOptions".into()),

@@ -291,7 +291,18 @@ fn ok(value: &Value) -> Response<Body> {
 
 fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, &e.to_status(), "application/json")
+    let mut resp = json_response(code, &e.to_status(), "application/json");
+    // As upstream's error writer: a suggested delay becomes Retry-After (evictions).
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_i64)
+        .filter(|s| *s > 0)
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    resp
 }
 
 fn text(code: StatusCode, s: &str) -> Response<Body> {
@@ -923,6 +934,20 @@ async fn resource(
             Ok(json_response(
                 StatusCode::CREATED,
                 &created,
+                "application/json",
+            ))
+        }
+        (Method::POST, Some(name), Some("eviction"))
+            if info.group.is_empty() && info.kind == "Pod" =>
+        {
+            let (ct, body) = read_body(req).await?;
+            let eviction = decode_object(ct.as_deref(), &body)?;
+            let dry = query.get("dryRun").map(String::as_str);
+            let status =
+                crate::eviction::create(reg, ns.unwrap_or(""), name, eviction, dry).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &status,
                 "application/json",
             ))
         }

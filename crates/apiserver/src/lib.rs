@@ -16,6 +16,7 @@ mod conversion;
 pub mod discovery;
 pub mod encryption;
 pub mod error;
+mod eviction;
 mod handler;
 mod impersonation;
 pub mod kubelet_client;

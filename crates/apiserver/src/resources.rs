@@ -170,6 +170,7 @@ pub fn all() -> Vec<ResourceInfo> {
             "portforward",
             "ephemeralcontainers",
             "proxy",
+            "eviction",
         ]),
         ResourceInfo::of::<core::ReplicationController>()
             .short(&["rc"])

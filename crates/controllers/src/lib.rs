@@ -7,6 +7,7 @@ pub mod csrapproving;
 pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod endpointslicemirroring;
@@ -16,6 +17,7 @@ pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podautoscaler;
 pub mod pods;
 pub mod replicaset;
@@ -24,6 +26,7 @@ pub mod rootcacertpublisher;
 pub mod serviceaccounts;
 pub mod servicelb;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use k8s_openapi::api::core::v1::{
     ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::{Api, Client};
 
@@ -70,6 +74,9 @@ pub struct Options {
     pub cluster_signing: Option<(String, String)>,
     /// Do not run the service load balancer (`rkube server --disable servicelb`).
     pub disable_servicelb: bool,
+    /// The node lifecycle controller's settings (`--node-monitor-grace-period`,
+    /// `--node-monitor-period`, `--node-eviction-rate`, ...).
+    pub node_lifecycle: nodelifecycle::Options,
 }
 
 impl Options {
@@ -83,6 +90,7 @@ impl Options {
                 .map(rootcacertpublisher::pem_of),
             cluster_signing: None,
             disable_servicelb: false,
+            node_lifecycle: Default::default(),
         }
     }
 }
@@ -149,6 +157,20 @@ pub async fn run_controllers(client: Client, options: Options) {
         config_maps.stopper(),
         secrets.stopper(),
     ];
+    // PodDisruptionBudgets' status, which the API server's eviction subresource spends.
+    let pdbs = Informer::<PodDisruptionBudget>::start(Api::all(client.clone()));
+    informers.push(pdbs.stopper());
+    let disruption = disruption::DisruptionController::new(
+        client.clone(),
+        pdbs,
+        pods.clone(),
+        disruption::Workloads {
+            rcs: rcs.clone(),
+            replicasets: replicasets.clone(),
+            deployments: deployments.clone(),
+            statefulsets: statefulsets.clone(),
+        },
+    );
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
@@ -176,6 +198,7 @@ pub async fn run_controllers(client: Client, options: Options) {
     let ttl = ttlafterfinished::TtlAfterFinishedController::new(client.clone(), jobs);
     let ipam = nodeipam::NodeIpamController::new(client.clone(), nodes.clone());
     let nodes_for_lb = nodes.clone();
+    let nodes_for_lifecycle = nodes.clone();
     let ds = daemonset::DaemonSetController::new(
         client.clone(),
         daemonsets,
@@ -243,12 +266,38 @@ pub async fn run_controllers(client: Client, options: Options) {
         tokio::spawn(sac.run(WORKERS)),
         tokio::spawn(rqc.run(WORKERS)),
     ];
+    tasks.push(tokio::spawn(disruption.run(WORKERS)));
     if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(WORKERS)));
     }
     if !options.disable_servicelb {
         tasks.push(tokio::spawn(lb.run(1)));
     }
+    // Node health (conditions, taints, pods' readiness) from heartbeats and Leases, and the
+    // deletion of pods that do not tolerate a node's NoExecute taints.
+    let leases = Informer::<Lease>::start(Api::namespaced(
+        client.clone(),
+        nodelifecycle::NODE_LEASE_NAMESPACE,
+    ));
+    informers.push(leases.stopper());
+    tasks.push(tokio::spawn(
+        nodelifecycle::NodeLifecycleController::new(
+            client.clone(),
+            nodes_for_lifecycle.clone(),
+            leases,
+            pods.clone(),
+            options.node_lifecycle.clone(),
+        )
+        .run(WORKERS),
+    ));
+    tasks.push(tokio::spawn(
+        tainteviction::TaintEvictionController::new(
+            client.clone(),
+            nodes_for_lifecycle,
+            pods.clone(),
+        )
+        .run(),
+    ));
     // Horizontal pod autoscaling, on the metrics APIs the API server serves.
     let hpas = Informer::<HorizontalPodAutoscaler>::start(Api::all(client.clone()));
     informers.push(hpas.stopper());

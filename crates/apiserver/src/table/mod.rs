@@ -8,6 +8,7 @@ use crate::resources::ResourceInfo;
 
 mod hpa;
 mod less_common;
+mod node;
 
 /// What each row carries besides its cells (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -472,23 +473,7 @@ fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
             ]
         }
         ("", "Node") => {
-            let ready = obj
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| {
-                    cs.iter()
-                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
-                })
-                .and_then(|c| c.get("status").and_then(Value::as_str))
-                == Some("True");
-            let mut status = if ready {
-                "Ready".to_string()
-            } else {
-                "NotReady".to_string()
-            };
-            if obj.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
-                status.push_str(",SchedulingDisabled");
-            }
+            let status = node::status(obj);
             let roles: Vec<String> = obj
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)

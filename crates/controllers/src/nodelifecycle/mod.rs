@@ -1,0 +1,198 @@
+//! The node lifecycle controller (Kubernetes' `pkg/controller/nodelifecycle`, 1.33): watches
+//! Nodes and their heartbeat Leases in `kube-node-lease`.
+//!
+//! - `health.rs`, `monitor.rs`: every `--node-monitor-period` each node's health is looked
+//!   at; one silent past `--node-monitor-grace-period` gets its conditions set to Unknown
+//!   (`NodeStatusUnknown`, "Kubelet stopped posting node status."), a `NodeNotReady` event,
+//!   and its pods' Ready condition set to False (`pod_status.rs`).
+//! - `taints.rs`, `node_taints.rs`, `no_schedule.rs`: NoSchedule taints follow the node's
+//!   conditions (`node.kubernetes.io/not-ready`, `unreachable`, `memory-pressure`,
+//!   `disk-pressure`, `pid-pressure`, `network-unavailable`) and `spec.unschedulable`
+//!   (`node.kubernetes.io/unschedulable`) at once; nothing else in rkube writes these.
+//! - `noexecute.rs`, `zones.rs`, `rate_limited_queue.rs`: the `not-ready` / `unreachable`
+//!   NoExecute taints (which make taint eviction delete pods) come through a rate-limited
+//!   queue per zone (`--node-eviction-rate`), slower or not at all in a partially disrupted
+//!   zone, and come off every node when all zones are down; they go once the node is Ready.
+
+mod health;
+mod labels;
+mod monitor;
+mod no_schedule;
+mod node_taints;
+mod noexecute;
+mod options;
+pub(crate) mod pod_status;
+pub(crate) mod pods_by_node;
+mod rate_limited_queue;
+pub mod taints;
+pub mod zones;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+
+use client_go::events::Recorder;
+use client_go::informer::{Change, Informer, key_of};
+use client_go::queue::{WorkQueue, run_workers};
+
+use health::NodeHealth;
+use noexecute::Zones;
+pub use options::Options;
+use pods_by_node::PodsByNode;
+
+/// Where kubelets keep their heartbeat Leases, one named after each node.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// How often the NoExecute tainting queues are looked at (upstream's NodeEvictionPeriod).
+const NO_EXECUTE_PERIOD: Duration = Duration::from_millis(100);
+
+pub struct NodeLifecycleController {
+    client: Client,
+    nodes: Informer<Node>,
+    leases: Informer<Lease>,
+    pods: Informer<Pod>,
+    pods_by_node: Arc<PodsByNode>,
+    recorder: Recorder,
+    options: Options,
+    /// Nodes whose NoSchedule taints and labels to reconcile.
+    node_queue: Arc<WorkQueue>,
+    /// Pods just bound to a node, marked not Ready if the node is not.
+    pod_queue: Arc<WorkQueue>,
+    health: Mutex<HashMap<String, NodeHealth>>,
+    /// Zone states and NoExecute tainting queues (upstream's evictorLock).
+    zones: Mutex<Zones>,
+    /// Nodes seen by the last health pass.
+    known: Mutex<HashMap<String, Arc<Node>>>,
+    /// Nodes whose pods could not all be marked not Ready.
+    retry: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn bound_node(p: &Pod) -> Option<&str> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+impl NodeLifecycleController {
+    pub fn new(
+        client: Client,
+        nodes: Informer<Node>,
+        leases: Informer<Lease>,
+        pods: Informer<Pod>,
+        options: Options,
+    ) -> Arc<Self> {
+        let c = Arc::new(NodeLifecycleController {
+            recorder: Recorder::new(client.clone(), "node-controller"),
+            client,
+            pods_by_node: PodsByNode::new(&pods),
+            nodes,
+            leases,
+            pods,
+            options,
+            node_queue: WorkQueue::new(),
+            pod_queue: WorkQueue::new(),
+            health: Mutex::new(HashMap::new()),
+            zones: Mutex::new(Zones::default()),
+            known: Mutex::new(HashMap::new()),
+            retry: Mutex::new(HashSet::new()),
+        });
+        let me = c.clone();
+        c.nodes
+            .on_change(move |ch: &Change<Node>| match (&ch.old, &ch.new) {
+                (_, Some(n)) => me
+                    .node_queue
+                    .add(n.metadata.name.clone().unwrap_or_default()),
+                (Some(n), None) => {
+                    lock(&me.retry).remove(n.metadata.name.as_deref().unwrap_or_default());
+                }
+                (None, None) => {}
+            });
+        let me = c.clone();
+        c.pods.on_change(move |ch: &Change<Pod>| {
+            let Some(new) = &ch.new else { return };
+            let Some(node) = bound_node(new) else { return };
+            if ch.old.as_deref().and_then(bound_node) != Some(node) {
+                me.pod_queue.add(key_of(new.as_ref()));
+            }
+        });
+        c
+    }
+
+    /// Runs the health passes, the tainting passes and `workers` workers for the NoSchedule
+    /// taints and for newly bound pods.
+    pub async fn run(self: Arc<Self>, workers: usize) {
+        tokio::join!(
+            self.nodes.wait_synced(),
+            self.leases.wait_synced(),
+            self.pods.wait_synced()
+        );
+        let me = self.clone();
+        let node_workers = run_workers(
+            "node-lifecycle",
+            self.node_queue.clone(),
+            workers,
+            move |name| {
+                let me = me.clone();
+                async move { me.sync_node(&name).await.map(|()| None) }
+            },
+        );
+        let me = self.clone();
+        let pod_workers = run_workers(
+            "node-lifecycle-pods",
+            self.pod_queue.clone(),
+            workers,
+            move |key| {
+                let me = me.clone();
+                async move { me.process_pod(&key).await.map(|()| None) }
+            },
+        );
+        let tainting = async {
+            loop {
+                self.no_execute_tainting_pass().await;
+                tokio::time::sleep(NO_EXECUTE_PERIOD).await;
+            }
+        };
+        let monitoring = async {
+            loop {
+                self.monitor_node_health().await;
+                tokio::time::sleep(self.options.node_monitor_period).await;
+            }
+        };
+        tokio::join!(node_workers, pod_workers, tainting, monitoring);
+    }
+
+    /// A pod bound to a node that is not Ready is not Ready either (the pass over nodes
+    /// catches the rest; this is for pods bound since).
+    async fn process_pod(&self, key: &str) -> anyhow::Result<()> {
+        let Some(pod) = self.pods.get_key(key) else {
+            return Ok(());
+        };
+        let Some(node) = bound_node(&pod) else {
+            return Ok(());
+        };
+        let ready = lock(&self.health).get(node).map(|h| h.ready.clone());
+        // Not looked at yet, or deleted: the next pass over nodes decides.
+        let Some(Some(ready)) = ready else {
+            return Ok(());
+        };
+        if self.nodes.get(None, node).is_none() || ready.status == "True" {
+            return Ok(());
+        }
+        pod_status::mark_pods_not_ready(
+            &self.client,
+            &self.recorder,
+            std::slice::from_ref(&pod),
+            node,
+        )
+        .await
+    }
+}
