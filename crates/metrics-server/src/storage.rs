@@ -39,7 +39,11 @@ impl Series {
             Some(last) if p.timestamp_ms <= last.timestamp_ms => {}
             Some(last) if p.start_time != last.start_time || p.cpu_seconds < last.cpu_seconds => {
                 // Restarted: the old counter says nothing about the new one.
-                self.prev = None;
+                self.prev = Self::start(&p);
+                self.last = Some(p);
+            }
+            None => {
+                self.prev = Self::start(&p);
                 self.last = Some(p);
             }
             last => {
@@ -47,6 +51,18 @@ impl Series {
                 self.last = Some(p);
             }
         }
+    }
+
+    /// A container's start as a point of no CPU used, as metrics-server takes it for a
+    /// container first seen (or restarted): its first scrape then has a usage, the average
+    /// since it started, and an HPA need not wait for a second scrape.
+    fn start(p: &Point) -> Option<Point> {
+        let start_ms = (p.start_time? * 1000.0) as i64;
+        (start_ms > 0 && start_ms < p.timestamp_ms).then_some(Point {
+            cpu_seconds: 0.0,
+            timestamp_ms: start_ms,
+            ..*p
+        })
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -183,12 +199,13 @@ impl PodUsage {
 mod tests {
     use super::*;
 
+    /// A point of a container whose start is not known: its first scrape has no usage.
     fn p(cpu: f64, mem: f64, ts: i64) -> Point {
         Point {
             cpu_seconds: cpu,
             memory_bytes: mem,
             timestamp_ms: ts,
-            start_time: Some(1.0),
+            start_time: None,
         }
     }
 
@@ -248,11 +265,25 @@ mod tests {
         );
         assert_eq!(st.node("n1").unwrap().window_ms, 1_000);
         let restarted = Point {
-            start_time: Some(2.0),
-            ..p(0.1, 1.0, 3_000)
+            start_time: Some(2.9),
+            ..p(0.05, 1.0, 3_000)
         };
         st.store("n1", scrape(p(2.0, 1.0, 3_000), &[("c", restarted)]));
-        assert!(st.pods(None).is_empty(), "no rate across a restart");
+        let usage = st.pods(None)[0].containers[0].1;
+        // Not across the restart: since the new start.
+        assert_eq!((usage.nano_cores, usage.window_ms), (500_000_000, 100));
+    }
+
+    #[test]
+    fn a_new_container_has_a_usage_from_its_start() {
+        let st = Storage::default();
+        let new = Point {
+            start_time: Some(10.0),
+            ..p(2.0, 1.0, 14_000)
+        };
+        st.store("n1", scrape(p(0.0, 1.0, 14_000), &[("c", new)]));
+        assert_eq!(st.pods(None)[0].containers[0].1.nano_cores, 500_000_000);
+        assert_eq!(st.node("n1"), None, "a node has no start: two scrapes");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! containerd in a network namespace of the test's own): `kubectl top node|pod` from the
 //! metrics server, a CPU-bound Deployment that `kubectl autoscale` grows and that shrinks
 //! once its load stops, and an HPA on a pod metric the pods expose themselves. The metrics
-//! server scrapes every 5 s here (15 s by default) to keep the test short. Needs root,
+//! server scrapes every 5 s here (15 s by default; `RKUBE_METRIC_RESOLUTION` sets it) to keep
+//! the test short. Needs root,
 //! containerd, runc, nft and the CNI plugins.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
@@ -73,7 +74,9 @@ fn top_and_autoscaling_on_cpu_and_a_pod_metric() {
     }
     let mut node = Node::new("rkube-metrics", "metrics", "warn");
     harness::air_gap_image(node.dir.path(), IMAGE, "busybox.tar", &[]);
-    node.start_server_with(&["--metric-resolution", "5s"]);
+    // `RKUBE_METRIC_RESOLUTION=15s` measures the default's time to scale up.
+    let resolution = std::env::var("RKUBE_METRIC_RESOLUTION").unwrap_or_else(|_| "5s".into());
+    node.start_server_with(&["--metric-resolution", &resolution]);
 
     // Discovery lists the group, as kubectl top needs.
     let resources = node.ok(&["api-resources", "--api-group=metrics.k8s.io", "-o", "name"]);
