@@ -4,11 +4,12 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
-use crate::registry::Registry;
+use crate::registry::{Registry, RequestContext};
 use crate::resources::ResourceInfo;
 
 pub async fn bind(
     reg: &Registry,
+    ctx: RequestContext<'_>,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
@@ -21,7 +22,9 @@ pub async fn bind(
         .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?
         .to_string();
     let now = meta::now_rfc3339();
-    reg.update_with(info, ns, name, Some("binding"), false, move |old| {
+    // Stored even under dryRun, as bindings always were here (upstream honours dryRun).
+    let ctx = ctx.with_dry_run(false);
+    reg.update_with(ctx, info, ns, name, Some("binding"), move |old| {
         if old.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(info, name));
         }

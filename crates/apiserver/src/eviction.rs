@@ -11,10 +11,9 @@ use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions as MetaDeleteOptions;
 use serde_json::{Value, json};
 
-use crate::admission::{self, Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
-use crate::registry::{DeleteOptions, ListQuery, Registry};
+use crate::registry::{Attributes, DeleteOptions, ListQuery, Operation, Registry, RequestContext};
 use crate::resources::{ResourceInfo, by_kind};
 
 /// Upstream's `MaxDisruptedPodSize`: evictions approved but not yet seen by the disruption
@@ -32,6 +31,7 @@ const TOO_MANY: &str = "Cannot evict pod as it would violate the pod's disruptio
 /// `dryRun` parameter. Returns the Success `Status` (201) or the refusal.
 pub async fn create(
     reg: &Registry,
+    ctx: RequestContext<'_>,
     ns: &str,
     name: &str,
     body: Value,
@@ -41,7 +41,9 @@ pub async fn create(
     let eviction = decode(body, ns, name)?;
     let options = propagate_dry_run(eviction.delete_options.clone(), query_dry_run)?;
     let dry_run = is_dry_run(&options);
-    admit(reg, pods, ns, name, &eviction, dry_run).await?;
+    // The Eviction's own dryRun, agreeing with the request's, decides.
+    let ctx = ctx.with_dry_run(dry_run);
+    admit(ctx, pods, ns, name, &eviction).await?;
 
     // A pod that cannot count against a budget is deleted straight away; a conflict (the pod
     // changed since it was read) is retried unless the client gave a resourceVersion.
@@ -60,7 +62,7 @@ pub async fn create(
             // Not racing another process that would make it count again.
             set_resource_version(&mut opts, meta::str_at(&pod, "/metadata/resourceVersion"));
         }
-        match add_condition_and_delete(reg, pods, ns, name, &opts, dry_run).await {
+        match add_condition_and_delete(reg, ctx, pods, ns, name, &opts).await {
             Ok(()) => return Ok(success()),
             Err(e) if e.code == 409 && !rv_given && step + 1 < RETRY_STEPS => {
                 tokio::time::sleep(RETRY_DELAY).await;
@@ -69,13 +71,13 @@ pub async fn create(
         }
     }
 
-    let budget = take_budget(reg, ns, &pod, dry_run).await?;
+    let budget = take_budget(reg, ctx, ns, &pod).await?;
     let mut opts = options.clone();
     if let Budget::Unhealthy(_) = budget {
         // The pod must still be unready when deleted: it was let go for being so.
         set_resource_version(&mut opts, meta::str_at(&pod, "/metadata/resourceVersion"));
     }
-    match add_condition_and_delete(reg, pods, ns, name, &opts, dry_run).await {
+    match add_condition_and_delete(reg, ctx, pods, ns, name, &opts).await {
         Ok(()) => Ok(success()),
         Err(e) if e.code == 409 && !rv_given => match budget {
             // It became ready meanwhile: the client should ask again.
@@ -178,12 +180,11 @@ fn set_resource_version(options: &mut MetaDeleteOptions, rv: Option<&str>) {
 /// The admission chain on the eviction itself (NamespaceLifecycle refuses one in a
 /// terminating namespace, webhooks on `pods/eviction` see it), as upstream's create does.
 async fn admit(
-    reg: &Registry,
+    ctx: RequestContext<'_>,
     pods: &ResourceInfo,
     ns: &str,
     name: &str,
     eviction: &Eviction,
-    dry_run: bool,
 ) -> ApiResult<()> {
     let mut obj = serde_json::to_value(eviction)
         .map_err(|e| ApiError::internal(format!("encoding the Eviction: {e}")))?;
@@ -196,11 +197,11 @@ async fn admit(
         name,
         subresource: Some("eviction"),
         old: None,
-        user: crate::authn::current_user(),
-        dry_run,
+        user: ctx.user,
+        dry_run: ctx.dry_run,
     };
-    admission::mutate(reg, &attrs, &mut obj).await?;
-    admission::validate(reg, &attrs, &obj).await
+    ctx.admission.mutate(&attrs, &mut obj).await?;
+    ctx.admission.validate(&attrs, &obj).await
 }
 
 /// Upstream's `canIgnorePDB`: a pod that is not running, or is already going, disrupts
@@ -230,7 +231,12 @@ pub fn is_ready(pod: &Value) -> bool {
 }
 
 /// Finds the pod's budget and, unless the pod may go without one, takes a disruption from it.
-async fn take_budget(reg: &Registry, ns: &str, pod: &Value, dry_run: bool) -> ApiResult<Budget> {
+async fn take_budget(
+    reg: &Registry,
+    ctx: RequestContext<'_>,
+    ns: &str,
+    pod: &Value,
+) -> ApiResult<Budget> {
     let pdbs = by_kind("policy", "PodDisruptionBudget")?;
     let list = reg.list(pdbs, Some(ns), &ListQuery::default()).await?;
     let labels = pod
@@ -268,11 +274,11 @@ async fn take_budget(reg: &Registry, ns: &str, pod: &Value, dry_run: bool) -> Ap
         }
     }
     let pod_name = meta::name(pod).to_string();
-    if dry_run {
+    if ctx.dry_run {
         check_and_decrement(pdb, &pod_name, &meta::now_rfc3339())?;
         return Ok(Budget::Taken);
     }
-    reg.update_with(pdbs, Some(ns), &pdb_name, Some("status"), false, |latest| {
+    reg.update_with(ctx, pdbs, Some(ns), &pdb_name, Some("status"), |latest| {
         check_and_decrement(latest, &pod_name, &meta::now_rfc3339())
     })
     .await?;
@@ -390,18 +396,18 @@ fn insufficient_pods_condition(status: &mut Value, now: &str) {
 /// resourceVersion precondition moved past the condition's own write).
 async fn add_condition_and_delete(
     reg: &Registry,
+    ctx: RequestContext<'_>,
     pods: &ResourceInfo,
     ns: &str,
     name: &str,
     options: &MetaDeleteOptions,
-    dry_run: bool,
 ) -> ApiResult<()> {
     let mut options = options.clone();
-    if !dry_run {
+    if !ctx.dry_run {
         let preconditions = options.preconditions.clone().unwrap_or_default();
         let now = meta::now_rfc3339();
         let updated = reg
-            .update_with(pods, Some(ns), name, Some("status"), false, |latest| {
+            .update_with(ctx, pods, Some(ns), name, Some("status"), |latest| {
                 check_preconditions(latest, name, &preconditions)?;
                 let mut pod = latest.clone();
                 set_disruption_target(&mut pod, &now);
@@ -415,7 +421,7 @@ async fn add_condition_and_delete(
                 meta::str_at(&updated, "/metadata/resourceVersion").map(str::to_string);
         }
     }
-    reg.delete(pods, Some(ns), name, &registry_options(&options), dry_run)
+    reg.delete(ctx, pods, Some(ns), name, &registry_options(&options))
         .await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::openapi;
 use crate::registry::{
-    DeleteOptions, ListQuery, Patch, PatchKind, Registry, WatchEvent, WriteOptions,
+    DeleteOptions, ListQuery, Patch, PatchKind, Registry, RequestContext, WatchEvent, WriteOptions,
 };
 use crate::resources::{Catalog, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -36,6 +36,8 @@ const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "
 
 pub struct ApiState {
     pub registry: Arc<Registry>,
+    /// The admission chain, handed to the registry with every write.
+    pub admission: Arc<crate::admission::Chain>,
     /// Node, then RBAC; `None`: every authenticated request is allowed (benchmarks measure
     /// the difference).
     pub authorizer: Option<Arc<crate::authz::Authorizer>>,
@@ -55,9 +57,19 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn store::Store>, server_address: String, event_ttl: Duration) -> Self {
+    /// The state over `registry`, with the admission plugins `disabled_admission` off.
+    pub fn new(
+        registry: Registry,
+        server_address: String,
+        disabled_admission: std::collections::HashSet<String>,
+    ) -> Self {
+        let registry = Arc::new(registry);
         ApiState {
-            registry: Arc::new(Registry::new(store, event_ttl)),
+            admission: Arc::new(crate::admission::Chain::new(
+                registry.clone(),
+                disabled_admission,
+            )),
+            registry,
             authorizer: None,
             authenticator: Default::default(),
             catalog: Catalog::new(),
@@ -69,6 +81,11 @@ impl ApiState {
             services: Default::default(),
         }
     }
+
+    /// The server's own writes (bootstrap, reconcilers): no user, the full admission chain.
+    fn internal(&self) -> RequestContext<'_> {
+        RequestContext::internal(&*self.admission)
+    }
 }
 
 /// Creates the namespaces every cluster has.
@@ -78,7 +95,7 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match state
             .registry
-            .create(&ns, None, obj, WriteOptions::default())
+            .create(&ns, None, obj, WriteOptions::new(state.internal()))
             .await
         {
             Ok(_) => tracing::info!(namespace = name, "created namespace"),
@@ -93,14 +110,14 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
             "metadata": {"name": name}, "value": value, "description": description});
         match state
             .registry
-            .create(&pc, None, obj, WriteOptions::default())
+            .create(&pc, None, obj, WriteOptions::new(state.internal()))
             .await
         {
             Ok(_) | Err(ApiError { code: 409, .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    crate::authz::bootstrap_policy::reconcile(&state.registry).await?;
+    crate::authz::bootstrap_policy::reconcile(&state.registry, state.internal()).await?;
     // The `kubernetes` Service, at the first address of the Service range.
     let svc = crate::resources::service_info();
     let kubernetes = json!({
@@ -127,7 +144,12 @@ async fn create_if_missing(
         Err(e) if e.code == 404 => {
             match state
                 .registry
-                .create(info, Some(namespace), obj, WriteOptions::default())
+                .create(
+                    info,
+                    Some(namespace),
+                    obj,
+                    WriteOptions::new(state.internal()),
+                )
                 .await
             {
                 Ok(_) | Err(ApiError { code: 409, .. }) => {}
@@ -163,11 +185,11 @@ pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) 
             state
                 .registry
                 .update_with(
+                    state.internal(),
                     cm,
                     Some("kube-public"),
                     "cluster-info",
                     None,
-                    false,
                     |old| {
                         let mut new = old.clone();
                         new["data"] = data.clone();
@@ -255,7 +277,7 @@ pub async fn reconcile_kubernetes_endpoints(
                             "kubernetes",
                             obj,
                             None,
-                            WriteOptions::default(),
+                            WriteOptions::new(state.internal()),
                         )
                         .await?;
                 }
@@ -507,10 +529,8 @@ pub async fn handle(
                     Some(authz) => crate::impersonation::impersonate(authz, user, req.headers())?,
                     None => user,
                 };
-                let dispatched = dispatch(&state2, user.clone(), req);
-                crate::authn::USER
-                    .scope(user, crate::audit::capturing(body_slot, dispatched))
-                    .await
+                let dispatched = dispatch(&state2, user, req);
+                crate::audit::capturing(body_slot, dispatched).await
             };
             let resp = match served.await {
                 Ok(r) => r,
@@ -542,7 +562,7 @@ async fn dispatch(
     let query = common::query::Query::parse(req.uri().query()).first_values();
     if let Some(authz) = &state.authorizer {
         let info = crate::request_info::RequestInfo::new(req.method(), &path, &query);
-        authz.check(&crate::authz::Attributes::new(user, &info))?;
+        authz.check(&crate::authz::Attributes::new(user.clone(), &info))?;
     }
     let accept = parse_accept(
         req.headers()
@@ -600,7 +620,7 @@ async fn dispatch(
                 resp
             })
             .ok_or_else(ApiError::not_found_path),
-        Route::Resource(target) => resource(state, target, query, accept, req).await,
+        Route::Resource(target) => resource(state, &user, target, query, accept, req).await,
         Route::Local {
             group,
             version,
@@ -704,9 +724,13 @@ fn dry_run(query: &HashMap<String, String>) -> bool {
     query.get("dryRun").is_some_and(|v| v == "All")
 }
 
-/// A write's options; the field manager defaults, as in Kubernetes, to the client's
+/// A write's options in `ctx`; the field manager defaults, as in Kubernetes, to the client's
 /// User-Agent up to its first `/`.
-fn write_options(query: &HashMap<String, String>, user_agent: &str) -> WriteOptions {
+fn write_options<'a>(
+    ctx: RequestContext<'a>,
+    query: &HashMap<String, String>,
+    user_agent: &str,
+) -> WriteOptions<'a> {
     let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
         Some(m) => m.clone(),
         None => user_agent
@@ -718,7 +742,7 @@ fn write_options(query: &HashMap<String, String>, user_agent: &str) -> WriteOpti
             .collect(),
     };
     WriteOptions {
-        dry_run: dry_run(query),
+        ctx,
         validation: crate::typed::FieldValidation::parse(
             query.get("fieldValidation").map(String::as_str),
         ),
@@ -813,6 +837,7 @@ fn list_query(info: &ResourceInfo, query: &HashMap<String, String>) -> ApiResult
 
 async fn resource(
     state: &Arc<ApiState>,
+    user: &User,
     t: Target<'_>,
     query: HashMap<String, String>,
     accept: Accept,
@@ -820,6 +845,9 @@ async fn resource(
 ) -> ApiResult<Response<Body>> {
     let info = t.info;
     let reg = &state.registry;
+    // Who writes, the admission they pass and whether it is stored, handed to the registry
+    // with each write.
+    let ctx = RequestContext::new(Some(user), &*state.admission).with_dry_run(dry_run(&query));
     let ns = t.namespace.as_deref();
     if info.namespaced && t.name.is_some() && ns.is_none() {
         return Err(ApiError::not_found_path());
@@ -831,7 +859,7 @@ async fn resource(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let write_options = |q: &HashMap<String, String>| write_options(q, &agent);
+    let write_options = |q: &HashMap<String, String>| write_options(ctx, q, &agent);
     let watch = t.watch_path || query_bool(query.get("watch").map(String::as_str));
     match (method, t.name.as_deref(), t.subresource.as_deref()) {
         (Method::GET, None, None) if watch => {
@@ -917,9 +945,8 @@ async fn resource(
         (Method::POST, None, None) if info.create_only => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
-            let user = crate::authn::current_user().unwrap_or_else(User::anonymous);
             let reviewed =
-                crate::authz::review::create(state.authorizer.as_deref(), info, ns, obj, &user)?;
+                crate::authz::review::create(state.authorizer.as_deref(), info, ns, obj, user)?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &reviewed,
@@ -944,7 +971,7 @@ async fn resource(
             let eviction = decode_object(ct.as_deref(), &body)?;
             let dry = query.get("dryRun").map(String::as_str);
             let status =
-                crate::eviction::create(reg, ns.unwrap_or(""), name, eviction, dry).await?;
+                crate::eviction::create(reg, ctx, ns.unwrap_or(""), name, eviction, dry).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &status,
@@ -954,7 +981,7 @@ async fn resource(
         (Method::POST, Some(name), Some("binding")) => {
             let (ct, body) = read_body(req).await?;
             let binding = decode_object(ct.as_deref(), &body)?;
-            crate::binding::bind(reg, info, ns, name, &binding).await?;
+            crate::binding::bind(reg, ctx, info, ns, name, &binding).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -980,8 +1007,7 @@ async fn resource(
         (Method::PUT, Some(name), Some("scale")) => {
             let (ct, body) = read_body(req).await?;
             let scale = decode_object(ct.as_deref(), &body)?;
-            let updated =
-                crate::scale::update(reg, info, ns, name, &scale, dry_run(&query)).await?;
+            let updated = crate::scale::update(reg, ctx, info, ns, name, &scale).await?;
             Ok(ok(&updated))
         }
         (Method::PATCH, Some(name), None)
@@ -1064,7 +1090,7 @@ async fn resource(
                 .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
             let patch = Patch { kind, body };
             let out = if sub == Some("scale") {
-                crate::scale::patch(reg, info, ns, name, patch, dry_run(&query)).await?
+                crate::scale::patch(reg, ctx, info, ns, name, patch).await?
             } else {
                 reg.patch(info, ns, name, patch, sub, write_options(&query))
                     .await?
@@ -1082,7 +1108,7 @@ async fn resource(
             }
             let opts = delete_options(&query, req).await?;
             // A namespace is emptied and finalized by the namespace controller.
-            let (obj, gone) = reg.delete(info, ns, name, &opts, dry_run(&query)).await?;
+            let (obj, gone) = reg.delete(ctx, info, ns, name, &opts).await?;
             if gone && !(info.group.is_empty() && info.kind == "Pod") {
                 Ok(ok(&status_success(info, &obj)))
             } else {
@@ -1101,7 +1127,7 @@ async fn resource(
             {
                 let item_ns = Some(meta::namespace(&item)).filter(|n| !n.is_empty());
                 match reg
-                    .delete(info, item_ns, meta::name(&item), &opts, dry_run(&query))
+                    .delete(ctx, info, item_ns, meta::name(&item), &opts)
                     .await
                 {
                     Ok(_) => {}

@@ -3,7 +3,8 @@
 //!
 //! Layers: [`server`] (TLS, client-certificate authentication) → [`handler`] (routing as
 //! Kubernetes parses paths, content negotiation, verbs) → [`registry`] (one generic REST store
-//! for every kind) with a per-kind [`strategy`] → the [`store`].
+//! for every kind) with a per-kind [`strategy`] → the [`store`]. Each layer only looks down:
+//! the handler hands the registry the [`user`] and the [`admission`] chain with every write.
 
 pub mod admission;
 pub mod aggregator;
@@ -44,6 +45,7 @@ pub mod table;
 pub mod testing;
 mod token_request;
 mod typed;
+pub mod user;
 pub mod watch_cache;
 mod zero_fields;
 

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{Patch, Registry};
+use crate::registry::{Patch, Registry, RequestContext};
 use crate::resources::ResourceInfo;
 
 pub fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
@@ -44,15 +44,15 @@ fn replicas_of(scale: &Value) -> ApiResult<i64> {
 
 async fn set_replicas(
     reg: &Registry,
+    ctx: RequestContext<'_>,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    dry_run: bool,
     f: impl Fn(&Value) -> ApiResult<(Option<String>, i64)> + Send,
 ) -> ApiResult<Value> {
     let info2 = info.clone();
     let obj = reg
-        .update_with(info, ns, name, Some("scale"), dry_run, move |old| {
+        .update_with(ctx, info, ns, name, Some("scale"), move |old| {
             let (rv, replicas) = f(&to_scale(&info2, old))?;
             if let Some(rv) = rv
                 && crate::meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())
@@ -76,17 +76,17 @@ async fn set_replicas(
 
 pub async fn update(
     reg: &Registry,
+    ctx: RequestContext<'_>,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
     scale: &Value,
-    dry_run: bool,
 ) -> ApiResult<Value> {
     let rv = crate::meta::str_at(scale, "/metadata/resourceVersion")
         .filter(|r| !r.is_empty())
         .map(str::to_string);
     let replicas = replicas_of(scale)?;
-    set_replicas(reg, info, ns, name, dry_run, move |_| {
+    set_replicas(reg, ctx, info, ns, name, move |_| {
         Ok((rv.clone(), replicas))
     })
     .await
@@ -94,13 +94,13 @@ pub async fn update(
 
 pub async fn patch(
     reg: &Registry,
+    ctx: RequestContext<'_>,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
     patch: Patch,
-    dry_run: bool,
 ) -> ApiResult<Value> {
-    set_replicas(reg, info, ns, name, dry_run, move |current| {
+    set_replicas(reg, ctx, info, ns, name, move |current| {
         let mut doc = current.clone();
         patch.apply_to(&mut doc)?;
         Ok((None, replicas_of(&doc)?))

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::handler::{self, ApiState};
 use crate::pki::Pki;
+use crate::registry::Registry;
 
 /// What `rkube server` configures.
 #[derive(Clone, Debug)]
@@ -127,11 +128,6 @@ impl Server {
         };
         let server_url = format!("https://{host}:{}", addr.port());
         pki.write_admin_kubeconfig(&config.kubeconfig, &server_url)?;
-        let mut state = ApiState::new(
-            store.clone(),
-            format!("{host}:{}", addr.port()),
-            config.event_ttl,
-        );
         for p in &config.disable_admission_plugins {
             anyhow::ensure!(
                 crate::admission::PLUGINS.contains(&p.as_str()),
@@ -139,11 +135,13 @@ impl Server {
                 crate::admission::PLUGINS.join(", ")
             );
         }
-        // The registry is not shared yet: nothing has read through it.
-        let registry =
-            Arc::get_mut(&mut state.registry).context("the registry is already shared")?;
+        let mut registry = Registry::new(store.clone(), config.event_ttl);
         registry.encryption = encryption;
-        registry.disabled_admission = config.disable_admission_plugins.iter().cloned().collect();
+        let mut state = ApiState::new(
+            registry,
+            format!("{host}:{}", addr.port()),
+            config.disable_admission_plugins.iter().cloned().collect(),
+        );
         // As upstream, events are written only with both a policy and a log path.
         if let (Some(policy), Some(log)) = (&config.audit_policy, &config.audit_log) {
             let policy = crate::audit::Policy::load(policy)?;
@@ -184,7 +182,7 @@ impl Server {
         if config.authorization_mode == AuthorizationMode::NodeRbac {
             let authz = crate::authz::Authorizer::start(state.registry.clone()).await;
             // Escalation checks run in admission, which reaches the authorizer this way.
-            let _ = state.registry.authorizer.set(authz.clone());
+            state.admission.set_authorizer(authz.clone());
             state.authorizer = Some(authz);
         }
         let state = Arc::new(state);

@@ -31,7 +31,9 @@ async fn limit_ranges(registry: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
         .into_iter()
         .map(std::sync::Arc::unwrap_or_clone)
         .collect();
-    ranges.iter_mut().for_each(with_defaults);
+    ranges
+        .iter_mut()
+        .for_each(crate::strategy::limit_range_defaults);
     Ok(ranges)
 }
 
@@ -73,41 +75,6 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
             Some(obj),
             format_args!("[{}]", unique.join(", ")),
         )),
-    }
-}
-
-/// The LimitRange's API defaults (SetDefaults_LimitRange), so ranges stored without them
-/// act as Kubernetes' would: for type Container a missing `default` is the `max`, a missing
-/// `defaultRequest` the `default`, else the `min`.
-pub fn with_defaults(lr: &mut Value) {
-    let Some(limits) = lr.pointer_mut("/spec/limits").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for l in limits {
-        if l.get("type").and_then(Value::as_str) != Some("Container") {
-            continue;
-        }
-        let list = |l: &Value, k: &str| {
-            l.get(k)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let (max, min) = (list(l, "max"), list(l, "min"));
-        let mut default = list(l, "default");
-        let mut request = list(l, "defaultRequest");
-        for (k, v) in &max {
-            default.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        for (k, v) in default.iter().chain(&min) {
-            request.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        if !default.is_empty() {
-            l["default"] = Value::Object(default);
-        }
-        if !request.is_empty() {
-            l["defaultRequest"] = Value::Object(request);
-        }
     }
 }
 
@@ -475,7 +442,7 @@ mod tests {
 
     fn range(limits: Value) -> Value {
         let mut lr = json!({"spec": {"limits": limits}});
-        with_defaults(&mut lr);
+        crate::strategy::limit_range_defaults(&mut lr);
         lr
     }
 

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 const MIRROR: &str = "kubernetes.io/config.mirror";
 
 pub fn validate(a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
-    let Some(node) = a.user.as_ref().and_then(NodeAuthorizer::node_of) else {
+    let Some(node) = a.user.and_then(NodeAuthorizer::node_of) else {
         return Ok(());
     };
     if !a.info.group.is_empty() {

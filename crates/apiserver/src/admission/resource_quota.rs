@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
+use crate::registry::{Admit, Registry, RequestContext};
 use crate::resources::ResourceInfo;
 
 /// Per-namespace charging locks: writes of one namespace charge one at a time here, so they
@@ -55,18 +55,15 @@ fn forbidden(a: &Attributes<'_>, why: &str) -> ApiError {
     }
 }
 
-/// Checks the write against the namespace's quotas and charges them. Boxed: charging writes
-/// a quota's status, which runs admission again (returning at once for a subresource), and
-/// a recursive async call needs a pointer in between.
-pub fn validate<'a>(
-    registry: &'a Registry,
-    a: &'a Attributes<'_>,
-    obj: &'a Value,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
-    Box::pin(admit(registry, a, obj))
-}
-
-async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+/// Checks the write against the namespace's quotas and charges them. A charge is a write of
+/// the quota's status through `admission`, as the request's user (upstream's quota accessor
+/// writes through the API too); admission returns at once here for a subresource.
+pub async fn validate(
+    registry: &Registry,
+    admission: &dyn Admit,
+    a: &Attributes<'_>,
+    obj: &Value,
+) -> ApiResult<()> {
     // Subresources (status, binding, scale) and deletes never grow usage; cluster-scoped
     // objects have no quota.
     if a.subresource.is_some() || a.namespace.is_empty() {
@@ -103,7 +100,8 @@ async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResul
         map.entry(a.namespace.to_string()).or_default().clone()
     };
     let guard = lock.lock().await;
-    let result = check_and_charge(registry, info, a, op, &ev, &names, obj).await;
+    let ctx = RequestContext::new(a.user, admission);
+    let result = check_and_charge(registry, ctx, a, op, &ev, &names, obj).await;
     drop(guard);
     {
         let mut map = locks().lock().unwrap_or_else(|e| e.into_inner());
@@ -117,13 +115,14 @@ async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResul
 
 async fn check_and_charge(
     registry: &Registry,
-    info: &ResourceInfo,
+    ctx: RequestContext<'_>,
     a: &Attributes<'_>,
     op: QuotaOp,
     ev: &Evaluator,
     names: &[String],
     obj: &Value,
 ) -> ApiResult<()> {
+    let info = quota_info()?;
     let mut quotas = Vec::with_capacity(names.len());
     for name in names {
         match registry.get(info, Some(a.namespace), name).await {
@@ -141,10 +140,10 @@ async fn check_and_charge(
     let mut charged: Vec<(String, ResourceList)> = Vec::new();
     for (i, requested) in charges {
         let name = crate::meta::name(&quotas[i]).to_string();
-        match charge(registry, info, a, &name, &requested).await {
+        match charge(registry, ctx, info, a, &name, &requested).await {
             Ok(()) => charged.push((name, requested)),
             Err(e) => {
-                refund(registry, info, a.namespace, &charged).await;
+                refund(registry, ctx, info, a.namespace, &charged).await;
                 return Err(e);
             }
         }
@@ -156,23 +155,17 @@ async fn check_and_charge(
 /// change the quota first.
 async fn charge(
     registry: &Registry,
+    ctx: RequestContext<'_>,
     info: &ResourceInfo,
     a: &Attributes<'_>,
     name: &str,
     requested: &ResourceList,
 ) -> ApiResult<()> {
     let result = registry
-        .update_with(
-            info,
-            Some(a.namespace),
-            name,
-            Some("status"),
-            false,
-            |cur| {
-                let used = quota::charge(cur, requested, true).map_err(|why| forbidden(a, &why))?;
-                Ok(with_used(cur, &used))
-            },
-        )
+        .update_with(ctx, info, Some(a.namespace), name, Some("status"), |cur| {
+            let used = quota::charge(cur, requested, true).map_err(|why| forbidden(a, &why))?;
+            Ok(with_used(cur, &used))
+        })
         .await;
     match result {
         Ok(_) => Ok(()),
@@ -185,13 +178,14 @@ async fn charge(
 /// Gives back what was charged to earlier quotas when a later one refused.
 async fn refund(
     registry: &Registry,
+    ctx: RequestContext<'_>,
     info: &ResourceInfo,
     namespace: &str,
     charged: &[(String, ResourceList)],
 ) {
     for (name, requested) in charged {
         let result = registry
-            .update_with(info, Some(namespace), name, Some("status"), false, |cur| {
+            .update_with(ctx, info, Some(namespace), name, Some("status"), |cur| {
                 let used = quota::parse_list(cur.pointer("/status/used"));
                 Ok(with_used(
                     cur,

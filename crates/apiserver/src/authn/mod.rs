@@ -3,7 +3,7 @@
 //! authenticated user also gets `system:authenticated`, a request with no credentials is
 //! `system:anonymous` in `system:unauthenticated`, and bad credentials are a 401.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rustls::pki_types::CertificateDer;
 
@@ -13,77 +13,9 @@ use crate::registry::Registry;
 pub mod bootstrap;
 pub mod serviceaccount;
 
-pub const ANONYMOUS: &str = "system:anonymous";
-pub const UNAUTHENTICATED: &str = "system:unauthenticated";
-pub const AUTHENTICATED: &str = "system:authenticated";
-pub const MASTERS: &str = "system:masters";
-
-/// An authenticated identity (Kubernetes' `user.Info`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl UserInfo {
-    pub fn new(name: impl Into<String>, groups: Vec<String>) -> Self {
-        UserInfo {
-            name: name.into(),
-            groups,
-            ..Default::default()
-        }
-    }
-
-    pub fn anonymous() -> Self {
-        UserInfo::new(ANONYMOUS, vec![UNAUTHENTICATED.to_string()])
-    }
-
-    pub fn is_anonymous(&self) -> bool {
-        self.name == ANONYMOUS
-    }
-
-    /// Adds `system:authenticated` to a user that came with credentials.
-    pub fn authenticated(mut self) -> Self {
-        if !self.is_anonymous() && !self.groups.iter().any(|g| g == AUTHENTICATED) {
-            self.groups.push(AUTHENTICATED.to_string());
-        }
-        self
-    }
-
-    /// As Kubernetes writes a user in reviews, audit events and AdmissionReviews: empty
-    /// fields left out.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        m.insert("username".into(), serde_json::json!(self.name));
-        if !self.uid.is_empty() {
-            m.insert("uid".into(), serde_json::json!(self.uid));
-        }
-        if !self.groups.is_empty() {
-            m.insert("groups".into(), serde_json::json!(self.groups));
-        }
-        if !self.extra.is_empty() {
-            m.insert("extra".into(), serde_json::json!(self.extra));
-        }
-        serde_json::Value::Object(m)
-    }
-
-    pub fn in_group(&self, group: &str) -> bool {
-        self.groups.iter().any(|g| g == group)
-    }
-}
-
-tokio::task_local! {
-    /// The user the request being served is made as (after impersonation). Admission and
-    /// audit read it, as Kubernetes' handlers read it from the request context.
-    pub static USER: UserInfo;
-}
-
-/// The current request's user; `None` outside a request (the server's own writes).
-pub fn current_user() -> Option<UserInfo> {
-    USER.try_with(Clone::clone).ok()
-}
+// Who a user is lives below every layer (upstream's `authentication/user`); these names
+// stay reachable here, where identities are made.
+pub use crate::user::{ANONYMOUS, AUTHENTICATED, MASTERS, UNAUTHENTICATED, UserInfo};
 
 /// Paths anyone may reach without credentials (upstream's anonymous authentication limited
 /// to its configurable endpoints, as a hardened cluster sets it): everything else without

@@ -662,7 +662,11 @@ fn selector_matches(selector: &Value, role: &Value) -> bool {
 
 /// Creates the bootstrap roles and bindings that are missing, and adds missing rules and
 /// subjects to those still marked for automatic update (upstream's reconciliation at start).
-pub async fn reconcile(registry: &crate::registry::Registry) -> crate::error::ApiResult<()> {
+/// `ctx` is the server's own (no user).
+pub async fn reconcile(
+    registry: &crate::registry::Registry,
+    ctx: crate::registry::RequestContext<'_>,
+) -> crate::error::ApiResult<()> {
     let mut roles = cluster_roles();
     aggregate(&mut roles);
     let catalog = crate::resources::Catalog::new();
@@ -681,7 +685,7 @@ pub async fn reconcile(registry: &crate::registry::Registry) -> crate::error::Ap
             match registry.get(info, None, &name).await {
                 Err(e) if e.code == 404 => {
                     match registry
-                        .create(info, None, obj, crate::registry::WriteOptions::default())
+                        .create(info, None, obj, crate::registry::WriteOptions::new(ctx))
                         .await
                     {
                         Ok(_) | Err(crate::error::ApiError { code: 409, .. }) => {}
@@ -714,7 +718,7 @@ pub async fn reconcile(registry: &crate::registry::Registry) -> crate::error::Ap
                     all.extend(missing);
                     let all = Value::Array(all);
                     registry
-                        .update_with(info, None, &name, None, false, |old| {
+                        .update_with(ctx, info, None, &name, None, |old| {
                             let mut new = old.clone();
                             new[field] = all.clone();
                             Ok(new)

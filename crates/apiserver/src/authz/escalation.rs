@@ -46,7 +46,7 @@ fn rules_of(obj: &Value) -> Vec<Rule> {
 
 /// Checks a create or update of a Role, ClusterRole, RoleBinding or ClusterRoleBinding.
 pub fn check(authz: &Authorizer, a: &admission::Attributes<'_>, obj: &Value) -> ApiResult<()> {
-    let Some(user) = &a.user else {
+    let Some(user) = a.user else {
         return Ok(());
     };
     if a.info.group != GROUP || a.subresource.is_some() {

@@ -2,7 +2,9 @@
 //! and watch for every kind, parameterised by the kind's [`Strategy`] (as Kubernetes'
 //! `pkg/registry/generic`). Objects are stored as JSON under
 //! `/registry/<group>/<plural>/[<namespace>/]<name>`; `resourceVersion` is never stored, it
-//! is the store's `mod_revision`.
+//! is the store's `mod_revision`. Create, update and delete are in their own modules, along
+//! upstream's `Store` seams; what a write needs from the layers above (the user, admission)
+//! comes in with each call as a [`RequestContext`] (see [`admit`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,17 +18,22 @@ use store::{EventType, ListOptions, Store};
 
 use crate::conversion;
 use crate::encryption::{EncryptionConfig, Transformer};
-use crate::error::{ApiError, ApiResult, Cause};
+use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::service_alloc;
-use crate::strategy;
 use crate::watch_cache::{self, Start, WatchCache};
 
+pub mod admit;
 mod codec;
+mod create;
+mod delete;
+mod update;
 mod watch;
-use codec::{decode, decode_stale, encode, seal, unseal, with_resource_version};
+pub use admit::{Admit, Attributes, Operation, RequestContext};
+use codec::{decode, unseal, with_resource_version};
+pub use delete::DeleteOptions;
+pub use update::{Patch, PatchKind};
 
 /// How long Events live by default (the API server's `--event-ttl`).
 pub const DEFAULT_EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -42,10 +49,6 @@ pub struct Registry {
     pub reads: ReadCounters,
     /// How long Events live; they are stored with this time-to-live.
     pub event_ttl: std::time::Duration,
-    /// The authorizer, for admission's RBAC escalation checks; unset: authorization is off.
-    pub authorizer: std::sync::OnceLock<Arc<crate::authz::Authorizer>>,
-    /// Admission plugins turned off (`--disable-admission-plugins`).
-    pub disabled_admission: std::collections::HashSet<String>,
     /// Encryption at rest (`--encryption-provider-config`); `None`: everything is plain.
     pub encryption: Option<Arc<EncryptionConfig>>,
     /// Objects admission has read from the watch cache, decoded, by key with the revision
@@ -102,50 +105,11 @@ pub struct Watch {
     pub progress: Arc<std::sync::atomic::AtomicI64>,
 }
 
-/// How a patch body is to be applied.
-#[derive(Clone, Copy, Debug)]
-pub enum PatchKind {
-    Json,
-    Merge,
-    Strategic,
-}
-
-/// A patch request's body and type.
-#[derive(Clone, Debug)]
-pub struct Patch {
-    pub kind: PatchKind,
-    pub body: Value,
-}
-
-impl Patch {
-    /// Applies the patch to `doc`.
-    pub fn apply_to(&self, doc: &mut Value) -> ApiResult<()> {
-        match self.kind {
-            PatchKind::Json => {
-                let p: json_patch::Patch = serde_json::from_value(self.body.clone())
-                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(doc, &p).map_err(|e| {
-                    ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })
-            }
-            PatchKind::Merge => {
-                json_patch::merge(doc, &self.body);
-                Ok(())
-            }
-            PatchKind::Strategic => crate::patch::strategic_merge(doc, &self.body),
-        }
-    }
-}
-
 /// Per-request options of a write.
-#[derive(Clone, Debug, Default)]
-pub struct WriteOptions {
-    /// `dryRun=All`: validate and answer, store nothing.
-    pub dry_run: bool,
+#[derive(Clone)]
+pub struct WriteOptions<'a> {
+    /// Who writes, through which admission, dry run or not.
+    pub ctx: RequestContext<'a>,
     /// `fieldValidation`: what unknown fields do.
     pub validation: crate::typed::FieldValidation,
     /// Whose `Update` entry in managedFields this write's changes go to (none for
@@ -153,14 +117,15 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
 }
 
-#[derive(Default, Debug)]
-pub struct DeleteOptions {
-    pub grace_period_seconds: Option<i64>,
-    /// `propagationPolicy`: Orphan, Background or Foreground (the garbage collector acts on
-    /// the finalizers this sets).
-    pub propagation: Option<String>,
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
+impl<'a> WriteOptions<'a> {
+    /// A write in `ctx` with the default field validation and no field manager.
+    pub fn new(ctx: RequestContext<'a>) -> Self {
+        WriteOptions {
+            ctx,
+            validation: Default::default(),
+            field_manager: None,
+        }
+    }
 }
 
 /// The continue token: where the next page starts, in which snapshot.
@@ -212,87 +177,6 @@ fn parse_rv(rv: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
-/// Whether something still holds the object's deletion: `metadata.finalizers`, or for a
-/// namespace `spec.finalizers` (emptied by namespace finalization).
-fn has_finalizers(obj: &Value) -> bool {
-    let non_empty = |p: &str| {
-        obj.pointer(p)
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty())
-    };
-    non_empty("/metadata/finalizers")
-        || (obj.get("kind").and_then(Value::as_str) == Some("Namespace")
-            && non_empty("/spec/finalizers"))
-}
-
-/// The garbage collector's finalizers for a delete's propagation policy: `orphan` (its
-/// dependents lose their owner reference), `foregroundDeletion` (dependents go first), or
-/// neither (Background: the object goes now, dependents after). A core/v1
-/// ReplicationController deleted without a policy orphans its pods, as Kubernetes keeps for
-/// compatibility; everything else defaults to Background.
-fn with_propagation_finalizers(
-    info: &ResourceInfo,
-    mut obj: Value,
-    policy: Option<&str>,
-) -> ApiResult<Value> {
-    const ORPHAN: &str = "orphan";
-    const FOREGROUND: &str = "foregroundDeletion";
-    let policy = match policy {
-        Some(p) => p,
-        None if info.group.is_empty() && info.kind == "ReplicationController" => "Orphan",
-        None => return Ok(obj),
-    };
-    let (add, remove): (&[&str], &[&str]) = match policy {
-        "Orphan" => (&[ORPHAN], &[FOREGROUND]),
-        "Foreground" => (&[FOREGROUND], &[ORPHAN]),
-        "Background" => (&[], &[ORPHAN, FOREGROUND]),
-        other => {
-            return Err(ApiError::invalid(
-                info,
-                meta::name(&obj),
-                vec![Cause {
-                    reason: "FieldValueNotSupported",
-                    field: "propagationPolicy".into(),
-                    message: format!(
-                        "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    ),
-                }],
-            ));
-        }
-    };
-    let m = meta::metadata_mut(&mut obj);
-    let mut finalizers: Vec<Value> = m
-        .get("finalizers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    finalizers.retain(|f| !f.as_str().is_some_and(|f| remove.contains(&f)));
-    for f in add {
-        if !finalizers.iter().any(|x| x.as_str() == Some(f)) {
-            finalizers.push(json!(f));
-        }
-    }
-    if finalizers.is_empty() {
-        m.remove("finalizers");
-    } else {
-        m.insert("finalizers".into(), Value::Array(finalizers));
-    }
-    Ok(obj)
-}
-
-/// Whether anything but metadata and status differs: what bumps `metadata.generation`.
-fn spec_changed(new: &Value, old: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("metadata");
-            m.remove("status");
-        }
-        v
-    };
-    strip(new) != strip(old)
-}
-
 impl Registry {
     pub fn new(store: Arc<dyn Store>, event_ttl: std::time::Duration) -> Self {
         Registry {
@@ -300,8 +184,6 @@ impl Registry {
             reads: ReadCounters::default(),
             store,
             event_ttl,
-            authorizer: Default::default(),
-            disabled_admission: Default::default(),
             encryption: None,
             decoded: Default::default(),
         }
@@ -607,607 +489,11 @@ impl Registry {
         out.extend_from_slice(b"]}\n");
         Ok(out)
     }
-
-    /// Checks a body's apiVersion/kind and fills them in when absent.
-    fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
-        let api_version = info.api_version();
-        match obj.get("apiVersion").and_then(Value::as_str) {
-            None | Some("") => obj["apiVersion"] = json!(api_version),
-            Some(v) if v == api_version => {}
-            Some(v) => {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
-                )));
-            }
-        }
-        match obj.get("kind").and_then(Value::as_str) {
-            None | Some("") => obj["kind"] = json!(info.kind),
-            Some(k) if k == info.kind => {}
-            Some(k) => {
-                return Err(ApiError::bad_request(format!(
-                    "the kind in the data ({k}) does not match the expected kind ({})",
-                    info.kind
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets or checks the object's namespace against the request's.
-    fn check_object_namespace(
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        obj: &mut Value,
-    ) -> ApiResult<()> {
-        let m = meta::metadata_mut(obj);
-        if !info.namespaced {
-            m.remove("namespace");
-            return Ok(());
-        }
-        let ns = ns.unwrap_or("default");
-        match m.get("namespace").and_then(Value::as_str) {
-            None | Some("") => {
-                m.insert("namespace".into(), json!(ns));
-            }
-            Some(n) if n == ns => {}
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn create(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        mut obj: Value,
-        opts: WriteOptions,
-    ) -> ApiResult<Value> {
-        let strategy = strategy::for_resource(info);
-        Self::check_type(info, &mut obj)?;
-        Self::check_object_namespace(info, ns, &mut obj)?;
-        let mut obj = crate::typed::decode(info, obj, opts.validation)?;
-        let m = meta::metadata_mut(&mut obj);
-        let name = m
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = match (
-            name.is_empty(),
-            m.get("generateName").and_then(Value::as_str),
-        ) {
-            (true, Some(prefix)) if !prefix.is_empty() => {
-                format!("{prefix}{}", meta::random_suffix())
-            }
-            _ => name,
-        };
-        m.insert("name".into(), json!(name));
-        m.insert("uid".into(), json!(meta::new_uid().to_string()));
-        m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
-        for k in [
-            "resourceVersion",
-            "selfLink",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-        ] {
-            m.remove(k);
-        }
-        if strategy.tracks_generation() {
-            m.insert("generation".into(), json!(1));
-        } else {
-            m.remove("generation");
-        }
-        strategy.defaults(&mut obj);
-        strategy.prepare_for_create(&mut obj);
-        let user = crate::authn::current_user();
-        let ns_owned = meta::namespace(&obj).to_string();
-        let attrs = crate::admission::Attributes {
-            operation: crate::admission::Operation::Create,
-            info,
-            namespace: &ns_owned,
-            name: &name,
-            subresource: None,
-            old: None,
-            user,
-            dry_run: opts.dry_run,
-        };
-        crate::admission::mutate(self, &attrs, &mut obj).await?;
-        if let Some(manager) = &opts.field_manager {
-            crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None);
-        }
-        let mut causes: Vec<Cause> = strategy::validate_name(strategy.as_ref(), &name)
-            .into_iter()
-            .collect();
-        causes.extend(strategy.validate(&obj));
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(info, &name, causes));
-        }
-        crate::admission::validate(self, &attrs, &obj).await?;
-        crate::zero_fields::fill(info, &mut obj);
-        if opts.dry_run {
-            return Ok(obj);
-        }
-        let service = service_alloc::is_service(info);
-        if service {
-            service_alloc::allocate(&self.store, &mut obj).await?;
-        }
-        drop_empty_metadata(&mut obj);
-        let key = Self::key(info, Some(meta::namespace(&obj)), &name);
-        let rev = match self
-            .store
-            .create(
-                &key,
-                seal(self.transformer(info).as_deref(), &key, encode(info, &obj)?)?,
-                self.ttl_for(info),
-            )
-            .await
-        {
-            Ok(rev) => rev,
-            Err(e) => {
-                if service {
-                    service_alloc::release_all(&self.store, &obj).await;
-                }
-                return Err(ApiError::from_store(info, &name, e));
-            }
-        };
-        meta::set_resource_version(&mut obj, rev);
-        Ok(obj)
-    }
-
-    /// Read-modify-write of one object, retried while other writers win the race.
-    /// `f` gets the current object and returns the new one (or an error to stop).
-    pub async fn update_with<F>(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        dry_run: bool,
-        mut f: F,
-    ) -> ApiResult<Value>
-    where
-        F: FnMut(&Value) -> ApiResult<Value> + Send,
-    {
-        let user = crate::authn::current_user();
-        let key = Self::key(info, ns, name);
-        let tf = self.transformer(info);
-        let mut current = self
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| ApiError::from_store(info, name, e))?
-            .ok_or_else(|| ApiError::not_found(info, name))?;
-        for _ in 0..UPDATE_RETRIES {
-            let (old, stale) = decode_stale(tf.as_deref(), info, &current)?;
-            let mut new = f(&old)?;
-            drop_empty_metadata(&mut new);
-            crate::zero_fields::fill(info, &mut new);
-            meta::set_resource_version(&mut new, current.mod_revision);
-            // Unchanged is a no-op, unless it was stored with an older key: rewriting every
-            // object after a key rotation re-encrypts it, as upstream.
-            if new == old && !stale {
-                return Ok(new);
-            }
-            let attrs = crate::admission::Attributes {
-                operation: crate::admission::Operation::Update,
-                info,
-                namespace: ns.unwrap_or(""),
-                name,
-                subresource,
-                old: Some(&old),
-                user: user.clone(),
-                dry_run,
-            };
-            crate::admission::mutate(self, &attrs, &mut new).await?;
-            crate::admission::validate(self, &attrs, &new).await?;
-            if dry_run {
-                return Ok(new);
-            }
-            let service = service_alloc::is_service(info);
-            if service {
-                service_alloc::reallocate(&self.store, &mut new, &old).await?;
-            }
-            // An object whose deletion waits only on finalizers goes once they are gone.
-            let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
-                && !has_finalizers(&new)
-                && new
-                    .pointer("/metadata/deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    == Some(0);
-            let result = if finalizers_done {
-                self.store
-                    .delete(&key, Some(current.mod_revision))
-                    .await
-                    .map(|(rev, _)| rev)
-            } else {
-                self.store
-                    .update(
-                        &key,
-                        seal(tf.as_deref(), &key, encode(info, &new)?)?,
-                        current.mod_revision,
-                        self.ttl_for(info),
-                    )
-                    .await
-            };
-            match result {
-                Ok(rev) => {
-                    meta::set_resource_version(&mut new, rev);
-                    return Ok(new);
-                }
-                Err(e) => {
-                    // Give back node ports this attempt claimed.
-                    if service {
-                        service_alloc::release_added(&self.store, &new, &old).await;
-                    }
-                    match e {
-                        store::Error::Conflict { current: c, .. } => current = *c,
-                        e => return Err(ApiError::from_store(info, name, e)),
-                    }
-                }
-            }
-        }
-        Err(ApiError::conflict(info, name))
-    }
-
-    /// PUT: replaces the object (or, for `subresource = status`, only its status).
-    pub async fn update(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        mut obj: Value,
-        subresource: Option<&str>,
-        opts: WriteOptions,
-    ) -> ApiResult<Value> {
-        Self::check_type(info, &mut obj)?;
-        Self::check_object_namespace(info, ns, &mut obj)?;
-        match meta::name(&obj) {
-            "" => {
-                meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
-            }
-            n if n == name => {}
-            _ => {
-                return Err(ApiError::bad_request(
-                    "the name of the object does not match the name on the URL",
-                ));
-            }
-        }
-        let wanted_rv = meta::str_at(&obj, "/metadata/resourceVersion")
-            .filter(|r| !r.is_empty())
-            .map(str::to_string);
-        let info2 = info.clone();
-        let sub = subresource.map(str::to_string);
-        self.update_with(info, ns, name, subresource, opts.dry_run, move |old| {
-            if let Some(rv) = &wanted_rv
-                && meta::str_at(old, "/metadata/resourceVersion") != Some(rv.as_str())
-            {
-                return Err(ApiError::conflict(&info2, name));
-            }
-            Self::merge_update(&info2, old, obj.clone(), sub.as_deref(), &opts)
-        })
-        .await
-    }
-
-    /// Builds the stored object for an update: what the client may change given the
-    /// subresource, the metadata the server owns, generation, and validation.
-    fn merge_update(
-        info: &ResourceInfo,
-        old: &Value,
-        new: Value,
-        sub: Option<&str>,
-        opts: &WriteOptions,
-    ) -> ApiResult<Value> {
-        let strategy = strategy::for_resource(info);
-        // Stored objects hold no unknown fields, so any here came with this request.
-        let mut new = crate::typed::decode(info, new, opts.validation)?;
-        let name = meta::name(old).to_string();
-        let record = |new: &mut Value| {
-            if let Some(manager) = &opts.field_manager {
-                crate::apply::record_update(Some(old), new, manager, &info.api_version(), sub);
-            }
-        };
-        if sub == Some("status") {
-            // Only status changes through /status.
-            let status = new.get("status").cloned().unwrap_or(Value::Null);
-            new = old.clone();
-            new["status"] = status;
-            record(&mut new);
-            return Ok(new);
-        }
-        if sub == Some("approval") {
-            // A CSR's approval changes its Approved/Denied conditions and nothing else.
-            let conditions = new
-                .pointer("/status/conditions")
-                .cloned()
-                .unwrap_or(Value::Null);
-            new = old.clone();
-            if !new.get("status").is_some_and(Value::is_object) {
-                new["status"] = json!({});
-            }
-            new["status"]["conditions"] = conditions;
-            record(&mut new);
-            return Ok(new);
-        }
-        if sub == Some("ephemeralcontainers") {
-            // `kubectl debug`: only the pod's ephemeral containers change.
-            new = strategy::update_pod_ephemeral_containers(old, &new)
-                .map_err(|causes| ApiError::invalid(info, &name, causes))?;
-            record(&mut new);
-            return Ok(new);
-        }
-        if sub == Some("finalize") {
-            // A namespace's `finalize` changes `spec.finalizers` and nothing else.
-            let finalizers = new
-                .pointer("/spec/finalizers")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let causes = strategy::validate_namespace_finalizers(&finalizers);
-            if !causes.is_empty() {
-                return Err(ApiError::invalid(info, &name, causes));
-            }
-            new = old.clone();
-            if !new.get("spec").is_some_and(Value::is_object) {
-                new["spec"] = json!({});
-            }
-            match &finalizers {
-                Value::Array(a) if !a.is_empty() => new["spec"]["finalizers"] = finalizers,
-                _ => {
-                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-                        spec.remove("finalizers");
-                    }
-                }
-            }
-            record(&mut new);
-            return Ok(new);
-        }
-        // Fields the server owns are kept from the stored object.
-        let old_meta = old.get("metadata").cloned().unwrap_or_default();
-        let m = meta::metadata_mut(&mut new);
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-        ] {
-            match old_meta.get(k) {
-                Some(v) => {
-                    m.insert(k.into(), v.clone());
-                }
-                None => {
-                    m.remove(k);
-                }
-            }
-        }
-        if let Some(ns) = old_meta.get("namespace") {
-            m.insert("namespace".into(), ns.clone());
-        }
-        if info.has_subresource("status") {
-            match old.get("status") {
-                Some(s) => new["status"] = s.clone(),
-                None => {
-                    if let Some(o) = new.as_object_mut() {
-                        o.remove("status");
-                    }
-                }
-            }
-        }
-        strategy.prepare_for_update(&mut new, old);
-        strategy.defaults(&mut new);
-        if strategy.tracks_generation() && spec_changed(&new, old) {
-            let g = old
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            meta::metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
-        }
-        let mut causes = strategy.validate(&new);
-        causes.extend(strategy.validate_update(&new, old));
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(info, &name, causes));
-        }
-        record(&mut new);
-        Ok(new)
-    }
-
-    pub async fn patch(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        patch: Patch,
-        subresource: Option<&str>,
-        opts: WriteOptions,
-    ) -> ApiResult<Value> {
-        let info2 = info.clone();
-        let sub = subresource.map(str::to_string);
-        self.update_with(info, ns, name, subresource, opts.dry_run, move |old| {
-            let mut doc = old.clone();
-            patch.apply_to(&mut doc)?;
-            // A patch may carry a resourceVersion precondition.
-            if let Some(rv) = patch
-                .body
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                && meta::str_at(old, "/metadata/resourceVersion") != Some(rv)
-            {
-                return Err(ApiError::conflict(&info2, meta::name(old)));
-            }
-            if meta::name(&doc) != meta::name(old) {
-                return Err(ApiError::bad_request(
-                    "the name of a patched object cannot change",
-                ));
-            }
-            Self::merge_update(&info2, old, doc, sub.as_deref(), &opts)
-        })
-        .await
-    }
-
-    /// A strategic patch of the main resource, then `finish` on the result before it is
-    /// written (server-side apply records its field manager there).
-    pub async fn patch_then<F>(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        patch: Patch,
-        opts: WriteOptions,
-        finish: F,
-    ) -> ApiResult<Value>
-    where
-        F: Fn(&mut Value) + Send,
-    {
-        let info2 = info.clone();
-        self.update_with(info, ns, name, None, opts.dry_run, move |old| {
-            let mut doc = old.clone();
-            patch.apply_to(&mut doc)?;
-            finish(&mut doc);
-            Self::merge_update(&info2, old, doc, None, &opts)
-        })
-        .await
-    }
-
-    /// DELETE. Objects with finalizers, and pods bound to a node, are marked for deletion
-    /// (`deletionTimestamp`) instead of removed; returns the object as it now is and whether it is gone.
-    pub async fn delete(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        opts: &DeleteOptions,
-        dry_run: bool,
-    ) -> ApiResult<(Value, bool)> {
-        let key = Self::key(info, ns, name);
-        let tf = self.transformer(info);
-        for _ in 0..UPDATE_RETRIES {
-            let kv = self
-                .store
-                .get(&key)
-                .await
-                .map_err(|e| ApiError::from_store(info, name, e))?
-                .ok_or_else(|| ApiError::not_found(info, name))?;
-            let obj = decode(tf.as_deref(), info, &kv)?;
-            if let Some(uid) = &opts.precondition_uid
-                && meta::str_at(&obj, "/metadata/uid") != Some(uid.as_str())
-            {
-                return Err(ApiError::conflict(info, name));
-            }
-            if let Some(rv) = &opts.precondition_rv
-                && meta::str_at(&obj, "/metadata/resourceVersion") != Some(rv.as_str())
-            {
-                return Err(ApiError::conflict(info, name));
-            }
-            // Upstream's delete validation: validating webhooks see the object deleted.
-            let attrs = crate::admission::Attributes {
-                operation: crate::admission::Operation::Delete,
-                info,
-                namespace: ns.unwrap_or(""),
-                name,
-                subresource: None,
-                old: Some(&obj),
-                user: crate::authn::current_user(),
-                dry_run,
-            };
-            crate::admission::validate_delete(self, &attrs).await?;
-            let grace = self.grace_period(info, &obj, opts);
-            let obj = with_propagation_finalizers(info, obj, opts.propagation.as_deref())?;
-            if has_finalizers(&obj) || grace > 0 {
-                // Graceful: mark, and let the finalizer owners (or the kubelet) finish.
-                let mut marked = obj.clone();
-                let m = meta::metadata_mut(&mut marked);
-                let already = m.get("deletionTimestamp").is_some();
-                let when = time::OffsetDateTime::now_utc() + time::Duration::seconds(grace);
-                if !already
-                    || m.get("deletionGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                        .is_some_and(|g| grace < g)
-                {
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(crate::meta::format_time(when)),
-                    );
-                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                }
-                if info.group.is_empty() && info.kind == "Namespace" {
-                    marked["status"]["phase"] = json!("Terminating");
-                }
-                if marked == obj || dry_run {
-                    return Ok((marked, false));
-                }
-                match self
-                    .store
-                    .update(
-                        &key,
-                        seal(tf.as_deref(), &key, encode(info, &marked)?)?,
-                        kv.mod_revision,
-                        self.ttl_for(info),
-                    )
-                    .await
-                {
-                    Ok(rev) => {
-                        meta::set_resource_version(&mut marked, rev);
-                        return Ok((marked, false));
-                    }
-                    Err(store::Error::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_store(info, name, e)),
-                }
-            }
-            if dry_run {
-                return Ok((obj, true));
-            }
-            match self.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok((rev, _)) => {
-                    if service_alloc::is_service(info) {
-                        service_alloc::release_all(&self.store, &obj).await;
-                    }
-                    let mut gone = obj;
-                    meta::set_resource_version(&mut gone, rev);
-                    return Ok((gone, true));
-                }
-                Err(store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(ApiError::from_store(info, name, e)),
-            }
-        }
-        Err(ApiError::conflict(info, name))
-    }
-
-    /// Seconds a deletion waits: only pods bound to a node wait (for their kubelet).
-    fn grace_period(&self, info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> i64 {
-        if !(info.group.is_empty() && info.kind == "Pod") {
-            return 0;
-        }
-        let bound = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        let finished = matches!(
-            meta::str_at(obj, "/status/phase"),
-            Some("Succeeded" | "Failed")
-        );
-        if !bound || finished {
-            return 0;
-        }
-        opts.grace_period_seconds
-            .or_else(|| {
-                obj.pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(30)
-            .max(0)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::codec::encode;
     use super::*;
 
     #[test]

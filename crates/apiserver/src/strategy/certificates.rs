@@ -6,12 +6,15 @@ use serde_json::{Value, json};
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::user::UserInfo;
 
 pub struct CsrStrategy;
 
 impl Strategy for CsrStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
-        let user = crate::authn::current_user().unwrap_or_default();
+    fn prepare_for_create(&self, obj: &mut Value, user: Option<&UserInfo>) {
+        // The requester's identity, never the client's word; the server's own requests
+        // have none.
+        let user = user.cloned().unwrap_or_default();
         if !obj.get("spec").is_some_and(Value::is_object) {
             obj["spec"] = json!({});
         }

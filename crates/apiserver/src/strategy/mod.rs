@@ -20,14 +20,16 @@ use serde_json::Value;
 use crate::error::Cause;
 use crate::meta;
 use crate::resources::ResourceInfo;
+use crate::user::UserInfo;
 
 pub trait Strategy: Send + Sync {
     /// Kubernetes' defaulting, applied to every object written (create and update), as
     /// Kubernetes defaults every object it decodes.
     fn defaults(&self, _obj: &mut Value) {}
 
-    /// Resets what clients may not set on create (e.g. status), after defaults.
-    fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// Resets what clients may not set on create (e.g. status), after defaults. `user` is
+    /// the requester (none for the server's own writes), as upstream's request context.
+    fn prepare_for_create(&self, _obj: &mut Value, _user: Option<&UserInfo>) {}
 
     /// Keeps what an update of the main resource may not change (before defaults).
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
@@ -151,6 +153,7 @@ pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
 
 pub(crate) use namespace::validate_finalizers as validate_namespace_finalizers;
 pub(crate) use pod::update_ephemeral as update_pod_ephemeral_containers;
+pub(crate) use settings::with_defaults as limit_range_defaults;
 
 /// Sets `key` in a JSON object if it is absent or null.
 pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {

@@ -8,7 +8,7 @@ use crate::error::Cause;
 pub struct NamespaceStrategy;
 
 impl Strategy for NamespaceStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn prepare_for_create(&self, obj: &mut Value, _user: Option<&crate::user::UserInfo>) {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
         obj["status"] = json!({"phase": "Active"});
         // Kubernetes labels every namespace with its own name.

@@ -224,7 +224,7 @@ impl Strategy for PodStrategy {
         default_pod_spec(&mut obj["spec"]);
     }
 
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn prepare_for_create(&self, obj: &mut Value, _user: Option<&crate::user::UserInfo>) {
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }

@@ -37,7 +37,7 @@ impl Strategy for ServiceStrategy {
         }
     }
 
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn prepare_for_create(&self, obj: &mut Value, _user: Option<&crate::user::UserInfo>) {
         obj["status"] = json!({"loadBalancer": {}});
     }
 

@@ -11,7 +11,42 @@ pub struct LimitRangeStrategy;
 
 impl Strategy for LimitRangeStrategy {
     fn defaults(&self, obj: &mut Value) {
-        crate::admission::limit_ranger::with_defaults(obj);
+        with_defaults(obj);
+    }
+}
+
+/// The LimitRange's API defaults (SetDefaults_LimitRange), so ranges stored without them
+/// act as Kubernetes' would: for type Container a missing `default` is the `max`, a missing
+/// `defaultRequest` the `default`, else the `min`.
+pub(crate) fn with_defaults(lr: &mut Value) {
+    let Some(limits) = lr.pointer_mut("/spec/limits").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for l in limits {
+        if l.get("type").and_then(Value::as_str) != Some("Container") {
+            continue;
+        }
+        let list = |l: &Value, k: &str| {
+            l.get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (max, min) = (list(l, "max"), list(l, "min"));
+        let mut default = list(l, "default");
+        let mut request = list(l, "defaultRequest");
+        for (k, v) in &max {
+            default.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in default.iter().chain(&min) {
+            request.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        if !default.is_empty() {
+            l["default"] = Value::Object(default);
+        }
+        if !request.is_empty() {
+            l["defaultRequest"] = Value::Object(request);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use super::Strategy;
 pub struct VolumeStrategy;
 
 impl Strategy for VolumeStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn prepare_for_create(&self, obj: &mut Value, _user: Option<&crate::user::UserInfo>) {
         obj["status"] = json!({"phase": "Pending"});
     }
 }

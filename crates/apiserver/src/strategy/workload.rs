@@ -140,7 +140,7 @@ impl Strategy for WorkloadStrategy {
         }
     }
 
-    fn prepare_for_create(&self, obj: &mut Value) {
+    fn prepare_for_create(&self, obj: &mut Value, _user: Option<&crate::user::UserInfo>) {
         match self.kind {
             // A Job selects its pods by its own uid (unless manualSelector), and labels the
             // template so.
