@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -21,12 +22,15 @@ use crate::kuberuntime::ANNOTATION_CGROUP_PARENT;
 /// Entries walked per log directory at most.
 const LOG_WALK_LIMIT: usize = 10_000;
 
+/// CRI's container stats by container ID.
+pub type ContainerStatsById = HashMap<String, api::ContainerStats>;
+
 /// What the runtime reports: live sandboxes (upstream's `removeTerminatedPods`), running
 /// containers, their stats by ID when listed, and the image filesystem when asked for.
 pub struct RuntimeView {
     pub sandboxes: Vec<api::PodSandbox>,
     pub containers: Vec<api::Container>,
-    pub stats: Option<HashMap<String, api::ContainerStats>>,
+    pub stats: Option<ContainerStatsById>,
     pub image_fs: Option<api::FilesystemUsage>,
 }
 
@@ -140,10 +144,55 @@ fn ephemeral_storage(
     r
 }
 
+/// Container stats as a view got them.
+enum Stats {
+    Cached(ContainerStatsById),
+    Listed(Vec<api::ContainerStats>),
+}
+use Stats::{Cached, Listed};
+
+fn by_id(list: Vec<api::ContainerStats>) -> ContainerStatsById {
+    list.into_iter()
+        .filter_map(|s| Some((s.attributes.as_ref()?.id.clone(), s)))
+        .collect()
+}
+
 impl StatsProvider {
+    /// Lists CRI's container stats and keeps them for summaries (housekeeping does, each
+    /// round).
+    pub async fn refresh_container_stats(&self) -> anyhow::Result<()> {
+        let list = self
+            .cri
+            .list_container_stats(None)
+            .await
+            .context("failed to list all container stats")?;
+        self.keep_container_stats(by_id(list));
+        Ok(())
+    }
+
+    pub(super) fn keep_container_stats(&self, stats: ContainerStatsById) {
+        *self
+            .container_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), stats));
+    }
+
+    /// The kept container stats, unless older than two housekeeping rounds (housekeeping
+    /// stopped, or has not run yet).
+    pub(super) fn cached_container_stats(&self) -> Option<ContainerStatsById> {
+        let kept = self
+            .container_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (at, stats) = kept.as_ref()?;
+        (at.elapsed() <= 2 * self.cfg.housekeeping_interval).then(|| stats.clone())
+    }
+
     /// The CRI lists every stats answer starts from (run at once). `ListContainerStats` is
     /// asked only when its answer is used — [`ContainerStatsNeed`] — since containerd 1.6
-    /// answers it by asking every container's shim (~2 ms of CPU per container).
+    /// answers it by asking every container's shim (~2 ms of CPU per container); a full
+    /// summary takes housekeeping's last answer (containerd itself refreshes the writable
+    /// layers' usage only every 10 s).
     pub(super) async fn runtime_view(
         &self,
         need: ContainerStatsNeed,
@@ -170,7 +219,10 @@ impl StatsProvider {
             },
             async {
                 match need {
-                    ContainerStatsNeed::Always => list_stats().await.map(Some),
+                    ContainerStatsNeed::Always => match self.cached_container_stats() {
+                        Some(cached) => Ok(Some(Cached(cached))),
+                        None => list_stats().await.map(|l| Some(Listed(l))),
+                    },
                     _ => Ok(None),
                 }
             },
@@ -187,16 +239,18 @@ impl StatsProvider {
             image_fs: None,
         };
         let stats = match (stats, need) {
-            (None, ContainerStatsNeed::UnlessCgroups) if self.missing_cgroups(&view) => {
-                Some(list_stats().await.context("failed to list pod stats")?)
-            }
+            (None, ContainerStatsNeed::UnlessCgroups) if self.missing_cgroups(&view) => Some(
+                Listed(list_stats().await.context("failed to list pod stats")?),
+            ),
             (stats, _) => stats,
         };
-        view.stats = stats.map(|stats| {
-            stats
-                .into_iter()
-                .filter_map(|s| Some((s.attributes.as_ref()?.id.clone(), s)))
-                .collect()
+        view.stats = stats.map(|stats| match stats {
+            Cached(by_id) => by_id,
+            Listed(list) => {
+                let by_id = by_id(list);
+                self.keep_container_stats(by_id.clone());
+                by_id
+            }
         });
         if with_image_fs {
             let fs = self

@@ -85,6 +85,9 @@ pub struct StatsProvider {
     rates: Mutex<Rates>,
     volumes: VolumeCache,
     boot_time: Time,
+    /// CRI's container stats (for the writable layers) as housekeeping last listed them: a
+    /// summary then costs no round of containerd asking every shim.
+    container_stats: Mutex<Option<(Instant, collect::ContainerStatsById)>>,
 }
 
 impl StatsProvider {
@@ -101,6 +104,7 @@ impl StatsProvider {
             rates: Mutex::default(),
             volumes: VolumeCache::default(),
             boot_time: host::boot_time(),
+            container_stats: Mutex::default(),
         })
     }
 
@@ -118,6 +122,9 @@ impl StatsProvider {
             match tokio::task::spawn_blocking(move || me.housekeep()).await {
                 Ok(n) => debug!(cgroups = n, "stats housekeeping"),
                 Err(e) => warn!(error = %e, "stats housekeeping failed"),
+            }
+            if let Err(e) = self.refresh_container_stats().await {
+                debug!(error = %format!("{e:#}"), "listing container stats failed");
             }
         }
     }

@@ -343,3 +343,23 @@ async fn a_runtime_that_does_not_answer_is_an_error() {
             .contains("\ncontainer_scrape_error 1\n")
     );
 }
+
+#[tokio::test]
+async fn summaries_take_housekeepings_container_stats_while_fresh() {
+    let f = fixture();
+    assert!(
+        f.provider.cached_container_stats().is_none(),
+        "none kept yet"
+    );
+    let stats = api::ContainerStats {
+        attributes: Some(api::ContainerAttributes {
+            id: "c1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f.provider
+        .keep_container_stats(HashMap::from([("c1".to_string(), stats)]));
+    let kept = f.provider.cached_container_stats();
+    assert!(kept.is_some_and(|k| k.contains_key("c1")));
+}
