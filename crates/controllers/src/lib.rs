@@ -28,6 +28,7 @@ pub mod servicelb;
 pub mod statefulset;
 pub mod tainteviction;
 pub mod ttlafterfinished;
+pub mod volume;
 
 use std::sync::Arc;
 
@@ -77,6 +78,8 @@ pub struct Options {
     /// The node lifecycle controller's settings (`--node-monitor-grace-period`,
     /// `--node-monitor-period`, `--node-eviction-rate`, ...).
     pub node_lifecycle: nodelifecycle::Options,
+    /// The storage controllers' settings (claim binder resync, local-path provisioner).
+    pub volume: volume::Options,
 }
 
 impl Options {
@@ -91,6 +94,7 @@ impl Options {
             cluster_signing: None,
             disable_servicelb: false,
             node_lifecycle: Default::default(),
+            volume: Default::default(),
         }
     }
 }
@@ -199,6 +203,7 @@ pub async fn run_controllers(client: Client, options: Options) {
     let ipam = nodeipam::NodeIpamController::new(client.clone(), nodes.clone());
     let nodes_for_lb = nodes.clone();
     let nodes_for_lifecycle = nodes.clone();
+    let (nodes_for_volume, claims_for_volume) = (nodes.clone(), claims.clone());
     let ds = daemonset::DaemonSetController::new(
         client.clone(),
         daemonsets,
@@ -267,6 +272,14 @@ pub async fn run_controllers(client: Client, options: Options) {
         tokio::spawn(rqc.run(WORKERS)),
     ];
     tasks.push(tokio::spawn(disruption.run(WORKERS)));
+    // Claims and volumes: binding, provisioning (local-path), protection, ephemeral claims.
+    tasks.push(tokio::spawn(volume::run(
+        client.clone(),
+        pods.clone(),
+        claims_for_volume,
+        nodes_for_volume,
+        options.volume.clone(),
+    )));
     if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(WORKERS)));
     }
