@@ -42,7 +42,11 @@ pub struct DaemonSetController {
     recorder: Recorder,
 }
 
-/// The tolerations Kubernetes adds to every daemon pod, so node trouble does not evict it.
+/// The tolerations Kubernetes adds to every daemon pod (upstream's
+/// AddOrUpdateDaemonPodTolerations): not-ready and unreachable NoExecute for good (no
+/// `tolerationSeconds`), so node trouble never evicts a daemon; the condition taints'
+/// NoSchedule, so a cordoned or pressured node still gets its daemons. A not-ready or
+/// unreachable NoSchedule taint is not tolerated: such a node gets no new daemon pod.
 fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
     let t = |key: &str, effect: &str| Toleration {
         key: Some(key.into()),
@@ -62,6 +66,32 @@ fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
         v.push(t("node.kubernetes.io/network-unavailable", "NoSchedule"));
     }
     v
+}
+
+/// Adds `want` to `tolerations` as upstream's AddOrUpdateTolerationInPodSpec does: a
+/// toleration with the same key, operator, value and effect is replaced by it (so a
+/// template's `tolerationSeconds` on not-ready:NoExecute does not survive), unless one is
+/// already exactly `want`.
+fn add_or_update_toleration(tolerations: &mut Vec<Toleration>, want: Toleration) {
+    let s = |v: &Option<String>| v.clone().unwrap_or_default();
+    let same = |t: &Toleration| {
+        s(&t.key) == s(&want.key)
+            && s(&t.operator) == s(&want.operator)
+            && s(&t.value) == s(&want.value)
+            && s(&t.effect) == s(&want.effect)
+    };
+    let exact = |t: &Toleration| same(t) && t.toleration_seconds == want.toleration_seconds;
+    if tolerations.iter().any(exact) {
+        return;
+    }
+    let mut replaced = false;
+    for t in tolerations.iter_mut().filter(|t| same(t)) {
+        *t = want.clone();
+        replaced = true;
+    }
+    if !replaced {
+        tolerations.push(want);
+    }
 }
 
 /// The pod a DaemonSet runs on `node`: its template, pinned to the node by a required node
@@ -104,12 +134,7 @@ pub fn pod_for_node(
     let host_network = spec.host_network.unwrap_or(false);
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
     for t in daemon_tolerations(host_network) {
-        if !tolerations
-            .iter()
-            .any(|x| x.key == t.key && x.effect == t.effect)
-        {
-            tolerations.push(t);
-        }
+        add_or_update_toleration(tolerations, t);
     }
     pod
 }
@@ -133,24 +158,64 @@ fn target_node(pod: &Pod) -> Option<String> {
         .and_then(|r| r.values.as_ref()?.first().cloned())
 }
 
-/// Whether a DaemonSet's pod should run on `node` (selector, affinity, taints).
-fn should_run(template_pod: &Pod, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+/// Upstream's NodeShouldRunDaemonPod for the daemon pod as any node would judge it (the
+/// template with the daemon tolerations): `(should_run, should_continue_running)`.
+/// `should_run`: a pod is to be created on `node` when it has none — the template's
+/// nodeName, nodeSelector and required node affinity admit it and every NoSchedule and
+/// NoExecute taint is tolerated. `should_continue_running`: a pod already there stays —
+/// the same, except that only untolerated NoExecute taints count, so a node that turned
+/// NotReady (not-ready:NoSchedule) keeps its daemons.
+fn node_should_run_daemon_pod(template_pod: &Pod, node: &Node) -> (bool, bool) {
     let name = node.metadata.name.as_deref().unwrap_or_default();
+    let spec = template_pod.spec.as_ref();
+    if let Some(pinned) = spec
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+        && pinned != name
+    {
+        return (false, false);
+    }
+    let labels = node.metadata.labels.clone().unwrap_or_default();
     if !scheduling::node_matches(template_pod, &labels, name) {
-        return false;
+        return (false, false);
     }
     let taints = node
         .spec
         .as_ref()
         .and_then(|s| s.taints.as_deref())
         .unwrap_or_default();
-    let tolerations = template_pod
-        .spec
-        .as_ref()
+    let tolerations = spec
         .and_then(|s| s.tolerations.as_deref())
         .unwrap_or_default();
-    scheduling::untolerated(taints, tolerations).is_none()
+    if scheduling::untolerated(taints, tolerations).is_none() {
+        return (true, true);
+    }
+    let untolerated_no_execute = taints.iter().any(|taint| {
+        taint.effect == "NoExecute" && !tolerations.iter().any(|t| scheduling::tolerates(t, taint))
+    });
+    (false, !untolerated_no_execute)
+}
+
+/// Upstream's podByCreationTimestampAndPhase: bound pods first, then the oldest, then by
+/// name; the first is the one a node keeps and the one its status counts.
+fn sort_daemon_pods(pods: &mut [Arc<Pod>]) {
+    pods.sort_by(|a, b| {
+        let bound = |p: &Pod| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| !n.is_empty())
+        };
+        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        bound(b)
+            .cmp(&bound(a))
+            .then_with(|| created(a).cmp(&created(b)))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref().and_then(|s| s.phase.as_deref())
 }
 
 fn max_unavailable(ds: &DaemonSet, desired: usize) -> usize {
@@ -251,8 +316,6 @@ impl DaemonSetController {
             self.expectations.forget(key);
             return Ok(None);
         };
-        let ns = ds.metadata.namespace.clone().unwrap_or_default();
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
         let template = ds
             .spec
             .as_ref()
@@ -265,51 +328,105 @@ impl DaemonSetController {
         }
         self.sync_revisions(&ds, &template, &hash).await?;
 
-        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-        for p in self.pods.list_namespace(&ns) {
-            if controller_of(p.as_ref()).is_some_and(|r| r.uid == uid)
-                && p.metadata.deletion_timestamp.is_none()
-                && let Some(n) = target_node(&p)
-            {
-                by_node.entry(n).or_default().push(p);
-            }
-        }
         // A pod with the template as it would run anywhere, for the node checks.
         let probe = pod_for_node(&ds, &template, &hash, None);
         let nodes = self.nodes.list();
-        let mut create_on = Vec::new();
-        let mut delete = Vec::new();
-        let mut desired = 0usize;
-        for node in &nodes {
-            let name = node.metadata.name.clone().unwrap_or_default();
-            let here = by_node.remove(&name).unwrap_or_default();
-            if should_run(&probe, node) {
-                desired += 1;
-                let (failed, mut alive): (Vec<_>, Vec<_>) = here.into_iter().partition(|p| {
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
-                });
-                delete.extend(failed);
-                if alive.is_empty() {
-                    create_on.push(name);
-                } else if alive.len() > 1 {
-                    // Keep the oldest; the rest are duplicates.
-                    alive.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-                    delete.extend(alive.drain(1..));
-                }
-            } else {
-                delete.extend(here);
-            }
-        }
-        // Pods pinned to nodes that no longer exist.
-        for (_, rest) in by_node {
-            delete.extend(rest);
-        }
         if self.expectations.satisfied(key) {
+            let (create_on, mut delete, desired) = self.plan(&ds, &probe, &nodes);
             self.rolling_update(&ds, &hash, &nodes, desired, &mut delete);
             self.manage(key, &ds, &template, &hash, &create_on, &delete)
                 .await?;
         }
         self.update_status(&ds, &hash, &probe, &nodes).await
+    }
+
+    /// The DaemonSet's pods by the node they are for, terminating ones included (as
+    /// upstream's getNodesToDaemonPods: a node whose pod is still terminating gets no new
+    /// one until it is gone).
+    fn daemon_pods_by_node(&self, ds: &DaemonSet) -> HashMap<String, Vec<Arc<Pod>>> {
+        let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
+        let uid = ds.metadata.uid.as_deref().unwrap_or_default();
+        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+        for p in self.pods.list_namespace(ns) {
+            if controller_of(p.as_ref()).is_some_and(|r| r.uid == uid)
+                && let Some(n) = target_node(&p)
+            {
+                by_node.entry(n).or_default().push(p);
+            }
+        }
+        by_node
+    }
+
+    /// What each node needs (upstream's podsShouldBeOnNode): the nodes to create a pod on,
+    /// the pods to delete, and how many nodes should run the daemon.
+    fn plan(
+        &self,
+        ds: &DaemonSet,
+        probe: &Pod,
+        nodes: &[Arc<Node>],
+    ) -> (Vec<String>, Vec<Arc<Pod>>, usize) {
+        let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
+        let mut by_node = self.daemon_pods_by_node(ds);
+        let mut create_on = Vec::new();
+        let mut delete = Vec::new();
+        let mut desired = 0usize;
+        let live = |p: &Arc<Pod>| p.metadata.deletion_timestamp.is_none();
+        for node in nodes {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            let here = by_node.remove(&name).unwrap_or_default();
+            let (should_run, should_continue_running) = node_should_run_daemon_pod(probe, node);
+            if should_run {
+                desired += 1;
+            }
+            if should_run && here.is_empty() {
+                create_on.push(name);
+            } else if should_continue_running {
+                // Finished pods go (their replacement comes with the sync their deletion
+                // causes); of several running pods the first in upstream's order stays.
+                let mut running = Vec::new();
+                for p in here.into_iter().filter(live) {
+                    let pod = format!("{ns}/{}", p.metadata.name.as_deref().unwrap_or_default());
+                    match phase(&p) {
+                        Some("Failed") => {
+                            self.recorder.record(
+                                ds,
+                                true,
+                                "FailedDaemonPod",
+                                format!(
+                                    "Found failed daemon pod {pod} on node {name}, will try to kill it"
+                                ),
+                            );
+                            delete.push(p);
+                        }
+                        Some("Succeeded") => {
+                            self.recorder.record(
+                                ds,
+                                false,
+                                "SucceededDaemonPod",
+                                format!(
+                                    "Found succeeded daemon pod {pod} on node {name}, will try to delete it"
+                                ),
+                            );
+                            delete.push(p);
+                        }
+                        _ => running.push(p),
+                    }
+                }
+                if running.len() > 1 {
+                    sort_daemon_pods(&mut running);
+                    delete.extend(running.drain(1..));
+                }
+            } else {
+                // Not admitted any more, or an untolerated NoExecute taint.
+                delete.extend(here.into_iter().filter(live));
+            }
+        }
+        // Pods for nodes that no longer exist (upstream leaves the bound ones to the pod
+        // garbage collector, which rkube does not have).
+        for (_, rest) in by_node {
+            delete.extend(rest.into_iter().filter(live));
+        }
+        (create_on, delete, desired)
     }
 
     /// Old-revision pods to replace now: unavailable ones first, then as many as
@@ -507,7 +624,6 @@ impl DaemonSetController {
         probe: &Pod,
         nodes: &[Arc<Node>],
     ) -> anyhow::Result<Option<Duration>> {
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let min_ready = ds
             .spec
@@ -515,31 +631,22 @@ impl DaemonSetController {
             .and_then(|s| s.min_ready_seconds)
             .unwrap_or(0);
         let now = Timestamp::now();
-        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-        for p in self.pods.list_namespace(&ns) {
-            if controller_of(p.as_ref()).is_some_and(|r| r.uid == uid)
-                && p.metadata.deletion_timestamp.is_none()
-                && let Some(n) = target_node(&p)
-            {
-                by_node.entry(n).or_default().push(p);
-            }
-        }
+        let mut by_node = self.daemon_pods_by_node(ds);
         let (mut desired, mut current, mut misscheduled) = (0, 0, 0);
         let (mut ready, mut available, mut updated) = (0, 0, 0);
         let mut waiting_for_available = false;
         for node in nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
-            let here = by_node.get(&name);
-            let scheduled = here.is_some_and(|p| {
-                p.iter()
-                    .any(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
-            });
-            if should_run(probe, node) {
+            // As upstream: a node counts as scheduled once it has a pod, bound or not.
+            let mut here = by_node.remove(&name).unwrap_or_default();
+            let scheduled = !here.is_empty();
+            if node_should_run_daemon_pod(probe, node).0 {
                 desired += 1;
                 if scheduled {
                     current += 1;
                 }
-                if let Some(p) = here.and_then(|h| h.first()) {
+                sort_daemon_pods(&mut here);
+                if let Some(p) = here.first() {
                     if pods::is_ready(p) {
                         ready += 1;
                         if pods::is_available(p, min_ready, now) {
@@ -600,45 +707,170 @@ impl DaemonSetController {
 mod tests {
     use super::*;
 
-    #[test]
-    fn daemon_pods_are_pinned_and_tolerate_node_trouble() {
-        let ds: DaemonSet = serde_json::from_value(json!({
+    fn ds(template_spec: serde_json::Value) -> DaemonSet {
+        serde_json::from_value(json!({
             "metadata": {"name": "agent", "namespace": "kube-system", "uid": "u1"},
             "spec": {"selector": {"matchLabels": {"app": "agent"}},
-                "template": {"metadata": {"labels": {"app": "agent"}},
-                    "spec": {"containers": [{"name": "a", "image": "busybox"}],
-                        "nodeSelector": {"role": "worker"}}}}
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": template_spec}}
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    fn node(labels: serde_json::Value, taints: &[(&str, &str)]) -> Node {
+        let taints: Vec<_> = taints
+            .iter()
+            .map(|(k, e)| json!({"key": k, "effect": e}))
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": "n1", "labels": labels},
+            "spec": {"taints": taints}}))
+        .unwrap()
+    }
+
+    fn tolerations(pod: &Pod) -> Vec<(String, String, Option<i64>)> {
+        let mut v: Vec<_> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.key.unwrap_or_default(),
+                    t.effect.unwrap_or_default(),
+                    t.toleration_seconds,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn daemon_pods_are_pinned_and_tolerate_node_trouble() {
+        let ds = ds(json!({"containers": [{"name": "a", "image": "busybox"}],
+            "nodeSelector": {"role": "worker"},
+            // The default replaces a template's own not-ready:NoExecute with a limit.
+            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "dedicated", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]}));
         let t = ds.spec.as_ref().unwrap().template.clone();
         let pod = pod_for_node(&ds, &t, "abc", Some("n1"));
         assert_eq!(target_node(&pod).as_deref(), Some("n1"));
         assert_eq!(pod.metadata.labels.as_ref().unwrap()[REVISION_HASH], "abc");
-        let tolerations = pod.spec.as_ref().unwrap().tolerations.as_ref().unwrap();
-        assert!(
-            tolerations
-                .iter()
-                .any(|t| t.key.as_deref() == Some("node.kubernetes.io/unschedulable"))
+        let want = |k: &str, e: &str| (k.to_string(), e.to_string(), None);
+        assert_eq!(
+            tolerations(&pod),
+            vec![
+                want("dedicated", "NoSchedule"),
+                want("node.kubernetes.io/disk-pressure", "NoSchedule"),
+                want("node.kubernetes.io/memory-pressure", "NoSchedule"),
+                want("node.kubernetes.io/not-ready", "NoExecute"),
+                want("node.kubernetes.io/pid-pressure", "NoSchedule"),
+                want("node.kubernetes.io/unreachable", "NoExecute"),
+                want("node.kubernetes.io/unschedulable", "NoSchedule"),
+            ]
         );
-        let node = |labels: serde_json::Value, taint: Option<&str>| -> Node {
-            serde_json::from_value(json!({"metadata": {"name": "n1", "labels": labels},
-                "spec": {"taints": taint.map(|k| vec![json!({"key": k, "effect": "NoSchedule"})]).unwrap_or_default()}}))
-            .unwrap()
-        };
+        // Host-network daemons also tolerate network-unavailable.
+        let host = self::ds(json!({"containers": [{"name": "a", "image": "busybox"}],
+            "hostNetwork": true}));
+        let ht = host.spec.as_ref().unwrap().template.clone();
+        let hp = pod_for_node(&host, &ht, "abc", Some("n1"));
+        assert!(tolerations(&hp).contains(&want(
+            "node.kubernetes.io/network-unavailable",
+            "NoSchedule"
+        )));
+        assert!(
+            !tolerations(&pod)
+                .iter()
+                .any(|t| t.0 == "node.kubernetes.io/network-unavailable")
+        );
+    }
+
+    #[test]
+    fn taints_decide_creation_and_continued_running_apart() {
+        let ds = ds(json!({"containers": [{"name": "a", "image": "busybox"}],
+            "nodeSelector": {"role": "worker"}}));
+        let t = ds.spec.as_ref().unwrap().template.clone();
         let probe = pod_for_node(&ds, &t, "abc", None);
-        assert!(should_run(&probe, &node(json!({"role": "worker"}), None)));
-        assert!(!should_run(&probe, &node(json!({}), None)));
-        assert!(!should_run(
-            &probe,
-            &node(json!({"role": "worker"}), Some("dedicated"))
-        ));
-        // Cordoned nodes still run daemons (the unschedulable taint is tolerated).
-        assert!(should_run(
-            &probe,
-            &node(
-                json!({"role": "worker"}),
-                Some("node.kubernetes.io/unschedulable")
+        let w = || json!({"role": "worker"});
+        let run = |n: &Node| node_should_run_daemon_pod(&probe, n);
+        assert_eq!(run(&node(w(), &[])), (true, true));
+        assert_eq!(run(&node(json!({}), &[])), (false, false));
+        // Untolerated NoSchedule: no new pod, but the one there stays.
+        assert_eq!(
+            run(&node(w(), &[("dedicated", "NoSchedule")])),
+            (false, true)
+        );
+        // A NotReady / unreachable node: the NoExecute variants are tolerated, the
+        // NoSchedule ones are not.
+        let not_ready = [
+            ("node.kubernetes.io/not-ready", "NoSchedule"),
+            ("node.kubernetes.io/not-ready", "NoExecute"),
+        ];
+        assert_eq!(run(&node(w(), &not_ready)), (false, true));
+        let unreachable = [
+            ("node.kubernetes.io/unreachable", "NoSchedule"),
+            ("node.kubernetes.io/unreachable", "NoExecute"),
+        ];
+        assert_eq!(run(&node(w(), &unreachable)), (false, true));
+        // Untolerated NoExecute: the pod goes.
+        assert_eq!(
+            run(&node(w(), &[("dedicated", "NoExecute")])),
+            (false, false)
+        );
+        // Cordoned and pressured nodes still run daemons.
+        for key in [
+            "node.kubernetes.io/unschedulable",
+            "node.kubernetes.io/memory-pressure",
+            "node.kubernetes.io/disk-pressure",
+            "node.kubernetes.io/pid-pressure",
+        ] {
+            assert_eq!(
+                run(&node(w(), &[(key, "NoSchedule")])),
+                (true, true),
+                "{key}"
+            );
+        }
+        // Network-unavailable only for host-network daemons.
+        let na = [("node.kubernetes.io/network-unavailable", "NoSchedule")];
+        assert_eq!(run(&node(w(), &na)), (false, true));
+        // PreferNoSchedule never matters.
+        assert_eq!(
+            run(&node(w(), &[("dedicated", "PreferNoSchedule")])),
+            (true, true)
+        );
+        // A template naming another node runs nowhere else.
+        let pinned = self::ds(json!({"containers": [{"name": "a", "image": "busybox"}],
+            "nodeName": "n2"}));
+        let pt = pinned.spec.as_ref().unwrap().template.clone();
+        let pp = pod_for_node(&pinned, &pt, "abc", None);
+        assert_eq!(
+            node_should_run_daemon_pod(&pp, &node(w(), &[])),
+            (false, false)
+        );
+    }
+
+    #[test]
+    fn the_bound_then_oldest_pod_comes_first() {
+        let pod = |name: &str, created: i64, node: Option<&str>| -> Arc<Pod> {
+            let t = Timestamp::from_second(created).unwrap().to_string();
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name,
+                    "creationTimestamp": t}, "spec": {"containers": [], "nodeName": node}}))
+                .unwrap(),
             )
-        ));
+        };
+        let mut pods = vec![
+            pod("c", 10, None),
+            pod("b", 20, Some("n1")),
+            pod("a", 20, Some("n1")),
+            pod("d", 30, Some("n1")),
+        ];
+        sort_daemon_pods(&mut pods);
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "d", "c"]);
     }
 }

@@ -3,17 +3,47 @@
 //! names and marks it Ready, as they would.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
+use std::time::Duration;
+
 use apiserver::testing::{Cluster, eventually};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use client_go::informer::Informer;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn node(c: &Cluster, name: &str, labels: serde_json::Value) {
     let nodes: Api<Node> = Api::all(c.client().await);
     let n: Node =
         serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
     nodes.create(&PostParams::default(), &n).await.unwrap();
+}
+
+/// A worker node registered with `taint`.
+async fn tainted_node(c: &Cluster, name: &str, taint: Value) {
+    let nodes: Api<Node> = Api::all(c.client().await);
+    let n: Node = serde_json::from_value(json!({"metadata": {"name": name,
+        "labels": {"role": "worker"}}, "spec": {"taints": [taint]}}))
+    .unwrap();
+    nodes.create(&PostParams::default(), &n).await.unwrap();
+}
+
+/// The name of the `agent` pod for `node` (bound or not).
+async fn pod_on(c: &Cluster, node: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(c.client().await, "default");
+    pods.list(&ListParams::default().labels("app=agent"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| {
+            let s = serde_json::to_value(p).unwrap();
+            s.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchFields/0/values/0")
+                == Some(&json!(node))
+        })
+        .and_then(|p| p.metadata.name)
+        .unwrap()
 }
 
 /// Binds every unbound daemon pod to its pinned node and marks it Ready.
@@ -101,10 +131,14 @@ async fn one_pod_per_eligible_node_and_rolling_updates() {
         (p.len() == 2 && p[0].starts_with("w1:") && p[1].starts_with("w2:")).then_some(p)
     })
     .await;
-    // A new worker gets one; a tainted one does not.
-    node(&c, "w3", json!({"role": "worker"})).await;
-    c.ok(&["taint", "node", "w3", "dedicated=x:NoSchedule"])
-        .await;
+    // A new worker gets one; one registered with a taint does not (tainted later, it would
+    // keep a pod made before: only NoExecute taints remove daemon pods).
+    tainted_node(
+        &c,
+        "w3",
+        json!({"key": "dedicated", "value": "x", "effect": "NoSchedule"}),
+    )
+    .await;
     node(&c, "w4", json!({"role": "worker"})).await;
     eventually("a pod on w4, none on w3", || async {
         let p = pods_by_node(&c).await;
@@ -177,6 +211,272 @@ async fn one_pod_per_eligible_node_and_rolling_updates() {
         act_as_scheduler_and_kubelet(&c).await;
         let p = pods_by_node(&c).await;
         (!p.iter().any(|l| l.starts_with("w1:"))).then_some(())
+    })
+    .await;
+}
+
+/// Every `agent` pod as `node:state`, state `live` or `terminating`, sorted.
+async fn pod_states(c: &Cluster) -> Vec<String> {
+    let out = c
+        .ok(&["get", "pods", "-l", "app=agent", "-o", r#"jsonpath={range .items[*]}{.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values[0]}:{.metadata.deletionTimestamp}{"\n"}{end}"#])
+        .await;
+    let mut v: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let (node, deleted) = l.split_once(':').unwrap();
+            let state = if deleted.is_empty() {
+                "live"
+            } else {
+                "terminating"
+            };
+            format!("{node}:{state}")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `desiredNumberScheduled/currentNumberScheduled/numberMisscheduled` once they are `want`.
+async fn ds_counts(c: &Cluster, want: &str) {
+    eventually(&format!("DaemonSet counts {want}"), || async {
+        let s = c.ok(&["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberMisscheduled}"]).await;
+        (s == want).then_some(())
+    })
+    .await;
+}
+
+/// `pod_states` stays `want` for a while (what should not happen had time to).
+async fn stays(c: &Cluster, want: &[&str]) {
+    for _ in 0..15 {
+        assert_eq!(pod_states(c).await, want);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Only the DaemonSet controller runs, so every deletion is its own; taints are set by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_schedule_taints_stop_new_pods_no_execute_taints_remove_them() {
+    let c = Cluster::start(false).await;
+    c.default_service_account("default").await;
+    let client = controllers::client(c.config().await).unwrap();
+    let ds = controllers::daemonset::DaemonSetController::new(
+        client.clone(),
+        Informer::start(Api::all(client.clone())),
+        Informer::start(Api::all(client.clone())),
+        Informer::start(Api::all(client.clone())),
+        Informer::start(Api::all(client.clone())),
+    );
+    tokio::spawn(ds.run(2));
+    for n in ["n1", "n2", "n3"] {
+        node(&c, n, json!({"role": "worker"})).await;
+    }
+    let f = c.write("ds.yaml", DS);
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("a pod on each node", || async {
+        (pod_states(&c).await == ["n1:live", "n2:live", "n3:live"]).then_some(())
+    })
+    .await;
+    act_as_scheduler_and_kubelet(&c).await;
+    ds_counts(&c, "3/3/0").await;
+
+    // Every daemon pod carries upstream's default tolerations; not-ready and unreachable
+    // NoExecute for good.
+    let tolerations = c
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            r#"jsonpath={.items[0].spec.tolerations}"#,
+        ])
+        .await;
+    let mut got: Vec<String> = serde_json::from_str::<Vec<Value>>(&tolerations)
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["operator"], "Exists", "{t}");
+            assert!(t.get("tolerationSeconds").is_none(), "{t}");
+            format!(
+                "{}:{}",
+                t["key"].as_str().unwrap(),
+                t["effect"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "node.kubernetes.io/disk-pressure:NoSchedule",
+            "node.kubernetes.io/memory-pressure:NoSchedule",
+            "node.kubernetes.io/not-ready:NoExecute",
+            "node.kubernetes.io/pid-pressure:NoSchedule",
+            "node.kubernetes.io/unreachable:NoExecute",
+            "node.kubernetes.io/unschedulable:NoSchedule",
+        ]
+    );
+
+    // A node that turned NotReady (not-ready:NoSchedule, which daemon pods do not
+    // tolerate) keeps its pod but no longer counts as desired; a new NotReady node gets
+    // none.
+    c.ok(&[
+        "taint",
+        "node",
+        "n1",
+        "node.kubernetes.io/not-ready:NoSchedule",
+    ])
+    .await;
+    tainted_node(
+        &c,
+        "n4",
+        json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}),
+    )
+    .await;
+    ds_counts(&c, "2/2/1").await;
+    stays(&c, &["n1:live", "n2:live", "n3:live"]).await;
+    // Once gone, n1's pod is not replaced while the taint is there.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let gone = kube::api::DeleteParams::default().grace_period(0);
+    pods.delete(&pod_on(&c, "n1").await, &gone).await.unwrap();
+    ds_counts(&c, "2/2/0").await;
+    stays(&c, &["n2:live", "n3:live"]).await;
+
+    // An untolerated NoExecute taint removes the pod there.
+    c.ok(&["taint", "node", "n2", "dedicated=x:NoExecute"])
+        .await;
+    eventually("n2's pod deleted", || async {
+        act_as_scheduler_and_kubelet(&c).await;
+        (pod_states(&c).await == ["n3:live"]).then_some(())
+    })
+    .await;
+    ds_counts(&c, "1/1/0").await;
+    // The DaemonSet controller deleted it (nothing else runs here).
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually("the DaemonSet's SuccessfulDelete event", || async {
+        let deletions = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("DaemonSet"))
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulDelete"))
+            .count();
+        (deletions == 1).then_some(())
+    })
+    .await;
+
+    // The taints gone, n1 and n4 get their pods.
+    c.ok(&[
+        "taint",
+        "node",
+        "n1",
+        "node.kubernetes.io/not-ready:NoSchedule-",
+    ])
+    .await;
+    c.ok(&[
+        "taint",
+        "node",
+        "n4",
+        "node.kubernetes.io/not-ready:NoSchedule-",
+    ])
+    .await;
+    eventually("pods on n1 and n4", || async {
+        (pod_states(&c).await == ["n1:live", "n3:live", "n4:live"]).then_some(())
+    })
+    .await;
+}
+
+fn now() -> String {
+    Timestamp::from_second(Timestamp::now().as_second())
+        .unwrap()
+        .to_string()
+}
+
+/// Posts the node's conditions as a kubelet would: Ready True, or False (NotReady).
+async fn post_status(c: &Cluster, name: &str, ready: bool) {
+    let t = now();
+    let cond = |type_: &str, status: &str| {
+        json!({"type": type_, "status": status, "reason": "Kubelet", "message": "",
+            "lastHeartbeatTime": t, "lastTransitionTime": t})
+    };
+    let status = json!({"status": {"conditions": [
+        cond("MemoryPressure", "False"),
+        cond("DiskPressure", "False"),
+        cond("PIDPressure", "False"),
+        cond("Ready", if ready { "True" } else { "False" }),
+    ]}});
+    let nodes: Api<Node> = Api::all(c.client().await);
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+async fn taints(c: &Cluster, node: &str) -> Vec<String> {
+    let out = c
+        .ok(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r#"jsonpath={range .spec.taints[*]}{.key}:{.effect}{"\n"}{end}"#,
+        ])
+        .await;
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// The whole controller manager: the node lifecycle controller taints a NotReady node
+/// not-ready NoSchedule and NoExecute; its daemon pod stays (neither the DaemonSet nor the
+/// taint eviction controller removes it), and it gets no new one until it is Ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_node_keeps_its_daemon_pod() {
+    let c = Cluster::start(false).await;
+    let config = c.config().await;
+    let mut options = controllers::Options::from_config(&config);
+    options.node_lifecycle.node_monitor_period = Duration::from_millis(250);
+    let client = controllers::client(config).unwrap();
+    tokio::spawn(controllers::run_with(client, "cm".into(), options));
+    for n in ["w1", "w2"] {
+        node(&c, n, json!({"role": "worker"})).await;
+        post_status(&c, n, true).await;
+    }
+    let f = c.write("ds.yaml", DS);
+    c.ok(&["apply", "-f", &f]).await;
+    eventually("a pod on each node", || async {
+        act_as_scheduler_and_kubelet(&c).await;
+        (pod_states(&c).await == ["w1:live", "w2:live"]).then_some(())
+    })
+    .await;
+    ds_counts(&c, "2/2/0").await;
+
+    post_status(&c, "w2", false).await;
+    eventually("w2 tainted not-ready", || async {
+        (taints(&c, "w2").await
+            == [
+                "node.kubernetes.io/not-ready:NoExecute",
+                "node.kubernetes.io/not-ready:NoSchedule",
+            ])
+        .then_some(())
+    })
+    .await;
+    ds_counts(&c, "1/1/1").await;
+    stays(&c, &["w1:live", "w2:live"]).await;
+
+    // Its pod gone, the NotReady node gets no new one...
+    let pods: Api<Pod> = Api::namespaced(c.client().await, "default");
+    let gone = kube::api::DeleteParams::default().grace_period(0);
+    pods.delete(&pod_on(&c, "w2").await, &gone).await.unwrap();
+    ds_counts(&c, "1/1/0").await;
+    stays(&c, &["w1:live"]).await;
+
+    // ... until it is Ready again.
+    post_status(&c, "w2", true).await;
+    eventually("a pod on w2 again", || async {
+        (pod_states(&c).await == ["w1:live", "w2:live"]).then_some(())
     })
     .await;
 }

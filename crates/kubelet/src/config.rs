@@ -102,7 +102,7 @@ impl KubeletConfig {
             cluster_domain: "cluster.local".into(),
             pod_netns: None,
             node_status_update_frequency: Duration::from_secs(10),
-            node_status_report_frequency: Duration::from_secs(60),
+            node_status_report_frequency: Duration::from_secs(300),
             node_lease_duration: Duration::from_secs(40),
             relist_period: Duration::from_secs(1),
             resync_period: Duration::from_secs(10),

@@ -22,6 +22,7 @@ use crate::config::{KUBELET_VERSION, KubeletConfig, NODE_LEASE_NAMESPACE};
 use crate::cri::RuntimeClient;
 use crate::machine;
 use crate::status::FIELD_MANAGER;
+use common::quantity;
 
 fn params() -> PatchParams {
     PatchParams {
@@ -159,18 +160,23 @@ fn quantity(v: impl ToString) -> Quantity {
     Quantity(v.to_string())
 }
 
-/// The node's status now; conditions keep their transition times from `old` while unchanged.
+/// The node's status now, as upstream's kubelet computes it over the Node it read
+/// (`current`, the API server's status): capacity, allocatable, addresses, daemon endpoints,
+/// nodeInfo and the MemoryPressure / DiskPressure / PIDPressure / Ready conditions are the
+/// kubelet's; every other field and condition of `current` is kept. A condition keeps its
+/// transition time from `current` while its status is the same there (so one someone else
+/// set to Unknown transitions now).
 pub fn node_status(
     cfg: &KubeletConfig,
     facts: &NodeFacts,
     ready: &Result<(), String>,
-    old: Option<&NodeStatus>,
+    current: Option<&NodeStatus>,
     now: Timestamp,
 ) -> NodeStatus {
     let now = Time(Timestamp::from_second(now.as_second()).unwrap_or(now));
     let cond = |type_: &str, status: bool, reason: &str, message: String| {
         let s = if status { "True" } else { "False" };
-        let since = old
+        let since = current
             .and_then(|o| o.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
             .filter(|c| c.status == s)
@@ -206,30 +212,38 @@ pub fn node_status(
         ),
         Err(why) => cond("Ready", false, "KubeletNotReady", why.clone()),
     };
+    let ours = [
+        cond(
+            "MemoryPressure",
+            false,
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available".into(),
+        ),
+        cond(
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure".into(),
+        ),
+        cond(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available".into(),
+        ),
+        ready_cond,
+    ];
+    let mut status = current.cloned().unwrap_or_default();
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    for c in ours {
+        match conditions.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(x) => *x = c,
+            None => conditions.push(c),
+        }
+    }
+    status.capacity = Some(resources.clone());
+    status.allocatable = Some(resources);
     NodeStatus {
-        capacity: Some(resources.clone()),
-        allocatable: Some(resources),
-        conditions: Some(vec![
-            cond(
-                "MemoryPressure",
-                false,
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available".into(),
-            ),
-            cond(
-                "DiskPressure",
-                false,
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure".into(),
-            ),
-            cond(
-                "PIDPressure",
-                false,
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available".into(),
-            ),
-            ready_cond,
-        ]),
         addresses: Some(vec![
             NodeAddress {
                 type_: "InternalIP".into(),
@@ -258,25 +272,153 @@ pub fn node_status(
             system_uuid: machine::system_uuid(),
             ..Default::default()
         }),
-        ..Default::default()
+        ..status
     }
 }
 
-/// A status without heartbeat times, to see whether anything else changed.
-fn without_heartbeats(s: &NodeStatus) -> Value {
+/// A status as upstream's nodeStatusHasChanged compares it: without heartbeat times,
+/// conditions in type order, quantities by value, and empty lists, maps and strings the
+/// same as absent ones (apimachinery's semantic equality).
+fn comparable(s: &NodeStatus) -> Value {
+    fn prune(v: &mut Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => {
+                a.retain_mut(prune);
+                !a.is_empty()
+            }
+            Value::Object(o) => {
+                o.retain(|_, v| prune(v));
+                !o.is_empty()
+            }
+            _ => true,
+        }
+    }
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Some(conds) = v.get_mut("conditions").and_then(Value::as_array_mut) {
-        for c in conds {
+        for c in conds.iter_mut() {
             if let Some(o) = c.as_object_mut() {
                 o.remove("lastHeartbeatTime");
             }
         }
+        conds.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
     }
+    for list in ["capacity", "allocatable"] {
+        if let Some(o) = v.get_mut(list).and_then(Value::as_object_mut) {
+            for q in o.values_mut() {
+                if let Some(milli) = q.as_str().and_then(|s| quantity::parse_scaled(s, 1000)) {
+                    *q = json!(milli);
+                }
+            }
+        }
+    }
+    prune(&mut v);
     v
 }
 
-/// Writes the node status now and then until the process ends: when it changed, and at least
-/// every `node_status_report_frequency`.
+/// Whether the kubelet writes `computed` over `current`, the API server's status
+/// (upstream's tryUpdateNodeStatus): when they differ other than in heartbeat times — say
+/// the node lifecycle controller set the conditions to Unknown — or when
+/// `report_frequency` passed since the last write (`None`: never written).
+fn status_update_due(
+    current: &NodeStatus,
+    computed: &NodeStatus,
+    last_report: Option<Instant>,
+    report_frequency: Duration,
+    now: Instant,
+) -> bool {
+    comparable(current) != comparable(computed)
+        || last_report.is_none_or(|at| now.saturating_duration_since(at) >= report_frequency)
+}
+
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed members, nulls
+/// for removed ones, nothing for equal ones.
+fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, nv) in n {
+                match o.get(k) {
+                    Some(ov) if ov == nv => {}
+                    Some(ov @ Value::Object(_)) if nv.is_object() => {
+                        patch.insert(k.clone(), merge_diff(ov, nv));
+                    }
+                    _ => {
+                        patch.insert(k.clone(), nv.clone());
+                    }
+                }
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// How many times one status update is tried before waiting for the next period
+/// (upstream's nodeStatusUpdateRetry).
+const NODE_STATUS_UPDATE_RETRY: usize = 5;
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(
+        |c| matches!(c.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 404),
+    )
+}
+
+/// One status update: reads the Node, computes the status over it, and writes it when due.
+async fn try_update_node_status(
+    nodes: &Api<Node>,
+    cfg: &KubeletConfig,
+    facts: &NodeFacts,
+    ready: &Result<(), String>,
+    last_report: &mut Option<Instant>,
+) -> anyhow::Result<()> {
+    let name = &cfg.node_name;
+    let node = nodes
+        .get(name)
+        .await
+        .with_context(|| format!("reading node {name}"))?;
+    let current = node.status.clone().unwrap_or_default();
+    let st = node_status(cfg, facts, ready, Some(&current), Timestamp::now());
+    let now = Instant::now();
+    if !status_update_due(
+        &current,
+        &st,
+        *last_report,
+        cfg.node_status_report_frequency,
+        now,
+    ) {
+        return Ok(());
+    }
+    // Only what changed, as upstream's two-way patch (so fields other components own, say
+    // volumesAttached, are left alone); a changed conditions list replaces the one read,
+    // so the resourceVersion makes a concurrent change a conflict, retried on a fresh
+    // read, rather than lost.
+    let patch = json!({
+        "metadata": {"resourceVersion": node.metadata.resource_version},
+        "status": merge_diff(
+            &serde_json::to_value(&current).context("encoding the node status")?,
+            &serde_json::to_value(&st).context("encoding the node status")?,
+        ),
+    });
+    nodes
+        .patch_status(name, &params(), &Patch::Merge(patch))
+        .await
+        .with_context(|| format!("patching the status of node {name}"))?;
+    *last_report = Some(now);
+    if let Err(why) = ready {
+        debug!(node = %name, %why, "node not ready");
+    }
+    Ok(())
+}
+
+/// Keeps the node status up to date until the process ends, as upstream's kubelet: every
+/// `node_status_update_frequency` it compares the status with the Node the API server has
+/// and writes it when they differ or `node_status_report_frequency` passed (the Lease is
+/// the frequent heartbeat).
 pub async fn run_status(
     client: kube::Client,
     cfg: KubeletConfig,
@@ -284,41 +426,23 @@ pub async fn run_status(
     facts: NodeFacts,
 ) {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut last: Option<(NodeStatus, Instant)> = None;
+    let mut last_report: Option<Instant> = None;
     loop {
         let ready = runtime_ready(&cri).await;
-        let old = last.as_ref().map(|(s, _)| s);
-        let st = node_status(&cfg, &facts, &ready, old, Timestamp::now());
-        let due = match &last {
-            None => true,
-            Some((prev, at)) => {
-                without_heartbeats(prev) != without_heartbeats(&st)
-                    || at.elapsed() >= cfg.node_status_report_frequency
-            }
-        };
-        if due {
-            let patch = json!({"status": st});
-            match nodes
-                .patch_status(&cfg.node_name, &params(), &Patch::Merge(patch))
-                .await
-            {
-                Ok(_) => {
-                    if let Err(why) = &ready {
-                        debug!(node = %cfg.node_name, %why, "node not ready");
-                    }
-                    last = Some((st, Instant::now()));
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {
+        for attempt in 1..=NODE_STATUS_UPDATE_RETRY {
+            match try_update_node_status(&nodes, &cfg, &facts, &ready, &mut last_report).await {
+                Ok(()) => break,
+                Err(e) if is_not_found(&e) => {
                     // Someone deleted the Node: register again.
                     warn!(node = %cfg.node_name, "node object deleted; registering again");
                     if let Err(e) = register(&client, &cfg).await {
                         warn!(error = %format!("{e:#}"), "registering the node");
                     }
-                    last = None;
+                    last_report = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
                 }
-                Err(e) => warn!(node = %cfg.node_name, error = %e, "updating node status"),
+                Err(e) => warn!(node = %cfg.node_name, attempt, error = %format!("{e:#}"),
+                    "updating node status"),
             }
         }
         tokio::time::sleep(cfg.node_status_update_frequency).await;
@@ -404,21 +528,36 @@ async fn renew_lease(
 mod tests {
     use super::*;
 
-    #[test]
-    fn status_reports_the_machine_and_keeps_transition_times() {
-        let cfg = KubeletConfig::new(Some("n1"), "/");
-        let facts = NodeFacts {
+    fn facts() -> NodeFacts {
+        NodeFacts {
             host_ip: "192.0.2.1".into(),
             cpus: 2,
             memory: 4 << 30,
             ephemeral_storage: 10 << 30,
             runtime_version: "containerd://1.6.20".into(),
-        };
-        let t0 = Timestamp::from_second(1_700_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
-        let t1 = Timestamp::from_second(1_700_000_010).unwrap_or(Timestamp::UNIX_EPOCH);
-        let s0 = node_status(&cfg, &facts, &Ok(()), None, t0);
-        let s1 = node_status(&cfg, &facts, &Ok(()), Some(&s0), t1);
-        assert_eq!(without_heartbeats(&s0), without_heartbeats(&s1));
+        }
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn condition<'a>(s: &'a NodeStatus, type_: &str) -> &'a NodeCondition {
+        let found = s.conditions.iter().flatten().find(|c| c.type_ == type_);
+        found.unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
+    #[test]
+    fn status_reports_the_machine_and_keeps_transition_times() {
+        let cfg = KubeletConfig::new(Some("n1"), "/");
+        let facts = facts();
+        let s0 = node_status(&cfg, &facts, &Ok(()), None, at(1_700_000_000));
+        let s1 = node_status(&cfg, &facts, &Ok(()), Some(&s0), at(1_700_000_010));
+        assert_eq!(comparable(&s0), comparable(&s1));
+        assert_ne!(
+            condition(&s0, "Ready").last_heartbeat_time,
+            condition(&s1, "Ready").last_heartbeat_time
+        );
         let cap = s1.capacity.clone().unwrap_or_default();
         assert_eq!(cap.get("cpu"), Some(&Quantity("2".into())));
         assert_eq!(cap.get("memory"), Some(&Quantity("4194304Ki".into())));
@@ -431,14 +570,126 @@ mod tests {
             &facts,
             &Err("network not ready".into()),
             Some(&s1),
-            t1,
+            at(1_700_000_010),
         );
-        assert_ne!(without_heartbeats(&s1), without_heartbeats(&s2));
-        let ready = s2
+        assert_ne!(comparable(&s1), comparable(&s2));
+        assert_eq!(condition(&s2, "Ready").status, "False");
+    }
+
+    #[test]
+    fn status_is_written_when_the_api_server_has_another_or_the_report_is_due() {
+        let cfg = KubeletConfig::new(Some("n1"), "/");
+        let facts = facts();
+        let report = Duration::from_secs(300);
+        let t0 = Instant::now();
+        let later = |secs| t0 + Duration::from_secs(secs);
+        // What the kubelet wrote at t0, as the API server gives it back (another
+        // component's condition and a quantity in another form included).
+        let mut written = node_status(&cfg, &facts, &Ok(()), None, at(1_700_000_000));
+        written
             .conditions
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.type_ == "Ready");
-        assert_eq!(ready.map(|c| c.status), Some("False".to_owned()));
+            .get_or_insert_with(Vec::new)
+            .push(NodeCondition {
+                type_: "NetworkUnavailable".into(),
+                status: "False".into(),
+                reason: Some("RouteCreated".into()),
+                ..Default::default()
+            });
+        written.conditions.get_or_insert_with(Vec::new).reverse();
+        if let Some(cap) = written.capacity.as_mut() {
+            cap.insert("memory".into(), Quantity("4Gi".into()));
+        }
+
+        // Ten seconds on, nothing but the heartbeats moved: nothing to write.
+        let next = node_status(&cfg, &facts, &Ok(()), Some(&written), at(1_700_000_010));
+        assert_eq!(
+            condition(&next, "NetworkUnavailable").reason.as_deref(),
+            Some("RouteCreated")
+        );
+        assert!(!status_update_due(
+            &written,
+            &next,
+            Some(t0),
+            report,
+            later(10)
+        ));
+        // ... until the report frequency passed, or when never written by this process.
+        assert!(status_update_due(
+            &written,
+            &next,
+            Some(t0),
+            report,
+            later(300)
+        ));
+        assert!(status_update_due(&written, &next, None, report, later(10)));
+
+        // The node lifecycle controller set the conditions to Unknown: written at once,
+        // each transitioning now.
+        let mut unknown = written.clone();
+        for c in unknown.conditions.iter_mut().flatten() {
+            if c.type_ != "NetworkUnavailable" {
+                c.status = "Unknown".into();
+                c.reason = Some("NodeStatusUnknown".into());
+                c.message = Some("Kubelet stopped posting node status.".into());
+            }
+        }
+        let fixed = node_status(&cfg, &facts, &Ok(()), Some(&unknown), at(1_700_000_020));
+        assert!(status_update_due(
+            &unknown,
+            &fixed,
+            Some(t0),
+            report,
+            later(20)
+        ));
+        let ready = condition(&fixed, "Ready");
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.last_transition_time, Some(Time(at(1_700_000_020))));
+        assert_eq!(condition(&fixed, "NetworkUnavailable").status, "False");
+
+        // A resource the kubelet no longer reports: written, the patch removing it and
+        // leaving what others own (volumesAttached) alone.
+        let mut stale = written.clone();
+        if let Some(cap) = stale.capacity.as_mut() {
+            cap.insert("hugepages-2Mi".into(), Quantity("0".into()));
+        }
+        stale.volumes_attached = Some(vec![k8s_openapi::api::core::v1::AttachedVolume {
+            name: "kubernetes.io/csi/v1".into(),
+            device_path: String::new(),
+        }]);
+        let next = node_status(&cfg, &facts, &Ok(()), Some(&stale), at(1_700_000_010));
+        assert!(status_update_due(
+            &stale,
+            &next,
+            Some(t0),
+            report,
+            later(10)
+        ));
+        let patch = merge_diff(
+            &serde_json::to_value(&stale).unwrap_or_default(),
+            &serde_json::to_value(&next).unwrap_or_default(),
+        );
+        assert_eq!(
+            patch["capacity"],
+            json!({"hugepages-2Mi": null, "memory": "4194304Ki"})
+        );
+        assert!(patch.get("volumesAttached").is_none(), "{patch}");
+        assert!(patch.get("nodeInfo").is_none(), "{patch}");
+        assert_eq!(patch["conditions"].as_array().map(Vec::len), Some(5));
+
+        // The runtime's network went down: written at once too.
+        let down = node_status(
+            &cfg,
+            &facts,
+            &Err("network not ready".into()),
+            Some(&written),
+            at(1_700_000_010),
+        );
+        assert!(status_update_due(
+            &written,
+            &down,
+            Some(t0),
+            report,
+            later(10)
+        ));
     }
 }
