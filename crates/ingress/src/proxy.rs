@@ -1,0 +1,194 @@
+//! One request: route it by host and path, send it to a ready endpoint of the backend over
+//! a pooled keep-alive connection, retry another endpoint when connecting fails, and answer
+//! 404 (no rule), 503 (no endpoints), 502 (no endpoint reachable) or 504 (timeout).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{self, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::backend::{Backend, HealthRegistry, Protocol};
+use crate::config::IngressConfig;
+use crate::forward::{self, ClientInfo};
+use crate::host;
+use crate::retry_body::{Parked, RetryBody};
+use crate::table::Current;
+use crate::upgrade;
+
+/// What the proxy answers with: the backend's body, or one of its own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+type Pool = Client<HttpConnector, RetryBody>;
+
+pub struct Proxy {
+    pub(crate) current: Arc<Current>,
+    pub(crate) health: Arc<HealthRegistry>,
+    pub(crate) cfg: IngressConfig,
+    http1: Pool,
+    h2c: Pool,
+}
+
+/// A response of the proxy's own.
+pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn connector(cfg: &IngressConfig) -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(cfg.connect_timeout));
+    c
+}
+
+fn pool(cfg: &IngressConfig, http2: bool) -> Pool {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_timer(TokioTimer::new())
+        .pool_idle_timeout(cfg.pool_idle_timeout)
+        .pool_max_idle_per_host(cfg.pool_idle_per_endpoint)
+        // The Host header is the client's, set below; the URI names the endpoint.
+        .set_host(false)
+        .http2_only(http2);
+    b.build(connector(cfg))
+}
+
+/// The request's host: HTTP/2's `:authority` (in the URI) or HTTP/1.1's `Host`.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    Some(host::normalize(host::without_port(authority)))
+}
+
+impl Proxy {
+    pub fn new(current: Arc<Current>, health: Arc<HealthRegistry>, cfg: IngressConfig) -> Self {
+        Proxy {
+            http1: pool(&cfg, false),
+            h2c: pool(&cfg, true),
+            current,
+            health,
+            cfg,
+        }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+        let host = request_host(&req).unwrap_or_default();
+        let backend = {
+            let snapshot = self.current.load();
+            snapshot.routes.lookup(&host, req.uri().path()).cloned()
+        };
+        let Some(backend) = backend else {
+            return plain(StatusCode::NOT_FOUND, "default backend - 404\n");
+        };
+        if backend.endpoints.is_empty() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: no endpoints\n",
+            );
+        }
+        if req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers()) {
+            return upgrade::proxy(self, &backend, req, client).await;
+        }
+        self.forward(&backend, req, client).await
+    }
+
+    async fn forward(
+        &self,
+        backend: &Backend,
+        req: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        // HTTP/2 clients name the host in `:authority` only; HTTP/1.1 backends need `Host`.
+        if !headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            headers.insert(header::HOST, v);
+        }
+        forward::strip_hop_by_hop(&mut headers, false);
+        let host = headers.get(header::HOST).cloned();
+        forward::add_forwarded(&mut headers, &client, host.as_ref());
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let (pool, version) = match backend.protocol {
+            Protocol::Http1 => (&self.http1, Version::HTTP_11),
+            Protocol::H2c => {
+                // `:authority` names the endpoint (the pool is per endpoint); a `Host` that
+                // differs from it makes the request malformed in HTTP/2 (RFC 9113 §8.3.1).
+                // The client's host stays in `X-Forwarded-Host`.
+                headers.remove(header::HOST);
+                (&self.h2c, Version::HTTP_2)
+            }
+        };
+        let body = Parked::new(body);
+        let attempts = self.cfg.max_attempts.clamp(1, backend.endpoints.len());
+        let mut tried = Vec::with_capacity(attempts);
+        while tried.len() < attempts && body.available() {
+            let Some(idx) = backend.pick(&self.health, &tried) else {
+                break;
+            };
+            tried.push(idx);
+            let ep = &backend.endpoints[idx];
+            let mut uri = uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(ep.authority.clone());
+            uri.path_and_query = Some(path.clone());
+            let uri = match Uri::from_parts(uri) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "unroutable request path");
+                    return plain(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+                }
+            };
+            let mut out = Request::new(body.attempt());
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = version;
+            *out.headers_mut() = headers.clone();
+            match tokio::time::timeout(self.cfg.response_timeout, pool.request(out)).await {
+                Ok(Ok(resp)) => {
+                    self.health.succeeded(&ep.health);
+                    let (mut rp, rb) = resp.into_parts();
+                    forward::strip_hop_by_hop(&mut rp.headers, false);
+                    return Response::from_parts(rp, Either::Left(rb));
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    let ejected = self.health.failed(&ep.health);
+                    tracing::debug!(backend = %backend.name, endpoint = %ep.addr, ejected, error = %e, "connecting to the endpoint failed");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(backend = %backend.name, endpoint = %ep.addr, error = %e, "request to the endpoint failed");
+                    return plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+                }
+                Err(_) => {
+                    tracing::debug!(backend = %backend.name, endpoint = %ep.addr, "no response in time");
+                    return plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n");
+                }
+            }
+        }
+        plain(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: no endpoint reachable\n",
+        )
+    }
+}
