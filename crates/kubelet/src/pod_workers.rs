@@ -314,14 +314,9 @@ fn nanos_to_time(ns: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
 
-/// Go's duration format for messages ("10s", "1m20s", "5m0s").
+/// Go's duration format for messages ("10s", "1m20s", "5m0s"), to the whole second.
 fn go_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 {
-        format!("{}m{}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
+    common::duration::format_go(Duration::from_secs(d.as_secs()))
 }
 
 fn should_restart(policy: &str, exit_code: i32) -> bool {

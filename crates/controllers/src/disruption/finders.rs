@@ -116,16 +116,24 @@ impl Workloads {
             }))
     }
 
-    /// The Deployment of the pod's ReplicaSet.
-    fn deployment(&self, r: &OwnerReference, ns: &str) -> anyhow::Result<Option<ControllerScale>> {
+    /// The ReplicaSet `r` names, if it is one and the cache has it with that uid.
+    fn owning_replica_set(
+        &self,
+        r: &OwnerReference,
+        ns: &str,
+    ) -> anyhow::Result<Option<std::sync::Arc<ReplicaSet>>> {
         if !is_kind(r, "ReplicaSet", &["apps", "extensions"])? {
             return Ok(None);
         }
-        let Some(rs) = self
+        Ok(self
             .replicasets
             .get(Some(ns), &r.name)
-            .filter(|rs| uid_of(rs.as_ref()) == r.uid)
-        else {
+            .filter(|rs| uid_of(rs.as_ref()) == r.uid))
+    }
+
+    /// The Deployment of the pod's ReplicaSet.
+    fn deployment(&self, r: &OwnerReference, ns: &str) -> anyhow::Result<Option<ControllerScale>> {
+        let Some(rs) = self.owning_replica_set(r, ns)? else {
             return Ok(None);
         };
         let Some(owner) = controller_of(rs.as_ref()) else {
@@ -146,14 +154,7 @@ impl Workloads {
 
     /// A ReplicaSet no Deployment controls.
     fn replica_set(&self, r: &OwnerReference, ns: &str) -> anyhow::Result<Option<ControllerScale>> {
-        if !is_kind(r, "ReplicaSet", &["apps", "extensions"])? {
-            return Ok(None);
-        }
-        let Some(rs) = self
-            .replicasets
-            .get(Some(ns), &r.name)
-            .filter(|rs| uid_of(rs.as_ref()) == r.uid)
-        else {
+        let Some(rs) = self.owning_replica_set(r, ns)? else {
             return Ok(None);
         };
         if controller_of(rs.as_ref()).is_some_and(|o| o.kind == "Deployment") {
