@@ -85,7 +85,20 @@ where
     /// kubelet watches `spec.nodeName=<node>`).
     pub fn start_with(api: Api<K>, config: watcher::Config) -> Self {
         let events = watcher::watcher(api, config).default_backoff().boxed();
-        Self::follow(events, K::kind(&Default::default()).into_owned())
+        Self::follow(events, K::kind(&Default::default()).into_owned(), None)
+    }
+
+    /// [`Informer::start_with`] keeping each object as `transform` trims it (client-go's
+    /// `SetTransform`): a cache that needs a few fields of many objects (metrics-server's
+    /// pods) keeps only those.
+    pub fn start_transformed(
+        api: Api<K>,
+        config: watcher::Config,
+        transform: impl Fn(K) -> K + Send + Sync + 'static,
+    ) -> Self {
+        let events = watcher::watcher(api, config).default_backoff().boxed();
+        let kind = K::kind(&Default::default()).into_owned();
+        Self::follow(events, kind, Some(Box::new(transform)))
     }
 }
 
@@ -98,11 +111,15 @@ where
     /// garbage collector's informers do). `kind` names it in logs.
     pub fn start_dynamic(api: Api<K>, config: watcher::Config, kind: &str) -> Self {
         let events = watcher::watcher(api, config).default_backoff().boxed();
-        Self::follow(events, kind.to_string())
+        Self::follow(events, kind.to_string(), None)
     }
 
     /// Keeps the cache and feed in step with a watcher's events, in the background.
-    fn follow(mut events: BoxStream<'static, watcher::Result<Event<K>>>, kind: String) -> Self {
+    fn follow(
+        mut events: BoxStream<'static, watcher::Result<Event<K>>>,
+        kind: String,
+        transform: Option<Transform<K>>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             objects: RwLock::new(BTreeMap::new()),
             feed: broadcast::channel(FEED).0,
@@ -117,6 +134,7 @@ where
                     Ok(Event::Init) => fresh = Some(BTreeMap::new()),
                     Ok(Event::InitApply(obj)) => {
                         if let Some(f) = fresh.as_mut() {
+                            let obj = trim(&transform, obj);
                             f.insert(key_of(&obj), Arc::new(obj));
                         }
                     }
@@ -126,7 +144,7 @@ where
                         }
                         s.synced.send_replace(true);
                     }
-                    Ok(Event::Apply(obj)) => s.apply(Arc::new(obj)),
+                    Ok(Event::Apply(obj)) => s.apply(Arc::new(trim(&transform, obj))),
                     Ok(Event::Delete(obj)) => s.delete(&key_of(&obj)),
                     Err(e) => {
                         tracing::debug!(kind, error = %e, "informer watch error; retrying")
@@ -136,6 +154,16 @@ where
         });
         shared.track(task.abort_handle());
         Informer { shared }
+    }
+}
+
+/// What [`Informer::start_transformed`] keeps of each object.
+type Transform<K> = Box<dyn Fn(K) -> K + Send + Sync>;
+
+fn trim<K>(transform: &Option<Transform<K>>, obj: K) -> K {
+    match transform {
+        Some(t) => t(obj),
+        None => obj,
     }
 }
 

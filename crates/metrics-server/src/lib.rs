@@ -122,7 +122,11 @@ impl MetricsServer {
     /// each `resolution`, until the process ends.
     pub async fn run(self: Arc<Self>, client: Client, scraper: Scraper, resolution: Duration) {
         let nodes = Informer::<Node>::start(Api::all(client.clone()));
-        let pods = Informer::<Pod>::start(Api::all(client));
+        let pods = Informer::<Pod>::start_transformed(
+            Api::all(client),
+            kube::runtime::watcher::Config::default(),
+            custom::scrape::trim_pod,
+        );
         nodes.wait_synced().await;
         pods.wait_synced().await;
         let _ = self.shared.sources.set(Sources { nodes, pods });

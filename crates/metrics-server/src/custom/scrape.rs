@@ -9,7 +9,8 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::net::TcpStream;
 
 const SCRAPE: &str = "prometheus.io/scrape";
@@ -24,6 +25,55 @@ const MAX_BODY: usize = 4 << 20;
 pub struct Target {
     pub addr: SocketAddr,
     pub path: String,
+}
+
+/// What the metrics server keeps of a pod in its informer: its identity and labels (for the
+/// metrics APIs' label selectors), and what [`target`] reads. A full pod is ~12 KiB on the
+/// heap; this is a few hundred bytes (`benches/pipeline.rs`).
+pub fn trim_pod(pod: Pod) -> Pod {
+    let Pod {
+        metadata,
+        spec,
+        status,
+        ..
+    } = pod;
+    let annotations = metadata.annotations.map(|a| {
+        a.into_iter()
+            .filter(|(k, _)| k.starts_with("prometheus.io/"))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
+    let scraped = annotations
+        .as_ref()
+        .is_some_and(|a| a.get(SCRAPE).map(String::as_str) == Some("true"));
+    let spec = spec.filter(|_| scraped).map(|s| PodSpec {
+        containers: s
+            .containers
+            .into_iter()
+            .map(|c| Container {
+                name: c.name,
+                ports: c.ports,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    });
+    Pod {
+        metadata: ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            uid: metadata.uid,
+            resource_version: metadata.resource_version,
+            labels: metadata.labels,
+            annotations: annotations.filter(|a| !a.is_empty()),
+            ..Default::default()
+        },
+        spec,
+        status: status.map(|s| PodStatus {
+            phase: s.phase,
+            pod_ip: s.pod_ip,
+            ..Default::default()
+        }),
+    }
 }
 
 /// The pod's metrics endpoint: `None` unless it opts in, runs, has an IP and a port, and
@@ -115,6 +165,25 @@ mod tests {
             "status": {"phase": phase, "podIP": "10.42.0.7"},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_trimmed_pod_keeps_its_labels_and_its_target() {
+        let mut p = pod(
+            &[(SCRAPE, "true"), ("kubectl.kubernetes.io/restartedAt", "x")],
+            "Running",
+        );
+        p.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        p.spec.as_mut().unwrap().containers[0].image = Some("web:1".into());
+        let t = trim_pod(p.clone());
+        assert_eq!(target(&t), target(&p));
+        assert_eq!(t.metadata.labels, p.metadata.labels);
+        assert_eq!(t.metadata.annotations.unwrap().len(), 1);
+        assert_eq!(t.spec.unwrap().containers[0].image, None);
+        // A pod that is not scraped keeps no spec at all.
+        let t = trim_pod(pod(&[], "Running"));
+        assert!(t.spec.is_none() && t.metadata.annotations.is_none());
+        assert_eq!(t.status.unwrap().phase.as_deref(), Some("Running"));
     }
 
     #[test]

@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 /// The node's address, on the veth in its network namespace.
 pub const NODE_IP: &str = "10.99.0.1";
 
+/// The `rkube` a node runs: this build's, or `RKUBE_BIN` (benches measure the release build
+/// users run).
+pub fn server_binary() -> String {
+    std::env::var("RKUBE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rkube").to_string())
+}
+
 /// Whether the test runs as root and every one of `paths` (the tools a node needs) exists.
 pub fn root_with(paths: &[&str]) -> bool {
     let root = Command::new("id")
@@ -211,7 +217,7 @@ impl Node {
     /// [`Node::start_server`] with more flags.
     pub fn start_server_with(&mut self, extra: &[&str]) {
         let child = self
-            .cmd(env!("CARGO_BIN_EXE_rkube"))
+            .cmd(&server_binary())
             .args([
                 "server",
                 "--node-name",
