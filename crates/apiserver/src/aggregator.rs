@@ -7,6 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// How a local API service makes its kinds' schemas.
+pub use crate::typed::schema_as;
+
 use async_trait::async_trait;
 use http::Method;
 use serde_json::Value;
@@ -42,6 +45,11 @@ pub trait LocalApiService: Send + Sync {
     /// The resources of `version`'s discovery document, when they change at run time
     /// (custom metrics); `None`: those of [`LocalApiService::resources`].
     fn resource_list(&self, _version: &str) -> Option<Vec<Value>> {
+        None
+    }
+    /// The OpenAPI schema of a kind it serves at `version` (`kubectl explain`), as
+    /// [`schema_as`] makes them; `None`: an object of unknown fields.
+    fn schema(&self, _version: &str, _kind: &str) -> Option<Value> {
         None
     }
     /// A GET below the group-version (the only verb these groups serve).

@@ -58,8 +58,8 @@ fn sub_kind(r: &ResourceInfo, sub: &str) -> (String, String, String) {
 pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
     for r in catalog
-        .resources
-        .iter()
+        .resources()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let mut entry = json!({
@@ -137,8 +137,8 @@ pub fn api_group(catalog: &Catalog, group: &str) -> Option<Value> {
 
 fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Value {
     let resources: Vec<Value> = catalog
-        .resources
-        .iter()
+        .resources()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .map(|r| {
             let subs: Vec<Value> = r

@@ -135,29 +135,48 @@ impl ServerCertVerifier for AnyServerCert {
 
 /// The host and port of a Node's kubelet.
 pub fn endpoint(node: &Value) -> ApiResult<(String, u16)> {
-    let addresses = node
+    let addresses: Vec<(&str, &str)> = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("");
+            (s("type"), s("address"))
+        })
+        .collect();
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_i64);
+    pick_endpoint(&addresses, port)
+}
+
+/// [`endpoint`] of a typed Node (the metrics server's informer holds them).
+pub fn node_endpoint(node: &k8s_openapi::api::core::v1::Node) -> ApiResult<(String, u16)> {
+    let status = node.status.as_ref();
+    let addresses: Vec<(&str, &str)> = status
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|a| (a.type_.as_str(), a.address.as_str()))
+        .collect();
+    let port = status
+        .and_then(|s| s.daemon_endpoints.as_ref())
+        .and_then(|d| d.kubelet_endpoint.as_ref())
+        .map(|e| i64::from(e.port));
+    pick_endpoint(&addresses, port)
+}
+
+/// The first address of the preferred types (upstream's `GetPreferredNodeAddress`) and the
+/// kubelet port (10250 when unset).
+fn pick_endpoint(addresses: &[(&str, &str)], port: Option<i64>) -> ApiResult<(String, u16)> {
     let host = PREFERRED_ADDRESS_TYPES
         .iter()
-        .find_map(|t| {
-            addresses
-                .iter()
-                .find(|a| a.get("type").and_then(Value::as_str) == Some(t))
-                .and_then(|a| a.get("address").and_then(Value::as_str))
-        })
+        .find_map(|t| addresses.iter().find(|(ty, _)| ty == t).map(|(_, a)| *a))
         .ok_or_else(|| {
             let known: Vec<String> = addresses
                 .iter()
-                .map(|a| {
-                    format!(
-                        "{{{} {}}}",
-                        a.get("type").and_then(Value::as_str).unwrap_or(""),
-                        a.get("address").and_then(Value::as_str).unwrap_or("")
-                    )
-                })
+                .map(|(t, a)| format!("{{{t} {a}}}"))
                 .collect();
             ApiError::new(
                 500,
@@ -168,11 +187,7 @@ pub fn endpoint(node: &Value) -> ApiResult<(String, u16)> {
                 ),
             )
         })?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_i64)
-        .filter(|p| *p > 0)
-        .unwrap_or(DEFAULT_KUBELET_PORT);
+    let port = port.filter(|p| *p > 0).unwrap_or(DEFAULT_KUBELET_PORT);
     let port = u16::try_from(port)
         .map_err(|_| ApiError::new(500, "", format!("node kubelet port {port} is out of range")))?;
     Ok((host.to_owned(), port))
@@ -246,4 +261,29 @@ pub async fn for_node<'a>(
         .as_ref()
         .ok_or_else(|| ApiError::internal("the API server has no kubelet client certificate"))?;
     Ok((client, host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_nodes_kubelet_is_reached_at_its_preferred_address() {
+        let node = serde_json::json!({"status": {
+            "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.99.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 12345}}}});
+        let typed: k8s_openapi::api::core::v1::Node = serde_json::from_value(node.clone()).unwrap();
+        assert_eq!(endpoint(&node).unwrap(), ("10.99.0.1".to_string(), 12345));
+        assert_eq!(node_endpoint(&typed).unwrap(), endpoint(&node).unwrap());
+        let bare =
+            serde_json::json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"}]}});
+        assert_eq!(endpoint(&bare).unwrap(), ("n1".to_string(), 10250));
+        let none =
+            serde_json::json!({"status": {"addresses": [{"type": "ExternalDNS", "address": "x"}]}});
+        assert_eq!(
+            endpoint(&none).unwrap_err().message,
+            "no preferred addresses found; known addresses: [{ExternalDNS x}]"
+        );
+    }
 }

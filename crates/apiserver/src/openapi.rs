@@ -25,7 +25,7 @@ fn gv_path(group: &str, version: &str) -> String {
 
 fn group_versions(catalog: &Catalog) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in &catalog.resources {
+    for r in catalog.resources() {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -131,8 +131,8 @@ fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
         format!("/apis/{group}/{version}")
     };
     for r in catalog
-        .resources
-        .iter()
+        .resources()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
@@ -160,7 +160,7 @@ fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
             json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")})
         };
         paths.insert(item, ops);
-        match crate::typed::json_schema(r) {
+        match crate::typed::json_schema(r).or_else(|| catalog.local_schema(r)) {
             Some(Value::Object(schema)) => {
                 file_schema(schema, r.kind, Some(gvk), &mut schemas);
             }
@@ -200,10 +200,6 @@ const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 const BINDING: &str = "io.k8s.api.core.v1.Binding";
-
-fn schema_of<T: schemars::JsonSchema>() -> Value {
-    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
-}
 
 /// Adds a v2 definition. A kind's own schema (annotated with its group-version-kind) wins
 /// over the same type met as another kind's field (the core PersistentVolumeClaim in
@@ -268,12 +264,21 @@ fn build_v2(catalog: &Catalog) -> Value {
         use k8s_openapi::api::{autoscaling::v1::Scale, core::v1::Binding};
         use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
         let extras = [
-            (schema_of::<meta::ListMeta>(), None),
-            (schema_of::<meta::DeleteOptions>(), None),
-            (schema_of::<meta::Patch>(), None),
-            (schema_of::<meta::Status>(), Some(("", "v1", "Status"))),
-            (schema_of::<Scale>(), Some(("autoscaling", "v1", "Scale"))),
-            (schema_of::<Binding>(), Some(("", "v1", "Binding"))),
+            (crate::typed::schema_as::<meta::ListMeta>(), None),
+            (crate::typed::schema_as::<meta::DeleteOptions>(), None),
+            (crate::typed::schema_as::<meta::Patch>(), None),
+            (
+                crate::typed::schema_as::<meta::Status>(),
+                Some(("", "v1", "Status")),
+            ),
+            (
+                crate::typed::schema_as::<Scale>(),
+                Some(("autoscaling", "v1", "Scale")),
+            ),
+            (
+                crate::typed::schema_as::<Binding>(),
+                Some(("", "v1", "Binding")),
+            ),
         ];
         for (schema, gvk) in extras {
             let Value::Object(schema) = schema else {
@@ -289,7 +294,7 @@ fn build_v2(catalog: &Catalog) -> Value {
         }
     }
     let mut paths = Map::new();
-    for r in &catalog.resources {
+    for r in catalog.resources() {
         // Every served kind has a schema in the v3 documents, annotated so.
         let Some(def) = kind_definition(&defs, r.group, r.version, r.kind) else {
             continue;
@@ -525,8 +530,9 @@ fn resource_paths(r: &ResourceInfo, def: &str, list: &str, paths: &mut Map<Strin
         "parameters": shared(false),
     }));
 
-    // A pod's deletion returns the pod, which graceful termination keeps for a while.
-    let deleted = if r.group.is_empty() && kind == "Pod" {
+    // Kinds whose DELETE answers with the object (a pod, which graceful termination keeps
+    // for a while) document that; the rest answer with a Status.
+    let deleted = if crate::kinds::of(r).hooks().return_deleted_object() {
         def
     } else {
         STATUS
@@ -636,7 +642,7 @@ mod tests {
             deployment["properties"]["spec"]["$ref"],
             "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
         );
-        for r in &Catalog::new().resources {
+        for r in Catalog::new().resources() {
             let def = kind_definition(defs, r.group, r.version, r.kind)
                 .unwrap_or_else(|| panic!("no definition for {}", r.kind));
             let list = format!("{}List", r.kind);
@@ -734,7 +740,7 @@ mod tests {
         );
 
         // Every served resource, every operation annotated.
-        for r in &Catalog::new().resources {
+        for r in Catalog::new().resources() {
             let scope = if r.namespaced {
                 "/namespaces/{namespace}"
             } else {

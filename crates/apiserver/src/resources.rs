@@ -1,16 +1,8 @@
-//! The kinds the API serves: one table entry per resource, with what discovery, routing and
-//! storage need. Names come from `k8s-openapi`'s types so they cannot be misspelt.
+//! What discovery, routing and storage need of a served resource ([`ResourceInfo`]), and the
+//! [`Catalog`] of them: the registered kinds ([`crate::kinds`], where each kind's entry is)
+//! and the resources local API services serve. Names come from `k8s-openapi`'s types so they
+//! cannot be misspelt.
 
-use std::collections::HashMap;
-
-use k8s_openapi::api::{
-    admissionregistration::v1 as admissionregistration, apps::v1 as apps,
-    authentication::v1 as authentication, authorization::v1 as authorization,
-    autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
-    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
-};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 
 /// One served resource (a group/version/kind at a plural name).
@@ -44,7 +36,8 @@ impl Scope for ClusterResourceScope {
 }
 
 impl ResourceInfo {
-    fn of<T>() -> Self
+    /// The resource of a `k8s-openapi` type: no short names, categories or subresources.
+    pub fn of<T>() -> Self
     where
         T: Resource,
         T::Scope: Scope,
@@ -86,23 +79,6 @@ impl ResourceInfo {
             read_only: true,
         }
     }
-    fn create_only(mut self) -> Self {
-        self.create_only = true;
-        self
-    }
-    fn short(mut self, names: &'static [&'static str]) -> Self {
-        self.short_names = names;
-        self
-    }
-    fn all(mut self) -> Self {
-        self.categories = &["all"];
-        self
-    }
-    fn sub(mut self, subresources: &'static [&'static str]) -> Self {
-        self.subresources = subresources;
-        self
-    }
-
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -157,166 +133,47 @@ impl ResourceInfo {
     }
 }
 
-/// Every resource served, in discovery order.
+/// Every registered resource, in discovery order.
 pub fn all() -> Vec<ResourceInfo> {
-    vec![
-        // core/v1
-        ResourceInfo::of::<core::Pod>().short(&["po"]).all().sub(&[
-            "status",
-            "binding",
-            "log",
-            "exec",
-            "attach",
-            "portforward",
-            "ephemeralcontainers",
-            "proxy",
-            "eviction",
-        ]),
-        ResourceInfo::of::<core::ReplicationController>()
-            .short(&["rc"])
-            .all()
-            .sub(&["status", "scale"]),
-        service_info(),
-        ResourceInfo::of::<core::Endpoints>().short(&["ep"]),
-        ResourceInfo::of::<core::Node>()
-            .short(&["no"])
-            .sub(&["status", "proxy"]),
-        namespace_info(),
-        ResourceInfo::of::<core::Secret>(),
-        ResourceInfo::of::<core::ConfigMap>().short(&["cm"]),
-        ResourceInfo::of::<core::ServiceAccount>()
-            .short(&["sa"])
-            .sub(&["token"]),
-        ResourceInfo::of::<core::PersistentVolume>()
-            .short(&["pv"])
-            .sub(&["status"]),
-        ResourceInfo::of::<core::PersistentVolumeClaim>()
-            .short(&["pvc"])
-            .sub(&["status"]),
-        ResourceInfo::of::<core::LimitRange>().short(&["limits"]),
-        ResourceInfo::of::<core::ResourceQuota>()
-            .short(&["quota"])
-            .sub(&["status"]),
-        ResourceInfo::of::<core::Event>().short(&["ev"]),
-        ResourceInfo::of::<core::PodTemplate>(),
-        // apps/v1
-        ResourceInfo::of::<apps::Deployment>()
-            .short(&["deploy"])
-            .all()
-            .sub(&["status", "scale"]),
-        ResourceInfo::of::<apps::ReplicaSet>()
-            .short(&["rs"])
-            .all()
-            .sub(&["status", "scale"]),
-        ResourceInfo::of::<apps::DaemonSet>()
-            .short(&["ds"])
-            .all()
-            .sub(&["status"]),
-        ResourceInfo::of::<apps::StatefulSet>()
-            .short(&["sts"])
-            .all()
-            .sub(&["status", "scale"]),
-        ResourceInfo::of::<apps::ControllerRevision>(),
-        // batch/v1
-        ResourceInfo::of::<batch::Job>().all().sub(&["status"]),
-        ResourceInfo::of::<batch::CronJob>()
-            .short(&["cj"])
-            .all()
-            .sub(&["status"]),
-        // autoscaling
-        ResourceInfo::of::<autoscaling2::HorizontalPodAutoscaler>()
-            .short(&["hpa"])
-            .all()
-            .sub(&["status"]),
-        // autoscaling/v1: the same objects, converted (see conversion.rs)
-        ResourceInfo::of::<autoscaling1::HorizontalPodAutoscaler>()
-            .short(&["hpa"])
-            .all()
-            .sub(&["status"]),
-        // networking.k8s.io/v1
-        ResourceInfo::of::<networking::Ingress>()
-            .short(&["ing"])
-            .sub(&["status"]),
-        ResourceInfo::of::<networking::IngressClass>(),
-        ResourceInfo::of::<networking::NetworkPolicy>().short(&["netpol"]),
-        // rbac.authorization.k8s.io/v1
-        ResourceInfo::of::<rbac::Role>(),
-        ResourceInfo::of::<rbac::ClusterRole>(),
-        ResourceInfo::of::<rbac::RoleBinding>(),
-        ResourceInfo::of::<rbac::ClusterRoleBinding>(),
-        // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, never stored
-        ResourceInfo::of::<authentication::TokenReview>().create_only(),
-        ResourceInfo::of::<authentication::SelfSubjectReview>().create_only(),
-        ResourceInfo::of::<authorization::SubjectAccessReview>().create_only(),
-        ResourceInfo::of::<authorization::SelfSubjectAccessReview>().create_only(),
-        ResourceInfo::of::<authorization::LocalSubjectAccessReview>().create_only(),
-        ResourceInfo::of::<authorization::SelfSubjectRulesReview>().create_only(),
-        // certificates.k8s.io/v1
-        ResourceInfo::of::<certificates::CertificateSigningRequest>()
-            .short(&["csr"])
-            .sub(&["status", "approval"]),
-        // storage.k8s.io/v1
-        ResourceInfo::of::<storage::StorageClass>().short(&["sc"]),
-        // coordination.k8s.io/v1
-        ResourceInfo::of::<coordination::Lease>(),
-        // discovery.k8s.io/v1
-        ResourceInfo::of::<discovery::EndpointSlice>(),
-        // events.k8s.io/v1
-        ResourceInfo::of::<events::Event>().short(&["ev"]),
-        // policy/v1
-        ResourceInfo::of::<policy::PodDisruptionBudget>()
-            .short(&["pdb"])
-            .sub(&["status"]),
-        // scheduling.k8s.io/v1
-        priority_class_info(),
-        // admissionregistration.k8s.io/v1: the admission webhooks (see admission/webhook.rs)
-        ResourceInfo::of::<admissionregistration::MutatingWebhookConfiguration>(),
-        ResourceInfo::of::<admissionregistration::ValidatingWebhookConfiguration>(),
-        // settings.k8s.io/v1alpha1: our own type (Kubernetes served it until 1.20)
-        ResourceInfo::of::<crate::settings::PodPreset>(),
-    ]
+    crate::kinds::all()
+        .into_iter()
+        .map(|k| k.info.clone())
+        .collect()
 }
 
 /// The served resource of a group and kind (admission plugins read other kinds by it).
 pub fn by_kind(group: &str, kind: &str) -> crate::error::ApiResult<&'static ResourceInfo> {
-    type Index = HashMap<&'static str, HashMap<&'static str, ResourceInfo>>;
-    // Indexed: admission looks kinds up several times per write.
-    static ALL: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
-    ALL.get_or_init(|| {
-        let mut index = Index::new();
-        for r in all().into_iter().rev() {
-            // The first listed of a kind wins, as a scan would find it.
-            index.entry(r.group).or_default().insert(r.kind, r);
-        }
-        index
-    })
-    .get(group)
-    .and_then(|kinds| kinds.get(kind))
-    .ok_or_else(|| {
-        crate::error::ApiError::internal(format!(
-            "no served resource of kind {kind} in group {group:?}"
-        ))
-    })
+    crate::kinds::by_kind(group, kind)
+        .map(|k| &k.info)
+        .ok_or_else(|| {
+            crate::error::ApiError::internal(format!(
+                "no served resource of kind {kind} in group {group:?}"
+            ))
+        })
+}
+
+/// A built-in resource, which is always registered.
+fn builtin(group: &'static str, kind: &'static str) -> ResourceInfo {
+    match by_kind(group, kind) {
+        Ok(info) => info.clone(),
+        // Unreachable with the built-in kinds; a resource of that name still routes.
+        Err(_) => ResourceInfo::local(group, "v1", kind, "", false),
+    }
 }
 
 /// The Namespace resource (the registry checks namespaces exist).
 pub fn namespace_info() -> ResourceInfo {
-    ResourceInfo::of::<core::Namespace>()
-        .short(&["ns"])
-        .sub(&["status", "finalize"])
+    builtin("", "Namespace")
 }
 
 /// The PriorityClass resource (priority admission reads it).
 pub fn priority_class_info() -> ResourceInfo {
-    ResourceInfo::of::<scheduling::PriorityClass>().short(&["pc"])
+    builtin("scheduling.k8s.io", "PriorityClass")
 }
 
 /// The Service resource (its allocator reports errors against it).
 pub fn service_info() -> ResourceInfo {
-    ResourceInfo::of::<core::Service>()
-        .short(&["svc"])
-        .all()
-        .sub(&["status", "proxy"])
+    builtin("", "Service")
 }
 
 /// A group and its versions, newest (preferred) first.
@@ -326,9 +183,9 @@ pub struct GroupInfo {
 }
 
 /// The named groups (not core), in discovery order, each with its versions, preferred first.
-pub fn groups(resources: &[ResourceInfo]) -> Vec<GroupInfo> {
+pub fn groups<'a>(resources: impl IntoIterator<Item = &'a ResourceInfo>) -> Vec<GroupInfo> {
     let mut out: Vec<GroupInfo> = Vec::new();
-    for r in resources.iter().filter(|r| !r.group.is_empty()) {
+    for r in resources.into_iter().filter(|r| !r.group.is_empty()) {
         match out.iter_mut().find(|g| g.name == r.group) {
             Some(g) if !g.versions.contains(&r.version) => g.versions.push(r.version),
             Some(_) => {}
@@ -341,20 +198,31 @@ pub fn groups(resources: &[ResourceInfo]) -> Vec<GroupInfo> {
     out
 }
 
-/// Looks resources up by the URL's group, version and plural name.
+/// Looks resources up by the URL's group, version and plural name: the registered kinds
+/// (as registered now: a kind added at run time is served at once), then the resources of
+/// local API services.
+#[derive(Default)]
 pub struct Catalog {
-    pub resources: Vec<ResourceInfo>,
-    /// Group-versions a local API service answers below (their resources are in
-    /// `resources` for discovery; requests go to the service).
+    /// What local API services serve (for discovery; requests go to the service).
+    local_resources: Vec<ResourceInfo>,
+    /// The schemas of those resources' kinds that their service gives, for OpenAPI.
+    local_schemas: Vec<(&'static str, &'static str, &'static str, serde_json::Value)>,
+    /// Group-versions a local API service answers below.
     pub local: Vec<(&'static str, &'static str)>,
 }
 
 impl Catalog {
     pub fn new() -> Self {
-        Catalog {
-            resources: all(),
-            local: Vec::new(),
-        }
+        Self::default()
+    }
+
+    /// Every resource served, in discovery order.
+    pub fn resources(&self) -> Vec<&ResourceInfo> {
+        crate::kinds::all()
+            .into_iter()
+            .map(|k| &k.info)
+            .chain(&self.local_resources)
+            .collect()
     }
 
     /// Adds the group-versions and resources of a local API service.
@@ -362,7 +230,21 @@ impl Catalog {
         for v in service.versions() {
             self.local.push((service.group(), v));
         }
-        self.resources.extend(service.resources());
+        for r in service.resources() {
+            if let Some(schema) = service.schema(r.version, r.kind) {
+                self.local_schemas
+                    .push((r.group, r.version, r.kind, schema));
+            }
+            self.local_resources.push(r);
+        }
+    }
+
+    /// The schema a local API service gives for a resource's kind.
+    pub fn local_schema(&self, r: &ResourceInfo) -> Option<serde_json::Value> {
+        self.local_schemas
+            .iter()
+            .find(|(g, v, k, _)| *g == r.group && *v == r.version && *k == r.kind)
+            .map(|(.., s)| s.clone())
     }
 
     /// Whether a local API service answers below `group/version`.
@@ -372,7 +254,7 @@ impl Catalog {
 
     /// The named groups, with those of local services that list no resources.
     pub fn groups(&self) -> Vec<GroupInfo> {
-        let mut out = groups(&self.resources);
+        let mut out = groups(self.resources());
         for (g, v) in &self.local {
             match out.iter_mut().find(|x| x.name == *g) {
                 Some(x) if !x.versions.contains(v) => x.versions.push(v),
@@ -387,28 +269,30 @@ impl Catalog {
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources
-            .iter()
-            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        crate::kinds::by_plural(group, version, plural)
+            .map(|k| &k.info)
+            .or_else(|| {
+                self.local_resources
+                    .iter()
+                    .find(|r| r.group == group && r.version == version && r.plural == plural)
+            })
     }
 
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
-        self.resources
-            .iter()
-            .find(|r| r.group == group && r.kind == kind)
+        crate::kinds::by_kind(group, kind)
+            .map(|k| &k.info)
+            .or_else(|| {
+                self.local_resources
+                    .iter()
+                    .find(|r| r.group == group && r.kind == kind)
+            })
     }
 
     pub fn has_version(&self, group: &str, version: &str) -> bool {
         self.is_local(group, version)
             || self
-                .resources
+                .resources()
                 .iter()
                 .any(|r| r.group == group && r.version == version)
-    }
-}
-
-impl Default for Catalog {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -8,7 +8,6 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Clone, Debug, PartialEq)]
 enum Requirement {
     Equals(String, String),
-    NotEquals(String, String),
     In(String, Vec<String>),
     NotIn(String, Vec<String>),
     Exists(String),
@@ -21,50 +20,25 @@ pub struct LabelSelector {
     reqs: Vec<Requirement>,
 }
 
-fn valid_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 317
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-}
-
 impl LabelSelector {
-    /// Parses the `labelSelector` query syntax: `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
+    /// Parses the `labelSelector` query syntax: `a=b,c!=d,e in (x,y),f notin (z),g,!h`
+    /// (`common::selectors::parse`, kept here as requirements that match JSON objects).
     pub fn parse(s: &str) -> ApiResult<Self> {
-        let bad = |msg: &str| ApiError::bad_request(format!("unable to parse requirement: {msg}"));
-        let mut reqs = Vec::new();
-        for term in split_top_level(s) {
-            let term = term.trim();
-            if term.is_empty() {
-                continue;
-            }
-            let req = if let Some(key) = term.strip_prefix('!') {
-                Requirement::NotExists(key.trim().to_string())
-            } else if let Some((k, v)) = term.split_once("!=") {
-                Requirement::NotEquals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = term.split_once("==") {
-                Requirement::Equals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = term.split_once('=') {
-                Requirement::Equals(k.trim().into(), v.trim().into())
-            } else if let Some((k, rest)) = split_word(term, " notin ") {
-                Requirement::NotIn(k, parse_set(&rest).ok_or_else(|| bad(term))?)
-            } else if let Some((k, rest)) = split_word(term, " in ") {
-                Requirement::In(k, parse_set(&rest).ok_or_else(|| bad(term))?)
-            } else {
-                Requirement::Exists(term.to_string())
-            };
-            let key = match &req {
-                Requirement::Equals(k, _)
-                | Requirement::NotEquals(k, _)
-                | Requirement::In(k, _)
-                | Requirement::NotIn(k, _)
-                | Requirement::Exists(k)
-                | Requirement::NotExists(k) => k,
-            };
-            if !valid_key(key) {
-                return Err(bad(&format!("invalid label key {key:?}")));
-            }
-            reqs.push(req);
+        let sel = common::selectors::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut reqs: Vec<Requirement> = sel
+            .match_labels
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| Requirement::Equals(k, v))
+            .collect();
+        for e in sel.match_expressions.into_iter().flatten() {
+            let values = e.values.unwrap_or_default();
+            reqs.push(match e.operator.as_str() {
+                "In" => Requirement::In(e.key, values),
+                "NotIn" => Requirement::NotIn(e.key, values),
+                "Exists" => Requirement::Exists(e.key),
+                _ => Requirement::NotExists(e.key),
+            });
         }
         Ok(LabelSelector { reqs })
     }
@@ -79,7 +53,6 @@ impl LabelSelector {
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.reqs.iter().all(|r| match r {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
-            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
             Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
             Requirement::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
             Requirement::Exists(k) => get(k).is_some(),
@@ -127,43 +100,6 @@ pub fn selector_string(sel: Option<&Value>) -> String {
         }
     }
     parts.join(",")
-}
-
-/// Splits on commas outside parentheses.
-fn split_top_level(s: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out
-}
-
-fn split_word(term: &str, word: &str) -> Option<(String, String)> {
-    let i = term.find(word)?;
-    Some((
-        term[..i].trim().into(),
-        term[i + word.len()..].trim().into(),
-    ))
-}
-
-fn parse_set(s: &str) -> Option<Vec<String>> {
-    let inner = s.strip_prefix('(')?.strip_suffix(')')?;
-    Some(
-        inner
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect(),
-    )
 }
 
 /// A parsed field selector: `metadata.name=x,spec.nodeName!=y`.

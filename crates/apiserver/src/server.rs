@@ -176,7 +176,7 @@ impl Server {
             },
             audiences: vec![crate::authn::serviceaccount::ISSUER.to_string()],
         };
-        handler::bootstrap(&state)
+        crate::bootstrap::bootstrap(&state)
             .await
             .context("creating the system namespaces and the default RBAC policy")?;
         if config.authorization_mode == AuthorizationMode::NodeRbac {
@@ -190,16 +190,19 @@ impl Server {
             .advertise_address
             .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.ip()));
         if let Some(ip) = advertise {
-            handler::reconcile_kubernetes_endpoints(&state, SocketAddr::new(ip, addr.port()))
-                .await
-                .context("writing the kubernetes service's endpoints")?;
+            crate::bootstrap::reconcile_kubernetes_endpoints(
+                &state,
+                SocketAddr::new(ip, addr.port()),
+            )
+            .await
+            .context("writing the kubernetes service's endpoints")?;
         }
         let authorizer = state.authorizer.clone();
         let public_url = match advertise {
             Some(ip) => format!("https://{}", SocketAddr::new(ip, addr.port())),
             None => server_url.clone(),
         };
-        handler::publish_cluster_info(
+        crate::bootstrap::publish_cluster_info(
             &state,
             &public_url,
             &std::fs::read_to_string(pki.ca_cert()).context("reading the CA")?,

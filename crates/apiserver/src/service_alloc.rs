@@ -14,7 +14,6 @@ use store::Store;
 
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
-use crate::resources::ResourceInfo;
 
 pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
 /// The `kubernetes` Service's address (first of the range, as Kubernetes does it).
@@ -325,9 +324,4 @@ pub async fn release_all(store: &Arc<dyn Store>, obj: &Value) {
     for p in ports {
         release(store, &format!("{PORT_PREFIX}{p}")).await;
     }
-}
-
-/// Whether `info` is the core Service resource.
-pub fn is_service(info: &ResourceInfo) -> bool {
-    info.group.is_empty() && info.kind == "Service"
 }

@@ -8,69 +8,25 @@ use serde_json::{Map, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceInfo;
 
-/// Calls `$f::<T>($args)` with the kind's `k8s-openapi` type `T`; `None` for kinds without
-/// one. The one table of which type each served kind has.
-macro_rules! with_type {
-    ($info:expr, $f:ident ( $($arg:expr),* )) => {{
-        use k8s_openapi::api::{
-            apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-            coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-            events::v1 as events, networking::v1 as networking, policy::v1 as policy,
-            rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
-        };
-        match ($info.group, $info.kind) {
-            ("autoscaling", "HorizontalPodAutoscaler") if $info.version == "v1" => {
-                Some($f::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>($($arg),*))
-            }
-            ("", "Pod") => Some($f::<core::Pod>($($arg),*)),
-            ("", "ReplicationController") => Some($f::<core::ReplicationController>($($arg),*)),
-            ("", "Service") => Some($f::<core::Service>($($arg),*)),
-            ("", "Endpoints") => Some($f::<core::Endpoints>($($arg),*)),
-            ("", "Node") => Some($f::<core::Node>($($arg),*)),
-            ("", "Namespace") => Some($f::<core::Namespace>($($arg),*)),
-            ("", "Secret") => Some($f::<core::Secret>($($arg),*)),
-            ("", "ConfigMap") => Some($f::<core::ConfigMap>($($arg),*)),
-            ("", "ServiceAccount") => Some($f::<core::ServiceAccount>($($arg),*)),
-            ("", "PersistentVolume") => Some($f::<core::PersistentVolume>($($arg),*)),
-            ("", "PersistentVolumeClaim") => Some($f::<core::PersistentVolumeClaim>($($arg),*)),
-            ("", "LimitRange") => Some($f::<core::LimitRange>($($arg),*)),
-            ("", "ResourceQuota") => Some($f::<core::ResourceQuota>($($arg),*)),
-            ("", "Event") => Some($f::<core::Event>($($arg),*)),
-            ("", "PodTemplate") => Some($f::<core::PodTemplate>($($arg),*)),
-            ("apps", "Deployment") => Some($f::<apps::Deployment>($($arg),*)),
-            ("apps", "ReplicaSet") => Some($f::<apps::ReplicaSet>($($arg),*)),
-            ("apps", "DaemonSet") => Some($f::<apps::DaemonSet>($($arg),*)),
-            ("apps", "StatefulSet") => Some($f::<apps::StatefulSet>($($arg),*)),
-            ("apps", "ControllerRevision") => Some($f::<apps::ControllerRevision>($($arg),*)),
-            ("batch", "Job") => Some($f::<batch::Job>($($arg),*)),
-            ("batch", "CronJob") => Some($f::<batch::CronJob>($($arg),*)),
-            ("autoscaling", "HorizontalPodAutoscaler") => Some($f::<autoscaling::HorizontalPodAutoscaler>($($arg),*)),
-            ("networking.k8s.io", "Ingress") => Some($f::<networking::Ingress>($($arg),*)),
-            ("networking.k8s.io", "IngressClass") => Some($f::<networking::IngressClass>($($arg),*)),
-            ("networking.k8s.io", "NetworkPolicy") => Some($f::<networking::NetworkPolicy>($($arg),*)),
-            ("rbac.authorization.k8s.io", "Role") => Some($f::<rbac::Role>($($arg),*)),
-            ("rbac.authorization.k8s.io", "ClusterRole") => Some($f::<rbac::ClusterRole>($($arg),*)),
-            ("rbac.authorization.k8s.io", "RoleBinding") => Some($f::<rbac::RoleBinding>($($arg),*)),
-            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Some($f::<rbac::ClusterRoleBinding>($($arg),*)),
-            ("storage.k8s.io", "StorageClass") => Some($f::<storage::StorageClass>($($arg),*)),
-            ("coordination.k8s.io", "Lease") => Some($f::<coordination::Lease>($($arg),*)),
-            ("discovery.k8s.io", "EndpointSlice") => Some($f::<discovery::EndpointSlice>($($arg),*)),
-            ("events.k8s.io", "Event") => Some($f::<events::Event>($($arg),*)),
-            ("policy", "PodDisruptionBudget") => Some($f::<policy::PodDisruptionBudget>($($arg),*)),
-            ("scheduling.k8s.io", "PriorityClass") => Some($f::<scheduling::PriorityClass>($($arg),*)),
-            ("authorization.k8s.io", "SubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::SubjectAccessReview>($($arg),*)),
-            ("authorization.k8s.io", "SelfSubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>($($arg),*)),
-            ("authorization.k8s.io", "LocalSubjectAccessReview") => Some($f::<k8s_openapi::api::authorization::v1::LocalSubjectAccessReview>($($arg),*)),
-            ("authorization.k8s.io", "SelfSubjectRulesReview") => Some($f::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>($($arg),*)),
-            ("authentication.k8s.io", "TokenReview") => Some($f::<k8s_openapi::api::authentication::v1::TokenReview>($($arg),*)),
-            ("certificates.k8s.io", "CertificateSigningRequest") => Some($f::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>($($arg),*)),
-            ("authentication.k8s.io", "SelfSubjectReview") => Some($f::<k8s_openapi::api::authentication::v1::SelfSubjectReview>($($arg),*)),
-            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => Some($f::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>($($arg),*)),
-            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => Some($f::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>($($arg),*)),
-            ("settings.k8s.io", "PodPreset") => Some($f::<crate::settings::PodPreset>($($arg),*)),
-            _ => None,
+/// A kind's typed decoding: its `k8s-openapi` (or own) type, as functions a registration
+/// holds ([`crate::kinds`]).
+pub struct Typed {
+    /// Decodes an object into the type and encodes it again: the normalized object.
+    round_trip: fn(&Value) -> Result<Value, String>,
+    /// The type's JSON schema (with `$defs`).
+    schema: fn() -> Value,
+}
+
+impl Typed {
+    pub fn of<T>() -> Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
+    {
+        Typed {
+            round_trip: round_trip_as::<T>,
+            schema: schema_as::<T>,
         }
-    }};
+    }
 }
 
 fn round_trip_as<T: serde::Serialize + serde::de::DeserializeOwned>(
@@ -81,18 +37,19 @@ fn round_trip_as<T: serde::Serialize + serde::de::DeserializeOwned>(
     serde_json::to_value(t).map_err(|e| e.to_string())
 }
 
-fn schema_as<T: schemars::JsonSchema>() -> Value {
+/// The JSON schema of `T`, with `$defs` for the types it refers to.
+pub fn schema_as<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
 
 /// Round-trips `obj` through the kind's type; returns the normalized object.
 fn round_trip(info: &ResourceInfo, obj: &Value) -> Option<Result<Value, String>> {
-    with_type!(info, round_trip_as(obj))
+    crate::kinds::of(info).typed().map(|t| (t.round_trip)(obj))
 }
 
-/// The kind's JSON schema (with `$defs`), from its `k8s-openapi` type.
+/// The kind's JSON schema (with `$defs`), from its type.
 pub fn json_schema(info: &ResourceInfo) -> Option<Value> {
-    with_type!(info, schema_as())
+    crate::kinds::of(info).typed().map(|t| (t.schema)())
 }
 
 /// A step of a field path: a key or a list index.

@@ -460,6 +460,29 @@ async fn services_get_addresses_and_node_ports(c: &Cluster) {
         .ok(&["get", "svc", "want", "-o", "jsonpath={.spec.clusterIP}"])
         .await;
     assert_eq!(out, taken);
+    // A Service whose deletion waited on a finalizer gives its address back when the
+    // finalizer goes, as a plain delete does.
+    c.ok(&[
+        "patch",
+        "svc",
+        "want",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ])
+    .await;
+    c.ok(&["delete", "svc", "want", "--wait=false"]).await;
+    c.ok(&[
+        "patch",
+        "svc",
+        "want",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await;
+    let again = c.write("again.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: again}}\nspec:\n  clusterIP: {taken}\n  ports: [{{port: 1}}]\n"));
+    c.ok(&["apply", "-f", &again]).await;
 }
 
 async fn workload_defaults_and_selector_rules(c: &Cluster) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use apiserver::kubelet_client::{KubeletClient, endpoint};
+use apiserver::kubelet_client::{KubeletClient, node_endpoint};
 use futures::StreamExt;
 use http_body_util::{BodyExt, Limited};
 use k8s_openapi::api::core::v1::Node;
@@ -68,8 +68,7 @@ impl Scraper {
 
     /// One node's `/metrics/resource`, decoded.
     pub async fn scrape(&self, node: &Node) -> anyhow::Result<NodeScrape> {
-        let v = serde_json::to_value(node).context("encoding the node")?;
-        let (host, port) = endpoint(&v).map_err(|e| anyhow::anyhow!(e.message))?;
+        let (host, port) = node_endpoint(node).map_err(|e| anyhow::anyhow!(e.message))?;
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {

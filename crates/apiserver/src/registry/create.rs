@@ -9,7 +9,6 @@ use super::{Attributes, Operation, Registry, WriteOptions, drop_empty_metadata};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
 use crate::resources::ResourceInfo;
-use crate::service_alloc;
 use crate::strategy;
 
 impl Registry {
@@ -80,7 +79,8 @@ impl Registry {
         opts: WriteOptions<'_>,
     ) -> ApiResult<Value> {
         let ctx = opts.ctx;
-        let strategy = strategy::for_resource(info);
+        let kind = crate::kinds::of(info);
+        let strategy = kind.strategy();
         Self::check_type(info, &mut obj)?;
         Self::check_object_namespace(info, ns, &mut obj)?;
         let mut obj = crate::typed::decode(info, obj, opts.validation)?;
@@ -132,7 +132,7 @@ impl Registry {
         if let Some(manager) = &opts.field_manager {
             crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None);
         }
-        let mut causes: Vec<Cause> = strategy::validate_name(strategy.as_ref(), &name)
+        let mut causes: Vec<Cause> = strategy::validate_name(strategy, &name)
             .into_iter()
             .collect();
         causes.extend(strategy.validate(&obj));
@@ -144,10 +144,8 @@ impl Registry {
         if ctx.dry_run {
             return Ok(obj);
         }
-        let service = service_alloc::is_service(info);
-        if service {
-            service_alloc::allocate(&self.store, &mut obj).await?;
-        }
+        let hooks = kind.hooks();
+        hooks.begin_create(&self.store, &mut obj).await?;
         drop_empty_metadata(&mut obj);
         let key = Self::key(info, Some(meta::namespace(&obj)), &name);
         let rev = match self
@@ -159,11 +157,12 @@ impl Registry {
             )
             .await
         {
-            Ok(rev) => rev,
+            Ok(rev) => {
+                hooks.finish_create(&self.store, &obj, true).await;
+                rev
+            }
             Err(e) => {
-                if service {
-                    service_alloc::release_all(&self.store, &obj).await;
-                }
+                hooks.finish_create(&self.store, &obj, false).await;
                 return Err(ApiError::from_store(info, &name, e));
             }
         };

@@ -1,15 +1,15 @@
 //! Delete (upstream's `Store.Delete`): preconditions, the delete validation the request
-//! brings, graceful deletion (finalizers, a bound pod's grace period) and the garbage
+//! brings, graceful deletion (finalizers, the kind's grace period) and the garbage
 //! collector's propagation finalizers.
 
 use serde_json::{Value, json};
 
 use super::codec::{decode, encode, seal};
+use super::hooks::StoreHooks;
 use super::{Attributes, Operation, Registry, RequestContext, UPDATE_RETRIES};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
 use crate::resources::ResourceInfo;
-use crate::service_alloc;
 
 /// A delete's options (the parts of `metav1.DeleteOptions` the registry acts on).
 #[derive(Default, Debug)]
@@ -22,26 +22,22 @@ pub struct DeleteOptions {
     pub precondition_rv: Option<String>,
 }
 
-/// Whether something still holds the object's deletion: `metadata.finalizers`, or for a
-/// namespace `spec.finalizers` (emptied by namespace finalization).
-pub(super) fn has_finalizers(obj: &Value) -> bool {
-    let non_empty = |p: &str| {
-        obj.pointer(p)
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty())
-    };
-    non_empty("/metadata/finalizers")
-        || (obj.get("kind").and_then(Value::as_str) == Some("Namespace")
-            && non_empty("/spec/finalizers"))
+/// Whether something still holds the object's deletion: `metadata.finalizers`, or the
+/// kind's own (a namespace's `spec.finalizers`, emptied by namespace finalization).
+pub(super) fn has_finalizers(hooks: &dyn StoreHooks, obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+        || hooks.holds_deletion(obj)
 }
 
 /// The garbage collector's finalizers for a delete's propagation policy: `orphan` (its
 /// dependents lose their owner reference), `foregroundDeletion` (dependents go first), or
-/// neither (Background: the object goes now, dependents after). A core/v1
-/// ReplicationController deleted without a policy orphans its pods, as Kubernetes keeps for
-/// compatibility; everything else defaults to Background.
+/// neither (Background: the object goes now, dependents after). Without a policy, the kind's
+/// default applies (Background unless its hooks say otherwise).
 fn with_propagation_finalizers(
     info: &ResourceInfo,
+    hooks: &dyn StoreHooks,
     mut obj: Value,
     policy: Option<&str>,
 ) -> ApiResult<Value> {
@@ -49,8 +45,10 @@ fn with_propagation_finalizers(
     const FOREGROUND: &str = "foregroundDeletion";
     let policy = match policy {
         Some(p) => p,
-        None if info.group.is_empty() && info.kind == "ReplicationController" => "Orphan",
-        None => return Ok(obj),
+        None => match hooks.default_gc_policy() {
+            Some(p) => p,
+            None => return Ok(obj),
+        },
     };
     let (add, remove): (&[&str], &[&str]) = match policy {
         "Orphan" => (&[ORPHAN], &[FOREGROUND]),
@@ -104,6 +102,7 @@ impl Registry {
         let dry_run = ctx.dry_run;
         let key = Self::key(info, ns, name);
         let tf = self.transformer(info);
+        let hooks = crate::kinds::of(info).hooks();
         for _ in 0..UPDATE_RETRIES {
             let kv = self
                 .store
@@ -134,9 +133,9 @@ impl Registry {
                 dry_run,
             };
             ctx.admission.validate_delete(&attrs).await?;
-            let grace = self.grace_period(info, &obj, opts);
-            let obj = with_propagation_finalizers(info, obj, opts.propagation.as_deref())?;
-            if has_finalizers(&obj) || grace > 0 {
+            let grace = hooks.grace_period(&obj, opts.grace_period_seconds);
+            let obj = with_propagation_finalizers(info, hooks, obj, opts.propagation.as_deref())?;
+            if has_finalizers(hooks, &obj) || grace > 0 {
                 // Graceful: mark, and let the finalizer owners (or the kubelet) finish.
                 let mut marked = obj.clone();
                 let m = meta::metadata_mut(&mut marked);
@@ -153,9 +152,7 @@ impl Registry {
                     );
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 }
-                if info.group.is_empty() && info.kind == "Namespace" {
-                    marked["status"]["phase"] = json!("Terminating");
-                }
+                hooks.mark_deleting(&mut marked);
                 if marked == obj || dry_run {
                     return Ok((marked, false));
                 }
@@ -182,9 +179,7 @@ impl Registry {
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok((rev, _)) => {
-                    if service_alloc::is_service(info) {
-                        service_alloc::release_all(&self.store, &obj).await;
-                    }
+                    hooks.after_delete(&self.store, &obj).await;
                     let mut gone = obj;
                     meta::set_resource_version(&mut gone, rev);
                     return Ok((gone, true));
@@ -194,30 +189,5 @@ impl Registry {
             }
         }
         Err(ApiError::conflict(info, name))
-    }
-
-    /// Seconds a deletion waits: only pods bound to a node wait (for their kubelet).
-    fn grace_period(&self, info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> i64 {
-        if !(info.group.is_empty() && info.kind == "Pod") {
-            return 0;
-        }
-        let bound = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        let finished = matches!(
-            meta::str_at(obj, "/status/phase"),
-            Some("Succeeded" | "Failed")
-        );
-        if !bound || finished {
-            return 0;
-        }
-        opts.grace_period_seconds
-            .or_else(|| {
-                obj.pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(30)
-            .max(0)
     }
 }

@@ -28,6 +28,7 @@ pub mod admit;
 mod codec;
 mod create;
 mod delete;
+pub mod hooks;
 mod update;
 mod watch;
 pub use admit::{Admit, Attributes, Operation, RequestContext};
@@ -212,9 +213,12 @@ impl Registry {
             .and_then(|e| e.for_resource(info.group, info.plural))
     }
 
-    /// The time-to-live objects of a kind are stored with: Events expire, nothing else does.
+    /// The time-to-live objects of a kind are stored with: `--event-ttl` for kinds whose
+    /// hooks say they expire (Events), none for the rest.
     fn ttl_for(&self, info: &ResourceInfo) -> Option<std::time::Duration> {
-        (info.kind == "Event" && matches!(info.group, "" | "events.k8s.io"))
+        crate::kinds::of(info)
+            .hooks()
+            .expires()
             .then_some(self.event_ttl)
     }
 

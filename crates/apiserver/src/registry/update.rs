@@ -13,8 +13,6 @@ use super::{
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::resources::ResourceInfo;
-use crate::service_alloc;
-use crate::strategy;
 
 /// How a patch body is to be applied.
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +83,7 @@ impl Registry {
     {
         let key = Self::key(info, ns, name);
         let tf = self.transformer(info);
+        let hooks = crate::kinds::of(info).hooks();
         let mut current = self
             .store
             .get(&key)
@@ -118,13 +117,10 @@ impl Registry {
             if ctx.dry_run {
                 return Ok(new);
             }
-            let service = service_alloc::is_service(info);
-            if service {
-                service_alloc::reallocate(&self.store, &mut new, &old).await?;
-            }
+            hooks.begin_update(&self.store, &mut new, &old).await?;
             // An object whose deletion waits only on finalizers goes once they are gone.
             let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
-                && !has_finalizers(&new)
+                && !has_finalizers(hooks, &new)
                 && new
                     .pointer("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
@@ -146,14 +142,18 @@ impl Registry {
             };
             match result {
                 Ok(rev) => {
+                    hooks.finish_update(&self.store, &new, &old, true).await;
+                    if finalizers_done {
+                        // Gone as by a delete: what it held (a Service's IPs and node
+                        // ports) is given back.
+                        hooks.after_delete(&self.store, &new).await;
+                    }
                     meta::set_resource_version(&mut new, rev);
                     return Ok(new);
                 }
                 Err(e) => {
-                    // Give back node ports this attempt claimed.
-                    if service {
-                        service_alloc::release_added(&self.store, &new, &old).await;
-                    }
+                    // Give back what this attempt claimed (a Service's node ports).
+                    hooks.finish_update(&self.store, &new, &old, false).await;
                     match e {
                         store::Error::Conflict { current: c, .. } => current = *c,
                         e => return Err(ApiError::from_store(info, name, e)),
@@ -212,7 +212,7 @@ impl Registry {
         sub: Option<&str>,
         opts: &WriteOptions<'_>,
     ) -> ApiResult<Value> {
-        let strategy = strategy::for_resource(info);
+        let strategy = crate::kinds::of(info).strategy();
         // Stored objects hold no unknown fields, so any here came with this request.
         let mut new = crate::typed::decode(info, new, opts.validation)?;
         let name = meta::name(old).to_string();
@@ -229,49 +229,12 @@ impl Registry {
             record(&mut new);
             return Ok(new);
         }
-        if sub == Some("approval") {
-            // A CSR's approval changes its Approved/Denied conditions and nothing else.
-            let conditions = new
-                .pointer("/status/conditions")
-                .cloned()
-                .unwrap_or(Value::Null);
-            new = old.clone();
-            if !new.get("status").is_some_and(Value::is_object) {
-                new["status"] = json!({});
-            }
-            new["status"]["conditions"] = conditions;
-            record(&mut new);
-            return Ok(new);
-        }
-        if sub == Some("ephemeralcontainers") {
-            // `kubectl debug`: only the pod's ephemeral containers change.
-            new = strategy::update_pod_ephemeral_containers(old, &new)
-                .map_err(|causes| ApiError::invalid(info, &name, causes))?;
-            record(&mut new);
-            return Ok(new);
-        }
-        if sub == Some("finalize") {
-            // A namespace's `finalize` changes `spec.finalizers` and nothing else.
-            let finalizers = new
-                .pointer("/spec/finalizers")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let causes = strategy::validate_namespace_finalizers(&finalizers);
-            if !causes.is_empty() {
-                return Err(ApiError::invalid(info, &name, causes));
-            }
-            new = old.clone();
-            if !new.get("spec").is_some_and(Value::is_object) {
-                new["spec"] = json!({});
-            }
-            match &finalizers {
-                Value::Array(a) if !a.is_empty() => new["spec"]["finalizers"] = finalizers,
-                _ => {
-                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-                        spec.remove("finalizers");
-                    }
-                }
-            }
+        // A kind's own subresources (`approval`, `finalize`, `ephemeralcontainers`) change
+        // what their strategy says and nothing else.
+        if let Some(sub) = sub
+            && let Some(updated) = strategy.update_subresource(sub, &new, old)
+        {
+            new = updated.map_err(|causes| ApiError::invalid(info, &name, causes))?;
             record(&mut new);
             return Ok(new);
         }

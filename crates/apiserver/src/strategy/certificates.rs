@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::Strategy;
+use super::{Strategy, SubUpdate, with_field_of};
 use crate::error::Cause;
 use crate::user::UserInfo;
 
@@ -61,5 +61,10 @@ impl Strategy for CsrStrategy {
             return vec![Cause::forbidden("spec", "field is immutable")];
         }
         Vec::new()
+    }
+
+    /// `approval` changes the Approved/Denied conditions and nothing else.
+    fn update_subresource(&self, subresource: &str, new: &Value, old: &Value) -> SubUpdate {
+        (subresource == "approval").then(|| Ok(with_field_of(new, old, "status", "conditions")))
     }
 }

@@ -1,25 +1,25 @@
 //! Per-kind behaviour the generic registry calls: defaults, validation, what a write may
 //! change, and which fields can be selected on. Kinds without special rules use
-//! [`Generic`]; each special kind has its own module.
+//! [`Generic`]; each special kind has its own module. Each kind's registration
+//! ([`crate::kinds`]) says which strategy it has.
 
-mod admissionregistration;
-mod autoscaling;
-mod certificates;
-mod job;
-mod namespace;
-mod pod;
-mod rbac;
-mod secret;
-mod service;
-mod settings;
-mod volume;
-mod workload;
+pub(crate) mod admissionregistration;
+pub(crate) mod autoscaling;
+pub(crate) mod certificates;
+pub(crate) mod job;
+pub(crate) mod namespace;
+pub(crate) mod pod;
+pub(crate) mod rbac;
+pub(crate) mod secret;
+pub(crate) mod service;
+pub(crate) mod settings;
+pub(crate) mod volume;
+pub(crate) mod workload;
 
 use serde_json::Value;
 
 use crate::error::Cause;
 use crate::meta;
-use crate::resources::ResourceInfo;
 use crate::user::UserInfo;
 
 pub trait Strategy: Send + Sync {
@@ -68,92 +68,72 @@ pub trait Strategy: Send + Sync {
     fn field_selectors(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// An update through one of the kind's own subresources (`approval`, `finalize`,
+    /// `ephemeralcontainers`; upstream gives each its own strategy): the stored object `old`
+    /// with what that subresource may change taken from `new`. `None`: not such a
+    /// subresource of this kind (the update is of the object).
+    fn update_subresource(&self, _subresource: &str, _new: &Value, _old: &Value) -> SubUpdate {
+        None
+    }
 }
 
-/// The rules every kind follows.
+/// The rules every kind follows, with the few a kind may switch on without a strategy of its
+/// own.
+#[derive(Default)]
 pub struct Generic {
     generation: bool,
-    label_names: bool,
     fields: &'static [&'static str],
+}
+
+impl Generic {
+    /// Counts spec changes in `metadata.generation`.
+    pub fn tracking_generation() -> Self {
+        Generic {
+            generation: true,
+            ..Generic::default()
+        }
+    }
+
+    /// Selectable by `fields` besides name and namespace.
+    pub fn with_field_selectors(fields: &'static [&'static str]) -> Self {
+        Generic {
+            fields,
+            ..Generic::default()
+        }
+    }
 }
 
 impl Strategy for Generic {
     fn tracks_generation(&self) -> bool {
         self.generation
     }
-    fn name_is_label(&self) -> bool {
-        self.label_names
-    }
     fn field_selectors(&self) -> &'static [&'static str] {
         self.fields
     }
 }
 
-/// The strategy for a resource.
-pub fn for_resource(info: &ResourceInfo) -> Box<dyn Strategy> {
-    let generic = |generation: bool, label_names: bool, fields: &'static [&'static str]| {
-        Box::new(Generic {
-            generation,
-            label_names,
-            fields,
-        }) as Box<dyn Strategy>
-    };
-    match (info.group, info.kind) {
-        ("", "Pod") => Box::new(pod::PodStrategy),
-        ("", "Namespace") => Box::new(namespace::NamespaceStrategy),
-        ("", "Service") => Box::new(service::ServiceStrategy),
-        ("", "ReplicationController") => Box::new(workload::WorkloadStrategy {
-            kind: "ReplicationController",
-        }),
-        ("", "Secret") => Box::new(secret::SecretStrategy),
-        ("", "LimitRange") => Box::new(settings::LimitRangeStrategy),
-        ("settings.k8s.io", "PodPreset") => Box::new(settings::PodPresetStrategy),
-        ("admissionregistration.k8s.io", _) => Box::new(admissionregistration::WebhookStrategy {
-            mutating: info.kind == "MutatingWebhookConfiguration",
-        }),
-        ("", "PersistentVolume" | "PersistentVolumeClaim") => Box::new(volume::VolumeStrategy),
-        ("", "Node") => generic(false, false, &["spec.unschedulable"]),
-        ("", "Event") => generic(
-            false,
-            false,
-            &[
-                "involvedObject.kind",
-                "involvedObject.namespace",
-                "involvedObject.name",
-                "involvedObject.uid",
-                "involvedObject.apiVersion",
-                "involvedObject.resourceVersion",
-                "involvedObject.fieldPath",
-                "reason",
-                "reportingComponent",
-                "source",
-                "type",
-            ],
-        ),
-        ("apps", kind @ ("ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet"))
-        | ("batch", kind @ ("Job" | "CronJob")) => Box::new(workload::WorkloadStrategy { kind }),
-        ("certificates.k8s.io", "CertificateSigningRequest") => Box::new(certificates::CsrStrategy),
-        ("rbac.authorization.k8s.io", kind) => Box::new(rbac::RbacStrategy {
-            kind: match kind {
-                "Role" => "Role",
-                "ClusterRole" => "ClusterRole",
-                "RoleBinding" => "RoleBinding",
-                _ => "ClusterRoleBinding",
-            },
-        }),
-        ("autoscaling", "HorizontalPodAutoscaler") => Box::new(autoscaling::HpaStrategy {
-            v1: info.version == "v1",
-        }),
-        ("autoscaling", _) | ("networking.k8s.io", "Ingress" | "NetworkPolicy") | ("policy", _) => {
-            generic(true, false, &[])
-        }
-        _ => generic(false, false, &[]),
-    }
-}
-
-pub(crate) use namespace::validate_finalizers as validate_namespace_finalizers;
-pub(crate) use pod::update_ephemeral as update_pod_ephemeral_containers;
 pub(crate) use settings::with_defaults as limit_range_defaults;
+
+/// What [`Strategy::update_subresource`] answers: the object to store, or why not; `None`
+/// for a subresource the kind does not have.
+pub type SubUpdate = Option<Result<Value, Vec<Cause>>>;
+
+/// `old` with `new`'s value at `/{parent}/{field}` (null if it has none), `parent` made an
+/// object if it was not: what a subresource owning one field writes.
+pub(crate) fn with_field_of(new: &Value, old: &Value, parent: &str, field: &str) -> Value {
+    let value = new
+        .get(parent)
+        .and_then(|p| p.get(field))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut updated = old.clone();
+    if !updated.get(parent).is_some_and(Value::is_object) {
+        updated[parent] = Value::Object(Default::default());
+    }
+    updated[parent][field] = value;
+    updated
+}
 
 /// Sets `key` in a JSON object if it is absent or null.
 pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {

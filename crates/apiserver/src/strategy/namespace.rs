@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::Strategy;
+use super::{Strategy, SubUpdate, with_field_of};
 use crate::error::Cause;
 
 pub struct NamespaceStrategy;
@@ -45,6 +45,27 @@ impl Strategy for NamespaceStrategy {
     fn field_selectors(&self) -> &'static [&'static str] {
         &["status.phase"]
     }
+
+    /// `finalize` changes `spec.finalizers` and nothing else.
+    fn update_subresource(&self, subresource: &str, new: &Value, old: &Value) -> SubUpdate {
+        if subresource != "finalize" {
+            return None;
+        }
+        let mut updated = with_field_of(new, old, "spec", "finalizers");
+        let causes = validate_finalizers(&updated["spec"]["finalizers"]);
+        if !causes.is_empty() {
+            return Some(Err(causes));
+        }
+        // An empty list is no list.
+        if updated["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+            && let Some(spec) = updated.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.remove("finalizers");
+        }
+        Some(Ok(updated))
+    }
 }
 
 /// Finalizer names Kubernetes defines without a domain prefix.
@@ -52,7 +73,7 @@ const STANDARD_FINALIZERS: [&str; 3] = ["foregroundDeletion", "kubernetes", "orp
 
 /// `spec.finalizers` of a namespace `finalize` request: qualified names, and names without
 /// a prefix only if Kubernetes defines them.
-pub fn validate_finalizers(finalizers: &Value) -> Vec<Cause> {
+fn validate_finalizers(finalizers: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     for (i, f) in finalizers.as_array().into_iter().flatten().enumerate() {
         let field = format!("spec.finalizers[{i}]");

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Strategy, set_default};
+use super::{Strategy, SubUpdate, set_default};
 use crate::error::Cause;
 use crate::meta;
 
@@ -152,7 +152,7 @@ const NOT_FOR_EPHEMERAL: [&str; 5] = [
 /// An update through `pods/{name}/ephemeralcontainers` (`kubectl debug`): only
 /// `spec.ephemeralContainers` changes, existing ones neither change nor go, new ones are
 /// checked as upstream checks them. Returns the stored pod with the new list.
-pub fn update_ephemeral(old: &Value, new: &Value) -> Result<Value, Vec<Cause>> {
+fn update_ephemeral(old: &Value, new: &Value) -> Result<Value, Vec<Cause>> {
     let list = |pod: &Value| -> Vec<Value> {
         pod.pointer("/spec/ephemeralContainers")
             .and_then(Value::as_array)
@@ -285,6 +285,11 @@ impl Strategy for PodStrategy {
             "status.podIP",
             "status.nominatedNodeName",
         ]
+    }
+
+    /// `ephemeralcontainers` (`kubectl debug`): only the ephemeral containers change.
+    fn update_subresource(&self, subresource: &str, new: &Value, old: &Value) -> SubUpdate {
+        (subresource == "ephemeralcontainers").then(|| update_ephemeral(old, new))
     }
 }
 

@@ -1,10 +1,39 @@
-//! The HorizontalPodAutoscaler's TARGETS column, as upstream's `formatHPAMetrics` prints it:
+//! The HorizontalPodAutoscaler table (both served versions), as upstream's
+//! `printHorizontalPodAutoscaler`. Its TARGETS column as `formatHPAMetrics` prints it:
 //! each metric's current value over its target (`cpu: 12%/50%`, `<unknown>/50%` before the
 //! controller measured it), the first two joined with ", " and a count of the rest.
 
 use serde_json::{Value, json};
 
 use common::quota::Quantity;
+
+use super::{Column, NAME, Printer, col, int, kind_and_name, s};
+
+pub const PRINTER: Printer = Printer { columns, cells };
+
+fn columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Reference", 0),
+        col("Targets", 0),
+        col("MinPods", 0),
+        col("MaxPods", 0),
+        col("Replicas", 0),
+        col("Age", 0),
+    ]
+}
+
+fn cells(obj: &Value, name: Value, age: Value) -> Vec<Value> {
+    vec![
+        name,
+        json!(kind_and_name(obj, "/spec/scaleTargetRef")),
+        json!(targets(obj)),
+        json!(min_pods(obj)),
+        json!(int(obj, "/spec/maxReplicas")),
+        json!(int(obj, "/status/currentReplicas")),
+        age,
+    ]
+}
 
 /// Metrics shown before the rest are only counted (upstream's printer shows two).
 const SHOWN: usize = 2;
@@ -15,7 +44,7 @@ const UNKNOWN: &str = "<unknown>";
 /// not parse.
 fn quantity(v: Option<&Value>) -> String {
     match v {
-        Some(v) => Quantity::from_json(v).map_or_else(|| super::s(Some(v)), |q| q.to_string()),
+        Some(v) => Quantity::from_json(v).map_or_else(|| s(Some(v)), |q| q.to_string()),
         None => "<nil>".into(),
     }
 }
@@ -51,7 +80,7 @@ fn metrics_of(obj: &Value) -> (Vec<Value>, Vec<Value>) {
 
 /// One Resource or ContainerResource metric (`source` is `resource` or `containerResource`).
 fn resource(spec: &Value, status: Option<&Value>, source: &str) -> String {
-    let name = super::s(spec.pointer(&format!("/{source}/name")));
+    let name = s(spec.pointer(&format!("/{source}/name")));
     let target = spec.pointer(&format!("/{source}/target"));
     let current = status.and_then(|s| s.get(source));
     if let Some(avg) = target.and_then(|t| t.get("averageValue")) {
@@ -88,7 +117,7 @@ fn value_or_average(spec: &Value, status: Option<&Value>, source: &str) -> Strin
 }
 
 /// The TARGETS cell of an HPA (either served version).
-pub(super) fn targets(obj: &Value) -> String {
+fn targets(obj: &Value) -> String {
     let (specs, statuses) = metrics_of(obj);
     if specs.is_empty() {
         return "<none>".into();
@@ -128,7 +157,7 @@ pub(super) fn targets(obj: &Value) -> String {
 }
 
 /// The MINPODS cell: `<unset>` when the spec has none.
-pub(super) fn min_pods(obj: &Value) -> String {
+fn min_pods(obj: &Value) -> String {
     obj.pointer("/spec/minReplicas")
         .and_then(Value::as_i64)
         .map_or("<unset>".to_string(), |m| m.to_string())

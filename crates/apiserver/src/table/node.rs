@@ -1,10 +1,67 @@
-//! The Node table's STATUS column as kubectl's printer writes it: `Ready`, `NotReady` (the
-//! Ready condition False or Unknown), `Unknown` (no Ready condition at all), then
-//! `,SchedulingDisabled` for a cordoned node.
+//! The Node table, as upstream's `printNode`: STATUS as kubectl's printer writes it (`Ready`,
+//! `NotReady` for a Ready condition False or Unknown, `Unknown` without one, then
+//! `,SchedulingDisabled` for a cordoned node), ROLES, AGE, VERSION; wide: addresses, OS image,
+//! kernel and runtime.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-pub(super) fn status(obj: &Value) -> String {
+use super::{Column, NAME, Printer, col, or_none, s};
+
+pub const PRINTER: Printer = Printer { columns, cells };
+
+fn columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Status", 0),
+        col("Roles", 0),
+        col("Age", 0),
+        col("Version", 0),
+        col("Internal-IP", 1),
+        col("External-IP", 1),
+        col("OS-Image", 1),
+        col("Kernel-Version", 1),
+        col("Container-Runtime", 1),
+    ]
+}
+
+fn cells(obj: &Value, name: Value, age: Value) -> Vec<Value> {
+    let roles: Vec<String> = obj
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let addr = |t: &str| {
+        obj.pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x.get("type").and_then(Value::as_str) == Some(t))
+            })
+            .map(|x| s(x.get("address")))
+            .unwrap_or_default()
+    };
+    vec![
+        name,
+        json!(status(obj)),
+        json!(or_none(roles.join(","))),
+        age,
+        json!(s(obj.pointer("/status/nodeInfo/kubeletVersion"))),
+        json!(or_none(addr("InternalIP"))),
+        json!(or_none(addr("ExternalIP"))),
+        json!(s(obj.pointer("/status/nodeInfo/osImage"))),
+        json!(s(obj.pointer("/status/nodeInfo/kernelVersion"))),
+        json!(s(obj.pointer("/status/nodeInfo/containerRuntimeVersion"))),
+    ]
+}
+
+fn status(obj: &Value) -> String {
     let ready = obj
         .pointer("/status/conditions")
         .and_then(Value::as_array)

@@ -14,8 +14,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::metrics_client::milli_value;
 use super::replica_calculator::{ReplicaCalculator, Selected};
-use super::selector;
 use super::status::{Condition, SCALING_ACTIVE, Working};
+use common::selectors as selector;
 
 /// A milli-value as a quantity (`resource.NewMilliQuantity(v, DecimalSI)`).
 pub fn milli_quantity(v: i64) -> Quantity {

@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn finds_every_hpa_selecting_a_pod() {
         let s = HpaSelectors::default();
-        let web = crate::podautoscaler::selector::parse("app=web").unwrap();
+        let web = common::selectors::parse("app=web").unwrap();
         for k in ["ns/a", "ns/b", "other/c"] {
             s.register(k);
             s.update(k, &web);

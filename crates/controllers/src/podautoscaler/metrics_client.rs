@@ -18,7 +18,7 @@ use kube::{Api, Client};
 use client_go::metrics::{MetricValue, MetricValueList, PodMetrics};
 
 use super::mapper::{RestMapper, group_of};
-use super::selector;
+use common::selectors as selector;
 
 /// A window assumed for custom metrics that do not say theirs (upstream's
 /// `metricServerDefaultMetricWindow`).

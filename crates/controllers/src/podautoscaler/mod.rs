@@ -14,7 +14,6 @@ pub mod mapper;
 pub mod metrics_client;
 pub mod replica_calculator;
 mod scale;
-pub mod selector;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -412,7 +411,7 @@ impl HorizontalController {
             );
             return Err(anyhow!("selector is required"));
         }
-        let parsed = selector::parse(selector).map_err(|e| {
+        let parsed = common::selectors::parse(selector).map_err(|e| {
             let msg = format!(
                 "couldn't convert selector into a corresponding internal selector object: {e}"
             );

@@ -1,38 +1,42 @@
-//! Request handling: authentication, routing (as Kubernetes' RequestInfo parses paths),
-//! content negotiation, and the REST verbs on top of the generic registry.
+//! Request handling: authentication and the REST verbs on top of the generic registry; which
+//! handler a path goes to in `route.rs` (as Kubernetes' RequestInfo parses paths), content
+//! negotiation in `negotiation.rs`, WATCH in `watch.rs` (upstream's `endpoints/handlers`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::params::query_bool;
-use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::authn::UserInfo as User;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
+use crate::kinds::Review;
 use crate::meta;
 use crate::openapi;
 use crate::registry::{
-    DeleteOptions, ListQuery, Patch, PatchKind, Registry, RequestContext, WatchEvent, WriteOptions,
+    DeleteOptions, ListQuery, Patch, PatchKind, Registry, RequestContext, WriteOptions,
 };
 use crate::resources::{Catalog, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::strategy;
-use crate::table::{self, IncludeObject};
+
+mod negotiation;
+mod route;
+mod watch;
+
+use negotiation::{Accept, parse_accept, render};
+use route::{Route, Target, route};
+use watch::watch_response;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Largest request body accepted (Kubernetes' limit is 3 MiB for JSON).
 const MAX_BODY: usize = 3 * 1024 * 1024;
-
-const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 pub struct ApiState {
     pub registry: Arc<Registry>,
@@ -83,212 +87,9 @@ impl ApiState {
     }
 
     /// The server's own writes (bootstrap, reconcilers): no user, the full admission chain.
-    fn internal(&self) -> RequestContext<'_> {
+    pub(crate) fn internal(&self) -> RequestContext<'_> {
         RequestContext::internal(&*self.admission)
     }
-}
-
-/// Creates the namespaces every cluster has.
-pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
-    let ns = crate::resources::namespace_info();
-    for name in SYSTEM_NAMESPACES {
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match state
-            .registry
-            .create(&ns, None, obj, WriteOptions::new(state.internal()))
-            .await
-        {
-            Ok(_) => tracing::info!(namespace = name, "created namespace"),
-            Err(e) if e.code == 409 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // The system PriorityClasses.
-    let pc = crate::resources::priority_class_info();
-    for (name, value, description) in crate::admission::priority::SYSTEM_CLASSES {
-        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": name}, "value": value, "description": description});
-        match state
-            .registry
-            .create(&pc, None, obj, WriteOptions::new(state.internal()))
-            .await
-        {
-            Ok(_) | Err(ApiError { code: 409, .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    crate::authz::bootstrap_policy::reconcile(&state.registry, state.internal()).await?;
-    // The `kubernetes` Service, at the first address of the Service range.
-    let svc = crate::resources::service_info();
-    let kubernetes = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {
-            "clusterIP": crate::service_alloc::KUBERNETES_SERVICE_IP.to_string(),
-            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
-        },
-    });
-    create_if_missing(state, &svc, "default", "kubernetes", kubernetes).await?;
-    Ok(())
-}
-
-async fn create_if_missing(
-    state: &ApiState,
-    info: &crate::resources::ResourceInfo,
-    namespace: &str,
-    name: &str,
-    obj: Value,
-) -> ApiResult<()> {
-    match state.registry.get(info, Some(namespace), name).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => {
-            match state
-                .registry
-                .create(
-                    info,
-                    Some(namespace),
-                    obj,
-                    WriteOptions::new(state.internal()),
-                )
-                .await
-            {
-                Ok(_) | Err(ApiError { code: 409, .. }) => {}
-                Err(e) => return Err(e),
-            }
-            tracing::info!(namespace, name, "created {}", info.kind);
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Publishes `kube-public/cluster-info` (the server's URL and CA, as kubeadm does), readable
-/// by anyone: a joining node reads it and checks the CA against the hash in its token.
-pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) -> ApiResult<()> {
-    use base64::Engine;
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts: null\ncurrent-context: \"\"\npreferences: {{}}\nusers: null\n",
-        base64::engine::general_purpose::STANDARD.encode(ca_pem)
-    );
-    let catalog = crate::resources::Catalog::new();
-    let cm = catalog
-        .by_kind("", "ConfigMap")
-        .ok_or_else(|| ApiError::internal("no ConfigMap resource"))?;
-    let data = json!({"kubeconfig": kubeconfig});
-    match state
-        .registry
-        .get(cm, Some("kube-public"), "cluster-info")
-        .await
-    {
-        Ok(live) if live.get("data") == Some(&data) => {}
-        Ok(_) => {
-            state
-                .registry
-                .update_with(
-                    state.internal(),
-                    cm,
-                    Some("kube-public"),
-                    "cluster-info",
-                    None,
-                    |old| {
-                        let mut new = old.clone();
-                        new["data"] = data.clone();
-                        Ok(new)
-                    },
-                )
-                .await?;
-        }
-        Err(e) if e.code == 404 => {
-            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data});
-            create_if_missing(state, cm, "kube-public", "cluster-info", obj).await?;
-        }
-        Err(e) => return Err(e),
-    }
-    let (Some(role), Some(binding)) = (
-        catalog.by_kind("rbac.authorization.k8s.io", "Role"),
-        catalog.by_kind("rbac.authorization.k8s.io", "RoleBinding"),
-    ) else {
-        return Ok(());
-    };
-    let name = "rkube:bootstrap-signer-clusterinfo";
-    let role_obj = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": name, "namespace": "kube-public"},
-        "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"]}],
-    });
-    create_if_missing(state, role, "kube-public", name, role_obj).await?;
-    let binding_obj = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": name, "namespace": "kube-public"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}],
-    });
-    create_if_missing(state, binding, "kube-public", name, binding_obj).await
-}
-
-/// Points the `kubernetes` Service at this API server (Kubernetes' endpoint reconciler, for
-/// one server): the Endpoints object (not mirrored, as upstream marks it) and its slice.
-pub async fn reconcile_kubernetes_endpoints(
-    state: &Arc<ApiState>,
-    at: std::net::SocketAddr,
-) -> ApiResult<()> {
-    let ip = at.ip().to_string();
-    let endpoints = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}]}],
-    });
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-            "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": if at.is_ipv4() { "IPv4" } else { "IPv6" },
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}],
-    });
-    let catalog = &state.catalog;
-    for (group, version, resource, obj) in [
-        ("", "v1", "endpoints", endpoints),
-        ("discovery.k8s.io", "v1", "endpointslices", slice),
-    ] {
-        let Some(info) = catalog.find(group, version, resource) else {
-            continue;
-        };
-        let info = info.clone();
-        match state
-            .registry
-            .get(&info, Some("default"), "kubernetes")
-            .await
-        {
-            Ok(current) => {
-                let mut obj = obj;
-                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-                let same = ["subsets", "endpoints", "ports"]
-                    .iter()
-                    .all(|k| current[k] == obj[k]);
-                if !same {
-                    state
-                        .registry
-                        .update(
-                            &info,
-                            Some("default"),
-                            "kubernetes",
-                            obj,
-                            None,
-                            WriteOptions::new(state.internal()),
-                        )
-                        .await?;
-                }
-            }
-            Err(e) if e.code == 404 => {
-                create_if_missing(state, &info, "default", "kubernetes", obj).await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -335,175 +136,6 @@ fn text(code: StatusCode, s: &str) -> Response<Body> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-/// What the Accept header asks for.
-struct Accept {
-    table: bool,
-    /// `apidiscovery.k8s.io/<version>` for aggregated discovery, if acceptable.
-    discovery: Option<&'static str>,
-    /// Whether plain JSON is acceptable.
-    json: bool,
-    /// Whether the JSON media type itself is acceptable (`application/json` whatever its
-    /// parameters, `application/*`, `*/*`, or no Accept): for a document served only as
-    /// JSON (`/openapi/v2`, whose other form Kubernetes serves is protobuf), which a YAML-
-    /// or protobuf-only client must not get.
-    json_media: bool,
-    /// `as=PartialObjectMetadata[List]`: only metadata (the garbage collector's and other
-    /// metadata informers' form).
-    metadata_only: bool,
-}
-
-fn parse_accept(h: Option<&str>) -> Accept {
-    let h = h.unwrap_or("application/json");
-    let mut a = Accept {
-        table: false,
-        discovery: None,
-        json: false,
-        json_media: false,
-        metadata_only: false,
-    };
-    for part in h.split(',') {
-        let mut items = part.split(';').map(str::trim);
-        let media = items.next().unwrap_or("");
-        let params: HashMap<&str, &str> = items.filter_map(|p| p.split_once('=')).collect();
-        if matches!(media, "application/json" | "application/*" | "*/*" | "") {
-            a.json_media = true;
-        }
-        let json_like = matches!(
-            media,
-            "application/json" | "*/*" | "application/*" | "application/yaml"
-        );
-        match (
-            params.get("as").copied(),
-            params.get("g").copied(),
-            params.get("v").copied(),
-        ) {
-            (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) if json_like => {
-                a.table = true
-            }
-            (
-                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
-                Some("meta.k8s.io"),
-                Some("v1" | "v1beta1"),
-            ) if json_like && !a.table => a.metadata_only = true,
-            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some(v))
-                if json_like && a.discovery.is_none() =>
-            {
-                a.discovery = match v {
-                    "v2" => Some("apidiscovery.k8s.io/v2"),
-                    "v2beta1" => Some("apidiscovery.k8s.io/v2beta1"),
-                    _ => None,
-                }
-            }
-            (None, _, _) if json_like || media.is_empty() => a.json = true,
-            _ => {}
-        }
-    }
-    a
-}
-
-/// The parts of a resource URL (Kubernetes' RequestInfo).
-struct Target<'a> {
-    info: &'a ResourceInfo,
-    namespace: Option<String>,
-    name: Option<String>,
-    subresource: Option<String>,
-    watch_path: bool,
-}
-
-enum Route<'a> {
-    Healthz,
-    Version,
-    Metrics,
-    CoreVersions,
-    Groups,
-    Group(String),
-    ResourceList(String, String),
-    OpenApiV2,
-    OpenApiV3Index,
-    OpenApiV3Doc(String),
-    Resource(Target<'a>),
-    /// Below a group-version a local API service answers.
-    Local {
-        group: String,
-        version: String,
-        rest: Vec<String>,
-    },
-}
-
-fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
-    let path = path.trim_end_matches('/');
-    match path {
-        "/healthz" | "/livez" | "/readyz" => return Some(Route::Healthz),
-        "/version" => return Some(Route::Version),
-        "/metrics" => return Some(Route::Metrics),
-        "/api" => return Some(Route::CoreVersions),
-        "/apis" => return Some(Route::Groups),
-        "/openapi/v2" => return Some(Route::OpenApiV2),
-        "/openapi/v3" => return Some(Route::OpenApiV3Index),
-        _ => {}
-    }
-    if path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
-    {
-        return Some(Route::Healthz);
-    }
-    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
-        return Some(Route::OpenApiV3Doc(rest.to_string()));
-    }
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (group, version, rest) = match parts.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g] => return Some(Route::Group(g.to_string())),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return None,
-    };
-    if !catalog.has_version(group, version) {
-        return None;
-    }
-    if rest.is_empty() {
-        return Some(Route::ResourceList(group.into(), version.into()));
-    }
-    if catalog.is_local(group, version) {
-        return Some(Route::Local {
-            group: group.into(),
-            version: version.into(),
-            rest: rest.iter().map(|s| s.to_string()).collect(),
-        });
-    }
-    let mut rest: Vec<&str> = rest.to_vec();
-    let watch_path = rest.first() == Some(&"watch");
-    if watch_path {
-        rest.remove(0);
-    }
-    let mut namespace = None;
-    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
-        namespace = Some(rest[1].to_string());
-        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-            rest.drain(..2);
-        }
-    }
-    let info = catalog.find(group, version, rest.first()?)?;
-    let name = rest.get(1).map(|s| s.to_string());
-    let subresource = rest.get(2).map(|s| s.to_string());
-    // Only a proxy subresource takes a path of its own (`pods/web/proxy/a/b`).
-    if rest.len() > 3 && subresource.as_deref() != Some("proxy") {
-        return None;
-    }
-    if let Some(sub) = &subresource
-        && !info.has_subresource(sub)
-    {
-        return None;
-    }
-    // A cluster-scoped resource has no namespace (for `namespaces/<name>` the name is it).
-    let namespace = if info.namespaced { namespace } else { None };
-    Some(Route::Resource(Target {
-        info,
-        namespace,
-        name,
-        subresource,
-        watch_path,
-    }))
 }
 
 pub async fn handle(
@@ -766,63 +398,8 @@ fn status_success(info: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
-/// Renders one object or a list, as a Table when the client asked for one.
-/// An object (or list) as PartialObjectMetadata (or PartialObjectMetadataList).
-fn partial_metadata(v: &Value) -> Value {
-    let one = |o: &Value| {
-        json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        })
-    };
-    match v.get("items").and_then(Value::as_array) {
-        Some(items) => json!({
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": v.get("metadata").cloned().unwrap_or_else(|| json!({})),
-            "items": items.iter().map(one).collect::<Vec<_>>(),
-        }),
-        None => one(v),
-    }
-}
-
-fn render(
-    info: &ResourceInfo,
-    value: Value,
-    accept: &Accept,
-    query: &HashMap<String, String>,
-) -> ApiResult<Response<Body>> {
-    if accept.metadata_only && !accept.table {
-        return Ok(ok(&partial_metadata(&value)));
-    }
-    if !accept.table {
-        if !accept.json {
-            return Err(ApiError::not_acceptable(
-                "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
-            ));
-        }
-        return Ok(ok(&value));
-    }
-    let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
-    let (items, metadata) = match value.get("items").and_then(Value::as_array) {
-        Some(items) => (
-            items.clone(),
-            value.get("metadata").cloned().unwrap_or_default(),
-        ),
-        None => {
-            let rv = value
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or_default();
-            (vec![value], json!({"resourceVersion": rv}))
-        }
-    };
-    Ok(ok(&table::table(info, &items, metadata, include)))
-}
-
 fn list_query(info: &ResourceInfo, query: &HashMap<String, String>) -> ApiResult<ListQuery> {
-    let strategy = strategy::for_resource(info);
+    let strategy = crate::kinds::of(info).strategy();
     Ok(ListQuery {
         label: LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?,
         field: FieldSelector::parse(
@@ -844,6 +421,7 @@ async fn resource(
     req: Request<Incoming>,
 ) -> ApiResult<Response<Body>> {
     let info = t.info;
+    let kind = crate::kinds::of(info);
     let reg = &state.registry;
     // Who writes, the admission they pass and whether it is stored, handed to the registry
     // with each write.
@@ -904,11 +482,12 @@ async fn resource(
             Method::GET | Method::POST,
             Some(name),
             Some(sub @ ("exec" | "attach" | "portforward")),
-        ) if info.group.is_empty() && info.kind == "Pod" => {
+        ) => {
+            // Only pods have these subresources (the route checked).
             let sub = sub.to_owned();
             crate::pod_connect::serve(state, ns, name, &sub, req).await
         }
-        (Method::GET, Some(name), Some("log")) if info.group.is_empty() && info.kind == "Pod" => {
+        (Method::GET, Some(name), Some("log")) => {
             let resp = crate::pod_log::get(state, ns, name, &query).await?;
             if streaming::websocket::is_websocket_request(&req) && resp.status() == 200 {
                 // The log as WebSocket messages (the conformance suite reads it so).
@@ -932,7 +511,7 @@ async fn resource(
                 "application/json",
             ))
         }
-        (Method::POST, None, None) if info.kind == "TokenReview" => {
+        (Method::POST, None, None) if kind.review() == Some(Review::Token) => {
             let (ct, body) = read_body(req).await?;
             let obj = decode_object(ct.as_deref(), &body)?;
             let reviewed = crate::authn::token_review(state, obj).await?;
@@ -964,9 +543,7 @@ async fn resource(
                 "application/json",
             ))
         }
-        (Method::POST, Some(name), Some("eviction"))
-            if info.group.is_empty() && info.kind == "Pod" =>
-        {
+        (Method::POST, Some(name), Some("eviction")) => {
             let (ct, body) = read_body(req).await?;
             let eviction = decode_object(ct.as_deref(), &body)?;
             let dry = query.get("dryRun").map(String::as_str);
@@ -1098,18 +675,11 @@ async fn resource(
             Ok(ok(&out))
         }
         (Method::DELETE, Some(name), None) => {
-            if info.group.is_empty()
-                && info.kind == "Namespace"
-                && SYSTEM_NAMESPACES.contains(&name)
-            {
-                return Err(ApiError::forbidden(format!(
-                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-                )));
-            }
+            kind.hooks().check_delete(name)?;
             let opts = delete_options(&query, req).await?;
             // A namespace is emptied and finalized by the namespace controller.
             let (obj, gone) = reg.delete(ctx, info, ns, name, &opts).await?;
-            if gone && !(info.group.is_empty() && info.kind == "Pod") {
+            if gone && !kind.hooks().return_deleted_object() {
                 Ok(ok(&status_success(info, &obj)))
             } else {
                 Ok(ok(&obj))
@@ -1190,131 +760,6 @@ async fn delete_options(
             .and_then(Value::as_str)
             .map(str::to_string),
     })
-}
-
-/// A watch: newline-delimited JSON events over a chunked response, until the client goes,
-/// `timeoutSeconds` passes or the store fails (then an ERROR event with the Status).
-async fn watch_response(
-    state: &Arc<ApiState>,
-    info: &ResourceInfo,
-    ns: Option<&str>,
-    query: &HashMap<String, String>,
-    accept: &Accept,
-) -> ApiResult<Response<Body>> {
-    let q = list_query(info, query)?;
-    let send_initial =
-        common::params::query_opt_bool(query.get("sendInitialEvents").map(String::as_str));
-    let events = state
-        .registry
-        .watch(
-            info,
-            ns,
-            q.label,
-            q.field,
-            q.resource_version.as_deref(),
-            send_initial,
-        )
-        .await;
-    let (events, progress) = match events {
-        Ok(w) => (w.events, w.progress),
-        // A too-old resourceVersion is reported inside the stream, as Kubernetes does.
-        Err(e) if e.code == 410 => (futures::stream::iter(vec![Err(e)]).boxed(), Arc::default()),
-        Err(e) => return Err(e),
-    };
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
-    let bookmarks = query
-        .get("allowWatchBookmarks")
-        .is_some_and(|v| query_bool(Some(v)));
-    let table = accept.table;
-    let metadata_only = accept.metadata_only && !table;
-    let include = IncludeObject::parse(query.get("includeObject").map(String::as_str));
-    let info = info.clone();
-    let deadline = tokio::time::sleep(timeout);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut events = events;
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.tick().await;
-        let mut first_table = true;
-        loop {
-            let ev = tokio::select! {
-                _ = &mut deadline => break,
-                _ = tick.tick(), if bookmarks => {
-                    // Only a revision everything before which was sent.
-                    let rev = progress.load(std::sync::atomic::Ordering::Relaxed);
-                    if rev == 0 {
-                        continue;
-                    }
-                    WatchEvent {
-                        kind: "BOOKMARK",
-                        object: json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": rev.to_string()}}),
-                    }
-                }
-                ev = events.next() => match ev {
-                    Some(Ok(ev)) => ev,
-                    Some(Err(e)) => {
-                        let line = json!({"type": "ERROR", "object": e.to_status()});
-                        let _ = tx.send(line_bytes(&line)).await;
-                        break;
-                    }
-                    None => break,
-                },
-            };
-            let object = if table && ev.kind != "BOOKMARK" {
-                let rv = ev
-                    .object
-                    .pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or_default();
-                let mut t = table::table(
-                    &info,
-                    std::slice::from_ref(&ev.object),
-                    json!({"resourceVersion": rv}),
-                    include,
-                );
-                if !first_table {
-                    t["columnDefinitions"] = json!([]);
-                }
-                first_table = false;
-                t
-            } else if metadata_only && ev.kind != "BOOKMARK" && ev.kind != "ERROR" {
-                partial_metadata(&ev.object)
-            } else {
-                ev.object
-            };
-            if tx
-                .send(line_bytes(&json!({"type": ev.kind, "object": object})))
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    let stream = tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
-    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
-}
-
-fn line_bytes(v: &Value) -> Bytes {
-    let mut b = serde_json::to_vec(v).unwrap_or_default();
-    b.push(b'\n');
-    Bytes::from(b)
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
-) -> impl futures::Stream<Item = Bytes> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[cfg(test)]

@@ -1,0 +1,216 @@
+//! What every cluster has from its first start, as the API server's post-start hooks make
+//! it (upstream's `bootstrap-controller` and friends): the system namespaces and
+//! PriorityClasses, the default RBAC policy, the `kubernetes` Service and its endpoints,
+//! and `kube-public/cluster-info`.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::handler::ApiState;
+use crate::kinds::core::SYSTEM_NAMESPACES;
+use crate::registry::WriteOptions;
+
+/// Creates the namespaces every cluster has.
+pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
+    let ns = crate::resources::namespace_info();
+    for name in SYSTEM_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match state
+            .registry
+            .create(&ns, None, obj, WriteOptions::new(state.internal()))
+            .await
+        {
+            Ok(_) => tracing::info!(namespace = name, "created namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // The system PriorityClasses.
+    let pc = crate::resources::priority_class_info();
+    for (name, value, description) in crate::admission::priority::SYSTEM_CLASSES {
+        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description});
+        match state
+            .registry
+            .create(&pc, None, obj, WriteOptions::new(state.internal()))
+            .await
+        {
+            Ok(_) | Err(ApiError { code: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    crate::authz::bootstrap_policy::reconcile(&state.registry, state.internal()).await?;
+    // The `kubernetes` Service, at the first address of the Service range.
+    let svc = crate::resources::service_info();
+    let kubernetes = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "clusterIP": crate::service_alloc::KUBERNETES_SERVICE_IP.to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+        },
+    });
+    create_if_missing(state, &svc, "default", "kubernetes", kubernetes).await?;
+    Ok(())
+}
+
+async fn create_if_missing(
+    state: &ApiState,
+    info: &crate::resources::ResourceInfo,
+    namespace: &str,
+    name: &str,
+    obj: Value,
+) -> ApiResult<()> {
+    match state.registry.get(info, Some(namespace), name).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => {
+            match state
+                .registry
+                .create(
+                    info,
+                    Some(namespace),
+                    obj,
+                    WriteOptions::new(state.internal()),
+                )
+                .await
+            {
+                Ok(_) | Err(ApiError { code: 409, .. }) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::info!(namespace, name, "created {}", info.kind);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Publishes `kube-public/cluster-info` (the server's URL and CA, as kubeadm does), readable
+/// by anyone: a joining node reads it and checks the CA against the hash in its token.
+pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) -> ApiResult<()> {
+    use base64::Engine;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    certificate-authority-data: {}\n    server: {server}\ncontexts: null\ncurrent-context: \"\"\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    );
+    let catalog = crate::resources::Catalog::new();
+    let cm = catalog
+        .by_kind("", "ConfigMap")
+        .ok_or_else(|| ApiError::internal("no ConfigMap resource"))?;
+    let data = json!({"kubeconfig": kubeconfig});
+    match state
+        .registry
+        .get(cm, Some("kube-public"), "cluster-info")
+        .await
+    {
+        Ok(live) if live.get("data") == Some(&data) => {}
+        Ok(_) => {
+            state
+                .registry
+                .update_with(
+                    state.internal(),
+                    cm,
+                    Some("kube-public"),
+                    "cluster-info",
+                    None,
+                    |old| {
+                        let mut new = old.clone();
+                        new["data"] = data.clone();
+                        Ok(new)
+                    },
+                )
+                .await?;
+        }
+        Err(e) if e.code == 404 => {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data});
+            create_if_missing(state, cm, "kube-public", "cluster-info", obj).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    let (Some(role), Some(binding)) = (
+        catalog.by_kind("rbac.authorization.k8s.io", "Role"),
+        catalog.by_kind("rbac.authorization.k8s.io", "RoleBinding"),
+    ) else {
+        return Ok(());
+    };
+    let name = "rkube:bootstrap-signer-clusterinfo";
+    let role_obj = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"]}],
+    });
+    create_if_missing(state, role, "kube-public", name, role_obj).await?;
+    let binding_obj = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "kube-public"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}],
+    });
+    create_if_missing(state, binding, "kube-public", name, binding_obj).await
+}
+
+/// Points the `kubernetes` Service at this API server (Kubernetes' endpoint reconciler, for
+/// one server): the Endpoints object (not mirrored, as upstream marks it) and its slice.
+pub async fn reconcile_kubernetes_endpoints(
+    state: &Arc<ApiState>,
+    at: std::net::SocketAddr,
+) -> ApiResult<()> {
+    let ip = at.ip().to_string();
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": if at.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}],
+    });
+    let catalog = &state.catalog;
+    for (group, version, resource, obj) in [
+        ("", "v1", "endpoints", endpoints),
+        ("discovery.k8s.io", "v1", "endpointslices", slice),
+    ] {
+        let Some(info) = catalog.find(group, version, resource) else {
+            continue;
+        };
+        let info = info.clone();
+        match state
+            .registry
+            .get(&info, Some("default"), "kubernetes")
+            .await
+        {
+            Ok(current) => {
+                let mut obj = obj;
+                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+                let same = ["subsets", "endpoints", "ports"]
+                    .iter()
+                    .all(|k| current[k] == obj[k]);
+                if !same {
+                    state
+                        .registry
+                        .update(
+                            &info,
+                            Some("default"),
+                            "kubernetes",
+                            obj,
+                            None,
+                            WriteOptions::new(state.internal()),
+                        )
+                        .await?;
+                }
+            }
+            Err(e) if e.code == 404 => {
+                create_if_missing(state, &info, "default", "kubernetes", obj).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
