@@ -6,9 +6,11 @@
 pub mod certs;
 pub mod ci;
 pub mod duration;
+pub mod heap;
 pub mod params;
 pub mod quantity;
 pub mod query;
 pub mod quota;
 pub mod scheduling;
 pub mod selectors;
+pub mod storage;

@@ -565,3 +565,261 @@ async fn scenario(lab: &Lab) -> Result<()> {
     );
     node.shutdown(lab).await.context("shutting the node down")
 }
+
+/// Claim volumes on the lab node, the kubelet talking as `system:node:<name>` (so the Node
+/// authorizer decides what it may read): static `local` and `hostPath` PersistentVolumes
+/// bound by the controller manager's PV controller to claims naming them, pods placed on the
+/// node directly (`nodeName`, so only the kubelet judges the volumes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_volumes() -> Result<()> {
+    lab::node::run_in_lab(claim_scenario).await
+}
+
+/// A PersistentVolume `name` of `source` (JSON) pinned to `node`, and a claim `name`
+/// pre-bound to it.
+fn volume_and_claim(name: &str, node: &str, source: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "{name}"}},
+  "spec": {{"capacity": {{"storage": "1Gi"}}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+    "persistentVolumeReclaimPolicy": "Retain", {source},
+    "nodeAffinity": {{"required": {{"nodeSelectorTerms": [{{"matchExpressions": [
+      {{"key": "kubernetes.io/hostname", "operator": "In", "values": ["{node}"]}}]}}]}}}}}}}}
+---
+{{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {{"name": "{name}", "namespace": "default"}},
+  "spec": {{"storageClassName": "", "volumeName": "{name}", "accessModes": ["ReadWriteOnce"],
+    "resources": {{"requests": {{"storage": "1Gi"}}}}}}}}
+"#
+    )
+}
+
+/// A pod on `node` mounting `volume` (JSON) at /data.
+fn claim_pod(name: &str, node: &str, volume: &str, script: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "namespace": "default"}},
+  "spec": {{"nodeName": "{node}", "terminationGracePeriodSeconds": 0,
+    "securityContext": {{"fsGroup": 2000}},
+    "containers": [{{"name": "c", "image": "rkube.local/busybox:test",
+      "command": ["sh", "-c", {script:?}], "volumeMounts": [{{"name": "data", "mountPath": "/data"}}]}}],
+    "volumes": [{volume}]}}}}
+"#
+    )
+}
+
+async fn claim_scenario(lab: &Lab) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    // No hard eviction thresholds: a shared CI disk below 10% free would evict these pods
+    // (upstream's nodefs.available default), which is not what this test is about.
+    let node = TestNode::start_with(lab, true, |cfg| cfg.eviction.hard.clear()).await?;
+    let n = node.cfg.node_name.clone();
+    let pods = node.pods();
+    let events: Api<Event> = Api::namespaced(node.client.clone(), "default");
+    let local_dir = lab.data_dir().join("disk");
+    std::fs::create_dir_all(&local_dir)?;
+    std::fs::write(local_dir.join("seed"), "from the node\n")?;
+    let host_dir = lab.data_dir().join("hostdisk");
+    let missing = lab.data_dir().join("nowhere");
+    let mut docs = vec![
+        volume_and_claim(
+            "local",
+            &n,
+            &format!(r#""local": {{"path": "{}"}}"#, local_dir.display()),
+        ),
+        volume_and_claim(
+            "host",
+            &n,
+            &format!(
+                r#""hostPath": {{"path": "{}", "type": "DirectoryOrCreate"}}"#,
+                host_dir.display()
+            ),
+        ),
+        volume_and_claim(
+            "missing",
+            &n,
+            &format!(r#""local": {{"path": "{}"}}"#, missing.display()),
+        ),
+        volume_and_claim(
+            "elsewhere",
+            "another-node",
+            &format!(r#""local": {{"path": "{}"}}"#, local_dir.display()),
+        ),
+    ];
+    let claim = |c: &str, ro: bool| {
+        format!(
+            r#"{{"name": "data", "persistentVolumeClaim": {{"claimName": "{c}", "readOnly": {ro}}}}}"#
+        )
+    };
+    for (pod, claim_name, read_only, script) in [
+        (
+            "uses-local",
+            "local",
+            false,
+            "cat /data/seed; echo from-pod > /data/out; exec sleep 3600",
+        ),
+        ("uses-host", "host", true, "sleep 3600"),
+        ("uses-missing", "missing", false, "sleep 3600"),
+        ("uses-elsewhere", "elsewhere", false, "sleep 3600"),
+        ("unbound", "no-such-claim", false, "sleep 3600"),
+    ] {
+        docs.push(claim_pod(pod, &n, &claim(claim_name, read_only), script));
+    }
+    // An ephemeral volume's claim made by someone else than the pod's controller.
+    docs.push(
+        r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+  "metadata": {"name": "eph-data", "namespace": "default"},
+  "spec": {"storageClassName": "", "volumeName": "squatted", "accessModes": ["ReadWriteOnce"],
+    "resources": {"requests": {"storage": "1Gi"}}}}
+"#
+        .into(),
+    );
+    docs.push(
+        volume_and_claim(
+            "squatted",
+            &n,
+            &format!(r#""local": {{"path": "{}"}}"#, local_dir.display()),
+        )
+        .split("---")
+        .next()
+        .unwrap_or_default()
+        .to_string(),
+    );
+    docs.push(claim_pod(
+        "eph",
+        &n,
+        r#"{"name": "data", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "",
+          "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}"#,
+        "sleep 3600",
+    ));
+    let file = node.cluster.write("claims.yaml", &docs.join("\n---\n"));
+    let t = Instant::now();
+    node.cluster.ok(&["apply", "-f", &file]).await;
+
+    let running = |p: &k8s_openapi::api::core::v1::Pod| phase(p) == "Running";
+    let uses_local = wait_pod(
+        &pods,
+        "uses-local",
+        Duration::from_secs(60),
+        "Running",
+        running,
+    )
+    .await?;
+    println!(
+        "timing: apply -> pod with a static local claim Running {:.0} ms",
+        ms(t.elapsed())
+    );
+    let id = container_id(&uses_local, "c")?;
+    ensure!(node.exec(&id, "cat /data/seed").await? == "from the node\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !local_dir.join("out").exists() {
+        ensure!(
+            Instant::now() < deadline,
+            "the pod's write never reached the node's disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // fsGroup applies to a local volume: the directory took the group, setgid.
+    let meta = std::fs::metadata(&local_dir)?;
+    ensure!(
+        meta.gid() == 2000 && meta.mode() & 0o2000 != 0,
+        "{:o} gid {}",
+        meta.mode(),
+        meta.gid()
+    );
+    let uid = uses_local.metadata.uid.clone().unwrap_or_default();
+    let mount_point = node
+        .cfg
+        .dirs()
+        .pod_volume_dir(&uid, "kubernetes.io~local-volume", "data");
+    ensure!(
+        mounted(&mount_point),
+        "no bind mount at {}",
+        mount_point.display()
+    );
+
+    // hostPath PV, read-only through the claim: created (DirectoryOrCreate), not writable,
+    // and no fsGroup (upstream's hostPath takes none).
+    let uses_host = wait_pod(
+        &pods,
+        "uses-host",
+        Duration::from_secs(60),
+        "Running",
+        running,
+    )
+    .await?;
+    let id = container_id(&uses_host, "c")?;
+    ensure!(host_dir.is_dir());
+    ensure!(std::fs::metadata(&host_dir)?.gid() != 2000);
+    let mounts = node.exec(&id, "grep ' /data ' /proc/mounts").await?;
+    ensure!(mounts.contains(" ro,"), "/data not read-only: {mounts}");
+    ensure!(
+        node.exec(&id, "touch /data/y").await.is_err(),
+        "a read-only claim must refuse writes"
+    );
+
+    // Failures, with upstream's words; the pods wait in ContainerCreating.
+    let expected = [
+        (
+            "uses-missing",
+            format!(
+                "MountVolume.NewMounter initialization failed for volume \"missing\" : path \"{}\" does not exist",
+                missing.display()
+            ),
+        ),
+        (
+            "uses-elsewhere",
+            "MountVolume.NodeAffinity check failed for volume \"elsewhere\" : no matching NodeSelectorTerms".into(),
+        ),
+        (
+            "unbound",
+            "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[data], failed to process volumes=[data]: error processing PVC default/no-such-claim: failed to fetch PVC from API server: ".into(),
+        ),
+        (
+            "eph",
+            "failed to process volumes=[data]: PVC default/eph-data was not created for pod default/eph (pod is not owner)".into(),
+        ),
+    ];
+    for (pod, message) in &expected {
+        failed_mount(&events, pod, message).await?;
+    }
+    ensure!(
+        !missing.exists(),
+        "a plain local volume's path must not be created"
+    );
+    for name in ["uses-missing", "uses-elsewhere", "unbound", "eph"] {
+        let p = pods.get(name).await?;
+        let waiting = named_status(&p, "c")?.state.and_then(|s| s.waiting);
+        ensure!(
+            phase(&p) == "Pending"
+                && waiting.and_then(|w| w.reason).as_deref() == Some("ContainerCreating"),
+            "{name}: {:?}",
+            p.status
+        );
+    }
+
+    // Deleted: the bind is undone and the node's data stays.
+    node.cluster
+        .ok(&["delete", "pods", "--all", "--grace-period=0"])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mounted(&mount_point) || mount_point.exists() {
+        ensure!(
+            Instant::now() < deadline,
+            "{} still there",
+            mount_point.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(std::fs::read_to_string(local_dir.join("out"))? == "from-pod\n");
+    ensure!(std::fs::read_to_string(local_dir.join("seed"))? == "from the node\n");
+    node.shutdown(lab).await
+}
+
+/// Whether something is mounted at `path` (mountinfo's fifth field).
+fn mounted(path: &Path) -> bool {
+    let Ok(p) = path.canonicalize() else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*p.to_string_lossy()))
+}

@@ -64,7 +64,8 @@ pub struct ServerArgs {
     pub(crate) disable_agent: bool,
     /// A packaged component not to deploy (repeatable, or comma-separated): `coredns`
     /// (cluster DNS), `servicelb` (the service load balancer), `metrics-server` (the
-    /// resource metrics API `kubectl top` and the HPA read). Its manifest is removed from
+    /// resource metrics API `kubectl top` and the HPA read), `local-storage` (the default
+    /// StorageClass `local-path` and its provisioner). Its manifest is removed from
     /// <data-dir>/server/manifests and what it applied is deleted.
     #[arg(long, value_delimiter = ',', value_parser = crate::deploy::packaged::parse_part)]
     disable: Vec<String>,
@@ -146,6 +147,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 std::fs::read_to_string(pki.ca_key()).context("reading the CA key")?,
             ));
             options.disable_servicelb = args.disable.iter().any(|d| d == "servicelb");
+            options.volume.disable_local_path = args.disable.iter().any(|d| d == "local-storage");
+            // k3s' default local storage path: volumes of nodes that name no directory.
+            options.volume.local_path.default_storage_dir = args.store.data_dir.join("storage");
             let client = controllers::client(config)?;
             tokio::spawn(controllers::run_with(client, crate::client::identity(), options));
         }

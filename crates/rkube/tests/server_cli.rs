@@ -1,7 +1,9 @@
 //! `rkube server` as a user starts it: it prints where its kubeconfig is, and kubectl works
 //! with that kubeconfig; a second server on the same data directory is refused clearly; the
 //! manifests directory is deployed as k3s deploys its own, packaged components included, and
-//! `--disable` removes them.
+//! `--disable` removes them. The `local-storage` part is checked with a hollow node (no
+//! agent): a claim without a class gets `local-path` and is provisioned on its pod's node by
+//! the scheduler, PV controller and local-path provisioner together.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod harness;
@@ -313,5 +315,201 @@ fn manifests_are_applied_updated_pruned_and_deleted_and_packaged_parts_can_be_di
     assert!(
         !out.status.success() && err.contains("coredns, servicelb"),
         "{err}"
+    );
+}
+
+/// `kubectl apply` of `yaml`, written to `dir/name`.
+fn apply(kc: &str, dir: &std::path::Path, name: &str, yaml: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, yaml).unwrap();
+    let (ok, _, err) = kubectl(kc, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(ok, "{err}");
+}
+
+/// A registered, Ready node no kubelet runs (nothing starts the pods; binding is all this
+/// test looks at).
+fn hollow_node(kc: &str, dir: &std::path::Path) {
+    apply(
+        kc,
+        dir,
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: hollow, labels: {kubernetes.io/hostname: hollow}}\n",
+    );
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}],"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"capacity":{"cpu":"4","memory":"8Gi","pods":"110"}}}"#;
+    let (ok, _, err) = kubectl(
+        kc,
+        &[
+            "patch",
+            "node",
+            "hollow",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+    assert!(ok, "{err}");
+}
+
+const CLAIM_AND_POD: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\n\
+apiVersion: v1\nkind: Pod\nmetadata: {name: db}\nspec:\n  containers: [{name: c, image: busybox}]\n  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]\n";
+
+#[test]
+fn the_default_class_provisions_on_the_pods_node_and_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, kc) = start(dir.path(), &[]);
+    let kc = kc.as_str();
+    let default = wait_for("the packaged local-path class", || {
+        jsonpath(
+            kc,
+            &["get", "storageclass", "local-path"],
+            r#"{.provisioner} {.volumeBindingMode} {.reclaimPolicy} {.metadata.annotations.storageclass\.kubernetes\.io/is-default-class}"#,
+        )
+    });
+    assert_eq!(
+        default,
+        "rancher.io/local-path WaitForFirstConsumer Delete true"
+    );
+    let (_, sc, _) = kubectl(kc, &["get", "sc"]);
+    assert!(sc.contains("local-path (default)"), "{sc}");
+    hollow_node(kc, dir.path());
+    apply(kc, dir.path(), "db.yaml", CLAIM_AND_POD);
+    assert_eq!(
+        jsonpath(kc, &["get", "pvc", "data"], "{.spec.storageClassName}").unwrap(),
+        "local-path"
+    );
+    let node = wait_for("db scheduled", || {
+        jsonpath(kc, &["get", "pod", "db"], "{.spec.nodeName}").filter(|n| !n.is_empty())
+    });
+    assert_eq!(node, "hollow");
+    let bound = jsonpath(
+        kc,
+        &["get", "pvc", "data"],
+        r#"{.status.phase} {.metadata.annotations.volume\.kubernetes\.io/selected-node}"#,
+    )
+    .unwrap();
+    assert_eq!(bound, "Bound hollow");
+    let volume = jsonpath(kc, &["get", "pvc", "data"], "{.spec.volumeName}").unwrap();
+    let pv = jsonpath(
+        kc,
+        &["get", "pv", &volume],
+        "{.spec.local.path} {.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}",
+    )
+    .unwrap();
+    // No node names a directory: the server's <data-dir>/storage, as k3s.
+    let storage = dir.path().join("storage");
+    assert!(
+        pv.starts_with(storage.to_str().unwrap()) && pv.ends_with(" hollow"),
+        "{pv}"
+    );
+
+    // Disabled: the class goes, and claims of a class like it are no longer provisioned.
+    drop(server);
+    let (_server, kc) = start(dir.path(), &["--disable", "local-storage"]);
+    let kc = kc.as_str();
+    wait_for("the class deleted", || {
+        let (ok, _, err) = kubectl(kc, &["get", "sc", "local-path"]);
+        (!ok && err.contains("NotFound")).then_some(())
+    });
+    apply(
+        kc,
+        dir.path(),
+        "sc.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: mine}\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n",
+    );
+    let claim2 = CLAIM_AND_POD
+        .replace("name: data}", "name: data2}")
+        .replace("claimName: data}", "claimName: data2}")
+        .replace("name: db}", "name: db2}")
+        .replace(
+            "spec:\n  accessModes",
+            "spec:\n  storageClassName: mine\n  accessModes",
+        );
+    apply(kc, dir.path(), "db2.yaml", &claim2);
+    // The PV controller hands the claim to the provisioner; nobody answers.
+    wait_for("the claim handed to local-path", || {
+        jsonpath(
+            kc,
+            &["get", "pvc", "data2"],
+            r#"{.metadata.annotations.volume\.kubernetes\.io/storage-provisioner}"#,
+        )
+        .filter(|p| p == "rancher.io/local-path")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        jsonpath(kc, &["get", "pvc", "data2"], "{.status.phase}").unwrap(),
+        "Pending"
+    );
+    assert_eq!(
+        jsonpath(kc, &["get", "pod", "db2"], "{.spec.nodeName}").unwrap(),
+        ""
+    );
+}
+
+/// A figure, not a check (`cargo test -p rkube --test server_cli -- --ignored
+/// --nocapture`): 100 pods each with its own `local-path` claim, created at once onto one
+/// hollow node, until every pod is bound (claims provisioned and bound first), next to 100
+/// pods with an emptyDir in the same server.
+#[test]
+#[ignore]
+fn bind_time_of_100_claims_with_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, kc) = start(dir.path(), &[]);
+    let kc = kc.as_str();
+    wait_for("the packaged local-path class", || {
+        jsonpath(
+            kc,
+            &["get", "storageclass", "local-path"],
+            "{.metadata.name}",
+        )
+    });
+    hollow_node(kc, dir.path());
+    let (ok, _, err) = kubectl(
+        kc,
+        &[
+            "patch",
+            "node",
+            "hollow",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"allocatable":{"pods":"500"},"capacity":{"pods":"500"}}}"#,
+        ],
+    );
+    assert!(ok, "{err}");
+    let run = |prefix: &str, with_claims: bool| {
+        let mut yaml = String::new();
+        for i in 0..100 {
+            let volume = if with_claims {
+                yaml.push_str(&format!(
+                    "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {prefix}{i}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: 1Gi}}}}\n---\n"
+                ));
+                format!("{{name: data, persistentVolumeClaim: {{claimName: {prefix}{i}}}}}")
+            } else {
+                "{name: data, emptyDir: {}}".to_string()
+            };
+            yaml.push_str(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {prefix}{i}, labels: {{run: {prefix}}}}}\nspec:\n  containers: [{{name: c, image: busybox}}]\n  volumes: [{volume}]\n---\n"
+            ));
+        }
+        let start = std::time::Instant::now();
+        apply(kc, dir.path(), &format!("{prefix}.yaml"), &yaml);
+        harness::wait_until(std::time::Duration::from_secs(300), || {
+            let names = jsonpath(
+                kc,
+                &["get", "pods", "-l", &format!("run={prefix}")],
+                "{range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+            )?;
+            (names.lines().filter(|l| !l.is_empty()).count() == 100).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{prefix}: not all bound"));
+        start.elapsed()
+    };
+    let claims = run("vol", true);
+    let empty = run("emp", false);
+    println!(
+        "100 pods bound: with local-path claims {:.2} s, with emptyDir {:.2} s (apply included)",
+        claims.as_secs_f64(),
+        empty.as_secs_f64()
     );
 }

@@ -4,6 +4,7 @@
 //! point first, as upstream does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -80,16 +81,26 @@ struct ServiceAffinityArgs {
     affinity_labels: Vec<String>,
 }
 
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+struct VolumeBindingArgs {
+    bind_timeout_seconds: Option<u64>,
+}
+
 /// What a profile's plugins may need beyond the pod and the nodes.
+#[derive(Default)]
 pub struct Deps {
     pub services: Option<client_go::informer::Informer<k8s_openapi::api::core::v1::Service>>,
+    /// VolumeBinding's informers and the client it binds volumes with (without them the
+    /// plugin is left out).
+    pub storage: Option<(kube::Client, plugins::volume_binding::Sources)>,
 }
 
 /// Which extension points a plugin implements (as upstream's registry knows).
 fn points(name: &str) -> (bool, bool) {
     match name {
         "NodeName" | "NodeUnschedulable" | "NodePorts" | "VolumeRestrictions"
-        | "ServiceAffinity" => (true, false),
+        | "ServiceAffinity" | "VolumeBinding" => (true, false),
         "NodeResourcesBalancedAllocation" | "ImageLocality" => (false, true),
         _ => (true, true),
     }
@@ -115,7 +126,15 @@ fn build(name: &str, cfg: &[PluginConfig], deps: &Deps) -> anyhow::Result<Arc<dy
         "NodeResourcesFit" => Arc::new(plugins::node_resources_fit::NodeResourcesFit),
         "NodeAffinity" => Arc::new(plugins::node_affinity::NodeAffinity),
         "TaintToleration" => Arc::new(plugins::taint_toleration::TaintToleration),
-        "VolumeRestrictions" => Arc::new(plugins::volume_restrictions::VolumeRestrictions),
+        "VolumeRestrictions" => {
+            let claims = deps.storage.as_ref().map(|(_, src)| {
+                let informer = src.claims.clone();
+                let lookup: plugins::volume_restrictions::ClaimLookup =
+                    Arc::new(move |ns, name| informer.get(Some(ns), name));
+                lookup
+            });
+            Arc::new(plugins::volume_restrictions::VolumeRestrictions { claims })
+        }
         "InterPodAffinity" => Arc::new(plugins::inter_pod_affinity::InterPodAffinity),
         "PodTopologySpread" => Arc::new(plugins::pod_topology_spread::PodTopologySpread),
         "NodeResourcesBalancedAllocation" => {
@@ -142,6 +161,20 @@ fn build(name: &str, cfg: &[PluginConfig], deps: &Deps) -> anyhow::Result<Arc<dy
                 labels: a.affinity_labels,
                 services,
             })
+        }
+        "VolumeBinding" => {
+            let a: VolumeBindingArgs =
+                serde_json::from_value(from_args(args)).context("VolumeBinding args")?;
+            let Some((client, sources)) = &deps.storage else {
+                bail!("VolumeBinding needs the storage informers");
+            };
+            let timeout = a.bind_timeout_seconds.map_or(
+                plugins::volume_binding::DEFAULT_BIND_TIMEOUT,
+                Duration::from_secs,
+            );
+            let plugin = plugins::volume_binding::VolumeBinding::new(Some(client.clone()), timeout);
+            plugin.watch(sources);
+            plugin
         }
         other => bail!("unknown scheduler plugin {other:?}"),
     })
@@ -218,6 +251,20 @@ impl Configuration {
         let mut out = Vec::new();
         for pc in configs {
             let mut p = plugins::default_profile();
+            if deps.storage.is_some() {
+                // With the claims at hand, VolumeRestrictions checks ReadWriteOncePod too,
+                // and VolumeBinding takes upstream's place right after it.
+                let at = p
+                    .filters
+                    .iter()
+                    .position(|f| f.name() == "VolumeRestrictions");
+                if let Some(i) = at {
+                    p.filters[i] = build("VolumeRestrictions", &pc.plugin_config, deps)?;
+                }
+                let at = at.map_or(p.filters.len(), |i| i + 1);
+                p.filters
+                    .insert(at, build("VolumeBinding", &pc.plugin_config, deps)?);
+            }
             if let Some(name) = &pc.scheduler_name {
                 p.scheduler_name = name.clone();
             }
@@ -278,7 +325,7 @@ profiles:
 "#,
         )
         .unwrap();
-        let profiles = c.profiles(&Deps { services: None }).unwrap();
+        let profiles = c.profiles(&Deps::default()).unwrap();
         assert_eq!(profiles.len(), 2);
         assert_eq!(profiles[0].percentage_of_nodes_to_score, 70);
         assert_eq!(names(&profiles[0]).1.len(), 7);
@@ -290,6 +337,6 @@ profiles:
         let unknown =
             Configuration::parse("profiles: [{plugins: {filter: {enabled: [{name: Nope}]}}}]")
                 .unwrap();
-        assert!(unknown.profiles(&Deps { services: None }).is_err());
+        assert!(unknown.profiles(&Deps::default()).is_err());
     }
 }

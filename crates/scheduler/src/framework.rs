@@ -1,10 +1,13 @@
 //! The scheduling framework (Kubernetes' `pkg/scheduler/framework`): plugins with
-//! PreFilter / Filter / PreScore / Score / NormalizeScore extension points, a per-pod cycle
-//! state, and a profile that enables plugins and weights their scores.
+//! PreFilter / Filter / PreScore / Score / NormalizeScore / Reserve / PreBind extension
+//! points, a per-pod cycle state, and a profile that enables plugins and weights their scores.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::nodeinfo::{NodeInfo, PodInfo};
 
@@ -99,6 +102,38 @@ pub trait Plugin: Send + Sync {
     }
 
     fn normalize(&self, _state: &CycleState, _scores: &mut [i64]) {}
+
+    /// Once the node is chosen, still in the scheduling cycle: set aside what the pod will
+    /// use there, so the next pods' cycles see it taken. A failure undoes every plugin's
+    /// reservation and the pod is retried.
+    fn reserve(&self, _state: &mut CycleState, _node: &str) -> Status {
+        Status::Success
+    }
+
+    /// Undoes `reserve` (a later step failed); must be harmless when nothing was reserved.
+    fn unreserve(&self, _state: &CycleState, _node: &str) {}
+
+    /// In the binding task, before the pod is bound: the API writes its binding depends on,
+    /// and waiting for them. `Err` (a message) leaves the pod unbound to be retried.
+    fn pre_bind<'a>(&'a self, _ctx: &'a BindContext<'a>) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Subscribes `requeue` to the cluster events (beyond node and pod changes, which the
+    /// scheduler itself watches) that may make a pod this plugin rejected schedulable.
+    fn register_events(&self, _requeue: Requeue) {}
+}
+
+/// What makes unschedulable pods try again.
+pub type Requeue = Arc<dyn Fn() + Send + Sync>;
+
+/// What PreBind knows: the cycle's state, the pod, its node, and whether the pod still
+/// exists (a deleted pod's bind gives up waiting).
+pub struct BindContext<'a> {
+    pub state: &'a CycleState,
+    pub pod: &'a Pod,
+    pub node: &'a str,
+    pub pod_exists: &'a (dyn Fn() -> bool + Send + Sync),
 }
 
 /// Scales scores so the highest becomes 100 (or, `reverse`, the lowest does).
@@ -134,7 +169,9 @@ pub fn min_max_normalize(scores: &mut [i64], reverse: bool, if_equal: i64) {
 }
 
 /// A profile: the plugins that filter and the plugins that score, with weights (as a
-/// KubeSchedulerConfiguration profile enables, disables and weights them).
+/// KubeSchedulerConfiguration profile enables, disables and weights them). The filters'
+/// Reserve and PreBind points run too: a plugin's points are enabled together, as
+/// `multiPoint` enables them.
 #[derive(Clone)]
 pub struct Profile {
     pub scheduler_name: String,

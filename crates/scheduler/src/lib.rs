@@ -42,8 +42,14 @@ pub async fn run_with_config(
     cfg: config::Configuration,
 ) -> anyhow::Result<()> {
     let services = Informer::<k8s_openapi::api::core::v1::Service>::start(Api::all(client.clone()));
+    let storage = plugins::volume_binding::Sources {
+        claims: Informer::start(Api::all(client.clone())),
+        volumes: Informer::start(Api::all(client.clone())),
+        classes: Informer::start(Api::all(client.clone())),
+    };
     let profiles = cfg.profiles(&config::Deps {
         services: Some(services),
+        storage: Some((client.clone(), storage)),
     })?;
     let election = client_go::leader::LeaderElection {
         leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),

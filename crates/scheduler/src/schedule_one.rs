@@ -11,6 +11,8 @@ use crate::nodeinfo::PodInfo;
 pub struct FitError {
     pub num_nodes: usize,
     pub statuses: Vec<(usize, Status)>,
+    /// A PreFilter's reasons, when one failed the pod before any node was looked at.
+    pub pre_filter: Option<String>,
 }
 
 impl FitError {
@@ -27,6 +29,10 @@ impl FitError {
         parts.sort();
         if self.num_nodes == 0 {
             return "no nodes available to schedule pods".to_string();
+        }
+        // Upstream names a PreFilter's reasons once instead of counting them per node.
+        if let Some(m) = &self.pre_filter {
+            return format!("0/{} nodes are available: {m}.", self.num_nodes);
         }
         format!(
             "0/{} nodes are available: {}.",
@@ -57,6 +63,7 @@ pub fn schedule(
             Decision::Unfit(FitError {
                 num_nodes: 0,
                 statuses: vec![],
+                pre_filter: None,
             }),
             state,
         );
@@ -69,6 +76,7 @@ pub fn schedule(
                 Decision::Unfit(FitError {
                     num_nodes: n,
                     statuses,
+                    pre_filter: Some(s.reasons().join(", ")),
                 }),
                 state,
             );
@@ -103,6 +111,7 @@ pub fn schedule(
             Decision::Unfit(FitError {
                 num_nodes: n,
                 statuses,
+                pre_filter: None,
             }),
             state,
         );

@@ -16,7 +16,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::cache::Cache;
-use crate::framework::Profile;
+use crate::framework::{BindContext, CycleState, Profile};
 use crate::nodeinfo::{PodInfo, pod_key};
 use crate::preemption;
 use crate::queue::SchedulingQueue;
@@ -82,6 +82,10 @@ impl Scheduler {
         });
         let me = s.clone();
         s.pods.on_change(move |ch: &Change<Pod>| me.pod_changed(ch));
+        for p in &s.profile.filters {
+            let queue = s.queue.clone();
+            p.register_events(Arc::new(move || queue.move_all_to_active()));
+        }
         s
     }
 
@@ -144,7 +148,7 @@ impl Scheduler {
                 let (decision, state) =
                     schedule(&self.profile, &snapshot, info.clone(), &mut start);
                 match decision {
-                    Decision::Node(n) => Ok(n),
+                    Decision::Node(n) => Ok((n, state)),
                     Decision::Unfit(fit) => {
                         let pre = preemption::find(&self.profile, &snapshot, &state, &fit);
                         Err((fit.message(), pre))
@@ -152,10 +156,15 @@ impl Scheduler {
                 }
             };
             match outcome {
-                Ok(node) => {
+                Ok((node, mut state)) => {
+                    if let Err(e) = self.reserve(&mut state, &node) {
+                        tracing::info!(pod = %key, %node, error = %e, "reserve failed");
+                        self.queue.retry(&key);
+                        continue;
+                    }
                     self.cache.assume(info, &node);
                     let me = self.clone();
-                    tokio::spawn(async move { me.bind(pod, node).await });
+                    tokio::spawn(async move { me.bind(pod, node, state).await });
                 }
                 Err((message, preempt)) => {
                     self.queue.unschedulable(&key);
@@ -166,10 +175,66 @@ impl Scheduler {
         }
     }
 
-    async fn bind(self: Arc<Self>, pod: Arc<Pod>, node: String) {
+    /// Runs every plugin's Reserve; on a failure the ones already run are undone.
+    fn reserve(&self, state: &mut CycleState, node: &str) -> Result<(), String> {
+        for (i, p) in self.profile.filters.iter().enumerate() {
+            let s = p.reserve(state, node);
+            if !s.is_success() {
+                for q in &self.profile.filters[..=i] {
+                    q.unreserve(state, node);
+                }
+                return Err(format!(
+                    "running Reserve plugin {:?}: {}",
+                    p.name(),
+                    s.reasons().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn unreserve(&self, state: &CycleState, node: &str) {
+        for p in self.profile.filters.iter().rev() {
+            p.unreserve(state, node);
+        }
+    }
+
+    /// Runs every plugin's PreBind (in the binding task).
+    async fn pre_bind(&self, pod: &Pod, node: &str, state: &CycleState) -> Result<(), String> {
+        let ns = pod.metadata.namespace.clone();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone();
+        let pods = self.pods.clone();
+        let pod_exists = move || {
+            pods.get(ns.as_deref(), &name)
+                .is_some_and(|p| p.metadata.uid == uid)
+        };
+        let ctx = BindContext {
+            state,
+            pod,
+            node,
+            pod_exists: &pod_exists,
+        };
+        for p in &self.profile.filters {
+            p.pre_bind(&ctx)
+                .await
+                .map_err(|e| format!("running PreBind plugin {:?}: {e}", p.name()))?;
+        }
+        Ok(())
+    }
+
+    async fn bind(self: Arc<Self>, pod: Arc<Pod>, node: String, state: CycleState) {
         let key = pod_key(&pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Err(message) = self.pre_bind(&pod, &node, &state).await {
+            tracing::info!(pod = %key, %node, error = %message, "pre-binding failed");
+            self.unreserve(&state, &node);
+            self.cache.forget(&key);
+            self.queue.retry(&key);
+            self.scheduler_error(&pod, message).await;
+            return;
+        }
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -199,6 +264,7 @@ impl Scheduler {
             }
             Err(e) => {
                 tracing::info!(pod = %key, %node, error = %e, "binding failed");
+                self.unreserve(&state, &node);
                 self.cache.forget(&key);
                 match e {
                     // Deleted, or already bound: nothing left to do.
@@ -233,10 +299,25 @@ impl Scheduler {
         };
         self.recorder
             .record(pod.as_ref(), true, "FailedScheduling", message.clone());
+        self.set_unscheduled(&pod, "Unschedulable", &message).await;
+    }
+
+    /// A scheduling attempt that failed for a reason other than fit (upstream's
+    /// SchedulerError): a FailedScheduling event and PodScheduled=False.
+    async fn scheduler_error(&self, pod: &Pod, message: String) {
+        self.recorder
+            .record(pod, true, "FailedScheduling", message.clone());
+        self.set_unscheduled(pod, "SchedulerError", &message).await;
+    }
+
+    async fn set_unscheduled(&self, pod: &Pod, reason: &str, message: &str) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let status = json!({"status": {"conditions": [{
             "type": "PodScheduled",
             "status": "False",
-            "reason": "Unschedulable",
+            "reason": reason,
             "message": message,
             "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
         }]}});

@@ -17,6 +17,7 @@ use crate::registry::{Admit, Registry};
 // The attributes are the registry's (what it passes); plugins name them from here.
 pub use crate::registry::{Attributes, Operation};
 
+pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
 pub mod namespace_lifecycle;
@@ -26,6 +27,7 @@ pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
 pub mod service_account;
+pub mod storage_object_in_use_protection;
 pub mod support;
 pub mod webhook;
 
@@ -84,6 +86,12 @@ impl Admit for Chain {
         if on("DefaultTolerationSeconds") {
             default_toleration_seconds::admit(a, obj);
         }
+        if on("DefaultStorageClass") {
+            default_storage_class::admit(registry, a, obj).await?;
+        }
+        if on("StorageObjectInUseProtection") {
+            storage_object_in_use_protection::admit(a, obj);
+        }
         // Last: webhooks see what the built-in plugins made of the object.
         if on("MutatingAdmissionWebhook") {
             webhook::mutate(registry, a, obj).await?;
@@ -138,6 +146,8 @@ pub const PLUGINS: &[&str] = &[
     "PodPreset",
     "Priority",
     "DefaultTolerationSeconds",
+    "DefaultStorageClass",
+    "StorageObjectInUseProtection",
     "MutatingAdmissionWebhook",
     "PodSecurity",
     "NodeRestriction",

@@ -407,6 +407,13 @@ pub fn cluster_roles() -> Vec<Value> {
                 ),
             ],
         ),
+        // rkube's kubelets remove the local-path directories of deleted volumes (k3s'
+        // local-path runs a helper pod instead): they list the volumes to know which remain.
+        cluster_role(
+            "rkube:node-local-storage",
+            &[],
+            vec![rule(&["list", "watch"], &[""], &["persistentvolumes"])],
+        ),
         // rkube's agent serves cluster DNS on every node and publishes its own endpoint of
         // `kube-dns` (k3s runs CoreDNS as a pod with a ServiceAccount instead).
         cluster_role(
@@ -567,6 +574,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &["User:system:kube-proxy", "Group:system:nodes"],
         ),
         binding("rkube:node-dns", "rkube:node-dns", &["Group:system:nodes"]),
+        binding(
+            "rkube:node-local-storage",
+            "rkube:node-local-storage",
+            &["Group:system:nodes"],
+        ),
         binding(
             "system:kube-dns",
             "system:kube-dns",

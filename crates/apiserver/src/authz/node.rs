@@ -113,6 +113,15 @@ fn pod_refs(pod: &Value) -> Vec<Ref> {
             v.pointer("/persistentVolumeClaim/claimName")
                 .and_then(Value::as_str),
         );
+        // A generic ephemeral volume's claim is `<pod>-<volume>` (upstream's graph too).
+        if v.get("ephemeral").is_some() {
+            let claim = format!(
+                "{}-{}",
+                crate::meta::name(pod),
+                v.get("name").and_then(Value::as_str).unwrap_or_default()
+            );
+            add("persistentvolumeclaims", Some(claim.as_str()));
+        }
         for src in v
             .pointer("/projected/sources")
             .and_then(Value::as_array)
@@ -300,7 +309,11 @@ impl NodeAuthorizer {
                 ("serviceaccounts", "token") => Some("serviceaccounts"),
                 _ => None,
             };
-            if let Some(kind) = graph_kind {
+            // Listing volumes is RBAC's to decide (rkube's nodes may, to sweep the local-path
+            // directories of deleted ones); getting one still needs a relationship.
+            let rbac_decides = graph_kind == Some("persistentvolumes")
+                && matches!(a.verb.as_str(), "list" | "watch");
+            if let Some(kind) = graph_kind.filter(|_| !rbac_decides) {
                 return self.authorize_graph(node, kind, a);
             }
         }
@@ -375,7 +388,8 @@ mod tests {
             "imagePullSecrets": [{"name": "pull"}],
             "volumes": [{"name": "a", "secret": {"secretName": "s1"}},
                         {"name": "b", "projected": {"sources": [{"configMap": {"name": "c1"}}]}},
-                        {"name": "c", "persistentVolumeClaim": {"claimName": "data"}}],
+                        {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+                        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}],
             "containers": [{"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s2", "key": "k"}}}],
                 "envFrom": [{"configMapRef": {"name": "c2"}}]}]}});
         let refs = pod_refs(&pod);
@@ -386,6 +400,7 @@ mod tests {
             ("configmaps", "c1"),
             ("configmaps", "c2"),
             ("persistentvolumeclaims", "data"),
+            ("persistentvolumeclaims", "p-scratch"),
             ("serviceaccounts", "sa"),
         ] {
             assert!(

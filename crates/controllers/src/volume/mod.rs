@@ -9,15 +9,15 @@
 //! - `localpath/` — provisions claims of `rancher.io/local-path` classes as `local` volumes
 //!   under the selected node's storage directory, and deletes them once released.
 //!
-//! `annotations.rs` holds the names the controllers, the scheduler and the kubelet share,
-//! `claims.rs` the accessors of claims and volumes, `pods.rs` which claims a pod uses.
+//! `annotations` (the names the controllers, the scheduler and the kubelet share), `claims`
+//! (accessors of claims and volumes) and `pods` (which claims a pod uses) live in
+//! `common::storage`, shared with the scheduler; they are re-exported here under their old
+//! names.
 
-pub mod annotations;
-pub mod claims;
+pub use common::storage::{annotations, claims, pods};
 pub mod ephemeral;
 pub mod localpath;
 pub mod persistentvolume;
-pub mod pods;
 pub mod protection;
 
 use std::time::Duration;

@@ -13,8 +13,12 @@ pub mod atomic_writer;
 pub mod config_map;
 pub mod downward_api;
 pub mod empty_dir;
+pub mod error;
 pub mod etc_hosts;
 pub mod host_path;
+pub mod local;
+pub mod local_storage;
+pub mod persistent_volume_claim;
 pub mod projected;
 pub mod secret;
 pub mod service_account_token;
@@ -31,6 +35,7 @@ use tracing::{debug, warn};
 
 use crate::cri::api;
 use crate::paths::AgentDirs;
+pub use error::{MountStage, VolumeError};
 
 /// The longest one volume's set-up may take (API reads included).
 const SET_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -45,6 +50,8 @@ pub struct VolumeHost {
     pub node_milli_cpu: i64,
     /// ServiceAccount tokens of projected volumes, cached until they need refreshing.
     pub tokens: service_account_token::TokenManager,
+    /// This node's name: persistent volumes' node affinity is checked against its Node.
+    pub node_name: String,
 }
 
 /// One volume type (upstream's `VolumePlugin` + `Mounter`).
@@ -61,6 +68,10 @@ pub trait VolumePlugin: Sync {
     fn read_only(&self) -> bool {
         false
     }
+    /// Whether containers get this volume read-only (the volume's own `readOnly` for claims).
+    fn volume_read_only(&self, _v: &Volume) -> bool {
+        self.read_only()
+    }
     /// Sets the volume up at `dir`, or refreshes it; idempotent. The error is the message of
     /// upstream's `MountVolume.SetUp failed` event.
     fn set_up<'a>(
@@ -70,6 +81,21 @@ pub trait VolumePlugin: Sync {
         v: &'a Volume,
         dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// [`Self::set_up`] with the error as the event shows it; plugins whose failures come
+    /// before the set-up itself (a claim not bound yet) say so here.
+    fn set_up_volume<'a>(
+        &'a self,
+        host: &'a VolumeHost,
+        pod: &'a Pod,
+        v: &'a Volume,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<(), VolumeError>> {
+        Box::pin(async move {
+            self.set_up(host, pod, v, dir)
+                .await
+                .map_err(|message| VolumeError::set_up(&v.name, message))
+        })
+    }
 }
 
 static PLUGINS: &[&dyn VolumePlugin] = &[
@@ -79,18 +105,11 @@ static PLUGINS: &[&dyn VolumePlugin] = &[
     &secret::SecretPlugin,
     &downward_api::DownwardApiPlugin,
     &projected::ProjectedPlugin,
+    &persistent_volume_claim::PersistentVolumeClaimPlugin,
 ];
 
 fn plugin_for(v: &Volume) -> Option<&'static dyn VolumePlugin> {
     PLUGINS.iter().copied().find(|p| p.can_support(v))
-}
-
-/// A volume's failed set-up, shown as upstream's `FailedMount` event.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("MountVolume.SetUp failed for volume {volume:?} : {message}")]
-pub struct VolumeError {
-    pub volume: String,
-    pub message: String,
 }
 
 /// Where a pod's volumes are on the host.
@@ -134,10 +153,10 @@ impl VolumeManager {
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
         for v in volumes.into_iter().flatten() {
             let Some(plugin) = plugin_for(v) else {
-                errors.push(VolumeError {
-                    volume: v.name.clone(),
-                    message: "no volume plugin matched".into(),
-                });
+                errors.push(VolumeError::set_up(
+                    &v.name,
+                    "no volume plugin matched".into(),
+                ));
                 continue;
             };
             let dir = self
@@ -146,21 +165,25 @@ impl VolumeManager {
                 .pod_volume_dir(uid, &plugin.name().replace('/', "~"), &v.name);
             // A hung API server must not hold the pod's worker (upstream's mount wait ends
             // too); the file writes themselves are synchronous and never cut short.
-            let result =
-                tokio::time::timeout(SET_UP_TIMEOUT, plugin.set_up(&self.host, pod, v, &dir))
-                    .await
-                    .unwrap_or_else(|_| Err("timed out waiting for the condition".into()));
-            if let Err(message) = result {
-                errors.push(VolumeError {
-                    volume: v.name.clone(),
-                    message,
-                });
+            let result = tokio::time::timeout(
+                SET_UP_TIMEOUT,
+                plugin.set_up_volume(&self.host, pod, v, &dir),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(VolumeError::set_up(
+                    &v.name,
+                    "timed out waiting for the condition".into(),
+                ))
+            });
+            if let Err(e) = result {
+                errors.push(e);
             }
             out.by_name.insert(
                 v.name.clone(),
                 MountedVolume {
                     host_path: plugin.host_path(v, &dir),
-                    read_only: plugin.read_only(),
+                    read_only: plugin.volume_read_only(v),
                 },
             );
         }

@@ -14,7 +14,9 @@ use anyhow::Context;
 /// manifest holds no objects and records that it is on.
 /// `metrics-server`: the resource metrics API, served by the server process; its manifest
 /// lets the `view`, `edit` and `admin` roles read it (metrics-server's own ClusterRole).
-pub const PARTS: &[&str] = &["coredns", "servicelb", "metrics-server"];
+/// `local-storage`: the default StorageClass `local-path`; its provisioner is a controller
+/// of the controller manager, off with it.
+pub const PARTS: &[&str] = &["coredns", "servicelb", "metrics-server", "local-storage"];
 
 /// A `--disable` value: one of PARTS.
 pub fn parse_part(s: &str) -> Result<String, String> {
@@ -60,6 +62,13 @@ fn manifest(part: &str) -> String {
              verbs: [get, list, watch]\n"
                 .to_string()
         }
+        "local-storage" => format!(
+            "# The default StorageClass (rkube packaged component; the local-path provisioner\n\
+             # is built into the controller manager; `--disable local-storage` turns both off).\n\
+             # Claims without a class get it; each volume is a directory on the node of the\n\
+             # claim's first pod, deleted with its claim.\n{}",
+            controllers::volume::localpath::storageclass::STORAGE_CLASS_YAML
+        ),
         _ => format!(
             "# The service load balancer (rkube packaged component, built into the controller\n\
              # manager; `--disable {part}` turns it off). This manifest has no objects: it\n\
@@ -116,7 +125,18 @@ mod tests {
         assert!(
             parse_part("traefik")
                 .unwrap_err()
-                .contains("coredns, servicelb, metrics-server")
+                .contains("coredns, servicelb, metrics-server, local-storage")
+        );
+        let class = super::super::apply::documents(&manifest("local-storage")).unwrap();
+        assert_eq!(class.len(), 1);
+        assert_eq!(class[0]["kind"], "StorageClass");
+        assert_eq!(class[0]["metadata"]["name"], "local-path");
+        assert_eq!(class[0]["provisioner"], "rancher.io/local-path");
+        assert_eq!(class[0]["volumeBindingMode"], "WaitForFirstConsumer");
+        assert_eq!(class[0]["reclaimPolicy"], "Delete");
+        assert_eq!(
+            class[0]["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+            "true"
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod service_affinity;
 pub mod taint_toleration;
+pub mod volume_binding;
 pub mod volume_restrictions;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use crate::framework::{Plugin, Profile};
 
 /// Kubernetes' default profile: its filters in its order, its scores with its weights.
+/// VolumeBinding, which needs the storage informers, is added by `config` when it has them.
 pub fn default_profile() -> Profile {
     let fit: Arc<dyn Plugin> = Arc::new(node_resources_fit::NodeResourcesFit);
     let taints: Arc<dyn Plugin> = Arc::new(taint_toleration::TaintToleration);
@@ -34,7 +36,7 @@ pub fn default_profile() -> Profile {
             affinity.clone(),
             Arc::new(node_ports::NodePorts),
             fit.clone(),
-            Arc::new(volume_restrictions::VolumeRestrictions),
+            Arc::new(volume_restrictions::VolumeRestrictions::default()),
             spread.clone(),
             pod_affinity.clone(),
         ],

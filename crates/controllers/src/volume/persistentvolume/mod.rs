@@ -4,14 +4,14 @@
 //! undoes it; marks volumes Available / Bound / Released / Failed and claims Pending / Bound /
 //! Lost; asks provisioners for volumes of claims no volume fits; reclaims released volumes.
 //!
-//! `matching.rs` chooses a volume, `index.rs` is the controller's own cache, `sync_claim.rs`
+//! `matching` (in `common::storage`, shared with the scheduler) chooses a volume, `index.rs` is the controller's own cache, `sync_claim.rs`
 //! and `sync_volume.rs` the two state machines, `binder.rs` the writes, `provision.rs`
 //! default classes, WaitForFirstConsumer and provisioning, `reclaim.rs` Retain / Delete /
 //! Recycle, `operations.rs` their back-off.
 
 mod binder;
 pub mod index;
-pub mod matching;
+pub use common::storage::matching;
 mod operations;
 mod provision;
 mod reclaim;

@@ -8,37 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::PostParams;
 
 use super::PersistentVolumeController;
 use crate::volume::annotations::{self, BETA_STORAGE_PROVISIONER, STORAGE_PROVISIONER};
 use crate::volume::{claims, pods};
 
-/// The default class among `classes` (annotated is-default-class "true"; the newest when
-/// there are several, then by name), as upstream's GetDefaultClass.
-pub fn default_class<'a>(
-    classes: impl IntoIterator<Item = &'a Arc<StorageClass>>,
-) -> Option<&'a Arc<StorageClass>> {
-    let is_default = |c: &StorageClass| {
-        annotations::get(&c.metadata, annotations::IS_DEFAULT_CLASS) == Some("true")
-            || annotations::get(&c.metadata, annotations::BETA_IS_DEFAULT_CLASS) == Some("true")
-    };
-    let created = |c: &StorageClass| {
-        c.metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.as_nanosecond())
-    };
-    classes
-        .into_iter()
-        .filter(|c| is_default(c))
-        .min_by(|a, b| {
-            created(b)
-                .cmp(&created(a))
-                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-        })
-}
+pub use common::storage::classes::default_class;
 
 /// The event a pending WaitForFirstConsumer claim gets: upstream's words, naming the pods
 /// that use it and wait for the scheduler, if any.
@@ -70,11 +46,9 @@ impl PersistentVolumeController {
         if class.is_empty() {
             return Ok(false);
         }
-        Ok(self
-            .src
-            .classes
-            .get(None, class)
-            .is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")))
+        Ok(common::storage::classes::is_delay_binding(
+            self.src.classes.get(None, class).as_deref(),
+        ))
     }
 
     pub(super) fn emit_waiting_for_first_consumer(&self, claim: &PersistentVolumeClaim) {

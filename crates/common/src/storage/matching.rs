@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
-use crate::volume::claims;
+use super::claims;
 
 /// The node a scheduler checks volumes against: its labels and name.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +55,7 @@ pub fn check_node_affinity(volume: &PersistentVolume, node: NodeInfo<'_>) -> boo
     required
         .node_selector_terms
         .iter()
-        .any(|t| common::scheduling::term_matches(t, node.labels, node.name))
+        .any(|t| crate::scheduling::term_matches(t, node.labels, node.name))
 }
 
 /// The volume for `claim` among `volumes`: one pre-bound (or provisioned) for it wins at
@@ -129,7 +129,7 @@ pub fn find_matching_sized<'a>(
             continue;
         }
         let labels = volume.metadata.labels.as_ref().unwrap_or(&no_labels);
-        if selector.is_some_and(|s| !common::selectors::selects(s, labels)) {
+        if selector.is_some_and(|s| !crate::selectors::selects(s, labels)) {
             continue;
         }
         if let Some(n) = node

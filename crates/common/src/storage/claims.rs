@@ -168,7 +168,7 @@ pub fn volume_storage(volume: &PersistentVolume) -> Option<&Quantity> {
 /// A quantity in bytes, rounded up; a missing or unparsable one is zero (as the zero
 /// Quantity upstream compares with).
 pub fn bytes(q: Option<&Quantity>) -> i64 {
-    q.and_then(|q| common::quantity::parse_scaled(&q.0, 1))
+    q.and_then(|q| crate::quantity::parse_scaled(&q.0, 1))
         .unwrap_or(0)
 }
 

@@ -1,0 +1,112 @@
+//! The storage admission plugins seen from the real kubectl: DefaultStorageClass gives a new
+//! claim without a class the (newest) default class, StorageObjectInUseProtection puts the
+//! protection finalizers on new claims and volumes; both can be turned off. Also the API's
+//! defaults for claims and volumes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use apiserver::testing::Cluster;
+
+fn class(name: &str, default: bool) -> String {
+    format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  annotations: {{storageclass.kubernetes.io/is-default-class: \"{default}\"}}\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n"
+    )
+}
+
+fn claim(name: &str, class: Option<&str>) -> String {
+    let class = class.map_or(String::new(), |c| format!("  storageClassName: \"{c}\"\n"));
+    format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n{class}  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: 1Gi}}}}\n"
+    )
+}
+
+async fn apply(c: &Cluster, file: &str, manifest: &str) {
+    let f = c.write(file, manifest);
+    c.ok(&["apply", "-f", &f]).await;
+}
+
+async fn get(c: &Cluster, kind: &str, name: &str, path: &str) -> String {
+    c.ok(&["get", kind, name, "-o", &format!("jsonpath={path}")])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_get_the_default_class_and_protection_finalizers() {
+    let c = Cluster::start(false).await;
+    // No default class yet: the claim stays without one.
+    apply(&c, "c0.yaml", &claim("early", None)).await;
+    assert_eq!(
+        get(&c, "pvc", "early", "{.spec.storageClassName}").await,
+        ""
+    );
+    assert_eq!(
+        get(&c, "pvc", "early", "{.metadata.finalizers}").await,
+        r#"["kubernetes.io/pvc-protection"]"#
+    );
+    apply(&c, "s1.yaml", &class("old-default", true)).await;
+    apply(&c, "s2.yaml", &class("other", false)).await;
+    apply(&c, "c1.yaml", &claim("plain", None)).await;
+    assert_eq!(
+        get(&c, "pvc", "plain", "{.spec.storageClassName}").await,
+        "old-default"
+    );
+    // Creation timestamps have one-second resolution: make the second default newer.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    apply(&c, "s3.yaml", &class("new-default", true)).await;
+    apply(&c, "c2.yaml", &claim("newest", None)).await;
+    assert_eq!(
+        get(&c, "pvc", "newest", "{.spec.storageClassName}").await,
+        "new-default"
+    );
+    // An explicit class, even "", is kept.
+    apply(&c, "c3.yaml", &claim("chosen", Some("other"))).await;
+    assert_eq!(
+        get(&c, "pvc", "chosen", "{.spec.storageClassName}").await,
+        "other"
+    );
+    apply(&c, "c4.yaml", &claim("none", Some(""))).await;
+    assert_eq!(get(&c, "pvc", "none", "{.spec.storageClassName}").await, "");
+    // Volumes get their finalizer too.
+    apply(
+        &c,
+        "pv.yaml",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: pv1}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: /tmp/pv1}\n",
+    )
+    .await;
+    assert_eq!(
+        get(&c, "pv", "pv1", "{.metadata.finalizers}").await,
+        r#"["kubernetes.io/pv-protection"]"#
+    );
+    // Upstream's API defaults.
+    assert_eq!(
+        get(
+            &c,
+            "pv",
+            "pv1",
+            "{.spec.persistentVolumeReclaimPolicy} {.spec.volumeMode}"
+        )
+        .await,
+        "Retain Filesystem"
+    );
+    assert_eq!(
+        get(&c, "pvc", "plain", "{.spec.volumeMode}").await,
+        "Filesystem"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_plugins_can_be_disabled() {
+    let c = Cluster::start_configured(false, |cfg| {
+        cfg.disable_admission_plugins = vec![
+            "DefaultStorageClass".into(),
+            "StorageObjectInUseProtection".into(),
+        ];
+    })
+    .await;
+    apply(&c, "s1.yaml", &class("standard", true)).await;
+    apply(&c, "c1.yaml", &claim("plain", None)).await;
+    assert_eq!(
+        get(&c, "pvc", "plain", "{.spec.storageClassName}").await,
+        ""
+    );
+    assert_eq!(get(&c, "pvc", "plain", "{.metadata.finalizers}").await, "");
+}

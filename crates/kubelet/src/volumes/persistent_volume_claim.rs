@@ -1,0 +1,331 @@
+//! `persistentVolumeClaim` and generic `ephemeral` volumes: upstream's desired-state populator
+//! resolving the claim to its bound PersistentVolume (`getPVCExtractPV` + `getPVSpec`, with
+//! their messages), the kubelet's node-affinity check of the volume, then the volume's source
+//! bound at `volumes/kubernetes.io~local-volume/<volume>`: `local` (see [`super::local`]) or
+//! `hostPath` (the inline plugin's type checks, then the same bind).
+//!
+//! An ephemeral volume's claim is `<pod>-<volume>`, made by the ephemeral-volume controller; it
+//! must be controlled by the pod (upstream refuses a claim of the same name made by anyone
+//! else). The claim's `readOnly` makes the mount read-only (a PV's `ReadOnlyMany` access mode
+//! does not, as upstream). fsGroup applies to `local` volumes mounted read-write, not to
+//! `hostPath` ones, as upstream.
+//!
+//! A volume is resolved until it is mounted once; later syncs find the mount and leave it
+//! (upstream keeps a mounted volume in its actual state of the world, whatever the claim does
+//! meanwhile). Teardown is the volume manager's: unmount, then remove the mount point.
+
+use std::path::{Path, PathBuf};
+
+use common::storage::{claims, matching, pods};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Volume};
+use kube::Api;
+use tracing::info;
+
+use super::{
+    MountStage, VolumeError, VolumeHost, VolumePlugin, fs_group, go_error, host_path, local,
+    set_volume_ownership,
+};
+
+pub struct PersistentVolumeClaimPlugin;
+
+/// The claim a volume uses, and whether it is an ephemeral volume's.
+pub fn claim_of(pod: &Pod, v: &Volume) -> Option<(String, bool)> {
+    match (&v.persistent_volume_claim, &v.ephemeral) {
+        (Some(src), _) => Some((src.claim_name.clone(), false)),
+        (None, Some(_)) => Some((pods::ephemeral_claim_name(pod, v), true)),
+        _ => None,
+    }
+}
+
+/// A client error as Go's client prints it (the API's message when it sent one).
+fn api_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Upstream's `getPVCExtractPV` checks on the claim.
+pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
+    if claim.metadata.deletion_timestamp.is_some() {
+        return Err("PVC is being deleted".into());
+    }
+    if claims::claim_phase(claim) != claims::PHASE_BOUND {
+        return Err("PVC is not bound".into());
+    }
+    if claims::volume_name(claim).is_empty() {
+        return Err("PVC has empty pvc.Spec.VolumeName".into());
+    }
+    Ok(())
+}
+
+/// Upstream's `getPVSpec` checks: the volume is bound to this very claim.
+pub fn check_volume(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> Result<(), String> {
+    let name = claims::name(&pv.metadata);
+    let Some(r) = claims::claim_ref(pv) else {
+        return Err(format!(
+            "found PV object {name} but it has a nil pv.Spec.ClaimRef indicating it is not yet bound to the claim"
+        ));
+    };
+    let (have, want) = (
+        r.uid.as_deref().unwrap_or_default(),
+        claims::uid(&claim.metadata),
+    );
+    if have != want {
+        return Err(format!(
+            "found PV object {name} but its pv.Spec.ClaimRef.UID {have} does not point to claim.UID {want}"
+        ));
+    }
+    Ok(())
+}
+
+/// The bound PersistentVolume of the pod's volume `v`, as upstream's populator finds it.
+async fn resolve(
+    host: &VolumeHost,
+    pod: &Pod,
+    v: &Volume,
+) -> Result<PersistentVolume, VolumeError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let (claim_name, ephemeral) = claim_of(pod, v).unwrap_or_default();
+    let process = |message: String| VolumeError {
+        volume: v.name.clone(),
+        message,
+        stage: MountStage::Process,
+    };
+    let processing = |m: String| process(format!("error processing PVC {ns}/{claim_name}: {m}"));
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(host.client.clone(), ns);
+    let claim = claims_api.get(&claim_name).await.map_err(|e| {
+        processing(format!(
+            "failed to fetch PVC from API server: {}",
+            api_error(&e)
+        ))
+    })?;
+    check_claim(&claim).map_err(processing)?;
+    if ephemeral {
+        pods::ephemeral_claim_is_for_pod(pod, &claim).map_err(process)?;
+    }
+    let pv_name = claims::volume_name(&claim);
+    let volumes: Api<PersistentVolume> = Api::all(host.client.clone());
+    let pv = volumes.get(pv_name).await.map_err(|e| {
+        processing(format!(
+            "failed to fetch PV {pv_name} from API server: {}",
+            api_error(&e)
+        ))
+    })?;
+    check_volume(&pv, &claim).map_err(processing)?;
+    let mode = claims::volume_volume_mode(&pv);
+    if mode != "Filesystem" {
+        return Err(process(format!(
+            "volume {} has volumeMode {mode}, but is specified in volumeMounts",
+            v.name
+        )));
+    }
+    Ok(pv)
+}
+
+/// Upstream's `CheckNodeAffinity` of the volume against this node's labels.
+async fn check_node_affinity(host: &VolumeHost, pv: &PersistentVolume) -> Result<(), VolumeError> {
+    let failed = |message: String| VolumeError {
+        volume: claims::name(&pv.metadata).to_owned(),
+        message,
+        stage: MountStage::NodeAffinity,
+    };
+    let has_affinity = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .is_some();
+    if !has_affinity {
+        return Ok(());
+    }
+    let nodes: Api<Node> = Api::all(host.client.clone());
+    let node = nodes
+        .get(&host.node_name)
+        .await
+        .map_err(|e| failed(api_error(&e)))?;
+    let labels = node.metadata.labels.unwrap_or_default();
+    let info = matching::NodeInfo {
+        name: &host.node_name,
+        labels: &labels,
+    };
+    if matching::check_node_affinity(pv, info) {
+        Ok(())
+    } else {
+        Err(failed("no matching NodeSelectorTerms".into()))
+    }
+}
+
+impl VolumePlugin for PersistentVolumeClaimPlugin {
+    fn name(&self) -> &'static str {
+        "kubernetes.io/local-volume"
+    }
+
+    fn can_support(&self, v: &Volume) -> bool {
+        v.persistent_volume_claim.is_some() || v.ephemeral.is_some()
+    }
+
+    fn volume_read_only(&self, v: &Volume) -> bool {
+        v.persistent_volume_claim
+            .as_ref()
+            .and_then(|c| c.read_only)
+            .unwrap_or(false)
+    }
+
+    fn set_up<'a>(
+        &'a self,
+        host: &'a VolumeHost,
+        pod: &'a Pod,
+        v: &'a Volume,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.set_up_volume(host, pod, v, dir)
+                .await
+                .map_err(|e| e.message)
+        })
+    }
+
+    fn set_up_volume<'a>(
+        &'a self,
+        host: &'a VolumeHost,
+        pod: &'a Pod,
+        v: &'a Volume,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<(), VolumeError>> {
+        Box::pin(async move {
+            if super::is_mounted_at(dir) {
+                return Ok(());
+            }
+            let pv = resolve(host, pod, v).await?;
+            check_node_affinity(host, &pv).await?;
+            let pv_name = claims::name(&pv.metadata).to_owned();
+            let new_mounter = |message: String| VolumeError {
+                volume: pv_name.clone(),
+                message,
+                stage: MountStage::NewMounter,
+            };
+            let read_only = self.volume_read_only(v);
+            let spec = pv.spec.clone().unwrap_or_default();
+            let (src, is_local) = if spec.local.is_some() {
+                (
+                    PathBuf::from(local::source_path(&pv).map_err(new_mounter)?),
+                    true,
+                )
+            } else if let Some(hp) = &spec.host_path {
+                host_path::check_type(Path::new(&hp.path), hp.type_.as_deref().unwrap_or(""))
+                    .map_err(|m| VolumeError::set_up(&pv_name, m))?;
+                (PathBuf::from(&hp.path), false)
+            } else {
+                return Err(new_mounter("no volume plugin matched".into()));
+            };
+            let fresh = local::bind(&src, dir, read_only).map_err(|e| {
+                VolumeError::set_up(
+                    &pv_name,
+                    format!(
+                        "mount {} to {}: {}",
+                        src.display(),
+                        dir.display(),
+                        go_error(&e)
+                    ),
+                )
+            })?;
+            if fresh {
+                info!(volume = %v.name, pv = %pv_name, src = %src.display(), read_only, "persistent volume mounted");
+                // Upstream's local plugin sets ownership on a read-write mount; hostPath never.
+                if is_local
+                    && !read_only
+                    && let Some(gid) = fs_group(pod)
+                {
+                    set_volume_ownership(dir, gid, false);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claim(v: serde_json::Value) -> PersistentVolumeClaim {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn claims_are_checked_as_upstream() {
+        let bound = claim(json!({"metadata": {"name": "c", "uid": "u1"},
+            "spec": {"volumeName": "pv1"}, "status": {"phase": "Bound"}}));
+        assert_eq!(check_claim(&bound), Ok(()));
+        let pending = claim(json!({"metadata": {"name": "c"}, "status": {"phase": "Pending"}}));
+        assert_eq!(check_claim(&pending), Err("PVC is not bound".into()));
+        let deleting = claim(json!({"metadata": {"name": "c",
+            "deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Bound"}}));
+        assert_eq!(check_claim(&deleting), Err("PVC is being deleted".into()));
+        let no_volume = claim(json!({"metadata": {"name": "c"}, "status": {"phase": "Bound"}}));
+        assert_eq!(
+            check_claim(&no_volume),
+            Err("PVC has empty pvc.Spec.VolumeName".into())
+        );
+
+        let pv = |r: serde_json::Value| -> PersistentVolume {
+            serde_json::from_value(json!({"metadata": {"name": "pv1"}, "spec": r}))
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            check_volume(&pv(json!({"claimRef": {"name": "c", "uid": "u1"}})), &bound),
+            Ok(())
+        );
+        assert_eq!(
+            check_volume(&pv(json!({})), &bound),
+            Err("found PV object pv1 but it has a nil pv.Spec.ClaimRef indicating it is not yet bound to the claim".into())
+        );
+        assert_eq!(
+            check_volume(&pv(json!({"claimRef": {"name": "c", "uid": "u2"}})), &bound),
+            Err("found PV object pv1 but its pv.Spec.ClaimRef.UID u2 does not point to claim.UID u1".into())
+        );
+    }
+
+    #[test]
+    fn ephemeral_volumes_use_the_pods_claim() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web", "uid": "p1"},
+            "spec": {"containers": []}}))
+        .unwrap_or_default();
+        let eph: Volume =
+            serde_json::from_value(json!({"name": "scratch", "ephemeral": {}})).unwrap_or_default();
+        let pvc: Volume = serde_json::from_value(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "db", "readOnly": true}}),
+        )
+        .unwrap_or_default();
+        assert_eq!(claim_of(&pod, &eph), Some(("web-scratch".into(), true)));
+        assert_eq!(claim_of(&pod, &pvc), Some(("db".into(), false)));
+        let p = PersistentVolumeClaimPlugin;
+        assert!(p.can_support(&eph) && p.can_support(&pvc));
+        assert!(p.volume_read_only(&pvc) && !p.volume_read_only(&eph));
+    }
+
+    #[test]
+    fn events_read_as_upstream() {
+        let e = VolumeError {
+            volume: "data".into(),
+            message: "error processing PVC default/db: PVC is not bound".into(),
+            stage: MountStage::Process,
+        };
+        assert_eq!(
+            e.to_string(),
+            "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[data], failed to process volumes=[data]: error processing PVC default/db: PVC is not bound"
+        );
+        let e = VolumeError {
+            volume: "pv1".into(),
+            message: "path \"/x\" does not exist".into(),
+            stage: MountStage::NewMounter,
+        };
+        assert_eq!(
+            e.to_string(),
+            "MountVolume.NewMounter initialization failed for volume \"pv1\" : path \"/x\" does not exist"
+        );
+    }
+}
