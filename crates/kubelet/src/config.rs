@@ -81,17 +81,35 @@ pub struct KubeletConfig {
     /// How often the stats provider samples every cgroup's CPU time for the CPU rates it
     /// reports (cAdvisor's `--housekeeping_interval` in upstream's kubelet).
     pub housekeeping_interval: Duration,
+    /// Where local-path volumes of this node live (`<data_dir>/storage`, as k3s'
+    /// `/var/lib/rancher/k3s/storage`), advertised as the Node's `rkube.io/local-storage-path`.
+    pub local_storage_dir: PathBuf,
+    /// How often directories of deleted local-path volumes are removed.
+    pub local_storage_sweep_period: Duration,
+    /// Where static pod manifests are read from (`--pod-manifest-path`; default
+    /// `<data-dir>/agent/pod-manifests`, as k3s): a directory, or one file.
+    pub pod_manifest_path: PathBuf,
+    /// How often the manifests are read again (upstream's `fileCheckFrequency`, 20 s).
+    pub file_check_frequency: Duration,
+    /// The eviction manager's thresholds and periods (`--eviction-hard`, …).
+    pub eviction: crate::eviction::EvictionConfig,
 }
 
 impl KubeletConfig {
     /// Defaults for a node called `node_name` (or the hostname) keeping its files in `data_dir`.
     pub fn new(node_name: Option<&str>, data_dir: impl Into<PathBuf>) -> Self {
         let hostname = crate::machine::hostname();
+        let data_dir: PathBuf = data_dir.into();
         KubeletConfig {
+            local_storage_dir: data_dir.join("storage"),
+            local_storage_sweep_period: Duration::from_secs(60),
+            pod_manifest_path: AgentDirs::new(&data_dir).agent.join("pod-manifests"),
+            file_check_frequency: Duration::from_secs(20),
+            eviction: Default::default(),
             node_name: node_name.map_or_else(|| hostname.to_lowercase(), str::to_owned),
             hostname,
             node_ip: None,
-            data_dir: data_dir.into(),
+            data_dir,
             node_labels: Vec::new(),
             cni_network: "rkube".into(),
             cni_bridge: "cni0".into(),

@@ -24,6 +24,7 @@ use crate::prober::Prober;
 use crate::server::authn::Authenticator;
 use crate::server::authz::Authorizer;
 use crate::server::{Server, ServerState};
+use crate::static_pods::StaticPods;
 use crate::stats::{StatsConfig, StatsProvider};
 use crate::status::StatusManager;
 use crate::volumes::{VolumeHost, VolumeManager};
@@ -67,6 +68,55 @@ impl Kubelet {
             .await
             .context("the container runtime does not answer")?;
         let facts = NodeFacts::gather(&cfg, &version.runtime_name, &version.runtime_version);
+        let mut tasks = JoinSet::new();
+        let status = StatusManager::new(client.clone());
+        tasks.spawn(status.clone().run());
+        let dialer = match &cfg.pod_netns {
+            Some(ns) => Some(Arc::new(NetnsDialer::new(ns).with_context(|| {
+                format!("entering the pod network namespace {}", ns.display())
+            })?)),
+            None => None,
+        };
+        let ctx = Arc::new(Context {
+            images: ImageManager::new(
+                cri.clone(),
+                cfg.backoff_initial,
+                cfg.backoff_max,
+                cfg.remote_image_pulls,
+            ),
+            prober: Prober::new(cri.clone(), dialer.clone()),
+            events: client_go::events::Recorder::new(client.clone(), "kubelet")
+                .with_host(cfg.node_name.clone()),
+            volumes: VolumeManager::new(VolumeHost {
+                client: client.clone(),
+                dirs: cfg.dirs(),
+                node_memory: i64::try_from(facts.memory).unwrap_or(i64::MAX),
+                node_milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
+                tokens: Default::default(),
+                node_name: cfg.node_name.clone(),
+            }),
+            runtime_name: version.runtime_name.clone(),
+            host_ip: facts.host_ip.clone(),
+            memory_capacity: facts.memory,
+            milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
+            status: status.clone(),
+            client: client.clone(),
+            cri: cri.clone(),
+            cfg: cfg.clone(),
+        });
+        let workers = Arc::new(PodWorkers::new(ctx));
+        // Static pods start before the API server is asked anything (it may not run yet); the
+        // first read is done before the relist may take their containers for orphans.
+        let static_pods = StaticPods::new(
+            cfg.pod_manifest_path.clone(),
+            cfg.node_name.clone(),
+            cfg.file_check_frequency,
+            client.clone(),
+            workers.clone(),
+            status.clone(),
+        );
+        static_pods.load();
+        tasks.spawn(static_pods.clone().run());
         // The API server may not answer yet (an agent started before its server): retry, as
         // upstream's kubelet does.
         let mut retry = Duration::from_millis(200);
@@ -103,7 +153,6 @@ impl Kubelet {
         info!(node = %cfg.node_name, %pod_cidr, host_ip = %facts.host_ip,
             runtime = %facts.runtime_version, "kubelet running");
 
-        let mut tasks = JoinSet::new();
         if cfg.server_tls_bootstrap
             && let Some(server) = &server
         {
@@ -122,45 +171,31 @@ impl Kubelet {
             cri.clone(),
             facts.clone(),
         ));
-        let status = StatusManager::new(client.clone());
-        tasks.spawn(status.clone().run());
-
-        let dialer = match &cfg.pod_netns {
-            Some(ns) => Some(Arc::new(NetnsDialer::new(ns).with_context(|| {
-                format!("entering the pod network namespace {}", ns.display())
-            })?)),
-            None => None,
-        };
-        let ctx = Arc::new(Context {
-            images: ImageManager::new(
-                cri.clone(),
-                cfg.backoff_initial,
-                cfg.backoff_max,
-                cfg.remote_image_pulls,
-            ),
-            prober: Prober::new(cri.clone(), dialer.clone()),
-            events: client_go::events::Recorder::new(client.clone(), "kubelet")
-                .with_host(cfg.node_name.clone()),
-            volumes: VolumeManager::new(VolumeHost {
-                client: client.clone(),
-                dirs: cfg.dirs(),
-                node_memory: i64::try_from(facts.memory).unwrap_or(i64::MAX),
-                node_milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
-                tokens: Default::default(),
-            }),
-            runtime_name: version.runtime_name.clone(),
-            host_ip: facts.host_ip.clone(),
-            memory_capacity: facts.memory,
-            milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
-            status: status.clone(),
-            client: client.clone(),
-            cri: cri.clone(),
-            cfg: cfg.clone(),
-        });
-        let workers = Arc::new(PodWorkers::new(ctx));
+        tasks.spawn(crate::volumes::local_storage::run(
+            client.clone(),
+            cfg.local_storage_dir.clone(),
+            cfg.local_storage_sweep_period,
+        ));
         // cAdvisor's housekeeping runs whether or not anyone asks, as upstream's.
         let stats = StatsProvider::new(StatsConfig::from_kubelet(&cfg), cri.clone());
         tasks.spawn(stats.clone().run_housekeeping());
+        // Node pressure: conditions (read by the node status through `facts.pressure`) and
+        // evictions.
+        tasks.spawn(
+            crate::eviction::EvictionManager {
+                cfg: cfg.eviction.clone(),
+                stats: stats.clone(),
+                cri: cri.clone(),
+                workers: workers.clone(),
+                status: status.clone(),
+                events: client_go::events::Recorder::new(client.clone(), "kubelet")
+                    .with_host(cfg.node_name.clone()),
+                pressure: facts.pressure.clone(),
+                host_ip: facts.host_ip.clone(),
+                runtime_name: version.runtime_name.clone(),
+            }
+            .run(),
+        );
         if let Some(server) = server {
             tasks.spawn(server.serve(ServerState {
                 workers: workers.clone(),
@@ -187,6 +222,7 @@ impl Kubelet {
             client.clone(),
             cfg.node_name.clone(),
             workers.clone(),
+            static_pods,
             synced_tx,
         ));
         tasks.spawn(pleg::run(cri, cfg.relist_period, workers, synced_rx));
@@ -248,6 +284,7 @@ async fn watch_pods(
     client: kube::Client,
     node_name: String,
     workers: Arc<PodWorkers>,
+    static_pods: Arc<StaticPods>,
     synced: watch::Sender<bool>,
 ) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -255,7 +292,14 @@ async fn watch_pods(
     let _stop = StopOnDrop(vec![pods.stopper()]);
     pods.wait_synced().await;
     // on_change hands over the whole cache before it returns.
+    let mirrors = static_pods.clone();
     pods.on_change(move |change| match (&change.old, &change.new) {
+        // Mirror pods are the API's copies of static pods: never run, only kept.
+        (old, new)
+            if old.iter().chain(new).any(|p| crate::static_pods::is_mirror(p)) =>
+        {
+            mirrors.mirror_changed(old.as_ref(), new.as_ref());
+        }
         (old, Some(pod)) => {
             // Deleted and made again under the same name while the watch was down: the
             // informer sees one change, the workers two pods.
@@ -272,5 +316,6 @@ async fn watch_pods(
         (None, None) => {}
     });
     synced.send_replace(true);
+    static_pods.mirrors_synced();
     std::future::pending::<()>().await;
 }

@@ -40,6 +40,8 @@ pub struct NodeFacts {
     pub ephemeral_storage: u64,
     /// `containerd://1.6.20`
     pub runtime_version: String,
+    /// The pressure conditions the eviction manager sets (shared by every clone).
+    pub pressure: crate::eviction::Pressure,
 }
 
 impl NodeFacts {
@@ -50,6 +52,7 @@ impl NodeFacts {
             memory: machine::memory_bytes(),
             ephemeral_storage: machine::filesystem_bytes(&cfg.data_dir),
             runtime_version: format!("{runtime_name}://{runtime_version}"),
+            pressure: Default::default(),
         }
     }
 }
@@ -69,7 +72,18 @@ fn labels(cfg: &KubeletConfig) -> BTreeMap<String, String> {
     l
 }
 
-/// Creates the Node or updates the one there (labels), and gives it a pod CIDR if the API has
+/// The annotations a new Node gets: upstream's TTL, and where local-path volumes go here.
+fn annotations(cfg: &KubeletConfig) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("node.alpha.kubernetes.io/ttl".to_owned(), "0".to_owned()),
+        (
+            crate::volumes::local_storage::NODE_STORAGE_DIR_ANNOTATION.to_owned(),
+            cfg.local_storage_dir.to_string_lossy().into_owned(),
+        ),
+    ])
+}
+
+/// Creates the Node or updates the one there (labels, the storage annotation), and gives it a pod CIDR if the API has
 /// none for it. Returns the Node as registered.
 pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Result<Node> {
     let nodes: Api<Node> = Api::all(client.clone());
@@ -78,10 +92,7 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Res
         metadata: ObjectMeta {
             name: Some(name.clone()),
             labels: Some(labels(cfg)),
-            annotations: Some(BTreeMap::from([(
-                "node.alpha.kubernetes.io/ttl".to_owned(),
-                "0".to_owned(),
-            )])),
+            annotations: Some(annotations(cfg)),
             ..Default::default()
         },
         spec: Some(NodeSpec::default()),
@@ -93,7 +104,8 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> anyhow::Res
             n
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            let patch = json!({"metadata": {"labels": labels(cfg)}});
+            let patch =
+                json!({"metadata": {"labels": labels(cfg), "annotations": annotations(cfg)}});
             let n = nodes
                 .patch(name, &params(), &Patch::Merge(patch))
                 .await
@@ -203,6 +215,12 @@ pub fn node_status(
             quantity(facts.ephemeral_storage),
         ),
     ]);
+    // The eviction manager's conditions, with upstream's reasons and messages.
+    let pressure_cond = |type_: &str, yes: (&str, &str), no: (&str, &str)| {
+        let on = facts.pressure.is(type_);
+        let (reason, message) = if on { yes } else { no };
+        cond(type_, on, reason, message.into())
+    };
     let ready_cond = match ready {
         Ok(()) => cond(
             "Ready",
@@ -213,23 +231,32 @@ pub fn node_status(
         Err(why) => cond("Ready", false, "KubeletNotReady", why.clone()),
     };
     let ours = [
-        cond(
+        pressure_cond(
             "MemoryPressure",
-            false,
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available".into(),
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
         ),
-        cond(
+        pressure_cond(
             "DiskPressure",
-            false,
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure".into(),
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
         ),
-        cond(
+        pressure_cond(
             "PIDPressure",
-            false,
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available".into(),
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
         ),
         ready_cond,
     ];
@@ -535,7 +562,22 @@ mod tests {
             memory: 4 << 30,
             ephemeral_storage: 10 << 30,
             runtime_version: "containerd://1.6.20".into(),
+            pressure: Default::default(),
         }
+    }
+
+    #[test]
+    fn pressure_conditions_follow_the_eviction_manager() {
+        let cfg = KubeletConfig::new(Some("n"), "/tmp/x");
+        let facts = facts();
+        let s0 = node_status(&cfg, &facts, &Ok(()), None, at(1_700_000_000));
+        assert_eq!(condition(&s0, "MemoryPressure").status, "False");
+        facts.pressure.set_for_test(&["MemoryPressure"]);
+        let s1 = node_status(&cfg, &facts, &Ok(()), Some(&s0), at(1_700_000_010));
+        let m = condition(&s1, "MemoryPressure");
+        assert_eq!(m.status, "True");
+        assert_eq!(m.reason.as_deref(), Some("KubeletHasInsufficientMemory"));
+        assert_eq!(condition(&s1, "DiskPressure").status, "False");
     }
 
     fn at(second: i64) -> Timestamp {

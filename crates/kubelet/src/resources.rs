@@ -139,19 +139,73 @@ pub fn pod_cgroup_parent(root: &str, pod: &Pod, uid: &str) -> String {
     }
 }
 
-/// The container's oom_score_adj by QoS: Guaranteed pods are killed last, BestEffort first,
-/// Burstable in proportion to their memory request.
-fn oom_score_adj(qos: QosClass, memory_request: Option<i64>, memory_capacity: u64) -> i64 {
-    match qos {
-        QosClass::Guaranteed => -997,
-        QosClass::BestEffort => 1000,
-        QosClass::Burstable => {
-            let cap = i64::try_from(memory_capacity).unwrap_or(i64::MAX).max(1);
-            let req = memory_request.unwrap_or(0);
-            let score = 1000 - (1000i128 * i128::from(req) / i128::from(cap)) as i64;
-            score.clamp(2, 999)
+/// oom_score_adj of Guaranteed and node-critical containers (upstream's policy.go).
+const GUARANTEED_OOM_SCORE_ADJ: i64 = -997;
+const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
+/// Priority from which a pod is critical (upstream's `scheduling.SystemCriticalPriority`).
+const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// Upstream's `IsCriticalPod`: a static pod, a mirror pod, or one of at least system-critical
+/// priority (never evicted by the kubelet, protected from the OOM killer when node-critical).
+pub fn is_critical_pod(pod: &Pod) -> bool {
+    let annotations = pod.metadata.annotations.as_ref();
+    let source = annotations.and_then(|a| a.get("kubernetes.io/config.source"));
+    source.is_some_and(|s| s != "api")
+        || annotations.is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+        || pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.priority)
+            .is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY)
+}
+
+/// Upstream's `IsNodeCriticalPod`: a critical pod of priority class `system-node-critical`.
+fn is_node_critical(pod: &Pod) -> bool {
+    is_critical_pod(pod)
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.priority_class_name.as_deref())
+            == Some("system-node-critical")
+}
+
+/// The container's oom_score_adj, as upstream's `GetContainerOOMScoreAdjust`: node-critical
+/// and Guaranteed pods are killed last, BestEffort first, Burstable in proportion to the
+/// container's memory request (a sidecar as low as the pod's smallest regular container), kept
+/// within [3, 999] so the three classes never meet.
+fn oom_score_adj(pod: &Pod, c: &Container, memory_capacity: u64) -> i64 {
+    if is_node_critical(pod) {
+        return GUARANTEED_OOM_SCORE_ADJ;
+    }
+    match qos_class(pod) {
+        QosClass::Guaranteed => return GUARANTEED_OOM_SCORE_ADJ,
+        QosClass::BestEffort => return BEST_EFFORT_OOM_SCORE_ADJ,
+        QosClass::Burstable => {}
+    }
+    let cap = i128::from(i64::try_from(memory_capacity).unwrap_or(i64::MAX).max(1));
+    let score = |request: Option<i64>| 1000 - 1000 * i128::from(request.unwrap_or(0)) / cap;
+    let mut adj = score(ContainerResources::of(c).memory_request);
+    let spec = pod.spec.as_ref();
+    let sidecar = c.restart_policy.as_deref() == Some("Always")
+        && spec.is_some_and(|s| s.init_containers.iter().flatten().any(|i| i.name == c.name));
+    if sidecar {
+        let min_regular = spec
+            .into_iter()
+            .flat_map(|s| &s.containers)
+            .map(|r| ContainerResources::of(r).memory_request.unwrap_or(0))
+            .min();
+        if let Some(min) = min_regular {
+            adj = adj.min(score(Some(min)));
         }
     }
+    let floor = i128::from(1000 + GUARANTEED_OOM_SCORE_ADJ);
+    if adj < floor {
+        return 1000 + GUARANTEED_OOM_SCORE_ADJ;
+    }
+    if adj == i128::from(BEST_EFFORT_OOM_SCORE_ADJ) {
+        return BEST_EFFORT_OOM_SCORE_ADJ - 1;
+    }
+    adj as i64
 }
 
 /// The CRI resources of a container: cpu shares from the request, CFS quota from the limit,
@@ -162,7 +216,6 @@ pub fn linux_resources(
     memory_capacity: u64,
 ) -> api::LinuxContainerResources {
     let r = ContainerResources::of(c);
-    let qos = qos_class(pod);
     let cpu_shares = match r.cpu_request {
         Some(m) => (m * 1024 / 1000).max(MIN_SHARES),
         None => MIN_SHARES,
@@ -176,7 +229,7 @@ pub fn linux_resources(
         cpu_quota,
         cpu_period,
         memory_limit_in_bytes: r.memory_limit.unwrap_or(0),
-        oom_score_adj: oom_score_adj(qos, r.memory_request, memory_capacity),
+        oom_score_adj: oom_score_adj(pod, c, memory_capacity),
         ..Default::default()
     }
 }
@@ -243,5 +296,50 @@ mod tests {
             .unwrap_or_default();
         let r = linux_resources(&be, c, 1 << 30);
         assert_eq!((r.cpu_shares, r.cpu_quota, r.oom_score_adj), (2, 0, 1000));
+    }
+
+    #[test]
+    fn oom_score_adj_as_upstream_policy() {
+        let gib = 1u64 << 30;
+        let first = |p: &Pod| {
+            p.spec
+                .as_ref()
+                .map(|s| s.containers[0].clone())
+                .unwrap_or_default()
+        };
+        // A tiny request scores 999, not BestEffort's 1000; a huge one 3, above Guaranteed.
+        let tiny = pod(json!([{"name": "a", "resources": {"requests": {"memory": "1"}}}]));
+        assert_eq!(oom_score_adj(&tiny, &first(&tiny), gib), 999);
+        let cpu_only = pod(json!([{"name": "a", "resources": {"requests": {"cpu": "1"}}}]));
+        assert_eq!(oom_score_adj(&cpu_only, &first(&cpu_only), gib), 999);
+        let huge = pod(json!([{"name": "a", "resources": {"requests": {"memory": "2Gi"}}}]));
+        assert_eq!(oom_score_adj(&huge, &first(&huge), gib), 3);
+        let g = pod(json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]));
+        assert_eq!(oom_score_adj(&g, &first(&g), gib), -997);
+        // A static pod of system-node-critical is protected whatever its QoS class.
+        let mut critical = pod(json!([{"name": "a"}]));
+        critical.metadata.annotations =
+            Some([("kubernetes.io/config.source".to_owned(), "file".to_owned())].into());
+        if let Some(s) = critical.spec.as_mut() {
+            s.priority_class_name = Some("system-node-critical".into());
+        }
+        assert_eq!(oom_score_adj(&critical, &first(&critical), gib), -997);
+        // A sidecar scores no higher than the pod's smallest regular container.
+        let with_sidecar: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "side", "restartPolicy": "Always",
+                "resources": {"requests": {"memory": "64Mi"}}}],
+            "containers": [{"name": "a", "resources": {"requests": {"memory": "512Mi"}}}]}}))
+        .unwrap_or_default();
+        let side = with_sidecar
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .map(|i| i[0].clone())
+            .unwrap_or_default();
+        assert_eq!(oom_score_adj(&with_sidecar, &side, gib), 500);
+        assert_eq!(
+            oom_score_adj(&with_sidecar, &first(&with_sidecar), gib),
+            500
+        );
     }
 }

@@ -44,6 +44,58 @@ pub struct NodeArgs {
     /// Do not run kube-proxy on this node.
     #[arg(long)]
     pub disable_kube_proxy: bool,
+    /// Static pod manifests (a directory of one-pod YAML/JSON files, or one file) the kubelet
+    /// runs without the API server (default: <data-dir>/agent/pod-manifests).
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// Hard eviction thresholds, SIGNAL<QUANTITY|PERCENT% comma-separated (signals
+    /// memory.available, nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// pid.available). Default, as k3s: imagefs.available<5%,nodefs.available<5%.
+    #[arg(long)]
+    pub eviction_hard: Option<String>,
+    /// Soft eviction thresholds (same form); each needs --eviction-soft-grace-period.
+    #[arg(long)]
+    pub eviction_soft: Option<String>,
+    /// How long each soft threshold must hold before pods are evicted: SIGNAL=DURATION,...
+    #[arg(long)]
+    pub eviction_soft_grace_period: Option<String>,
+    /// How long a pressure condition stays True after its threshold was last met (Go
+    /// duration; default 5m0s).
+    #[arg(long)]
+    pub eviction_pressure_transition_period: Option<String>,
+    /// The longest grace period (seconds) a pod evicted for a soft threshold gets; 0: its own.
+    #[arg(long)]
+    pub eviction_max_pod_grace_period: Option<i64>,
+    /// How often the static pod manifests are read again (Go duration; default 20s).
+    #[arg(long)]
+    pub file_check_frequency: Option<String>,
+}
+
+/// The `--eviction-*` flags over the kubelet's eviction defaults.
+fn eviction_flags(
+    e: &mut kubelet::eviction::EvictionConfig,
+    node: &NodeArgs,
+) -> anyhow::Result<()> {
+    use kubelet::eviction::thresholds::{apply_grace_periods, parse_thresholds};
+    if let Some(hard) = &node.eviction_hard {
+        e.hard = parse_thresholds(hard).context("--eviction-hard")?;
+    }
+    if let Some(soft) = &node.eviction_soft {
+        e.soft = parse_thresholds(soft).context("--eviction-soft")?;
+    }
+    let grace = node
+        .eviction_soft_grace_period
+        .as_deref()
+        .unwrap_or_default();
+    apply_grace_periods(&mut e.soft, grace).context("--eviction-soft-grace-period")?;
+    if let Some(p) = &node.eviction_pressure_transition_period {
+        e.pressure_transition_period = common::duration::parse_go(p)
+            .with_context(|| format!("--eviction-pressure-transition-period {p:?}"))?;
+    }
+    if let Some(g) = node.eviction_max_pod_grace_period {
+        e.max_pod_grace_period = g;
+    }
+    Ok(())
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -110,6 +162,14 @@ impl Agent {
         cfg.kubelet_port = i32::from(node.kubelet_port);
         cfg.node_labels = node.node_labels.clone();
         cfg.remote_image_pulls = node.allow_remote_image_pulls;
+        if let Some(p) = &node.pod_manifest_path {
+            cfg.pod_manifest_path = p.clone();
+        }
+        if let Some(f) = &node.file_check_frequency {
+            cfg.file_check_frequency = common::duration::parse_go(f)
+                .with_context(|| format!("--file-check-frequency {f:?}"))?;
+        }
+        eviction_flags(&mut cfg.eviction, node)?;
         // The kubelet server accepts callers signed by the cluster CA (the API server's
         // kubelet-client certificate), the CA the kubeconfig trusts.
         cfg.client_ca = config.root_cert.clone().unwrap_or_default();
@@ -290,5 +350,28 @@ mod tests {
         );
         assert!(parse_label("=b").is_err());
         assert!(parse_label("ab").is_err());
+    }
+
+    #[test]
+    fn eviction_flags_parse() {
+        let mut e = kubelet::eviction::EvictionConfig::default();
+        let node = NodeArgs {
+            eviction_hard: Some("memory.available<200Mi".into()),
+            eviction_soft: Some("nodefs.available<20%".into()),
+            eviction_soft_grace_period: Some("nodefs.available=1m30s".into()),
+            eviction_pressure_transition_period: Some("30s".into()),
+            eviction_max_pod_grace_period: Some(5),
+            ..Default::default()
+        };
+        eviction_flags(&mut e, &node).unwrap();
+        assert_eq!(e.hard.len(), 1);
+        assert_eq!(e.soft[0].grace_period, Duration::from_secs(90));
+        assert_eq!(e.pressure_transition_period, Duration::from_secs(30));
+        assert_eq!(e.max_pod_grace_period, 5);
+        let missing_grace = NodeArgs {
+            eviction_soft: Some("nodefs.available<20%".into()),
+            ..Default::default()
+        };
+        assert!(eviction_flags(&mut e, &missing_grace).is_err());
     }
 }

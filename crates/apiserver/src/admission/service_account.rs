@@ -87,7 +87,7 @@ fn mirror_pod_problem(pod: &Value) -> Option<&'static str> {
         .pointer("/spec/volumes")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    if volumes.iter().any(|v| v.get("secret").is_some()) {
+    if references_secrets(pod) {
         return Some("a mirror pod may not reference secrets");
     }
     let projects_token = volumes.iter().any(|v| {
@@ -96,6 +96,63 @@ fn mirror_pod_problem(pod: &Value) -> Option<&'static str> {
             .is_some_and(|s| s.iter().any(|s| s.get("serviceAccountToken").is_some()))
     });
     projects_token.then_some("a mirror pod may not use ServiceAccountToken volume projections")
+}
+
+/// Whether the pod names a Secret anywhere upstream's `VisitPodSecretNames` looks: image pull
+/// secrets, `envFrom`/`env` of every container (init and ephemeral too), and volumes (secret,
+/// projected secret sources, and the `secretRef`s of the volume plugins that take one).
+fn references_secrets(pod: &Value) -> bool {
+    let spec = pod.get("spec").unwrap_or(&Value::Null);
+    let list = |v: &Value, key: &str| -> Vec<Value> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let named = |v: Option<&Value>, key: &str| {
+        v.and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+    };
+    if list(spec, "imagePullSecrets")
+        .iter()
+        .any(|r| named(Some(r), "name"))
+    {
+        return true;
+    }
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| list(spec, k));
+    for c in containers {
+        if list(&c, "envFrom")
+            .iter()
+            .any(|e| named(e.get("secretRef"), "name"))
+            || list(&c, "env")
+                .iter()
+                .any(|e| named(e.pointer("/valueFrom/secretKeyRef"), "name"))
+        {
+            return true;
+        }
+    }
+    list(spec, "volumes").iter().any(|v| {
+        named(v.get("secret"), "secretName")
+            || named(v.get("azureFile"), "secretName")
+            || named(v.pointer("/csi/nodePublishSecretRef"), "name")
+            || [
+                "cephfs",
+                "cinder",
+                "flexVolume",
+                "rbd",
+                "scaleIO",
+                "iscsi",
+                "storageos",
+            ]
+            .iter()
+            .any(|k| named(v.get(*k).and_then(|p| p.get("secretRef")), "name"))
+            || list(v.get("projected").unwrap_or(&Value::Null), "sources")
+                .iter()
+                .any(|s| named(s.get("secret"), "name"))
+    })
 }
 
 /// The account from the cache, or (an account created a moment ago may not be there yet)
@@ -286,6 +343,27 @@ mod tests {
                 &json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "x"}}]}})
             ),
             Some("a mirror pod may not reference secrets")
+        );
+        // Secrets named anywhere else count as well, as upstream's VisitPodSecretNames.
+        for spec in [
+            json!({"imagePullSecrets": [{"name": "reg"}]}),
+            json!({"containers": [{"envFrom": [{"secretRef": {"name": "x"}}]}]}),
+            json!({"initContainers": [{"env": [{"name": "A",
+                "valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}]}]}),
+            json!({"volumes": [{"projected": {"sources": [{"secret": {"name": "x"}}]}}]}),
+            json!({"volumes": [{"csi": {"driver": "d", "nodePublishSecretRef": {"name": "x"}}}]}),
+            json!({"volumes": [{"cephfs": {"monitors": [], "secretRef": {"name": "x"}}}]}),
+        ] {
+            assert_eq!(
+                mirror_pod_problem(&json!({ "spec": spec })),
+                Some("a mirror pod may not reference secrets"),
+                "{spec}"
+            );
+        }
+        // ConfigMaps are not this plugin's business (NodeRestriction's, for nodes).
+        assert_eq!(
+            mirror_pod_problem(&json!({"spec": {"volumes": [{"configMap": {"name": "c"}}]}})),
+            None
         );
     }
 

@@ -1,0 +1,196 @@
+//! Node end-to-end (root, real containerd; skips otherwise, fails under
+//! RKUBE_REQUIRE_ALL_TESTS): the eviction manager under real memory pressure. A hard
+//! `memory.available` threshold 1 GiB below what the node has is crossed by a BestEffort pod
+//! filling 2 GiB of a memory-backed emptyDir: MemoryPressure (and the controller's
+//! `node.kubernetes.io/memory-pressure` taint) appear, the BestEffort pod is evicted and left
+//! Failed/Evicted, the Guaranteed pod keeps running, and the condition and taint clear.
+
+mod lab;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use kubelet::eviction::thresholds::parse_thresholds;
+use kubelet::stats::{StatsConfig, StatsProvider};
+use lab::Lab;
+use lab::node::{BUSYBOX, TestNode, container_status, phase, wait_pod};
+
+fn condition(n: &Node, type_: &str) -> String {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn tainted(n: &Node) -> bool {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.key == "node.kubernetes.io/memory-pressure")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_evicts_best_effort_first() -> Result<()> {
+    lab::node::run_in_lab(async |lab: &Lab| {
+        let mut node = TestNode::start_with(lab, false, |c| {
+            c.node_status_update_frequency = Duration::from_secs(1);
+            // Pod stats (for the ranking and the message) within a second of the pod.
+            c.housekeeping_interval = Duration::from_secs(1);
+            c.eviction.monitoring_interval = Duration::from_secs(1);
+            c.eviction.pressure_transition_period = Duration::from_secs(3);
+            c.eviction.hard = Vec::new();
+        })
+        .await?;
+        let pods = node.pods();
+        let guaranteed: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "guaranteed"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "c", "image": BUSYBOX, "command": ["sleep", "3600"],
+                "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}}]}}))?;
+        pods.create(&PostParams::default(), &guaranteed).await?;
+        wait_pod(
+            &pods,
+            "guaranteed",
+            Duration::from_secs(60),
+            "Running",
+            |p| phase(p) == "Running",
+        )
+        .await?;
+
+        // The threshold: 1 GiB below what the kubelet's own stats say is available now.
+        let stats = StatsProvider::new(StatsConfig::from_kubelet(&node.cfg), node.cri.clone());
+        let available = stats
+            .summary(true)
+            .await?
+            .node
+            .memory
+            .and_then(|m| m.available_bytes)
+            .context("node memory.available")?;
+        let threshold = available.saturating_sub(1 << 30);
+        eprintln!("memory.available {available}, threshold {threshold}");
+        node.stop_kubelet();
+        node.cfg.eviction.hard = parse_thresholds(&format!("memory.available<{threshold}"))?;
+        node.start_kubelet();
+
+        // The hog waits until its stats are collected (1 s housekeeping), so the ranking and
+        // the message see its usage rather than no stats at all.
+        let hog: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "besteffort"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                "volumes": [{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "3Gi"}}],
+                "containers": [{
+                "name": "hog", "image": BUSYBOX,
+                "command": ["sh", "-c",
+                    "sleep 3; dd if=/dev/zero of=/m/fill bs=1M count=2048 2>/dev/null; exec sleep 3600"],
+                "volumeMounts": [{"name": "m", "mountPath": "/m"}]}]}}))?;
+        let created = Instant::now();
+        pods.create(&PostParams::default(), &hog).await?;
+
+        let nodes: Api<Node> = Api::all(node.client.clone());
+        let (mut pressure_seen, mut taint_seen) = (None, false);
+        let evicted = loop {
+            let n = nodes.get(&node.cfg.node_name).await?;
+            if condition(&n, "MemoryPressure") == "True" && pressure_seen.is_none() {
+                pressure_seen = Some(created.elapsed());
+            }
+            taint_seen |= tainted(&n);
+            let p = pods.get("besteffort").await?;
+            let reason = p.status.as_ref().and_then(|s| s.reason.clone());
+            if phase(&p) == "Failed" && reason.as_deref() == Some("Evicted") {
+                break p;
+            }
+            ensure!(
+                created.elapsed() < Duration::from_secs(90),
+                "not evicted: {:?}",
+                p.status
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        eprintln!(
+            "BestEffort pod evicted {:?} after creation (MemoryPressure seen at {pressure_seen:?})",
+            created.elapsed()
+        );
+        let message = evicted
+            .status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            message.starts_with("The node was low on resource: memory. Threshold quantity: ")
+                && message.contains("Container hog was using "),
+            "eviction message {message:?}"
+        );
+        let target = evicted
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+            .map(|c| (c.status.clone(), c.reason.clone()));
+        ensure!(
+            target == Some(("True".into(), Some("TerminationByKubelet".into()))),
+            "DisruptionTarget {target:?}"
+        );
+        // Killed at once (a hard threshold: no grace), its final state reported.
+        wait_pod(
+            &pods,
+            "besteffort",
+            Duration::from_secs(10),
+            "terminated",
+            |p| container_status(p).is_ok_and(|c| c.state.and_then(|s| s.terminated).is_some()),
+        )
+        .await?;
+        let events: Api<Event> = Api::namespaced(node.client.clone(), "default");
+        let evicted_event = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Evicted")
+                    && e.involved_object.name.as_deref() == Some("besteffort")
+            });
+        ensure!(evicted_event, "no Evicted event");
+
+        // The memory came back: the condition (after the transition period) and taint clear.
+        let t = Instant::now();
+        loop {
+            let n = nodes.get(&node.cfg.node_name).await?;
+            if condition(&n, "MemoryPressure") == "True" && pressure_seen.is_none() {
+                pressure_seen = Some(created.elapsed());
+            }
+            taint_seen |= tainted(&n);
+            if pressure_seen.is_some() && condition(&n, "MemoryPressure") == "False" && !tainted(&n)
+            {
+                break;
+            }
+            ensure!(
+                t.elapsed() < Duration::from_secs(60),
+                "MemoryPressure seen at {pressure_seen:?}, not cleared"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "MemoryPressure True {pressure_seen:?} after the pod's creation, cleared {:?} after \
+             the eviction",
+            t.elapsed()
+        );
+        ensure!(taint_seen, "the memory-pressure taint never appeared");
+        let g = pods.get("guaranteed").await?;
+        ensure!(phase(&g) == "Running", "the Guaranteed pod: {:?}", g.status);
+        ensure!(container_status(&g)?.restart_count == 0);
+
+        for name in ["guaranteed", "besteffort"] {
+            pods.delete(name, &DeleteParams::default()).await?;
+        }
+        node.shutdown(lab).await
+    })
+    .await
+}
