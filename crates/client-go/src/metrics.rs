@@ -86,6 +86,113 @@ pub struct MetricValueList {
     pub items: Vec<MetricValue>,
 }
 
+// The schemas by hand (as k8s-openapi writes its own), under the definition names
+// metrics-server publishes, with the API's field descriptions that `kubectl explain` shows.
+
+const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+const METADATA_DOC: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+const TIMESTAMP_DOC: &str = "The following fields define time interval from which metrics were collected from the interval [Timestamp-Window, Timestamp].";
+const USAGE_DOC: &str = "The memory usage is the memory working set.";
+
+fn described(mut s: schemars::Schema, d: &str) -> schemars::Schema {
+    s.ensure_object().insert("description".into(), d.into());
+    s
+}
+
+/// What both metrics kinds start with: apiVersion, kind, metadata, timestamp, window.
+fn metrics_properties(
+    g: &mut schemars::SchemaGenerator,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut props = serde_json::Map::new();
+    props.insert(
+        "apiVersion".into(),
+        serde_json::json!({"description": API_VERSION_DOC, "type": "string"}),
+    );
+    props.insert(
+        "kind".into(),
+        serde_json::json!({"description": KIND_DOC, "type": "string"}),
+    );
+    props.insert(
+        "metadata".into(),
+        described(g.subschema_for::<ObjectMeta>(), METADATA_DOC).into(),
+    );
+    props.insert(
+        "timestamp".into(),
+        described(g.subschema_for::<Time>(), TIMESTAMP_DOC).into(),
+    );
+    props.insert("window".into(), serde_json::json!({"type": "string"}));
+    props
+}
+
+fn usage_schema(g: &mut schemars::SchemaGenerator) -> serde_json::Value {
+    serde_json::json!({
+        "description": USAGE_DOC,
+        "type": "object",
+        "additionalProperties": g.subschema_for::<Quantity>(),
+    })
+}
+
+impl schemars::JsonSchema for NodeMetrics {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut props = metrics_properties(g);
+        props.insert("usage".into(), usage_schema(g));
+        schemars::json_schema!({
+            "description": "NodeMetrics sets resource usage metrics of a node.",
+            "type": "object",
+            "required": ["timestamp", "window", "usage"],
+            "properties": props,
+        })
+    }
+}
+
+impl schemars::JsonSchema for ContainerMetrics {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "ContainerMetrics sets resource usage metrics of a container.",
+            "type": "object",
+            "required": ["name", "usage"],
+            "properties": {
+                "name": {"description": "Container name corresponding to the one from pod.spec.containers.", "type": "string"},
+                "usage": usage_schema(g),
+            },
+        })
+    }
+}
+
+impl schemars::JsonSchema for PodMetrics {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut props = metrics_properties(g);
+        props.insert(
+            "containers".into(),
+            serde_json::json!({
+                "description": "Metrics for all containers are collected within the same time window.",
+                "type": "array",
+                "items": g.subschema_for::<ContainerMetrics>(),
+                "x-kubernetes-list-type": "atomic",
+            }),
+        );
+        schemars::json_schema!({
+            "description": "PodMetrics sets resource usage metrics of a pod.",
+            "type": "object",
+            "required": ["timestamp", "window", "containers"],
+            "properties": props,
+        })
+    }
+}
+
 /// k8s-openapi's `Resource`, `ListableResource` and `Metadata` for a metrics kind, which give
 /// it kube-rs' `Resource` too.
 macro_rules! metrics_kind {

@@ -5,13 +5,17 @@
 //! `/metrics/resource` and `/metrics/cadvisor` `RKUBE_BENCH_ROUNDS` times (default 20) each,
 //! one after another. Printed: latency (p50/p90/max), CPU time of this process (the provider:
 //! CRI client, cgroup and /proc reads, JSON) and of containerd + its shims (the CRI answers)
-//! per collection, answer size; and one housekeeping round. Asserts nothing.
+//! per collection, answer size; one housekeeping round; and the heap the provider keeps (the
+//! agent's added memory). Asserts nothing.
 //!
 //! `cargo bench -p rkube-kubelet --bench stats`
 
-/// The allocator the `rkube` binary runs its servers with (figures mean what users get).
+/// The allocator the `rkube` binary runs its servers with (figures mean what users get),
+/// counting the bytes live on the heap: what the stats provider keeps is the agent's added
+/// memory.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: common::heap::Counting<mimalloc::MiMalloc> =
+    common::heap::Counting(mimalloc::MiMalloc);
 
 #[path = "../tests/lab/mod.rs"]
 mod lab;
@@ -189,6 +193,7 @@ async fn bench(lab: &Lab, n: usize, rounds: usize) -> Result<()> {
 
     let root_dir = agent.agent.join("kubelet");
     std::fs::create_dir_all(&root_dir)?;
+    let heap_before = common::heap::live();
     let provider: Arc<StatsProvider> = StatsProvider::new(
         StatsConfig {
             node_name: "bench".into(),
@@ -228,8 +233,10 @@ async fn bench(lab: &Lab, n: usize, rounds: usize) -> Result<()> {
         with_rate,
         s.pods.iter().map(|p| p.containers.len()).sum::<usize>()
     );
+    let summarized = s.pods.len();
+    drop(s);
     let result = async {
-        ensure!(s.pods.len() == n, "{} pods in the summary", s.pods.len());
+        ensure!(summarized == n, "{summarized} pods in the summary");
         // A full summary reads the container stats housekeeping listed last (each round).
         measure("/stats/summary", lab, rounds, || async {
             Ok(to_json(&provider.summary(false).await?)?.len())
@@ -260,6 +267,10 @@ async fn bench(lab: &Lab, n: usize, rounds: usize) -> Result<()> {
             Ok(provider.cadvisor_metrics().await.len())
         })
         .await?;
+        println!(
+            "stats provider state kept (rates, cached container stats, volume sizes): {:.0} KiB",
+            (common::heap::live() - heap_before) as f64 / 1024.0
+        );
         anyhow::Ok(())
     }
     .await;

@@ -10,51 +10,24 @@
 
 #![allow(clippy::expect_used)] // a bench with a broken page should stop
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::heap::{Counting, live};
 use k8s_openapi::api::core::v1::Pod;
 use metrics_server::api::{self, Labels};
 use metrics_server::storage::Storage;
 use metrics_server::{decode, prom_text};
 
 /// mimalloc, counting the bytes live on the heap.
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the real allocator.
-        unsafe { INNER.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the real allocator.
-        unsafe { INNER.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the real allocator.
-        unsafe { INNER.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting<mimalloc::MiMalloc> = Counting(mimalloc::MiMalloc);
 
 const NODES: usize = 10;
 const PODS_PER_NODE: usize = 100;
 const ROUNDS: usize = 20;
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
 
 /// A node's `/metrics/resource` page as the kubelet writes it, at scrape `round`.
 fn page(node: usize, round: usize) -> String {

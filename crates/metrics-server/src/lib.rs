@@ -191,6 +191,18 @@ impl LocalApiService for ResourceMetricsApi {
         ]
     }
 
+    fn schema(&self, _version: &str, kind: &str) -> Option<Value> {
+        match kind {
+            "NodeMetrics" => Some(apiserver::aggregator::schema_as::<
+                client_go::metrics::NodeMetrics,
+            >()),
+            "PodMetrics" => Some(apiserver::aggregator::schema_as::<
+                client_go::metrics::PodMetrics,
+            >()),
+            _ => None,
+        }
+    }
+
     async fn get(&self, req: ServiceRequest) -> ApiResult<Value> {
         match self.0.sources.get() {
             Some(sources) => api::get(&self.0.storage, sources, &req),

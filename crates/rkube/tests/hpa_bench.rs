@@ -3,7 +3,8 @@
 //! (the metrics server scrapes every 15 s, the HPA syncs every 15 s), over several runs on a
 //! real node (tests/harness). Each run's HPA exists and has read the idle pod's usage before
 //! the load starts, so the figure is the pipeline's delay: the first scrape that sees the load
-//! (`metrics`), then the HPA's next sync (`scale`). Prints one line per run and the median.
+//! (`metrics`), then the HPA's next sync (`scale`); each run starts the load at another point
+//! of those periods. Prints one line per run and the median.
 //!
 //! `cargo build --release -p rkube` then
 //! `RKUBE_BIN=$CARGO_TARGET_DIR/release/rkube cargo test -p rkube --test hpa_bench -- --ignored --nocapture`
@@ -18,7 +19,8 @@ use harness::Node;
 
 const IMAGE: &str = "rkube.local/busybox:hpa";
 
-/// Idles until `/tmp/go` exists, then burns CPU (capped at its 100m limit, 5 times its
+/// Idles (blocked on a FIFO: a polling loop's own CPU would move the HPA) until something is
+/// written to `/tmp/go`, then burns CPU (capped at its 100m limit, 5 times its
 /// 20m request).
 fn deployment(name: &str) -> String {
     format!(
@@ -29,7 +31,7 @@ fn deployment(name: &str) -> String {
       "spec": {{"terminationGracePeriodSeconds": 0, "containers": [{{
         "name": "burn", "image": "{IMAGE}", "imagePullPolicy": "Never",
         "resources": {{"requests": {{"cpu": "20m"}}, "limits": {{"cpu": "100m"}}}},
-        "command": ["sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; while :; do :; done"]}}]}}}}}}}}"#
+        "command": ["sh", "-c", "mkfifo /tmp/go; read x < /tmp/go; while :; do :; done"]}}]}}}}}}}}"#
     )
 }
 
@@ -53,7 +55,7 @@ fn pod_millicores(node: &Node, name: &str) -> Option<f64> {
     ]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let cpu = list["items"][0]["containers"][0]["usage"]["cpu"].as_str()?;
-    Some(common::quantity::parse_scaled(cpu, 1)? as f64 / 1000.0)
+    Some(common::quantity::parse_scaled(cpu, 1000)? as f64)
 }
 
 #[test]
@@ -88,11 +90,22 @@ fn hpa_scale_up_latency() {
             ]);
             (!got.is_empty()).then_some(())
         });
-        let pod = node.ok(&["get", "pods", "-l", &format!("app={name}"), "-o", "name"]);
-        let pod = pod.trim().to_string();
+        // The load starts at a different point of the 15 s scrape and sync periods in each
+        // run (spread evenly over one period), so the runs sample every phase.
+        let offset = Duration::from_secs_f64(15.0 * run as f64 / runs as f64);
+        std::thread::sleep(offset);
+        let pod = node.ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={name}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        assert!(!pod.contains(' '), "scaled before its load: {pod}");
 
         let start = Instant::now();
-        node.ok(&["exec", &pod, "--", "touch", "/tmp/go"]);
+        node.ok(&["exec", &pod, "--", "sh", "-c", "echo > /tmp/go"]);
         let mut seen = None;
         // 20m request at a 50% target with upstream's 10% tolerance: above 11m scales.
         let scaled = harness::wait_until(Duration::from_secs(120), || {
@@ -105,7 +118,8 @@ fn hpa_scale_up_latency() {
         .expect("scaled up within 120 s");
         let seen = seen.unwrap_or(scaled);
         eprintln!(
-            "run {run}: load to metrics {:.1} s, to scale-up written {:.1} s",
+            "run {run} (load {:.1} s after the HPA's first reading): load to metrics {:.1} s, to scale-up written {:.1} s",
+            offset.as_secs_f64(),
             seen.as_secs_f64(),
             scaled.as_secs_f64()
         );

@@ -81,6 +81,12 @@ fn top_and_autoscaling_on_cpu_and_a_pod_metric() {
     // Discovery lists the group, as kubectl top needs.
     let resources = node.ok(&["api-resources", "--api-group=metrics.k8s.io", "-o", "name"]);
     assert_eq!(resources, "nodes.metrics.k8s.io\npods.metrics.k8s.io\n");
+    // And OpenAPI describes the kinds, as metrics-server publishes them.
+    let explain = node.ok(&["explain", "podmetrics.containers"]);
+    assert!(
+        explain.contains("Container name corresponding to the one from pod.spec.containers"),
+        "{explain}"
+    );
 
     node.apply(BURN);
     node.eventually(90, "a burn pod Running", || {
