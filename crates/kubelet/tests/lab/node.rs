@@ -118,7 +118,19 @@ pub async fn run_in_lab(scenario: impl AsyncFnOnce(&Lab) -> Result<()>) -> Resul
         print_containerd_log(&lab);
     }
     result?;
-    let left = lab.leftovers();
+    // Killed processes may take a moment to exit on a loaded machine: a leak is what is
+    // still there after 5 s.
+    let mut left = lab.leftovers();
+    for i in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        if i == 0 {
+            eprintln!("lab: waiting for {left:?} to go");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        left = lab.leftovers();
+    }
     anyhow::ensure!(
         left.is_empty(),
         "left behind after a clean teardown: {left:#?}"
