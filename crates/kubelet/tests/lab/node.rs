@@ -111,6 +111,10 @@ pub async fn run_in_lab(scenario: impl AsyncFnOnce(&Lab) -> Result<()>) -> Resul
         common::ci::skip("needs root and containerd");
         return Ok(());
     }
+    // Labs in one test binary run one at a time: they share the host (the node name is the
+    // process's, cgroup hierarchies, mounts), and two at once tore down each other's pods.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     super::init_tracing();
     let lab = Lab::new()?;
     let result = scenario(&lab).await;
