@@ -9,6 +9,11 @@
 //! hostname and addresses): upstream leaves these to an administrator or an
 //! external approver, and k3s issues them without a CSR; approving the provable ones keeps
 //! `--kubelet-certificate-authority` checking on by default.
+//!
+//! And a node's request for the ingress controller's identity (`system:rkube-ingress`, no
+//! groups, `kubernetes.io/kube-apiserver-client`): rkube's agent runs the ingress controller on
+//! every node, as k3s runs its packaged kube-proxy with a certificate of its own. Only that
+//! exact subject is approved; what the identity may do is its ClusterRole's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +29,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::csrsigning::{KUBELET_CLIENT, KUBELET_SERVING, has_condition};
+use crate::csrsigning::{CLIENT, KUBELET_CLIENT, KUBELET_SERVING, has_condition};
 use client_go::informer::{Change, Informer, key_of};
 use client_go::queue::{WorkQueue, run_workers};
 
@@ -33,6 +38,9 @@ use client_go::queue::{WorkQueue, run_workers};
 const RECHECK_FOR: k8s_openapi::jiff::SignedDuration =
     k8s_openapi::jiff::SignedDuration::from_mins(10);
 const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The user rkube's ingress controller runs as; nodes may ask for its client certificate.
+pub const INGRESS_USER: &str = "system:rkube-ingress";
 
 pub struct CsrApprovingController {
     client: Client,
@@ -78,6 +86,38 @@ fn serving_names(pem: &[u8]) -> Option<Vec<String>> {
         .collect()
 }
 
+/// The requesting node's name when `csr` is a node asking for the ingress controller's
+/// client certificate: requester `system:node:<name>` in `system:nodes`, subject exactly
+/// `CN=system:rkube-ingress` (no organization or other attribute), no subject alternative
+/// names, and usages among digital signature and client auth (client auth included).
+pub fn node_ingress_request(csr: &CertificateSigningRequest) -> Option<String> {
+    if csr.spec.signer_name != CLIENT {
+        return None;
+    }
+    let requester = csr.spec.username.as_deref()?;
+    let node = requester
+        .strip_prefix("system:node:")
+        .filter(|n| !n.is_empty())?;
+    let in_nodes = csr
+        .spec
+        .groups
+        .iter()
+        .flatten()
+        .any(|g| g == "system:nodes");
+    let usages = csr.spec.usages.as_deref().unwrap_or_default();
+    let usages_ok = usages.iter().any(|u| u == "client auth")
+        && usages
+            .iter()
+            .all(|u| matches!(u.as_str(), "digital signature" | "client auth"));
+    let req = parse(&csr.spec.request.0)?;
+    let dn = &req.params.distinguished_name;
+    let only_cn = dn.iter().count() == 1;
+    let (cn, orgs) = subject(&csr.spec.request.0)?;
+    let subject_ok = only_cn && cn == INGRESS_USER && orgs.is_empty();
+    (in_nodes && usages_ok && subject_ok && req.params.subject_alt_names.is_empty())
+        .then(|| node.to_owned())
+}
+
 impl CsrApprovingController {
     pub fn new(client: Client, csrs: Informer<CertificateSigningRequest>) -> Arc<Self> {
         let c = Arc::new(CsrApprovingController {
@@ -109,6 +149,18 @@ impl CsrApprovingController {
         let Some(csr) = self.csrs.get(None, name) else {
             return Ok(None);
         };
+        if has_condition(&csr, "Approved") || has_condition(&csr, "Denied") {
+            return Ok(None);
+        }
+        if let Some(node) = node_ingress_request(&csr) {
+            return self
+                .approve(
+                    &csr,
+                    &node,
+                    "Auto approving the ingress controller's client certificate for a node.",
+                )
+                .await;
+        }
         let serving = csr.spec.signer_name == KUBELET_SERVING;
         if !(serving || csr.spec.signer_name == KUBELET_CLIENT)
             || has_condition(&csr, "Approved")
@@ -281,5 +333,130 @@ impl CsrApprovingController {
             .await
             .context("asking what the requester may do")?;
         Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequestSpec;
+
+    fn request(cn: &str, org: Option<&str>, sans: Vec<rcgen::SanType>) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        if let Some(o) = org {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, o);
+        }
+        params.subject_alt_names = sans;
+        params
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap()
+            .into_bytes()
+    }
+
+    fn csr(
+        user: &str,
+        groups: &[&str],
+        request: Vec<u8>,
+        usages: &[&str],
+    ) -> CertificateSigningRequest {
+        CertificateSigningRequest {
+            spec: CertificateSigningRequestSpec {
+                request: ByteString(request),
+                signer_name: CLIENT.into(),
+                usages: Some(usages.iter().map(|u| u.to_string()).collect()),
+                username: Some(user.into()),
+                groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    const NODE: &str = "system:node:n1";
+    const NODES: &[&str] = &["system:nodes", "system:authenticated"];
+    const USAGES: &[&str] = &["digital signature", "client auth"];
+
+    #[test]
+    fn a_node_gets_the_ingress_identity() {
+        let ok = csr(NODE, NODES, request(INGRESS_USER, None, vec![]), USAGES);
+        assert_eq!(node_ingress_request(&ok).as_deref(), Some("n1"));
+        let client_auth_only = csr(
+            NODE,
+            NODES,
+            request(INGRESS_USER, None, vec![]),
+            &["client auth"],
+        );
+        assert!(node_ingress_request(&client_auth_only).is_some());
+    }
+
+    #[test]
+    fn anything_else_is_left_alone() {
+        let req = || request(INGRESS_USER, None, vec![]);
+        let refused = [
+            // Other subjects.
+            csr(
+                NODE,
+                NODES,
+                request("system:kube-proxy", None, vec![]),
+                USAGES,
+            ),
+            csr(NODE, NODES, request("system:node:n1", None, vec![]), USAGES),
+            csr(
+                NODE,
+                NODES,
+                request(INGRESS_USER, Some("system:masters"), vec![]),
+                USAGES,
+            ),
+            csr(
+                NODE,
+                NODES,
+                request(INGRESS_USER, Some("system:nodes"), vec![]),
+                USAGES,
+            ),
+            csr(
+                NODE,
+                NODES,
+                request(
+                    INGRESS_USER,
+                    None,
+                    vec![rcgen::SanType::DnsName("x".try_into().unwrap())],
+                ),
+                USAGES,
+            ),
+            // Other requesters: not a node, or a node name outside system:nodes.
+            csr("alice", &["system:authenticated"], req(), USAGES),
+            csr(NODE, &["system:authenticated"], req(), USAGES),
+            csr("system:node:", NODES, req(), USAGES),
+            csr(
+                "system:bootstrap:abcdef",
+                &["system:bootstrappers"],
+                req(),
+                USAGES,
+            ),
+            // Other usages.
+            csr(
+                NODE,
+                NODES,
+                req(),
+                &["digital signature", "client auth", "server auth"],
+            ),
+            csr(NODE, NODES, req(), &["digital signature"]),
+        ];
+        for (i, c) in refused.iter().enumerate() {
+            assert_eq!(node_ingress_request(c), None, "case {i}");
+        }
+        // Another signer.
+        let mut kubelet = csr(NODE, NODES, req(), USAGES);
+        kubelet.spec.signer_name = KUBELET_CLIENT.into();
+        assert_eq!(node_ingress_request(&kubelet), None);
     }
 }

@@ -1,7 +1,7 @@
 //! `rkube agent`: the node agent — the kubelet and the containerd it supervises — joining a
 //! cluster; and the same agent inside `rkube server`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +13,10 @@ use tracing::{error, info, warn};
 
 /// How long the container runtime may take to answer CRI at start.
 const RUNTIME_WAIT: Duration = Duration::from_secs(30);
+
+/// The ingress controller's kubeconfig (`system:rkube-ingress`), under the data dir: a server
+/// writes its own agent's; a joined agent asks for it as the node.
+pub const INGRESS_KUBECONFIG: &str = "agent/ingress.kubeconfig";
 
 /// The agent's own flags, shared by `rkube agent` and `rkube server`.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -44,6 +48,15 @@ pub struct NodeArgs {
     /// Do not run kube-proxy on this node.
     #[arg(long)]
     pub disable_kube_proxy: bool,
+    /// Do not run the ingress controller on this node.
+    #[arg(long)]
+    pub disable_ingress: bool,
+    /// The ingress controller's plain HTTP port, on every address of the node; 0: none.
+    #[arg(long, default_value_t = 80)]
+    pub ingress_http_port: u16,
+    /// The ingress controller's HTTPS port, on every address of the node; 0: none.
+    #[arg(long, default_value_t = 443)]
+    pub ingress_https_port: u16,
     /// Static pod manifests (a directory of one-pod YAML/JSON files, or one file) the kubelet
     /// runs without the API server (default: <data-dir>/agent/pod-manifests).
     #[arg(long)]
@@ -124,8 +137,8 @@ pub struct AgentArgs {
     node: NodeArgs,
 }
 
-/// A running agent: its runtime, the kubelet task, kube-proxy, the node's cluster DNS and its
-/// routes to the other nodes' pods.
+/// A running agent: its runtime, the kubelet task, kube-proxy, the ingress controller, the
+/// node's cluster DNS and its routes to the other nodes' pods.
 pub struct Agent {
     runtime: Runtime,
     kubelet: JoinHandle<anyhow::Result<()>>,
@@ -144,13 +157,66 @@ fn spawn_service(
     })
 }
 
+/// The ingress controller's settings from the agent's flags, or `None` when it is off.
+fn ingress_config(node: &NodeArgs, node_name: &str) -> Option<ingress::IngressConfig> {
+    let (http, https) = (node.ingress_http_port, node.ingress_https_port);
+    if node.disable_ingress || (http == 0 && https == 0) {
+        return None;
+    }
+    let node_ip = node.node_ip.unwrap_or_else(kubelet::machine::node_ip);
+    // Every address of the node's family, as k3s' Traefik is reached on any node address.
+    let any = if node_ip.is_ipv6() {
+        IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    let mut cfg = ingress::IngressConfig::new(node_name, vec![node_ip]);
+    cfg.http_addr = (http != 0).then_some(SocketAddr::new(any, http));
+    cfg.https_addr = (https != 0).then_some(SocketAddr::new(any, https));
+    // The IngressClass is the server's packaged `ingress` manifest: this identity may not
+    // create classes, and `--disable ingress` on the server removes it.
+    cfg.manage_class = false;
+    Some(cfg)
+}
+
+/// The ingress controller as `system:rkube-ingress` (the kubeconfig at `path`), talking to
+/// the server the node's `node_config` names. A missing kubeconfig is asked for as the node
+/// when `request` (a joined agent), else the node runs without an ingress controller.
+async fn run_ingress(
+    node_config: kube::Config,
+    path: PathBuf,
+    request: bool,
+    cfg: ingress::IngressConfig,
+) -> anyhow::Result<()> {
+    if !path.exists() {
+        if !request {
+            warn!(
+                path = %path.display(),
+                "no ingress controller on this node: its kubeconfig is missing (`rkube server` \
+                 writes it for its own agent, `rkube agent --token` asks for it)"
+            );
+            return Ok(());
+        }
+        crate::join::ingress_kubeconfig(node_config.clone(), &path)
+            .await
+            .context("asking for the ingress controller's certificate")?;
+    }
+    let mut config = crate::client::config(&path).await?;
+    // The kubelet's server (`rkube agent --server` overrides the kubeconfigs' URL).
+    config.cluster_url = node_config.cluster_url;
+    let client = client_go::client_as(config, "rkube-ingress")?;
+    ingress::run(client, cfg).await
+}
+
 impl Agent {
     /// Starts the container runtime (our own containerd unless an endpoint is given), then the
-    /// kubelet against the cluster `config` points at.
+    /// kubelet against the cluster `config` points at. `request_ingress_cert`: ask for the
+    /// ingress controller's certificate as the node when the data dir has none.
     pub async fn start(
         config: kube::Config,
         data_dir: &Path,
         node: &NodeArgs,
+        request_ingress_cert: bool,
     ) -> anyhow::Result<Agent> {
         let endpoint =
             RuntimeEndpoint::from_flags(node.container_runtime_endpoint.as_deref(), data_dir)?;
@@ -176,8 +242,20 @@ impl Agent {
         // Its serving certificate comes from the cluster CA (a kubelet-serving CSR the
         // controllers approve), so API servers can verify the kubelet they talk to.
         cfg.server_tls_bootstrap = true;
+        let node_config = config.clone();
         let client = kubelet::kubelet::client(config)?;
         let mut services = Vec::new();
+        if let Some(ingress_cfg) = ingress_config(node, &cfg.node_name) {
+            services.push(spawn_service(
+                "ingress",
+                run_ingress(
+                    node_config,
+                    data_dir.join(INGRESS_KUBECONFIG),
+                    request_ingress_cert,
+                    ingress_cfg,
+                ),
+            ));
+        }
         if !node.disable_kube_proxy {
             let mut proxy_cfg = proxy::ProxyConfig::new(&cfg.node_name);
             proxy_cfg.netns = cfg.pod_netns.clone();
@@ -273,7 +351,8 @@ pub async fn in_process(
     }
     let start = async {
         let config = crate::client::config(&kubeconfig).await?;
-        Agent::start(config, &data_dir, &node).await
+        // The server wrote the ingress controller's kubeconfig next to the node's.
+        Agent::start(config, &data_dir, &node, false).await
     };
     let mut agent = tokio::select! {
         a = start => match a {
@@ -300,6 +379,9 @@ pub async fn in_process(
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async move {
+        // A node that joined with a token asks for the ingress controller's identity itself;
+        // with a given kubeconfig (maybe not a node's) it uses one left in the data dir.
+        let request_ingress_cert = args.token.is_some();
         let kubeconfig = match (&args.token, &args.kubeconfig) {
             (Some(token), _) => {
                 let token = crate::join::JoinToken::parse(token)?;
@@ -320,7 +402,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .parse()
                 .with_context(|| format!("invalid --server {server:?}"))?;
         }
-        let mut agent = Agent::start(config, &args.data_dir, &args.node).await?;
+        let mut agent =
+            Agent::start(config, &args.data_dir, &args.node, request_ingress_cert).await?;
         info!("agent running");
         let result = tokio::select! {
             r = agent.wait() => r,
@@ -350,6 +433,32 @@ mod tests {
         );
         assert!(parse_label("=b").is_err());
         assert!(parse_label("ab").is_err());
+    }
+
+    #[test]
+    fn ingress_ports_and_switch() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        let cfg = |args: &[&str]| {
+            let mut all = vec!["rkube", "--node-ip", "10.0.0.5"];
+            all.extend(args);
+            let flags = <Flags as clap::Parser>::try_parse_from(all).unwrap();
+            ingress_config(&flags.node, "n1")
+        };
+        let default = cfg(&[]).unwrap();
+        assert_eq!(default.http_addr, Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(default.https_addr, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(default.addresses, vec![IpAddr::from([10, 0, 0, 5])]);
+        assert_eq!(default.node_name, "n1");
+        assert!(!default.manage_class);
+        let plain = cfg(&["--ingress-http-port", "8080", "--ingress-https-port", "0"]).unwrap();
+        assert_eq!(plain.http_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(plain.https_addr, None);
+        assert!(cfg(&["--disable-ingress"]).is_none());
+        assert!(cfg(&["--ingress-http-port", "0", "--ingress-https-port", "0"]).is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! matches, asks for a client certificate (`system:node:<name>` in `system:nodes`) with a
 //! CertificateSigningRequest made as the bootstrap token's user, and keeps the signed
 //! certificate in a kubeconfig of its own. The token is never sent before the CA is checked.
+//! Then, as the node, it asks for the ingress controller's certificate the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -129,18 +130,54 @@ pub async fn node_kubeconfig(
     config.root_cert = Some(vec![pem_to_der(&ca_pem)?]);
     config.auth_info.token = Some(token.token.clone().into());
     let client = kube::Client::try_from(config)?;
-    let key = rcgen::KeyPair::generate().context("generating the node key")?;
+    let (cert, key) = request_client_cert(
+        client,
+        "node-csr",
+        &format!("system:node:{node_name}"),
+        Some("system:nodes"),
+        controllers::csrsigning::KUBELET_CLIENT,
+        "the node's client certificate",
+    )
+    .await?;
+    let yaml = apiserver::pki::kubeconfig_yaml(
+        server,
+        &ca_pem,
+        &format!("system:node:{node_name}"),
+        &apiserver::pki::Credentials::Cert {
+            cert: &cert,
+            key: &key,
+        },
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    apiserver::pki::write_secret(&path, &yaml)?;
+    tracing::info!(node = node_name, path = %path.display(), "joined: the node has its own certificate");
+    Ok(path)
+}
+
+/// Asks for a client certificate for `cn` (in group `org`) from `signer` with a
+/// CertificateSigningRequest named `<prefix>-<random>`, and waits up to 120 s for it to be
+/// signed: (certificate, key) PEM. `what` names it in errors.
+async fn request_client_cert(
+    client: kube::Client,
+    prefix: &str,
+    cn: &str,
+    org: Option<&str>,
+    signer: &str,
+    what: &str,
+) -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate().context("generating a key")?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     let mut dn = rcgen::DistinguishedName::new();
-    dn.push(
-        rcgen::DnType::CommonName,
-        format!("system:node:{node_name}"),
-    );
-    dn.push(rcgen::DnType::OrganizationName, "system:nodes");
+    dn.push(rcgen::DnType::CommonName, cn);
+    if let Some(o) = org {
+        dn.push(rcgen::DnType::OrganizationName, o);
+    }
     params.distinguished_name = dn;
     let request = params.serialize_request(&key)?.pem()?;
     let csrs: Api<CertificateSigningRequest> = Api::all(client);
-    let name = format!("node-csr-{}", random(10));
+    let name = format!("{prefix}-{}", random(10));
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -148,7 +185,7 @@ pub async fn node_kubeconfig(
         },
         spec: CertificateSigningRequestSpec {
             request: ByteString(request.into_bytes()),
-            signer_name: "kubernetes.io/kube-apiserver-client-kubelet".into(),
+            signer_name: signer.into(),
             usages: Some(vec!["digital signature".into(), "client auth".into()]),
             ..Default::default()
         },
@@ -156,7 +193,7 @@ pub async fn node_kubeconfig(
     };
     csrs.create(&PostParams::default(), &csr)
         .await
-        .context("asking for the node's client certificate")?;
+        .with_context(|| format!("asking for {what}"))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let cert = loop {
         let csr = csrs
@@ -167,7 +204,7 @@ pub async fn node_kubeconfig(
         for c in status.conditions.iter().flatten() {
             if matches!(c.type_.as_str(), "Denied" | "Failed") {
                 bail!(
-                    "the node's certificate request was {}: {}",
+                    "the request for {what} was {}: {}",
                     c.type_,
                     c.message.clone().unwrap_or_default()
                 );
@@ -178,25 +215,64 @@ pub async fn node_kubeconfig(
         }
         ensure!(
             tokio::time::Instant::now() < deadline,
-            "no certificate for the node after 120 s: is the controller manager running with the cluster CA's key?"
+            "no certificate ({what}) after 120 s: is the controller manager running with the cluster CA's key?"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    Ok((cert, key.serialize_pem()))
+}
+
+/// The ingress controller's kubeconfig at `path` (`system:rkube-ingress`, no groups), asked
+/// for as the node (`node`: its client configuration): the CSR approver grants a node this
+/// one identity, whose ClusterRole lets it read Ingresses and TLS Secrets, which the Node
+/// authorizer does not let a node do.
+pub async fn ingress_kubeconfig(node: kube::Config, path: &Path) -> anyhow::Result<()> {
+    let server = node.cluster_url.to_string();
+    let ca_pem = node
+        .root_cert
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|der| der_to_pem(der))
+        .ok_or_else(|| anyhow!("the node's kubeconfig names no CA"))?;
+    let client = kube::Client::try_from(node)?;
+    let user = controllers::csrapproving::INGRESS_USER;
+    let (cert, key) = request_client_cert(
+        client,
+        "ingress-csr",
+        user,
+        None,
+        controllers::csrsigning::CLIENT,
+        "the ingress controller's client certificate",
+    )
+    .await?;
     let yaml = apiserver::pki::kubeconfig_yaml(
-        server,
+        server.trim_end_matches('/'),
         &ca_pem,
-        &format!("system:node:{node_name}"),
+        user,
         &apiserver::pki::Credentials::Cert {
             cert: &cert,
-            key: &key.serialize_pem(),
+            key: &key,
         },
     );
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    apiserver::pki::write_secret(&path, &yaml)?;
-    tracing::info!(node = node_name, path = %path.display(), "joined: the node has its own certificate");
-    Ok(path)
+    apiserver::pki::write_secret(path, &yaml)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "the ingress controller has its own certificate");
+    Ok(())
+}
+
+fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
@@ -262,5 +338,11 @@ mod tests {
         assert!(JoinToken::parse("abcdef.0123456789abcdef").is_err());
         assert!(JoinToken::parse(&format!("K10{hash}::nope")).is_err());
         assert_eq!(ca_hash(b"x").len(), 64);
+    }
+
+    #[test]
+    fn pem_round_trips() {
+        let der: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        assert_eq!(pem_to_der(&der_to_pem(&der)).unwrap(), der);
     }
 }

@@ -65,7 +65,8 @@ pub struct ServerArgs {
     /// A packaged component not to deploy (repeatable, or comma-separated): `coredns`
     /// (cluster DNS), `servicelb` (the service load balancer), `metrics-server` (the
     /// resource metrics API `kubectl top` and the HPA read), `local-storage` (the default
-    /// StorageClass `local-path` and its provisioner). Its manifest is removed from
+    /// StorageClass `local-path` and its provisioner), `ingress` (the IngressClass `rkube`
+    /// and this server's agent's ingress controller). Its manifest is removed from
     /// <data-dir>/server/manifests and what it applied is deleted.
     #[arg(long, value_delimiter = ',', value_parser = crate::deploy::packaged::parse_part)]
     disable: Vec<String>,
@@ -185,16 +186,40 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         // The node agent, unless disabled, in the background: containerd may take a while.
         let (stop_agent, stopped) = tokio::sync::oneshot::channel();
         // This node's agent authenticates as the node, as a joined one does.
+        let mut node = args.node.clone();
+        node.disable_ingress |= args.disable.iter().any(|d| d == "ingress");
         let node_kubeconfig = if args.disable_agent {
             server.kubeconfig.clone()
         } else {
-            node_kubeconfig(&args, &server).context("the node's client certificate")?
+            let name =
+                kubelet::config::KubeletConfig::new(node.node_name.as_deref(), &args.store.data_dir)
+                    .node_name;
+            let path = client_kubeconfig(
+                &args,
+                &server,
+                &format!("system:node:{name}"),
+                &["system:nodes"],
+                "agent/kubelet.kubeconfig",
+            )
+            .context("the node's client certificate")?;
+            // The ingress controller's own identity (its ClusterRole, not the node's rules).
+            if !node.disable_ingress {
+                client_kubeconfig(
+                    &args,
+                    &server,
+                    controllers::csrapproving::INGRESS_USER,
+                    &[],
+                    crate::agent::INGRESS_KUBECONFIG,
+                )
+                .context("the ingress controller's client certificate")?;
+            }
+            path
         };
         let agent = (!args.disable_agent).then(|| {
             tokio::spawn(crate::agent::in_process(
                 node_kubeconfig,
                 args.store.data_dir.clone(),
-                args.node.clone(),
+                node,
                 stopped,
             ))
         });
@@ -231,25 +256,29 @@ fn parse_authorization_mode(s: &str) -> Result<apiserver::AuthorizationMode, Str
     }
 }
 
-/// A kubeconfig for this server's own node (`system:node:<name>` in `system:nodes`), signed
-/// here with the cluster CA.
-fn node_kubeconfig(args: &ServerArgs, server: &apiserver::Server) -> anyhow::Result<PathBuf> {
+/// A kubeconfig at `<data-dir>/<file>` for `user` in `groups` (this server's node, its
+/// ingress controller), signed here with the cluster CA.
+fn client_kubeconfig(
+    args: &ServerArgs,
+    server: &apiserver::Server,
+    user: &str,
+    groups: &[&str],
+    file: &str,
+) -> anyhow::Result<PathBuf> {
     let data_dir = &args.store.data_dir;
-    let node =
-        kubelet::config::KubeletConfig::new(args.node.node_name.as_deref(), data_dir).node_name;
     let pki = apiserver::pki::Pki::new(data_dir);
-    let (cert, key) = pki.issue_client_cert(&format!("system:node:{node}"), &["system:nodes"])?;
+    let (cert, key) = pki.issue_client_cert(user, groups)?;
     let host = if server.addr.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
         server.addr.ip()
     };
     let url = format!("https://{}", SocketAddr::new(host, server.addr.port()));
-    let path = data_dir.join("agent/kubelet.kubeconfig");
+    let path = data_dir.join(file);
     pki.write_kubeconfig(
         &path,
         &url,
-        &format!("system:node:{node}"),
+        user,
         &apiserver::pki::Credentials::Cert {
             cert: &cert,
             key: &key,

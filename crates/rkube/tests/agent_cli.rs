@@ -97,7 +97,8 @@ fn wait_node_ready(kubeconfig: &str, name: &str, timeout: Duration) {
 fn server_runs_a_node_agent_or_says_why_not() {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("kt-server-node-{}", std::process::id());
-    // On loopback and a free port: the tests run side by side.
+    // On loopback and a free port: the tests run side by side. No ingress: it would listen
+    // on the host's ports 80 and 443 (ingress_e2e.rs runs it in a namespace of its own).
     let (mut srv, kubeconfig, stderr) = server(
         dir.path(),
         &[
@@ -107,6 +108,8 @@ fn server_runs_a_node_agent_or_says_why_not() {
             "127.0.0.1",
             "--kubelet-port",
             "0",
+            "--disable",
+            "ingress",
         ],
     );
     if can_run_agent() {
@@ -201,7 +204,13 @@ fn an_agent_joins_a_server() {
     let mut agent = Proc(
         Command::new(env!("CARGO_BIN_EXE_rkube"))
             .args(["agent", "--kubeconfig", &kubeconfig, "--node-name", &name])
-            .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
+            .args([
+                "--node-ip",
+                "127.0.0.1",
+                "--kubelet-port",
+                "0",
+                "--disable-ingress",
+            ])
             .args(["--node-label", "rkube.test/agent=yes", "--data-dir"])
             .arg(agent_dir.path())
             .env("RUST_LOG", "warn")

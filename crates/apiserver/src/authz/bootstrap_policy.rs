@@ -433,6 +433,31 @@ pub fn cluster_roles() -> Vec<Value> {
                 ),
             ],
         ),
+        // rkube's agent runs the ingress controller on every node (k3s ships Traefik with a
+        // ServiceAccount instead), under an identity of its own: a node may not list
+        // Ingresses or Secrets. Exactly the calls `crates/ingress` makes: its informers'
+        // list/watch, the status it writes (update), its Warning events (core, created then
+        // counted up by patch). Its IngressClass is the server's packaged `ingress` manifest,
+        // so no create.
+        cluster_role(
+            "system:rkube-ingress",
+            &[],
+            vec![
+                rule(
+                    &["list", "watch"],
+                    &["networking.k8s.io"],
+                    &["ingresses", "ingressclasses"],
+                ),
+                rule(&["update"], &["networking.k8s.io"], &["ingresses/status"]),
+                rule(&["list", "watch"], &[""], &["services", "secrets"]),
+                rule(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
+                rule(&["create", "patch"], &[""], &["events"]),
+            ],
+        ),
         cluster_role(
             "system:kube-dns",
             &[],
@@ -578,6 +603,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "rkube:node-local-storage",
             "rkube:node-local-storage",
             &["Group:system:nodes"],
+        ),
+        binding(
+            "system:rkube-ingress",
+            "system:rkube-ingress",
+            &["User:system:rkube-ingress"],
         ),
         binding(
             "system:kube-dns",

@@ -16,7 +16,15 @@ use anyhow::Context;
 /// lets the `view`, `edit` and `admin` roles read it (metrics-server's own ClusterRole).
 /// `local-storage`: the default StorageClass `local-path`; its provisioner is a controller
 /// of the controller manager, off with it.
-pub const PARTS: &[&str] = &["coredns", "servicelb", "metrics-server", "local-storage"];
+/// `ingress` (k3s: `traefik`): the IngressClass `rkube` of the agents' ingress controller,
+/// the default class; off with it, the server's own agent runs no ingress controller.
+pub const PARTS: &[&str] = &[
+    "coredns",
+    "servicelb",
+    "metrics-server",
+    "local-storage",
+    "ingress",
+];
 
 /// A `--disable` value: one of PARTS.
 pub fn parse_part(s: &str) -> Result<String, String> {
@@ -68,6 +76,22 @@ fn manifest(part: &str) -> String {
              # Claims without a class get it; each volume is a directory on the node of the\n\
              # claim's first pod, deleted with its claim.\n{}",
             controllers::volume::localpath::storageclass::STORAGE_CLASS_YAML
+        ),
+        // The class comes from here rather than from each agent's controller: the agents'
+        // identity then needs no right to create IngressClasses, and `--disable ingress`
+        // deletes it, as k3s' `--disable traefik` removes Traefik's class.
+        "ingress" => format!(
+            "# The ingress controller's IngressClass (rkube packaged component; every agent runs\n\
+             # the controller on its ports 80 and 443 unless started with --disable-ingress;\n\
+             # `--disable ingress` removes the class and the server's own agent's controller).\n\
+             # Ingresses without a class get it (the default class).\n\
+             apiVersion: networking.k8s.io/v1\n\
+             kind: IngressClass\n\
+             metadata:\n  name: {}\n  annotations:\n    \
+             ingressclass.kubernetes.io/is-default-class: \"true\"\n\
+             spec:\n  controller: {}\n",
+            ingress::DEFAULT_CLASS,
+            ingress::CONTROLLER
         ),
         _ => format!(
             "# The service load balancer (rkube packaged component, built into the controller\n\
@@ -136,6 +160,15 @@ mod tests {
         assert_eq!(class[0]["reclaimPolicy"], "Delete");
         assert_eq!(
             class[0]["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+            "true"
+        );
+        let ingress_class = super::super::apply::documents(&manifest("ingress")).unwrap();
+        assert_eq!(ingress_class.len(), 1);
+        assert_eq!(ingress_class[0]["kind"], "IngressClass");
+        assert_eq!(ingress_class[0]["metadata"]["name"], "rkube");
+        assert_eq!(ingress_class[0]["spec"]["controller"], "rkube.io/ingress");
+        assert_eq!(
+            ingress_class[0]["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
             "true"
         );
     }
