@@ -28,15 +28,6 @@ const PS_HEADER: [&str; 9] = [
     "NAMESPACE",
 ];
 
-fn can_run() -> bool {
-    harness::root_with(&[
-        "/usr/bin/containerd",
-        "/usr/sbin/runc",
-        "/usr/sbin/nft",
-        "/usr/lib/cni/bridge",
-    ])
-}
-
 /// The node, with both images in its air-gap directory.
 fn start_node() -> Node {
     let mut node = Node::new("rkube-crictl", "crictl", "warn");
@@ -136,7 +127,7 @@ const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
 
 #[test]
 fn crictl_shows_the_node_as_crictl_does() {
-    if !can_run() {
+    if !harness::can_run_node(&[]) {
         common::ci::skip("needs root, containerd, runc, nft and the CNI plugins");
         return;
     }

@@ -25,16 +25,6 @@ const IMAGE: &str = "rkube.local/busybox:ingress";
 const SHOP: &str = "shop.example.test";
 const BLOG: &str = "blog.example.test";
 
-fn can_run() -> bool {
-    harness::root_with(&[
-        "/usr/bin/containerd",
-        "/usr/sbin/runc",
-        "/usr/sbin/nft",
-        "/usr/lib/cni/bridge",
-        "/usr/bin/curl",
-    ])
-}
-
 /// A busybox httpd Deployment answering `<name> backend` at `/` and `/<name>/`, and its
 /// Service (port 80 to the container port named `http`).
 fn backend(node: &Node, name: &str) {
@@ -170,7 +160,7 @@ fn kubectl_as(node: &Node, kubeconfig: &str, args: &[&str]) -> std::process::Out
 
 #[test]
 fn ingress_routes_hosts_paths_and_tls_on_the_node() {
-    if !can_run() {
+    if !harness::can_run_node(&["/usr/bin/curl"]) {
         common::ci::skip("needs root, containerd, runc, nft, the CNI plugins and curl");
         return;
     }
@@ -423,7 +413,7 @@ fn join_agent(node: &mut Node) {
 
 #[test]
 fn a_joined_agent_serves_ingresses_with_the_certificate_it_asked_for() {
-    if !can_run() {
+    if !harness::can_run_node(&["/usr/bin/curl"]) {
         common::ci::skip("needs root, containerd, runc, nft, the CNI plugins and curl");
         return;
     }

@@ -15,15 +15,6 @@ use harness::Node;
 
 const IMAGE: &str = "rkube.local/busybox:metrics";
 
-fn can_run() -> bool {
-    harness::root_with(&[
-        "/usr/bin/containerd",
-        "/usr/sbin/runc",
-        "/usr/sbin/nft",
-        "/usr/lib/cni/bridge",
-    ])
-}
-
 /// Burns CPU (capped at 100m by its limit, 5 times its 20m request) until `/tmp/stop`
 /// exists.
 const BURN: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
@@ -68,7 +59,7 @@ fn millicores(cell: &str) -> i64 {
 
 #[test]
 fn top_and_autoscaling_on_cpu_and_a_pod_metric() {
-    if !can_run() {
+    if !harness::can_run_node(&[]) {
         common::ci::skip("needs root, containerd, runc, nft and the CNI plugins");
         return;
     }

@@ -17,14 +17,6 @@ use harness::{Agent, NODE_IP, Node};
 const IMAGE: &str = "rkube.local/busybox:e2e";
 const CURL_IMAGE: &str = "rkube.local/curl:e2e";
 
-fn can_run() -> bool {
-    harness::root_with(&[
-        "/usr/bin/containerd",
-        "/usr/sbin/nft",
-        "/usr/lib/cni/bridge",
-    ])
-}
-
 /// The busybox image in a data dir's air-gap directory.
 fn image_dir(data: &Path) {
     harness::air_gap_image(data, IMAGE, "busybox.tar", &[]);
@@ -256,7 +248,7 @@ fn ready_endpoints(node: &Node) -> usize {
 
 #[test]
 fn pods_reach_services_by_name_and_vip() {
-    if !can_run() {
+    if !harness::can_run_node(&[]) {
         common::ci::skip("needs root, containerd and nft");
         return;
     }
@@ -556,7 +548,7 @@ spec:
 
 #[test]
 fn pods_on_two_nodes_reach_each_other_through_services() {
-    if !can_run() {
+    if !harness::can_run_node(&[]) {
         common::ci::skip("needs root, containerd and nft");
         return;
     }

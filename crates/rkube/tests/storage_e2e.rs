@@ -21,15 +21,6 @@ use harness::Node;
 const IMAGE: &str = "rkube.local/busybox:storage";
 const NODE: &str = "storage";
 
-fn can_run() -> bool {
-    harness::root_with(&[
-        "/usr/bin/containerd",
-        "/usr/sbin/runc",
-        "/usr/sbin/nft",
-        "/usr/lib/cni/bridge",
-    ])
-}
-
 const CLAIM: &str = r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
   "metadata": {"name": "data", "namespace": "default"},
   "spec": {"accessModes": ["ReadWriteOnce"],
@@ -142,7 +133,7 @@ fn exec(node: &Node, pod: &str, cmd: &str) -> String {
 
 #[test]
 fn claims_statefulsets_and_ephemeral_volumes_on_local_path() {
-    if !can_run() {
+    if !harness::can_run_node(&[]) {
         common::ci::skip("needs root, containerd, runc, nft and the CNI plugins");
         return;
     }
@@ -440,7 +431,7 @@ fn time_to_running(node: &Node, kind: &str, n: usize) -> std::time::Duration {
 #[test]
 #[ignore = "a benchmark: minutes of pod churn"]
 fn bench_pods_with_claims_vs_empty_dir() {
-    if !can_run() {
+    if !harness::can_run_node(&[]) {
         common::ci::skip("needs root, containerd, runc, nft and the CNI plugins");
         return;
     }

@@ -18,6 +18,21 @@ pub fn server_binary() -> String {
     std::env::var("RKUBE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rkube").to_string())
 }
 
+/// What a real node of these tests needs besides root: containerd, runc, nft and the CNI
+/// bridge plugin.
+const NODE_TOOLS: [&str; 4] = [
+    "/usr/bin/containerd",
+    "/usr/sbin/runc",
+    "/usr/sbin/nft",
+    "/usr/lib/cni/bridge",
+];
+
+/// Whether a real node can run here (root and [`NODE_TOOLS`]), with the `extra` tools a test
+/// also uses (curl).
+pub fn can_run_node(extra: &[&str]) -> bool {
+    root_with(&NODE_TOOLS) && root_with(extra)
+}
+
 /// Whether the test runs as root and every one of `paths` (the tools a node needs) exists.
 pub fn root_with(paths: &[&str]) -> bool {
     let root = Command::new("id")
