@@ -269,6 +269,16 @@ impl Node {
             ]);
             (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
         });
+        // And its kubelet serves the certificate the cluster CA issued (the API server
+        // verifies it for logs, exec and proxies; until the CSR is signed the kubelet has only
+        // a self-signed one), as a user of the node would wait for.
+        self.eventually(90, &format!("node {name}'s kubelet reachable"), || {
+            let path = format!("/api/v1/nodes/{name}/proxy/healthz");
+            self.kubectl(&["get", "--raw", &path])
+                .status
+                .success()
+                .then_some(())
+        });
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
