@@ -137,14 +137,6 @@ pub fn to_v2(m: &Value, status: bool) -> Value {
                 &src,
                 &format!("/{cur}AverageValue"),
             );
-            if !status {
-                let t = if value.contains_key("averageUtilization") {
-                    "Utilization"
-                } else {
-                    "AverageValue"
-                };
-                value.insert("type".into(), json!(t));
-            }
         }
         "Pods" => {
             put(&mut metric, "name", &src, "/metricName");
@@ -155,9 +147,6 @@ pub fn to_v2(m: &Value, status: bool) -> Value {
                 &src,
                 &format!("/{cur}AverageValue"),
             );
-            if !status {
-                value.insert("type".into(), json!("AverageValue"));
-            }
         }
         "Object" => {
             put(&mut out, "describedObject", &src, "/target");
@@ -165,14 +154,6 @@ pub fn to_v2(m: &Value, status: bool) -> Value {
             put(&mut metric, "selector", &src, "/selector");
             put(&mut value, "value", &src, &format!("/{cur}Value"));
             put(&mut value, "averageValue", &src, "/averageValue");
-            if !status {
-                let t = if value.contains_key("averageValue") {
-                    "AverageValue"
-                } else {
-                    "Value"
-                };
-                value.insert("type".into(), json!(t));
-            }
         }
         "External" => {
             put(&mut metric, "name", &src, "/metricName");
@@ -184,16 +165,21 @@ pub fn to_v2(m: &Value, status: bool) -> Value {
                 &src,
                 &format!("/{cur}AverageValue"),
             );
-            if !status {
-                let t = if value.contains_key("averageValue") {
-                    "AverageValue"
-                } else {
-                    "Value"
-                };
-                value.insert("type".into(), json!(t));
-            }
         }
         _ => return m.clone(),
+    }
+    if !status {
+        // A v2 target names its type: the field v1 set, else the kind's usual one.
+        let t = if value.contains_key("averageUtilization") {
+            "Utilization"
+        } else if value.contains_key("averageValue") {
+            "AverageValue"
+        } else if matches!(kind, "Object" | "External") {
+            "Value"
+        } else {
+            "AverageValue"
+        };
+        value.insert("type".into(), json!(t));
     }
     if !metric.is_empty() {
         out.insert("metric".into(), Value::Object(metric));

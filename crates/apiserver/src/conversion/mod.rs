@@ -26,6 +26,15 @@ fn cpu_utilization(metrics: Option<&Value>, field: &str) -> Option<Value> {
     })
 }
 
+/// The fields both versions have, copied as they are.
+const SPEC_FIELDS: &[&str] = &["scaleTargetRef", "minReplicas", "maxReplicas"];
+const STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "lastScaleTime",
+    "currentReplicas",
+    "desiredReplicas",
+];
+
 fn copy(from: &Value, to: &mut Map<String, Value>, keys: &[&str]) {
     for k in keys {
         if let Some(v) = from.get(*k) {
@@ -86,27 +95,14 @@ pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
         m.insert("annotations".into(), Value::Object(annotations));
     }
     let mut s = Map::new();
-    copy(
-        spec,
-        &mut s,
-        &["scaleTargetRef", "minReplicas", "maxReplicas"],
-    );
+    copy(spec, &mut s, SPEC_FIELDS);
     if let Some(u) = cpu_utilization(spec.get("metrics"), "target") {
         s.insert("targetCPUUtilizationPercentage".into(), u);
     }
     out.insert("spec".into(), Value::Object(s));
     if let Some(status) = obj.get("status").filter(|s| s.is_object()) {
         let mut st = Map::new();
-        copy(
-            status,
-            &mut st,
-            &[
-                "observedGeneration",
-                "lastScaleTime",
-                "currentReplicas",
-                "desiredReplicas",
-            ],
-        );
+        copy(status, &mut st, STATUS_FIELDS);
         if let Some(u) = cpu_utilization(status.get("currentMetrics"), "current") {
             st.insert("currentCPUUtilizationPercentage".into(), u);
         }
@@ -160,11 +156,7 @@ pub fn to_storage<'a>(info: &ResourceInfo, obj: &'a Value) -> std::borrow::Cow<'
     };
     let spec = &obj["spec"];
     let mut s = Map::new();
-    copy(
-        spec,
-        &mut s,
-        &["scaleTargetRef", "minReplicas", "maxReplicas"],
-    );
+    copy(spec, &mut s, SPEC_FIELDS);
     let mut metrics = Vec::new();
     if let Some(u) = spec.get("targetCPUUtilizationPercentage") {
         metrics.push(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": u}}}));
@@ -181,16 +173,7 @@ pub fn to_storage<'a>(info: &ResourceInfo, obj: &'a Value) -> std::borrow::Cow<'
     out.insert("spec".into(), Value::Object(s));
     if let Some(status) = obj.get("status").filter(|s| s.is_object()) {
         let mut st = Map::new();
-        copy(
-            status,
-            &mut st,
-            &[
-                "observedGeneration",
-                "lastScaleTime",
-                "currentReplicas",
-                "desiredReplicas",
-            ],
-        );
+        copy(status, &mut st, STATUS_FIELDS);
         let current = to_v2(hpa_v1::CURRENT_METRICS, true);
         if !current.is_empty() {
             // The annotation has more than the percentage (the raw value too).
