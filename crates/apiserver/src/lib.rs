@@ -15,6 +15,7 @@ pub mod authz;
 mod binding;
 mod bootstrap;
 mod conversion;
+mod customresource;
 pub mod discovery;
 pub mod encryption;
 pub mod error;

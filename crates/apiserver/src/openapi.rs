@@ -2,9 +2,10 @@
 //! carry `x-kubernetes-group-version-kind` and a `fieldValidation` parameter (then kubectl's
 //! `apply`/`create -f` validate on the server), with every kind's schema generated from the
 //! same `k8s-openapi` types the server decodes with (so `kubectl explain` works and the
-//! schema cannot drift from what is stored). Documents are built once, on first use.
+//! schema cannot drift from what is stored). Custom kinds' schemas are their CRDs'.
+//! Documents are built on first use and again after the served kinds change.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -43,10 +44,36 @@ fn hash(v: &Value) -> String {
     format!("{h:016X}")
 }
 
+/// A value derived from the served kinds, rebuilt when they change (a CRD).
+struct Derived<T>(Mutex<Option<(u64, Arc<T>)>>);
+
+impl<T> Derived<T> {
+    const fn new() -> Self {
+        Derived(Mutex::new(None))
+    }
+
+    fn get(&self, build: impl FnOnce() -> T) -> Arc<T> {
+        let generation = crate::kinds::generation();
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*guard {
+            Some((g, v)) if *g == generation => v.clone(),
+            _ => {
+                // Built under the lock: concurrent first readers wait rather than build
+                // the same documents twice.
+                let v = Arc::new(build());
+                *guard = Some((generation, v.clone()));
+                v
+            }
+        }
+    }
+}
+
+type Documents = Vec<(String, Bytes, String)>;
+
 /// (index path, document bytes, content hash) per group-version.
-fn documents(catalog: &Catalog) -> &'static [(String, Bytes, String)] {
-    static DOCS: OnceLock<Vec<(String, Bytes, String)>> = OnceLock::new();
-    DOCS.get_or_init(|| {
+fn documents(catalog: &Catalog) -> Arc<Documents> {
+    static DOCS: Derived<Documents> = Derived::new();
+    DOCS.get(|| {
         group_versions(catalog)
             .into_iter()
             .map(|(g, v)| {
@@ -61,7 +88,7 @@ fn documents(catalog: &Catalog) -> &'static [(String, Bytes, String)] {
 
 pub fn index(catalog: &Catalog) -> Value {
     let mut paths = Map::new();
-    for (p, _, h) in documents(catalog) {
+    for (p, _, h) in documents(catalog).iter() {
         paths.insert(
             p.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
@@ -186,11 +213,12 @@ fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
 // `kubernetes_manifest`, older client libraries): one document with every group-version,
 // its definitions the v3 documents' schemas under the same names.
 
-/// The v2 document's JSON, built on first use.
+/// The v2 document's JSON, built on first use and after the served kinds change.
 pub fn v2(catalog: &Catalog) -> Bytes {
-    static DOC: OnceLock<Bytes> = OnceLock::new();
-    DOC.get_or_init(|| Bytes::from(serde_json::to_vec(&build_v2(catalog)).unwrap_or_default()))
-        .clone()
+    static DOC: Derived<Bytes> = Derived::new();
+    Bytes::clone(
+        &DOC.get(|| Bytes::from(serde_json::to_vec(&build_v2(catalog)).unwrap_or_default())),
+    )
 }
 
 const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
@@ -244,7 +272,7 @@ fn kind_definition(
 
 fn build_v2(catalog: &Catalog) -> Value {
     let mut defs = Map::new();
-    for (_, doc, _) in documents(catalog) {
+    for (_, doc, _) in documents(catalog).iter() {
         let Ok(mut doc) = serde_json::from_slice::<Value>(doc) else {
             continue;
         };
@@ -659,7 +687,12 @@ mod tests {
         );
         assert_eq!(defs[QUANTITY]["type"], "string");
         let text = doc.to_string();
-        for gone in ["#/components/", "#/$defs/", "x-kubernetes-int-or-string"] {
+        // (JSONSchemaProps has a property of that name: the extension is the one set true.)
+        for gone in [
+            "#/components/",
+            "#/$defs/",
+            "\"x-kubernetes-int-or-string\":true",
+        ] {
             assert!(!text.contains(gone), "{gone} left in v2");
         }
         let mut all = Vec::new();

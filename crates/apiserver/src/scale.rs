@@ -1,5 +1,6 @@
 //! The `scale` subresource (`autoscaling/v1` Scale) of Deployments, ReplicaSets,
-//! StatefulSets and ReplicationControllers: `spec.replicas` seen and set through a Scale.
+//! StatefulSets, ReplicationControllers and custom kinds that have one: the replicas seen
+//! and set through a Scale, at the paths the kind's registration gives ([`ScalePaths`]).
 
 use serde_json::{Value, json};
 
@@ -7,8 +8,62 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::{Patch, Registry, RequestContext};
 use crate::resources::ResourceInfo;
 
-pub fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
+/// Where a kind keeps what its Scale shows (JSON pointers).
+#[derive(Clone, Debug)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub selector: ScaleSelector,
+}
+
+/// Where a Scale's `status.selector` comes from.
+#[derive(Clone, Debug)]
+pub enum ScaleSelector {
+    /// A LabelSelector object, written out as a string (the built-in workloads').
+    LabelSelector(String),
+    /// A string already in selector syntax (a CRD's `labelSelectorPath`), if any.
+    Text(Option<String>),
+}
+
+impl Default for ScalePaths {
+    fn default() -> Self {
+        ScalePaths {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: ScaleSelector::LabelSelector("/spec/selector".into()),
+        }
+    }
+}
+
+/// Sets `value` at the JSON pointer `ptr`, making the objects on the way.
+fn set_at(obj: &mut Value, ptr: &str, value: Value) {
+    let mut at = obj;
+    for step in ptr.split('/').skip(1) {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = &mut at[step];
+    }
+    *at = value;
+}
+
+pub fn to_scale(info: &ResourceInfo, obj: &Value) -> Value {
+    let paths = crate::kinds::of(info).scale();
     let m = &obj["metadata"];
+    let mut status = json!({
+        "replicas": obj.pointer(&paths.status_replicas).cloned().unwrap_or(json!(0)),
+    });
+    match &paths.selector {
+        ScaleSelector::LabelSelector(ptr) => {
+            status["selector"] = json!(crate::selector::selector_string(obj.pointer(ptr)));
+        }
+        ScaleSelector::Text(Some(ptr)) => {
+            if let Some(s) = obj.pointer(ptr) {
+                status["selector"] = s.clone();
+            }
+        }
+        ScaleSelector::Text(None) => {}
+    }
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -16,11 +71,8 @@ pub fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": crate::selector::selector_string(obj.pointer("/spec/selector")),
-        },
+        "spec": {"replicas": obj.pointer(&paths.spec_replicas).cloned().unwrap_or(json!(0))},
+        "status": status,
     })
 }
 
@@ -60,7 +112,11 @@ async fn set_replicas(
                 return Err(ApiError::conflict(&info2, name));
             }
             let mut new = old.clone();
-            new["spec"]["replicas"] = json!(replicas);
+            set_at(
+                &mut new,
+                &crate::kinds::of(&info2).scale().spec_replicas,
+                json!(replicas),
+            );
             if new != *old {
                 let g = old
                     .pointer("/metadata/generation")

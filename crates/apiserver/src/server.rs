@@ -69,6 +69,8 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     store: Arc<dyn store::Store>,
     task: JoinHandle<()>,
+    /// The CRD controller (a follower of the watch cache).
+    crds: JoinHandle<()>,
     authorizer: Option<Arc<crate::authz::Authorizer>>,
 }
 
@@ -186,6 +188,10 @@ impl Server {
             state.authorizer = Some(authz);
         }
         let state = Arc::new(state);
+        // Custom kinds already defined are served from the first request on.
+        let crds = crate::customresource::controller::start(state.clone())
+            .await
+            .context("serving the CustomResourceDefinitions")?;
         let advertise = config
             .advertise_address
             .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.ip()));
@@ -217,6 +223,7 @@ impl Server {
             kubeconfig: config.kubeconfig,
             store,
             task,
+            crds,
             authorizer,
         })
     }
@@ -233,6 +240,7 @@ impl Server {
 
     pub fn stop(&self) {
         self.task.abort();
+        self.crds.abort();
         if let Some(a) = &self.authorizer {
             a.stop();
         }

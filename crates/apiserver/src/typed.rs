@@ -1,20 +1,37 @@
 //! Decoding as Kubernetes decodes: every object passes through its `k8s-openapi` type, so a
 //! wrongly typed field is a 400, and fields the type does not have are dropped — or, with
 //! `fieldValidation=Strict` (kubectl's default), refused with "strict decoding error:
-//! unknown field".
+//! unknown field". Custom kinds are pruned by their CRD's schema instead, with the same
+//! reports.
 
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceInfo;
 
-/// A kind's typed decoding: its `k8s-openapi` (or own) type, as functions a registration
-/// holds ([`crate::kinds`]).
+/// A kind's decoding: through its `k8s-openapi` (or own) type, or — for custom kinds —
+/// through the pruning of its CRD's structural schema. What a registration holds
+/// ([`crate::kinds`]).
 pub struct Typed {
-    /// Decodes an object into the type and encodes it again: the normalized object.
-    round_trip: fn(&Value) -> Result<Value, String>,
-    /// The type's JSON schema (with `$defs`).
-    schema: fn() -> Value,
+    codec: Codec,
+}
+
+enum Codec {
+    /// Built in: decoded into the type and encoded again (the normalized object).
+    Type {
+        round_trip: fn(&Value) -> Result<Value, String>,
+        schema: fn() -> Value,
+    },
+    /// Defined at run time: pruned by a schema.
+    Schema(Box<dyn SchemaCodec>),
+}
+
+/// A run-time kind's decoding (a CRD version's structural schema).
+pub trait SchemaCodec: Send + Sync {
+    /// Drops the fields the schema does not declare; returns their paths (`spec.foo`).
+    fn prune(&self, obj: &mut Value) -> Vec<String>;
+    /// The kind's OpenAPI schema (for `/openapi`), with `$defs` if it refers to any.
+    fn schema(&self) -> Value;
 }
 
 impl Typed {
@@ -23,8 +40,29 @@ impl Typed {
         T: serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
     {
         Typed {
-            round_trip: round_trip_as::<T>,
-            schema: schema_as::<T>,
+            codec: Codec::Type {
+                round_trip: round_trip_as::<T>,
+                schema: schema_as::<T>,
+            },
+        }
+    }
+
+    /// Decoding by a schema (a custom kind).
+    pub fn by_schema(codec: impl SchemaCodec + 'static) -> Self {
+        Typed {
+            codec: Codec::Schema(Box::new(codec)),
+        }
+    }
+
+    /// Whether this is a compiled-in type (which Go would encode with its zero values).
+    pub fn is_builtin(&self) -> bool {
+        matches!(self.codec, Codec::Type { .. })
+    }
+
+    fn schema(&self) -> Value {
+        match &self.codec {
+            Codec::Type { schema, .. } => schema(),
+            Codec::Schema(c) => c.schema(),
         }
     }
 }
@@ -42,14 +80,9 @@ pub fn schema_as<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
 
-/// Round-trips `obj` through the kind's type; returns the normalized object.
-fn round_trip(info: &ResourceInfo, obj: &Value) -> Option<Result<Value, String>> {
-    crate::kinds::of(info).typed().map(|t| (t.round_trip)(obj))
-}
-
-/// The kind's JSON schema (with `$defs`), from its type.
+/// The kind's JSON schema (with `$defs`), from its type or CRD.
 pub fn json_schema(info: &ResourceInfo) -> Option<Value> {
-    crate::kinds::of(info).typed().map(|t| (t.schema)())
+    crate::kinds::of(info).typed().map(Typed::schema)
 }
 
 /// A step of a field path: a key or a list index.
@@ -152,7 +185,7 @@ pub(crate) fn warn(message: String) {
 /// Normalizes `obj` through its type; unknown fields are dropped, warned about or refused as
 /// `validation` says. Kinds without a type here pass unchanged.
 pub fn decode(info: &ResourceInfo, obj: Value, validation: FieldValidation) -> ApiResult<Value> {
-    let Some(result) = round_trip(info, &obj) else {
+    let Some(typed) = crate::kinds::of(info).typed() else {
         return Ok(obj);
     };
     let cannot = |detail: String| {
@@ -161,27 +194,36 @@ pub fn decode(info: &ResourceInfo, obj: Value, validation: FieldValidation) -> A
             info.kind, info.version, info.kind
         ))
     };
-    let typed = result.map_err(cannot)?;
-    if validation != FieldValidation::Ignore {
-        let mut unknown = Vec::new();
-        dropped(&obj, &typed, &mut Vec::new(), &mut unknown);
-        let list: Vec<String> = unknown
-            .iter()
-            .map(|u| format!("unknown field \"{u}\""))
-            .collect();
+    let (out, unknown) = match &typed.codec {
+        Codec::Type { round_trip, .. } => {
+            let typed = round_trip(&obj).map_err(cannot)?;
+            let mut unknown = Vec::new();
+            if validation != FieldValidation::Ignore {
+                dropped(&obj, &typed, &mut Vec::new(), &mut unknown);
+            }
+            // Keep the client's key order where it can be kept (typed encoding sorts keys).
+            (reorder_like(&obj, typed, true), unknown)
+        }
+        Codec::Schema(codec) => {
+            let mut obj = obj;
+            let unknown = codec.prune(&mut obj);
+            (obj, unknown)
+        }
+    };
+    if validation != FieldValidation::Ignore && !unknown.is_empty() {
+        let list = unknown.iter().map(|u| format!("unknown field \"{u}\""));
         match validation {
-            FieldValidation::Strict if !list.is_empty() => {
+            FieldValidation::Strict => {
                 return Err(cannot(format!(
                     "strict decoding error: {}",
-                    list.join(", ")
+                    list.collect::<Vec<_>>().join(", ")
                 )));
             }
-            FieldValidation::Warn => list.into_iter().for_each(warn),
-            _ => {}
+            FieldValidation::Warn => list.for_each(warn),
+            FieldValidation::Ignore => {}
         }
     }
-    // Keep the client's key order where it can be kept (typed encoding sorts keys).
-    Ok(reorder_like(&obj, typed, true))
+    Ok(out)
 }
 
 /// `typed` in `original`'s key order. Below the root, `apiVersion` and `kind` the typed

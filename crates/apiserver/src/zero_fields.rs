@@ -83,6 +83,14 @@ impl Shapes {
         };
         let mut ids: HashMap<String, usize> = HashMap::new();
         for info in crate::resources::all() {
+            // Only compiled-in types: Go writes zero values for its structs, custom
+            // kinds are stored as sent.
+            if !crate::kinds::of(&info)
+                .typed()
+                .is_some_and(crate::typed::Typed::is_builtin)
+            {
+                continue;
+            }
             let Some(schema) = crate::typed::json_schema(&info) else {
                 continue;
             };

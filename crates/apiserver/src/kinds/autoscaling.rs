@@ -1,5 +1,5 @@
 //! autoscaling: HorizontalPodAutoscalers at v2 (stored) and v1 (the same objects, converted;
-//! see conversion.rs).
+//! see [`crate::conversion::HpaV1`]).
 
 use k8s_openapi::api::autoscaling::{v1, v2};
 
@@ -21,6 +21,7 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
             .all()
             .subresources(&["status"])
             .with_strategy(HpaStrategy { v1: true })
-            .with_printer(table::hpa::PRINTER),
+            .with_printer(table::hpa::PRINTER)
+            .with_conversion(crate::conversion::HpaV1),
     ]
 }

@@ -11,15 +11,19 @@
 //! too), so lookups hand out `&'static` references and never count references.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::conversion::Convert;
 use crate::registry::hooks::{NoHooks, StoreHooks};
 use crate::resources::{ResourceInfo, Scope};
+use crate::scale::ScalePaths;
 use crate::strategy::{Generic, Strategy};
 use crate::table::{self, TablePrinter};
 use crate::typed::Typed;
 
 mod admissionregistration;
+mod apiextensions;
 mod apps;
 mod auth;
 mod autoscaling;
@@ -56,6 +60,11 @@ pub struct KindRegistration {
     review: Option<Review>,
     /// Whether objects may arrive in protobuf (decoded as the message of the kind's name).
     protobuf: bool,
+    /// How this version is converted from and to the stored one; `None`: it is the one
+    /// stored.
+    converter: Option<Box<dyn Convert>>,
+    /// Where the `scale` subresource reads and writes replicas.
+    scale: ScalePaths,
 }
 
 impl KindRegistration {
@@ -85,9 +94,16 @@ impl KindRegistration {
             hooks: Box::new(NoHooks),
             review: None,
             protobuf: false,
+            converter: None,
+            scale: ScalePaths::default(),
         }
     }
 
+    /// Decoded by `typed` (a custom kind's schema).
+    pub fn with_typed(mut self, typed: Typed) -> Self {
+        self.typed = Some(typed);
+        self
+    }
     pub fn with_strategy(mut self, strategy: impl Strategy + 'static) -> Self {
         self.strategy = Box::new(strategy);
         self
@@ -121,6 +137,16 @@ impl KindRegistration {
         self.protobuf = true;
         self
     }
+    /// Served converted from another stored version.
+    pub fn with_conversion(mut self, converter: impl Convert + 'static) -> Self {
+        self.converter = Some(Box::new(converter));
+        self
+    }
+    /// Where the `scale` subresource finds replicas (a CRD's `subresources.scale`).
+    pub fn with_scale(mut self, scale: ScalePaths) -> Self {
+        self.scale = scale;
+        self
+    }
     /// A review: answered on create, never stored.
     pub fn with_review(mut self, review: Review) -> Self {
         self.info.create_only = true;
@@ -143,6 +169,12 @@ impl KindRegistration {
     /// The protobuf message its bodies decode as, if they may be protobuf.
     pub fn protobuf(&self) -> Option<&'static str> {
         self.protobuf.then_some(self.info.kind)
+    }
+    pub fn converter(&self) -> Option<&dyn Convert> {
+        self.converter.as_deref()
+    }
+    pub fn scale(&self) -> &ScalePaths {
+        &self.scale
     }
     /// How a review kind is answered; `None` for stored kinds.
     pub fn review(&self) -> Option<Review> {
@@ -191,9 +223,26 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Without the kind served at `group/version/plural`.
+    fn without(&self, group: &str, version: &str, plural: &str) -> Snapshot {
+        let mut next = Snapshot::default();
+        for k in &self.ordered {
+            let i = &k.info;
+            if (i.group, i.version, i.plural) != (group, version, plural) {
+                next = next.with(k);
+            }
+        }
+        next
+    }
+}
+
 /// A table of kinds; the server's is [`registered`] (one per process, as upstream's scheme).
 pub struct Kinds {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Counts changes, so that what is derived from the table (OpenAPI documents,
+    /// discovery) is rebuilt when it changes.
+    generation: AtomicU64,
 }
 
 impl Kinds {
@@ -205,6 +254,7 @@ impl Kinds {
         }
         Kinds {
             snapshot: RwLock::new(Arc::new(snapshot)),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -219,7 +269,26 @@ impl Kinds {
         let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         let next = guard.with(kind);
         *guard = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::Release);
         kind
+    }
+
+    /// Stops serving `group/version/plural` (a CRD version removed). The registration
+    /// itself stays allocated: requests in flight may still hold it.
+    pub fn unregister(&self, group: &str, version: &str, plural: &str) -> bool {
+        let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        if !guard.by_plural.contains_key(&(group, version, plural)) {
+            return false;
+        }
+        let next = guard.without(group, version, plural);
+        *guard = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    /// Changes so far: what was derived from the table at another count is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The registration of a served resource. Resources no registration names (those
@@ -282,6 +351,16 @@ pub fn register(kind: KindRegistration) -> &'static KindRegistration {
     registered().register(kind)
 }
 
+/// [`Kinds::unregister`] on the served kinds.
+pub fn unregister(group: &str, version: &str, plural: &str) -> bool {
+    registered().unregister(group, version, plural)
+}
+
+/// [`Kinds::generation`] of the served kinds.
+pub fn generation() -> u64 {
+    registered().generation()
+}
+
 /// [`Kinds::of`] on the served kinds.
 pub fn of(info: &ResourceInfo) -> &'static KindRegistration {
     registered().of(info)
@@ -324,6 +403,7 @@ fn builtin() -> Vec<KindRegistration> {
     kinds.extend(policy::kinds());
     kinds.extend(scheduling::kinds());
     kinds.extend(admissionregistration::kinds());
+    kinds.extend(apiextensions::kinds());
     kinds.extend(settings::kinds());
     kinds
 }

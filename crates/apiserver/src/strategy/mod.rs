@@ -4,6 +4,7 @@
 //! ([`crate::kinds`]) says which strategy it has.
 
 pub(crate) mod admissionregistration;
+pub(crate) mod apiextensions;
 pub(crate) mod autoscaling;
 pub(crate) mod certificates;
 pub(crate) mod job;

@@ -1,0 +1,603 @@
+//! OpenAPI validation of values as kube-openapi's `validate.SchemaValidator` does it, with
+//! its errors converted to field errors as upstream's `kubeOpenAPIResultToFieldErrors` does.
+
+use serde_json::{Map, Number, Value};
+
+use super::node::{Additional, Node, Type};
+use super::path::{Path, Seg};
+use crate::field::FieldError;
+use crate::gofmt;
+
+/// Collects field errors; `prefix` is the field path the value sits at (None: a whole object,
+/// upstream's nil path, printed `<nil>` for errors without a name).
+pub(crate) struct Validator<'p> {
+    prefix: Option<&'p str>,
+    pub(crate) errs: Vec<FieldError>,
+    /// kube-openapi's `MatchCount` (validators applied), which picks the anyOf/oneOf branch
+    /// whose errors are reported.
+    matches: u32,
+}
+
+/// A JSON number as Go's unstructured decoding sees it: int64 or float64.
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    fn of(n: &Number) -> Num {
+        match n.as_i64() {
+            Some(i) => Num::Int(i),
+            None => Num::Float(n.as_f64().unwrap_or(0.0)),
+        }
+    }
+
+    fn f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+
+    fn value(self) -> Value {
+        match self {
+            Num::Int(i) => Value::from(i),
+            Num::Float(f) => Value::from(f),
+        }
+    }
+}
+
+/// swag's `IsFloat64AJSONInteger`.
+fn is_json_integer(f: f64) -> bool {
+    f.is_finite() && f.abs() <= 9_007_199_254_740_992.0 && f.fract() == 0.0
+}
+
+/// Go's `%v` of a float64 bound, or of the int64 it was converted to.
+fn bound(f: f64, as_int: bool) -> String {
+    if as_int {
+        (f as i64).to_string()
+    } else {
+        gofmt::float_v(f)
+    }
+}
+
+fn type_of(v: &Value) -> (&'static str, &'static str) {
+    match v {
+        Value::Null => ("null", ""),
+        Value::Bool(_) => ("boolean", ""),
+        Value::String(_) => ("string", ""),
+        Value::Number(n) if n.as_i64().is_some() => ("integer", "int64"),
+        Value::Number(_) => ("number", "float64"),
+        Value::Array(_) => ("array", ""),
+        Value::Object(_) => ("object", ""),
+    }
+}
+
+impl<'p> Validator<'p> {
+    pub(crate) fn new(prefix: Option<&'p str>) -> Self {
+        Validator {
+            prefix,
+            errs: Vec::new(),
+            matches: 0,
+        }
+    }
+
+    /// The field of an error kube-openapi names `name` (a path relative to the prefix).
+    fn field(&self, name: &str) -> String {
+        match (self.prefix, name.is_empty()) {
+            (None, true) => "<nil>".to_string(),
+            (None, false) => name.to_string(),
+            (Some(p), true) => p.to_string(),
+            (Some(""), false) => name.to_string(),
+            (Some(p), false) => format!("{p}.{name}"),
+        }
+    }
+
+    /// An error kube-openapi reports without a name (composite or plain errors).
+    fn unnamed(&mut self, msg: String) {
+        let f = self
+            .prefix
+            .map_or_else(|| "<nil>".to_string(), str::to_string);
+        self.errs.push(FieldError::invalid(f, Value::from(""), msg));
+    }
+
+    fn invalid(&mut self, name: &str, value: Value, msg: String) {
+        let f = self.field(name);
+        self.errs.push(FieldError::invalid(f, value, msg));
+    }
+
+    fn invalid_type(&mut self, name: &str, type_name: &str, value: &str) {
+        let msg = format!(
+            "{name} in body must be of type {type_name}: {}",
+            gofmt::quote(value)
+        );
+        let f = self.field(name);
+        self.errs
+            .push(FieldError::type_invalid(f, Value::from(value), msg));
+    }
+
+    /// Validates `v` against `n` at `path`.
+    pub(crate) fn validate<'a>(&mut self, n: &'a Node, v: &'a Value, path: &mut Path<'a>) {
+        if !n.has_value_checks {
+            return;
+        }
+        // The schema's own count, the type, junctors and enum checks, and the kind's checks.
+        self.matches += 4;
+        if v.is_null() {
+            if n.ty != Type::Any && !n.nullable {
+                self.invalid_type(&path.openapi(), n.ty.name(), "null");
+            }
+            self.check_enum(n, v, path);
+            return;
+        }
+        self.check_type(n, v, path);
+        self.check_junctors(n, v, path);
+        match v {
+            Value::String(s) => {
+                self.check_string(n, s, path);
+                if let Some((name, f)) = &n.format
+                    && f.checks_strings()
+                    && !f.is_valid(s)
+                {
+                    self.invalid_type(&path.openapi(), name, s);
+                }
+            }
+            Value::Number(x) => self.check_number(n, Num::of(x), path),
+            Value::Array(a) => self.check_array(n, a, path),
+            _ => {}
+        }
+        self.check_enum(n, v, path);
+        if let Value::Object(m) = v {
+            self.check_object(n, m, path);
+        }
+    }
+
+    fn check_type(&mut self, n: &Node, v: &Value, path: &Path) {
+        let fmt_name = n.format.as_ref().map(|(s, _)| s.as_str());
+        if n.ty == Type::Any && fmt_name.is_none() {
+            return;
+        }
+        let (sch, sch_fmt) = type_of(v);
+        let is_float_int = match v {
+            Value::Number(x) if x.as_i64().is_none() => {
+                is_json_integer(x.as_f64().unwrap_or(0.5)) && n.ty.contains("integer")
+            }
+            _ => false,
+        };
+        let is_int_float = sch == "integer" && n.ty.contains("number");
+        let stringish = matches!(v, Value::String(_) | Value::Array(_));
+        if let Some(tf) = fmt_name
+            && !stringish
+            && !(n.ty.contains(sch) || sch_fmt == tf || is_float_int || is_int_float)
+        {
+            self.invalid_type(&path.openapi(), tf, sch_fmt);
+            return;
+        }
+        if fmt_name.is_some() && stringish && !(n.ty.contains("number") || n.ty.contains("integer"))
+        {
+            return;
+        }
+        if n.ty != Type::Any && !(n.ty.contains(sch) || is_float_int || is_int_float) {
+            self.invalid_type(&path.openapi(), n.ty.name(), sch);
+        }
+    }
+
+    fn check_junctors<'a>(&mut self, n: &'a Node, v: &'a Value, path: &mut Path<'a>) {
+        if n.any_of.is_empty() && n.one_of.is_empty() && n.all_of.is_empty() && n.not.is_none() {
+            return;
+        }
+        let prefix = self.prefix;
+        let run = |s: &'a Node, path: &mut Path<'a>| {
+            let mut sub = Validator::new(prefix);
+            sub.validate(s, v, path);
+            (sub.errs, sub.matches)
+        };
+        if !n.any_of.is_empty() {
+            let mut best: Option<(Vec<FieldError>, u32)> = None;
+            let mut ok = false;
+            for s in &n.any_of {
+                let (errs, m) = run(s, path);
+                if errs.is_empty() {
+                    ok = true;
+                    break;
+                }
+                // kube-openapi reports the failed branch that matched most (the first on ties).
+                if best.as_ref().is_none_or(|b| m > b.1) {
+                    best = Some((errs, m));
+                }
+            }
+            if !ok {
+                self.unnamed(format!(
+                    "{} must validate at least one schema (anyOf)",
+                    gofmt::quote(&path.openapi())
+                ));
+                self.errs.extend(best.map(|b| b.0).unwrap_or_default());
+            }
+        }
+        if !n.one_of.is_empty() {
+            let mut best: Option<(Vec<FieldError>, u32)> = None;
+            let mut validated = 0;
+            for s in &n.one_of {
+                let (errs, m) = run(s, path);
+                if errs.is_empty() {
+                    validated += 1;
+                    best = None;
+                } else if validated == 0 && best.as_ref().is_none_or(|b| m > b.1) {
+                    best = Some((errs, m));
+                }
+            }
+            if validated != 1 {
+                let more = if validated == 0 {
+                    "Found none valid".to_string()
+                } else {
+                    format!("Found {validated} valid alternatives")
+                };
+                self.unnamed(format!(
+                    "{} must validate one and only one schema (oneOf). {more}",
+                    gofmt::quote(&path.openapi())
+                ));
+                self.errs.extend(best.map(|b| b.0).unwrap_or_default());
+            }
+        }
+        if !n.all_of.is_empty() {
+            let mut validated = 0;
+            for s in &n.all_of {
+                let (errs, m) = run(s, path);
+                self.matches += m;
+                if errs.is_empty() {
+                    validated += 1;
+                }
+                self.errs.extend(errs);
+            }
+            if validated != n.all_of.len() {
+                let more = if validated == 0 {
+                    ". None validated"
+                } else {
+                    ""
+                };
+                self.unnamed(format!(
+                    "{} must validate all the schemas (allOf){more}",
+                    gofmt::quote(&path.openapi())
+                ));
+            }
+        }
+        if let Some(not) = &n.not
+            && run(not, path).0.is_empty()
+        {
+            self.unnamed(format!(
+                "{} must not validate the schema (not)",
+                gofmt::quote(&path.openapi())
+            ));
+        }
+    }
+
+    fn check_string(&mut self, n: &Node, s: &str, path: &Path) {
+        if n.max_length.is_none() && n.min_length.is_none() && n.pattern.is_none() {
+            return;
+        }
+        let len = || s.chars().count() as i64;
+        if let Some(max) = n.max_length
+            && len() > max
+        {
+            self.errs
+                .push(FieldError::too_long(self.field(&path.openapi()), max));
+            return;
+        }
+        if let Some(min) = n.min_length
+            && len() < min
+        {
+            let name = path.openapi();
+            self.invalid(
+                &name,
+                Value::from(s),
+                format!("{name} in body should be at least {min} chars long"),
+            );
+            return;
+        }
+        if let Some((p, re)) = &n.pattern {
+            let name = path.openapi();
+            match re {
+                Some(re) if re.is_match(s) => {}
+                Some(_) => self.invalid(
+                    &name,
+                    Value::from(s),
+                    format!("{name} in body should match '{p}'"),
+                ),
+                None => self.invalid(
+                    &name,
+                    Value::from(s),
+                    format!("{name} in body should match '{p}, but pattern is invalid'"),
+                ),
+            }
+        }
+    }
+
+    /// kube-openapi's `IsValueValidAgainstRange`: whether `x` fits the schema's type/format.
+    fn in_range(n: &Node, x: Num) -> bool {
+        let fmt = n.format.as_ref().map_or("", |(s, _)| s.as_str());
+        match n.ty {
+            Type::Integer => {
+                let i = match x {
+                    Num::Int(i) => i,
+                    // FormatFloat('f') then ParseInt: integral values in int64 range only.
+                    Num::Float(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => {
+                        f as i64
+                    }
+                    Num::Float(_) => return false,
+                };
+                fmt != "int32" || i32::try_from(i).is_ok()
+            }
+            Type::Number if fmt == "float" => x.f64().abs() <= f64::from(f32::MAX),
+            _ => true,
+        }
+    }
+
+    fn check_number(&mut self, n: &Node, x: Num, path: &Path) {
+        if !matches!(n.ty, Type::Integer | Type::Number)
+            && n.multiple_of.is_none()
+            && n.maximum.is_none()
+            && n.minimum.is_none()
+        {
+            return;
+        }
+        let typed = matches!(n.ty, Type::Integer | Type::Number);
+        if typed && !Self::in_range(n, x) {
+            let fmt = n.format.as_ref().map_or("", |(s, _)| s.as_str());
+            let name = path.openapi();
+            let what = if fmt.is_empty() {
+                format!("{} (default format)", n.ty.name())
+            } else {
+                format!("{} with format {fmt}", n.ty.name())
+            };
+            self.unnamed(format!("Checked value must be of type {what} in {name}"));
+        }
+        let native = |b: f64| -> bool {
+            let b_ok = !typed || Self::in_range(n, Num::Float(b));
+            b_ok && matches!(x, Num::Int(_))
+        };
+        if let Some(factor) = n.multiple_of {
+            let as_int = native(factor);
+            if factor <= 0.0 || (as_int && (factor as i64) <= 0) {
+                let name = path.openapi();
+                let fv = if as_int {
+                    Value::from(factor as i64)
+                } else {
+                    Value::from(factor)
+                };
+                self.invalid(
+                    &name,
+                    fv,
+                    format!(
+                        "factor MultipleOf declared for {name} must be positive: {}",
+                        bound(factor, as_int)
+                    ),
+                );
+            } else {
+                let bad = match x {
+                    Num::Int(i) if as_int => i % (factor as i64) != 0,
+                    _ => {
+                        let d = x.f64();
+                        let mult = if factor < 1.0 {
+                            1.0 / factor * d
+                        } else {
+                            d / factor
+                        };
+                        !is_json_integer(mult)
+                    }
+                };
+                if bad {
+                    let name = path.openapi();
+                    let msg = format!(
+                        "{name} in body should be a multiple of {}",
+                        bound(factor, as_int)
+                    );
+                    self.invalid(&name, x.value(), msg);
+                }
+            }
+        }
+        if let Some(max) = n.maximum {
+            let as_int = native(max);
+            let over = match x {
+                Num::Int(i) if as_int => {
+                    let m = max as i64;
+                    if n.exclusive_maximum { i >= m } else { i > m }
+                }
+                _ => {
+                    let d = x.f64();
+                    if n.exclusive_maximum {
+                        d >= max
+                    } else {
+                        d > max
+                    }
+                }
+            };
+            if over {
+                let name = path.openapi();
+                let rel = if n.exclusive_maximum {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                self.invalid(
+                    &name,
+                    x.value(),
+                    format!("{name} in body should be {rel} {}", bound(max, as_int)),
+                );
+            }
+        }
+        if let Some(min) = n.minimum {
+            let as_int = native(min);
+            let under = match x {
+                Num::Int(i) if as_int => {
+                    let m = min as i64;
+                    if n.exclusive_minimum { i <= m } else { i < m }
+                }
+                _ => {
+                    let d = x.f64();
+                    if n.exclusive_minimum {
+                        d <= min
+                    } else {
+                        d < min
+                    }
+                }
+            };
+            if under {
+                let name = path.openapi();
+                let rel = if n.exclusive_minimum {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                self.invalid(
+                    &name,
+                    x.value(),
+                    format!("{name} in body should be {rel} {}", bound(min, as_int)),
+                );
+            }
+        }
+    }
+
+    fn check_array<'a>(&mut self, n: &'a Node, a: &'a [Value], path: &mut Path<'a>) {
+        if let Some(items) = &n.items
+            && items.has_value_checks
+        {
+            for (i, x) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                self.validate(items, x, path);
+                path.pop();
+            }
+        }
+        let size = a.len() as i64;
+        if let Some(min) = n.min_items
+            && size < min
+        {
+            let name = path.openapi();
+            self.invalid(
+                &name,
+                Value::from(size),
+                format!("{name} in body should have at least {min} items"),
+            );
+        }
+        if let Some(max) = n.max_items
+            && size > max
+        {
+            self.errs
+                .push(FieldError::too_many(self.field(&path.openapi()), size, max));
+        }
+        if n.unique_items
+            && a.iter()
+                .enumerate()
+                .any(|(i, x)| a[..i].iter().any(|y| json_equal(x, y)))
+        {
+            let name = path.openapi();
+            self.invalid(
+                &name,
+                Value::from(""),
+                format!("{name} in body shouldn't contain duplicates"),
+            );
+        }
+    }
+
+    fn check_enum(&mut self, n: &Node, v: &Value, path: &Path) {
+        if n.enum_.is_empty() || n.enum_.iter().any(|e| enum_equal(v, e)) {
+            return;
+        }
+        let valid: Vec<String> = n
+            .enum_
+            .iter()
+            .map(|e| match e {
+                Value::String(s) => s.clone(),
+                e => gofmt::json(e),
+            })
+            .collect();
+        let f = self.field(&path.openapi());
+        self.errs
+            .push(FieldError::not_supported(f, v.clone(), &valid));
+    }
+
+    fn check_object<'a>(&mut self, n: &'a Node, m: &'a Map<String, Value>, path: &mut Path<'a>) {
+        let size = m.len() as i64;
+        if let Some(min) = n.min_properties
+            && size < min
+        {
+            let name = path.openapi();
+            self.invalid(
+                &name,
+                Value::from(size),
+                format!("{name} in body should have at least {min} properties"),
+            );
+        }
+        if let Some(max) = n.max_properties
+            && size > max
+        {
+            self.errs
+                .push(FieldError::too_many(self.field(&path.openapi()), size, max));
+        }
+        for (k, v) in m {
+            if let Some(p) = n.properties.get(k) {
+                if p.has_value_checks {
+                    path.push(Seg::Prop(k));
+                    self.validate(p, v, path);
+                    path.pop();
+                }
+                continue;
+            }
+            match &n.additional {
+                Some(Additional::Schema(a)) if a.has_value_checks => {
+                    path.push(Seg::Key(k));
+                    self.validate(a, v, path);
+                    path.pop();
+                }
+                Some(Additional::Bool(false)) => {
+                    let name = path.openapi();
+                    self.invalid(
+                        &name,
+                        Value::from(k.as_str()),
+                        format!("{name}.{k} in body is a forbidden property"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        for k in &n.required {
+            if !m.contains_key(k) {
+                path.push(Seg::Prop(k));
+                let f = self.field(&path.openapi());
+                path.pop();
+                self.errs.push(FieldError::required(f, ""));
+            }
+        }
+    }
+}
+
+/// kube-openapi's enum match: numbers compare by value (Go converts between int64 and
+/// float64), everything else must be deeply equal.
+fn enum_equal(v: &Value, e: &Value) -> bool {
+    match (v, e) {
+        (Value::Number(a), Value::Number(b)) => Num::of(a).f64() == Num::of(b).f64(),
+        _ => v == e,
+    }
+}
+
+/// `reflect.DeepEqual` of decoded JSON values (int64 and float64 differ).
+pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    a == b
+}
+
+/// Drops errors with the same field and message (kube-openapi reports each message once).
+pub(crate) fn dedup(errs: &mut Vec<FieldError>) {
+    if errs.len() < 2 {
+        return;
+    }
+    let mut out: Vec<FieldError> = Vec::with_capacity(errs.len());
+    for e in errs.drain(..) {
+        if !out
+            .iter()
+            .any(|o| o.field == e.field && o.detail == e.detail && o.error_type == e.error_type)
+        {
+            out.push(e);
+        }
+    }
+    *errs = out;
+}

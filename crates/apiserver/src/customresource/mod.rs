@@ -1,0 +1,228 @@
+//! Custom kinds: each served version of a CustomResourceDefinition becomes a
+//! [`KindRegistration`] (upstream's `apiextensions-apiserver` `crdHandler` and its
+//! per-version storage): names and scope from the CRD, decoding that prunes by the
+//! version's structural schema ([`codec`]), a strategy that defaults and validates by it
+//! ([`strategy`]), the printer columns ([`printer`]), the `status` and `scale` subresources,
+//! and conversion between versions by `apiVersion`. The [`controller`] registers them as
+//! CRDs come and go.
+
+mod codec;
+pub mod controller;
+mod jsonpath;
+mod printer;
+mod strategy;
+
+use std::sync::Arc;
+
+use apiextensions::schema::Structural;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use serde_json::{Value, json};
+
+use crate::error::Cause;
+use crate::kinds::KindRegistration;
+use crate::resources::ResourceInfo;
+use crate::scale::{ScalePaths, ScaleSelector};
+
+/// A string that lives as long as the process (registrations hold `&'static str`, as
+/// built-in kinds do; a CRD's names are leaked once per registration).
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+fn leak_list(v: Option<&Value>) -> &'static [&'static str] {
+    let list: Vec<&'static str> = v
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(leak)
+        .collect();
+    Box::leak(list.into_boxed_slice())
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn versions(crd: &Value) -> &[Value] {
+    crd.pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// A version's `openAPIV3Schema`, typed.
+fn version_schema(version: &Value) -> Result<Option<JSONSchemaProps>, String> {
+    match version.pointer("/schema/openAPIV3Schema") {
+        None => Ok(None),
+        Some(s) => serde_json::from_value(s.clone())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn cause_of(e: &apiextensions::field::FieldError) -> Cause {
+    Cause {
+        reason: e.reason(),
+        field: e.field.clone(),
+        message: e.message(),
+    }
+}
+
+/// The errors of each version's schema: not structural, bad patterns or defaults.
+pub fn schema_errors(crd: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for (i, v) in versions(crd).iter().enumerate() {
+        let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        match version_schema(v) {
+            Ok(Some(schema)) => {
+                if let Err(errors) = Structural::new(&schema, &path) {
+                    causes.extend(errors.iter().map(cause_of));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => causes.push(Cause::invalid(path, "", &e)),
+        }
+    }
+    causes
+}
+
+/// Sets a CRD condition, keeping its transition time when the status does not change.
+pub fn set_condition(crd: &mut Value, kind: &str, status: &str, reason: &str, message: &str) {
+    if !crd.get("status").is_some_and(Value::is_object) {
+        crd["status"] = json!({});
+    }
+    let conditions = crd["status"]
+        .as_object_mut()
+        .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+    let Some(list) = conditions.and_then(Value::as_array_mut) else {
+        return;
+    };
+    let now = crate::meta::now_rfc3339();
+    match list.iter_mut().find(|c| str_at(c, "/type") == kind) {
+        Some(c) => {
+            if str_at(c, "/status") != status {
+                c["lastTransitionTime"] = json!(now);
+            }
+            c["status"] = json!(status);
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        None => list.push(json!({
+            "type": kind, "status": status, "lastTransitionTime": now,
+            "reason": reason, "message": message,
+        })),
+    }
+}
+
+/// A `.spec.replicas` path (a CRD's scale paths) as a JSON pointer.
+fn pointer_of(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .fold(String::new(), |mut p, step| {
+            p.push('/');
+            p.push_str(step);
+            p
+        })
+}
+
+/// One registration per served version of `crd`; `Err` when a schema does not compile
+/// (the CRD was validated when written, so only a CRD stored by an older server).
+pub fn registrations(crd: &Value) -> Result<Vec<KindRegistration>, String> {
+    let group = leak(str_at(crd, "/spec/group"));
+    let names = crd.pointer("/spec/names").cloned().unwrap_or_default();
+    let kind = leak(str_at(&names, "/kind"));
+    let plural = leak(str_at(&names, "/plural"));
+    let singular = match str_at(&names, "/singular") {
+        "" => kind.to_ascii_lowercase(),
+        s => s.to_string(),
+    };
+    let namespaced = str_at(crd, "/spec/scope") != "Cluster";
+    let short_names = leak_list(names.get("shortNames"));
+    let categories = leak_list(names.get("categories"));
+    let all = versions(crd);
+    let storage = all
+        .iter()
+        .find(|v| v.get("storage") == Some(&json!(true)))
+        .map(|v| format!("{group}/{}", str_at(v, "/name")));
+    let mut out = Vec::new();
+    for v in all.iter().filter(|v| v.get("served") == Some(&json!(true))) {
+        let version = leak(str_at(v, "/name"));
+        let path = "openAPIV3Schema";
+        let schema = version_schema(v)?.unwrap_or_default();
+        let structural = Structural::new(&schema, path).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let structural = Arc::new(structural);
+        let status = v.pointer("/subresources/status").is_some();
+        let scale = v.pointer("/subresources/scale");
+        let mut subresources = Vec::new();
+        if status {
+            subresources.push("status");
+        }
+        if scale.is_some() {
+            subresources.push("scale");
+        }
+        let info = ResourceInfo {
+            group,
+            version,
+            kind,
+            plural,
+            singular: singular.clone(),
+            namespaced,
+            short_names,
+            categories,
+            subresources: Box::leak(subresources.into_boxed_slice()),
+            create_only: false,
+            read_only: false,
+        };
+        let selectable: Vec<&'static str> = v
+            .get("selectableFields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|f| leak(str_at(f, "/jsonPath").trim_start_matches('.')))
+            .collect();
+        let mut kind_reg = KindRegistration::untyped(info)
+            .with_typed(crate::typed::Typed::by_schema(codec::SchemaCodec::new(
+                structural.clone(),
+                &schema,
+                group,
+                version,
+                kind,
+            )))
+            .with_strategy(strategy::CustomResourceStrategy {
+                schema: structural,
+                status,
+                selectable: Box::leak(selectable.into_boxed_slice()),
+            })
+            .with_printer(printer::ColumnPrinter::new(
+                v.get("additionalPrinterColumns"),
+            ));
+        if let Some(scale) = scale {
+            kind_reg = kind_reg.with_scale(ScalePaths {
+                spec_replicas: pointer_of(str_at(scale, "/specReplicasPath")),
+                status_replicas: pointer_of(str_at(scale, "/statusReplicasPath")),
+                selector: ScaleSelector::Text(
+                    scale
+                        .get("labelSelectorPath")
+                        .and_then(Value::as_str)
+                        .map(pointer_of),
+                ),
+            });
+        }
+        if all.len() > 1
+            && let Some(storage) = &storage
+        {
+            kind_reg = kind_reg.with_conversion(crate::conversion::ApiVersion {
+                storage: storage.clone(),
+            });
+        }
+        out.push(kind_reg);
+    }
+    Ok(out)
+}

@@ -1,0 +1,375 @@
+//! CustomResourceDefinitions driven by the real kubectl, on SQLite and on a real etcd: a CRD
+//! with a schema, defaults, printer columns and the status and scale subresources (the
+//! CronTab of Kubernetes' documentation), its objects validated, defaulted and pruned as
+//! upstream does, two versions converted by `apiVersion`, and deletion of the CRD deleting
+//! its objects.
+//!
+//! Kinds are registered per process (as upstream's scheme), so each test defines its CRDs
+//! in a group of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
+
+use apiserver::testing::{Cluster, eventually};
+
+/// The short name of the CronTabs of `group`: one per group, as the tests' CRDs share
+/// this process (kubectl warns when a short name matches two resources).
+fn short(group: &str) -> String {
+    let label = group.split('.').take(2).collect::<Vec<_>>().join("");
+    format!("ct{}", label.replace('-', ""))
+}
+
+fn crontab_crd(group: &str) -> String {
+    let short = short(group);
+    format!(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [{short}]
+    categories: [{short}-all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {{}}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.labelSelector
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What the cron job runs, and when.
+            properties:
+              cronSpec:
+                type: string
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){{4}}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+          status:
+            type: object
+            properties:
+              replicas:
+                type: integer
+              labelSelector:
+                type: string
+"#
+    )
+}
+
+fn crontab(group: &str, name: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: {group}/v1
+kind: CronTab
+metadata:
+  name: {name}
+spec:
+  cronSpec: "* * * * */5"
+  image: my-awesome-cron-image
+{extra}"#
+    )
+}
+
+async fn established(c: &Cluster, name: &str) {
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=10s",
+        &format!("crd/{name}"),
+    ])
+    .await;
+}
+
+async fn crd_lifecycle(c: &Cluster, group: &str) {
+    let ct = &short(group);
+    let crd = c.write("crd.yaml", &crontab_crd(group));
+    c.ok(&["apply", "-f", &crd]).await;
+    established(c, &format!("crontabs.{group}")).await;
+    let conditions = c
+        .ok(&[
+            "get",
+            "crd",
+            &format!("crontabs.{group}"),
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"NamesAccepted\")].status} {.status.acceptedNames.kind} {.status.storedVersions}",
+        ])
+        .await;
+    assert_eq!(conditions, "True CronTab [\"v1\"]");
+
+    // A valid object: defaults filled, printer columns shown, found by its short name.
+    let obj = c.write("ct.yaml", &crontab(group, "my-cron", ""));
+    c.ok(&["apply", "-f", &obj]).await;
+    let replicas = c
+        .ok(&[
+            "get",
+            ct,
+            "my-cron",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ])
+        .await;
+    assert_eq!(replicas, "1 1", "the schema's default");
+    let table = c.ok(&["get", &format!("crontabs.{group}")]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    assert!(
+        table.contains("my-cron") && table.contains("* * * * */5"),
+        "{table}"
+    );
+
+    // Unknown fields are refused (kubectl asks for strict validation), and pruned otherwise.
+    let unknown = c.write(
+        "unknown.yaml",
+        &crontab(group, "unknown", "  colour: blue\n"),
+    );
+    let err = c.fails(&["apply", "-f", &unknown]).await;
+    assert!(err.contains("unknown field \"spec.colour\""), "{err}");
+    c.ok(&["apply", "--validate=false", "-f", &unknown]).await;
+    let spec = c
+        .ok(&["get", ct, "unknown", "-o", "jsonpath={.spec}"])
+        .await;
+    assert!(!spec.contains("colour"), "pruned: {spec}");
+
+    // Invalid objects are refused with upstream's field paths and messages.
+    let invalid = c.write(
+        "invalid.yaml",
+        &crontab(group, "invalid", "  replicas: 20\n"),
+    );
+    let err = c.fails(&["apply", "-f", &invalid]).await;
+    assert!(
+        err.contains("The CronTab \"invalid\" is invalid")
+            && err.contains("spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10"),
+        "{err}"
+    );
+    let wrong_type = c.write(
+        "wrong.yaml",
+        &crontab(group, "wrong", "  replicas: three\n"),
+    );
+    let err = c.fails(&["apply", "-f", &wrong_type]).await;
+    assert!(
+        err.contains("spec.replicas in body must be of type integer: \"string\""),
+        "{err}"
+    );
+    let bad_spec = c.write(
+        "badspec.yaml",
+        &crontab(group, "bad-spec", "").replace("* * * * */5", "every minute"),
+    );
+    let err = c.fails(&["apply", "-f", &bad_spec]).await;
+    assert!(err.contains("spec.cronSpec in body should match"), "{err}");
+
+    // kubectl explain reads the schema from /openapi/v3.
+    let explain = c
+        .ok(&[
+            "explain",
+            "crontabs.spec",
+            &format!("--api-version={group}/v1"),
+        ])
+        .await;
+    assert!(
+        explain.contains("cronSpec") && explain.contains("What the cron job runs"),
+        "{explain}"
+    );
+
+    // The scale subresource: kubectl scale, and the Scale's selector from the object.
+    c.ok(&["scale", &format!("{ct}/my-cron"), "--replicas=3"])
+        .await;
+    let replicas = c
+        .ok(&[
+            "get",
+            ct,
+            "my-cron",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ])
+        .await;
+    assert_eq!(replicas, "3 2");
+
+    // The status subresource: status written only through it.
+    c.ok(&[
+        "patch",
+        ct,
+        "my-cron",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3,"labelSelector":"app=cron"}}"#,
+    ])
+    .await;
+    c.ok(&[
+        "patch",
+        ct,
+        "my-cron",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":7}}"#,
+    ])
+    .await;
+    let status = c
+        .ok(&["get", ct, "my-cron", "-o", "jsonpath={.status.replicas}"])
+        .await;
+    assert_eq!(status, "3", "a write of the object leaves status alone");
+    let scale = c
+        .ok(&[
+            "get",
+            "--raw",
+            &format!("/apis/{group}/v1/namespaces/default/crontabs/my-cron/scale"),
+        ])
+        .await;
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["status"]["selector"], "app=cron", "{scale}");
+    assert_eq!(scale["status"]["replicas"], 3, "{scale}");
+
+    // A category names the kind (as `all` names the built-in workloads; the tests' CRDs
+    // share this process, so each has a category of its own).
+    let all = c.ok(&["get", &format!("{ct}-all")]).await;
+    assert!(all.contains("my-cron") && all.contains("unknown"), "{all}");
+
+    // Deleting the CRD deletes its objects, then the CRD; the kind is no longer served.
+    c.ok(&[
+        "delete",
+        "crd",
+        &format!("crontabs.{group}"),
+        "--timeout=30s",
+    ])
+    .await;
+    let err = c.fails(&["get", &format!("crontabs.{group}")]).await;
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
+    let stored = c
+        .server
+        .store()
+        .list(&format!("/registry/{group}/"), Default::default())
+        .await
+        .unwrap();
+    assert!(
+        stored.kvs.is_empty(),
+        "the CRD's objects are deleted with it"
+    );
+}
+
+async fn two_versions(c: &Cluster, group: &str) {
+    let crd = crontab_crd(group).replace(
+        "  versions:\n  - name: v1\n    served: true\n    storage: true\n",
+        "  versions:\n  - name: v2\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n    served: true\n    storage: true\n",
+    );
+    let file = c.write("crd2.yaml", &crd);
+    c.ok(&["apply", "-f", &file]).await;
+    established(c, &format!("crontabs.{group}")).await;
+    let obj = c.write("ct2.yaml", &crontab(group, "both", ""));
+    c.ok(&["apply", "-f", &obj]).await;
+    let v2 = c
+        .ok(&[
+            "get",
+            "--raw",
+            &format!("/apis/{group}/v2/namespaces/default/crontabs/both"),
+        ])
+        .await;
+    let v2: serde_json::Value = serde_json::from_str(&v2).unwrap();
+    assert_eq!(v2["apiVersion"], format!("{group}/v2"));
+    assert_eq!(v2["spec"]["image"], "my-awesome-cron-image");
+    let v1 = c
+        .ok(&[
+            "get",
+            "--raw",
+            &format!("/apis/{group}/v1/namespaces/default/crontabs"),
+        ])
+        .await;
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(v1["items"][0]["apiVersion"], format!("{group}/v1"), "{v1}");
+    // Discovery lists both versions, the first one preferred (as upstream orders them).
+    let discovery = c.ok(&["get", "--raw", &format!("/apis/{group}")]).await;
+    let discovery: serde_json::Value = serde_json::from_str(&discovery).unwrap();
+    assert_eq!(
+        discovery["versions"].as_array().unwrap().len(),
+        2,
+        "{discovery}"
+    );
+    c.ok(&["delete", "crd", &format!("crontabs.{group}")]).await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let c = super::Cluster::start(false).await;
+                    super::$name(&c, &concat!(stringify!($name), ".sqlite.example.com").replace("_", "-")).await;
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let c = super::Cluster::start(true).await;
+                    super::$name(&c, &concat!(stringify!($name), ".etcd.example.com").replace("_", "-")).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(crd_lifecycle, two_versions);
+
+/// CRDs stored before a restart are served from the first request after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_after_restart() {
+    let group = "restart.example.com";
+    let c = Cluster::start(false).await;
+    let crd = c.write("crd.yaml", &crontab_crd(group));
+    c.ok(&["apply", "-f", &crd]).await;
+    established(&c, &format!("crontabs.{group}")).await;
+    let obj = c.write("ct.yaml", &crontab(group, "kept", ""));
+    c.ok(&["apply", "-f", &obj]).await;
+    // Another server in this process would not know the kind: forget it, as a new
+    // process would.
+    apiserver::kinds::unregister(group, "v1", "crontabs");
+    let c = c.restart(|_| {}).await;
+    let got = c
+        .ok(&["get", &format!("crontabs.{group}"), "kept", "-o", "name"])
+        .await;
+    assert_eq!(got.trim(), format!("crontab.{group}/kept"));
+    eventually("the CRD to stay established", || async {
+        let s = c
+            .ok(&[
+                "get",
+                "crd",
+                &format!("crontabs.{group}"),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ])
+            .await;
+        (s == "True").then_some(())
+    })
+    .await;
+}
