@@ -491,3 +491,67 @@ mod kube_rs {
         assert!(widgets.get_opt("w1").await.unwrap().is_none());
     }
 }
+
+/// A real project's CRDs: the Gateway API v1.6.1 standard channel (`tests/testdata`,
+/// Apache-2.0), installed as its documentation says and every standard example applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_bundle_installs_and_its_examples_validate() {
+    let c = Cluster::start(false).await;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/gateway-api-v1.6.1");
+    let mut crds: Vec<_> = std::fs::read_dir(dir.join("config/crd/standard"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.display().to_string().contains("_vap_"))
+        .collect();
+    crds.sort();
+    assert_eq!(crds.len(), 10);
+    for crd in &crds {
+        c.ok(&["apply", "--server-side", "-f", &crd.display().to_string()])
+            .await;
+    }
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=20s",
+    ])
+    .await;
+    let out = c
+        .ok(&[
+            "apply",
+            "-R",
+            "-f",
+            &dir.join("examples/standard").display().to_string(),
+        ])
+        .await;
+    assert!(
+        out.contains("httproute.gateway.networking.k8s.io/"),
+        "{out}"
+    );
+    let gateways = c.ok(&["get", "gateways", "-A"]).await;
+    let header: Vec<&str> = gateways
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAMESPACE", "NAME", "CLASS", "ADDRESS", "PROGRAMMED", "AGE"],
+        "{gateways}"
+    );
+    let routes = c.ok(&["get", "httproutes", "-A", "-o", "name"]).await;
+    assert!(routes.lines().count() >= 10, "{routes}");
+    // The schema's own rules refuse what Kubernetes refuses.
+    let bad_port = c.write(
+        "bad-port.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\nspec:\n  rules:\n  - backendRefs:\n    - {name: svc, port: 70000}\n",
+    );
+    let err = c.fails(&["apply", "-f", &bad_port]).await;
+    assert!(
+        err.contains("spec.rules[0].backendRefs[0].port: Invalid value: 70000: spec.rules[0].backendRefs[0].port in body should be less than or equal to 65535"),
+        "{err}"
+    );
+}
