@@ -493,7 +493,8 @@ mod kube_rs {
 }
 
 /// A real project's CRDs: the Gateway API v1.6.1 standard channel (`tests/testdata`,
-/// Apache-2.0), installed as its documentation says and every standard example applied.
+/// Apache-2.0), installed as its documentation says and every standard example applied;
+/// its ValidatingAdmissionPolicy guards the CRDs from a channel downgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_bundle_installs_and_its_examples_validate() {
     let c = Cluster::start(false).await;
@@ -502,10 +503,9 @@ async fn gateway_api_bundle_installs_and_its_examples_validate() {
     let mut crds: Vec<_> = std::fs::read_dir(dir.join("config/crd/standard"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| !p.display().to_string().contains("_vap_"))
         .collect();
     crds.sort();
-    assert_eq!(crds.len(), 10);
+    assert_eq!(crds.len(), 11, "10 CRDs and the policy");
     for crd in &crds {
         c.ok(&["apply", "--server-side", "-f", &crd.display().to_string()])
             .await;
@@ -552,6 +552,20 @@ async fn gateway_api_bundle_installs_and_its_examples_validate() {
     let err = c.fails(&["apply", "-f", &bad_port]).await;
     assert!(
         err.contains("spec.rules[0].backendRefs[0].port: Invalid value: 70000: spec.rules[0].backendRefs[0].port in body should be less than or equal to 65535"),
+        "{err}"
+    );
+    // The bundle's policy: standard CRDs may not be overwritten by experimental ones.
+    let err = c
+        .fails(&[
+            "annotate",
+            "crd",
+            "gateways.gateway.networking.k8s.io",
+            "gateway.networking.k8s.io/channel=experimental",
+            "--overwrite",
+        ])
+        .await;
+    assert!(
+        err.contains("ValidatingAdmissionPolicy 'safe-upgrades.gateway.networking.k8s.io' with binding 'safe-upgrades.gateway.networking.k8s.io' denied request: Installing experimental CRDs on top of standard channel CRDs is prohibited by default."),
         "{err}"
     );
 }

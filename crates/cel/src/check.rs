@@ -54,19 +54,16 @@ pub(crate) struct Checker<'n, 'r> {
     roots: &'r [(&'r str, Shape<'n>)],
     /// Comprehension variables in scope, innermost last.
     bound: Vec<(String, Shape<'n>)>,
-    /// Whether unknown identifiers are errors.
-    strict: bool,
     pub errors: Vec<CheckError>,
     /// Variables the expression reads.
     pub used: Vec<String>,
 }
 
 impl<'n, 'r> Checker<'n, 'r> {
-    pub fn new(roots: &'r [(&'r str, Shape<'n>)], strict: bool) -> Self {
+    pub fn new(roots: &'r [(&'r str, Shape<'n>)]) -> Self {
         Checker {
             roots,
             bound: Vec::new(),
-            strict,
             errors: Vec::new(),
             used: Vec::new(),
         }
@@ -173,7 +170,7 @@ impl<'n, 'r> Checker<'n, 'r> {
             }
             return s.clone();
         }
-        if self.strict && !TYPE_NAMES.contains(&name) {
+        if !TYPE_NAMES.contains(&name) {
             self.errors.push(CheckError {
                 id,
                 message: format!("undeclared reference to '{name}' (in container '')"),
@@ -182,6 +179,9 @@ impl<'n, 'r> Checker<'n, 'r> {
         Shape::Other
     }
 
+    /// The shape of field `name` of `operand`. Upstream types only what the schema
+    /// declares: `x-kubernetes-preserve-unknown-fields` data and properties without a type
+    /// are not fields, so reading them is a compile error.
     fn field(&mut self, id: u64, operand: &Shape<'n>, name: &str) -> Shape<'n> {
         let Shape::Node(node) = operand else {
             return Shape::Other;
@@ -189,19 +189,21 @@ impl<'n, 'r> Checker<'n, 'r> {
         if node.ty != Type::Object {
             return Shape::Other;
         }
-        if node.has_fields() {
-            if let Some((_, child)) = node.field(name) {
-                return Shape::Node(child);
-            }
-            if !node.preserve_unknown && node.additional.is_none() {
+        let found = if node.has_fields() {
+            node.field(name).map(|(_, child)| child)
+        } else {
+            node.additional.as_deref()
+        };
+        match found {
+            Some(child) if child.ty != Type::Any => Shape::Node(child),
+            _ => {
                 self.errors.push(CheckError {
                     id,
                     message: format!("undefined field '{name}'"),
                 });
+                Shape::Other
             }
-            return Shape::Other;
         }
-        node.additional.as_deref().map_or(Shape::Other, Shape::Node)
     }
 
     fn call(&mut self, call: &CallExpr) -> (f64, Shape<'n>) {

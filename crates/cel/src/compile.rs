@@ -5,9 +5,10 @@ use cel_rust::common::ast::IdedExpr;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
 use serde_json::Value;
 
+use crate::check::{Checker, Shape};
 use crate::cost::{STATIC_ESTIMATED_COST_LIMIT, cost_error_message};
 use crate::instrument::instrument;
-use crate::rules::{CompileError, Reason, check_expression};
+use crate::rules::{CompileError, Reason};
 use crate::schema::Node;
 use crate::{env, fieldpath};
 
@@ -20,7 +21,8 @@ pub(crate) struct CompiledRule {
     pub rule: String,
     /// The static message, trimmed; `None` when unset or blank.
     pub message: Option<String>,
-    pub message_expression: Option<IdedExpr>,
+    /// The messageExpression, instrumented, and its source.
+    pub message_expression: Option<(IdedExpr, String)>,
     pub reason: Reason,
     /// The normalized `fieldPath`, relative to the rule's node.
     pub field_path: Option<String>,
@@ -210,7 +212,7 @@ pub(crate) fn compile_rule(
                         ));
                     }
                     total_cost += cost;
-                    message_expression = Some(instrument(p.expression()));
+                    message_expression = Some((instrument(p.expression()), expr.to_owned()));
                 }
             }
         }
@@ -232,4 +234,24 @@ pub(crate) fn compile_rule(
         },
         total_cost,
     ))
+}
+
+/// Checks a parsed expression for a rule on `node`: its errors, estimated cost, and
+/// whether it reads `oldSelf`.
+fn check_expression(program: &cel_rust::Program, node: &Node) -> (Vec<String>, f64, bool) {
+    let roots = [("self", Shape::Node(node)), ("oldSelf", Shape::Node(node))];
+    let mut checker = Checker::new(&roots);
+    let cost = checker.cost(program.expression());
+    let errors = checker
+        .errors
+        .iter()
+        .map(|e| {
+            format!(
+                "ERROR: <input>:{}: {}",
+                crate::env::position(program, e.id),
+                e.message
+            )
+        })
+        .collect();
+    (errors, cost, checker.used.iter().any(|u| u == "oldSelf"))
 }

@@ -1,11 +1,10 @@
-//! Runtime cost: the cel crate has no cost tracking, so the values and functions this crate
-//! provides charge a per-thread meter as they work (one unit per list element or map key
-//! visited, per field read, per element compared or copied, per ~10 bytes a string
-//! function scans). Once the limit is reached, data-backed lists and maps stop yielding
-//! elements, so comprehensions over them end at once; the evaluation's result is then
-//! discarded and the budget error reported. Work the meter can't see (loops over list
-//! literals or over lists built inside the expression) is bounded by the static estimate
-//! checked when the rule is compiled (`estimate.rs`).
+//! Runtime cost: the cel crate has no cost tracking, so this crate charges a per-thread
+//! meter itself: every loop iteration by the size of its body (`instrument.rs`), and the
+//! values and functions of this crate as they work (one unit per list element or map key
+//! visited, per field read, per element compared or copied, per ~10 bytes of a string read
+//! or scanned). Once the limit is reached, loops end and data-backed lists stop yielding
+//! elements; the evaluation's result is then discarded and the budget error reported.
+//! Static limits on estimated cost are checked when compiling (`check.rs`).
 
 use std::cell::Cell;
 

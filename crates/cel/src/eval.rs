@@ -74,6 +74,8 @@ pub(crate) fn evaluate_node(
         message,
         value: Some(Value::String(node.type_name.clone())),
     };
+    // A null old value is no old value.
+    let old = old.filter(|o| !o.is_null());
     if *budget <= 0 {
         out.push(invalid(path, OUT_OF_BUDGET.into()));
         *budget = -1;
@@ -190,12 +192,18 @@ pub(crate) fn evaluate_node(
             }
         }
 
+        // Ratcheting: an unchanged value keeps passing rules that don't look at oldSelf
+        // (upstream downgrades these errors to warnings, which this
+        // crate doesn't report).
+        if unchanged && !rule.uses_old_self {
+            continue;
+        }
         let field = match &rule.field_path {
             Some(fp) => fieldpath::child(path, fp),
             None => path.to_owned(),
         };
         let mut detail = None;
-        if let Some(expr) = &rule.message_expression {
+        if let Some((expr, source)) = &rule.message_expression {
             let message = run(budget, || {
                 instrument::eval(expr, &ctx)
                     .map(|v| v.downcast_ref::<CelString>().map(|s| s.inner().to_owned()))
@@ -211,23 +219,17 @@ pub(crate) fn evaluate_node(
                 Ok(_) => {}
                 Err(per_call) => {
                     let message = if per_call {
-                        "no further validation rules will be run due to call cost exceeds limit for messageExpression"
-                            .to_owned()
+                        format!(
+                            "no further validation rules will be run due to call cost exceeds limit for messageExpression: {source:?}"
+                        )
                     } else {
                         "messageExpression evaluation failed due to running out of cost budget, no further validation rules will be run".to_owned()
                     };
-                    if !unchanged || rule.uses_old_self {
-                        out.push(invalid(&field, message));
-                    }
+                    out.push(invalid(&field, message));
                     *budget = -1;
                     return Outcome::Stop;
                 }
             }
-        }
-        // Ratcheting: an unchanged value keeps passing rules that don't look at oldSelf
-        // (upstream downgrades these errors to warnings).
-        if unchanged && !rule.uses_old_self {
-            continue;
         }
         let detail = detail.unwrap_or_else(|| rule.message_or_default());
         let type_value = Some(Value::String(node.type_name.clone()));

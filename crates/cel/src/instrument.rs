@@ -27,9 +27,11 @@ fn charge<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Execution
 }
 
 /// Nodes one evaluation of `e` visits, a nested comprehension's iterations excluded (its
-/// own condition charges them).
+/// own condition charges them). A string literal also counts a tenth of its length, as
+/// data strings do (`value.rs`), so that building strings in a loop is charged by size.
 fn nodes(e: &IdedExpr) -> i64 {
     1 + match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => s.inner().len() as i64 / 10,
         Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 0,
         Expr::Select(s) => nodes(&s.operand),
         Expr::Call(c) => {

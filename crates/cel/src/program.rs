@@ -23,7 +23,7 @@ pub struct Program {
 pub fn compile(expr: &str, vars: &[&str]) -> Result<Program, String> {
     let program = env::parse(expr)?;
     let roots: Vec<(&str, Shape<'_>)> = vars.iter().map(|v| (*v, Shape::Other)).collect();
-    let mut checker = Checker::new(&roots, true);
+    let mut checker = Checker::new(&roots);
     checker.cost(program.expression());
     if let Some(e) = checker.errors.first() {
         return Err(format!(

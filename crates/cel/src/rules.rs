@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use serde_json::Value;
 
-use crate::check::{self, Checker, Shape};
+use crate::check;
 use crate::compile::{CompiledRule, compile_rule};
 use crate::eval::{Outcome, evaluate_node};
 use crate::fieldpath;
@@ -335,31 +335,4 @@ fn walk_value(
         }
         _ => {}
     }
-}
-
-/// The shapes `self` and `oldSelf` have for a rule on `node`.
-pub(crate) fn rule_roots(node: &Node) -> [(&'static str, Shape<'_>); 2] {
-    [("self", Shape::Node(node)), ("oldSelf", Shape::Node(node))]
-}
-
-/// Checks a parsed expression for a rule on `node`: its errors and estimated cost.
-pub(crate) fn check_expression(
-    program: &cel_rust::Program,
-    node: &Node,
-) -> (Vec<String>, f64, bool) {
-    let roots = rule_roots(node);
-    let mut checker = Checker::new(&roots, true);
-    let cost = checker.cost(program.expression());
-    let errors = checker
-        .errors
-        .iter()
-        .map(|e| {
-            format!(
-                "ERROR: <input>:{}: {}",
-                crate::env::position(program, e.id),
-                e.message
-            )
-        })
-        .collect();
-    (errors, cost, checker.used.iter().any(|u| u == "oldSelf"))
 }

@@ -55,7 +55,6 @@ pub(crate) struct Node {
     pub list_type: ListType,
     /// `x-kubernetes-map-type: atomic`: the map's entries don't correlate with the old object's.
     pub map_atomic: bool,
-    pub preserve_unknown: bool,
     pub max_items: Option<i64>,
     pub max_length: Option<i64>,
     pub max_properties: Option<i64>,
@@ -74,7 +73,6 @@ impl Node {
             items: None,
             list_type: ListType::Atomic,
             map_atomic: false,
-            preserve_unknown: true,
             max_items: None,
             max_length: None,
             max_properties: None,
@@ -85,7 +83,6 @@ impl Node {
         Node {
             ty,
             type_name: name.into(),
-            preserve_unknown: false,
             ..Node::any()
         }
     }
@@ -175,8 +172,6 @@ impl Node {
             items,
             list_type,
             map_atomic: schema.x_kubernetes_map_type.as_deref() == Some("atomic"),
-            preserve_unknown: schema.x_kubernetes_preserve_unknown_fields == Some(true)
-                || (embedded && schema.properties.is_none()),
             max_items: schema.max_items,
             max_length: schema.max_length,
             max_properties: schema.max_properties,

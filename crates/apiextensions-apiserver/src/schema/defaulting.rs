@@ -10,6 +10,9 @@ fn is_non_nullable_null(x: &Value, s: Option<&Node>) -> bool {
 
 /// Sets the defaults of missing (or non-nullable null) properties, recursively.
 pub(crate) fn default(x: &mut Value, s: &Node) {
+    if !s.has_defaults {
+        return;
+    }
     match x {
         Value::Object(m) => {
             for (k, prop) in &s.properties {

@@ -1,5 +1,5 @@
 //! TypeMeta and ObjectMeta of embedded resources (`x-kubernetes-embedded-resource`), as
-//! upstream's `objectmeta/validation.go` checks them. The root object's metadata is the API
+//! upstream's `objectmeta/validation.go` checks them (ObjectMeta itself in `objectmeta.rs`). The root object's metadata is the API
 //! server's job.
 
 use serde_json::{Map, Value};
@@ -14,6 +14,9 @@ pub(crate) fn validate<'a>(
     path: &mut Path<'a>,
     errs: &mut Vec<FieldError>,
 ) {
+    if !s.has_embedded {
+        return;
+    }
     match x {
         Value::Object(m) => {
             if s.embedded && !path.is_empty() {
@@ -74,20 +77,6 @@ fn dns1035_errors(s: &str) -> Vec<String> {
     out
 }
 
-/// Upstream's `IsPathSegmentName`/`IsPathSegmentPrefix` messages.
-fn path_segment_errors(name: &str, prefix: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    if !prefix && (name == "." || name == "..") {
-        out.push(format!("may not be '{name}'"));
-    }
-    for bad in ["/", "%"] {
-        if name.contains(bad) {
-            out.push(format!("may not contain '{bad}'"));
-        }
-    }
-    out
-}
-
 fn validate_embedded(m: &Map<String, Value>, path: &Path, errs: &mut Vec<FieldError>) {
     if !m.contains_key("apiVersion") {
         errs.push(FieldError::required(child(path, "apiVersion"), ""));
@@ -140,60 +129,8 @@ fn validate_embedded(m: &Map<String, Value>, path: &Path, errs: &mut Vec<FieldEr
                     }
                 }
             },
-            "metadata" => validate_meta(v, &child(path, k), errs),
+            "metadata" => super::objectmeta::validate(v, &child(path, k), errs),
             _ => {}
         }
     }
-}
-
-/// The parts of ObjectMeta validation that apply to embedded metadata: an object whose
-/// name/generateName/namespace are strings and valid path segments.
-fn validate_meta(v: &Value, field: &str, errs: &mut Vec<FieldError>) {
-    let Value::Object(meta) = v else {
-        errs.push(FieldError::invalid(
-            field,
-            v.clone(),
-            "expected map[string]interface{}, got non-object",
-        ));
-        return;
-    };
-    for (k, prefix) in [
-        ("name", false),
-        ("generateName", true),
-        ("namespace", false),
-    ] {
-        let Some(x) = meta.get(k) else { continue };
-        let f = format!("{field}.{k}");
-        let Some(s) = x.as_str() else {
-            errs.push(FieldError::invalid(f, x.clone(), "must be a string"));
-            continue;
-        };
-        if s.is_empty() {
-            continue;
-        }
-        let msgs = if k == "namespace" {
-            dns1123_label_errors(s)
-        } else {
-            path_segment_errors(s, prefix)
-        };
-        for msg in msgs {
-            errs.push(FieldError::invalid(f.clone(), x.clone(), msg));
-        }
-    }
-}
-
-fn dns1123_label_errors(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 63 {
-        out.push("must be no more than 63 characters".to_string());
-    }
-    let b = s.as_bytes();
-    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !(b.first().is_some_and(alnum)
-        && b.last().is_some_and(alnum)
-        && b.iter().all(|c| alnum(c) || *c == b'-'))
-    {
-        out.push("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_string());
-    }
-    out
 }

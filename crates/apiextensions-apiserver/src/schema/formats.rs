@@ -29,6 +29,10 @@ pub(crate) enum Format {
     Uri,
     Duration,
     HexColor,
+    /// `k8s-short-name`: a DNS-1123 label.
+    K8sShortName,
+    /// `k8s-long-name`: a DNS-1123 subdomain.
+    K8sLongName,
     /// Supported by CRDs but not checked here (isbn, creditcard, ssn, ...): accepted.
     Unchecked,
 }
@@ -56,6 +60,8 @@ impl Format {
                     "uri" => Format::Uri,
                     "duration" => Format::Duration,
                     "hexcolor" => Format::HexColor,
+                    "k8sshortname" => Format::K8sShortName,
+                    "k8slongname" => Format::K8sLongName,
                     "bsonobjectid" | "isbn" | "isbn10" | "isbn13" | "creditcard" | "ssn"
                     | "rgbcolor" | "password" => Format::Unchecked,
                     _ => return None,
@@ -108,6 +114,10 @@ impl Format {
             Format::Mac => is_mac(s),
             Format::Uri => is_request_uri(s),
             Format::Duration => is_duration(s),
+            Format::K8sShortName => is_dns1123_label(s),
+            Format::K8sLongName => {
+                s.len() <= 253 && s.split('.').all(|l| !l.is_empty() && is_dns1123_label(l))
+            }
             Format::HexColor => rx(&HEXCOLOR, r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$").is_match(s),
         }
     }
@@ -315,4 +325,14 @@ fn is_duration(s: &str) -> bool {
         any = true;
     }
     any
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    b.len() <= 63
+        && b.first().is_some_and(alnum)
+        && b.last().is_some_and(alnum)
+        && b.iter().all(|c| alnum(c) || *c == b'-')
 }

@@ -15,6 +15,9 @@ pub(crate) fn validate<'a>(
     path: &mut Path<'a>,
     errs: &mut Vec<FieldError>,
 ) {
+    if !s.has_list_checks {
+        return;
+    }
     match x {
         Value::Object(m) => {
             for (k, v) in m {

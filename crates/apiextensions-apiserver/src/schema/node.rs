@@ -98,6 +98,12 @@ pub(crate) struct Node {
     /// Whether anything but `type`/`format`-free structure must be checked on values:
     /// lets validation skip whole subtrees quickly.
     pub has_value_checks: bool,
+    /// Whether the subtree has set or map lists (else the list-type walk skips it).
+    pub has_list_checks: bool,
+    /// Whether the subtree has embedded resources (else the embedded walk skips it).
+    pub has_embedded: bool,
+    /// Whether anything below has a default (else defaulting skips the subtree).
+    pub has_defaults: bool,
 }
 
 impl Node {
@@ -166,7 +172,10 @@ impl Node {
             list_type,
             list_map_keys: s.x_kubernetes_list_map_keys.clone().unwrap_or_default(),
             enum_: s.enum_.iter().flatten().map(|j| j.0.clone()).collect(),
-            pattern: s.pattern.as_ref().map(|p| (p.clone(), Regex::new(p).ok())),
+            pattern: s
+                .pattern
+                .as_ref()
+                .map(|p| (p.clone(), super::pattern::compile(p).ok())),
             min_length: s.min_length,
             max_length: s.max_length,
             min_items: s.min_items,
@@ -185,8 +194,15 @@ impl Node {
             one_of: compile_all(&s.one_of),
             not: s.not.as_deref().map(|x| Box::new(Node::compile(x))),
             has_value_checks: false,
+            has_list_checks: false,
+            has_embedded: false,
+            has_defaults: false,
         };
         n.has_value_checks = n.compute_has_value_checks();
+        n.has_list_checks = matches!(n.list_type, Some(ListType::Set | ListType::Map))
+            || n.any_child(|c| c.has_list_checks);
+        n.has_embedded = n.embedded || n.any_child(|c| c.has_embedded);
+        n.has_defaults = n.any_child(|c| c.default.is_some() || c.has_defaults);
         n
     }
 
@@ -214,6 +230,13 @@ impl Node {
             || matches!(&self.additional, Some(Additional::Bool(false)))
             || matches!(&self.additional, Some(Additional::Schema(a)) if a.has_value_checks)
             || self.items.as_ref().is_some_and(|i| i.has_value_checks)
+    }
+
+    /// Whether any structural child (property, additionalProperties, items) satisfies `f`.
+    fn any_child(&self, f: impl Fn(&Node) -> bool) -> bool {
+        self.properties.values().any(&f)
+            || matches!(&self.additional, Some(Additional::Schema(a)) if f(a))
+            || self.items.as_deref().is_some_and(&f)
     }
 
     /// The schema of field `k` (a property, else additionalProperties' schema).

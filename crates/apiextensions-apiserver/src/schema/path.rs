@@ -74,15 +74,4 @@ impl<'a> Path<'a> {
         }
         s
     }
-
-    /// The path upstream's pruning reports for an unknown field `k` here.
-    #[allow(dead_code)]
-    pub(crate) fn unknown(&self, k: &str) -> String {
-        let mut s = self.openapi();
-        if !s.is_empty() {
-            s.push('.');
-        }
-        s.push_str(k);
-        s
-    }
 }

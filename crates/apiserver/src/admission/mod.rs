@@ -20,6 +20,7 @@ pub use crate::registry::{Attributes, Operation};
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
+mod matching;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
 pub mod pod_preset;
@@ -29,6 +30,7 @@ pub mod resource_quota;
 pub mod service_account;
 pub mod storage_object_in_use_protection;
 pub mod support;
+pub mod validating_admission_policy;
 pub mod webhook;
 
 /// The configured plugins (upstream's admission chain as built from the server's flags).
@@ -117,6 +119,9 @@ impl Admit for Chain {
         if let Some(authz) = self.authorizer.get() {
             crate::authz::escalation::check(authz, a, obj)?;
         }
+        if on("ValidatingAdmissionPolicy") {
+            validating_admission_policy::validate(registry, a, obj).await?;
+        }
         if on("ValidatingAdmissionWebhook") {
             webhook::validate(registry, a, obj).await?;
         }
@@ -129,12 +134,15 @@ impl Admit for Chain {
     }
 
     /// The validating plugins of a delete (`a.old` is the object deleted): only the
-    /// webhooks, as the built-in plugins here judge only creates and updates.
+    /// policies and webhooks, as the built-in plugins here judge only creates and updates.
     async fn validate_delete(&self, a: &Attributes<'_>) -> ApiResult<()> {
-        if !self.enabled("ValidatingAdmissionWebhook") {
-            return Ok(());
+        if self.enabled("ValidatingAdmissionPolicy") {
+            validating_admission_policy::validate(&self.registry, a, &Value::Null).await?;
         }
-        webhook::validate(&self.registry, a, &Value::Null).await
+        if self.enabled("ValidatingAdmissionWebhook") {
+            webhook::validate(&self.registry, a, &Value::Null).await?;
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +159,7 @@ pub const PLUGINS: &[&str] = &[
     "MutatingAdmissionWebhook",
     "PodSecurity",
     "NodeRestriction",
+    "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
     "ResourceQuota",
 ];

@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::matching::{namespace_selector_matches, object_selector_matches, rules_match};
 use crate::admission::{Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
-use crate::selector::{LabelSelector, selector_string};
 
 const GROUP: &str = "admissionregistration.k8s.io";
 /// Upstream's limit on an AdmissionReview response body.
@@ -77,7 +77,7 @@ async fn matching(
     for config in configs {
         let hooks = config.get("webhooks").and_then(Value::as_array);
         for hook in hooks.into_iter().flatten() {
-            if !rules_match(hook, a) || !object_selector_matches(hook, a, obj)? {
+            if !rules_match(hook.get("rules"), a) || !object_selector_matches(hook, a, obj)? {
                 continue;
             }
             if !namespace_selector_matches(registry, hook, a, obj, &mut namespace).await? {
@@ -87,101 +87,6 @@ async fn matching(
         }
     }
     Ok(out)
-}
-
-fn strings<'v>(v: &'v Value, key: &str) -> Vec<&'v str> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
-
-/// Whether any of the webhook's rules covers the write's operation, group, version,
-/// resource (with subresource) and scope.
-fn rules_match(hook: &Value, a: &Attributes<'_>) -> bool {
-    let rules = hook.get("rules").and_then(Value::as_array);
-    rules.into_iter().flatten().any(|rule| {
-        let has =
-            |key: &str, want: &str| strings(rule, key).iter().any(|v| *v == "*" || *v == want);
-        let scope = match rule.get("scope").and_then(Value::as_str).unwrap_or("*") {
-            "Cluster" => !a.info.namespaced,
-            "Namespaced" => a.info.namespaced,
-            _ => true,
-        };
-        scope
-            && has("operations", a.operation.as_str())
-            && has("apiGroups", a.info.group)
-            && has("apiVersions", a.info.version)
-            && strings(rule, "resources")
-                .iter()
-                .any(|r| resource_matches(r, a.info.plural, a.subresource))
-    })
-}
-
-/// `pods` matches the resource only, `pods/status` one subresource, `pods/*` every
-/// subresource, `*` every resource without subresources and `*/*` everything.
-fn resource_matches(rule: &str, plural: &str, sub: Option<&str>) -> bool {
-    let (res, rule_sub) = match rule.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (rule, None),
-    };
-    if res != "*" && res != plural {
-        return false;
-    }
-    match (rule_sub, sub) {
-        (None, None) => true,
-        (None, Some(_)) => false,
-        (Some("*"), _) => true,
-        (Some(want), Some(got)) => want == got,
-        (Some(_), None) => false,
-    }
-}
-
-fn parse_selector(hook: &Value, key: &str) -> ApiResult<LabelSelector> {
-    LabelSelector::parse(&selector_string(hook.get(key))).map_err(|e| {
-        ApiError::internal(format!(
-            "webhook {:?}: invalid {key}: {}",
-            hook.get("name").and_then(Value::as_str).unwrap_or(""),
-            e.message
-        ))
-    })
-}
-
-/// The object selector matches if the new or the old object's labels match (upstream).
-fn object_selector_matches(hook: &Value, a: &Attributes<'_>, obj: &Value) -> ApiResult<bool> {
-    let sel = parse_selector(hook, "objectSelector")?;
-    Ok(sel.is_empty() || matches_either(&sel, a, obj))
-}
-
-/// Whether the new object (none on delete) or the old one matches.
-fn matches_either(sel: &LabelSelector, a: &Attributes<'_>, obj: &Value) -> bool {
-    (!obj.is_null() && sel.matches(obj)) || a.old.is_some_and(|o| sel.matches(o))
-}
-
-/// The namespace selector applies to namespaced objects (by their namespace's labels) and to
-/// Namespaces themselves; other cluster-scoped objects always match.
-async fn namespace_selector_matches(
-    registry: &Registry,
-    hook: &Value,
-    a: &Attributes<'_>,
-    obj: &Value,
-    cached: &mut Option<std::sync::Arc<Value>>,
-) -> ApiResult<bool> {
-    let sel = parse_selector(hook, "namespaceSelector")?;
-    if sel.is_empty() {
-        return Ok(true);
-    }
-    if a.info.group.is_empty() && a.info.kind == "Namespace" {
-        return Ok(matches_either(&sel, a, obj));
-    }
-    if !a.info.namespaced || a.namespace.is_empty() {
-        return Ok(true);
-    }
-    if cached.is_none() {
-        let info = crate::resources::by_kind("", "Namespace")?;
-        *cached = Some(registry.get_cached(info, None, a.namespace).await?);
-    }
-    Ok(cached.as_ref().is_some_and(|ns| sel.matches(ns)))
 }
 
 fn hook_name(hook: &Value) -> &str {
@@ -550,20 +455,6 @@ async fn post(ep: &Endpoint, tls: TlsConnector, body: Vec<u8>) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resources_match_like_upstream() {
-        assert!(resource_matches("pods", "pods", None));
-        assert!(!resource_matches("pods", "pods", Some("status")));
-        assert!(resource_matches("pods/status", "pods", Some("status")));
-        assert!(!resource_matches("pods/status", "pods", None));
-        assert!(resource_matches("pods/*", "pods", Some("binding")));
-        assert!(resource_matches("*", "configmaps", None));
-        assert!(!resource_matches("*", "pods", Some("status")));
-        assert!(resource_matches("*/*", "pods", Some("status")));
-        assert!(resource_matches("*/status", "nodes", Some("status")));
-        assert!(!resource_matches("services", "pods", None));
-    }
 
     #[test]
     fn refusals_read_as_upstream() {

@@ -1,9 +1,11 @@
 //! admissionregistration.k8s.io/v1: the admission webhooks' configurations (see
-//! admission/webhook.rs).
+//! admission/webhook.rs) and the ValidatingAdmissionPolicies with their bindings (see
+//! admission/validating_admission_policy.rs).
 
 use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
 
 use super::KindRegistration;
+use crate::strategy::admission_policy::{BindingStrategy, PolicyStrategy};
 use crate::strategy::admissionregistration::WebhookStrategy;
 use crate::table;
 
@@ -15,5 +17,12 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
         KindRegistration::of::<admissionregistration::ValidatingWebhookConfiguration>()
             .with_strategy(WebhookStrategy { mutating: false })
             .with_printer(table::admissionregistration::WEBHOOK_CONFIGURATION),
+        KindRegistration::of::<admissionregistration::ValidatingAdmissionPolicy>()
+            .subresources(&["status"])
+            .with_strategy(PolicyStrategy)
+            .with_printer(table::admissionregistration::POLICY),
+        KindRegistration::of::<admissionregistration::ValidatingAdmissionPolicyBinding>()
+            .with_strategy(BindingStrategy)
+            .with_printer(table::admissionregistration::POLICY_BINDING),
     ]
 }

@@ -3,6 +3,7 @@
 //! [`Generic`]; each special kind has its own module. Each kind's registration
 //! ([`crate::kinds`]) says which strategy it has.
 
+pub(crate) mod admission_policy;
 pub(crate) mod admissionregistration;
 pub(crate) mod apiextensions;
 pub(crate) mod autoscaling;

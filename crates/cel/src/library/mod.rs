@@ -5,6 +5,7 @@
 mod lists;
 pub(crate) mod quantity;
 mod regex;
+mod sets;
 mod strings;
 mod urls;
 
@@ -17,6 +18,7 @@ pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     strings::register(env)?;
     lists::register(env)?;
     regex::register(env)?;
+    sets::register(env)?;
     urls::register(env)?;
     quantity::register(env)?;
     Ok(())

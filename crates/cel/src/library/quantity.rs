@@ -89,7 +89,9 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
         vec![STRING_TYPE],
         is_quantity,
     )?;
-    env.add_member_overload("sign", "quantity_sign", q(), vec![], sign)?;
+    // Upstream declares `sign` as a global overload; the member form is what its docs show.
+    env.add_overload("sign", "quantity_sign", vec![q()], sign)?;
+    env.add_member_overload("sign", "quantity_sign_member", q(), vec![], sign)?;
     env.add_member_overload("isInteger", "quantity_is_integer", q(), vec![], is_integer)?;
     env.add_member_overload("asInteger", "quantity_as_integer", q(), vec![], as_integer)?;
     env.add_member_overload(
@@ -103,6 +105,7 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_member_overload("add", "quantity_add_int", q(), vec![INT_TYPE], add)?;
     env.add_member_overload("sub", "quantity_sub", q(), vec![q()], sub)?;
     env.add_member_overload("sub", "quantity_sub_int", q(), vec![INT_TYPE], sub)?;
+    env.add_member_overload("mul", "quantity_multiply_int", q(), vec![INT_TYPE], mul)?;
     env.add_member_overload(
         "isGreaterThan",
         "quantity_is_greater_than",
@@ -212,6 +215,19 @@ fn add<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionErr
 
 fn sub<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
     arithmetic(args, "sub", i128::checked_sub)
+}
+
+fn mul<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let q = receiver(&args, "mul")?;
+    let factor = nth(&args, 1)?
+        .downcast_ref::<CelInt>()
+        .map(|i| *i.inner() as i128)
+        .ok_or_else(|| ExecutionError::function_error("mul", "expected an int"))?;
+    let nanos = q
+        .nanos
+        .checked_mul(factor)
+        .ok_or_else(|| ExecutionError::function_error("mul", "quantity overflow"))?;
+    Ok(CowVal::owned(Quantity { nanos }))
 }
 
 fn ordering(args: &[CowVal<'_, '_>], function: &str) -> Result<Ordering, ExecutionError> {

@@ -1,49 +1,9 @@
-//! Behaviour tests: CRD rules end to end, the libraries, cost limits and the general API.
+//! CRD validation rules: semantics, messages, field paths, compile errors.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use serde_json::{Value, json};
 
-use crate::{CompileError, Reason, Rules, Violation, compile};
-
-const ROOT: &str = "spec.validation.openAPIV3Schema";
-
-fn schema(v: Value) -> JSONSchemaProps {
-    serde_json::from_value(v).unwrap()
-}
-
-fn rules(v: Value) -> Rules {
-    Rules::new(&schema(v), ROOT).unwrap()
-}
-
-fn compile_errors(v: Value) -> Vec<CompileError> {
-    Rules::new(&schema(v), ROOT).unwrap_err()
-}
-
-/// A root object with `spec` of the given schema.
-fn with_spec(spec: Value) -> Value {
-    json!({"type": "object", "properties": {"spec": spec}})
-}
-
-fn invalid(field: &str, ty: &str, message: &str) -> Violation {
-    Violation {
-        field: field.into(),
-        reason: Reason::FieldValueInvalid,
-        message: message.into(),
-        value: Some(json!(ty)),
-    }
-}
-
-fn replicas_spec(rule: Value) -> Value {
-    with_spec(json!({
-        "type": "object",
-        "properties": {
-            "minReplicas": {"type": "integer"},
-            "replicas": {"type": "integer"},
-            "name": {"type": "string"}
-        },
-        "x-kubernetes-validations": [rule]
-    }))
-}
+use super::*;
+use crate::{Reason, Violation};
 
 #[test]
 fn object_rule() {
@@ -324,6 +284,21 @@ fn int_or_string_and_formats() {
         .map(|v| v.message)
         .collect();
     assert_eq!(messages, ["port", "at", "every", "labels", "escaped"]);
+
+    // int-or-string bypasses type checking upstream too: a mismatch is a runtime error.
+    let r = rules(with_spec(json!({
+        "type": "object",
+        "properties": {"port": {"x-kubernetes-int-or-string": true}},
+        "x-kubernetes-validations": [{"rule": "self.port > 0"}]
+    })));
+    assert_eq!(
+        r.validate(&json!({"spec": {"port": "http"}}), None),
+        vec![invalid(
+            "spec",
+            "object",
+            "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: self.port > 0"
+        )]
+    );
 }
 
 #[test]
@@ -339,259 +314,84 @@ fn ratcheting_keeps_unchanged_values_valid() {
     );
 }
 
-/// Evaluates a boolean expression with no variables.
-fn eval(expr: &str) -> bool {
-    match compile(expr, &[]).and_then(|p| p.eval_bool(&[])) {
-        Ok(b) => b,
-        Err(e) => panic!("{expr}: {e}"),
-    }
-}
-
-fn eval_err(expr: &str) -> String {
-    compile(expr, &[]).and_then(|p| p.eval(&[])).unwrap_err()
+#[test]
+fn rules_and_programs_are_shareable() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Rules>();
+    send_sync::<crate::Program>();
 }
 
 #[test]
-fn lists_library() {
-    for e in [
-        "[1, 2, 3].isSorted()",
-        "!([3, 1].isSorted())",
-        "['a', 'b'].isSorted()",
-        "[1, 2, 3].sum() == 6",
-        "[1.0, 2.5].sum() == 3.5",
-        "[].sum() == 0",
-        "[duration('1s'), duration('2s')].sum() == duration('3s')",
-        "[3, 1, 2].min() == 1",
-        "[3, 1, 2].max() == 3",
-        "['b', 'a'].min() == 'a'",
-        "[1, 2, 2, 3].indexOf(2) == 1",
-        "[1, 2, 2, 3].lastIndexOf(2) == 2",
-        "['a'].indexOf('z') == -1",
-    ] {
-        assert!(eval(e), "{e}");
-    }
-    assert!(eval_err("[].min()").contains("min called on empty list"));
-}
-
-#[test]
-fn regex_library() {
-    for e in [
-        "'abc 123'.find('[0-9]+') == '123'",
-        "'abc'.find('[0-9]+') == ''",
-        "'123 abc 456'.findAll('[0-9]+') == ['123', '456']",
-        "'123 abc 456'.findAll('[0-9]+', 1) == ['123']",
-        "'123 abc 456'.findAll('[0-9]+', -1) == ['123', '456']",
-        "'abc'.matches('^a.c$')",
-    ] {
-        assert!(eval(e), "{e}");
-    }
-}
-
-#[test]
-fn urls_library() {
-    for e in [
-        "url('https://user:pass@kubernetes.io:80/path?query=val#fragment').getScheme() == 'https'",
-        "url('https://user:pass@kubernetes.io:80/path?query=val#fragment').getHost() == 'kubernetes.io:80'",
-        "url('https://user:pass@kubernetes.io:80/path?query=val#fragment').getHostname() == 'kubernetes.io'",
-        "url('https://user:pass@kubernetes.io:80/path?query=val#fragment').getPort() == '80'",
-        "url('https://user:pass@kubernetes.io:80/path?query=val#fragment').getEscapedPath() == '/path'",
-        "url('https://kubernetes.io/?k=a&k=b&x=%20y').getQuery() == {'k': ['a', 'b'], 'x': [' y']}",
-        "url('https://[::1]:80/').getHostname() == '::1'",
-        "url('https://[::1]/').getHost() == '[::1]'",
-        "url('https://[::1]/').getPort() == ''",
-        "url('/path').getScheme() == ''",
-        "url('https://example.com/path with spaces/').getEscapedPath() == '/path%20with%20spaces/'",
-        "isURL('https://kubernetes.io/')",
-        "isURL('/absolute-path')",
-        "!isURL('../relative-path')",
-        "!isURL('https://kubernetes.io/%')",
-        "!isURL('://example.com')",
-        "!isURL('')",
-    ] {
-        assert!(eval(e), "{e}");
-    }
-    assert!(eval_err("url('../x')").contains("URL parse error during conversion from string"));
-}
-
-#[test]
-fn quantity_library() {
-    for e in [
-        "quantity('50M').isLessThan(quantity('50Mi'))",
-        "quantity('50Mi').isGreaterThan(quantity('50M'))",
-        "quantity('1').compareTo(quantity('2')) == -1",
-        "quantity('2').compareTo(quantity('2000m')) == 0",
-        "quantity('1Ki').asInteger() == 1024",
-        "quantity('1Ki').isInteger()",
-        "!quantity('1.5').isInteger()",
-        "quantity('200m').asApproximateFloat() == 0.2",
-        "quantity('50k').add(quantity('20')) == quantity('50.02k')",
-        "quantity('50k').add(20) == quantity('50020')",
-        "quantity('50k').sub(quantity('20')) == quantity('49980')",
-        "quantity('50k').sub(20).isInteger()",
-        "quantity('-1').sign() == -1",
-        "quantity('0').sign() == 0",
-        "quantity('10Gi').sign() == 1",
-        "isQuantity('20Mi')",
-        "isQuantity('1e3')",
-        "!isQuantity('1.5.5')",
-        "!isQuantity('abc')",
-        "!isQuantity(' 1')",
-    ] {
-        assert!(eval(e), "{e}");
-    }
-    assert!(eval_err("quantity('1.5').asInteger()").contains("cannot convert value to integer"));
-    assert!(eval_err("quantity('x')").contains("quantities must match the regular expression"));
-}
-
-#[test]
-fn strings_library_and_builtins() {
-    for e in [
-        "'hello'.charAt(1) == 'e'",
-        "'hello'.indexOf('l') == 2",
-        "'hello'.lastIndexOf('l') == 3",
-        "'TacoCat'.lowerAscii() == 'tacocat'",
-        "'TacoCat'.upperAscii() == 'TACOCAT'",
-        "'aaa'.replace('a', 'b') == 'bbb'",
-        "'a,b'.split(',') == ['a', 'b']",
-        "'hello'.substring(1, 3) == 'el'",
-        "'  x '.trim() == 'x'",
-        "['a', 'b'].join('-') == 'a-b'",
-        "size([1, 2]) == 2 && size('abc') == 3",
-        "has({'a': 1}.a) && !has({'a': 1}.b)",
-        "'abc'.startsWith('a') && 'abc'.endsWith('c') && 'abc'.contains('b')",
-        "[1, 2].all(x, x > 0) && [1, 2].exists(x, x == 2) && [1, 2].exists_one(x, x == 1)",
-        "[1, 2].map(x, x * 2) == [2, 4] && [1, 2].filter(x, x > 1) == [2]",
-    ] {
-        assert!(eval(e), "{e}");
-    }
-}
-
-#[test]
-fn general_api() {
-    let p = compile(
-        "object.spec.replicas <= params.maxReplicas",
-        &["object", "oldObject", "params"],
-    )
-    .unwrap();
-    assert!(p.uses("object") && p.uses("params") && !p.uses("oldObject"));
-    let object = json!({"spec": {"replicas": 3}});
-    assert!(
-        p.eval_bool(&[("object", &object), ("params", &json!({"maxReplicas": 5}))])
-            .unwrap()
-    );
-    assert!(
-        !p.eval_bool(&[("object", &object), ("params", &json!({"maxReplicas": 2}))])
-            .unwrap()
-    );
-
-    let msg = compile("'replicas: ' + string(object.spec.replicas)", &["object"]).unwrap();
-    assert_eq!(
-        msg.eval_string(&[("object", &object)]).unwrap(),
-        "replicas: 3"
-    );
-    let v = compile("object.spec", &["object"]).unwrap();
-    assert_eq!(
-        v.eval(&[("object", &object)]).unwrap(),
-        json!({"replicas": 3})
-    );
-    assert_eq!(
-        compile("quantity('1.5Gi')", &[])
-            .unwrap()
-            .eval(&[])
-            .unwrap(),
-        json!("1610612736")
-    );
-
-    let err = compile("object.x == request.y", &["object"]).unwrap_err();
-    assert_eq!(
-        err,
-        "ERROR: <input>:1:13: undeclared reference to 'request' (in container '')"
-    );
-    assert!(
-        compile("object.", &["object"])
-            .unwrap_err()
-            .starts_with("ERROR: <input>:1:")
-    );
-}
-
-#[test]
-fn runtime_cost_limit_stops_expensive_expressions() {
-    // 3000 × 3000 iterations: far over the per-call limit; must end quickly with an error.
-    let items: Vec<Value> = (0..3000).map(Value::from).collect();
-    let object = json!({"items": items});
-    let p = compile(
-        "object.items.all(x, object.items.all(y, x != y || x == y))",
-        &["object"],
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let err = p.eval(&[("object", &object)]).unwrap_err();
-    assert_eq!(err, "operation cancelled: actual cost limit exceeded");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
-
-    // The same in a CRD rule, with maxItems low enough to pass the static estimate.
+fn object_immutability_and_optional_fields() {
     let r = rules(with_spec(json!({
         "type": "object",
-        "properties": {"items": {"type": "array", "maxItems": 600, "items": {"type": "integer"}}},
-        "x-kubernetes-validations": [{"rule": "self.items.all(x, self.items.all(y, x != y || x == y))"}]
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+        "x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": "spec is immutable"},
+            {"rule": "self.?b.orValue('x') != 'bad' && (!has(self.a) || self.a > 0)", "message": "b or a"}
+        ]
     })));
-    let items: Vec<Value> = (0..600).map(Value::from).collect();
-    let v = r.validate(&json!({"spec": {"items": items}}), None);
+    let obj = json!({"spec": {"a": 1}});
+    assert!(r.validate(&obj, None).is_empty());
+    assert!(
+        r.validate(&obj, Some(&json!({"spec": {"a": 1}})))
+            .is_empty()
+    );
     assert_eq!(
-        v,
-        vec![invalid(
-            "spec",
-            "object",
-            "'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: self.items.all(x, self.items.all(y, x != y || x == y))"
-        )]
+        r.validate(&obj, Some(&json!({"spec": {"a": 2}}))),
+        vec![invalid("spec", "object", "spec is immutable")]
+    );
+    assert_eq!(
+        r.validate(&json!({"spec": {"a": 0, "b": "bad"}}), None),
+        vec![invalid("spec", "object", "b or a")]
     );
 }
 
 #[test]
-fn runtime_budget_spans_rules() {
-    // Each item's rule costs ~630k; 20 items exceed the 10M budget for the object.
-    let r = rules(with_spec(json!({
-        "type": "object",
-        "properties": {"lists": {
-            "type": "array", "maxItems": 20,
-            "items": {
-                "type": "array", "maxItems": 300, "items": {"type": "integer"},
-                "x-kubernetes-validations": [{"rule": "self.all(x, self.all(y, true))"}]
-            }
-        }}
-    })));
-    let list: Vec<Value> = (0..300).map(Value::from).collect();
-    let lists: Vec<Value> = (0..20).map(|_| Value::from(list.clone())).collect();
-    let v = r.validate(&json!({"spec": {"lists": lists}}), None);
-    let last = v.last().unwrap();
-    assert_eq!(
-        last.message,
-        "validation failed due to running out of cost budget, no further validation rules will be run"
-    );
-}
-
-#[test]
-fn static_cost_limit_rejects_unbounded_rules() {
-    let errs = compile_errors(with_spec(json!({
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": {"type": "string"}}},
-        "x-kubernetes-validations": [{"rule": "self.items.all(x, self.items.all(y, x == y))"}]
-    })));
-    assert_eq!(errs.len(), 1);
-    assert_eq!(
-        errs[0].field,
-        format!("{ROOT}.properties[spec].x-kubernetes-validations[0].rule")
-    );
-    assert_eq!(errs[0].reason, Reason::FieldValueForbidden);
-    assert!(errs[0].message.starts_with(
-        "estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule"
+fn resource_root_sees_name_not_other_metadata() {
+    let root = |rule: &str| {
+        json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object"}},
+            "x-kubernetes-validations": [{"rule": rule}]
+        })
+    };
+    let r = rules(root(
+        "self.metadata.name.startsWith('ok-') && self.kind == 'Widget'",
     ));
-    // Bounded, it compiles.
-    rules(with_spec(json!({
-        "type": "object",
-        "properties": {"items": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 64}}},
-        "x-kubernetes-validations": [{"rule": "self.items.all(x, self.items.all(y, x == y))"}]
-    })));
+    let obj = |name: &str| json!({"apiVersion": "x/v1", "kind": "Widget", "metadata": {"name": name}, "spec": {}});
+    assert!(r.validate(&obj("ok-1"), None).is_empty());
+    assert_eq!(r.validate(&obj("bad"), None).len(), 1);
+    let errs = compile_errors(root("has(self.metadata.labels)"));
+    assert!(
+        errs[0].message.contains("undefined field 'labels'"),
+        "{}",
+        errs[0].message
+    );
+}
+
+#[test]
+fn preserve_unknown_fields_are_not_fields() {
+    let spec = |rule: &str| {
+        with_spec(json!({
+            "type": "object",
+            "properties": {
+                "known": {"type": "string"},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            },
+            "x-kubernetes-preserve-unknown-fields": true,
+            "x-kubernetes-validations": [{"rule": rule}]
+        }))
+    };
+    rules(spec("self.known != '' && has(self.free)"));
+    for rule in ["self.other == 1", "self.free.x == 1", "has(self.free.x)"] {
+        let errs = compile_errors(spec(rule));
+        assert!(
+            errs[0].message.contains("undefined field"),
+            "{rule}: {}",
+            errs[0].message
+        );
+    }
 }
 
 #[test]

@@ -1,12 +1,17 @@
 //! OpenAPI validation of values as kube-openapi's `validate.SchemaValidator` does it, with
 //! its errors converted to field errors as upstream's `kubeOpenAPIResultToFieldErrors` does.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::node::{Additional, Node, Type};
 use super::path::{Path, Seg};
 use crate::field::FieldError;
 use crate::gofmt;
+
+mod junctors;
+mod number;
+
+use number::{Num, is_json_integer};
 
 /// Collects field errors; `prefix` is the field path the value sits at (None: a whole object,
 /// upstream's nil path, printed `<nil>` for errors without a name).
@@ -16,50 +21,6 @@ pub(crate) struct Validator<'p> {
     /// kube-openapi's `MatchCount` (validators applied), which picks the anyOf/oneOf branch
     /// whose errors are reported.
     matches: u32,
-}
-
-/// A JSON number as Go's unstructured decoding sees it: int64 or float64.
-#[derive(Clone, Copy)]
-enum Num {
-    Int(i64),
-    Float(f64),
-}
-
-impl Num {
-    fn of(n: &Number) -> Num {
-        match n.as_i64() {
-            Some(i) => Num::Int(i),
-            None => Num::Float(n.as_f64().unwrap_or(0.0)),
-        }
-    }
-
-    fn f64(self) -> f64 {
-        match self {
-            Num::Int(i) => i as f64,
-            Num::Float(f) => f,
-        }
-    }
-
-    fn value(self) -> Value {
-        match self {
-            Num::Int(i) => Value::from(i),
-            Num::Float(f) => Value::from(f),
-        }
-    }
-}
-
-/// swag's `IsFloat64AJSONInteger`.
-fn is_json_integer(f: f64) -> bool {
-    f.is_finite() && f.abs() <= 9_007_199_254_740_992.0 && f.fract() == 0.0
-}
-
-/// Go's `%v` of a float64 bound, or of the int64 it was converted to.
-fn bound(f: f64, as_int: bool) -> String {
-    if as_int {
-        (f as i64).to_string()
-    } else {
-        gofmt::float_v(f)
-    }
 }
 
 fn type_of(v: &Value) -> (&'static str, &'static str) {
@@ -122,16 +83,31 @@ impl<'p> Validator<'p> {
         if !n.has_value_checks {
             return;
         }
-        // The schema's own count, the type, junctors and enum checks, and the kind's checks.
-        self.matches += 4;
+        let before = self.errs.len();
         if v.is_null() {
             if n.ty != Type::Any && !n.nullable {
                 self.invalid_type(&path.openapi(), n.ty.name(), "null");
+            } else {
+                self.matches += 1;
             }
             self.check_enum(n, v, path);
             return;
         }
+        // kube-openapi's match count: one per validator applied (type, junctors, enum, the
+        // kind's own) plus the counts their results carry, plus one for the schema.
+        self.matches += 4 + match v {
+            Value::String(_) => {
+                1 + u32::from(n.format.as_ref().is_some_and(|(_, f)| f.checks_strings()))
+            }
+            Value::Number(_) | Value::Array(_) => 2,
+            Value::Object(_) => 1,
+            _ => 0,
+        };
+        let types_checked = n.ty != Type::Any || n.format.is_some();
         self.check_type(n, v, path);
+        if types_checked {
+            self.matches += 1 + u32::from(self.errs.len() == before);
+        }
         self.check_junctors(n, v, path);
         match v {
             Value::String(s) => {
@@ -183,95 +159,6 @@ impl<'p> Validator<'p> {
         }
     }
 
-    fn check_junctors<'a>(&mut self, n: &'a Node, v: &'a Value, path: &mut Path<'a>) {
-        if n.any_of.is_empty() && n.one_of.is_empty() && n.all_of.is_empty() && n.not.is_none() {
-            return;
-        }
-        let prefix = self.prefix;
-        let run = |s: &'a Node, path: &mut Path<'a>| {
-            let mut sub = Validator::new(prefix);
-            sub.validate(s, v, path);
-            (sub.errs, sub.matches)
-        };
-        if !n.any_of.is_empty() {
-            let mut best: Option<(Vec<FieldError>, u32)> = None;
-            let mut ok = false;
-            for s in &n.any_of {
-                let (errs, m) = run(s, path);
-                if errs.is_empty() {
-                    ok = true;
-                    break;
-                }
-                // kube-openapi reports the failed branch that matched most (the first on ties).
-                if best.as_ref().is_none_or(|b| m > b.1) {
-                    best = Some((errs, m));
-                }
-            }
-            if !ok {
-                self.unnamed(format!(
-                    "{} must validate at least one schema (anyOf)",
-                    gofmt::quote(&path.openapi())
-                ));
-                self.errs.extend(best.map(|b| b.0).unwrap_or_default());
-            }
-        }
-        if !n.one_of.is_empty() {
-            let mut best: Option<(Vec<FieldError>, u32)> = None;
-            let mut validated = 0;
-            for s in &n.one_of {
-                let (errs, m) = run(s, path);
-                if errs.is_empty() {
-                    validated += 1;
-                    best = None;
-                } else if validated == 0 && best.as_ref().is_none_or(|b| m > b.1) {
-                    best = Some((errs, m));
-                }
-            }
-            if validated != 1 {
-                let more = if validated == 0 {
-                    "Found none valid".to_string()
-                } else {
-                    format!("Found {validated} valid alternatives")
-                };
-                self.unnamed(format!(
-                    "{} must validate one and only one schema (oneOf). {more}",
-                    gofmt::quote(&path.openapi())
-                ));
-                self.errs.extend(best.map(|b| b.0).unwrap_or_default());
-            }
-        }
-        if !n.all_of.is_empty() {
-            let mut validated = 0;
-            for s in &n.all_of {
-                let (errs, m) = run(s, path);
-                self.matches += m;
-                if errs.is_empty() {
-                    validated += 1;
-                }
-                self.errs.extend(errs);
-            }
-            if validated != n.all_of.len() {
-                let more = if validated == 0 {
-                    ". None validated"
-                } else {
-                    ""
-                };
-                self.unnamed(format!(
-                    "{} must validate all the schemas (allOf){more}",
-                    gofmt::quote(&path.openapi())
-                ));
-            }
-        }
-        if let Some(not) = &n.not
-            && run(not, path).0.is_empty()
-        {
-            self.unnamed(format!(
-                "{} must not validate the schema (not)",
-                gofmt::quote(&path.openapi())
-            ));
-        }
-    }
-
     fn check_string(&mut self, n: &Node, s: &str, path: &Path) {
         if n.max_length.is_none() && n.min_length.is_none() && n.pattern.is_none() {
             return;
@@ -309,151 +196,6 @@ impl<'p> Validator<'p> {
                     Value::from(s),
                     format!("{name} in body should match '{p}, but pattern is invalid'"),
                 ),
-            }
-        }
-    }
-
-    /// kube-openapi's `IsValueValidAgainstRange`: whether `x` fits the schema's type/format.
-    fn in_range(n: &Node, x: Num) -> bool {
-        let fmt = n.format.as_ref().map_or("", |(s, _)| s.as_str());
-        match n.ty {
-            Type::Integer => {
-                let i = match x {
-                    Num::Int(i) => i,
-                    // FormatFloat('f') then ParseInt: integral values in int64 range only.
-                    Num::Float(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => {
-                        f as i64
-                    }
-                    Num::Float(_) => return false,
-                };
-                fmt != "int32" || i32::try_from(i).is_ok()
-            }
-            Type::Number if fmt == "float" => x.f64().abs() <= f64::from(f32::MAX),
-            _ => true,
-        }
-    }
-
-    fn check_number(&mut self, n: &Node, x: Num, path: &Path) {
-        if !matches!(n.ty, Type::Integer | Type::Number)
-            && n.multiple_of.is_none()
-            && n.maximum.is_none()
-            && n.minimum.is_none()
-        {
-            return;
-        }
-        let typed = matches!(n.ty, Type::Integer | Type::Number);
-        if typed && !Self::in_range(n, x) {
-            let fmt = n.format.as_ref().map_or("", |(s, _)| s.as_str());
-            let name = path.openapi();
-            let what = if fmt.is_empty() {
-                format!("{} (default format)", n.ty.name())
-            } else {
-                format!("{} with format {fmt}", n.ty.name())
-            };
-            self.unnamed(format!("Checked value must be of type {what} in {name}"));
-        }
-        let native = |b: f64| -> bool {
-            let b_ok = !typed || Self::in_range(n, Num::Float(b));
-            b_ok && matches!(x, Num::Int(_))
-        };
-        if let Some(factor) = n.multiple_of {
-            let as_int = native(factor);
-            if factor <= 0.0 || (as_int && (factor as i64) <= 0) {
-                let name = path.openapi();
-                let fv = if as_int {
-                    Value::from(factor as i64)
-                } else {
-                    Value::from(factor)
-                };
-                self.invalid(
-                    &name,
-                    fv,
-                    format!(
-                        "factor MultipleOf declared for {name} must be positive: {}",
-                        bound(factor, as_int)
-                    ),
-                );
-            } else {
-                let bad = match x {
-                    Num::Int(i) if as_int => i % (factor as i64) != 0,
-                    _ => {
-                        let d = x.f64();
-                        let mult = if factor < 1.0 {
-                            1.0 / factor * d
-                        } else {
-                            d / factor
-                        };
-                        !is_json_integer(mult)
-                    }
-                };
-                if bad {
-                    let name = path.openapi();
-                    let msg = format!(
-                        "{name} in body should be a multiple of {}",
-                        bound(factor, as_int)
-                    );
-                    self.invalid(&name, x.value(), msg);
-                }
-            }
-        }
-        if let Some(max) = n.maximum {
-            let as_int = native(max);
-            let over = match x {
-                Num::Int(i) if as_int => {
-                    let m = max as i64;
-                    if n.exclusive_maximum { i >= m } else { i > m }
-                }
-                _ => {
-                    let d = x.f64();
-                    if n.exclusive_maximum {
-                        d >= max
-                    } else {
-                        d > max
-                    }
-                }
-            };
-            if over {
-                let name = path.openapi();
-                let rel = if n.exclusive_maximum {
-                    "less than"
-                } else {
-                    "less than or equal to"
-                };
-                self.invalid(
-                    &name,
-                    x.value(),
-                    format!("{name} in body should be {rel} {}", bound(max, as_int)),
-                );
-            }
-        }
-        if let Some(min) = n.minimum {
-            let as_int = native(min);
-            let under = match x {
-                Num::Int(i) if as_int => {
-                    let m = min as i64;
-                    if n.exclusive_minimum { i <= m } else { i < m }
-                }
-                _ => {
-                    let d = x.f64();
-                    if n.exclusive_minimum {
-                        d <= min
-                    } else {
-                        d < min
-                    }
-                }
-            };
-            if under {
-                let name = path.openapi();
-                let rel = if n.exclusive_minimum {
-                    "greater than"
-                } else {
-                    "greater than or equal to"
-                };
-                self.invalid(
-                    &name,
-                    x.value(),
-                    format!("{name} in body should be {rel} {}", bound(min, as_int)),
-                );
             }
         }
     }

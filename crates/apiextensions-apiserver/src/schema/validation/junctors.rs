@@ -1,0 +1,108 @@
+//! kube-openapi's schema-props validator: allOf, anyOf, oneOf and not, with its composite
+//! errors and its choice of the failed branch to report.
+
+use serde_json::Value;
+
+use super::Validator;
+use crate::field::FieldError;
+use crate::gofmt;
+use crate::schema::node::Node;
+use crate::schema::path::Path;
+
+impl<'p> Validator<'p> {
+    pub(super) fn check_junctors<'a>(&mut self, n: &'a Node, v: &'a Value, path: &mut Path<'a>) {
+        if n.any_of.is_empty() && n.one_of.is_empty() && n.all_of.is_empty() && n.not.is_none() {
+            return;
+        }
+        let prefix = self.prefix;
+        let run = |s: &'a Node, path: &mut Path<'a>| {
+            let mut sub = Validator::new(prefix);
+            sub.validate(s, v, path);
+            (sub.errs, sub.matches)
+        };
+        if !n.any_of.is_empty() {
+            let mut best: Option<(Vec<FieldError>, u32)> = None;
+            let mut ok = false;
+            for s in &n.any_of {
+                let (errs, m) = run(s, path);
+                if errs.is_empty() {
+                    ok = true;
+                    self.matches += m;
+                    break;
+                }
+                // kube-openapi reports the failed branch that matched most (the first on ties).
+                if best.as_ref().is_none_or(|b| m > b.1) {
+                    best = Some((errs, m));
+                }
+            }
+            if !ok {
+                self.unnamed(format!(
+                    "{} must validate at least one schema (anyOf)",
+                    gofmt::quote(&path.openapi())
+                ));
+                if let Some((errs, m)) = best {
+                    self.errs.extend(errs);
+                    self.matches += m;
+                }
+            }
+        }
+        if !n.one_of.is_empty() {
+            let mut best: Option<(Vec<FieldError>, u32)> = None;
+            let mut validated = 0;
+            for s in &n.one_of {
+                let (errs, m) = run(s, path);
+                if errs.is_empty() {
+                    validated += 1;
+                    best = None;
+                } else if validated == 0 && best.as_ref().is_none_or(|b| m > b.1) {
+                    best = Some((errs, m));
+                }
+            }
+            if validated != 1 {
+                let more = if validated == 0 {
+                    "Found none valid".to_string()
+                } else {
+                    format!("Found {validated} valid alternatives")
+                };
+                self.unnamed(format!(
+                    "{} must validate one and only one schema (oneOf). {more}",
+                    gofmt::quote(&path.openapi())
+                ));
+                if let Some((errs, m)) = best {
+                    self.errs.extend(errs);
+                    self.matches += m;
+                }
+            }
+        }
+        if !n.all_of.is_empty() {
+            let mut validated = 0;
+            for s in &n.all_of {
+                let (errs, m) = run(s, path);
+                self.matches += m;
+                if errs.is_empty() {
+                    validated += 1;
+                }
+                self.errs.extend(errs);
+            }
+            if validated != n.all_of.len() {
+                let more = if validated == 0 {
+                    ". None validated"
+                } else {
+                    ""
+                };
+                self.unnamed(format!(
+                    "{} must validate all the schemas (allOf){more}",
+                    gofmt::quote(&path.openapi())
+                ));
+            }
+        }
+        if let Some(not) = &n.not
+            && run(not, path).0.is_empty()
+        {
+            self.unnamed(format!(
+                "{} must not validate the schema (not)",
+                gofmt::quote(&path.openapi())
+            ));
+        }
+    }
+}
