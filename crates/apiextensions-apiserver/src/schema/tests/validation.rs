@@ -434,3 +434,15 @@ fn compiled_schemas_can_be_shared_between_threads() {
         json!({"a": {"type": "string", "pattern": "^a"}})
     ))));
 }
+
+#[test]
+fn null_never_matches_an_enum() {
+    let s = compile(spec(
+        json!({"mode": {"type": "string", "nullable": true, "enum": ["a", null]}}),
+    ));
+    assert!(errors(&s, json!({"spec": {"mode": "a"}})).is_empty());
+    assert_eq!(
+        errors(&s, json!({"spec": {"mode": null}})),
+        vec!["spec.mode: Unsupported value: null: supported values: \"a\", \"null\""]
+    );
+}

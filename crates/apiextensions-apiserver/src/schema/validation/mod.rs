@@ -314,9 +314,11 @@ impl<'p> Validator<'p> {
 }
 
 /// kube-openapi's enum match: numbers compare by value (Go converts between int64 and
-/// float64), everything else must be deeply equal.
+/// float64), everything else must be deeply equal; null matches nothing (not even a null
+/// in the enum, which kube-openapi skips).
 fn enum_equal(v: &Value, e: &Value) -> bool {
     match (v, e) {
+        (Value::Null, _) => false,
         (Value::Number(a), Value::Number(b)) => Num::of(a).f64() == Num::of(b).f64(),
         _ => v == e,
     }
