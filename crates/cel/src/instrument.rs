@@ -1,11 +1,15 @@
-//! Runtime cost of loops: every comprehension's condition is rewritten to
-//! `@k8s_cost(k) && <condition>`, `k` being the number of expression nodes one iteration
-//! evaluates (cel-go charges about one unit per node). `@k8s_cost` charges the meter and
-//! turns false once the limit is spent, which ends the loop, and with it any loop over
-//! literal or computed lists, not only the data-backed ones the values meter themselves.
+//! Runtime cost of loops: every comprehension charges, per iteration, the number of
+//! expression nodes one iteration evaluates (cel-go charges about one unit per node). The
+//! charge is a call `@k8s_cost(k, x)` wrapped around a part of the loop evaluated once per
+//! iteration: the condition, or, for `map` and `filter` (whose literal condition the
+//! interpreter skips, appending in place), the filter's predicate or the appended element.
+//! It returns `x`, or fails once the limit is spent, which ends the loop: loops over
+//! literal or computed lists stop too, not only the data-backed ones the values meter.
 
-use cel_rust::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue, operators};
-use cel_rust::common::types::{CelBool, CelInt, INT_TYPE};
+use cel_rust::common::ast::{
+    CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, operators,
+};
+use cel_rust::common::types::{CelInt, DYN_TYPE, INT_TYPE};
 use cel_rust::common::value::CowVal;
 use cel_rust::{DeclarationError, Env, ExecutionError};
 
@@ -15,15 +19,23 @@ const CHARGE: &str = "@k8s_cost";
 
 /// Registers the charging function on `env`.
 pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
-    env.add_overload(CHARGE, "k8s_cost_int", vec![INT_TYPE], charge)
+    env.add_overload(CHARGE, "k8s_cost_int_dyn", vec![INT_TYPE, DYN_TYPE], charge)
 }
 
 fn charge<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let mut args = args.into_iter();
     let n = args
-        .first()
+        .next()
         .and_then(|a| a.downcast_ref::<CelInt>().map(|i| *i.inner()))
         .unwrap_or(1);
-    Ok(CowVal::owned(CelBool::from(cost::charge(n.max(0) as u64))))
+    if !cost::charge(n.max(0) as u64) {
+        return Err(ExecutionError::function_error(
+            "cost",
+            "operation cancelled: actual cost limit exceeded",
+        ));
+    }
+    args.next()
+        .ok_or_else(ExecutionError::missing_argument_or_target)
 }
 
 /// Nodes one evaluation of `e` visits, a nested comprehension's iterations excluded (its
@@ -85,28 +97,73 @@ fn rewrite(e: &mut IdedExpr) {
             ] {
                 rewrite(part);
             }
-            let id = c.loop_cond.id;
-            let charge = IdedExpr {
-                id,
-                expr: Expr::Call(CallExpr {
-                    func_name: CHARGE.to_owned(),
-                    target: None,
-                    args: vec![IdedExpr {
-                        id,
-                        expr: Expr::Literal(LiteralValue::Int(CelInt::from(k))),
-                    }],
-                }),
+            let target = match append_step(c) {
+                Some(part) => part,
+                None => &mut c.loop_cond,
             };
-            let cond = std::mem::take(&mut c.loop_cond);
-            c.loop_cond = IdedExpr {
-                id,
-                expr: Expr::Call(CallExpr {
-                    func_name: operators::LOGICAL_AND.to_owned(),
-                    target: None,
-                    args: vec![charge, cond],
-                }),
-            };
+            wrap(target, k);
         }
+    }
+}
+
+/// `e` as `@k8s_cost(k, e)`.
+fn wrap(e: &mut IdedExpr, k: i64) {
+    let id = e.id;
+    let inner = std::mem::take(e);
+    *e = IdedExpr {
+        id,
+        expr: Expr::Call(CallExpr {
+            func_name: CHARGE.to_owned(),
+            target: None,
+            args: vec![
+                IdedExpr {
+                    id,
+                    expr: Expr::Literal(LiteralValue::Int(CelInt::from(k))),
+                },
+                inner,
+            ],
+        }),
+    };
+}
+
+/// For a `map` or `filter` (the shape the interpreter appends in place: result the
+/// accumulator, a literal condition, step `@result + [e]` or `g ? @result + [e] :
+/// @result`), the part evaluated once per iteration that can carry the charge while
+/// keeping that shape: `g`, else `e`.
+fn append_step(c: &mut ComprehensionExpr) -> Option<&mut IdedExpr> {
+    let accu = c.accu_var.clone();
+    let is_accu = |e: &IdedExpr| matches!(&e.expr, Expr::Ident(n) if *n == accu);
+    if !is_accu(&c.result) || !matches!(c.loop_cond.expr, Expr::Literal(_)) {
+        return None;
+    }
+    let guarded = matches!(&c.loop_step.expr, Expr::Call(call)
+        if call.func_name == operators::CONDITIONAL
+            && call.target.is_none()
+            && call.args.len() == 3
+            && is_accu(&call.args[2]));
+    if guarded {
+        let Expr::Call(call) = &mut c.loop_step.expr else {
+            return None;
+        };
+        return call.args.first_mut();
+    }
+    appended(&mut c.loop_step, &accu)
+}
+
+/// The `e` of a step `accu + [e]`.
+fn appended<'e>(step: &'e mut IdedExpr, accu: &str) -> Option<&'e mut IdedExpr> {
+    let Expr::Call(call) = &mut step.expr else {
+        return None;
+    };
+    if call.func_name != operators::ADD || call.target.is_some() {
+        return None;
+    }
+    match call.args.as_mut_slice() {
+        [lhs, rhs] if matches!(&lhs.expr, Expr::Ident(n) if n == accu) => match &mut rhs.expr {
+            Expr::List(list) if list.elements.len() == 1 => list.elements.first_mut(),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -20,6 +20,30 @@ fn runtime_cost_limit_stops_expensive_expressions() {
     assert_eq!(err, "operation cancelled: actual cost limit exceeded");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 
+    // Loops over literal lists are metered too, map and filter included.
+    let hundred = format!(
+        "[{}]",
+        (0..100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for expr in [
+        format!("{hundred}.map(a, {hundred}.map(b, {hundred}.map(c, a + b + c))).size() > 0"),
+        format!(
+            "{hundred}.filter(a, {hundred}.filter(b, {hundred}.filter(c, c < 0).size() > 0).size() > 0).size() > 0"
+        ),
+        format!("{hundred}.all(a, {hundred}.all(b, {hundred}.all(c, c >= 0)))"),
+    ] {
+        let err = compile(&expr, &[]).unwrap().eval(&[]).unwrap_err();
+        assert_eq!(
+            err, "operation cancelled: actual cost limit exceeded",
+            "{expr}"
+        );
+    }
+    let small = compile("[1, 2, 3].map(x, x * 2).filter(x, x > 2) == [4, 6]", &[]).unwrap();
+    assert!(small.eval_bool(&[]).unwrap());
+
     // Building big strings in a loop is charged by size, so it stops before using much memory.
     let big = json!({"items": (0..1000).collect::<Vec<_>>(), "s": "x".repeat(1 << 20)});
     let p = compile(
