@@ -61,10 +61,16 @@ spec:
           spec:
             type: object
             description: What the cron job runs, and when.
+            x-kubernetes-validations:
+            - rule: "!has(self.image) || self.image != 'forbidden'"
+              message: image may not be forbidden
             properties:
               cronSpec:
                 type: string
                 pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){{4}}$'
+                x-kubernetes-validations:
+                - rule: self == oldSelf
+                  message: cronSpec is immutable
               image:
                 type: string
               replicas:
@@ -184,6 +190,31 @@ async fn crd_lifecycle(c: &Cluster, group: &str) {
     let err = c.fails(&["apply", "-f", &bad_spec]).await;
     assert!(err.contains("spec.cronSpec in body should match"), "{err}");
 
+    // CEL rules: one on the object, one transition rule.
+    let forbidden = c.write(
+        "forbidden.yaml",
+        &crontab(group, "forbidden", "").replace("my-awesome-cron-image", "forbidden"),
+    );
+    let err = c.fails(&["apply", "-f", &forbidden]).await;
+    assert!(
+        err.contains("spec: Invalid value: \"object\": image may not be forbidden"),
+        "{err}"
+    );
+    let err = c
+        .fails(&[
+            "patch",
+            ct,
+            "my-cron",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"cronSpec":"*/5 * * * *"}}"#,
+        ])
+        .await;
+    assert!(
+        err.contains("spec.cronSpec: Invalid value: \"string\": cronSpec is immutable"),
+        "{err}"
+    );
+
     // kubectl explain reads the schema from /openapi/v3.
     let explain = c
         .ok(&[
@@ -251,11 +282,44 @@ async fn crd_lifecycle(c: &Cluster, group: &str) {
     let all = c.ok(&["get", &format!("{ct}-all")]).await;
     assert!(all.contains("my-cron") && all.contains("unknown"), "{all}");
 
-    // Deleting the CRD deletes its objects, then the CRD; the kind is no longer served.
+    // Deleting the CRD deletes its objects, then the CRD; an object's own finalizer holds
+    // it, and meanwhile no object may be created; then the kind is no longer served.
+    let held = c.write(
+        "held.yaml",
+        &crontab(group, "held", "").replace(
+            "  name: held\n",
+            "  name: held\n  finalizers: [example.com/hold]\n",
+        ),
+    );
+    c.ok(&["apply", "-f", &held]).await;
     c.ok(&[
         "delete",
         "crd",
         &format!("crontabs.{group}"),
+        "--wait=false",
+    ])
+    .await;
+    let late = c.write("late.yaml", &crontab(group, "late", ""));
+    eventually("creates to be refused while the CRD terminates", || async {
+        let out = c.kubectl(&["create", "-f", &late]).await;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        err.contains("create not allowed while custom resource definition is terminating")
+            .then_some(())
+    })
+    .await;
+    c.ok(&[
+        "patch",
+        ct,
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await;
+    c.ok(&[
+        "wait",
+        "--for=delete",
+        &format!("crd/crontabs.{group}"),
         "--timeout=30s",
     ])
     .await;
@@ -552,6 +616,16 @@ async fn gateway_api_bundle_installs_and_its_examples_validate() {
     let err = c.fails(&["apply", "-f", &bad_port]).await;
     assert!(
         err.contains("spec.rules[0].backendRefs[0].port: Invalid value: 70000: spec.rules[0].backendRefs[0].port in body should be less than or equal to 65535"),
+        "{err}"
+    );
+    // And its CEL rules.
+    let bad_path = c.write(
+        "bad-path.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\nspec:\n  rules:\n  - matches:\n    - path: {type: PathPrefix, value: foo}\n",
+    );
+    let err = c.fails(&["apply", "-f", &bad_path]).await;
+    assert!(
+        err.contains("value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']"),
         "{err}"
     );
     // The bundle's policy: standard CRDs may not be overwritten by experimental ones.

@@ -25,7 +25,7 @@ const OUT_OF_BUDGET: &str =
     "validation failed due to running out of cost budget, no further validation rules will be run";
 
 /// cel-go's wording of an evaluation error, which upstream's messages embed.
-fn error_text(e: &ExecutionError) -> String {
+pub(crate) fn error_text(e: &ExecutionError) -> String {
     match e {
         ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
         ExecutionError::IndexOutOfBounds(i) => match i {

@@ -52,7 +52,7 @@ impl Program {
     }
 
     /// Evaluates the expression with `vars` bound (variables it doesn't read are never
-    /// converted), within upstream's per-call cost limit.
+    /// converted), within upstream's per-call cost limit. Errors are in cel-go's words.
     pub fn eval(&self, vars: &[(&str, &Value)]) -> Result<Value, String> {
         let env = env::env()?;
         let mut ctx = Context::with_env(env.clone());
@@ -64,7 +64,7 @@ impl Program {
         }
         let (result, _) = cost::metered(cost::PER_CALL_LIMIT, || {
             let out = instrument::eval(&self.expr, &ctx)
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::eval::error_text(&e))
                 .and_then(|v| value::to_json(v.as_ref()));
             (out, cost::exhausted())
         });

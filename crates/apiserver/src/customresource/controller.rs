@@ -27,6 +27,8 @@ struct Served {
     versions: Vec<String>,
     /// The CRD generation the registrations were built from.
     generation: i64,
+    /// Set once the CRD is being deleted: creates are refused.
+    terminating: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// CRDs this server serves, by CRD name, and those being finalized.
@@ -176,6 +178,10 @@ async fn reconcile(state: &Arc<ApiState>, registered: &Arc<Registered>, crd: &Va
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| f.iter().any(|f| f == CLEANUP_FINALIZER));
+        if let Some(s) = registered.lock().get(&name) {
+            s.terminating
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         if finalizing && registered.start_finalizing(&name) {
             tokio::spawn(finalize(state.clone(), registered.clone(), name));
         }
@@ -193,7 +199,7 @@ async fn reconcile(state: &Arc<ApiState>, registered: &Arc<Registered>, crd: &Va
     let mut established = current;
     if conflict.is_none() && !current {
         match registrations(crd) {
-            Ok(kinds) => {
+            Ok((kinds, terminating)) => {
                 let versions: Vec<String> =
                     kinds.iter().map(|k| k.info.version.to_string()).collect();
                 let old = registered.lock().remove(&name);
@@ -214,6 +220,7 @@ async fn reconcile(state: &Arc<ApiState>, registered: &Arc<Registered>, crd: &Va
                         kind: str_at(crd, "/spec/names/kind").to_string(),
                         versions,
                         generation,
+                        terminating,
                     },
                 );
                 established = true;

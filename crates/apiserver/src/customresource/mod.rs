@@ -13,13 +13,15 @@ mod printer;
 mod strategy;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use apiextensions::schema::Structural;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use serde_json::{Value, json};
 
-use crate::error::Cause;
+use crate::error::{ApiError, Cause};
 use crate::kinds::KindRegistration;
+use crate::registry::hooks::StoreHooks;
 use crate::resources::ResourceInfo;
 use crate::scale::{ScalePaths, ScaleSelector};
 
@@ -69,7 +71,38 @@ fn cause_of(e: &apiextensions::field::FieldError) -> Cause {
     }
 }
 
-/// The errors of each version's schema: not structural, bad patterns or defaults.
+/// A CEL rule's error (a violation, or a rule that does not compile) as a cause.
+fn rule_cause(field: String, reason: cel::Reason, value: Option<Value>, detail: String) -> Cause {
+    use apiextensions::field::{ErrorType, FieldError};
+    let error_type = match reason {
+        cel::Reason::FieldValueInvalid => ErrorType::Invalid,
+        cel::Reason::FieldValueForbidden => ErrorType::Forbidden,
+        cel::Reason::FieldValueRequired => ErrorType::Required,
+        cel::Reason::FieldValueDuplicate => ErrorType::Duplicate,
+        cel::Reason::FieldValueNotSupported => ErrorType::NotSupported,
+    };
+    cause_of(&FieldError {
+        error_type,
+        field,
+        bad_value: value,
+        detail,
+    })
+}
+
+/// A version's CEL rules, compiled; `None` when its schema has none.
+fn compile_rules(schema: &JSONSchemaProps, path: &str) -> Result<Option<cel::Rules>, Vec<Cause>> {
+    match cel::Rules::new(schema, path) {
+        Ok(rules) if rules.is_empty() => Ok(None),
+        Ok(rules) => Ok(Some(rules)),
+        Err(errors) => Err(errors
+            .into_iter()
+            .map(|e| rule_cause(e.field, e.reason, e.value, e.message))
+            .collect()),
+    }
+}
+
+/// The errors of each version's schema: not structural, bad patterns or defaults, rules
+/// that do not compile or cost too much.
 pub fn schema_errors(crd: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     for (i, v) in versions(crd).iter().enumerate() {
@@ -78,6 +111,9 @@ pub fn schema_errors(crd: &Value) -> Vec<Cause> {
             Ok(Some(schema)) => {
                 if let Err(errors) = Structural::new(&schema, &path) {
                     causes.extend(errors.iter().map(cause_of));
+                }
+                if let Err(errors) = compile_rules(&schema, &path) {
+                    causes.extend(errors);
                 }
             }
             Ok(None) => {}
@@ -126,9 +162,33 @@ fn pointer_of(path: &str) -> String {
         })
 }
 
-/// One registration per served version of `crd`; `Err` when a schema does not compile
-/// (the CRD was validated when written, so only a CRD stored by an older server).
-pub fn registrations(crd: &Value) -> Result<Vec<KindRegistration>, String> {
+/// Refuses creates of a kind whose CRD is being deleted (upstream's CRD handler does, with
+/// this message), so that deleting its objects ends.
+struct TerminatingHooks(Arc<AtomicBool>);
+
+#[async_trait::async_trait]
+impl StoreHooks for TerminatingHooks {
+    async fn begin_create(
+        &self,
+        _store: &Arc<dyn store::Store>,
+        _obj: &mut Value,
+    ) -> crate::error::ApiResult<()> {
+        if self.0.load(Ordering::Acquire) {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One registration per served version of `crd`, and the switch that marks them
+/// terminating; `Err` when a schema does not compile (the CRD was validated when written,
+/// so only a CRD stored by an older server).
+pub fn registrations(crd: &Value) -> Result<(Vec<KindRegistration>, Arc<AtomicBool>), String> {
+    let terminating = Arc::new(AtomicBool::new(false));
     let group = leak(str_at(crd, "/spec/group"));
     let names = crd.pointer("/spec/names").cloned().unwrap_or_default();
     let kind = leak(str_at(&names, "/kind"));
@@ -158,6 +218,13 @@ pub fn registrations(crd: &Value) -> Result<Vec<KindRegistration>, String> {
                 .join("; ")
         })?;
         let structural = Arc::new(structural);
+        let rules = compile_rules(&schema, path).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
         let status = v.pointer("/subresources/status").is_some();
         let scale = v.pointer("/subresources/scale");
         let mut subresources = Vec::new();
@@ -197,12 +264,14 @@ pub fn registrations(crd: &Value) -> Result<Vec<KindRegistration>, String> {
             )))
             .with_strategy(strategy::CustomResourceStrategy {
                 schema: structural,
+                rules,
                 status,
                 selectable: Box::leak(selectable.into_boxed_slice()),
             })
             .with_printer(printer::ColumnPrinter::new(
                 v.get("additionalPrinterColumns"),
-            ));
+            ))
+            .with_hooks(TerminatingHooks(terminating.clone()));
         if let Some(scale) = scale {
             kind_reg = kind_reg.with_scale(ScalePaths {
                 spec_replicas: pointer_of(str_at(scale, "/specReplicasPath")),
@@ -224,5 +293,5 @@ pub fn registrations(crd: &Value) -> Result<Vec<KindRegistration>, String> {
         }
         out.push(kind_reg);
     }
-    Ok(out)
+    Ok((out, terminating))
 }

@@ -1,5 +1,5 @@
 //! A custom kind's strategy (upstream's `pkg/registry/customresource` strategy): defaults
-//! and validation by the version's structural schema, status kept apart when the
+//! and validation by the version's structural schema and its CEL rules, status kept apart when the
 //! `status` subresource is on, generation counted, and the CRD's selectable fields.
 
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use crate::strategy::Strategy;
 
 pub struct CustomResourceStrategy {
     pub schema: Arc<Structural>,
+    /// The schema's `x-kubernetes-validations`, compiled; `None` when it has none.
+    pub rules: Option<cel::Rules>,
     /// Whether the `status` subresource is on: then status is written only through it.
     pub status: bool,
     /// `selectableFields`, as field selector names (`spec.color`).
@@ -36,6 +38,17 @@ impl Strategy for CustomResourceStrategy {
             .validate(obj)
             .iter()
             .map(super::cause_of)
+            .collect()
+    }
+
+    fn validate_rules(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let Some(rules) = &self.rules else {
+            return Vec::new();
+        };
+        rules
+            .validate(obj, old)
+            .into_iter()
+            .map(|v| super::rule_cause(v.field, v.reason, v.value, v.message))
             .collect()
     }
 

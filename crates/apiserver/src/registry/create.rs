@@ -136,6 +136,7 @@ impl Registry {
             .into_iter()
             .collect();
         causes.extend(strategy.validate(&obj));
+        causes.extend(strategy.validate_rules(&obj, None));
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }

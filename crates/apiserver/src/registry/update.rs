@@ -281,6 +281,7 @@ impl Registry {
         }
         let mut causes = strategy.validate(&new);
         causes.extend(strategy.validate_update(&new, old));
+        causes.extend(strategy.validate_rules(&new, Some(old)));
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }

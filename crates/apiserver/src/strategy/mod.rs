@@ -46,6 +46,13 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
+    /// Rules that judge a write as a whole, the object (`old`: the stored one, on update)
+    /// once per write: a CRD's `x-kubernetes-validations`, whose transition rules need
+    /// both.
+    fn validate_rules(&self, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        Vec::new()
+    }
+
     /// Whether object names are DNS labels rather than subdomains.
     fn name_is_label(&self) -> bool {
         false

@@ -2,6 +2,9 @@
 //! the cel crate's environment. The extended strings library is the cel crate's own
 //! strings extension, which has the same functions.
 
+mod cidr;
+mod format;
+mod ip;
 mod lists;
 pub(crate) mod quantity;
 mod regex;
@@ -21,6 +24,9 @@ pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     sets::register(env)?;
     urls::register(env)?;
     quantity::register(env)?;
+    ip::register(env)?;
+    cidr::register(env)?;
+    format::register(env)?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 mod api;
 mod cost;
 mod library;
+mod net;
 mod rules;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;

@@ -452,3 +452,49 @@ fn compile_errors_name_the_rule() {
         )
     );
 }
+
+#[test]
+fn indexing_data_lists() {
+    // A list read from the object is an owned value the interpreter indexes by moving the
+    // element out (Gateway API's HTTPRoute rules do `self.matches[0].path`).
+    let r = rules(with_spec(json!({
+        "type": "object",
+        "properties": {
+            "matches": {"type": "array", "maxItems": 8, "items": {
+                "type": "object",
+                "properties": {"path": {"type": "object", "properties": {"type": {"type": "string"}}}}
+            }},
+            "tags": {"type": "array", "maxItems": 8, "x-kubernetes-list-type": "set", "items": {"type": "string"}}
+        },
+        "x-kubernetes-validations": [
+            {"rule": "size(self.matches) != 1 || !has(self.matches[0].path) || self.matches[0].path.type == 'PathPrefix'", "message": "m"},
+            {"rule": "!has(self.tags) || self.tags[size(self.tags) - 1] != 'x'", "message": "t"},
+            {"rule": "!has(self.tags) || !self.tags[?5].hasValue() || self.tags[?5].value() != ''", "message": "o"}
+        ]
+    })));
+    let ok = json!({"spec": {"matches": [{"path": {"type": "PathPrefix"}}], "tags": ["a", "b"]}});
+    assert!(r.validate(&ok, None).is_empty());
+    assert!(
+        r.validate(&json!({"spec": {"matches": [{}]}}), None)
+            .is_empty()
+    );
+    assert_eq!(
+        r.validate(
+            &json!({"spec": {"matches": [{"path": {"type": "Exact"}}], "tags": ["x"]}}),
+            None
+        ),
+        vec![
+            invalid("spec", "object", "m"),
+            invalid("spec", "object", "t")
+        ]
+    );
+    let p = crate::compile("self.a[1].b + self.a.size()", &["self"]).unwrap();
+    assert_eq!(
+        p.eval(&[("self", &json!({"a": [{"b": 1}, {"b": 2}]}))]),
+        Ok(json!(4))
+    );
+    assert_eq!(
+        p.eval(&[("self", &json!({"a": [{"b": 1}]}))]),
+        Err("index out of bounds: 1".to_owned())
+    );
+}

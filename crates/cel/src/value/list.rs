@@ -89,6 +89,15 @@ impl<'a> Val for List<'a> {
         Some(self)
     }
 
+    // The interpreter indexes an owned list (e.g. a field just read from an object) by
+    // moving the element out; without this, `self.items[0]` is a 'no such overload'.
+    fn into_indexer<'v>(self: Box<Self>) -> Option<Box<dyn Indexer + 'v>>
+    where
+        Self: 'v,
+    {
+        Some(self)
+    }
+
     fn as_sizer(&self) -> Option<&dyn Sizer> {
         Some(self)
     }
