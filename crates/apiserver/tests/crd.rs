@@ -228,6 +228,25 @@ async fn crd_lifecycle(c: &Cluster, group: &str) {
         "{explain}"
     );
 
+    // describe and a server-side dry-run diff work on custom objects as on built-in ones.
+    let describe = c.ok(&["describe", ct, "my-cron"]).await;
+    assert!(
+        describe.contains("Cron Spec:") && describe.contains("my-awesome-cron-image"),
+        "{describe}"
+    );
+    let changed = c.write(
+        "changed.yaml",
+        &crontab(group, "my-cron", "").replace("my-awesome-cron-image", "other-image"),
+    );
+    let diff = c.kubectl(&["diff", "-f", &changed]).await;
+    let diff_out = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "kubectl diff exits 1 on a difference: {diff_out}"
+    );
+    assert!(diff_out.contains("+  image: other-image"), "{diff_out}");
+
     // The scale subresource: kubectl scale, and the Scale's selector from the object.
     c.ok(&["scale", &format!("{ct}/my-cron"), "--replicas=3"])
         .await;

@@ -1,9 +1,10 @@
 """Custom objects through the official Python client, as a user's script drives them: a CRD
-created with the typed ApiextensionsV1Api, then its objects through CustomObjectsApi and
-the dynamic client (list, get, merge patch, JSON patch, status, delete). Prints PASS."""
+created with the typed ApiextensionsV1Api, then its objects through CustomObjectsApi (with a
+watch) and the dynamic client (list, get, merge patch, JSON patch, status, delete). Prints
+PASS."""
 import time
 
-from kubernetes import client, config, dynamic
+from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
 GROUP = "python.example.com"
@@ -58,6 +59,15 @@ try:
 except ApiException as e:
     assert e.status == 422, e
     assert "spec.size in body should be greater than or equal to 0" in e.body, e.body
+
+# A watch of custom objects, as controllers written in Python run one.
+w = watch.Watch()
+seen = []
+for event in w.stream(objs.list_namespaced_custom_object, GROUP, "v1", "default", "gadgets",
+                      timeout_seconds=5):
+    seen.append((event["type"], event["object"]["metadata"]["name"]))
+    w.stop()
+assert seen == [("ADDED", "g1")], seen
 
 dyn = dynamic.DynamicClient(api)
 gadgets = dyn.resources.get(api_version=f"{GROUP}/v1", kind="Gadget")
