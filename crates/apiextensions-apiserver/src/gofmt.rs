@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use serde_json::{Number, Value};
 
-/// Go's `strconv.Quote`.
-pub(crate) fn quote_into(out: &mut String, s: &str) {
+/// `s` in double quotes, with the escapes Go's `strconv.Quote` and `encoding/json` share
+/// (`\"`, `\\`, `\n`, `\r`, `\t`) and `other` for the rest of the characters.
+fn quoted_into(out: &mut String, s: &str, other: impl Fn(&mut String, char)) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -15,17 +16,24 @@ pub(crate) fn quote_into(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
+            c => other(out, c),
         }
     }
     out.push('"');
+}
+
+/// Go's `strconv.Quote`.
+pub(crate) fn quote_into(out: &mut String, s: &str) {
+    quoted_into(out, s, |out, c| match c {
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\u{b}' => out.push_str("\\v"),
+        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c => out.push(c),
+    });
 }
 
 pub(crate) fn quote(s: &str) -> String {
@@ -149,25 +157,14 @@ pub(crate) fn json(v: &Value) -> String {
     s
 }
 
+/// Go's `encoding/json` string: HTML-escaped, other control characters as `\u00XX`.
 fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    quoted_into(out, s, |out, c| match c {
+        c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
+            let _ = write!(out, "\\u{:04x}", c as u32);
         }
-    }
-    out.push('"');
+        c => out.push(c),
+    });
 }
 
 #[cfg(test)]
@@ -193,5 +190,10 @@ mod tests {
             r#"{"a":"\u003cx\u003e","b":1}"#
         );
         assert_eq!(quote("a\"b\n"), r#""a\"b\n""#);
+        assert_eq!(quote("\\\t\u{1}\u{7}\u{7f}é<"), r#""\\\t\x01\a\x7fé<""#);
+        assert_eq!(
+            json(&json!("\"\\\r\u{1}\u{7}&\u{2028}\u{7f}é")),
+            "\"\\\"\\\\\\r\\u0001\\u0007\\u0026\\u2028\u{7f}é\""
+        );
     }
 }

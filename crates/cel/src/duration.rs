@@ -1,51 +1,30 @@
 //! Go duration strings (`1h30m`, `1.5s`, `300ms`), which `format: duration` fields hold.
 
-/// Go's `time.ParseDuration`.
+/// Go's `time.ParseDuration`. The numbers and units are `common::duration::parse_go`'s;
+/// what is CEL's own is around it: a sign (`-300ms` is a CEL duration, where common's
+/// parser refuses negatives), no white space around the text (common's parser trims it, Go
+/// refuses it) and Go's range (int64 nanoseconds rather than common's u64).
 pub(crate) fn parse(s: &str) -> Option<chrono::Duration> {
-    let (negative, mut rest) = match s.as_bytes().first() {
+    let (negative, rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    if rest == "0" {
-        return Some(chrono::Duration::zero());
-    }
-    if rest.is_empty() {
+    // One sign only (common's parser would skip a second `+`), and no white space.
+    if rest.starts_with(['+', '-']) || rest.trim() != rest {
         return None;
     }
-    let mut nanos: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        nanos += value * scale;
-    }
-    if !nanos.is_finite() || nanos > i64::MAX as f64 {
+    let nanos = common::duration::parse_go(rest)?.as_nanos();
+    // Go's limit is 2^63 ns; exactly 2^63 (a float total's rounding) is int64's largest.
+    if nanos > 1 << 63 {
         return None;
     }
-    let d = chrono::Duration::nanoseconds(nanos.round() as i64);
+    let d = chrono::Duration::nanoseconds(i64::try_from(nanos).unwrap_or(i64::MAX));
     Some(if negative { -d } else { d })
 }
 
-/// A duration as CEL prints it: seconds with a fraction when needed (`90s`, `1.5s`).
+/// A duration as CEL prints it: seconds with a fraction when needed (`90s`, `1.5s`), not
+/// Go's `Duration.String()` (`1m30s`, `common::duration::format_go`).
 pub(crate) fn format(d: &chrono::Duration) -> String {
     let secs = d.num_seconds();
     let nanos = d.subsec_nanos();
@@ -69,6 +48,26 @@ mod tests {
         assert_eq!(parse("0"), Some(chrono::Duration::zero()));
         assert_eq!(parse("10"), None);
         assert_eq!(parse("1d"), None);
+        for bad in [
+            "", "-", "+", "-+1s", "+-1s", "--1s", " 1s", "1s ", "- 1s", "1s\n", ".s",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse("+1s"), Some(chrono::Duration::seconds(1)));
+        assert_eq!(parse("-0"), Some(chrono::Duration::zero()));
+        assert_eq!(
+            parse("1h1m1.5s1ms1us1µs1ns").map(|d| d.num_nanoseconds()),
+            Some(Some(3_661_501_002_001))
+        );
+        assert_eq!(
+            parse("2562047h47m16.854775807s"),
+            Some(chrono::Duration::nanoseconds(i64::MAX))
+        );
+        assert_eq!(
+            parse("-2562047h47m16.854775807s"),
+            Some(-chrono::Duration::nanoseconds(i64::MAX))
+        );
+        assert_eq!(parse("2562048h"), None);
         assert_eq!(format(&chrono::Duration::minutes(90)), "5400s");
         assert_eq!(format(&chrono::Duration::milliseconds(1500)), "1.5s");
     }

@@ -74,6 +74,10 @@ pub(crate) fn evaluate_node(
         message,
         value: Some(Value::String(node.type_name.clone())),
     };
+    let eval_failed = |e: &ExecutionError, rule: &CompiledRule| {
+        let message = format!("{} evaluating rule: {}", error_text(e), rule.error_string());
+        invalid(path, message)
+    };
     // A null old value is no old value.
     let old = old.filter(|o| !o.is_null());
     if *budget <= 0 {
@@ -95,14 +99,7 @@ pub(crate) fn evaluate_node(
         Ok(v) => v,
         Err(e) => {
             for rule in rules {
-                out.push(invalid(
-                    path,
-                    format!(
-                        "{} evaluating rule: {}",
-                        error_text(&e),
-                        rule.error_string()
-                    ),
-                ));
+                out.push(eval_failed(&e, rule));
             }
             return Outcome::Continue;
         }
@@ -180,14 +177,7 @@ pub(crate) fn evaluate_node(
                 continue;
             }
             Err(e) => {
-                out.push(invalid(
-                    path,
-                    format!(
-                        "{} evaluating rule: {}",
-                        error_text(&e),
-                        rule.error_string()
-                    ),
-                ));
+                out.push(eval_failed(&e, rule));
                 continue;
             }
         }

@@ -1,11 +1,11 @@
 //! TypeMeta and ObjectMeta of embedded resources (`x-kubernetes-embedded-resource`), as
-//! upstream's `objectmeta/validation.go` checks them (ObjectMeta itself in `objectmeta.rs`). The root object's metadata is the API
-//! server's job.
+//! upstream's `objectmeta/validation.go` checks them (ObjectMeta itself in `objectmeta.rs`).
+//! The root object's metadata is the API server's job.
 
 use serde_json::{Map, Value};
 
-use super::node::{Additional, Node};
-use super::path::{Path, Seg};
+use super::node::{Node, walk};
+use super::path::Path;
 use crate::field::FieldError;
 
 pub(crate) fn validate<'a>(
@@ -14,37 +14,14 @@ pub(crate) fn validate<'a>(
     path: &mut Path<'a>,
     errs: &mut Vec<FieldError>,
 ) {
-    if !s.has_embedded {
-        return;
-    }
-    match x {
-        Value::Object(m) => {
-            if s.embedded && !path.is_empty() {
-                validate_embedded(m, path, errs);
-            }
-            for (k, v) in m {
-                if let Some(p) = s.properties.get(k) {
-                    path.push(Seg::Prop(k));
-                    validate(v, p, path, errs);
-                    path.pop();
-                } else if let Some(Additional::Schema(a)) = &s.additional {
-                    path.push(Seg::Key(k));
-                    validate(v, a, path, errs);
-                    path.pop();
-                }
-            }
+    walk(x, s, path, |s| s.has_embedded, &mut |x, s, path| {
+        if let Value::Object(m) = x
+            && s.embedded
+            && !path.is_empty()
+        {
+            validate_embedded(m, path, errs);
         }
-        Value::Array(a) => {
-            if let Some(items) = &s.items {
-                for (i, v) in a.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    validate(v, items, path, errs);
-                    path.pop();
-                }
-            }
-        }
-        _ => {}
-    }
+    });
 }
 
 fn child(path: &Path, name: &str) -> String {
@@ -64,13 +41,9 @@ fn dns1035_errors(s: &str) -> Vec<String> {
     if s.len() > 63 {
         out.push("must be no more than 63 characters".to_string());
     }
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.last()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    // A DNS-1123 label that starts with a letter.
+    let ok = s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && super::objectmeta::is_dns1123_label(s);
     if !ok {
         out.push(DNS1035_MSG.to_string());
     }
@@ -78,57 +51,33 @@ fn dns1035_errors(s: &str) -> Vec<String> {
 }
 
 fn validate_embedded(m: &Map<String, Value>, path: &Path, errs: &mut Vec<FieldError>) {
-    if !m.contains_key("apiVersion") {
-        errs.push(FieldError::required(child(path, "apiVersion"), ""));
-    }
-    if !m.contains_key("kind") {
-        errs.push(FieldError::required(child(path, "kind"), ""));
+    for k in ["apiVersion", "kind"] {
+        if !m.contains_key(k) {
+            errs.push(FieldError::required(child(path, k), ""));
+        }
     }
     for (k, v) in m {
         match k.as_str() {
-            "apiVersion" => match v.as_str() {
-                None => errs.push(FieldError::invalid(
-                    child(path, k),
-                    v.clone(),
-                    "must be a string",
-                )),
-                Some("") => errs.push(FieldError::invalid(
-                    child(path, k),
-                    v.clone(),
-                    "must not be empty",
-                )),
-                Some(av) if av.matches('/').count() > 1 => errs.push(FieldError::invalid(
-                    child(path, k),
-                    v.clone(),
-                    format!("unexpected GroupVersion string: {av}"),
-                )),
-                Some(_) => {}
-            },
-            "kind" => match v.as_str() {
-                None => errs.push(FieldError::invalid(
-                    child(path, k),
-                    v.clone(),
-                    "must be a string",
-                )),
-                Some("") => errs.push(FieldError::invalid(
-                    child(path, k),
-                    v.clone(),
-                    "must not be empty",
-                )),
-                Some(kind) => {
-                    let e = dns1035_errors(&kind.to_lowercase());
-                    if !e.is_empty() {
-                        errs.push(FieldError::invalid(
-                            child(path, k),
-                            v.clone(),
+            "apiVersion" | "kind" => {
+                let detail = match v.as_str() {
+                    None => Some("must be a string".to_string()),
+                    Some("") => Some("must not be empty".to_string()),
+                    Some(av) if k == "apiVersion" => (av.matches('/').count() > 1)
+                        .then(|| format!("unexpected GroupVersion string: {av}")),
+                    Some(kind) => {
+                        let e = dns1035_errors(&kind.to_lowercase());
+                        (!e.is_empty()).then(|| {
                             format!(
                                 "may have mixed case, but should otherwise match: {}",
                                 e.join(",")
-                            ),
-                        ));
+                            )
+                        })
                     }
+                };
+                if let Some(detail) = detail {
+                    errs.push(FieldError::invalid(child(path, k), v.clone(), detail));
                 }
-            },
+            }
             "metadata" => super::objectmeta::validate(v, &child(path, k), errs),
             _ => {}
         }

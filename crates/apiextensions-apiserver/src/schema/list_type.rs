@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::node::{ListType, Node};
+use super::node::{ListType, Node, walk};
 use super::path::{Path, Seg};
 use super::validation::json_equal;
 use crate::field::FieldError;
@@ -15,47 +15,28 @@ pub(crate) fn validate<'a>(
     path: &mut Path<'a>,
     errs: &mut Vec<FieldError>,
 ) {
-    if !s.has_list_checks {
-        return;
-    }
-    match x {
-        Value::Object(m) => {
-            for (k, v) in m {
-                if let Some(p) = s.properties.get(k) {
-                    path.push(Seg::Prop(k));
-                    validate(v, p, path, errs);
-                    path.pop();
-                } else if let Some(super::node::Additional::Schema(a)) = &s.additional {
-                    path.push(Seg::Key(k));
-                    validate(v, a, path, errs);
-                    path.pop();
+    walk(x, s, path, |s| s.has_list_checks, &mut |x, s, path| {
+        let Value::Array(a) = x else {
+            return;
+        };
+        match s.list_type {
+            Some(ListType::Set) => {
+                for i in non_unique(a.iter()) {
+                    errs.push(duplicate_at(path, i, &a[i]));
                 }
             }
+            Some(ListType::Map) => validate_map(a, s, path, errs),
+            _ => {}
         }
-        Value::Array(a) => {
-            match s.list_type {
-                Some(ListType::Set) => {
-                    for i in non_unique(a.iter()) {
-                        path.push(Seg::Index(i));
-                        errs.push(FieldError::duplicate(path.field(""), a[i].clone()));
-                        path.pop();
-                    }
-                }
-                Some(ListType::Map) => validate_map(a, s, path, errs),
-                _ => {}
-            }
-            if let Some(items) = &s.items {
-                for (i, v) in a.iter().enumerate() {
-                    if matches!(v, Value::Object(_) | Value::Array(_)) {
-                        path.push(Seg::Index(i));
-                        validate(v, items, path, errs);
-                        path.pop();
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
+    });
+}
+
+/// A `Duplicate value` error for item `i` of the list at `path`.
+fn duplicate_at(path: &mut Path, i: usize, value: &Value) -> FieldError {
+    path.push(Seg::Index(i));
+    let e = FieldError::duplicate(path.field(""), value.clone());
+    path.pop();
+    e
 }
 
 /// Indices of second occurrences (each repeated value reported once), like upstream.
@@ -118,7 +99,7 @@ fn validate_map<'a>(a: &'a [Value], s: &Node, path: &mut Path<'a>, errs: &mut Ve
             Value::Object(key)
         })
         .collect();
-    if s.list_map_keys.len() == 1 {
+    let duplicates = if s.list_map_keys.len() == 1 {
         // Single keys compare as scalars (upstream compares the key values themselves).
         let k = &s.list_map_keys[0];
         let vals: Vec<Value> = keys
@@ -128,16 +109,11 @@ fn validate_map<'a>(a: &'a [Value], s: &Node, path: &mut Path<'a>, errs: &mut Ve
                 None => Value::Null,
             })
             .collect();
-        for i in non_unique(vals.iter()) {
-            path.push(Seg::Index(i));
-            errs.push(FieldError::duplicate(path.field(""), keys[i].clone()));
-            path.pop();
-        }
-        return;
-    }
-    for i in non_unique(keys.iter()) {
-        path.push(Seg::Index(i));
-        errs.push(FieldError::duplicate(path.field(""), keys[i].clone()));
-        path.pop();
+        non_unique(vals.iter())
+    } else {
+        non_unique(keys.iter())
+    };
+    for i in duplicates {
+        errs.push(duplicate_at(path, i, &keys[i]));
     }
 }

@@ -10,6 +10,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::formats::Format;
+use super::path::{Path, Seg};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) enum Type {
@@ -241,12 +242,55 @@ impl Node {
 
     /// The schema of field `k` (a property, else additionalProperties' schema).
     pub(crate) fn field(&self, k: &str) -> Option<&Node> {
+        self.child(k).map(|(_, n)| n)
+    }
+
+    /// The schema of field `k` with its path segment: a property (`Seg::Prop`), else
+    /// additionalProperties' schema (`Seg::Key`).
+    pub(crate) fn child<'k>(&self, k: &'k str) -> Option<(Seg<'k>, &Node)> {
         match self.properties.get(k) {
-            Some(p) => Some(p),
+            Some(p) => Some((Seg::Prop(k), p)),
             None => match &self.additional {
-                Some(Additional::Schema(a)) => Some(a),
+                Some(Additional::Schema(a)) => Some((Seg::Key(k), a)),
                 _ => None,
             },
         }
+    }
+}
+
+/// Walks `x` and the values below it that `s` has schemas for (properties,
+/// additionalProperties' schema, items) depth first, calling `visit` on each value before
+/// its children; a subtree whose schema fails `wanted` (one of the `has_*` flags) is skipped.
+pub(crate) fn walk<'a>(
+    x: &'a Value,
+    s: &'a Node,
+    path: &mut Path<'a>,
+    wanted: fn(&Node) -> bool,
+    visit: &mut impl FnMut(&'a Value, &'a Node, &mut Path<'a>),
+) {
+    if !wanted(s) {
+        return;
+    }
+    visit(x, s, path);
+    match x {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if let Some((seg, child)) = s.child(k) {
+                    path.push(seg);
+                    walk(v, child, path, wanted, visit);
+                    path.pop();
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = &s.items {
+                for (i, v) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk(v, items, path, wanted, visit);
+                    path.pop();
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -143,7 +143,8 @@ fn is_alnum_lower(c: &u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
-fn is_dns1123_label(s: &str) -> bool {
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, of any length.
+pub(super) fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     b.first().is_some_and(is_alnum_lower)
         && b.last().is_some_and(is_alnum_lower)

@@ -3,15 +3,14 @@
 //! `netip.ParsePrefix`, refusing IPv4-mapped addresses as upstream; host bits after the
 //! prefix are kept (`cidr('10.0.0.1/8').ip()` is `10.0.0.1`).
 
-use std::any::Any;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cel_rust::common::types::{CelBool, CelInt, CelString, STRING_TYPE, Type};
-use cel_rust::common::value::{CowVal, StaticVal, Val};
+use cel_rust::common::value::CowVal;
 use cel_rust::{DeclarationError, Env, ExecutionError};
 
 use super::ip::{self, IP_TYPE, Ip};
-use super::{charge_str, nth, str_arg};
+use super::{charge_str, library_val, nth, str_arg};
 
 static CIDR_TYPE: Type = Type::new_unspecified_type("net.CIDR");
 
@@ -22,32 +21,7 @@ pub(crate) struct Cidr {
     bits: u8,
 }
 
-impl Val for Cidr {
-    fn get_type(&self) -> &Type {
-        &CIDR_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &CIDR_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Cidr>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Cidr {}
+library_val!(Cidr, CIDR_TYPE);
 
 /// `addr` with the bits after the first `bits` cleared.
 fn mask(addr: IpAddr, bits: u8) -> IpAddr {

@@ -3,16 +3,15 @@
 //! `<format>.validate(s)`: `optional.none()` when `s` is valid, else an optional list of
 //! upstream's validation messages (apimachinery's `IsDNS1123Label` and the like).
 
-use std::any::Any;
 use std::sync::LazyLock;
 
 use base64::Engine;
 use cel_rust::common::types::{CelList, CelOptional, CelString, STRING_TYPE, Type};
-use cel_rust::common::value::{CowVal, StaticVal, Val};
+use cel_rust::common::value::{CowVal, Val};
 use cel_rust::{DeclarationError, Env, ExecutionError};
 use regex::Regex;
 
-use super::{charge_str, nth, str_arg};
+use super::{charge_str, library_val, nth, str_arg};
 
 static FORMAT_TYPE: Type = Type::new_unspecified_type("kubernetes.NamedFormat");
 
@@ -29,32 +28,7 @@ impl PartialEq for Format {
     }
 }
 
-impl Val for Format {
-    fn get_type(&self) -> &Type {
-        &FORMAT_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &FORMAT_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Format>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Format {}
+library_val!(Format, FORMAT_TYPE);
 
 const FORMATS: [Format; 13] = [
     f("dns1123Label", |s| dns1123_label(s, false)),
@@ -236,18 +210,21 @@ static TIME: LazyLock<Option<Regex>> = LazyLock::new(|| {
         .ok()
 });
 
-fn uuid(s: &str) -> Vec<String> {
-    if pattern(&UUID, s) {
+/// No errors when `valid`, else `message`.
+fn errors_unless(valid: bool, message: &str) -> Vec<String> {
+    if valid {
         return Vec::new();
     }
-    vec!["does not match the UUID format".to_owned()]
+    vec![message.to_owned()]
+}
+
+fn uuid(s: &str) -> Vec<String> {
+    errors_unless(pattern(&UUID, s), "does not match the UUID format")
 }
 
 fn byte(s: &str) -> Vec<String> {
-    if base64::engine::general_purpose::STANDARD.decode(s).is_ok() {
-        return Vec::new();
-    }
-    vec!["invalid base64".to_owned()]
+    let valid = base64::engine::general_purpose::STANDARD.decode(s).is_ok();
+    errors_unless(valid, "invalid base64")
 }
 
 /// Go's `time.Parse("2006-01-02", s)`: four, two and two digits, a real day.
@@ -263,23 +240,16 @@ fn is_date(s: &str) -> bool {
 }
 
 fn date(s: &str) -> Vec<String> {
-    if is_date(s) {
-        return Vec::new();
-    }
-    vec!["invalid date".to_owned()]
+    errors_unless(is_date(s), "invalid date")
 }
 
 /// strfmt's `IsDateTime`: a date, `T` (any case), a time of day.
 fn datetime(s: &str) -> Vec<String> {
     let lower = s.to_ascii_lowercase();
     let mut parts = lower.split('t');
-    if let (Some(d), Some(t)) = (parts.next(), parts.next())
-        && is_date(d)
-        && pattern(&TIME, t)
-    {
-        return Vec::new();
-    }
-    vec!["invalid datetime".to_owned()]
+    let valid = matches!((parts.next(), parts.next()),
+        (Some(d), Some(t)) if is_date(d) && pattern(&TIME, t));
+    errors_unless(valid, "invalid datetime")
 }
 
 pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {

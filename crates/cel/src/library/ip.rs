@@ -4,14 +4,13 @@
 //! `net/netip` (what upstream uses), so errors and canonical forms are upstream's; like
 //! upstream, IPv4-mapped IPv6 addresses and zones are refused.
 
-use std::any::Any;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cel_rust::common::types::{CelBool, CelInt, CelString, STRING_TYPE, Type};
-use cel_rust::common::value::{CowVal, StaticVal, Val};
+use cel_rust::common::value::CowVal;
 use cel_rust::{DeclarationError, Env, ExecutionError};
 
-use super::{charge_str, nth, str_arg};
+use super::{charge_str, library_val, nth, str_arg};
 
 pub(super) static IP_TYPE: Type = Type::new_unspecified_type("net.IP");
 
@@ -19,32 +18,7 @@ pub(super) static IP_TYPE: Type = Type::new_unspecified_type("net.IP");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ip(pub(super) IpAddr);
 
-impl Val for Ip {
-    fn get_type(&self) -> &Type {
-        &IP_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &IP_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Ip>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Ip {}
+library_val!(Ip, IP_TYPE);
 
 /// Go's `netip.ParseAddr` error: `ParseAddr("x"): msg (at "rest")`.
 fn addr_error(input: &str, msg: &str, at: &str) -> String {

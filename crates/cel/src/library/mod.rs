@@ -16,6 +16,40 @@ use cel_rust::common::types::CelString;
 use cel_rust::common::value::Val;
 use cel_rust::{DeclarationError, Env, ExecutionError};
 
+/// `Val` and `StaticVal` for a library's value type `$t` of the CEL type `$cel_type` (a
+/// `static Type`): equal to another value of `$t` when `==`, cloned with `Clone`.
+macro_rules! library_val {
+    ($t:ty, $cel_type:expr) => {
+        impl ::cel_rust::common::value::Val for $t {
+            fn get_type(&self) -> &::cel_rust::common::types::Type {
+                &$cel_type
+            }
+
+            fn cel_type() -> &'static ::cel_rust::common::types::Type {
+                &$cel_type
+            }
+
+            fn equals(&self, other: &dyn ::cel_rust::common::value::Val) -> bool {
+                other.downcast_ref::<$t>().is_some_and(|o| o == self)
+            }
+
+            fn clone_as_boxed<'v>(&self) -> Box<dyn ::cel_rust::common::value::Val + 'v>
+            where
+                Self: 'v,
+            {
+                Box::new(Clone::clone(self))
+            }
+
+            fn as_any(&self) -> Option<&dyn ::std::any::Any> {
+                Some(self)
+            }
+        }
+
+        impl ::cel_rust::common::value::StaticVal for $t {}
+    };
+}
+use library_val;
+
 /// Registers every library on `env`.
 pub(crate) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     strings::register(env)?;

@@ -3,14 +3,13 @@
 //! quantities. Parsing is `common::quantity`'s; values are kept in nano-units (exact to a
 //! billionth, as far as upstream's canonical forms go) in an i128.
 
-use std::any::Any;
 use std::cmp::Ordering;
 
 use cel_rust::common::types::{CelBool, CelDouble, CelInt, INT_TYPE, STRING_TYPE, Type};
-use cel_rust::common::value::{CowVal, StaticVal, Val};
+use cel_rust::common::value::CowVal;
 use cel_rust::{DeclarationError, Env, ExecutionError};
 
-use super::{nth, str_arg};
+use super::{library_val, nth, str_arg};
 
 static QUANTITY_TYPE: Type = Type::new_unspecified_type("kubernetes.Quantity");
 const NANO: i128 = 1_000_000_000;
@@ -20,32 +19,7 @@ pub(crate) struct Quantity {
     nanos: i128,
 }
 
-impl Val for Quantity {
-    fn get_type(&self) -> &Type {
-        &QUANTITY_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &QUANTITY_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Quantity>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Quantity {}
+library_val!(Quantity, QUANTITY_TYPE);
 
 impl Quantity {
     /// Kubernetes' canonical form, as far as decimal suffixes go.

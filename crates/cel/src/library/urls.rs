@@ -2,14 +2,13 @@
 //! `getEscapedPath`, `getQuery` on URLs. Parsing follows Go's `url.ParseRequestURI` (what
 //! upstream validates with): an absolute URI, or an absolute path.
 
-use std::any::Any;
 use std::collections::HashMap;
 
 use cel_rust::common::types::{CelBool, CelList, CelMap, CelMapKey, CelString, STRING_TYPE, Type};
-use cel_rust::common::value::{CowVal, StaticVal, Val};
+use cel_rust::common::value::{CowVal, Val};
 use cel_rust::{DeclarationError, Env, ExecutionError};
 
-use super::{charge_str, nth, str_arg};
+use super::{charge_str, library_val, nth, str_arg};
 
 static URL_TYPE: Type = Type::new_unspecified_type("kubernetes.URL");
 
@@ -23,32 +22,7 @@ pub(crate) struct Url {
     query: String,
 }
 
-impl Val for Url {
-    fn get_type(&self) -> &Type {
-        &URL_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &URL_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Url>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Url {}
+library_val!(Url, URL_TYPE);
 
 pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_overload("url", "string_to_url", vec![STRING_TYPE], to_url)?;

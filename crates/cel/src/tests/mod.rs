@@ -9,7 +9,27 @@ mod rules;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use serde_json::{Value, json};
 
-use crate::{CompileError, Reason, Rules, Violation};
+use crate::{CompileError, Reason, Rules, Violation, compile};
+
+/// Evaluates a boolean expression with no variables.
+pub(super) fn eval(expr: &str) -> bool {
+    match compile(expr, &[]).and_then(|p| p.eval_bool(&[])) {
+        Ok(b) => b,
+        Err(e) => panic!("{expr}: {e}"),
+    }
+}
+
+/// Asserts that each expression (no variables) is true.
+pub(super) fn assert_all(exprs: &[&str]) {
+    for e in exprs {
+        assert!(eval(e), "{e}");
+    }
+}
+
+/// The error of an expression with no variables.
+pub(super) fn eval_err(expr: &str) -> String {
+    compile(expr, &[]).and_then(|p| p.eval(&[])).unwrap_err()
+}
 
 pub(super) const ROOT: &str = "spec.validation.openAPIV3Schema";
 

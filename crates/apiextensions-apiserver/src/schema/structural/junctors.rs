@@ -58,94 +58,67 @@ fn nested(v: &JSONSchemaProps, skip_any_of: bool, p: &str, errs: &mut Vec<FieldE
     for (k, x) in v.properties.iter().flatten() {
         nested(x, false, &key(p, "properties", k), errs);
     }
-    let forbid = |errs: &mut Vec<FieldError>, set: bool, name: &str, detail: &str| {
+    const EMPTY: &str = "must be empty to be structural";
+    const UNDEFINED: &str = "must be undefined to be structural";
+    const FALSE: &str = "must be false to be structural";
+    let non_empty = |s: &Option<String>| s.as_ref().is_some_and(|s| !s.is_empty());
+    let t = |b: Option<bool>| b == Some(true);
+    let forbidden = [
+        (non_empty(&v.type_), "type", EMPTY),
+        (
+            v.additional_properties.is_some(),
+            "additionalProperties",
+            UNDEFINED,
+        ),
+        (v.default.is_some(), "default", UNDEFINED),
+        (non_empty(&v.title), "title", EMPTY),
+        (non_empty(&v.description), "description", EMPTY),
+        (v.nullable == Some(true), "nullable", FALSE),
+        (
+            t(v.x_kubernetes_preserve_unknown_fields),
+            "x-kubernetes-preserve-unknown-fields",
+            FALSE,
+        ),
+        (
+            t(v.x_kubernetes_embedded_resource),
+            "x-kubernetes-embedded-resource",
+            FALSE,
+        ),
+        (
+            t(v.x_kubernetes_int_or_string),
+            "x-kubernetes-int-or-string",
+            FALSE,
+        ),
+        (
+            v.x_kubernetes_list_map_keys
+                .as_ref()
+                .is_some_and(|k| !k.is_empty()),
+            "x-kubernetes-list-map-keys",
+            EMPTY,
+        ),
+        (
+            v.x_kubernetes_list_type.is_some(),
+            "x-kubernetes-list-type",
+            UNDEFINED,
+        ),
+        (
+            v.x_kubernetes_map_type.is_some(),
+            "x-kubernetes-map-type",
+            UNDEFINED,
+        ),
+        (
+            v.x_kubernetes_validations
+                .as_ref()
+                .is_some_and(|x| !x.is_empty()),
+            "x-kubernetes-validations",
+            EMPTY,
+        ),
+    ];
+    for (set, name, detail) in forbidden {
         if set {
             errs.push(FieldError::forbidden(format!("{p}.{name}"), detail));
         }
-    };
-    forbid(
-        errs,
-        v.type_.as_ref().is_some_and(|t| !t.is_empty()),
-        "type",
-        "must be empty to be structural",
-    );
-    forbid(
-        errs,
-        v.additional_properties.is_some(),
-        "additionalProperties",
-        "must be undefined to be structural",
-    );
-    forbid(
-        errs,
-        v.default.is_some(),
-        "default",
-        "must be undefined to be structural",
-    );
-    forbid(
-        errs,
-        v.title.as_ref().is_some_and(|t| !t.is_empty()),
-        "title",
-        "must be empty to be structural",
-    );
-    forbid(
-        errs,
-        v.description.as_ref().is_some_and(|t| !t.is_empty()),
-        "description",
-        "must be empty to be structural",
-    );
-    forbid(
-        errs,
-        v.nullable == Some(true),
-        "nullable",
-        "must be false to be structural",
-    );
-    let t = |b: Option<bool>| b == Some(true);
-    forbid(
-        errs,
-        t(v.x_kubernetes_preserve_unknown_fields),
-        "x-kubernetes-preserve-unknown-fields",
-        "must be false to be structural",
-    );
-    forbid(
-        errs,
-        t(v.x_kubernetes_embedded_resource),
-        "x-kubernetes-embedded-resource",
-        "must be false to be structural",
-    );
-    forbid(
-        errs,
-        t(v.x_kubernetes_int_or_string),
-        "x-kubernetes-int-or-string",
-        "must be false to be structural",
-    );
-    forbid(
-        errs,
-        v.x_kubernetes_list_map_keys
-            .as_ref()
-            .is_some_and(|k| !k.is_empty()),
-        "x-kubernetes-list-map-keys",
-        "must be empty to be structural",
-    );
-    forbid(
-        errs,
-        v.x_kubernetes_list_type.is_some(),
-        "x-kubernetes-list-type",
-        "must be undefined to be structural",
-    );
-    forbid(
-        errs,
-        v.x_kubernetes_map_type.is_some(),
-        "x-kubernetes-map-type",
-        "must be undefined to be structural",
-    );
-    forbid(
-        errs,
-        v.x_kubernetes_validations
-            .as_ref()
-            .is_some_and(|x| !x.is_empty()),
-        "x-kubernetes-validations",
-        "must be empty to be structural",
-    );
+    }
     if v.properties
         .as_ref()
         .is_some_and(|m| m.contains_key("metadata"))

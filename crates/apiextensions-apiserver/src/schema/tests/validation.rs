@@ -350,6 +350,26 @@ fn validates_embedded_resources() {
             "spec.template.kind: Invalid value: \"Bad_Kind\": may have mixed case, but should otherwise match: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
         ]
     );
+    assert_eq!(
+        errors(
+            &s,
+            json!({"spec": {"template": {"apiVersion": 1, "kind": ""}}})
+        ),
+        vec![
+            "spec.template.apiVersion: Invalid value: 1: must be a string",
+            "spec.template.kind: Invalid value: \"\": must not be empty",
+        ]
+    );
+    assert_eq!(
+        errors(
+            &s,
+            json!({"spec": {"template": {"apiVersion": "", "kind": false}}})
+        ),
+        vec![
+            "spec.template.apiVersion: Invalid value: \"\": must not be empty",
+            "spec.template.kind: Invalid value: false: must be a string",
+        ]
+    );
 }
 
 #[test]

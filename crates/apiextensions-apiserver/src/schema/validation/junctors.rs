@@ -36,14 +36,7 @@ impl<'p> Validator<'p> {
                 }
             }
             if !ok {
-                self.unnamed(format!(
-                    "{} must validate at least one schema (anyOf)",
-                    gofmt::quote(&path.openapi())
-                ));
-                if let Some((errs, m)) = best {
-                    self.errs.extend(errs);
-                    self.matches += m;
-                }
+                self.junctor_failed(path, "validate at least one schema (anyOf)", best);
             }
         }
         if !n.one_of.is_empty() {
@@ -64,14 +57,8 @@ impl<'p> Validator<'p> {
                 } else {
                     format!("Found {validated} valid alternatives")
                 };
-                self.unnamed(format!(
-                    "{} must validate one and only one schema (oneOf). {more}",
-                    gofmt::quote(&path.openapi())
-                ));
-                if let Some((errs, m)) = best {
-                    self.errs.extend(errs);
-                    self.matches += m;
-                }
+                let what = format!("validate one and only one schema (oneOf). {more}");
+                self.junctor_failed(path, &what, best);
             }
         }
         if !n.all_of.is_empty() {
@@ -90,19 +77,24 @@ impl<'p> Validator<'p> {
                 } else {
                     ""
                 };
-                self.unnamed(format!(
-                    "{} must validate all the schemas (allOf){more}",
-                    gofmt::quote(&path.openapi())
-                ));
+                let what = format!("validate all the schemas (allOf){more}");
+                self.junctor_failed(path, &what, None);
             }
         }
         if let Some(not) = &n.not
             && run(not, path).0.is_empty()
         {
-            self.unnamed(format!(
-                "{} must not validate the schema (not)",
-                gofmt::quote(&path.openapi())
-            ));
+            self.junctor_failed(path, "not validate the schema (not)", None);
+        }
+    }
+
+    /// kube-openapi's composite error for the junctors at `path` (`"<path>" must <what>`),
+    /// followed by the errors of the failed branch it reports, if any.
+    fn junctor_failed(&mut self, path: &Path, what: &str, branch: Option<(Vec<FieldError>, u32)>) {
+        self.unnamed(format!("{} must {what}", gofmt::quote(&path.openapi())));
+        if let Some((errs, m)) = branch {
+            self.errs.extend(errs);
+            self.matches += m;
         }
     }
 }

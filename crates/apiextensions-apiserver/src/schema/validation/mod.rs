@@ -211,22 +211,7 @@ impl<'p> Validator<'p> {
             }
         }
         let size = a.len() as i64;
-        if let Some(min) = n.min_items
-            && size < min
-        {
-            let name = path.openapi();
-            self.invalid(
-                &name,
-                Value::from(size),
-                format!("{name} in body should have at least {min} items"),
-            );
-        }
-        if let Some(max) = n.max_items
-            && size > max
-        {
-            self.errs
-                .push(FieldError::too_many(self.field(&path.openapi()), size, max));
-        }
+        self.check_count(size, n.min_items, n.max_items, "items", path);
         if n.unique_items
             && a.iter()
                 .enumerate()
@@ -238,6 +223,33 @@ impl<'p> Validator<'p> {
                 Value::from(""),
                 format!("{name} in body shouldn't contain duplicates"),
             );
+        }
+    }
+
+    /// `minItems`/`maxItems` or `minProperties`/`maxProperties`: `size` counts `what`.
+    fn check_count(
+        &mut self,
+        size: i64,
+        min: Option<i64>,
+        max: Option<i64>,
+        what: &str,
+        path: &Path,
+    ) {
+        if let Some(min) = min
+            && size < min
+        {
+            let name = path.openapi();
+            self.invalid(
+                &name,
+                Value::from(size),
+                format!("{name} in body should have at least {min} {what}"),
+            );
+        }
+        if let Some(max) = max
+            && size > max
+        {
+            self.errs
+                .push(FieldError::too_many(self.field(&path.openapi()), size, max));
         }
     }
 
@@ -260,22 +272,8 @@ impl<'p> Validator<'p> {
 
     fn check_object<'a>(&mut self, n: &'a Node, m: &'a Map<String, Value>, path: &mut Path<'a>) {
         let size = m.len() as i64;
-        if let Some(min) = n.min_properties
-            && size < min
-        {
-            let name = path.openapi();
-            self.invalid(
-                &name,
-                Value::from(size),
-                format!("{name} in body should have at least {min} properties"),
-            );
-        }
-        if let Some(max) = n.max_properties
-            && size > max
-        {
-            self.errs
-                .push(FieldError::too_many(self.field(&path.openapi()), size, max));
-        }
+        let (min, max) = (n.min_properties, n.max_properties);
+        self.check_count(size, min, max, "properties", path);
         for (k, v) in m {
             if let Some(p) = n.properties.get(k) {
                 if p.has_value_checks {

@@ -52,6 +52,13 @@ fn bound(f: f64, as_int: bool) -> String {
     }
 }
 
+/// Whether `x` is past bound `b`: above it for a maximum (`upper`), below it for a minimum,
+/// or at it when the bound is exclusive.
+fn beyond<T: PartialOrd>(x: T, b: T, upper: bool, exclusive: bool) -> bool {
+    let (high, low) = if upper { (x, b) } else { (b, x) };
+    if exclusive { high >= low } else { high > low }
+}
+
 impl Validator<'_> {
     /// kube-openapi's `IsValueValidAgainstRange`: whether `x` fits the schema's type/format.
     fn in_range(n: &Node, x: Num) -> bool {
@@ -136,63 +143,29 @@ impl Validator<'_> {
                 }
             }
         }
-        if let Some(max) = n.maximum {
-            let as_int = native(max);
-            let over = match x {
-                Num::Int(i) if as_int => {
-                    let m = max as i64;
-                    if n.exclusive_maximum { i >= m } else { i > m }
-                }
-                _ => {
-                    let d = x.f64();
-                    if n.exclusive_maximum {
-                        d >= max
-                    } else {
-                        d > max
-                    }
-                }
+        let bounds = [
+            (n.maximum, n.exclusive_maximum, true),
+            (n.minimum, n.exclusive_minimum, false),
+        ];
+        for (bound_value, exclusive, upper) in bounds {
+            let Some(b) = bound_value else { continue };
+            let as_int = native(b);
+            let out = match x {
+                Num::Int(i) if as_int => beyond(i, b as i64, upper, exclusive),
+                _ => beyond(x.f64(), b, upper, exclusive),
             };
-            if over {
+            if out {
                 let name = path.openapi();
-                let rel = if n.exclusive_maximum {
-                    "less than"
-                } else {
-                    "less than or equal to"
+                let rel = match (upper, exclusive) {
+                    (true, true) => "less than",
+                    (true, false) => "less than or equal to",
+                    (false, true) => "greater than",
+                    (false, false) => "greater than or equal to",
                 };
                 self.invalid(
                     &name,
                     x.value(),
-                    format!("{name} in body should be {rel} {}", bound(max, as_int)),
-                );
-            }
-        }
-        if let Some(min) = n.minimum {
-            let as_int = native(min);
-            let under = match x {
-                Num::Int(i) if as_int => {
-                    let m = min as i64;
-                    if n.exclusive_minimum { i <= m } else { i < m }
-                }
-                _ => {
-                    let d = x.f64();
-                    if n.exclusive_minimum {
-                        d <= min
-                    } else {
-                        d < min
-                    }
-                }
-            };
-            if under {
-                let name = path.openapi();
-                let rel = if n.exclusive_minimum {
-                    "greater than"
-                } else {
-                    "greater than or equal to"
-                };
-                self.invalid(
-                    &name,
-                    x.value(),
-                    format!("{name} in body should be {rel} {}", bound(min, as_int)),
+                    format!("{name} in body should be {rel} {}", bound(b, as_int)),
                 );
             }
         }
