@@ -56,7 +56,8 @@ pub async fn bootstrap(state: &ApiState) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create_if_missing(
+/// Creates `obj` unless an object of that name is there (never updated).
+pub(crate) async fn create_if_missing(
     state: &ApiState,
     info: &crate::resources::ResourceInfo,
     namespace: &str,
@@ -86,6 +87,38 @@ async fn create_if_missing(
     }
 }
 
+/// Makes the ConfigMap `namespace/name` hold `data` (created, or its data replaced).
+pub(crate) async fn write_configmap(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+    data: Value,
+) -> ApiResult<()> {
+    let cm = crate::resources::by_kind("", "ConfigMap")?;
+    match state.registry.get(cm, Some(namespace), name).await {
+        Ok(live) if live.get("data") == Some(&data) => Ok(()),
+        Ok(_) => {
+            let ctx = state.internal();
+            let replace = |old: &Value| {
+                let mut new = old.clone();
+                new["data"] = data.clone();
+                Ok(new)
+            };
+            let updated = state
+                .registry
+                .update_with(ctx, cm, Some(namespace), name, None, replace)
+                .await;
+            updated.map(drop)
+        }
+        Err(e) if e.code == 404 => {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace}, "data": data});
+            create_if_missing(state, cm, namespace, name, obj).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Publishes `kube-public/cluster-info` (the server's URL and CA, as kubeadm does), readable
 /// by anyone: a joining node reads it and checks the CA against the hash in its token.
 pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) -> ApiResult<()> {
@@ -95,40 +128,8 @@ pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) 
         base64::engine::general_purpose::STANDARD.encode(ca_pem)
     );
     let catalog = crate::resources::Catalog::new();
-    let cm = catalog
-        .by_kind("", "ConfigMap")
-        .ok_or_else(|| ApiError::internal("no ConfigMap resource"))?;
     let data = json!({"kubeconfig": kubeconfig});
-    match state
-        .registry
-        .get(cm, Some("kube-public"), "cluster-info")
-        .await
-    {
-        Ok(live) if live.get("data") == Some(&data) => {}
-        Ok(_) => {
-            state
-                .registry
-                .update_with(
-                    state.internal(),
-                    cm,
-                    Some("kube-public"),
-                    "cluster-info",
-                    None,
-                    |old| {
-                        let mut new = old.clone();
-                        new["data"] = data.clone();
-                        Ok(new)
-                    },
-                )
-                .await?;
-        }
-        Err(e) if e.code == 404 => {
-            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data});
-            create_if_missing(state, cm, "kube-public", "cluster-info", obj).await?;
-        }
-        Err(e) => return Err(e),
-    }
+    write_configmap(state, "kube-public", "cluster-info", data).await?;
     let (Some(role), Some(binding)) = (
         catalog.by_kind("rbac.authorization.k8s.io", "Role"),
         catalog.by_kind("rbac.authorization.k8s.io", "RoleBinding"),

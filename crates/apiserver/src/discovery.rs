@@ -119,20 +119,42 @@ fn group_entry(g: &resources::GroupInfo) -> Value {
     json!({"name": g.name, "versions": versions, "preferredVersion": versions[0]})
 }
 
+/// The named groups served here, then those of remote APIServices (a version served here
+/// wins): every one for legacy discovery, the available ones for aggregated discovery.
+fn all_groups(catalog: &Catalog, legacy: bool) -> Vec<resources::GroupInfo> {
+    let mut out = catalog.groups();
+    for remote in catalog.remote.groups(!legacy) {
+        match out.iter_mut().find(|g| g.name == remote.name) {
+            Some(g) => {
+                for v in remote.versions {
+                    if !g.versions.contains(&v) {
+                        g.versions.push(v);
+                    }
+                }
+            }
+            None => out.push(remote),
+        }
+    }
+    out
+}
+
 /// Legacy `/apis`.
 pub fn api_group_list(catalog: &Catalog) -> Value {
-    let groups: Vec<Value> = catalog.groups().iter().map(group_entry).collect();
+    let groups: Vec<Value> = all_groups(catalog, true).iter().map(group_entry).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/<group>`.
 pub fn api_group(catalog: &Catalog, group: &str) -> Option<Value> {
-    catalog.groups().iter().find(|g| g.name == group).map(|g| {
-        let mut e = group_entry(g);
-        e["kind"] = json!("APIGroup");
-        e["apiVersion"] = json!("v1");
-        e
-    })
+    all_groups(catalog, true)
+        .iter()
+        .find(|g| g.name == group)
+        .map(|g| {
+            let mut e = group_entry(g);
+            e["kind"] = json!("APIGroup");
+            e["apiVersion"] = json!("v1");
+            e
+        })
 }
 
 fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Value {
@@ -171,6 +193,15 @@ fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Value {
     json!({"version": version, "resources": resources, "freshness": "Current"})
 }
 
+/// A group-version's `APIVersionDiscovery`: served here, or by a remote APIService.
+fn version_discovery(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
+    if catalog.has_version(group, version) {
+        return Some(aggregated_version(catalog, group, version));
+    }
+    let remote = catalog.remote.find(group, version)?;
+    Some(crate::aggregator::discovery::aggregated_version(&remote))
+}
+
 /// Aggregated discovery for `/api` (core) or `/apis` (named groups), in `api_version`
 /// (`apidiscovery.k8s.io/v2` or `v2beta1`: clients accept only the one they asked for).
 pub fn aggregated(catalog: &Catalog, core: bool, api_version: &str) -> Value {
@@ -179,10 +210,10 @@ pub fn aggregated(catalog: &Catalog, core: bool, api_version: &str) -> Value {
             json!({"metadata": {"creationTimestamp": null}, "versions": [aggregated_version(catalog, "", "v1")]}),
         ]
     } else {
-        catalog.groups()
+        all_groups(catalog, false)
             .iter()
             .map(|g| {
-                let versions: Vec<Value> = g.versions.iter().map(|v| aggregated_version(catalog, g.name, v)).collect();
+                let versions: Vec<Value> = g.versions.iter().filter_map(|v| version_discovery(catalog, g.name, v)).collect();
                 json!({"metadata": {"name": g.name, "creationTimestamp": null}, "versions": versions})
             })
             .collect()

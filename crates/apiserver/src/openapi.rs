@@ -94,6 +94,14 @@ pub fn index(catalog: &Catalog) -> Value {
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
         );
     }
+    // Remote group-versions: their servers' own documents, as the aggregator fetched them.
+    for r in catalog.remote.all().iter() {
+        if let Some(doc) = r.openapi.as_ref().filter(|_| r.available()) {
+            let p = gv_path(r.group, r.version);
+            let url = format!("/openapi/v3/{p}?hash={}", doc.hash);
+            paths.insert(p, json!({"serverRelativeURL": url}));
+        }
+    }
     json!({"paths": paths})
 }
 
@@ -102,6 +110,13 @@ pub fn group_version_doc(catalog: &Catalog, path: &str) -> Option<Bytes> {
         .iter()
         .find(|(p, _, _)| p == path)
         .map(|(_, doc, _)| doc.clone())
+        .or_else(|| {
+            let remotes = catalog.remote.all();
+            let r = remotes
+                .iter()
+                .find(|r| r.available() && gv_path(r.group, r.version) == path)?;
+            r.openapi.as_ref().map(|doc| doc.bytes.clone())
+        })
 }
 
 /// Points `$ref`s under `from` at `to` instead: schemars' `$defs` at a v3 document's

@@ -49,6 +49,23 @@ impl Pki {
     pub fn kubelet_client_key(&self) -> PathBuf {
         self.dir.join("client-kube-apiserver.key")
     }
+    /// The CA extension API servers trust for the aggregator's proxied requests
+    /// (`--requestheader-client-ca-file`): a CA of its own, as kubeadm's `front-proxy-ca`,
+    /// so that no cluster client certificate can pass for the aggregator.
+    pub fn front_proxy_ca_cert(&self) -> PathBuf {
+        self.dir.join("front-proxy-ca.crt")
+    }
+    pub fn front_proxy_ca_key(&self) -> PathBuf {
+        self.dir.join("front-proxy-ca.key")
+    }
+    /// The aggregator's client certificate (`--proxy-client-cert-file`), CN
+    /// `front-proxy-client`.
+    pub fn front_proxy_client_cert(&self) -> PathBuf {
+        self.dir.join("front-proxy-client.crt")
+    }
+    pub fn front_proxy_client_key(&self) -> PathBuf {
+        self.dir.join("front-proxy-client.key")
+    }
 
     /// Creates whatever is missing: the CA once (never replaced: every credential hangs on
     /// it), the serving certificate for `sans`, and the admin client certificate
@@ -57,26 +74,8 @@ impl Pki {
     pub fn ensure(&self, sans: &[String]) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        if !self.ca_cert().exists() {
-            let key = KeyPair::generate().context("generating the CA key")?;
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name = dn("rkube-server-ca", None);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-            let cert = params.self_signed(&key).context("signing the CA")?;
-            write_secret(&self.ca_key(), &key.serialize_pem())?;
-            std::fs::write(self.ca_cert(), cert.pem())?;
-        }
-        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.ca_key())?)
-            .context("reading the CA key")?;
-        let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(self.ca_cert())?, ca_key)
-            .context("reading the CA certificate")?;
+        ensure_ca(&self.ca_cert(), &self.ca_key(), "rkube-server-ca")?;
+        let issuer = issuer(&self.ca_cert(), &self.ca_key())?;
         // A certificate from an earlier start that lacks a name now wanted (a new
         // --advertise-address or node IP) is reissued, or clients reaching the server there
         // would fail verification.
@@ -88,7 +87,7 @@ impl Pki {
         if !self.serving_cert().exists() {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name = dn("kube-apiserver", None);
+            params.distinguished_name = dn("kube-apiserver");
             params.subject_alt_names = sans
                 .iter()
                 .map(|s| match s.parse::<IpAddr>() {
@@ -115,39 +114,34 @@ impl Pki {
             if cert_path.exists() {
                 continue;
             }
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name = dn(cn, Some("system:masters"));
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-            let cert = params.signed_by(&key, &issuer)?;
-            write_secret(&key_path, &key.serialize_pem())?;
-            std::fs::write(&cert_path, cert.pem())?;
+            let (cert, key) = sign_client(&issuer, cn, &["system:masters"])?;
+            write_secret(&key_path, &key)?;
+            std::fs::write(&cert_path, cert)?;
         }
+        self.ensure_front_proxy()
+    }
+
+    /// The front-proxy CA and the aggregator's client certificate signed by it.
+    fn ensure_front_proxy(&self) -> Result<()> {
+        ensure_ca(
+            &self.front_proxy_ca_cert(),
+            &self.front_proxy_ca_key(),
+            "rkube-front-proxy-ca",
+        )?;
+        if self.front_proxy_client_cert().exists() {
+            return Ok(());
+        }
+        let issuer = issuer(&self.front_proxy_ca_cert(), &self.front_proxy_ca_key())?;
+        let (cert, key) = sign_client(&issuer, FRONT_PROXY_CLIENT, &[])?;
+        write_secret(&self.front_proxy_client_key(), &key)?;
+        std::fs::write(self.front_proxy_client_cert(), cert)?;
         Ok(())
     }
 
     /// Signs a client certificate for user `cn` in groups `orgs` with the cluster CA (as
     /// Kubernetes reads them: CN the user, each O a group); returns (certificate, key) PEM.
     pub fn issue_client_cert(&self, cn: &str, orgs: &[&str]) -> Result<(String, String)> {
-        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.ca_key())?)
-            .context("reading the CA key")?;
-        let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(self.ca_cert())?, ca_key)
-            .context("reading the CA certificate")?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, cn);
-        for o in orgs {
-            name.push(DnType::OrganizationName, *o);
-        }
-        params.distinguished_name = name;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        sign_client(&issuer(&self.ca_cert(), &self.ca_key())?, cn, orgs)
     }
 
     /// Writes a kubeconfig for the admin that talks to `server` (e.g. `https://127.0.0.1:6443`).
@@ -224,12 +218,62 @@ pub enum Credentials<'a> {
     Token(&'a str),
 }
 
-fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
+/// The front-proxy client certificate's CN: the name extension servers allow
+/// (`requestheader-allowed-names`).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
+/// Makes a self-signed CA at `cert`/`key` unless one is there (never replaced: every
+/// credential it signed hangs on it).
+fn ensure_ca(cert: &Path, key_path: &Path, cn: &str) -> Result<()> {
+    if cert.exists() {
+        return Ok(());
+    }
+    let key = KeyPair::generate().context("generating a CA key")?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn(cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let signed = params.self_signed(&key).context("signing the CA")?;
+    write_secret(key_path, &key.serialize_pem())?;
+    std::fs::write(cert, signed.pem())?;
+    Ok(())
+}
+
+/// A client certificate (CN the user, each O a group) signed by `issuer`: (certificate,
+/// key) PEM.
+fn sign_client(issuer: &Issuer<'_, KeyPair>, cn: &str, orgs: &[&str]) -> Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, cn);
+    for o in orgs {
+        name.push(DnType::OrganizationName, *o);
+    }
+    params.distinguished_name = name;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The CA at `cert`/`key`, to sign with.
+fn issuer(cert: &Path, key: &Path) -> Result<Issuer<'static, KeyPair>> {
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(key)?)
+        .with_context(|| format!("reading {}", key.display()))?;
+    Issuer::from_ca_cert_pem(&std::fs::read_to_string(cert)?, ca_key)
+        .with_context(|| format!("reading {}", cert.display()))
+}
+
+fn dn(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
-    if let Some(o) = org {
-        dn.push(DnType::OrganizationName, o);
-    }
     dn
 }
 

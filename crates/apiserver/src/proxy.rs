@@ -62,7 +62,7 @@ struct Location {
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1), and
 /// this hop's credentials.
-fn hop_by_hop(name: &header::HeaderName) -> bool {
+pub(crate) fn hop_by_hop(name: &header::HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"

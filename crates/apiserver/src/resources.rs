@@ -209,6 +209,8 @@ pub struct Catalog {
     local_schemas: Vec<(&'static str, &'static str, &'static str, serde_json::Value)>,
     /// Group-versions a local API service answers below.
     pub local: Vec<(&'static str, &'static str)>,
+    /// Group-versions proxied to extension API servers (remote APIServices).
+    pub remote: crate::aggregator::remote::Remotes,
 }
 
 impl Catalog {

@@ -71,6 +71,8 @@ pub struct Server {
     task: JoinHandle<()>,
     /// The CRD controller (a follower of the watch cache).
     crds: JoinHandle<()>,
+    /// The APIService controllers.
+    aggregator: JoinHandle<()>,
     authorizer: Option<Arc<crate::authz::Authorizer>>,
 }
 
@@ -177,6 +179,13 @@ impl Server {
                 None => Default::default(),
             },
             audiences: vec![crate::authn::serviceaccount::ISSUER.to_string()],
+            request_header: Some(
+                crate::authn::requestheader::RequestHeader::new(
+                    &std::fs::read(pki.front_proxy_ca_cert())?,
+                    vec![crate::pki::FRONT_PROXY_CLIENT.to_string()],
+                )
+                .context("the request-header authenticator")?,
+            ),
         };
         crate::bootstrap::bootstrap(&state)
             .await
@@ -215,6 +224,20 @@ impl Server {
         )
         .await
         .context("publishing cluster-info")?;
+        // What extension API servers read to trust the aggregator's proxied requests.
+        crate::authn::requestheader::publish(
+            &state,
+            &std::fs::read_to_string(pki.ca_cert()).context("reading the CA")?,
+            &std::fs::read_to_string(pki.front_proxy_ca_cert())
+                .context("reading the front-proxy CA")?,
+        )
+        .await
+        .context("publishing extension-apiserver-authentication")?;
+        let aggregator = crate::aggregator::start(
+            state.clone(),
+            crate::aggregator::remote::ProxyClient::load(&pki)
+                .context("the front-proxy client certificate")?,
+        );
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let task = tokio::spawn(accept_loop(listener, acceptor, state));
         tracing::info!(%addr, kubeconfig = %config.kubeconfig.display(), "API server listening");
@@ -224,6 +247,7 @@ impl Server {
             store,
             task,
             crds,
+            aggregator,
             authorizer,
         })
     }
@@ -241,6 +265,7 @@ impl Server {
     pub fn stop(&self) {
         self.task.abort();
         self.crds.abort();
+        self.aggregator.abort();
         if let Some(a) = &self.authorizer {
             a.stop();
         }
@@ -263,7 +288,12 @@ fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>> {
 fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in read_certs(&pki.ca_cert())? {
+    // The front proxy's CA too: its certificates authenticate by request headers (see
+    // `authn::requestheader`), never as users of their own.
+    for c in read_certs(&pki.ca_cert())?
+        .into_iter()
+        .chain(read_certs(&pki.front_proxy_ca_cert())?)
+    {
         roots.add(c)?;
     }
     // Certificates are optional at the TLS layer: a request without one gets a 401 Status,
@@ -305,16 +335,18 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<Ap
                     }
                     Err(_) => return,
                 };
-            let user = tls
+            let cert = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(crate::authn::user_from_cert);
+                .and_then(|c| state.authenticator.cert_identity(c));
             let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 // The audit log's sourceIPs.
                 req.extensions_mut().insert(crate::audit::PeerAddr(peer));
-                let (state, user) = (state.clone(), user.clone());
+                // Per request: a front proxy's user is in each request's headers.
+                let user = cert.as_ref().and_then(|c| c.user(req.headers()));
+                let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }
             });
             if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 
 pub mod bootstrap;
+pub mod requestheader;
 pub mod serviceaccount;
 
 // Who a user is lives below every layer (upstream's `authentication/user`); these names
@@ -44,9 +45,26 @@ pub struct Authenticator {
     pub static_tokens: HashMap<String, UserInfo>,
     /// Audiences a ServiceAccount token must name one of (`--api-audiences`).
     pub audiences: Vec<String>,
+    /// The front proxy's certificates, which name the user in headers
+    /// (`--requestheader-client-ca-file`).
+    pub request_header: Option<requestheader::RequestHeader>,
 }
 
 impl Authenticator {
+    /// Who a connection's verified client certificate is: the front proxy (signed by its
+    /// CA; each request's headers then name the user), else its CN and O.
+    pub fn cert_identity(&self, cert: &CertificateDer<'_>) -> Option<requestheader::CertIdentity> {
+        use requestheader::CertIdentity;
+        match &self.request_header {
+            Some(rh) if rh.signed(cert) => Some(if rh.allowed(cert) {
+                CertIdentity::FrontProxy
+            } else {
+                CertIdentity::Nobody
+            }),
+            _ => user_from_cert(cert).map(CertIdentity::User),
+        }
+    }
+
     /// Who a request is from: its client certificate's user, else its bearer token's,
     /// else anonymous where that is allowed. Bad credentials are a 401.
     pub async fn authenticate(

@@ -253,6 +253,7 @@ async fn dispatch(
             })
             .ok_or_else(ApiError::not_found_path),
         Route::Resource(target) => resource(state, &user, target, query, accept, req).await,
+        Route::Remote(remote) => crate::aggregator::proxy::serve(&remote, &user, req).await,
         Route::Local {
             group,
             version,

@@ -1,6 +1,7 @@
 //! Which handler a path goes to: the fixed paths (health, version, metrics, discovery,
 //! OpenAPI), a resource as Kubernetes' RequestInfo parses it (group, version, namespace,
-//! resource, name, subresource; the kind from the catalog), or a local API service.
+//! resource, name, subresource; the kind from the catalog), or a local or remote API
+//! service.
 
 use crate::resources::{Catalog, ResourceInfo};
 
@@ -25,6 +26,8 @@ pub(super) enum Route<'a> {
     OpenApiV3Index,
     OpenApiV3Doc(String),
     Resource(Target<'a>),
+    /// At or below a group-version a remote APIService proxies.
+    Remote(crate::aggregator::remote::Remote),
     /// Below a group-version a local API service answers.
     Local {
         group: String,
@@ -60,7 +63,8 @@ pub(super) fn route<'a>(catalog: &'a Catalog, path: &str) -> Option<Route<'a>> {
         _ => return None,
     };
     if !catalog.has_version(group, version) {
-        return None;
+        // A group-version served here wins over an APIService claiming it.
+        return catalog.remote.find(group, version).map(Route::Remote);
     }
     if rest.is_empty() {
         return Some(Route::ResourceList(group.into(), version.into()));

@@ -24,6 +24,7 @@ use crate::typed::Typed;
 
 mod admissionregistration;
 mod apiextensions;
+mod apiregistration;
 mod apps;
 mod auth;
 mod autoscaling;
@@ -404,6 +405,7 @@ fn builtin() -> Vec<KindRegistration> {
     kinds.extend(scheduling::kinds());
     kinds.extend(admissionregistration::kinds());
     kinds.extend(apiextensions::kinds());
+    kinds.extend(apiregistration::kinds());
     kinds.extend(settings::kinds());
     kinds
 }

@@ -6,6 +6,7 @@
 pub(crate) mod admission_policy;
 pub(crate) mod admissionregistration;
 pub(crate) mod apiextensions;
+pub(crate) mod apiservice;
 pub(crate) mod autoscaling;
 pub(crate) mod certificates;
 pub(crate) mod job;

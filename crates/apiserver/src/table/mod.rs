@@ -10,6 +10,7 @@ use crate::meta::{self, human_age};
 use crate::resources::ResourceInfo;
 
 pub(crate) mod admissionregistration;
+pub(crate) mod apiservice;
 pub(crate) mod apps;
 pub(crate) mod batch;
 pub(crate) mod certificates;

@@ -3,6 +3,11 @@
 //! `metrics.k8s.io` and `custom.metrics.k8s.io` this way, in-process. The API server
 //! authenticates and authorizes the request (the same RequestInfo as for any group), lists
 //! the group in discovery and OpenAPI, and hands the rest of the path to the service.
+//!
+//! Remote API services are kube-aggregator's proper: an `apiregistration.k8s.io/v1`
+//! APIService with `spec.service` is checked by [`availability`] (which also keeps an
+//! APIService for every group-version served here) and its requests proxied by [`proxy`]
+//! to the extension API server, as the request-header user ([`crate::authn::requestheader`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +21,14 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceInfo;
+
+mod availability;
+pub mod discovery;
+mod endpoint;
+pub mod proxy;
+pub mod remote;
+
+pub use availability::start;
 
 /// What a local API service is asked: the path below `/apis/<group>/<version>/`, parsed as
 /// Kubernetes' RequestInfo parses it.
