@@ -362,7 +362,7 @@ async fn crd_lifecycle(c: &Cluster, group: &str) {
 async fn two_versions(c: &Cluster, group: &str) {
     let crd = crontab_crd(group).replace(
         "  versions:\n  - name: v1\n    served: true\n    storage: true\n",
-        "  versions:\n  - name: v2\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n    served: true\n    storage: true\n",
+        "  versions:\n  - name: v2\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n    served: true\n    storage: true\n    deprecated: true\n",
     );
     let file = c.write("crd2.yaml", &crd);
     c.ok(&["apply", "-f", &file]).await;
@@ -388,13 +388,29 @@ async fn two_versions(c: &Cluster, group: &str) {
         .await;
     let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
     assert_eq!(v1["items"][0]["apiVersion"], format!("{group}/v1"), "{v1}");
-    // Discovery lists both versions, the first one preferred (as upstream orders them).
+    // Discovery lists both versions, the highest (kube-aware) preferred, as upstream.
     let discovery = c.ok(&["get", "--raw", &format!("/apis/{group}")]).await;
     let discovery: serde_json::Value = serde_json::from_str(&discovery).unwrap();
     assert_eq!(
         discovery["versions"].as_array().unwrap().len(),
         2,
         "{discovery}"
+    );
+    assert_eq!(
+        discovery["preferredVersion"]["version"], "v2",
+        "{discovery}"
+    );
+    // Requests to the deprecated version are warned about.
+    let out = c
+        .kubectl(&["get", &format!("crontabs.v1.{group}"), "both"])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && stderr.contains(&format!(
+                "Warning: {group}/v1 CronTab is deprecated; use {group}/v2 CronTab"
+            )),
+        "{stderr}"
     );
     c.ok(&["delete", "crd", &format!("crontabs.{group}")]).await;
 }

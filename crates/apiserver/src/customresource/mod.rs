@@ -151,6 +151,64 @@ pub fn set_condition(crd: &mut Value, kind: &str, status: &str, reason: &str, me
     }
 }
 
+/// Kubernetes' version priority (`CompareKubeAwareVersionStrings`), highest first: GA by
+/// major version, then betas, then alphas (each by major, then minor), then versions not of
+/// that form, alphabetically. Discovery lists a CRD's versions in this order and prefers
+/// the first.
+fn kube_aware(a: &str, b: &str) -> std::cmp::Ordering {
+    fn key(v: &str) -> Option<(u8, u64, u64)> {
+        let rest = v.strip_prefix('v')?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u64 = rest[..digits].parse().ok()?;
+        match &rest[digits..] {
+            "" => Some((3, major, 0)),
+            tail => {
+                let (stability, minor) = if let Some(m) = tail.strip_prefix("beta") {
+                    (2, m)
+                } else {
+                    (1, tail.strip_prefix("alpha")?)
+                };
+                Some((stability, major, minor.parse().ok()?))
+            }
+        }
+    }
+    match (key(a), key(b)) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// A deprecated version's warning: its own, or upstream's default naming the newest served
+/// version that is not deprecated.
+fn deprecation_warning(crd: &Value, version: &Value) -> Option<String> {
+    if version.get("deprecated") != Some(&json!(true)) {
+        return None;
+    }
+    if let Some(w) = version.get("deprecationWarning").and_then(Value::as_str) {
+        return Some(w.to_string());
+    }
+    let (group, kind) = (str_at(crd, "/spec/group"), str_at(crd, "/spec/names/kind"));
+    let name = str_at(version, "/name");
+    let mut msg = format!("{group}/{name} {kind} is deprecated");
+    let mut newer: Vec<&str> = versions(crd)
+        .iter()
+        .filter(|v| {
+            v.get("served") == Some(&json!(true)) && v.get("deprecated") != Some(&json!(true))
+        })
+        .map(|v| str_at(v, "/name"))
+        .filter(|v| kube_aware(v, name).is_lt())
+        .collect();
+    newer.sort_by(|a, b| kube_aware(a, b));
+    if let Some(best) = newer.first() {
+        msg.push_str(&format!("; use {group}/{best} {kind}"));
+    }
+    Some(msg)
+}
+
 /// A `.spec.replicas` path (a CRD's scale paths) as a JSON pointer.
 fn pointer_of(path: &str) -> String {
     path.trim_start_matches('.')
@@ -206,7 +264,12 @@ pub fn registrations(crd: &Value) -> Result<(Vec<KindRegistration>, Arc<AtomicBo
         .find(|v| v.get("storage") == Some(&json!(true)))
         .map(|v| format!("{group}/{}", str_at(v, "/name")));
     let mut out = Vec::new();
-    for v in all.iter().filter(|v| v.get("served") == Some(&json!(true))) {
+    let mut served: Vec<&Value> = all
+        .iter()
+        .filter(|v| v.get("served") == Some(&json!(true)))
+        .collect();
+    served.sort_by(|a, b| kube_aware(str_at(a, "/name"), str_at(b, "/name")));
+    for v in served {
         let version = leak(str_at(v, "/name"));
         let path = "openAPIV3Schema";
         let schema = version_schema(v)?.unwrap_or_default();
@@ -284,6 +347,9 @@ pub fn registrations(crd: &Value) -> Result<(Vec<KindRegistration>, Arc<AtomicBo
                 ),
             });
         }
+        if let Some(warning) = deprecation_warning(crd, v) {
+            kind_reg = kind_reg.with_deprecation(leak(&warning));
+        }
         if all.len() > 1
             && let Some(storage) = &storage
         {
@@ -294,4 +360,58 @@ pub fn registrations(crd: &Value) -> Result<(Vec<KindRegistration>, Arc<AtomicBo
         out.push(kind_reg);
     }
     Ok((out, terminating))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_in_kubernetes_priority_order() {
+        let mut v = vec![
+            "v1beta1",
+            "foo10",
+            "v11alpha2",
+            "v2",
+            "v1",
+            "v12alpha1",
+            "v10beta3",
+            "v3beta1",
+            "foo1",
+            "v11beta2",
+            "v10",
+        ];
+        v.sort_by(|a, b| kube_aware(a, b));
+        assert_eq!(
+            v,
+            [
+                "v10",
+                "v2",
+                "v1",
+                "v11beta2",
+                "v10beta3",
+                "v3beta1",
+                "v1beta1",
+                "v12alpha1",
+                "v11alpha2",
+                "foo1",
+                "foo10"
+            ]
+        );
+    }
+
+    #[test]
+    fn deprecated_versions_name_the_newest_replacement() {
+        let crd = json!({"spec": {"group": "g.io", "names": {"kind": "K"}, "versions": [
+            {"name": "v1beta1", "served": true, "deprecated": true},
+            {"name": "v1", "served": true},
+            {"name": "v2", "served": false},
+        ]}});
+        let v = &crd["spec"]["versions"];
+        assert_eq!(
+            deprecation_warning(&crd, &v[0]).as_deref(),
+            Some("g.io/v1beta1 K is deprecated; use g.io/v1 K")
+        );
+        assert_eq!(deprecation_warning(&crd, &v[1]), None);
+    }
 }

@@ -423,6 +423,9 @@ async fn resource(
 ) -> ApiResult<Response<Body>> {
     let info = t.info;
     let kind = crate::kinds::of(info);
+    if let Some(warning) = kind.deprecation() {
+        crate::typed::warn(warning.to_string());
+    }
     let reg = &state.registry;
     // Who writes, the admission they pass and whether it is stored, handed to the registry
     // with each write.

@@ -66,6 +66,8 @@ pub struct KindRegistration {
     converter: Option<Box<dyn Convert>>,
     /// Where the `scale` subresource reads and writes replicas.
     scale: ScalePaths,
+    /// The warning every request to this version gets (a deprecated CRD version).
+    deprecation: Option<&'static str>,
 }
 
 impl KindRegistration {
@@ -97,6 +99,7 @@ impl KindRegistration {
             protobuf: false,
             converter: None,
             scale: ScalePaths::default(),
+            deprecation: None,
         }
     }
 
@@ -148,6 +151,11 @@ impl KindRegistration {
         self.scale = scale;
         self
     }
+    /// Deprecated: every request to it is answered with this warning.
+    pub fn with_deprecation(mut self, warning: &'static str) -> Self {
+        self.deprecation = Some(warning);
+        self
+    }
     /// A review: answered on create, never stored.
     pub fn with_review(mut self, review: Review) -> Self {
         self.info.create_only = true;
@@ -176,6 +184,10 @@ impl KindRegistration {
     }
     pub fn scale(&self) -> &ScalePaths {
         &self.scale
+    }
+    /// The deprecation warning of this version, if it is deprecated.
+    pub fn deprecation(&self) -> Option<&'static str> {
+        self.deprecation
     }
     /// How a review kind is answered; `None` for stored kinds.
     pub fn review(&self) -> Option<Review> {
