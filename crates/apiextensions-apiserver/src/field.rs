@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::gofmt;
+use common::gofmt;
 
 /// Upstream's `field.ErrorType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

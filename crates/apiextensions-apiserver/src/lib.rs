@@ -5,5 +5,4 @@
 //! and calls it on every write.
 
 pub mod field;
-mod gofmt;
 pub mod schema;

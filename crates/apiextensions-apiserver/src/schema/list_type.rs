@@ -7,7 +7,7 @@ use super::node::{ListType, Node, walk};
 use super::path::{Path, Seg};
 use super::validation::json_equal;
 use crate::field::FieldError;
-use crate::gofmt;
+use common::gofmt;
 
 pub(crate) fn validate<'a>(
     x: &'a Value,

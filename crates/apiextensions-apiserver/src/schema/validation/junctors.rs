@@ -5,9 +5,9 @@ use serde_json::Value;
 
 use super::Validator;
 use crate::field::FieldError;
-use crate::gofmt;
 use crate::schema::node::Node;
 use crate::schema::path::Path;
+use common::gofmt;
 
 impl<'p> Validator<'p> {
     pub(super) fn check_junctors<'a>(&mut self, n: &'a Node, v: &'a Value, path: &mut Path<'a>) {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::node::{Additional, Node, Type};
 use super::path::{Path, Seg};
 use crate::field::FieldError;
-use crate::gofmt;
+use common::gofmt;
 
 mod junctors;
 mod number;

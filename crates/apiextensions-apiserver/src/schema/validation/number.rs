@@ -4,9 +4,9 @@
 use serde_json::{Number, Value};
 
 use super::Validator;
-use crate::gofmt;
 use crate::schema::node::{Node, Type};
 use crate::schema::path::Path;
+use common::gofmt;
 
 /// A JSON number as Go's unstructured decoding sees it: int64 or float64.
 #[derive(Clone, Copy)]

@@ -1,5 +1,6 @@
-//! Values printed the way Go prints them in upstream's messages: `%q` for strings, `%v` for
-//! numbers, `encoding/json` (sorted keys, HTML-escaped) for objects and arrays.
+//! Values printed the way Go prints them in upstream's messages and files: `%q` for
+//! strings, `%v` for numbers, `encoding/json` (sorted keys, HTML-escaped) for objects and
+//! arrays.
 
 use std::fmt::Write;
 
@@ -23,7 +24,7 @@ fn quoted_into(out: &mut String, s: &str, other: impl Fn(&mut String, char)) {
 }
 
 /// Go's `strconv.Quote`.
-pub(crate) fn quote_into(out: &mut String, s: &str) {
+pub fn quote_into(out: &mut String, s: &str) {
     quoted_into(out, s, |out, c| match c {
         '\u{7}' => out.push_str("\\a"),
         '\u{8}' => out.push_str("\\b"),
@@ -36,14 +37,14 @@ pub(crate) fn quote_into(out: &mut String, s: &str) {
     });
 }
 
-pub(crate) fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     quote_into(&mut out, s);
     out
 }
 
 /// Go's `%v` of a float64 (`%g` with the shortest digits: `1e+06`, `0.5`, `123456`).
-pub(crate) fn float_v(f: f64) -> String {
+pub fn float_v(f: f64) -> String {
     if f == 0.0 || !f.is_finite() {
         return format!("{f}");
     }
@@ -94,7 +95,7 @@ fn exp_form(neg: bool, digits: &str, exp: i32, pad: bool) -> String {
 }
 
 /// Go's `%v` of a decoded JSON number (int64 when it is one, else float64).
-pub(crate) fn number_v(n: &Number) -> String {
+pub fn number_v(n: &Number) -> String {
     match n.as_i64() {
         Some(i) => i.to_string(),
         None => float_v(n.as_f64().unwrap_or(0.0)),
@@ -102,7 +103,7 @@ pub(crate) fn number_v(n: &Number) -> String {
 }
 
 /// `%v` of a scalar (numbers, booleans); other values as JSON.
-pub(crate) fn value_into(out: &mut String, v: &Value) {
+pub fn value_into(out: &mut String, v: &Value) {
     match v {
         Value::Number(n) => out.push_str(&number_v(n)),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -111,7 +112,7 @@ pub(crate) fn value_into(out: &mut String, v: &Value) {
 }
 
 /// Go's `json.Marshal` of a decoded JSON value.
-pub(crate) fn json_into(out: &mut String, v: &Value) {
+pub fn json_into(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -151,7 +152,7 @@ pub(crate) fn json_into(out: &mut String, v: &Value) {
     }
 }
 
-pub(crate) fn json(v: &Value) -> String {
+pub fn json(v: &Value) -> String {
     let mut s = String::new();
     json_into(&mut s, v);
     s
