@@ -50,6 +50,7 @@ mod token_request;
 mod typed;
 pub mod user;
 pub mod watch_cache;
+mod webhook_client;
 mod zero_fields;
 
 pub use server::{AuthorizationMode, Config, Server};

@@ -678,3 +678,183 @@ async fn gateway_api_bundle_installs_and_its_examples_validate() {
         "{err}"
     );
 }
+
+mod conversion_webhook {
+    //! A two-version CRD whose versions differ in a field's name, converted by a conversion
+    //! webhook served over HTTPS in the test (its own CA in the caBundle).
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use base64::Engine;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use serde_json::{Value, json};
+
+    /// The webhook's answer: `spec.cronSpec` (v1) and `spec.schedule` (v2) renamed.
+    fn convert(review: &Value) -> Value {
+        let req = &review["request"];
+        let desired = req["desiredAPIVersion"].as_str().unwrap();
+        let objects: Vec<Value> = req["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                let spec = o["spec"].as_object_mut().unwrap();
+                let (from, to) = if desired.ends_with("/v2") {
+                    ("cronSpec", "schedule")
+                } else {
+                    ("schedule", "cronSpec")
+                };
+                if let Some(v) = spec.remove(from) {
+                    spec.insert(to.into(), v);
+                }
+                o["apiVersion"] = json!(desired);
+                o
+            })
+            .collect();
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+            "response": {"uid": req["uid"], "convertedObjects": objects, "result": {"status": "Success"}}})
+    }
+
+    async fn serve(calls: Arc<AtomicUsize>) -> (u16, String, tokio::task::JoinHandle<()>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, calls) = (acceptor.clone(), calls.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                        let calls = calls.clone();
+                        async move {
+                            let body: hyper::body::Incoming = req.into_body();
+                            let review: Value =
+                                serde_json::from_slice(&body.collect().await?.to_bytes())
+                                    .unwrap_or_default();
+                            calls.fetch_add(1, Ordering::Relaxed);
+                            let out = convert(&review).to_string();
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(out))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca_cert.pem());
+        (port, ca, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn versions_are_converted_by_the_webhook() {
+        let group = "conversion.example.com";
+        let c = super::Cluster::start(false).await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (port, ca, server) = serve(calls.clone()).await;
+        let schema = |field: &str| {
+            format!(
+                "      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              {field}: {{type: string}}\n"
+            )
+        };
+        let crd = format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: jobs.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: jobs, singular: job, kind: Job}}\n  conversion:\n    strategy: Webhook\n    webhook:\n      conversionReviewVersions: [v1]\n      clientConfig:\n        url: https://127.0.0.1:{port}/convert\n        caBundle: {ca}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n{}  - name: v2\n    served: true\n    storage: false\n    schema:\n{}",
+            schema("cronSpec"),
+            schema("schedule"),
+        );
+        c.ok(&["apply", "-f", &c.write("crd.yaml", &crd)]).await;
+        super::established(&c, &format!("jobs.{group}")).await;
+        // Created at v2, stored as v1 (the storage version), read back at both.
+        let job = format!(
+            "apiVersion: {group}/v2\nkind: Job\nmetadata: {{name: nightly}}\nspec: {{schedule: '0 3 * * *'}}\n"
+        );
+        c.ok(&["create", "-f", &c.write("job.yaml", &job)]).await;
+        let stored = c
+            .server
+            .store()
+            .get(&format!("/registry/{group}/jobs/default/nightly"))
+            .await
+            .unwrap()
+            .unwrap();
+        let stored: Value = serde_json::from_slice(&stored.value).unwrap();
+        assert_eq!(stored["apiVersion"], format!("{group}/v1"), "{stored}");
+        assert_eq!(stored["spec"]["cronSpec"], "0 3 * * *", "{stored}");
+        let get = |version: &'static str| {
+            let c = &c;
+            async move {
+                let raw = c
+                    .ok(&[
+                        "get",
+                        "--raw",
+                        &format!("/apis/{group}/{version}/namespaces/default/jobs/nightly"),
+                    ])
+                    .await;
+                serde_json::from_str::<Value>(&raw).unwrap()
+            }
+        };
+        assert_eq!(get("v1").await["spec"]["cronSpec"], "0 3 * * *");
+        let v2 = get("v2").await;
+        assert_eq!(v2["apiVersion"], format!("{group}/v2"));
+        assert_eq!(v2["spec"]["schedule"], "0 3 * * *", "{v2}");
+        let list = c
+            .ok(&["get", "--raw", &format!("/apis/{group}/v2/jobs")])
+            .await;
+        let list: Value = serde_json::from_str(&list).unwrap();
+        assert_eq!(list["items"][0]["spec"]["schedule"], "0 3 * * *", "{list}");
+        // A watch at v2 converts its events too.
+        let watch = c
+            .ok(&[
+                "get",
+                "--raw",
+                &format!("/apis/{group}/v2/jobs?watch=true&timeoutSeconds=2"),
+            ])
+            .await;
+        assert!(
+            watch.contains("\"type\":\"ADDED\"") && watch.contains("\"schedule\":\"0 3 * * *\""),
+            "{watch}"
+        );
+        assert!(calls.load(Ordering::Relaxed) >= 4);
+        // Without its webhook, the other version cannot be served: a 500 naming it.
+        server.abort();
+        let _ = server.await;
+        let err = c
+            .fails(&[
+                "get",
+                "--raw",
+                &format!("/apis/{group}/v2/namespaces/default/jobs/nightly"),
+            ])
+            .await;
+        assert!(
+            err.contains(&format!(
+                "conversion webhook for {group}/v1, Kind=Job failed"
+            )),
+            "{err}"
+        );
+    }
+}

@@ -4,17 +4,8 @@
 //! webhooks) patches the object. Mutating webhooks run in order after the built-in mutating
 //! plugins, validating webhooks concurrently before ResourceQuota, as upstream.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use super::matching::{namespace_selector_matches, object_selector_matches, rules_match};
 use crate::admission::{Attributes, Operation};
@@ -22,8 +13,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 
 const GROUP: &str = "admissionregistration.k8s.io";
-/// Upstream's limit on an AdmissionReview response body.
-const MAX_RESPONSE: usize = 3 * 1024 * 1024;
 
 /// Runs the matching mutating webhooks, in configuration-name order, applying their patches.
 pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
@@ -118,7 +107,15 @@ async fn call(
         .get("timeoutSeconds")
         .and_then(Value::as_u64)
         .unwrap_or(10);
-    let resp = match send(registry, hook, timeout, &review).await {
+    let resp = match crate::webhook_client::send(
+        registry,
+        hook,
+        timeout,
+        &review,
+        "kube-apiserver-admission",
+    )
+    .await
+    {
         Ok(body) => check_response(&body, &uid),
         Err(e) => Err(e),
     };
@@ -277,179 +274,6 @@ fn apply_patch(a: &Attributes<'_>, obj: &mut Value, resp: &Value, patch: &str) -
         .map_err(|e| ApiError::internal(format!("Internal error occurred: {e}")))?;
     *obj = crate::typed::decode(a.info, patched, crate::typed::FieldValidation::Ignore)?;
     Ok(())
-}
-
-/// Where a webhook is reached: the address dialled, the TLS name checked, the request target.
-struct Endpoint {
-    connect: (String, u16),
-    server_name: String,
-    authority: String,
-    path: String,
-    /// The URL as upstream's errors show it.
-    url: String,
-}
-
-async fn endpoint(registry: &Registry, hook: &Value, timeout: u64) -> Result<Endpoint, String> {
-    let cc = hook.get("clientConfig");
-    let with_timeout = |path: &str| {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        format!("{path}{sep}timeout={timeout}s")
-    };
-    if let Some(url) = cc.and_then(|c| c.get("url")).and_then(Value::as_str) {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("invalid webhook URL {url:?}: {e}"))?;
-        if uri.scheme_str() != Some("https") {
-            return Err(format!("webhook URL {url:?} is not https"));
-        }
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("webhook URL {url:?} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(443);
-        let path = with_timeout(uri.path_and_query().map_or("/", |p| p.as_str()));
-        let authority = uri
-            .authority()
-            .map_or_else(|| host.clone(), |a| a.to_string());
-        return Ok(Endpoint {
-            url: format!("https://{authority}{path}"),
-            connect: (host.clone(), port),
-            server_name: host,
-            authority,
-            path,
-        });
-    }
-    let svc = cc
-        .and_then(|c| c.get("service"))
-        .ok_or("webhook has no clientConfig url or service")?;
-    let s = |k: &str| svc.get(k).and_then(Value::as_str).unwrap_or("");
-    let (name, ns) = (s("name"), s("namespace"));
-    let port = svc
-        .get("port")
-        .and_then(Value::as_u64)
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(443);
-    let path = with_timeout(svc.get("path").and_then(Value::as_str).unwrap_or("/"));
-    let host = format!("{name}.{ns}.svc");
-    // The API server may not use cluster DNS: the Service's cluster IP is dialled, and the
-    // certificate checked for the service's DNS name, as upstream's service resolver does.
-    let info = crate::resources::by_kind("", "Service").map_err(|e| e.message)?;
-    let service = registry
-        .get(info, Some(ns), name)
-        .await
-        .map_err(|e| e.message)?;
-    let ip = service
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .filter(|ip| !ip.is_empty() && *ip != "None")
-        .ok_or_else(|| format!("service {ns}/{name} has no cluster IP"))?;
-    let authority = format!("{host}:{port}");
-    Ok(Endpoint {
-        url: format!("https://{authority}{path}"),
-        connect: (ip.to_string(), port),
-        server_name: host,
-        authority,
-        path,
-    })
-}
-
-fn tls_connector(hook: &Value) -> Result<TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(bundle) = hook
-        .pointer("/clientConfig/caBundle")
-        .and_then(Value::as_str)
-    {
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(bundle)
-            .map_err(|e| format!("invalid caBundle: {e}"))?;
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("invalid caBundle: {e}"))?;
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("invalid caBundle certificate: {e}"))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(cfg)))
-}
-
-/// POSTs the review to the webhook within its timeout; the response body. Errors read as
-/// upstream's (`failed to call webhook: Post "<url>": ...`).
-async fn send(
-    registry: &Registry,
-    hook: &Value,
-    timeout: u64,
-    review: &Value,
-) -> Result<Vec<u8>, String> {
-    let ep = endpoint(registry, hook, timeout).await?;
-    let tls = tls_connector(hook)?;
-    let body = serde_json::to_vec(review).map_err(|e| format!("encoding the review: {e}"))?;
-    let call = post(&ep, tls, body);
-    match tokio::time::timeout(Duration::from_secs(timeout), call).await {
-        Ok(Ok(body)) => Ok(body),
-        Ok(Err(e)) => Err(format!("failed to call webhook: Post {:?}: {e}", ep.url)),
-        Err(_) => Err(format!(
-            "failed to call webhook: Post {:?}: context deadline exceeded",
-            ep.url
-        )),
-    }
-}
-
-async fn post(ep: &Endpoint, tls: TlsConnector, body: Vec<u8>) -> Result<Vec<u8>, String> {
-    let (host, port) = (&ep.connect.0, ep.connect.1);
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                format!("dial tcp {host}:{port}: connect: connection refused")
-            }
-            _ => format!("dial tcp {host}:{port}: {e}"),
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from(ep.server_name.clone())
-        .map_err(|e| format!("invalid server name {:?}: {e}", ep.server_name))?;
-    let tls = tls
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("tls: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "webhook connection ended with an error");
-        }
-    });
-    let req = http::Request::post(ep.path.as_str())
-        .header(http::header::HOST, ep.authority.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .header(http::header::USER_AGENT, "kube-apiserver-admission")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("building the request: {e}"))?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the response: {e}"))?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!(
-            "the server responded with the status code {} but did not return more information",
-            status.as_u16()
-        ));
-    }
-    Ok(body.to_vec())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Convert, hpa_v1};
+use crate::error::ApiResult;
 use crate::resources::ResourceInfo;
 
 /// autoscaling/v1's conversion from and to the stored v2.
@@ -40,7 +41,7 @@ fn copy(from: &Value, to: &mut Map<String, Value>, keys: &[&str]) {
 
 impl Convert for HpaV1 {
     /// The stored (v2) object as the served version.
-    fn served(&self, info: &ResourceInfo, obj: Value) -> Value {
+    fn served(&self, info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
         let mut out = Map::new();
         out.insert("apiVersion".into(), json!("autoscaling/v1"));
         out.insert("kind".into(), json!("HorizontalPodAutoscaler"));
@@ -104,11 +105,15 @@ impl Convert for HpaV1 {
         let mut out = Value::Object(out);
         // v1's status requires fields v2's does not (`currentReplicas`).
         crate::zero_fields::fill(info, &mut out);
-        out
+        Ok(out)
     }
 
     /// A served (v1) object in the storage version.
-    fn stored<'a>(&self, _info: &ResourceInfo, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+    fn stored<'a>(
+        &self,
+        _info: &ResourceInfo,
+        obj: &'a Value,
+    ) -> ApiResult<std::borrow::Cow<'a, Value>> {
         let mut out = Map::new();
         out.insert("apiVersion".into(), json!("autoscaling/v2"));
         out.insert("kind".into(), json!("HorizontalPodAutoscaler"));
@@ -179,6 +184,6 @@ impl Convert for HpaV1 {
             }
             out.insert("status".into(), Value::Object(st));
         }
-        std::borrow::Cow::Owned(Value::Object(out))
+        Ok(std::borrow::Cow::Owned(Value::Object(out)))
     }
 }

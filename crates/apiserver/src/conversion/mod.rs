@@ -2,25 +2,28 @@
 //! version (the storage version) and converted when served in another, as Kubernetes does.
 //! A kind's registration says how ([`Convert`]): HorizontalPodAutoscaler's v1 ([`hpa`]),
 //! and custom kinds' versions by their `apiVersion` only ([`ApiVersion`], a CRD's `None`
-//! strategy).
+//! strategy) or by their CRD's conversion webhook ([`Webhook`]).
 
 mod hpa;
 mod hpa_v1;
+mod webhook;
 
 use std::borrow::Cow;
 
 use serde_json::{Value, json};
 
+use crate::error::ApiResult;
 use crate::resources::ResourceInfo;
 
 pub use hpa::HpaV1;
+pub use webhook::Webhook;
 
 /// How a served version is converted from and to the one stored.
 pub trait Convert: Send + Sync {
     /// A stored object as the served version.
-    fn served(&self, info: &ResourceInfo, obj: Value) -> Value;
+    fn served(&self, info: &ResourceInfo, obj: Value) -> ApiResult<Value>;
     /// A served object in the storage version (borrowed when nothing changes).
-    fn stored<'a>(&self, info: &ResourceInfo, obj: &'a Value) -> Cow<'a, Value>;
+    fn stored<'a>(&self, info: &ResourceInfo, obj: &'a Value) -> ApiResult<Cow<'a, Value>>;
 }
 
 /// Versions that differ only in `apiVersion` (a CRD's conversion strategy `None`).
@@ -39,15 +42,17 @@ fn with_api_version(mut obj: Value, api_version: &str) -> Value {
 }
 
 impl Convert for ApiVersion {
-    fn served(&self, info: &ResourceInfo, obj: Value) -> Value {
-        with_api_version(obj, &info.api_version())
+    fn served(&self, info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
+        Ok(with_api_version(obj, &info.api_version()))
     }
-    fn stored<'a>(&self, _info: &ResourceInfo, obj: &'a Value) -> Cow<'a, Value> {
-        if obj.get("apiVersion").and_then(Value::as_str) == Some(self.storage.as_str()) {
-            Cow::Borrowed(obj)
-        } else {
-            Cow::Owned(with_api_version(obj.clone(), &self.storage))
-        }
+    fn stored<'a>(&self, _info: &ResourceInfo, obj: &'a Value) -> ApiResult<Cow<'a, Value>> {
+        Ok(
+            if obj.get("apiVersion").and_then(Value::as_str) == Some(self.storage.as_str()) {
+                Cow::Borrowed(obj)
+            } else {
+                Cow::Owned(with_api_version(obj.clone(), &self.storage))
+            },
+        )
     }
 }
 
@@ -57,18 +62,18 @@ pub fn needed(info: &ResourceInfo) -> bool {
 }
 
 /// A stored object as `info`'s version.
-pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
+pub fn from_storage(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
     match crate::kinds::of(info).converter() {
         Some(c) => c.served(info, obj),
-        None => obj,
+        None => Ok(obj),
     }
 }
 
 /// An object of `info`'s version in the storage version (borrowed when they are the same).
-pub fn to_storage<'a>(info: &ResourceInfo, obj: &'a Value) -> Cow<'a, Value> {
+pub fn to_storage<'a>(info: &ResourceInfo, obj: &'a Value) -> ApiResult<Cow<'a, Value>> {
     match crate::kinds::of(info).converter() {
         Some(c) => c.stored(info, obj),
-        None => Cow::Borrowed(obj),
+        None => Ok(Cow::Borrowed(obj)),
     }
 }
 
@@ -84,7 +89,7 @@ mod tests {
             .unwrap();
         let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}});
-        let v2 = to_storage(&info, &v1);
+        let v2 = to_storage(&info, &v1).unwrap();
         assert_eq!(
             v2.pointer("/spec/metrics/0/resource/target/averageUtilization"),
             Some(&json!(70))
@@ -92,7 +97,7 @@ mod tests {
         // Read back: the same object, with the status Go writes for it.
         let mut want = v1.clone();
         want["status"] = json!({"currentReplicas": 0, "desiredReplicas": 0});
-        assert_eq!(from_storage(&info, v2.into_owned()), want);
+        assert_eq!(from_storage(&info, v2.into_owned()).unwrap(), want);
     }
 
     #[test]
@@ -114,7 +119,7 @@ mod tests {
             "status": {"currentReplicas": 2, "desiredReplicas": 3,
                 "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 90, "averageValue": "45m"}}}],
                 "conditions": [{"type": "AbleToScale", "status": "True", "reason": "SucceededRescale"}]}});
-        let v1 = from_storage(&info, v2.clone());
+        let v1 = from_storage(&info, v2.clone()).unwrap();
         assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
         assert_eq!(v1["status"]["currentCPUUtilizationPercentage"], 90);
         let a = &v1["metadata"]["annotations"];
@@ -134,7 +139,7 @@ mod tests {
             json!([{"type": "Resource", "resource": {"name": "cpu", "currentAverageUtilization": 90, "currentAverageValue": "45m"}}])
         );
         // Written back through v1 unchanged: the v2 object again, annotations gone.
-        let back = to_storage(&info, &v1).into_owned();
+        let back = to_storage(&info, &v1).unwrap().into_owned();
         assert_eq!(back["metadata"]["annotations"], json!({"team": "a"}));
         assert_eq!(back["spec"], v2["spec"]);
         assert_eq!(
@@ -152,7 +157,7 @@ mod tests {
             .unwrap();
         let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3}});
-        let v2 = to_storage(&info, &v1);
+        let v2 = to_storage(&info, &v1).unwrap();
         assert_eq!(
             v2["spec"]["metrics"],
             json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])

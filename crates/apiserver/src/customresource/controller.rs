@@ -198,7 +198,7 @@ async fn reconcile(state: &Arc<ApiState>, registered: &Arc<Registered>, crd: &Va
         .is_some_and(|s| s.generation == generation);
     let mut established = current;
     if conflict.is_none() && !current {
-        match registrations(crd) {
+        match registrations(crd, &state.registry) {
             Ok((kinds, terminating)) => {
                 let versions: Vec<String> =
                     kinds.iter().map(|k| k.info.version.to_string()).collect();

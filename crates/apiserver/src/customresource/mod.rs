@@ -3,7 +3,7 @@
 //! per-version storage): names and scope from the CRD, decoding that prunes by the
 //! version's structural schema ([`codec`]), a strategy that defaults and validates by it
 //! ([`strategy`]), the printer columns ([`printer`]), the `status` and `scale` subresources,
-//! and conversion between versions by `apiVersion`. The [`controller`] registers them as
+//! and conversion between versions (by `apiVersion`, or by the CRD's conversion webhook). The [`controller`] registers them as
 //! CRDs come and go.
 
 mod codec;
@@ -245,7 +245,10 @@ impl StoreHooks for TerminatingHooks {
 /// One registration per served version of `crd`, and the switch that marks them
 /// terminating; `Err` when a schema does not compile (the CRD was validated when written,
 /// so only a CRD stored by an older server).
-pub fn registrations(crd: &Value) -> Result<(Vec<KindRegistration>, Arc<AtomicBool>), String> {
+pub fn registrations(
+    crd: &Value,
+    registry: &Arc<crate::registry::Registry>,
+) -> Result<(Vec<KindRegistration>, Arc<AtomicBool>), String> {
     let terminating = Arc::new(AtomicBool::new(false));
     let group = leak(str_at(crd, "/spec/group"));
     let names = crd.pointer("/spec/names").cloned().unwrap_or_default();
@@ -353,9 +356,17 @@ pub fn registrations(crd: &Value) -> Result<(Vec<KindRegistration>, Arc<AtomicBo
         if all.len() > 1
             && let Some(storage) = &storage
         {
-            kind_reg = kind_reg.with_conversion(crate::conversion::ApiVersion {
-                storage: storage.clone(),
-            });
+            kind_reg = match crd.pointer("/spec/conversion/webhook/clientConfig") {
+                Some(client) if str_at(crd, "/spec/conversion/strategy") == "Webhook" => kind_reg
+                    .with_conversion(crate::conversion::Webhook {
+                        storage: storage.clone(),
+                        webhook: json!({"name": str_at(crd, "/metadata/name"), "clientConfig": client}),
+                        registry: registry.clone(),
+                    }),
+                _ => kind_reg.with_conversion(crate::conversion::ApiVersion {
+                    storage: storage.clone(),
+                }),
+            };
         }
         out.push(kind_reg);
     }

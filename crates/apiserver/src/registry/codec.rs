@@ -65,7 +65,7 @@ pub(super) fn decode_stale(
             info.kind, kv.key
         ))
     })?;
-    let mut obj = conversion::from_storage(info, obj);
+    let mut obj = conversion::from_storage(info, obj)?;
     meta::set_resource_version(&mut obj, kv.mod_revision);
     Ok((obj, opened.stale))
 }
@@ -92,7 +92,7 @@ pub(super) fn encode(info: &ResourceInfo, obj: &Value) -> ApiResult<Bytes> {
             out.end()
         }
     }
-    let obj = conversion::to_storage(info, obj);
+    let obj = conversion::to_storage(info, obj)?;
     let Some(m) = obj.as_object() else {
         return Err(ApiError::internal("only objects are stored"));
     };

@@ -471,11 +471,12 @@ impl Registry {
         let size: usize = kvs.iter().map(|kv| kv.value.len() + 40).sum();
         let tf = self.transformer(info);
         out.reserve(size + 2);
+        let convert = conversion::needed(info);
         for (i, kv) in kvs.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            let spliced = if conversion::needed(info) {
+            let spliced = if convert {
                 None
             } else {
                 with_resource_version(&unseal(tf.as_deref(), kv)?.data, kv.mod_revision)
