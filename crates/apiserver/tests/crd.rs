@@ -38,6 +38,8 @@ spec:
   - name: v1
     served: true
     storage: true
+    selectableFields:
+    - jsonPath: .spec.image
     subresources:
       status: {{}}
       scale:
@@ -226,6 +228,37 @@ async fn crd_lifecycle(c: &Cluster, group: &str) {
     assert!(
         explain.contains("cronSpec") && explain.contains("What the cron job runs"),
         "{explain}"
+    );
+
+    // selectableFields: field selectors on the fields the CRD names, and only those.
+    let selected = c
+        .ok(&[
+            "get",
+            ct,
+            "--field-selector",
+            "spec.image=my-awesome-cron-image",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(selected.lines().count(), 2, "{selected}");
+    let none = c
+        .ok(&[
+            "get",
+            ct,
+            "--field-selector",
+            "spec.image=other",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert!(none.trim().is_empty(), "{none}");
+    let err = c
+        .fails(&["get", ct, "--field-selector", "spec.cronSpec=x"])
+        .await;
+    assert!(
+        err.contains("field label not supported: spec.cronSpec"),
+        "{err}"
     );
 
     // describe and a server-side dry-run diff work on custom objects as on built-in ones.

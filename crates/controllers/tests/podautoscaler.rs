@@ -301,3 +301,107 @@ spec:
     let replicas = jsonpath(&c, &["get", "deployment", "idle"], "{.spec.replicas}").await;
     assert_eq!(replicas, "1");
 }
+
+/// An HPA scales a custom kind through its CRD's `scale` subresource: the pods come from the
+/// Scale's selector (the CRD's `labelSelectorPath`), the new count goes to
+/// `specReplicasPath`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_kind_is_scaled_through_its_crd_scale_subresource() {
+    let c = cluster(FakeMetrics(
+        [("app=crw", vec![("crw-a", 100), ("crw-b", 100)])].into(),
+    ))
+    .await;
+    let crd = c.write(
+        "crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: workers.hpa.example.com}
+spec:
+  group: hpa.example.com
+  scope: Namespaced
+  names: {plural: workers, singular: worker, kind: Worker}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {replicas: {type: integer}}}
+          status: {type: object, properties: {replicas: {type: integer}, selector: {type: string}}}
+",
+    );
+    c.ok(&["apply", "-f", &crd]).await;
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/workers.hpa.example.com",
+    ])
+    .await;
+    let worker = c.write(
+        "worker.yaml",
+        "apiVersion: hpa.example.com/v1\nkind: Worker\nmetadata: {name: crw}\nspec: {replicas: 2}\n",
+    );
+    c.ok(&["apply", "-f", &worker]).await;
+    c.ok(&[
+        "patch",
+        "workers.hpa.example.com",
+        "crw",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":2,"selector":"app=crw"}}"#,
+    ])
+    .await;
+    // Two pods of the worker (no Deployment: a pod template is not needed to be scaled).
+    let api: Api<Pod> = Api::namespaced(c.client().await, "default");
+    let ago = |secs| {
+        Timestamp::now()
+            .checked_sub(SignedDuration::from_secs(secs))
+            .unwrap()
+            .to_string()
+    };
+    for p in ["crw-a", "crw-b"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": p, "labels": {"app": "crw"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1",
+                "resources": {"requests": {"cpu": "100m"}}}]},
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &pod).await.unwrap();
+        let status = json!({"status": {"phase": "Running", "startTime": ago(600),
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ago(590)}]}});
+        api.patch_status(p, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
+    }
+    let hpa = c.write(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: crw}
+spec:
+  scaleTargetRef: {apiVersion: hpa.example.com/v1, kind: Worker, name: crw}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+",
+    );
+    c.ok(&["apply", "-f", &hpa]).await;
+    eventually("the worker scaled to 4 through its /scale", || async {
+        let r = jsonpath(
+            &c,
+            &["get", "workers.hpa.example.com", "crw"],
+            "{.spec.replicas}",
+        )
+        .await;
+        (r == "4").then_some(())
+    })
+    .await;
+}
