@@ -619,6 +619,26 @@ mod kube_rs {
             applied.managed_fields()
         );
 
+        // A strategic merge patch is refused, as upstream refuses it for custom resources.
+        match widgets
+            .patch(
+                "w1",
+                &PatchParams::default(),
+                &Patch::Strategic(serde_json::json!({"spec": {"size": 6}})),
+            )
+            .await
+        {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 415);
+                assert!(
+                    e.message.contains("accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("a strategic merge patch was not refused: {other:?}"),
+        }
+
         widgets.delete("w1", &Default::default()).await.unwrap();
         assert!(widgets.get_opt("w1").await.unwrap().is_none());
     }

@@ -664,6 +664,17 @@ async fn resource(
             let kind = match ct.as_deref() {
                 Some("application/json-patch+json") => PatchKind::Json,
                 Some("application/merge-patch+json") => PatchKind::Merge,
+                // Custom kinds have no patch strategy to merge by (upstream's CRD handler
+                // does not accept this type).
+                Some("application/strategic-merge-patch+json")
+                    if kind.typed().is_some_and(|t| !t.is_builtin()) =>
+                {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                    ));
+                }
                 Some("application/strategic-merge-patch+json") => PatchKind::Strategic,
                 other => return Err(ApiError::unsupported_media_type(other.unwrap_or(""))),
             };
