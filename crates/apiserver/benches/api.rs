@@ -55,23 +55,10 @@ fn serve(dir: &str) {
     rt.block_on(async {
         let dir = std::path::PathBuf::from(dir);
         let endpoint = std::env::var("RKUBE_BENCH_DATASTORE").ok();
-        let server = apiserver::Server::start(apiserver::Config {
-            data_dir: dir.clone(),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            datastore: store::DatastoreConfig::parse(endpoint.as_deref(), &dir).unwrap(),
-            kubeconfig: dir.join("kubeconfig.yaml"),
-            event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
-            advertise_address: None,
-            authorization_mode: Default::default(),
-            token_auth_file: None,
-            encryption_config: None,
-            audit_policy: None,
-            audit_log: None,
-            disable_admission_plugins: Vec::new(),
-            pod_netns: None,
-            kubelet_certificate_authority: None,
-            local_services: Default::default(),
-        })
+        let server = apiserver::Server::start(apiserver::testing::config(
+            &dir,
+            store::DatastoreConfig::parse(endpoint.as_deref(), &dir).unwrap(),
+        ))
         .await
         .unwrap();
         println!("KUBECONFIG {}", server.kubeconfig.display());

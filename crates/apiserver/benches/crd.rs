@@ -33,23 +33,10 @@ fn serve(dir: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let dir = std::path::PathBuf::from(dir);
-        let server = apiserver::Server::start(apiserver::Config {
-            data_dir: dir.clone(),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            datastore: store::DatastoreConfig::parse(None, &dir).unwrap(),
-            kubeconfig: dir.join("kubeconfig.yaml"),
-            event_ttl: apiserver::registry::DEFAULT_EVENT_TTL,
-            advertise_address: None,
-            authorization_mode: Default::default(),
-            token_auth_file: None,
-            encryption_config: None,
-            audit_policy: None,
-            audit_log: None,
-            disable_admission_plugins: Vec::new(),
-            pod_netns: None,
-            kubelet_certificate_authority: None,
-            local_services: Default::default(),
-        })
+        let server = apiserver::Server::start(apiserver::testing::config(
+            &dir,
+            store::DatastoreConfig::parse(None, &dir).unwrap(),
+        ))
         .await
         .unwrap();
         println!("KUBECONFIG {}", server.kubeconfig.display());

@@ -45,21 +45,8 @@ impl Cluster {
             (DatastoreConfig::parse(None, dir.path()).unwrap(), None)
         };
         let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            datastore,
-            kubeconfig: dir.path().join("kubeconfig.yaml"),
             event_ttl: std::time::Duration::from_secs(3),
-            advertise_address: None,
-            authorization_mode: Default::default(),
-            token_auth_file: None,
-            encryption_config: None,
-            audit_policy: None,
-            audit_log: None,
-            disable_admission_plugins: Vec::new(),
-            pod_netns: None,
-            kubelet_certificate_authority: None,
-            local_services: Default::default(),
+            ..config(dir.path(), datastore)
         };
         f(&mut config);
         let server = Server::start(config.clone()).await.unwrap();
@@ -244,6 +231,28 @@ impl Cluster {
 
     pub async fn client(&self) -> kube::Client {
         kube::Client::try_from(self.config().await).unwrap()
+    }
+}
+
+/// A server's configuration on `dir` and `datastore`, on a loopback port, everything else
+/// as `rkube server` defaults it (tests and benches start servers from it).
+pub fn config(dir: &std::path::Path, datastore: DatastoreConfig) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        datastore,
+        kubeconfig: dir.join("kubeconfig.yaml"),
+        event_ttl: crate::registry::DEFAULT_EVENT_TTL,
+        advertise_address: None,
+        authorization_mode: Default::default(),
+        token_auth_file: None,
+        encryption_config: None,
+        audit_policy: None,
+        audit_log: None,
+        disable_admission_plugins: Vec::new(),
+        pod_netns: None,
+        kubelet_certificate_authority: None,
+        local_services: Default::default(),
     }
 }
 

@@ -122,6 +122,12 @@ spec:
         ),
     );
     c.ok(&["apply", "-f", &file]).await;
+    ready_pods(c, name, pods).await;
+}
+
+/// `pods` labelled app=`app`, requesting 100m CPU, Running and Ready for ten minutes (as a
+/// kubelet would report them).
+async fn ready_pods(c: &Cluster, app: &str, pods: &[&str]) {
     let api: Api<Pod> = Api::namespaced(c.client().await, "default");
     let ago = |secs| {
         Timestamp::now()
@@ -131,7 +137,7 @@ spec:
     };
     for p in pods {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": p, "labels": {"app": name}},
+            "metadata": {"name": p, "labels": {"app": app}},
             "spec": {"containers": [{"name": "app", "image": "app:1",
                 "resources": {"requests": {"cpu": "100m"}}}]},
         }))
@@ -358,27 +364,7 @@ spec:
     ])
     .await;
     // Two pods of the worker (no Deployment: a pod template is not needed to be scaled).
-    let api: Api<Pod> = Api::namespaced(c.client().await, "default");
-    let ago = |secs| {
-        Timestamp::now()
-            .checked_sub(SignedDuration::from_secs(secs))
-            .unwrap()
-            .to_string()
-    };
-    for p in ["crw-a", "crw-b"] {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": p, "labels": {"app": "crw"}},
-            "spec": {"containers": [{"name": "app", "image": "app:1",
-                "resources": {"requests": {"cpu": "100m"}}}]},
-        }))
-        .unwrap();
-        api.create(&PostParams::default(), &pod).await.unwrap();
-        let status = json!({"status": {"phase": "Running", "startTime": ago(600),
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ago(590)}]}});
-        api.patch_status(p, &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .unwrap();
-    }
+    ready_pods(&c, "crw", &["crw-a", "crw-b"]).await;
     let hpa = c.write(
         "hpa.yaml",
         "apiVersion: autoscaling/v2
