@@ -4,6 +4,7 @@
 //! unknown field". Custom kinds are pruned by their CRD's schema instead, with the same
 //! reports.
 
+use apiextensions::schema::Structural;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -32,6 +33,8 @@ pub trait SchemaCodec: Send + Sync {
     fn prune(&self, obj: &mut Value) -> Vec<String>;
     /// The kind's OpenAPI schema (for `/openapi`), with `$defs` if it refers to any.
     fn schema(&self) -> Value;
+    /// The compiled structural schema (server-side apply merges lists by it).
+    fn structural(&self) -> &Structural;
 }
 
 impl Typed {
@@ -57,6 +60,14 @@ impl Typed {
     /// Whether this is a compiled-in type (which Go would encode with its zero values).
     pub fn is_builtin(&self) -> bool {
         matches!(self.codec, Codec::Type { .. })
+    }
+
+    /// A custom kind's compiled schema; `None` for a built-in kind.
+    pub fn structural(&self) -> Option<&Structural> {
+        match &self.codec {
+            Codec::Type { .. } => None,
+            Codec::Schema(c) => Some(c.structural()),
+        }
     }
 
     fn schema(&self) -> Value {

@@ -716,6 +716,105 @@ async fn gateway_api_bundle_installs_and_its_examples_validate() {
         err.contains("value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']"),
         "{err}"
     );
+    // Server-side apply merges by the schema's list types: a Gateway's listeners are a map
+    // list keyed by name, so two managers own a listener each (an atomic list would conflict).
+    let gateway = |listener: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: shared}}\nspec:\n  gatewayClassName: example\n  listeners:\n  - {listener}\n"
+        )
+    };
+    let web = c.write(
+        "web.yaml",
+        &gateway("{name: web, protocol: HTTP, port: 80}"),
+    );
+    let admin = c.write(
+        "admin.yaml",
+        &gateway("{name: admin, protocol: HTTP, port: 8080}"),
+    );
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=web-team",
+        "-f",
+        &web,
+    ])
+    .await;
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "-f",
+        &admin,
+    ])
+    .await;
+    let names = c
+        .ok(&[
+            "get",
+            "gateway",
+            "shared",
+            "-o",
+            "jsonpath={.spec.listeners[*].name}",
+        ])
+        .await;
+    assert_eq!(names.trim(), "web admin");
+    let fields = c
+        .ok(&[
+            "get",
+            "gateway",
+            "shared",
+            "--show-managed-fields",
+            "-o",
+            "json",
+        ])
+        .await;
+    let fields: serde_json::Value = serde_json::from_str(&fields).unwrap();
+    let ops = fields["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "ops")
+        .expect("the ops manager's entry");
+    assert!(
+        ops["fieldsV1"]["f:spec"]["f:listeners"]["k:{\"name\":\"admin\"}"]["f:port"].is_object(),
+        "{ops}"
+    );
+    // A field of another manager's item conflicts on its own path.
+    let moved = c.write(
+        "moved.yaml",
+        &gateway("{name: web, protocol: HTTP, port: 81}"),
+    );
+    let err = c
+        .fails(&[
+            "apply",
+            "--server-side",
+            "--field-manager=ops",
+            "-f",
+            &moved,
+        ])
+        .await;
+    assert!(
+        err.contains("conflict with \"web-team\": .spec.listeners[name=\"web\"].port"),
+        "{err}"
+    );
+    // The web team changes its listener: the other stays.
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=web-team",
+        "-f",
+        &moved,
+    ])
+    .await;
+    let ports = c
+        .ok(&[
+            "get",
+            "gateway",
+            "shared",
+            "-o",
+            "jsonpath={.spec.listeners[*].port}",
+        ])
+        .await;
+    assert_eq!(ports.trim(), "81 8080");
     // The bundle's policy: standard CRDs may not be overwritten by experimental ones.
     let err = c
         .fails(&[

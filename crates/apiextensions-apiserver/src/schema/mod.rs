@@ -5,6 +5,7 @@ mod defaulting;
 mod embedded;
 mod formats;
 mod list_type;
+mod merge;
 mod node;
 mod objectmeta;
 mod path;
@@ -17,6 +18,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSche
 use serde_json::Value;
 
 use crate::field::FieldError;
+pub use merge::{ListKind, MergeNode};
 use node::{Additional, Node};
 use path::Path;
 use validation::Validator;
@@ -42,6 +44,12 @@ impl Structural {
             return Err(errs);
         }
         Ok(Structural { root })
+    }
+
+    /// The root of the schema as server-side apply walks it (list types, map keys, atomic
+    /// maps).
+    pub fn merge_root(&self) -> MergeNode<'_> {
+        MergeNode::new(&self.root)
     }
 
     /// Compiles without the structural checks (tests of keywords CRDs forbid, e.g. uniqueItems).

@@ -77,6 +77,8 @@ pub(crate) struct Node {
     pub embedded: bool,
     pub list_type: Option<ListType>,
     pub list_map_keys: Vec<String>,
+    /// `x-kubernetes-map-type: atomic`: server-side apply replaces the object whole.
+    pub map_atomic: bool,
     pub enum_: Vec<Value>,
     pub pattern: Option<(String, Option<Regex>)>,
     pub min_length: Option<i64>,
@@ -172,6 +174,7 @@ impl Node {
             embedded: s.x_kubernetes_embedded_resource == Some(true),
             list_type,
             list_map_keys: s.x_kubernetes_list_map_keys.clone().unwrap_or_default(),
+            map_atomic: s.x_kubernetes_map_type.as_deref() == Some("atomic"),
             enum_: s.enum_.iter().flatten().map(|j| j.0.clone()).collect(),
             pattern: s
                 .pattern

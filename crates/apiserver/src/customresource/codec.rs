@@ -85,4 +85,7 @@ impl crate::typed::SchemaCodec for SchemaCodec {
     fn schema(&self) -> Value {
         self.openapi.clone()
     }
+    fn structural(&self) -> &Structural {
+        &self.schema
+    }
 }

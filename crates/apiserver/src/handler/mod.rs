@@ -610,7 +610,8 @@ async fn resource(
             match reg.get(info, ns, name).await {
                 Err(e) if e.code == 404 => {
                     let mut obj = applied.clone();
-                    crate::apply::record_manager(&mut obj, &applied, &manager, &api_version);
+                    let shape = crate::apply::Shape::of_kind(info);
+                    crate::apply::record_manager(&mut obj, &applied, &manager, &api_version, shape);
                     if meta::name(&obj).is_empty() {
                         meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
                     }
@@ -627,7 +628,8 @@ async fn resource(
                 }
                 Err(e) => Err(e),
                 Ok(live) => {
-                    let conflicts = crate::apply::conflicts(&live, &applied, &manager);
+                    let shape = crate::apply::Shape::of_kind(info);
+                    let conflicts = crate::apply::conflicts(&live, &applied, &manager, shape);
                     let force = query_bool(query.get("force").map(String::as_str));
                     if !conflicts.is_empty() && !force {
                         return Err(crate::apply::conflict_error(info, name, &conflicts));
@@ -635,7 +637,7 @@ async fn resource(
                     // Other managers' managedFields entries survive: only this manager's
                     // entry is replaced.
                     let patch = Patch {
-                        kind: PatchKind::Strategic,
+                        kind: PatchKind::Apply(shape),
                         body: strip_managed(&applied),
                     };
                     let manager2 = manager.clone();
@@ -646,9 +648,15 @@ async fn resource(
                     };
                     let out = reg
                         .patch_then(info, ns, name, patch, opts, move |obj| {
-                            crate::apply::remove_unapplied(obj, &applied2, &manager2);
+                            crate::apply::remove_unapplied(obj, &applied2, &manager2, shape);
                             crate::apply::take_over(obj, &conflicts);
-                            crate::apply::record_manager(obj, &applied2, &manager2, &api_version);
+                            crate::apply::record_manager(
+                                obj,
+                                &applied2,
+                                &manager2,
+                                &api_version,
+                                shape,
+                            );
                         })
                         .await?;
                     Ok(ok(&out))

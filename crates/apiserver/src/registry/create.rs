@@ -130,7 +130,8 @@ impl Registry {
         };
         ctx.admission.mutate(&attrs, &mut obj).await?;
         if let Some(manager) = &opts.field_manager {
-            crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None);
+            let shape = crate::apply::Shape::of_kind(info);
+            crate::apply::record_update(None, &mut obj, manager, &info.api_version(), None, shape);
         }
         let mut causes: Vec<Cause> = strategy::validate_name(strategy, &name)
             .into_iter()

@@ -10,6 +10,7 @@ use super::{
     Attributes, Operation, Registry, RequestContext, UPDATE_RETRIES, WriteOptions,
     drop_empty_metadata,
 };
+use crate::apply::Shape;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::resources::ResourceInfo;
@@ -20,6 +21,8 @@ pub enum PatchKind {
     Json,
     Merge,
     Strategic,
+    /// A server-side apply's configuration merged in, as the kind's shape says.
+    Apply(Shape<'static>),
 }
 
 /// A patch request's body and type.
@@ -49,6 +52,7 @@ impl Patch {
                 Ok(())
             }
             PatchKind::Strategic => crate::patch::strategic_merge(doc, &self.body),
+            PatchKind::Apply(shape) => crate::apply::merge(doc, &self.body, shape),
         }
     }
 }
@@ -218,7 +222,15 @@ impl Registry {
         let name = meta::name(old).to_string();
         let record = |new: &mut Value| {
             if let Some(manager) = &opts.field_manager {
-                crate::apply::record_update(Some(old), new, manager, &info.api_version(), sub);
+                let shape = Shape::of_kind(info);
+                crate::apply::record_update(
+                    Some(old),
+                    new,
+                    manager,
+                    &info.api_version(),
+                    sub,
+                    shape,
+                );
             }
         };
         if sub == Some("status") {

@@ -8,13 +8,20 @@
 //! manager's `Update` entry and takes them from the others, without conflicts, as Kubernetes
 //! does. List items are keyed as upstream's list-map keys (ports by number and protocol),
 //! conflicts are found inside list items too, and what an apply manager stops applying is
-//! removed from the object unless another manager owns it.
+//! removed from the object unless another manager owns it. Custom kinds merge and own their
+//! lists as their CRD schema says (`x-kubernetes-list-type`, `-list-map-keys`,
+//! `x-kubernetes-map-type`): see [`shape`].
 
+mod merge;
+mod shape;
+
+use apiextensions::schema::ListKind;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
-use crate::patch::merge_key;
+pub use merge::merge;
+pub use shape::Shape;
 
 /// Metadata no manager owns (Kubernetes strips these from every field set).
 const SERVER_METADATA: [&str; 11] = [
@@ -32,13 +39,13 @@ const SERVER_METADATA: [&str; 11] = [
 ];
 
 /// The FieldsV1 set of an applied configuration.
-pub fn fields_v1(v: &Value) -> Value {
-    diff_fields(None, v)
+pub fn fields_v1(v: &Value, shape: Shape) -> Value {
+    diff_fields(None, v, shape)
 }
 
 /// The FieldsV1 set of what `new` sets differently from `old` (all of `new` when `old` is
 /// `None`), without apiVersion, kind and server-owned metadata.
-pub fn diff_fields(old: Option<&Value>, new: &Value) -> Value {
+pub fn diff_fields(old: Option<&Value>, new: &Value, shape: Shape) -> Value {
     let mut out = Map::new();
     if let Some(m) = new.as_object() {
         for (k, child) in m {
@@ -56,9 +63,9 @@ pub fn diff_fields(old: Option<&Value>, new: &Value) -> Value {
                     }
                     v
                 };
-                diff_set(k, before.map(strip).as_ref(), &strip(child))
+                diff_set(shape.field(k), k, before.map(strip).as_ref(), &strip(child))
             } else {
-                diff_set(k, before, child)
+                diff_set(shape.field(k), k, before, child)
             };
             if let Some(set) = set.filter(|s| !is_empty_map(s) || !child.is_object()) {
                 out.insert(format!("f:{k}"), set);
@@ -72,17 +79,19 @@ fn is_empty_map(v: &Value) -> bool {
     v.as_object().is_some_and(Map::is_empty)
 }
 
-/// The set of `new` that differs from `old`: `None` when nothing does.
-fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
+/// The set of `new` (field `name`, of shape `shape`) that differs from `old`: `None` when
+/// nothing does.
+fn diff_set(shape: Shape, name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
     if old == Some(new) {
         return None;
     }
     match new {
-        Value::Object(m) => {
+        Value::Object(m) if !shape.atomic_map() => {
             let old_m = old.and_then(Value::as_object);
             let mut out = Map::new();
             for (k, child) in m {
-                if let Some(set) = diff_set(k, old_m.and_then(|o| o.get(k)), child) {
+                if let Some(set) = diff_set(shape.field(k), k, old_m.and_then(|o| o.get(k)), child)
+                {
                     out.insert(format!("f:{k}"), set);
                 }
             }
@@ -90,15 +99,25 @@ fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
             (old_m.is_none() || !out.is_empty()).then_some(Value::Object(out))
         }
         Value::Array(items) => {
-            let Some(keys) = list_keys(name, items) else {
-                return Some(json!({}));
-            };
             let old_items = old.and_then(Value::as_array);
+            let keys = match shape.list(name, items) {
+                ListKind::Atomic => return Some(json!({})),
+                ListKind::Set => {
+                    let mut out = Map::new();
+                    for v in items {
+                        if !old_items.is_some_and(|o| o.contains(v)) {
+                            out.insert(format!("v:{v}"), json!({}));
+                        }
+                    }
+                    return Some(Value::Object(out));
+                }
+                ListKind::Map(keys) => keys,
+            };
             let mut out = Map::new();
             for item in items {
                 let id = item_key(item, &keys);
                 let before = old_items.and_then(|o| o.iter().find(|i| item_key(i, &keys) == id));
-                let Some(set) = diff_set("", before, item) else {
+                let Some(set) = diff_set(shape.items(), "", before, item) else {
                     continue;
                 };
                 let mut entry = match set {
@@ -116,36 +135,18 @@ fn diff_set(name: &str, old: Option<&Value>, new: &Value) -> Option<Value> {
     }
 }
 
-/// The keys that identify the items of list `name` for server-side apply (upstream's
-/// `listMapKeys`), when every item has its own: ports are keyed by number and protocol,
-/// spread constraints by topology key and action, the rest by their strategic merge key.
-/// `None`: the list is atomic.
-fn list_keys(name: &str, items: &[Value]) -> Option<Vec<&'static str>> {
-    let elems: Vec<&Value> = items.iter().collect();
-    let key = merge_key(name, &elems)?;
-    let keys = match (name, key) {
-        ("ports", k) => vec![k, "protocol"],
-        ("topologySpreadConstraints", k) => vec![k, "whenUnsatisfiable"],
-        (_, k) => vec![k],
-    };
-    let mut seen = std::collections::HashSet::new();
-    items
-        .iter()
-        .all(|i| i.get(keys[0]).is_some() && seen.insert(item_key(i, &keys)))
-        .then_some(keys)
-}
-
 /// An item's key as FieldsV1 spells it: `{"containerPort":80,"protocol":"TCP"}` (a port's
 /// protocol defaults to TCP, as the applied configuration is defaulted before it is keyed).
-fn item_key(item: &Value, keys: &[&str]) -> String {
+fn item_key<K: AsRef<str>>(item: &Value, keys: &[K]) -> String {
     let mut m = Map::new();
     for k in keys {
-        match item.get(*k) {
+        let k = k.as_ref();
+        match item.get(k) {
             Some(v) => {
-                m.insert((*k).to_string(), v.clone());
+                m.insert(k.to_string(), v.clone());
             }
-            None if *k == "protocol" => {
-                m.insert((*k).to_string(), json!("TCP"));
+            None if k == "protocol" => {
+                m.insert(k.to_string(), json!("TCP"));
             }
             None => {}
         }
@@ -154,14 +155,20 @@ fn item_key(item: &Value, keys: &[&str]) -> String {
 }
 
 /// Sets `manager`'s Apply entry in `obj`'s managedFields.
-pub fn record_manager(obj: &mut Value, applied: &Value, manager: &str, api_version: &str) {
+pub fn record_manager(
+    obj: &mut Value,
+    applied: &Value,
+    manager: &str,
+    api_version: &str,
+    shape: Shape,
+) {
     let entry = json!({
         "manager": manager,
         "operation": "Apply",
         "apiVersion": api_version,
         "time": meta::now_rfc3339(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": fields_v1(applied),
+        "fieldsV1": fields_v1(applied, shape),
     });
     let m = meta::metadata_mut(obj);
     let mut fields: Vec<Value> = m
@@ -188,8 +195,9 @@ pub fn record_update(
     manager: &str,
     api_version: &str,
     subresource: Option<&str>,
+    shape: Shape,
 ) {
-    let changed = diff_fields(old, new);
+    let changed = diff_fields(old, new, shape);
     let sent = new.pointer("/metadata/managedFields").cloned();
     let base = match (&sent, old) {
         (Some(Value::Array(_)), _) => sent,
@@ -297,6 +305,8 @@ fn prune(set: &mut Value, obj: &Value) {
             obj.get(name)
         } else if let Some(id) = k.strip_prefix("k:") {
             find_item(obj, id)
+        } else if let Some(v) = k.strip_prefix("v:") {
+            find_value(obj, v)
         } else {
             return true;
         };
@@ -320,11 +330,29 @@ fn find_item<'a>(obj: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|item| item_key(item, &keys) == want)
 }
 
-/// One step of a field path: a field, or a list item by its key.
+/// The member of set list `obj` equal to `v` (a FieldsV1 `v:` value).
+fn find_value<'a>(obj: &'a Value, v: &str) -> Option<&'a Value> {
+    let v: Value = serde_json::from_str(v).ok()?;
+    obj.as_array()?.iter().find(|item| **item == v)
+}
+
+/// One step of a field path: a field, a list item by its key, or a set's member.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     Field(String),
     Item(String),
+    Value(String),
+}
+
+impl Step {
+    /// The FieldsV1 key of this step.
+    fn key(&self) -> String {
+        match self {
+            Step::Field(k) => format!("f:{k}"),
+            Step::Item(id) => format!("k:{id}"),
+            Step::Value(v) => format!("v:{v}"),
+        }
+    }
 }
 
 /// What a FieldsV1 set owns, as paths: its leaf fields, and the list items it created
@@ -336,14 +364,14 @@ fn owned_paths(fields: &Value, prefix: &[Step], out: &mut Vec<Vec<Step>>) {
             Step::Field(name.to_string())
         } else if let Some(id) = k.strip_prefix("k:") {
             Step::Item(id.to_string())
+        } else if let Some(v) = k.strip_prefix("v:") {
+            Step::Value(v.to_string())
         } else {
             continue;
         };
         let mut p = prefix.to_vec();
         p.push(step);
-        let children = v
-            .as_object()
-            .is_some_and(|c| c.keys().any(|k| k.starts_with("f:") || k.starts_with("k:")));
+        let children = v.as_object().is_some_and(|c| c.keys().any(|k| k != "."));
         let marked = v.as_object().is_some_and(|c| c.contains_key("."));
         if !children || marked {
             out.push(p.clone());
@@ -368,6 +396,7 @@ fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
     path.iter().try_fold(obj, |v, step| match step {
         Step::Field(k) => v.get(k),
         Step::Item(id) => find_item(v, id),
+        Step::Value(x) => find_value(v, x),
     })
 }
 
@@ -389,6 +418,7 @@ pub fn spell(path: &[Step]) -> String {
                     .unwrap_or_default();
                 s.push_str(&format!("[{}]", parts.join(",")));
             }
+            Step::Value(v) => s.push_str(&format!("[={v}]")),
         }
     }
     s
@@ -410,8 +440,8 @@ impl Conflict {
 }
 
 /// The fields of `applied` that other Apply managers of `live` own with a different value.
-pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> {
-    let mine = leaf_paths(&fields_v1(applied));
+pub fn conflicts(live: &Value, applied: &Value, manager: &str, shape: Shape) -> Vec<Conflict> {
+    let mine = leaf_paths(&fields_v1(applied, shape));
     let mut out = Vec::new();
     let entries = live
         .pointer("/metadata/managedFields")
@@ -448,7 +478,7 @@ pub fn conflicts(live: &Value, applied: &Value, manager: &str) -> Vec<Conflict> 
 /// manager owns it too (or something under it): a field dropped from the configuration is
 /// dropped from the object, a list item with it. `obj` still carries the managedFields from
 /// before this apply.
-pub fn remove_unapplied(obj: &mut Value, applied: &Value, manager: &str) {
+pub fn remove_unapplied(obj: &mut Value, applied: &Value, manager: &str, shape: Shape) {
     let Some(entries) = obj
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
@@ -469,7 +499,7 @@ pub fn remove_unapplied(obj: &mut Value, applied: &Value, manager: &str) {
         &mut had,
     );
     let mut now = Vec::new();
-    owned_paths(&fields_v1(applied), &[], &mut now);
+    owned_paths(&fields_v1(applied, shape), &[], &mut now);
     let mut others = Vec::new();
     for e in entries.iter().filter(|e| !is_mine(e)) {
         owned_paths(e.get("fieldsV1").unwrap_or(&Value::Null), &[], &mut others);
@@ -496,8 +526,10 @@ fn remove_at(obj: &mut Value, path: &[Step]) {
     for step in parent {
         let next = match step {
             Step::Field(k) => node.get_mut(k),
-            Step::Item(id) => {
-                let Some(i) = index_of(node, id) else { return };
+            Step::Item(_) | Step::Value(_) => {
+                let Some(i) = index_of(node, step) else {
+                    return;
+                };
                 node.get_mut(i)
             }
         };
@@ -510,8 +542,8 @@ fn remove_at(obj: &mut Value, path: &[Step]) {
                 m.remove(k);
             }
         }
-        Step::Item(id) => {
-            if let Some(i) = index_of(node, id)
+        Step::Item(_) | Step::Value(_) => {
+            if let Some(i) = index_of(node, last)
                 && let Some(items) = node.as_array_mut()
             {
                 items.remove(i);
@@ -520,8 +552,13 @@ fn remove_at(obj: &mut Value, path: &[Step]) {
     }
 }
 
-fn index_of(list: &Value, id: &str) -> Option<usize> {
-    let item = find_item(list, id)?;
+/// The index of the list item (`k:`) or set member (`v:`) a step names.
+fn index_of(list: &Value, step: &Step) -> Option<usize> {
+    let item = match step {
+        Step::Item(id) => find_item(list, id)?,
+        Step::Value(v) => find_value(list, v)?,
+        Step::Field(_) => return None,
+    };
     list.as_array()?.iter().position(|i| std::ptr::eq(i, item))
 }
 
@@ -571,10 +608,7 @@ pub fn take_over(obj: &mut Value, conflicts: &[Conflict]) {
         for c in conflicts.iter().filter(|c| c.manager == manager) {
             let mut node = e.get_mut("fieldsV1");
             for (i, step) in c.path.iter().enumerate() {
-                let key = match step {
-                    Step::Field(k) => format!("f:{k}"),
-                    Step::Item(id) => format!("k:{id}"),
-                };
+                let key = step.key();
                 let Some(m) = node.and_then(Value::as_object_mut) else {
                     break;
                 };
@@ -613,9 +647,12 @@ mod tests {
             "metadata": {"name": "web"},
             "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
         assert_eq!(
-            fields_v1(&applied),
+            fields_v1(&applied, Shape::Builtin),
             json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
                 "k:{\"name\":\"nginx\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}})
         );
     }
 }
+
+#[cfg(test)]
+mod schema_tests;
