@@ -295,12 +295,14 @@ tokio::task_local! {
     static BODY: BodySlot;
 }
 
-/// What a request sent, as read.
+/// What a request sent, as read, and what its handling added to its event.
 #[derive(Default)]
 pub struct Captured {
     raw: Option<Bytes>,
     /// A body that is not JSON (protobuf), decoded.
     object: Option<Value>,
+    /// The event's `annotations` (admission's, e.g. a ValidatingAdmissionPolicy's).
+    annotations: serde_json::Map<String, Value>,
 }
 
 /// Called with every request body read: kept when the request is being audited.
@@ -308,6 +310,16 @@ pub fn capture_request_body(body: &Bytes) {
     let _ = BODY.try_with(|slot| {
         if let Ok(mut s) = slot.lock() {
             s.raw = Some(body.clone());
+        }
+    });
+}
+
+/// Adds an annotation to the request's audit event (when it is audited). A key already set
+/// keeps its first value, as upstream's `AddAuditAnnotation`.
+pub fn annotate(key: String, value: String) {
+    let _ = BODY.try_with(|slot| {
+        if let Ok(mut s) = slot.lock() {
+            s.annotations.entry(key).or_insert(Value::String(value));
         }
     });
 }
@@ -571,10 +583,17 @@ pub async fn finish(
     };
     let code = resp.status().as_u16();
     let mut extra = serde_json::Map::new();
-    let captured = audit
+    let mut captured = audit
         .body
         .as_ref()
         .and_then(|b| b.lock().ok().map(|mut b| std::mem::take(&mut *b)));
+    let annotations = captured
+        .as_mut()
+        .map(|c| std::mem::take(&mut c.annotations))
+        .unwrap_or_default();
+    if !annotations.is_empty() {
+        extra.insert("annotations".into(), Value::Object(annotations));
+    }
     let request_object = captured.and_then(|c| {
         c.object
             .or_else(|| c.raw.and_then(|b| serde_json::from_slice::<Value>(&b).ok()))

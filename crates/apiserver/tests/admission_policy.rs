@@ -1,6 +1,7 @@
 //! ValidatingAdmissionPolicy driven by the real kubectl: a policy with a param (a
 //! ConfigMap) refuses a Deployment with too many replicas, with upstream's message; a Warn
-//! binding warns instead; match conditions, variables and messageExpression; a policy
+//! binding warns instead, an Audit binding records the failure and the policy's audit
+//! annotations in the audit log; match conditions, variables and messageExpression; a policy
 //! whose expression does not compile is refused when written.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
@@ -195,5 +196,92 @@ spec:
     assert!(
         err.contains("spec.validations[0].expression: Invalid value: \"object.spec.replicas <=\": compilation failed: ERROR: <input>:1"),
         "{err}"
+    );
+}
+
+/// The Audit action and `auditAnnotations`: the write goes through, and the request's audit
+/// event carries the failure (upstream's `validation_failure` list) and the policy's
+/// annotations as `<policy>/<key>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_bindings_record_failures_and_annotations_in_the_audit_log() {
+    let c = Cluster::start_configured(false, |cfg| {
+        let policy = cfg.data_dir.join("audit-policy.yaml");
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources: [{group: apps, resources: [deployments]}]\n- level: None\n",
+        )
+        .unwrap();
+        cfg.audit_policy = Some(policy);
+        cfg.audit_log = Some(cfg.data_dir.join("audit.log"));
+    })
+    .await;
+    let policy = c.write(
+        "audit.yaml",
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: small.example.com}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}
+  validations:
+  - expression: "object.metadata.name != ''"
+  - expression: "object.spec.replicas <= 2"
+    message: at most 2 replicas
+  auditAnnotations:
+  - key: replicas
+    valueExpression: "'asked for ' + string(object.spec.replicas)"
+  - key: never
+    valueExpression: "null"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: small-audit}
+spec:
+  policyName: small.example.com
+  validationActions: [Warn, Audit]
+"#,
+    );
+    c.ok(&["apply", "-f", &policy]).await;
+    let big = c.write("big.yaml", &deployment("big", 5, ""));
+    let out = c.kubectl(&["create", "-f", &big]).await;
+    assert!(out.status.success(), "an Audit binding does not refuse");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at most 2 replicas"), "{stderr}");
+    let log = c.dir.path().join("audit.log");
+    let event = apiserver::testing::eventually("the create's audit event", || {
+        let found = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| {
+                e["stage"] == "ResponseComplete"
+                    && e["verb"] == "create"
+                    && e["objectRef"]["name"] == "big"
+            });
+        std::future::ready(found)
+    })
+    .await;
+    let annotations = &event["annotations"];
+    assert_eq!(
+        annotations["small.example.com/replicas"], "asked for 5",
+        "{event}"
+    );
+    assert!(
+        annotations.get("small.example.com/never").is_none(),
+        "{event}"
+    );
+    let failure: serde_json::Value = serde_json::from_str(
+        annotations["validation.policy.admission.k8s.io/validation_failure"]
+            .as_str()
+            .expect("the validation_failure annotation"),
+    )
+    .unwrap();
+    assert_eq!(
+        failure,
+        serde_json::json!([{"message": "at most 2 replicas", "policy": "small.example.com",
+            "binding": "small-audit", "expressionIndex": 1,
+            "validationActions": ["Warn", "Audit"]}])
     );
 }

@@ -2,9 +2,10 @@
 //! policy's `matchConstraints` (and the binding's own `matchResources`) cover the write
 //! evaluates the policy's CEL validations — with its params, `matchConditions` and
 //! composition `variables` — and acts as the binding says: Deny refuses the write, Warn
-//! adds a warning. Expressions are compiled once per policy version; evaluation is bounded
-//! by CEL's cost limit. Audit annotations are not written (the audit log has no such
-//! field yet): the Audit action is accepted and has no effect.
+//! adds a warning, Audit records the failure in the request's audit event
+//! (`validation.policy.admission.k8s.io/validation_failure`); the policy's `auditAnnotations`
+//! go in the event as `<policy>/<key>`. Expressions are compiled once per policy version;
+//! evaluation is bounded by CEL's cost limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -34,6 +35,8 @@ struct Compiled {
     validations: Vec<Validation>,
     variables: Vec<(String, cel::Program)>,
     match_conditions: Vec<(String, cel::Program)>,
+    /// `auditAnnotations`: key and value expression.
+    audit_annotations: Vec<(String, cel::Program)>,
     fail: bool,
 }
 
@@ -69,20 +72,17 @@ fn compile(policy: &Value) -> Result<Compiled, String> {
             reason: v.get("reason").and_then(Value::as_str).map(str::to_string),
         });
     }
-    let named = |ptr: &str| -> Result<Vec<(String, cel::Program)>, String> {
-        items(policy, ptr)
-            .map(|v| {
-                Ok((
-                    str_at(v, "/name").to_string(),
-                    program(str_at(v, "/expression"))?,
-                ))
-            })
-            .collect()
-    };
+    let named =
+        |ptr: &str, name: &str, expr: &str| -> Result<Vec<(String, cel::Program)>, String> {
+            items(policy, ptr)
+                .map(|v| Ok((str_at(v, name).to_string(), program(str_at(v, expr))?)))
+                .collect()
+        };
     Ok(Compiled {
         validations,
-        variables: named("/spec/variables")?,
-        match_conditions: named("/spec/matchConditions")?,
+        variables: named("/spec/variables", "/name", "/expression")?,
+        match_conditions: named("/spec/matchConditions", "/name", "/expression")?,
+        audit_annotations: named("/spec/auditAnnotations", "/key", "/valueExpression")?,
         fail: str_at(policy, "/spec/failurePolicy") != "Ignore",
     })
 }
@@ -192,14 +192,22 @@ async fn params(
 /// What one binding decided.
 enum Decision {
     Allow,
-    Deny { message: String, reason: String },
+    /// `index`: the failed validation's (upstream's `expressionIndex`; 0 for errors outside
+    /// the validations).
+    Deny {
+        message: String,
+        reason: String,
+        index: usize,
+    },
 }
 
-/// Evaluates a policy's validations with one set of params.
-fn evaluate(c: &Compiled, base: &[(&str, &Value)]) -> Decision {
+/// Evaluates a policy's validations with one set of params; also returns its audit
+/// annotations' values (keys without the policy name), when its match conditions hold.
+fn evaluate(c: &Compiled, base: &[(&str, &Value)]) -> (Decision, Vec<(String, String)>) {
     let error = |expr: &str, e: String| Decision::Deny {
         message: format!("expression '{expr}' resulted in error: {e}"),
         reason: "Invalid".into(),
+        index: 0,
     };
     // Composition variables, each seeing those before it.
     let mut variables = Map::new();
@@ -211,8 +219,8 @@ fn evaluate(c: &Compiled, base: &[(&str, &Value)]) -> Decision {
             Ok(v) => {
                 variables.insert(name.clone(), v);
             }
-            Err(e) if c.fail => return error(program.source(), e),
-            Err(_) => return Decision::Allow,
+            Err(e) if c.fail => return (error(program.source(), e), Vec::new()),
+            Err(_) => return (Decision::Allow, Vec::new()),
         }
     }
     let variables = Value::Object(variables);
@@ -221,19 +229,42 @@ fn evaluate(c: &Compiled, base: &[(&str, &Value)]) -> Decision {
     for (_, condition) in &c.match_conditions {
         match condition.eval_bool(&vars) {
             Ok(true) => {}
-            Ok(false) => return Decision::Allow,
-            Err(e) if c.fail => return error(condition.source(), e),
-            Err(_) => return Decision::Allow,
+            Ok(false) => return (Decision::Allow, Vec::new()),
+            Err(e) if c.fail => return (error(condition.source(), e), Vec::new()),
+            Err(_) => return (Decision::Allow, Vec::new()),
         }
     }
-    for v in &c.validations {
-        match v.program.eval_bool(&vars) {
+    let mut decision = validations(c, &vars);
+    // Upstream's auditAnnotations: a string is published, null is not; anything else is an
+    // error, which fails the request only under failurePolicy Fail.
+    let mut annotations = Vec::new();
+    for (key, program) in &c.audit_annotations {
+        let failed = match program.eval(&vars) {
+            Ok(Value::String(v)) => {
+                annotations.push((key.clone(), v));
+                continue;
+            }
+            Ok(Value::Null) => continue,
+            Ok(other) => format!("valueExpression must evaluate to a string or null, got {other}"),
+            Err(e) => e,
+        };
+        if c.fail && matches!(decision, Decision::Allow) {
+            decision = error(program.source(), failed);
+        }
+    }
+    (decision, annotations)
+}
+
+/// The first failing validation, if any.
+fn validations(c: &Compiled, vars: &[(&str, &Value)]) -> Decision {
+    for (index, v) in c.validations.iter().enumerate() {
+        match v.program.eval_bool(vars) {
             Ok(true) => {}
             Ok(false) => {
                 let from_expression = v
                     .message_expression
                     .as_ref()
-                    .and_then(|m| m.eval(&vars).ok())
+                    .and_then(|m| m.eval(vars).ok())
                     .and_then(|m| m.as_str().map(str::to_string))
                     .filter(|m| !m.trim().is_empty() && !m.contains('\n'));
                 let message = from_expression
@@ -242,9 +273,16 @@ fn evaluate(c: &Compiled, base: &[(&str, &Value)]) -> Decision {
                 return Decision::Deny {
                     message,
                     reason: v.reason.clone().unwrap_or_else(|| "Invalid".into()),
+                    index,
                 };
             }
-            Err(e) if c.fail => return error(&v.expression, e),
+            Err(e) if c.fail => {
+                return Decision::Deny {
+                    message: format!("expression '{}' resulted in error: {e}", v.expression),
+                    reason: "Invalid".into(),
+                    index,
+                };
+            }
             Err(_) => {}
         }
     }
@@ -308,6 +346,7 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
     };
     let old = a.old.cloned().unwrap_or(Value::Null);
     let request = request(a);
+    let mut failures = Vec::new();
     for binding in bindings {
         let binding_name = crate::meta::name(&binding);
         let policy = match registry
@@ -366,17 +405,46 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
                 ("params", p),
                 ("namespaceObject", &namespace_object),
             ];
-            if let Decision::Deny { message, reason } = evaluate(&compiled, &base) {
-                if actions.contains(&"Warn") {
-                    crate::typed::warn(format!(
-                        "Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {message}"
-                    ));
-                }
-                if actions.contains(&"Deny") {
-                    return Err(denied(a, policy_name, binding_name, &message, &reason));
-                }
+            let (decision, annotations) = evaluate(&compiled, &base);
+            for (key, value) in annotations {
+                crate::audit::annotate(format!("{policy_name}/{key}"), value);
+            }
+            let Decision::Deny {
+                message,
+                reason,
+                index,
+            } = decision
+            else {
+                continue;
+            };
+            if actions.contains(&"Warn") {
+                crate::typed::warn(format!(
+                    "Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {message}"
+                ));
+            }
+            if actions.contains(&"Audit") {
+                failures.push(json!({
+                    "message": message, "policy": policy_name, "binding": binding_name,
+                    "expressionIndex": index, "validationActions": actions,
+                }));
+            }
+            if actions.contains(&"Deny") {
+                audit_failures(failures);
+                return Err(denied(a, policy_name, binding_name, &message, &reason));
             }
         }
     }
+    audit_failures(failures);
     Ok(())
+}
+
+/// The Audit action's record: every failure of the request in one annotation, a JSON list,
+/// as upstream writes it.
+fn audit_failures(failures: Vec<Value>) {
+    if !failures.is_empty() {
+        crate::audit::annotate(
+            "validation.policy.admission.k8s.io/validation_failure".into(),
+            Value::Array(failures).to_string(),
+        );
+    }
 }
