@@ -1,5 +1,5 @@
-//! The admission plugins for pods and namespaces, seen from the real kubectl: what they add
-//! to a pod and what they refuse, with Kubernetes' messages.
+//! The admission plugins for pods, namespaces and Ingresses, seen from the real kubectl: what
+//! they add to a pod or an Ingress and what they refuse, with Kubernetes' messages.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 use apiserver::testing::Cluster;
@@ -327,4 +327,74 @@ async fn pod_presets_inject_into_matching_pods() {
             .is_none()),
         "{pod}"
     );
+}
+
+fn ingress_class(name: &str, default: bool) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {name}\n  annotations: {{ingressclass.kubernetes.io/is-default-class: \"{default}\"}}\nspec: {{controller: example.com/{name}}}\n"
+    )
+}
+
+/// An Ingress with `spec.ingressClassName` (`class`) and the legacy class annotation
+/// (`annotation`) when given.
+fn ingress(name: &str, class: Option<&str>, annotation: Option<&str>) -> String {
+    let class = class.map_or(String::new(), |c| format!("  ingressClassName: {c}\n"));
+    let annotation = annotation.map_or(String::new(), |a| {
+        format!("  annotations: {{kubernetes.io/ingress.class: {a}}}\n")
+    });
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n{annotation}spec:\n{class}  defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}\n"
+    )
+}
+
+async fn ingress_class_name(c: &Cluster, name: &str) -> String {
+    c.ok(&[
+        "get",
+        "ingress",
+        name,
+        "-o",
+        "jsonpath={.spec.ingressClassName}",
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingresses_without_a_class_get_the_newest_default_class() {
+    let c = Cluster::start(false).await;
+    let apply = async |file: &str, manifest: String| {
+        let f = c.write(file, &manifest);
+        c.ok(&["apply", "-f", &f]).await;
+    };
+    // No default class yet: the Ingress stays without one, and an update does not add it.
+    apply("i0.yaml", ingress("early", None, None)).await;
+    assert_eq!(ingress_class_name(&c, "early").await, "");
+    apply("c1.yaml", ingress_class("old-default", true)).await;
+    apply("c2.yaml", ingress_class("plain", false)).await;
+    c.ok(&["label", "ingress", "early", "touched=yes"]).await;
+    assert_eq!(ingress_class_name(&c, "early").await, "");
+    apply("i1.yaml", ingress("first", None, None)).await;
+    assert_eq!(ingress_class_name(&c, "first").await, "old-default");
+    // Creation timestamps have one-second resolution: make the second default newer.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    apply("c3.yaml", ingress_class("new-default", true)).await;
+    apply("i2.yaml", ingress("second", None, None)).await;
+    assert_eq!(ingress_class_name(&c, "second").await, "new-default");
+    // A class named either way is kept.
+    apply("i3.yaml", ingress("chosen", Some("plain"), None)).await;
+    assert_eq!(ingress_class_name(&c, "chosen").await, "plain");
+    apply("i4.yaml", ingress("legacy", None, Some("nginx"))).await;
+    assert_eq!(ingress_class_name(&c, "legacy").await, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_ingress_class_plugin_can_be_disabled() {
+    let c = Cluster::start_configured(false, |cfg| {
+        cfg.disable_admission_plugins = vec!["DefaultIngressClass".into()];
+    })
+    .await;
+    let f = c.write("c.yaml", &ingress_class("standard", true));
+    c.ok(&["apply", "-f", &f]).await;
+    let f = c.write("i.yaml", &ingress("plain", None, None));
+    c.ok(&["apply", "-f", &f]).await;
+    assert_eq!(ingress_class_name(&c, "plain").await, "");
 }

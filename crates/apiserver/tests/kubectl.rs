@@ -73,6 +73,7 @@ on_both_backends!(
     server_side_apply_list_items_and_removal,
     tables_look_as_kubernetes_prints_them,
     tables_of_less_common_kinds,
+    volume_tables_as_upstream_prints_them,
     deleting_a_namespace_leaves_it_terminating,
     kubectl_create_sends_protobuf,
     events_expire,
@@ -805,6 +806,208 @@ async fn tables_look_as_kubernetes_prints_them(c: &Cluster) {
     assert!(out.contains("data   Pending"), "{out}");
     let out = c.ok(&["get", "ns", "-o", "wide"]).await;
     assert!(out.starts_with("NAME"), "{out}");
+}
+
+/// kubectl's table output as rows of cells, the header first. Cells are cut at the header's
+/// column starts, so empty cells stay (kubectl pads columns by at least three spaces; cells
+/// such as `gold (default)` hold single ones).
+fn table_cells(out: &str) -> Vec<Vec<String>> {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or_default();
+    let mut starts = vec![0];
+    let b = header.as_bytes();
+    for i in 1..b.len() {
+        if b[i] != b' ' && i >= 2 && b[i - 1] == b' ' && b[i - 2] == b' ' {
+            starts.push(i);
+        }
+    }
+    std::iter::once(header)
+        .chain(lines)
+        .map(|l| {
+            (0..starts.len())
+                .map(|k| {
+                    let end = starts.get(k + 1).copied().unwrap_or(l.len()).min(l.len());
+                    l.get(starts[k].min(end)..end)
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// PersistentVolumes, claims and StorageClasses as upstream's printers show them: access
+/// modes in a fixed order once each, the beta class annotation before the field,
+/// Terminating once deleted, `<unset>` for unset attribute classes, the capacity of a claim
+/// only once it names its volume, `(default)` for a class marked default by the beta
+/// annotation.
+async fn volume_tables_as_upstream_prints_them(c: &Cluster) {
+    let f = c.write(
+        "volumes.yaml",
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: gold
+  annotations: {storageclass.beta.kubernetes.io/is-default-class: "true"}
+provisioner: example.com/gold
+allowVolumeExpansion: true
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: pv-a
+  annotations: {volume.beta.kubernetes.io/storage-class: beta-class}
+spec:
+  capacity: {storage: 1024Mi}
+  accessModes: [ReadWriteOncePod, ReadWriteMany, ReadWriteOnce, ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: field-class
+  volumeAttributesClassName: fast-iops
+  claimRef: {namespace: default, name: data}
+  hostPath: {path: /tmp/pv-a}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-b}
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadOnlyMany]
+  hostPath: {path: /tmp/pv-b}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+  storageClassName: gold
+  volumeName: pv-a
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: old
+  annotations: {volume.beta.kubernetes.io/storage-class: slow}
+spec:
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 1Gi}}
+"#,
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    c.ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Bound","capacity":{"storage":"1024Mi"},"accessModes":["ReadWriteOnce","ReadWriteOnce"]}}"#,
+    ])
+    .await;
+    // The protection finalizer keeps a deleted volume, Terminating, with no controller here.
+    c.ok(&["delete", "pv", "pv-b", "--wait=false"]).await;
+
+    let t = table_cells(&c.ok(&["get", "pv", "-o", "wide"]).await);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "CAPACITY",
+            "ACCESS MODES",
+            "RECLAIM POLICY",
+            "STATUS",
+            "CLAIM",
+            "STORAGECLASS",
+            "VOLUMEATTRIBUTESCLASS",
+            "REASON",
+            "AGE",
+            "VOLUMEMODE"
+        ]
+    );
+    let row = |t: &[Vec<String>], name: &str| -> Vec<String> {
+        t.iter().find(|r| r[0] == name).cloned().unwrap_or_default()
+    };
+    let pv_a = row(&t, "pv-a");
+    assert_eq!(
+        pv_a[..9],
+        [
+            "pv-a",
+            "1Gi",
+            "RWO,RWX,RWOP",
+            "Delete",
+            "Pending",
+            "default/data",
+            "beta-class",
+            "fast-iops",
+            ""
+        ],
+        "{t:?}"
+    );
+    assert_eq!(pv_a[10], "Filesystem", "{t:?}");
+    let pv_b = row(&t, "pv-b");
+    assert_eq!(
+        pv_b[..9],
+        [
+            "pv-b",
+            "2Gi",
+            "ROX",
+            "Retain",
+            "Terminating",
+            "",
+            "",
+            "<unset>",
+            ""
+        ],
+        "{t:?}"
+    );
+
+    let t = table_cells(&c.ok(&["get", "pvc", "-o", "wide"]).await);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "STATUS",
+            "VOLUME",
+            "CAPACITY",
+            "ACCESS MODES",
+            "STORAGECLASS",
+            "VOLUMEATTRIBUTESCLASS",
+            "AGE",
+            "VOLUMEMODE"
+        ]
+    );
+    let data = row(&t, "data");
+    assert_eq!(
+        data[..7],
+        ["data", "Bound", "pv-a", "1Gi", "RWO", "gold", "<unset>"],
+        "{t:?}"
+    );
+    assert_eq!(data[8], "Filesystem", "{t:?}");
+    // No volume yet: no capacity or access modes; the beta annotation is its class.
+    let old = row(&t, "old");
+    assert_eq!(
+        old[..7],
+        ["old", "Pending", "", "", "", "slow", "<unset>"],
+        "{t:?}"
+    );
+    c.ok(&["delete", "pvc", "old", "--wait=false"]).await;
+    let t = table_cells(&c.ok(&["get", "pvc", "old"]).await);
+    assert_eq!(t[1][1], "Terminating", "{t:?}");
+
+    let t = table_cells(&c.ok(&["get", "sc", "gold"]).await);
+    assert_eq!(
+        t[1][..5],
+        [
+            "gold (default)",
+            "example.com/gold",
+            "Delete",
+            "Immediate",
+            "true"
+        ],
+        "{t:?}"
+    );
 }
 
 /// A bare API server (no namespace controller) only marks a deleted namespace Terminating,

@@ -281,6 +281,56 @@ async fn can_i_matrix_roles_cluster_roles_and_resource_names() {
     );
 }
 
+/// Upstream's `system:volume-scheduler` role, bound to the scheduler: it reads classes and
+/// updates volumes and claims (volume binding), which its own role does not let it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_binds_volumes_through_system_volume_scheduler() {
+    let c = Cluster::start(false).await;
+    let rules = c
+        .ok(&[
+            "get",
+            "clusterrole",
+            "system:volume-scheduler",
+            "-o",
+            "jsonpath={range .rules[*]}{.apiGroups} {.resources} {.verbs}{\"\\n\"}{end}",
+        ])
+        .await;
+    assert_eq!(
+        rules.trim(),
+        [
+            r#"[""] ["persistentvolumes"] ["get","list","watch","update","patch"]"#,
+            r#"["storage.k8s.io"] ["storageclasses"] ["get","list","watch"]"#,
+            r#"[""] ["persistentvolumeclaims"] ["get","list","watch","update","patch"]"#,
+        ]
+        .join("\n")
+    );
+    let binding = c
+        .ok(&[
+            "get",
+            "clusterrolebinding",
+            "system:volume-scheduler",
+            "-o",
+            "jsonpath={.roleRef.name} {.subjects[*].kind}:{.subjects[*].name}",
+        ])
+        .await;
+    assert_eq!(
+        binding,
+        "system:volume-scheduler User:system:kube-scheduler"
+    );
+    let scheduler = "system:kube-scheduler";
+    let cases: &[(&[&str], &str)] = &[
+        (&["update", "persistentvolumes"], "yes"),
+        (&["patch", "persistentvolumeclaims", "-n", "default"], "yes"),
+        (&["watch", "storageclasses.storage.k8s.io"], "yes"),
+        (&["create", "persistentvolumes"], "no"),
+        (&["delete", "persistentvolumeclaims", "-n", "default"], "no"),
+        (&["update", "storageclasses.storage.k8s.io"], "no"),
+    ];
+    for (args, want) in cases {
+        assert_eq!(can_i(&c, scheduler, args).await, *want, "{args:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_grants_what_they_do_not_hold() {
     let c = Cluster::start(false).await;

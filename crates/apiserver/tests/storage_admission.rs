@@ -1,7 +1,7 @@
 //! The storage admission plugins seen from the real kubectl: DefaultStorageClass gives a new
 //! claim without a class the (newest) default class, StorageObjectInUseProtection puts the
 //! protection finalizers on new claims and volumes; both can be turned off. Also the API's
-//! defaults for claims and volumes.
+//! defaults for claims, volumes and StorageClasses.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 use apiserver::testing::Cluster;
@@ -91,6 +91,30 @@ async fn claims_get_the_default_class_and_protection_finalizers() {
         get(&c, "pvc", "plain", "{.spec.volumeMode}").await,
         "Filesystem"
     );
+    // A class's: reclaim policy Delete and binding mode Immediate unless given, also when an
+    // update drops them.
+    apply(
+        &c,
+        "bare.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: bare}\nprovisioner: example.com/bare\n",
+    )
+    .await;
+    let policies = "{.reclaimPolicy} {.volumeBindingMode}";
+    assert_eq!(get(&c, "sc", "bare", policies).await, "Delete Immediate");
+    assert_eq!(
+        get(&c, "sc", "other", policies).await,
+        "Delete WaitForFirstConsumer"
+    );
+    c.ok(&[
+        "patch",
+        "sc",
+        "bare",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/reclaimPolicy"},{"op":"remove","path":"/volumeBindingMode"}]"#,
+    ])
+    .await;
+    assert_eq!(get(&c, "sc", "bare", policies).await, "Delete Immediate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ use crate::registry::{Admit, Registry};
 // The attributes are the registry's (what it passes); plugins name them from here.
 pub use crate::registry::{Attributes, Operation};
 
+pub mod default_ingress_class;
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
@@ -94,6 +95,9 @@ impl Admit for Chain {
         if on("StorageObjectInUseProtection") {
             storage_object_in_use_protection::admit(a, obj);
         }
+        if on("DefaultIngressClass") {
+            default_ingress_class::admit(registry, a, obj).await?;
+        }
         // Last: webhooks see what the built-in plugins made of the object.
         if on("MutatingAdmissionWebhook") {
             webhook::mutate(registry, a, obj).await?;
@@ -156,6 +160,7 @@ pub const PLUGINS: &[&str] = &[
     "DefaultTolerationSeconds",
     "DefaultStorageClass",
     "StorageObjectInUseProtection",
+    "DefaultIngressClass",
     "MutatingAdmissionWebhook",
     "PodSecurity",
     "NodeRestriction",

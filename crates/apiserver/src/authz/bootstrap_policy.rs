@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 const READ: &[&str] = &["get", "list", "watch"];
+const READ_UPDATE: &[&str] = &["get", "list", "watch", "update", "patch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
 const ALL_RW: &[&str] = &[
     "create",
@@ -490,6 +491,17 @@ pub fn cluster_roles() -> Vec<Value> {
                 &["certificatesigningrequests/selfnodeclient"],
             )],
         ),
+        // The scheduler's volume binding: it binds claims to volumes (and marks claims for
+        // provisioning) while placing their pods.
+        cluster_role(
+            "system:volume-scheduler",
+            &[],
+            vec![
+                rule(READ_UPDATE, &[""], &["persistentvolumes"]),
+                rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+                rule(READ_UPDATE, &[""], &["persistentvolumeclaims"]),
+            ],
+        ),
         cluster_role(
             "system:kube-scheduler",
             &[],
@@ -622,6 +634,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding(
             "system:kube-scheduler",
             "system:kube-scheduler",
+            &["User:system:kube-scheduler"],
+        ),
+        binding(
+            "system:volume-scheduler",
+            "system:volume-scheduler",
             &["User:system:kube-scheduler"],
         ),
         binding(

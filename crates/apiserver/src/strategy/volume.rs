@@ -1,5 +1,6 @@
 //! PersistentVolumes and PersistentVolumeClaims start `Pending` until bound, with upstream's
-//! defaults: volumeMode Filesystem, and a volume's reclaim policy Retain.
+//! defaults: volumeMode Filesystem, and a volume's reclaim policy Retain. StorageClasses get
+//! upstream's `storage.k8s.io/v1` defaults: reclaim policy Delete, binding mode Immediate.
 
 use serde_json::{Value, json};
 
@@ -20,5 +21,14 @@ impl Strategy for VolumeStrategy {
 
     fn prepare_for_create(&self, obj: &mut Value, _user: Option<&crate::user::UserInfo>) {
         obj["status"] = json!({"phase": "Pending"});
+    }
+}
+
+pub struct StorageClassStrategy;
+
+impl Strategy for StorageClassStrategy {
+    fn defaults(&self, obj: &mut Value) {
+        set_default(obj, "reclaimPolicy", json!("Delete"));
+        set_default(obj, "volumeBindingMode", json!("Immediate"));
     }
 }
