@@ -63,10 +63,16 @@ pub async fn run_with_config(
             async move {
                 let pods = Informer::<Pod>::start(Api::all(client.clone()));
                 let nodes = Informer::<Node>::start(Api::all(client.clone()));
+                let pdbs = Informer::start(Api::all(client.clone()));
                 // A lost lease drops this future: the watches stop with it.
-                let _stop = client_go::informer::StopOnDrop(vec![pods.stopper(), nodes.stopper()]);
+                let _stop = client_go::informer::StopOnDrop(vec![
+                    pods.stopper(),
+                    nodes.stopper(),
+                    pdbs.stopper(),
+                ]);
                 let runs = profiles.into_iter().map(|p| {
-                    scheduler::Scheduler::new(client.clone(), p, pods.clone(), nodes.clone()).run()
+                    let (pods, nodes, pdbs) = (pods.clone(), nodes.clone(), pdbs.clone());
+                    scheduler::Scheduler::new(client.clone(), p, pods, nodes, pdbs).run()
                 });
                 futures::future::join_all(runs).await;
             }
@@ -79,6 +85,7 @@ pub async fn run_with_config(
 pub async fn run_scheduler(client: Client, profile: framework::Profile) {
     let pods = Informer::<Pod>::start(Api::all(client.clone()));
     let nodes = Informer::<Node>::start(Api::all(client.clone()));
-    let s = scheduler::Scheduler::new(client, profile, pods, nodes);
+    let pdbs = Informer::start(Api::all(client.clone()));
+    let s = scheduler::Scheduler::new(client, profile, pods, nodes, pdbs);
     s.run().await;
 }

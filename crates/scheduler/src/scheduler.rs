@@ -10,6 +10,7 @@ use anyhow::Context;
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer};
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -29,6 +30,8 @@ pub struct Scheduler {
     pub queue: Arc<SchedulingQueue>,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
+    /// PodDisruptionBudgets, which preemption tries not to break.
+    pdbs: Informer<PodDisruptionBudget>,
     recorder: Recorder,
 }
 
@@ -57,6 +60,7 @@ impl Scheduler {
         profile: Profile,
         pods: Informer<Pod>,
         nodes: Informer<Node>,
+        pdbs: Informer<PodDisruptionBudget>,
     ) -> Arc<Self> {
         let s = Arc::new(Scheduler {
             recorder: Recorder::new(client.clone(), "default-scheduler"),
@@ -66,6 +70,7 @@ impl Scheduler {
             queue: SchedulingQueue::new(),
             pods,
             nodes,
+            pdbs,
         });
         let me = s.clone();
         s.nodes.on_change(move |ch: &Change<Node>| {
@@ -150,7 +155,8 @@ impl Scheduler {
                 match decision {
                     Decision::Node(n) => Ok((n, state)),
                     Decision::Unfit(fit) => {
-                        let pre = preemption::find(&self.profile, &snapshot, &state, &fit);
+                        let pdbs = self.pdbs.list();
+                        let pre = preemption::find(&self.profile, &snapshot, &state, &fit, &pdbs);
                         Err((fit.message(), pre))
                     }
                 }
@@ -348,6 +354,20 @@ impl Scheduler {
             let vns = v.pod.metadata.namespace.as_deref().unwrap_or_default();
             let vname = v.pod.metadata.name.as_deref().unwrap_or_default();
             let vapi: Api<Pod> = Api::namespaced(self.client.clone(), vns);
+            // Upstream tells the victim why it goes before deleting it.
+            let condition = json!({"status": {"conditions": [{
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "PreemptionByScheduler",
+                "message": format!("{}: preempting to accommodate a higher priority pod", self.profile.scheduler_name),
+                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+            }]}});
+            if let Err(e) = vapi
+                .patch_status(vname, &PatchParams::default(), &Patch::Strategic(condition))
+                .await
+            {
+                tracing::debug!(pod = %vname, error = %e, "marking a preemption victim");
+            }
             self.recorder.record(
                 v.pod.as_ref(),
                 false,

@@ -363,6 +363,73 @@ async fn a_burst_never_overcommits_and_preemption_makes_room() {
     assert_eq!(bound_to(&c, "vip").await, "small");
 }
 
+/// Preemption respects PodDisruptionBudgets as upstream: the victim is taken where no budget
+/// is broken, even when that victim is more important, and it is told why it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_spares_pods_a_budget_protects() {
+    let c = cluster().await;
+    node(&c, "n-a", "1", "10", json!({})).await;
+    node(&c, "n-b", "1", "10", json!({})).await;
+    c.ok(&["create", "priorityclass", "mid", "--value=500"])
+        .await;
+    c.ok(&["create", "priorityclass", "top", "--value=1000"])
+        .await;
+    let on = |n: &str| json!({"nodeSelector": {"kubernetes.io/hostname": n}});
+    create(&c, &pod("guarded", "800m", on("n-a"))).await;
+    let mut mid = on("n-b");
+    mid["priorityClassName"] = json!("mid");
+    create(&c, &pod("other", "800m", mid)).await;
+    assert_eq!(bound_to(&c, "guarded").await, "n-a");
+    assert_eq!(bound_to(&c, "other").await, "n-b");
+    // No disruption controller runs here: the budget's status says no disruption is allowed.
+    c.ok(&[
+        "create",
+        "pdb",
+        "guarded",
+        "--selector=app=guarded",
+        "--min-available=1",
+    ])
+    .await;
+    create(&c, &pod("vip", "800m", json!({"priorityClassName": "top"}))).await;
+    let nominated = eventually("vip nominated", || async {
+        let n = c
+            .ok(&[
+                "get",
+                "pod",
+                "vip",
+                "-o",
+                "jsonpath={.status.nominatedNodeName}",
+            ])
+            .await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert_eq!(
+        nominated, "n-b",
+        "the unprotected (if more important) victim's node"
+    );
+    let reason = c
+        .ok(&[
+            "get",
+            "pod",
+            "other",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="DisruptionTarget")].reason}"#,
+        ])
+        .await;
+    assert_eq!(reason, "PreemptionByScheduler");
+    let guarded = c
+        .ok(&[
+            "get",
+            "pod",
+            "guarded",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .await;
+    assert_eq!(guarded, "", "the protected pod stays");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_profile_schedules_its_own_pods() {
     let c = Cluster::start(false).await;
