@@ -9,7 +9,6 @@ use crate::table;
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
         KindRegistration::of::<apps::Deployment>()
-            .with_protobuf()
             .short(&["deploy"])
             .all()
             .subresources(&["status", "scale"])

@@ -7,23 +7,13 @@ use super::{KindRegistration, Review};
 
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
-        KindRegistration::of::<authentication::TokenReview>()
-            .with_protobuf()
-            .with_review(Review::Token),
-        KindRegistration::of::<authentication::SelfSubjectReview>()
-            .with_protobuf()
-            .with_review(Review::Access),
-        KindRegistration::of::<authorization::SubjectAccessReview>()
-            .with_protobuf()
-            .with_review(Review::Access),
+        KindRegistration::of::<authentication::TokenReview>().with_review(Review::Token),
+        KindRegistration::of::<authentication::SelfSubjectReview>().with_review(Review::Access),
+        KindRegistration::of::<authorization::SubjectAccessReview>().with_review(Review::Access),
         KindRegistration::of::<authorization::SelfSubjectAccessReview>()
-            .with_protobuf()
             .with_review(Review::Access),
         KindRegistration::of::<authorization::LocalSubjectAccessReview>()
-            .with_protobuf()
             .with_review(Review::Access),
-        KindRegistration::of::<authorization::SelfSubjectRulesReview>()
-            .with_protobuf()
-            .with_review(Review::Access),
+        KindRegistration::of::<authorization::SelfSubjectRulesReview>().with_review(Review::Access),
     ]
 }

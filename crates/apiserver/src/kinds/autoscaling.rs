@@ -16,7 +16,6 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
             .with_strategy(HpaStrategy { v1: false })
             .with_printer(table::hpa::PRINTER),
         KindRegistration::of::<v1::HorizontalPodAutoscaler>()
-            .with_protobuf()
             .short(&["hpa"])
             .all()
             .subresources(&["status"])

@@ -9,13 +9,11 @@ use crate::table;
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
         KindRegistration::of::<batch::Job>()
-            .with_protobuf()
             .all()
             .subresources(&["status"])
             .with_strategy(WorkloadStrategy { kind: "Job" })
             .with_printer(table::batch::JOB),
         KindRegistration::of::<batch::CronJob>()
-            .with_protobuf()
             .short(&["cj"])
             .all()
             .subresources(&["status"])

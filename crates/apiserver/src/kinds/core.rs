@@ -68,7 +68,6 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
             .with_printer(table::apps::REPLICA_SET)
             .with_hooks(ReplicationControllerHooks),
         KindRegistration::of::<core::Service>()
-            .with_protobuf()
             .short(&["svc"])
             .all()
             .subresources(&["status", "proxy"])
@@ -84,22 +83,18 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
             .with_strategy(Generic::with_field_selectors(&["spec.unschedulable"]))
             .with_printer(table::node::PRINTER),
         KindRegistration::of::<core::Namespace>()
-            .with_protobuf()
             .short(&["ns"])
             .subresources(&["status", "finalize"])
             .with_strategy(NamespaceStrategy)
             .with_printer(table::core::NAMESPACE)
             .with_hooks(NamespaceHooks),
         KindRegistration::of::<core::Secret>()
-            .with_protobuf()
             .with_strategy(SecretStrategy)
             .with_printer(table::core::SECRET),
         KindRegistration::of::<core::ConfigMap>()
-            .with_protobuf()
             .short(&["cm"])
             .with_printer(table::core::CONFIG_MAP),
         KindRegistration::of::<core::ServiceAccount>()
-            .with_protobuf()
             .short(&["sa"])
             .subresources(&["token"])
             .with_printer(table::core::SERVICE_ACCOUNT),
@@ -117,7 +112,6 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
             .short(&["limits"])
             .with_strategy(LimitRangeStrategy),
         KindRegistration::of::<core::ResourceQuota>()
-            .with_protobuf()
             .short(&["quota"])
             .subresources(&["status"])
             .with_printer(table::core::RESOURCE_QUOTA),

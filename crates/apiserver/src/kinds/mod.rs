@@ -59,8 +59,6 @@ pub struct KindRegistration {
     printer: Box<dyn TablePrinter>,
     hooks: Box<dyn StoreHooks>,
     review: Option<Review>,
-    /// Whether objects may arrive in protobuf (decoded as the message of the kind's name).
-    protobuf: bool,
     /// How this version is converted from and to the stored one; `None`: it is the one
     /// stored.
     converter: Option<Box<dyn Convert>>,
@@ -96,7 +94,6 @@ impl KindRegistration {
             printer: Box::new(table::DEFAULT),
             hooks: Box::new(NoHooks),
             review: None,
-            protobuf: false,
             converter: None,
             scale: ScalePaths::default(),
             deprecation: None,
@@ -135,12 +132,6 @@ impl KindRegistration {
         self.info.subresources = subresources;
         self
     }
-    /// Accepts protobuf bodies (the kinds kubectl sends so: `kubectl create ...`), decoded
-    /// as the message of the kind's name in [`crate::protobuf`]'s tables.
-    pub fn with_protobuf(mut self) -> Self {
-        self.protobuf = true;
-        self
-    }
     /// Served converted from another stored version.
     pub fn with_conversion(mut self, converter: impl Convert + 'static) -> Self {
         self.converter = Some(Box::new(converter));
@@ -174,10 +165,6 @@ impl KindRegistration {
     }
     pub fn hooks(&self) -> &dyn StoreHooks {
         self.hooks.as_ref()
-    }
-    /// The protobuf message its bodies decode as, if they may be protobuf.
-    pub fn protobuf(&self) -> Option<&'static str> {
-        self.protobuf.then_some(self.info.kind)
     }
     pub fn converter(&self) -> Option<&dyn Convert> {
         self.converter.as_deref()

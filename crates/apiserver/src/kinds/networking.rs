@@ -9,7 +9,6 @@ use crate::table;
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
         KindRegistration::of::<networking::Ingress>()
-            .with_protobuf()
             .short(&["ing"])
             .subresources(&["status"])
             .with_strategy(Generic::tracking_generation())

@@ -9,7 +9,6 @@ use crate::table;
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
         KindRegistration::of::<policy::PodDisruptionBudget>()
-            .with_protobuf()
             .short(&["pdb"])
             .subresources(&["status"])
             .with_strategy(Generic::tracking_generation())

@@ -8,22 +8,16 @@ use crate::table;
 
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
-        KindRegistration::of::<rbac::Role>()
-            .with_protobuf()
-            .with_strategy(RbacStrategy { kind: "Role" }),
-        KindRegistration::of::<rbac::ClusterRole>()
-            .with_protobuf()
-            .with_strategy(RbacStrategy {
-                kind: "ClusterRole",
-            }),
+        KindRegistration::of::<rbac::Role>().with_strategy(RbacStrategy { kind: "Role" }),
+        KindRegistration::of::<rbac::ClusterRole>().with_strategy(RbacStrategy {
+            kind: "ClusterRole",
+        }),
         KindRegistration::of::<rbac::RoleBinding>()
-            .with_protobuf()
             .with_strategy(RbacStrategy {
                 kind: "RoleBinding",
             })
             .with_printer(table::rbac::BINDING),
         KindRegistration::of::<rbac::ClusterRoleBinding>()
-            .with_protobuf()
             .with_strategy(RbacStrategy {
                 kind: "ClusterRoleBinding",
             })

@@ -8,7 +8,6 @@ use crate::table;
 pub(super) fn kinds() -> Vec<KindRegistration> {
     vec![
         KindRegistration::of::<scheduling::PriorityClass>()
-            .with_protobuf()
             .short(&["pc"])
             .with_printer(table::scheduling::PRIORITY_CLASS),
     ]

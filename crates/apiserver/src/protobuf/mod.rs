@@ -1,12 +1,13 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), which kubectl sends for
-//! `create configmap|secret|namespace|deployment|service|job|cronjob|serviceaccount`: the
-//! `k8s\0` magic, a `runtime.Unknown` envelope naming apiVersion and kind, and the object in
-//! Kubernetes' protobuf encoding.
+//! `create configmap|secret|namespace|deployment|...` and client-go programs configured for
+//! protobuf send for everything: the `k8s\0` magic, a `runtime.Unknown` envelope naming
+//! apiVersion and kind, and the object in Kubernetes' protobuf encoding.
 //!
-//! A small wire decoder driven by tables of the messages those commands produce (field
-//! numbers and JSON names of Kubernetes' wire format), one module per API group; fields
-//! outside the tables are skipped. A kind's registration ([`crate::kinds`]) says whether its
-//! bodies may be protobuf; other kinds get a 415 that says to send JSON.
+//! A small wire decoder driven by tables generated at build time from upstream's Go API
+//! types (`build.rs`, `protobuf-schema/`): every message of every built-in kind, with its
+//! field numbers, JSON names and Go semantics (a pointer's zero is kept, a value field's zero
+//! only without omitempty). Fields a newer client sends that the tables lack are skipped.
+//! Kinds without a message (custom kinds, rkube's own) get a 415 that says to send JSON.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -20,23 +21,29 @@ const MAGIC: &[u8] = b"k8s\0";
 const SUBRESOURCE_BODIES: [(&str, &str, &str); 1] =
     [("authentication.k8s.io", "v1", "TokenRequest")];
 
+/// What a field holds, from upstream's Go type (see `build.rs`).
 #[derive(Clone, Copy)]
 enum Ty {
     Str,
-    /// A Go value field: zero means unset (and JSON leaves it out).
     Int,
     Bool,
-    /// A Go pointer field: present means set, zero included.
-    OptInt,
-    OptBool,
+    /// `[]byte`: base64 in JSON.
+    Bytes,
     Msg(&'static str),
     /// An embedded Go struct: its fields appear in the parent's JSON.
     Inline(&'static str),
     Time,
+    MicroTime,
+    Quantity,
     IntOrString,
-    MapStr,
-    MapBytes,
-    MapQuantity,
+    /// `runtime.RawExtension`: JSON bytes, inlined.
+    RawExtension,
+    /// `metav1.FieldsV1`: JSON bytes, inlined.
+    FieldsV1,
+    /// A named `[]string` as a map value (`ExtraValue`): a message of repeated field 1.
+    StrList,
+    /// A map with string keys (entries: key 1, value 2).
+    Map(&'static Ty),
 }
 
 struct Field {
@@ -44,63 +51,35 @@ struct Field {
     name: &'static str,
     ty: Ty,
     repeated: bool,
-}
-
-const fn f(no: u64, name: &'static str, ty: Ty) -> Field {
-    Field {
-        no,
-        name,
-        ty,
-        repeated: false,
-    }
-}
-
-const fn r(no: u64, name: &'static str, ty: Ty) -> Field {
-    Field {
-        no,
-        name,
-        ty,
-        repeated: true,
-    }
+    /// Whether a zero value is kept: a Go pointer's (present means set), or a value field
+    /// Go's JSON writes even when zero (no omitempty).
+    keep_zero: bool,
 }
 
 use Ty::*;
 
-mod apps;
-mod authentication;
-mod authorization;
-mod autoscaling;
-mod batch;
-mod core;
-mod meta;
-mod networking;
-mod policy;
-mod rbac;
-mod scheduling;
+// `schema(message)`: the fields of `"<group>/<version>.<Type>"` (`core/v1.PodSpec`,
+// `meta/v1.ObjectMeta`), generated from upstream's types by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/protobuf_tables.rs"));
 
-/// The fields of a message, from the table of the group that defines it.
-fn schema(message: &str) -> Option<&'static [Field]> {
-    meta::schema(message)
-        .or_else(|| core::schema(message))
-        .or_else(|| apps::schema(message))
-        .or_else(|| batch::schema(message))
-        .or_else(|| autoscaling::schema(message))
-        .or_else(|| networking::schema(message))
-        .or_else(|| rbac::schema(message))
-        .or_else(|| authentication::schema(message))
-        .or_else(|| authorization::schema(message))
-        .or_else(|| policy::schema(message))
-        .or_else(|| scheduling::schema(message))
+/// The message of a kind's objects: `apps/v1.Deployment`, `core/v1.Pod`.
+fn message_of(group: &str, version: &str, kind: &str) -> String {
+    let package = match group.split('.').next() {
+        None | Some("") => "core",
+        Some(p) => p,
+    };
+    format!("{package}/{version}.{kind}")
 }
 
 fn bad(m: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("unable to decode the protobuf body: {m}"))
 }
 
-/// One wire field: its number and value (varint, or bytes for length-delimited).
+/// One wire field's value.
 enum Wire<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
+    /// A fixed-width number: no field of the tables is one, so only skipped.
     Fixed,
 }
 
@@ -126,6 +105,17 @@ impl<'a> Reader<'a> {
         Err(bad("varint too long"))
     }
 
+    fn take(&mut self, len: usize) -> ApiResult<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| bad("truncated field"))?;
+        let b = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(b)
+    }
+
     fn next(&mut self) -> ApiResult<Option<(u64, Wire<'a>)>> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -133,20 +123,17 @@ impl<'a> Reader<'a> {
         let key = self.varint()?;
         let wire = match key & 7 {
             0 => Wire::Varint(self.varint()?),
-            1 | 5 => {
-                self.pos += if key & 7 == 1 { 8 } else { 4 };
+            1 => {
+                self.take(8)?;
+                Wire::Fixed
+            }
+            5 => {
+                self.take(4)?;
                 Wire::Fixed
             }
             2 => {
                 let len = usize::try_from(self.varint()?).map_err(|_| bad("length"))?;
-                let end = self
-                    .pos
-                    .checked_add(len)
-                    .filter(|e| *e <= self.buf.len())
-                    .ok_or_else(|| bad("truncated field"))?;
-                let b = &self.buf[self.pos..end];
-                self.pos = end;
-                Wire::Bytes(b)
+                Wire::Bytes(self.take(len)?)
             }
             t => return Err(bad(format!("unsupported wire type {t}"))),
         };
@@ -168,62 +155,72 @@ fn string(b: &[u8]) -> ApiResult<String> {
     String::from_utf8(b.to_vec()).map_err(|_| bad("a string is not UTF-8"))
 }
 
-fn quantity(b: &[u8]) -> ApiResult<Value> {
+/// Field 1 of a wrapper message as bytes (Quantity's string, RawExtension's and FieldsV1's
+/// raw JSON).
+fn first_bytes(b: &[u8]) -> ApiResult<&[u8]> {
     for (no, w) in fields(b)? {
         if let (1, Wire::Bytes(s)) = (no, w) {
-            return Ok(json!(string(s)?));
+            return Ok(s);
         }
     }
-    Ok(json!("0"))
+    Ok(&[])
 }
 
-/// A map entry message: key (1) and value (2).
-fn entry(b: &[u8], ty: Ty) -> ApiResult<(String, Value)> {
-    let (mut key, mut value) = (String::new(), Value::Null);
+/// Raw JSON bytes inlined (RawExtension, FieldsV1); empty is null.
+fn raw_json(b: &[u8]) -> ApiResult<Value> {
+    let raw = first_bytes(b)?;
+    if raw.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(raw).map_err(|e| bad(format!("embedded JSON: {e}")))
+}
+
+/// A `metav1.Time` / `MicroTime` (seconds 1, nanos 2) as Kubernetes writes it; Go writes an
+/// unset time as an empty message: JSON null, left out.
+fn timestamp(b: &[u8], micro: bool) -> ApiResult<Option<Value>> {
+    let (mut secs, mut nanos) = (0i64, 0i64);
     for (no, w) in fields(b)? {
         match (no, w) {
-            (1, Wire::Bytes(k)) => key = string(k)?,
-            (2, Wire::Bytes(v)) => {
-                value = match ty {
-                    MapBytes => json!(base64::engine::general_purpose::STANDARD.encode(v)),
-                    MapQuantity => quantity(v)?,
-                    _ => json!(string(v)?),
-                }
-            }
+            (1, Wire::Varint(s)) => secs = s as i64,
+            (2, Wire::Varint(n)) => nanos = i64::from(n as i32),
             _ => {}
         }
     }
-    if value.is_null() {
-        value = match ty {
-            MapQuantity => json!("0"),
-            _ => json!(""),
-        };
+    if secs == 0 && nanos == 0 {
+        return Ok(None);
     }
-    Ok((key, value))
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).map_err(bad)?;
+    Ok(Some(json!(if micro {
+        let s = crate::meta::format_time(t);
+        format!("{}.{:06}Z", s.trim_end_matches('Z'), nanos / 1000)
+    } else {
+        crate::meta::format_time(t)
+    })))
 }
 
+/// Whether a decoded value is its type's zero (what omitempty leaves out).
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
+}
+
+/// One value of type `ty`; `None` when Go's JSON would leave it out (an unset time).
 fn value(ty: Ty, wire: Wire<'_>) -> ApiResult<Option<Value>> {
     Ok(match (ty, wire) {
-        (Str, Wire::Bytes(b)) => Some(json!(string(b)?)).filter(|v| v != ""),
-        (Int, Wire::Varint(v)) => Some(json!(v as i64)).filter(|_| v != 0),
-        (Bool, Wire::Varint(v)) => Some(json!(true)).filter(|_| v != 0),
-        (OptInt, Wire::Varint(v)) => Some(json!(v as i64)),
-        (OptBool, Wire::Varint(v)) => Some(json!(v != 0)),
+        (Str, Wire::Bytes(b)) => Some(json!(string(b)?)),
+        (Int, Wire::Varint(v)) => Some(json!(v as i64)),
+        (Bool, Wire::Varint(v)) => Some(json!(v != 0)),
+        (Bytes, Wire::Bytes(b)) => Some(json!(base64::engine::general_purpose::STANDARD.encode(b))),
         (Msg(m), Wire::Bytes(b)) => Some(message(m, b)?),
-        (Time, Wire::Bytes(b)) => {
-            let mut secs = 0i64;
-            for (no, w) in fields(b)? {
-                if let (1, Wire::Varint(s)) = (no, w) {
-                    secs = s as i64;
-                }
-            }
-            // Go writes an unset time as an empty message: JSON null, left out.
-            if secs == 0 {
-                None
-            } else {
-                let t = time::OffsetDateTime::from_unix_timestamp(secs).map_err(bad)?;
-                Some(json!(crate::meta::format_time(t)))
-            }
+        (Time, Wire::Bytes(b)) => timestamp(b, false)?,
+        (MicroTime, Wire::Bytes(b)) => timestamp(b, true)?,
+        (Quantity, Wire::Bytes(b)) => {
+            let q = first_bytes(b)?;
+            Some(json!(if q.is_empty() { "0".into() } else { string(q)? }))
         }
         (IntOrString, Wire::Bytes(b)) => {
             let (mut kind, mut int, mut s) = (0, 0i64, String::new());
@@ -237,8 +234,72 @@ fn value(ty: Ty, wire: Wire<'_>) -> ApiResult<Option<Value>> {
             }
             Some(if kind == 1 { json!(s) } else { json!(int) })
         }
+        (RawExtension | FieldsV1, Wire::Bytes(b)) => Some(raw_json(b)?),
+        (StrList, Wire::Bytes(b)) => {
+            let mut items = Vec::new();
+            for (no, w) in fields(b)? {
+                if let (1, Wire::Bytes(s)) = (no, w) {
+                    items.push(json!(string(s)?));
+                }
+            }
+            Some(Value::Array(items))
+        }
         _ => return Err(bad("a field's wire type does not match its schema")),
     })
+}
+
+/// A map entry message: key (1) and value (2).
+fn entry(b: &[u8], ty: Ty) -> ApiResult<(String, Value)> {
+    let (mut key, mut value) = (String::new(), None);
+    for (no, w) in fields(b)? {
+        match no {
+            1 => {
+                if let Wire::Bytes(k) = w {
+                    key = string(k)?;
+                }
+            }
+            2 => value = self::value(ty, w)?,
+            _ => {}
+        }
+    }
+    // A missing value is the type's zero.
+    let value = match (value, ty) {
+        (Some(v), _) => v,
+        (None, Quantity) => json!("0"),
+        (None, Str | Bytes) => json!(""),
+        (None, Int) => json!(0),
+        (None, Bool) => json!(false),
+        (None, StrList) => json!([]),
+        (None, _) => json!({}),
+    };
+    Ok((key, value))
+}
+
+/// Appends the elements of a repeated scalar field: one per wire field, or several packed
+/// into one length-delimited field.
+fn push_repeated(list: &mut Vec<Value>, ty: Ty, wire: Wire<'_>) -> ApiResult<()> {
+    match (ty, wire) {
+        (Int | Bool, Wire::Bytes(packed)) => {
+            let mut r = Reader {
+                buf: packed,
+                pos: 0,
+            };
+            while r.pos < packed.len() {
+                let v = r.varint()?;
+                list.push(if matches!(ty, Bool) {
+                    json!(v != 0)
+                } else {
+                    json!(v as i64)
+                });
+            }
+        }
+        (ty, wire) => {
+            if let Some(v) = value(ty, wire)? {
+                list.push(v);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn message(name: &str, buf: &[u8]) -> ApiResult<Value> {
@@ -250,11 +311,11 @@ fn message(name: &str, buf: &[u8]) -> ApiResult<Value> {
             continue;
         };
         match field.ty {
-            MapStr | MapBytes | MapQuantity => {
+            Map(value_ty) => {
                 let Wire::Bytes(b) = wire else {
                     return Err(bad("a map entry is not length-delimited"));
                 };
-                let (k, v) = entry(b, field.ty)?;
+                let (k, v) = entry(b, *value_ty)?;
                 if let Value::Object(m) = out.entry(field.name).or_insert_with(|| json!({})) {
                     m.insert(k, v);
                 }
@@ -267,22 +328,15 @@ fn message(name: &str, buf: &[u8]) -> ApiResult<Value> {
                     out.extend(inner);
                 }
             }
-            // In a list an empty string is an element (`apiGroups: [""]` is the core group).
-            Str if field.repeated => {
-                let Wire::Bytes(b) = wire else {
-                    return Err(bad("a string is not length-delimited"));
-                };
+            // In a list every element counts (`apiGroups: [""]` is the core group).
+            ty if field.repeated => {
                 if let Value::Array(a) = out.entry(field.name).or_insert_with(|| json!([])) {
-                    a.push(json!(string(b)?));
+                    push_repeated(a, ty, wire)?;
                 }
             }
             ty => {
                 let Some(v) = value(ty, wire)? else { continue };
-                if field.repeated {
-                    if let Value::Array(a) = out.entry(field.name).or_insert_with(|| json!([])) {
-                        a.push(v);
-                    }
-                } else {
+                if field.keep_zero || !is_zero(&v) {
                     out.insert(field.name.to_string(), v);
                 }
             }
@@ -312,32 +366,35 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
             _ => {}
         }
     }
-    // Top-level messages: the registered kinds that take protobuf, and subresource bodies.
     let (group, version) = api_version
         .rsplit_once('/')
         .unwrap_or(("", api_version.as_str()));
-    let top = crate::kinds::by_gvk(group, version, &kind)
-        .and_then(|k| k.protobuf())
-        .or_else(|| {
-            SUBRESOURCE_BODIES
-                .iter()
-                .find(|(g, v, k)| (*g, *v, *k) == (group, version, kind.as_str()))
-                .map(|(_, _, k)| *k)
-        });
-    let Some(top) = top else {
+    // Kubernetes' own kinds (and subresource bodies such as TokenRequest) have messages;
+    // custom kinds and rkube's own do not.
+    let builtin = crate::kinds::by_gvk(group, version, &kind)
+        .and_then(|k| k.typed())
+        .is_some_and(|t| t.is_builtin());
+    let subresource_body = SUBRESOURCE_BODIES
+        .iter()
+        .any(|(g, v, k)| (*g, *v, *k) == (group, version, kind.as_str()));
+    let top = message_of(group, version, &kind);
+    if !(builtin || subresource_body) || schema(&top).is_none() {
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "protobuf request bodies for {api_version} {kind} are not supported by this server yet: send JSON (application/json)"
+                "protobuf request bodies for {api_version} {kind} are not supported by this server: send JSON (application/json)"
             ),
         ));
-    };
-    let mut obj = message(top, raw)?;
+    }
+    let mut obj = message(&top, raw)?;
     obj["apiVersion"] = json!(api_version);
     obj["kind"] = json!(kind);
     Ok(obj)
 }
+
+#[cfg(test)]
+mod encoded_tests;
 
 #[cfg(test)]
 mod tests {
@@ -358,13 +415,14 @@ mod tests {
         let body = b"k8s\x00\n\x0f\n\x02v1\x12\tNamespace\x12\x1b\n\x13\n\x03foo\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12\x00\x1a\x02\n\x00\x1a\x00\"\x00";
         assert_eq!(
             decode(body).unwrap(),
-            json!({"metadata": {"name": "foo"}, "spec": {}, "apiVersion": "v1", "kind": "Namespace"})
+            // The empty status kubectl sends is kept: Go's JSON writes a struct even when empty.
+            json!({"metadata": {"name": "foo"}, "spec": {}, "status": {}, "apiVersion": "v1", "kind": "Namespace"})
         );
     }
 
     #[test]
-    fn only_the_versions_registered_for_protobuf_take_it() {
-        // The v1 message has `targetCPUUtilizationPercentage`; v2 objects have no table here.
+    fn both_autoscaling_versions_take_it() {
+        // v1 and v2 HorizontalPodAutoscalers are different messages, both generated.
         let hpa = |api_version: &str| {
             let mut body = b"k8s\x00\n".to_vec();
             let type_meta = [
@@ -378,11 +436,12 @@ mod tests {
             body.extend(b"\x12\x00");
             decode(&body)
         };
-        assert_eq!(
-            hpa("autoscaling/v1").unwrap(),
-            json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler"})
-        );
-        assert_eq!(hpa("autoscaling/v2").unwrap_err().code, 415);
+        for v in ["autoscaling/v1", "autoscaling/v2"] {
+            assert_eq!(
+                hpa(v).unwrap(),
+                json!({"apiVersion": v, "kind": "HorizontalPodAutoscaler"})
+            );
+        }
     }
 
     #[test]
