@@ -27,6 +27,8 @@ pub mod kubelet_client;
 pub mod meta;
 mod metrics;
 mod openapi;
+mod openapi_extensions;
+mod openapi_proto;
 pub mod patch;
 pub mod pki;
 mod pod_connect;

@@ -148,8 +148,11 @@ fn file_schema(
     schemas: &mut Map<String, Value>,
 ) {
     if let Some(Value::Object(defs)) = schema.remove("$defs") {
-        for (name, def) in defs {
-            schemas.entry(name).or_insert(def);
+        for (name, mut def) in defs {
+            if !schemas.contains_key(&name) {
+                crate::openapi_extensions::annotate(&name, &mut def);
+                schemas.insert(name, def);
+            }
         }
     }
     schema.remove("$schema");
@@ -161,7 +164,9 @@ fn file_schema(
         .and_then(Value::as_str)
         .unwrap_or(fallback)
         .to_string();
-    schemas.insert(name, Value::Object(schema));
+    let mut schema = Value::Object(schema);
+    crate::openapi_extensions::annotate(&name, &mut schema);
+    schemas.insert(name, schema);
 }
 
 fn build(catalog: &Catalog, group: &str, version: &str) -> Value {
@@ -234,6 +239,12 @@ pub fn v2(catalog: &Catalog) -> Bytes {
     Bytes::clone(
         &DOC.get(|| Bytes::from(serde_json::to_vec(&build_v2(catalog)).unwrap_or_default())),
     )
+}
+
+/// The v2 document in protobuf (what kubectl asks for), built with the JSON one.
+pub fn v2_protobuf(catalog: &Catalog) -> Bytes {
+    static DOC: Derived<Bytes> = Derived::new();
+    Bytes::clone(&DOC.get(|| Bytes::from(crate::openapi_proto::encode(&build_v2(catalog)))))
 }
 
 const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";

@@ -148,9 +148,7 @@ async fn secrets_are_encrypted_rotated_and_decrypted() {
     );
     let all = c.ok(&["get", "secrets", "-A", "-o", "json"]).await;
     let file = c.write("all-secrets.json", &all);
-    // A List is validated against /openapi/v2, which kubectl asks for as protobuf only and
-    // this server serves as JSON: validation is turned off for it.
-    c.ok(&["replace", "--validate=false", "-f", &file]).await;
+    c.ok(&["replace", "-f", &file]).await;
     let rotated = raw(&c, SECRET_KEY).await;
     assert!(
         rotated.starts_with(b"k8s:enc:aescbc:v1:key2:"),

@@ -1312,3 +1312,61 @@ async fn events_expire(c: &Cluster) {
     }
     c.ok(&["get", "cm", "stays"]).await;
 }
+
+/// `kubectl apply -f` of a `List` (what `kubectl get -o yaml` writes for several objects):
+/// kubectl validates its items itself, against `/openapi/v2`, which it reads in protobuf
+/// only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_apply_with_client_side_validation() {
+    let c = Cluster::start(false).await;
+    c.ok(&["create", "configmap", "a", "--from-literal=x=1"])
+        .await;
+    c.ok(&["create", "deployment", "web", "--image=nginx"])
+        .await;
+    let list = c.ok(&["get", "configmaps,deployments", "-o", "yaml"]).await;
+    assert!(list.contains("kind: List"), "{list}");
+    let f = c.write("list.yaml", &list.replace("x: \"1\"", "x: \"2\""));
+    let out = c.ok(&["apply", "-f", &f]).await;
+    assert!(out.contains("configmap/a configured"), "{out}");
+    let x = c
+        .ok(&["get", "configmap", "a", "-o", "jsonpath={.data.x}"])
+        .await;
+    assert_eq!(x, "2");
+    // An unknown field in an item is caught by kubectl's own validation.
+    let bad = c.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: b}\n  dataa: {x: y}\n",
+    );
+    let err = c.fails(&["apply", "-f", &bad]).await;
+    assert!(err.contains("unknown field \"dataa\""), "{err}");
+    c.fails(&["get", "configmap", "b"]).await;
+}
+
+/// Client-side `kubectl apply` computes its patch with the merge keys `/openapi/v2` gives
+/// (`x-kubernetes-patch-merge-key`): a re-apply changing one container leaves what another
+/// client set on the other container alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_apply_merges_lists_by_the_served_merge_keys() {
+    let c = Cluster::start(false).await;
+    let deployment = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: two}}\nspec:\n  selector: {{matchLabels: {{app: two}}}}\n  template:\n    metadata: {{labels: {{app: two}}}}\n    spec:\n      containers:\n      - {{name: a, image: {image}}}\n      - {{name: b, image: busybox}}\n"
+        )
+    };
+    let f = c.write("two.yaml", &deployment("nginx:1"));
+    c.ok(&["apply", "-f", &f]).await;
+    c.ok(&["set", "env", "deployment/two", "-c", "b", "MODE=debug"])
+        .await;
+    let f = c.write("two.yaml", &deployment("nginx:2"));
+    c.ok(&["apply", "-f", &f]).await;
+    let got = c
+        .ok(&[
+            "get",
+            "deployment",
+            "two",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[1].env[0].value}",
+        ])
+        .await;
+    assert_eq!(got, "nginx:2 debug");
+}

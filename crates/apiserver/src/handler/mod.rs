@@ -285,14 +285,19 @@ async fn dispatch(
 /// 404 it got before v2 was served, on which it falls back to its compiled-in types; JSON
 /// it would fail to decode.
 fn openapi_v2(catalog: &Catalog, accept: &Accept) -> ApiResult<Response<Body>> {
-    if !accept.json_media {
+    let (doc, content_type) = if accept.openapi_protobuf {
+        let served = negotiation::OPENAPI_PROTOBUF_SERVED;
+        (openapi::v2_protobuf(catalog), served)
+    } else if accept.json_media {
+        (openapi::v2(catalog), "application/json")
+    } else {
         return Err(ApiError::not_found_path());
-    }
-    let mut resp = Response::new(full(openapi::v2(catalog)));
+    };
+    let mut resp = Response::new(full(doc));
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
+        header::HeaderValue::from_static(content_type),
     );
     headers.insert(header::VARY, header::HeaderValue::from_static("Accept"));
     Ok(resp)
@@ -850,7 +855,7 @@ mod tests {
             Some("application/json"),
             Some("*/*"),
             Some("application/json;charset=utf-8"),
-            Some("application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json"),
+            Some("application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
         ] {
             let Ok(resp) = openapi_v2(&c, &parse_accept(accept)) else {
                 panic!("{accept:?}: not served");
@@ -862,13 +867,27 @@ mod tests {
                 Some(served)
             );
         }
-        // kubectl's Accept: JSON it could not decode, so the 404 it falls back on.
+        // kubectl's Accept: the protobuf document (its type in the spelling Go can parse).
+        let proto = openapi::v2_protobuf(&c).len() as u64;
         for accept in [
             "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
             "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-            "application/vnd.kubernetes.protobuf",
-            "application/yaml",
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json",
         ] {
+            let Ok(resp) = openapi_v2(&c, &parse_accept(Some(accept))) else {
+                panic!("{accept:?}: not served");
+            };
+            assert_eq!(
+                resp.headers()[header::CONTENT_TYPE],
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            );
+            assert_eq!(
+                hyper::body::Body::size_hint(resp.body()).exact(),
+                Some(proto)
+            );
+        }
+        // Neither form asked for: 404, never JSON to a client that cannot read it.
+        for accept in ["application/vnd.kubernetes.protobuf", "application/yaml"] {
             match openapi_v2(&c, &parse_accept(Some(accept))) {
                 Err(e) => assert_eq!(e.code, 404, "{accept}"),
                 Ok(_) => panic!("{accept}: served JSON"),

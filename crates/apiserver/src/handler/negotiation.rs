@@ -24,10 +24,23 @@ pub(super) struct Accept {
     /// JSON (`/openapi/v2`, whose other form Kubernetes serves is protobuf), which a YAML-
     /// or protobuf-only client must not get.
     pub(super) json_media: bool,
+    /// Whether `/openapi/v2`'s protobuf media type (kubectl's only Accept there) comes
+    /// before any JSON media type.
+    pub(super) openapi_protobuf: bool,
     /// `as=PartialObjectMetadata[List]`: only metadata (the garbage collector's and other
     /// metadata informers' form).
     pub(super) metadata_only: bool,
 }
+
+/// `/openapi/v2`'s protobuf media types: kubectl's spelling (which Go's `mime` cannot parse,
+/// so it is never answered with) and the one served ([`OPENAPI_PROTOBUF_SERVED`]).
+const OPENAPI_PROTOBUF: [&str; 2] = [
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+pub(super) const OPENAPI_PROTOBUF_SERVED: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 pub(super) fn parse_accept(h: Option<&str>) -> Accept {
     let h = h.unwrap_or("application/json");
@@ -36,6 +49,7 @@ pub(super) fn parse_accept(h: Option<&str>) -> Accept {
         discovery: None,
         json: false,
         json_media: false,
+        openapi_protobuf: false,
         metadata_only: false,
     };
     for part in h.split(',') {
@@ -44,6 +58,9 @@ pub(super) fn parse_accept(h: Option<&str>) -> Accept {
         let params: HashMap<&str, &str> = items.filter_map(|p| p.split_once('=')).collect();
         if matches!(media, "application/json" | "application/*" | "*/*" | "") {
             a.json_media = true;
+        }
+        if !a.json_media && OPENAPI_PROTOBUF.contains(&media) {
+            a.openapi_protobuf = true;
         }
         let json_like = matches!(
             media,
