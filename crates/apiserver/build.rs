@@ -2,7 +2,10 @@
 //! `k8s.io/api` and `k8s.io/apimachinery` at the release rkube serves): each struct field's
 //! `protobuf:"..."` tag gives its number, its `json:"..."` tag its JSON name and omitempty,
 //! and its Go type whether it is a pointer, a list, a map or a message. The API server's
-//! protobuf decoder (`src/protobuf/`) reads the generated tables.
+//! protobuf decoder (`src/protobuf/`) reads the generated tables. The same parse yields the
+//! OpenAPI extensions upstream's documents carry (`src/openapi_extensions.rs`): the
+//! `patchStrategy`/`patchMergeKey` tags and the `+listType`, `+listMapKey` and
+//! `+structType` markers.
 //!
 //! The Go files are parsed line by line: struct fields in `k8s.io/api` are always one line
 //! (`Name Type `tags``, or `Type `tags`` when embedded). A type this cannot place stops the
