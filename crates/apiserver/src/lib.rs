@@ -20,6 +20,7 @@ pub mod discovery;
 pub mod encryption;
 pub mod error;
 mod eviction;
+mod go_types;
 mod handler;
 mod impersonation;
 pub mod kinds;

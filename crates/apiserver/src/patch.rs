@@ -2,10 +2,73 @@
 //! `null` deletes, lists with a merge key (containers by `name`, container ports by
 //! `containerPort`, ...) merge element by element, other lists are replaced, and the
 //! `$patch`, `$setElementOrder`, `$deleteFromPrimitiveList` and `$retainKeys` directives apply.
+//! A built-in kind's lists merge as its Go types' `patchStrategy`/`patchMergeKey` tags say
+//! ([`crate::go_types`]); where no type is known (server-side apply's merge of a built-in
+//! kind) the merge key follows from the field's name ([`merge_key`]).
 
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::go_types::{self, Field, Ty};
+
+/// What a patched value is, as far as the type tables know.
+#[derive(Clone, Copy)]
+enum Node {
+    /// A Go struct (`core/v1.PodSpec`).
+    Struct(&'static str),
+    /// A Go map whose values are this struct (or scalars).
+    MapOf(Option<&'static str>),
+    /// No type known: merge keys by field name.
+    Unknown,
+}
+
+impl Node {
+    fn of(ty: Ty) -> Node {
+        match ty {
+            Ty::Msg(m) | Ty::Inline(m) => Node::Struct(m),
+            Ty::Map(Ty::Msg(m)) => Node::MapOf(Some(m)),
+            Ty::Map(_) => Node::MapOf(None),
+            _ => Node::Unknown,
+        }
+    }
+
+    /// The value under `key`, and the field that holds it when this is a struct.
+    fn child(self, key: &str) -> (Node, Option<&'static Field>) {
+        match self {
+            Node::Struct(m) => match go_types::field(m, key) {
+                Some(f) => (Node::of(f.ty), Some(f)),
+                None => (Node::Unknown, None),
+            },
+            Node::MapOf(Some(m)) => (Node::Struct(m), None),
+            Node::MapOf(None) | Node::Unknown => (Node::Unknown, None),
+        }
+    }
+}
+
+/// How a list merges.
+enum ListMerge {
+    Replace,
+    /// Primitive values merged as a set (`finalizers`).
+    Set,
+    /// Objects merged by this key.
+    Keyed(&'static str),
+}
+
+/// How list `name` merges: by its field's tags when known, else by its name.
+fn list_merge(name: &str, field: Option<&Field>, elems: &[&Value]) -> ListMerge {
+    match field {
+        Some(f) if f.patch_strategy.split(',').any(|s| s == "merge") => {
+            if f.merge_key.is_empty() {
+                ListMerge::Set
+            } else {
+                ListMerge::Keyed(f.merge_key)
+            }
+        }
+        Some(_) => ListMerge::Replace,
+        None if is_set_list(name) => ListMerge::Set,
+        None => merge_key(name, elems).map_or(ListMerge::Replace, ListMerge::Keyed),
+    }
+}
 
 /// The merge key of a list field, from Kubernetes' `patchMergeKey` tags. Ports depend on
 /// where they are (container ports by `containerPort`, service ports by `port`), which the
@@ -51,16 +114,35 @@ fn is_set_list(field: &str) -> bool {
     field == "finalizers"
 }
 
+/// A strategic merge patch of an object of unknown type (lists keyed by field name).
 pub fn strategic_merge(doc: &mut Value, patch: &Value) -> ApiResult<()> {
+    merge_root(doc, patch, Node::Unknown)
+}
+
+/// A strategic merge patch of an object of Go type `message` (`apps/v1.Deployment`), its
+/// lists merged as the type's tags say; `None`: as [`strategic_merge`].
+pub fn strategic_merge_typed(
+    doc: &mut Value,
+    patch: &Value,
+    message: Option<&'static str>,
+) -> ApiResult<()> {
+    merge_root(doc, patch, message.map_or(Node::Unknown, Node::Struct))
+}
+
+fn merge_root(doc: &mut Value, patch: &Value, node: Node) -> ApiResult<()> {
     match (doc.as_object_mut(), patch.as_object()) {
-        (Some(d), Some(p)) => merge_map(d, p),
+        (Some(d), Some(p)) => merge_map(d, p, node),
         _ => Err(ApiError::bad_request(
             "a strategic merge patch must be a JSON object",
         )),
     }
 }
 
-fn merge_map(doc: &mut Map<String, Value>, patch: &Map<String, Value>) -> ApiResult<()> {
+fn merge_map(
+    doc: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    node: Node,
+) -> ApiResult<()> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             *doc = patch.clone();
@@ -81,22 +163,23 @@ fn merge_map(doc: &mut Map<String, Value>, patch: &Map<String, Value>) -> ApiRes
         if k.starts_with('$') {
             continue;
         }
+        let (child, field) = node.child(k);
         match v {
             Value::Null => {
                 doc.remove(k);
             }
             Value::Object(pm) => match doc.get_mut(k) {
-                Some(Value::Object(dm)) => merge_map(dm, pm)?,
+                Some(Value::Object(dm)) => merge_map(dm, pm, child)?,
                 _ => {
                     let mut fresh = Map::new();
-                    merge_map(&mut fresh, pm)?;
+                    merge_map(&mut fresh, pm, child)?;
                     doc.insert(k.clone(), Value::Object(fresh));
                 }
             },
             Value::Array(pl) => {
                 let merged = match doc.get(k) {
-                    Some(Value::Array(dl)) => merge_list(k, dl, pl)?,
-                    _ => merge_list(k, &[], pl)?,
+                    Some(Value::Array(dl)) => merge_list(k, field, child, dl, pl)?,
+                    _ => merge_list(k, field, child, &[], pl)?,
                 };
                 doc.insert(k.clone(), Value::Array(merged));
             }
@@ -122,12 +205,12 @@ fn merge_map(doc: &mut Map<String, Value>, patch: &Map<String, Value>) -> ApiRes
             continue;
         };
         let elems: Vec<&Value> = order.iter().collect();
-        match merge_key(field, &elems) {
-            Some(key) => {
+        match list_merge(field, node.child(field).1, &elems) {
+            ListMerge::Keyed(key) => {
                 let pos = |e: &Value| order.iter().position(|o| o.get(key) == e.get(key));
                 list.sort_by_key(|e| pos(e).unwrap_or(usize::MAX));
             }
-            None => {
+            ListMerge::Set | ListMerge::Replace => {
                 let pos = |e: &Value| order.iter().position(|o| o == e);
                 list.sort_by_key(|e| pos(e).unwrap_or(usize::MAX));
             }
@@ -136,7 +219,14 @@ fn merge_map(doc: &mut Map<String, Value>, patch: &Map<String, Value>) -> ApiRes
     Ok(())
 }
 
-fn merge_list(field: &str, doc: &[Value], patch: &[Value]) -> ApiResult<Vec<Value>> {
+/// Merges list `field` (held by `held_by` when known; its items of type `items`).
+fn merge_list(
+    field: &str,
+    held_by: Option<&Field>,
+    items: Node,
+    doc: &[Value],
+    patch: &[Value],
+) -> ApiResult<Vec<Value>> {
     // `[{"$patch": "replace"}, ...]` replaces the whole list.
     if patch
         .iter()
@@ -148,18 +238,19 @@ fn merge_list(field: &str, doc: &[Value], patch: &[Value]) -> ApiResult<Vec<Valu
             .cloned()
             .collect());
     }
-    if is_set_list(field) {
-        let mut out = doc.to_vec();
-        for v in patch {
-            if !out.contains(v) {
-                out.push(v.clone());
-            }
-        }
-        return Ok(out);
-    }
     let elems: Vec<&Value> = doc.iter().chain(patch.iter()).collect();
-    let Some(key) = merge_key(field, &elems) else {
-        return Ok(patch.to_vec());
+    let key = match list_merge(field, held_by, &elems) {
+        ListMerge::Replace => return Ok(patch.to_vec()),
+        ListMerge::Set => {
+            let mut out = doc.to_vec();
+            for v in patch {
+                if !out.contains(v) {
+                    out.push(v.clone());
+                }
+            }
+            return Ok(out);
+        }
+        ListMerge::Keyed(key) => key,
     };
     // A key that does not tell elements apart (an EndpointSlice's or a Service's ports
     // 53/UDP and 53/TCP, keyed by `port` alone) would merge two into one: such a list is
@@ -185,12 +276,12 @@ fn merge_list(field: &str, doc: &[Value], patch: &[Value]) -> ApiResult<Vec<Valu
             (Some("delete"), None) => {}
             (_, Some(i)) => {
                 if let Some(dm) = out[i].as_object_mut() {
-                    merge_map(dm, pm)?;
+                    merge_map(dm, pm, items)?;
                 }
             }
             (_, None) => {
                 let mut fresh = Map::new();
-                merge_map(&mut fresh, pm)?;
+                merge_map(&mut fresh, pm, items)?;
                 out.push(Value::Object(fresh));
             }
         }
@@ -262,6 +353,60 @@ mod tests {
             json!({"finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["a"]}),
         );
         assert_eq!(out, json!({"finalizers": ["b"]}));
+    }
+
+    #[test]
+    fn typed_lists_merge_as_their_go_tags_say() {
+        let smp_as = |ty: &'static str, doc: Value, patch: Value| {
+            let mut d = doc;
+            strategic_merge_typed(&mut d, &patch, Some(ty)).unwrap();
+            d
+        };
+        // A Deployment's containers (through the template's PodSpec) merge by name, their
+        // env by name.
+        let out = smp_as(
+            "apps/v1.Deployment",
+            json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}]},
+                {"name": "b", "image": "b:1"}]}}}}),
+            json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "a", "env": [{"name": "Y", "value": "2"}]}]}}}}),
+        );
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"},
+                {"name": "Y", "value": "2"}]}, {"name": "b", "image": "b:1"}])
+        );
+        // An EndpointSlice's ports have no patch strategy: replaced (by field name alone
+        // they would merge by `port`).
+        let doc = json!({"ports": [{"name": "a", "port": 80}]});
+        let patch = json!({"ports": [{"name": "b", "port": 443}]});
+        assert_eq!(
+            smp_as("discovery/v1.EndpointSlice", doc.clone(), patch.clone()),
+            json!({"ports": [{"name": "b", "port": 443}]})
+        );
+        assert_eq!(
+            smp(doc, patch),
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 443}]})
+        );
+        // A pod's readiness gates are replaced; its volumes (an embedded VolumeSource in
+        // each) merge by name; metadata's finalizers are a set.
+        let out = smp_as(
+            "core/v1.Pod",
+            json!({"metadata": {"finalizers": ["a"]}, "spec": {
+                "readinessGates": [{"conditionType": "x"}],
+                "volumes": [{"name": "v", "configMap": {"name": "c"}}]}}),
+            json!({"metadata": {"finalizers": ["b"]}, "spec": {
+                "readinessGates": [{"conditionType": "y"}],
+                "volumes": [{"name": "w", "emptyDir": {}}]}}),
+        );
+        assert_eq!(
+            out,
+            json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {
+                "readinessGates": [{"conditionType": "y"}],
+                "volumes": [{"name": "v", "configMap": {"name": "c"}},
+                    {"name": "w", "emptyDir": {}}]}})
+        );
     }
 
     #[test]

@@ -688,7 +688,12 @@ async fn resource(
                         "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                     ));
                 }
-                Some("application/strategic-merge-patch+json") => PatchKind::Strategic,
+                // A Scale is patched as a Scale (no lists), anything else as its kind's type.
+                Some("application/strategic-merge-patch+json") => PatchKind::Strategic(
+                    (sub != Some("scale"))
+                        .then(|| crate::go_types::of_kind(info))
+                        .flatten(),
+                ),
                 other => return Err(ApiError::unsupported_media_type(other.unwrap_or(""))),
             };
             let body: Value = serde_json::from_slice(&body)

@@ -21,55 +21,8 @@ const MAGIC: &[u8] = b"k8s\0";
 const SUBRESOURCE_BODIES: [(&str, &str, &str); 1] =
     [("authentication.k8s.io", "v1", "TokenRequest")];
 
-/// What a field holds, from upstream's Go type (see `build.rs`).
-#[derive(Clone, Copy)]
-enum Ty {
-    Str,
-    Int,
-    Bool,
-    /// `[]byte`: base64 in JSON.
-    Bytes,
-    Msg(&'static str),
-    /// An embedded Go struct: its fields appear in the parent's JSON.
-    Inline(&'static str),
-    Time,
-    MicroTime,
-    Quantity,
-    IntOrString,
-    /// `runtime.RawExtension`: JSON bytes, inlined.
-    RawExtension,
-    /// `metav1.FieldsV1`: JSON bytes, inlined.
-    FieldsV1,
-    /// A named `[]string` as a map value (`ExtraValue`): a message of repeated field 1.
-    StrList,
-    /// A map with string keys (entries: key 1, value 2).
-    Map(&'static Ty),
-}
-
-struct Field {
-    no: u64,
-    name: &'static str,
-    ty: Ty,
-    repeated: bool,
-    /// Whether a zero value is kept: a Go pointer's (present means set), or a value field
-    /// Go's JSON writes even when zero (no omitempty).
-    keep_zero: bool,
-}
-
-use Ty::*;
-
-// `schema(message)`: the fields of `"<group>/<version>.<Type>"` (`core/v1.PodSpec`,
-// `meta/v1.ObjectMeta`), generated from upstream's types by `build.rs`.
-include!(concat!(env!("OUT_DIR"), "/protobuf_tables.rs"));
-
-/// The message of a kind's objects: `apps/v1.Deployment`, `core/v1.Pod`.
-fn message_of(group: &str, version: &str, kind: &str) -> String {
-    let package = match group.split('.').next() {
-        None | Some("") => "core",
-        Some(p) => p,
-    };
-    format!("{package}/{version}.{kind}")
-}
+use crate::go_types::Ty::*;
+use crate::go_types::{Ty, message_of, schema};
 
 fn bad(m: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("unable to decode the protobuf body: {m}"))

@@ -20,7 +20,8 @@ use crate::resources::ResourceInfo;
 pub enum PatchKind {
     Json,
     Merge,
-    Strategic,
+    /// Lists merged by the tags of this Go type (`apps/v1.Deployment`), else by field names.
+    Strategic(Option<&'static str>),
     /// A server-side apply's configuration merged in, as the kind's shape says.
     Apply(Shape<'static>),
 }
@@ -51,7 +52,9 @@ impl Patch {
                 json_patch::merge(doc, &self.body);
                 Ok(())
             }
-            PatchKind::Strategic => crate::patch::strategic_merge(doc, &self.body),
+            PatchKind::Strategic(message) => {
+                crate::patch::strategic_merge_typed(doc, &self.body, message)
+            }
             PatchKind::Apply(shape) => crate::apply::merge(doc, &self.body, shape),
         }
     }

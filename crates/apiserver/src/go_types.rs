@@ -1,0 +1,74 @@
+//! Upstream's Go API types as tables generated at build time (`build.rs`, from the vendored
+//! `protobuf-schema/`): each type's fields with their protobuf number, JSON name, Go
+//! semantics and patch strategy. The protobuf decoder and strategic merge patch read them.
+
+/// What a field holds, from its Go type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ty {
+    Str,
+    Int,
+    Bool,
+    /// `[]byte`: base64 in JSON.
+    Bytes,
+    Msg(&'static str),
+    /// An embedded Go struct: its fields appear in the parent's JSON.
+    Inline(&'static str),
+    Time,
+    MicroTime,
+    Quantity,
+    IntOrString,
+    /// `runtime.RawExtension`: JSON bytes, inlined.
+    RawExtension,
+    /// `metav1.FieldsV1`: JSON bytes, inlined.
+    FieldsV1,
+    /// A named `[]string` as a map value (`ExtraValue`): a message of repeated field 1.
+    StrList,
+    /// A map with string keys (entries: key 1, value 2).
+    Map(&'static Ty),
+}
+
+pub(crate) struct Field {
+    pub(crate) no: u64,
+    pub(crate) name: &'static str,
+    pub(crate) ty: Ty,
+    pub(crate) repeated: bool,
+    /// Whether a zero value is kept: a Go pointer's (present means set), or a value field
+    /// Go's JSON writes even when zero (no omitempty).
+    pub(crate) keep_zero: bool,
+    /// The `patchStrategy` tag (`merge`, `retainKeys`, `merge,retainKeys`; empty: none).
+    pub(crate) patch_strategy: &'static str,
+    /// The `patchMergeKey` tag.
+    pub(crate) merge_key: &'static str,
+}
+
+use Ty::*;
+
+// `schema(message)`: the fields of `"<group>/<version>.<Type>"` (`core/v1.PodSpec`,
+// `meta/v1.ObjectMeta`).
+include!(concat!(env!("OUT_DIR"), "/go_types.rs"));
+
+/// The message of a kind's objects: `apps/v1.Deployment`, `core/v1.Pod`.
+pub(crate) fn message_of(group: &str, version: &str, kind: &str) -> String {
+    let package = match group.split('.').next() {
+        None | Some("") => "core",
+        Some(p) => p,
+    };
+    format!("{package}/{version}.{kind}")
+}
+
+/// The type a built-in kind's objects have, if the tables know it.
+pub(crate) fn of_kind(info: &crate::resources::ResourceInfo) -> Option<&'static str> {
+    let name = message_of(info.group, info.version, info.kind);
+    MESSAGES.iter().copied().find(|m| *m == name)
+}
+
+/// Field `json` of type `message`, looking into embedded structs too.
+pub(crate) fn field(message: &str, json: &str) -> Option<&'static Field> {
+    let fields = schema(message)?;
+    fields.iter().find(|f| f.name == json).or_else(|| {
+        fields.iter().find_map(|f| match f.ty {
+            Ty::Inline(inner) => field(inner, json),
+            _ => None,
+        })
+    })
+}
