@@ -4,7 +4,7 @@
 
 /// What a field holds, from its Go type.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Ty {
+pub enum Ty {
     Str,
     Int,
     Bool,
@@ -27,18 +27,22 @@ pub(crate) enum Ty {
     Map(&'static Ty),
 }
 
-pub(crate) struct Field {
-    pub(crate) no: u64,
-    pub(crate) name: &'static str,
-    pub(crate) ty: Ty,
-    pub(crate) repeated: bool,
+pub struct Field {
+    pub no: u64,
+    pub name: &'static str,
+    pub ty: Ty,
+    pub repeated: bool,
     /// Whether a zero value is kept: a Go pointer's (present means set), or a value field
     /// Go's JSON writes even when zero (no omitempty).
-    pub(crate) keep_zero: bool,
+    pub keep_zero: bool,
     /// The `patchStrategy` tag (`merge`, `retainKeys`, `merge,retainKeys`; empty: none).
-    pub(crate) patch_strategy: &'static str,
+    pub patch_strategy: &'static str,
     /// The `patchMergeKey` tag.
-    pub(crate) merge_key: &'static str,
+    pub merge_key: &'static str,
+    /// The `+listType` marker (`atomic`, `set`, `map`; empty: none).
+    pub list_type: &'static str,
+    /// The `+listMapKey` markers.
+    pub list_map_keys: &'static [&'static str],
 }
 
 use Ty::*;
@@ -54,6 +58,20 @@ pub(crate) fn message_of(group: &str, version: &str, kind: &str) -> String {
         Some(p) => p,
     };
     format!("{package}/{version}.{kind}")
+}
+
+/// The message of an OpenAPI definition name (`io.k8s.api.core.v1.PodSpec` →
+/// `core/v1.PodSpec`), if the tables have it.
+pub(crate) fn of_definition(definition: &str) -> Option<&'static str> {
+    let name = if let Some(rest) = definition.strip_prefix("io.k8s.apimachinery.pkg.apis.meta.v1.")
+    {
+        format!("meta/v1.{rest}")
+    } else {
+        let rest = definition.strip_prefix("io.k8s.api.")?;
+        let (pkg, ty) = rest.rsplit_once('.')?;
+        format!("{}.{ty}", pkg.replace('.', "/"))
+    };
+    MESSAGES.iter().copied().find(|m| *m == name)
 }
 
 /// The type a built-in kind's objects have, if the tables know it.

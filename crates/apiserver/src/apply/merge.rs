@@ -1,7 +1,7 @@
-//! Merging an applied configuration into the live object: a built-in kind by strategic-merge
-//! rules (its lists keyed by their merge keys), a custom kind by its schema — lists by
-//! `x-kubernetes-list-type` (atomic unless said otherwise, as upstream's structured merge of
-//! CRDs), objects granular unless `x-kubernetes-map-type: atomic`. A `null` removes the field.
+//! Merging an applied configuration into the live object by its [`Shape`]: lists by their
+//! list type (a built-in kind's from its Go types, a custom kind's from its schema: atomic
+//! unless said otherwise, as upstream's structured merge of CRDs), objects granular unless
+//! atomic; objects of no known type by strategic-merge rules. A `null` removes the field.
 
 use apiextensions::schema::ListKind;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use crate::patch::strategic_merge;
 pub fn merge(live: &mut Value, applied: &Value, shape: Shape) -> ApiResult<()> {
     match shape {
         Shape::Builtin => strategic_merge(live, applied),
-        Shape::Schema { .. } => merge_value(live, applied, shape, ""),
+        _ => merge_value(live, applied, shape, ""),
     }
 }
 
@@ -28,7 +28,7 @@ fn merge_value(live: &mut Value, applied: &Value, shape: Shape, name: &str) -> A
                 }
                 let child = shape.field(k);
                 match l.get_mut(k) {
-                    // ObjectMeta inside a custom object merges as built-in metadata.
+                    // An object of no known type merges by strategic-merge rules.
                     Some(existing @ Value::Object(_)) if matches!(child, Shape::Builtin) => {
                         strategic_merge(existing, v)?
                     }

@@ -119,3 +119,33 @@ fn builtin_finalizers_are_a_set() {
         json!({"f:metadata": {"f:finalizers": {"v:\"a/b\"": {}}}})
     );
 }
+
+#[test]
+fn builtin_kinds_key_lists_by_their_go_markers() {
+    let applied = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "finalizers": ["x/y"]},
+        "spec": {"template": {"spec": {
+            "containers": [{"name": "c", "image": "nginx",
+                "ports": [{"containerPort": 80}], "args": ["a"]}],
+            "tolerations": [{"key": "k", "operator": "Exists"}]}}}});
+    let shape = Shape::Typed("apps/v1.Deployment");
+    assert_eq!(
+        fields_v1(&applied, shape),
+        json!({"f:metadata": {"f:finalizers": {"v:\"x/y\"": {}}},
+            "f:spec": {"f:template": {"f:spec": {
+                "f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:name": {}, "f:image": {},
+                    // +listMapKey=containerPort, +listMapKey=protocol (TCP when unset).
+                    "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}":
+                        {".": {}, "f:containerPort": {}}},
+                    // +listType=atomic.
+                    "f:args": {}}},
+                "f:tolerations": {}}}}})
+    );
+    // An EndpointSlice's ports are atomic (by field name alone they would be keyed by port).
+    let slice = json!({"ports": [{"name": "http", "port": 80}]});
+    assert_eq!(
+        fields_v1(&slice, Shape::Typed("discovery/v1.EndpointSlice")),
+        json!({"f:ports": {}})
+    );
+    assert_ne!(fields_v1(&slice, Shape::Builtin), json!({"f:ports": {}}));
+}

@@ -1,17 +1,25 @@
-//! How the fields of an object merge under server-side apply: a built-in kind's lists by
-//! their strategic-merge tags (upstream's OpenAPI `x-kubernetes-list-type` and
-//! `-list-map-keys` for the same fields), a custom kind's by its CRD schema.
+//! How the fields of an object merge under server-side apply: a built-in kind's lists as
+//! its Go types' `+listType`/`+listMapKey` markers say (else their patch strategy, as
+//! upstream's schema conversion reads `x-kubernetes-patch-merge-key`), a custom kind's by its
+//! CRD schema; where no type is known, by field names.
 
 use apiextensions::schema::{ListKind, MergeNode, Structural};
 use serde_json::Value;
 
+use crate::go_types::{self, Field, Ty};
 use crate::patch::merge_key;
 use crate::resources::ResourceInfo;
 
 #[derive(Clone, Copy)]
 pub enum Shape<'a> {
-    /// A built-in kind, or the ObjectMeta of any object.
+    /// No type known (a kind of rkube's own): lists keyed by field names.
     Builtin,
+    /// A struct of this Go type (`core/v1.PodSpec`).
+    Typed(&'static str),
+    /// A list field of a Go type.
+    TypedList(&'static Field),
+    /// A Go map whose values are this struct (or scalars).
+    TypedMap(Option<&'static str>),
     /// A custom kind: the schema node here (`None`: undeclared, kept by
     /// `x-kubernetes-preserve-unknown-fields`, which merges as upstream's deduced schema:
     /// maps granular, lists atomic). `resource`: the object's top or an embedded resource,
@@ -24,17 +32,55 @@ pub enum Shape<'a> {
 
 impl std::fmt::Debug for Shape<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Shape::Builtin => "Builtin",
-            Shape::Schema { .. } => "Schema",
-        })
+        match self {
+            Shape::Builtin => f.write_str("Builtin"),
+            Shape::Typed(m) => write!(f, "Typed({m})"),
+            Shape::TypedList(field) => write!(f, "TypedList({})", field.name),
+            Shape::TypedMap(m) => write!(f, "TypedMap({m:?})"),
+            Shape::Schema { .. } => f.write_str("Schema"),
+        }
     }
 }
 
 impl Shape<'static> {
     /// The shape of the objects of a served kind.
     pub fn of_kind(info: &ResourceInfo) -> Self {
-        Shape::of(crate::kinds::of(info).typed().and_then(|t| t.structural()))
+        match crate::kinds::of(info).typed().and_then(|t| t.structural()) {
+            Some(schema) => Shape::of(Some(schema)),
+            None => go_types::of_kind(info).map_or(Shape::Builtin, Shape::Typed),
+        }
+    }
+}
+
+/// The shape of a field of a Go type.
+fn typed_field(f: &'static Field) -> Shape<'static> {
+    if f.repeated {
+        return Shape::TypedList(f);
+    }
+    match f.ty {
+        Ty::Msg(m) | Ty::Inline(m) => Shape::Typed(m),
+        Ty::Map(Ty::Msg(m)) => Shape::TypedMap(Some(m)),
+        Ty::Map(_) => Shape::TypedMap(None),
+        _ => Shape::Builtin,
+    }
+}
+
+/// How a Go list field merges: its `+listType` (and `+listMapKey`s), else its patch strategy
+/// (a merge key makes it a map, a merge without key a set), else atomic.
+fn typed_list(f: &Field) -> ListKind {
+    let keys = |ks: &[&str]| ListKind::Map(ks.iter().map(|k| k.to_string()).collect());
+    match f.list_type {
+        "map" => keys(f.list_map_keys),
+        "set" => ListKind::Set,
+        "atomic" => ListKind::Atomic,
+        _ if f.patch_strategy.split(',').any(|s| s == "merge") => {
+            if f.merge_key.is_empty() {
+                ListKind::Set
+            } else {
+                keys(&[f.merge_key])
+            }
+        }
+        _ => ListKind::Atomic,
     }
 }
 
@@ -53,8 +99,12 @@ impl<'a> Shape<'a> {
     /// The shape of field `name` of an object.
     pub fn field(self, name: &str) -> Shape<'a> {
         match self {
-            Shape::Builtin => Shape::Builtin,
-            Shape::Schema { resource: true, .. } if name == "metadata" => Shape::Builtin,
+            Shape::Builtin | Shape::TypedList(_) => Shape::Builtin,
+            Shape::Typed(m) => go_types::field(m, name).map_or(Shape::Builtin, typed_field),
+            Shape::TypedMap(m) => m.map_or(Shape::Builtin, Shape::Typed),
+            Shape::Schema { resource: true, .. } if name == "metadata" => {
+                Shape::Typed("meta/v1.ObjectMeta")
+            }
             Shape::Schema { node, .. } => Shape::schema(node.and_then(|n| n.field(name))),
         }
     }
@@ -62,7 +112,11 @@ impl<'a> Shape<'a> {
     /// The shape of a list's items.
     pub fn items(self) -> Shape<'a> {
         match self {
-            Shape::Builtin => Shape::Builtin,
+            Shape::Builtin | Shape::Typed(_) | Shape::TypedMap(_) => Shape::Builtin,
+            Shape::TypedList(f) => match f.ty {
+                Ty::Msg(m) | Ty::Inline(m) => Shape::Typed(m),
+                _ => Shape::Builtin,
+            },
             Shape::Schema { node, .. } => Shape::schema(node.and_then(|n| n.items())),
         }
     }
@@ -78,7 +132,8 @@ impl<'a> Shape<'a> {
     /// each have their own keys is treated as atomic, as no item could be told apart.
     pub fn list(self, name: &str, items: &[Value]) -> ListKind {
         let kind = match self {
-            Shape::Builtin => builtin_list(name, items),
+            Shape::Builtin | Shape::Typed(_) | Shape::TypedMap(_) => builtin_list(name, items),
+            Shape::TypedList(f) => typed_list(f),
             Shape::Schema { node, .. } => node.map_or(ListKind::Atomic, |n| n.list_kind()),
         };
         match kind {
@@ -90,7 +145,8 @@ impl<'a> Shape<'a> {
     /// Whether an object here is replaced whole (`x-kubernetes-map-type: atomic`).
     pub fn atomic_map(self) -> bool {
         match self {
-            Shape::Builtin => false,
+            Shape::Builtin | Shape::TypedList(_) | Shape::TypedMap(_) => false,
+            Shape::Typed(m) => go_types::ATOMIC.contains(&m),
             Shape::Schema { node, .. } => node.is_some_and(|n| n.is_atomic_map()),
         }
     }
