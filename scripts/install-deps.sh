@@ -33,6 +33,9 @@ want nftables
 want conntrack
 want iproute2
 want busybox-static
+# fuse3: fusermount3, with which `rkube nfs-mount` (the kubelet's NFS client where the kernel
+# has no NFS) mounts when not run as root; as root it opens /dev/fuse and mounts itself.
+want fuse3
 if ((with_tests)); then
   # etcd-server: the etcd backend's tests start a real etcd on loopback. docker-registry,
   # skopeo and apache2-utils (htpasswd): the image-pull tests' registry on loopback. curl: the
@@ -45,6 +48,10 @@ if ((with_tests)); then
   want apache2-utils
   want curl
   want python3-venv
+  # nfs-ganesha and its VFS backend nfs-ganesha-vfs (ganesha pulls in rpcbind): the NFS
+  # tests' server, run in a network namespace of the test's own.
+  want nfs-ganesha
+  want nfs-ganesha-vfs
 fi
 
 if ((${#need[@]} == 0)); then

@@ -93,6 +93,8 @@ pub struct KubeletConfig {
     pub file_check_frequency: Duration,
     /// The eviction manager's thresholds and periods (`--eviction-hard`, …).
     pub eviction: crate::eviction::EvictionConfig,
+    /// Image garbage collection (`--image-gc-high-threshold`, `--image-gc-low-threshold`).
+    pub image_gc: crate::image_gc::ImageGcPolicy,
 }
 
 impl KubeletConfig {
@@ -106,6 +108,7 @@ impl KubeletConfig {
             pod_manifest_path: AgentDirs::new(&data_dir).agent.join("pod-manifests"),
             file_check_frequency: Duration::from_secs(20),
             eviction: Default::default(),
+            image_gc: Default::default(),
             node_name: node_name.map_or_else(|| hostname.to_lowercase(), str::to_owned),
             hostname,
             node_ip: None,

@@ -17,6 +17,8 @@ use client_go::informer::{Informer, StopOnDrop, uid_of};
 
 use crate::config::KubeletConfig;
 use crate::cri::RuntimeClient;
+use crate::eviction::admit::PodAdmission;
+use crate::image_gc::ImageGc;
 use crate::image_manager::ImageManager;
 use crate::node::{self, NodeFacts};
 use crate::pod_workers::{Context, PodWorkers};
@@ -68,6 +70,13 @@ impl Kubelet {
             .await
             .context("the container runtime does not answer")?;
         let facts = NodeFacts::gather(&cfg, &version.runtime_name, &version.runtime_version);
+        // The kubelet's directories exist from the start (upstream's setupDataDirs): the stats
+        // summary, and so the eviction manager, reads the root dir's filesystem before any
+        // pod has made it.
+        let dirs = cfg.dirs();
+        for dir in [&dirs.kubelet_pods, &dirs.pod_logs] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let mut tasks = JoinSet::new();
         let status = StatusManager::new(client.clone());
         tasks.spawn(status.clone().run());
@@ -196,6 +205,19 @@ impl Kubelet {
             }
             .run(),
         );
+        // Unused images go when the image filesystem fills, on their own schedule.
+        if cfg.image_gc.enabled() {
+            tasks.spawn(
+                ImageGc::new(
+                    cri.clone(),
+                    cfg.image_gc.clone(),
+                    client_go::events::Recorder::new(client.clone(), "kubelet")
+                        .with_host(cfg.node_name.clone()),
+                    &cfg.node_name,
+                )
+                .run(),
+            );
+        }
         if let Some(server) = server {
             tasks.spawn(server.serve(ServerState {
                 workers: workers.clone(),
@@ -218,10 +240,19 @@ impl Kubelet {
             }));
         }
         let (synced_tx, synced_rx) = watch::channel(false);
+        // New pods are refused while the node is under pressure (the eviction manager's
+        // conditions), before any worker runs them.
+        let admission = Arc::new(PodAdmission::new(
+            facts.pressure.clone(),
+            status.clone(),
+            client_go::events::Recorder::new(client.clone(), "kubelet")
+                .with_host(cfg.node_name.clone()),
+        ));
         tasks.spawn(watch_pods(
             client.clone(),
             cfg.node_name.clone(),
             workers.clone(),
+            admission,
             static_pods,
             synced_tx,
         ));
@@ -284,6 +315,7 @@ async fn watch_pods(
     client: kube::Client,
     node_name: String,
     workers: Arc<PodWorkers>,
+    admission: Arc<PodAdmission>,
     static_pods: Arc<StaticPods>,
     synced: watch::Sender<bool>,
 ) {
@@ -304,13 +336,17 @@ async fn watch_pods(
             // Deleted and made again under the same name while the watch was down: the
             // informer sees one change, the workers two pods.
             if let Some(old) = old.as_ref().filter(|o| uid_of(o.as_ref()) != uid_of(pod.as_ref())) {
+                admission.forget(&uid_of(old.as_ref()));
                 workers.remove(&uid_of(old.as_ref()));
             }
             tracing::trace!(pod = ?pod.metadata.name, deleting = pod.metadata.deletion_timestamp.is_some(), rv = ?pod.metadata.resource_version, "pod event");
-            workers.update(pod.clone());
+            if admission.let_in(pod, !workers.has(&uid_of(pod.as_ref()))) {
+                workers.update(pod.clone());
+            }
         }
         (Some(pod), None) => {
             tracing::trace!(pod = ?pod.metadata.name, "pod deleted event");
+            admission.forget(&uid_of(pod.as_ref()));
             workers.remove(&uid_of(pod.as_ref()));
         }
         (None, None) => {}

@@ -41,6 +41,7 @@ pub mod env;
 pub mod events;
 pub mod eviction;
 pub mod grpc_probe;
+pub mod image_gc;
 pub mod image_manager;
 pub mod images;
 pub mod kubelet;

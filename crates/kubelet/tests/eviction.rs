@@ -3,7 +3,8 @@
 //! `memory.available` threshold 1 GiB below what the node has is crossed by a BestEffort pod
 //! filling 2 GiB of a memory-backed emptyDir: MemoryPressure (and the controller's
 //! `node.kubernetes.io/memory-pressure` taint) appear, the BestEffort pod is evicted and left
-//! Failed/Evicted, the Guaranteed pod keeps running, and the condition and taint clear.
+//! Failed/Evicted, the Guaranteed pod keeps running, and the condition and taint clear. And
+//! while the node has MemoryPressure, a new BestEffort pod is refused (Failed/Evicted).
 
 mod lab;
 
@@ -188,6 +189,92 @@ async fn memory_pressure_evicts_best_effort_first() -> Result<()> {
         ensure!(container_status(&g)?.restart_count == 0);
 
         for name in ["guaranteed", "besteffort"] {
+            pods.delete(name, &DeleteParams::default()).await?;
+        }
+        node.shutdown(lab).await
+    })
+    .await
+}
+
+/// While the node has MemoryPressure (a hard threshold every node meets: less than all of its
+/// memory available), a BestEffort pod bound to it by name (no scheduler to heed the taint) is
+/// refused by the kubelet — Failed, `Evicted`, upstream's message — and never started; a
+/// Burstable pod is let in (and then evicted for the threshold, as any pod would be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_refuses_new_best_effort_pods() -> Result<()> {
+    lab::node::run_in_lab(async |lab: &Lab| {
+        let node = TestNode::start_with(lab, false, |c| {
+            c.node_status_update_frequency = Duration::from_secs(1);
+            c.eviction.monitoring_interval = Duration::from_secs(1);
+            c.eviction.hard = parse_thresholds("memory.available<100%").unwrap_or_default();
+        })
+        .await?;
+        let nodes: Api<Node> = Api::all(node.client.clone());
+        let t = Instant::now();
+        while condition(&nodes.get(&node.cfg.node_name).await?, "MemoryPressure") != "True" {
+            ensure!(t.elapsed() < Duration::from_secs(30), "no MemoryPressure");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pods = node.pods();
+        let pod = |name: &str, resources: serde_json::Value| -> Result<Pod> {
+            Ok(serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"nodeName": node.cfg.node_name, "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": BUSYBOX,
+                        "command": ["sleep", "3600"], "resources": resources}]}}))?)
+        };
+        pods.create(
+            &PostParams::default(),
+            &pod("besteffort", serde_json::json!({}))?,
+        )
+        .await?;
+        let refused = wait_pod(
+            &pods,
+            "besteffort",
+            Duration::from_secs(30),
+            "Failed",
+            |p| phase(p) == "Failed",
+        )
+        .await?;
+        let status = refused.status.clone().unwrap_or_default();
+        ensure!(
+            status.reason.as_deref() == Some("Evicted")
+                && status.message.as_deref()
+                    == Some("Pod was rejected: The node had condition: [MemoryPressure]. ")
+                && status.qos_class.as_deref() == Some("BestEffort"),
+            "refused pod's status {status:?}"
+        );
+        ensure!(
+            status.container_statuses.is_none(),
+            "a refused pod's containers: {:?}",
+            status.container_statuses
+        );
+        let events: Api<Event> = Api::namespaced(node.client.clone(), "default");
+        let event = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Evicted")
+                    && e.involved_object.name.as_deref() == Some("besteffort")
+                    && e.message.as_deref() == Some("The node had condition: [MemoryPressure]. ")
+            });
+        ensure!(event, "no Evicted event for the refused pod");
+
+        let burstable = serde_json::json!({"requests": {"memory": "16Mi"}});
+        pods.create(&PostParams::default(), &pod("burstable", burstable)?)
+            .await?;
+        let admitted = wait_pod(&pods, "burstable", Duration::from_secs(60), "Failed", |p| {
+            phase(p) == "Failed"
+        })
+        .await?;
+        let message = admitted.status.and_then(|s| s.message).unwrap_or_default();
+        ensure!(
+            message.starts_with("The node was low on resource: memory."),
+            "the Burstable pod was not admitted then evicted: {message:?}"
+        );
+        for name in ["besteffort", "burstable"] {
             pods.delete(name, &DeleteParams::default()).await?;
         }
         node.shutdown(lab).await

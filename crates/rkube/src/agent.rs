@@ -82,6 +82,26 @@ pub struct NodeArgs {
     /// How often the static pod manifests are read again (Go duration; default 20s).
     #[arg(long)]
     pub file_check_frequency: Option<String>,
+    /// The image filesystem usage (percent) from which unused images are garbage collected,
+    /// looked at every 5 minutes; 100 turns image garbage collection off (default 85).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: Option<u8>,
+    /// The usage (percent) image garbage collection frees down to; not above
+    /// --image-gc-high-threshold (default 80).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: Option<u8>,
+}
+
+/// The `--image-gc-*` flags over the kubelet's image GC policy.
+fn image_gc_flags(p: &mut kubelet::image_gc::ImageGcPolicy, node: &NodeArgs) -> anyhow::Result<()> {
+    if let Some(high) = node.image_gc_high_threshold {
+        p.high_threshold_percent = high;
+    }
+    if let Some(low) = node.image_gc_low_threshold {
+        p.low_threshold_percent = low;
+    }
+    p.validate()
+        .context("--image-gc-high-threshold / --image-gc-low-threshold")
 }
 
 /// The `--eviction-*` flags over the kubelet's eviction defaults.
@@ -236,6 +256,7 @@ impl Agent {
                 .with_context(|| format!("--file-check-frequency {f:?}"))?;
         }
         eviction_flags(&mut cfg.eviction, node)?;
+        image_gc_flags(&mut cfg.image_gc, node)?;
         // The kubelet server accepts callers signed by the cluster CA (the API server's
         // kubelet-client certificate), the CA the kubeconfig trusts.
         cfg.client_ca = config.root_cert.clone().unwrap_or_default();
@@ -482,5 +503,42 @@ mod tests {
             ..Default::default()
         };
         assert!(eviction_flags(&mut e, &missing_grace).is_err());
+    }
+
+    #[test]
+    fn image_gc_flags_parse() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        let policy = |args: &[&str]| {
+            let mut all = vec!["rkube"];
+            all.extend(args);
+            let flags = <Flags as clap::Parser>::try_parse_from(all).map_err(|e| e.to_string())?;
+            let mut p = kubelet::image_gc::ImageGcPolicy::default();
+            image_gc_flags(&mut p, &flags.node).map_err(|e| format!("{e:#}"))?;
+            Ok::<_, String>(p)
+        };
+        let p = policy(&[]).unwrap();
+        assert_eq!(
+            (p.high_threshold_percent, p.low_threshold_percent),
+            (85, 80)
+        );
+        let p = policy(&[
+            "--image-gc-high-threshold=95",
+            "--image-gc-low-threshold=90",
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.high_threshold_percent, p.low_threshold_percent),
+            (95, 90)
+        );
+        assert!(policy(&["--image-gc-high-threshold=101"]).is_err());
+        assert_eq!(
+            policy(&["--image-gc-high-threshold=70"]).unwrap_err(),
+            "--image-gc-high-threshold / --image-gc-low-threshold: LowThresholdPercent 80 can \
+             not be higher than HighThresholdPercent 70"
+        );
     }
 }

@@ -11,6 +11,8 @@ mod deploy;
 mod image;
 mod join;
 mod killall;
+mod nfs_mount;
+mod node_lifecycle;
 mod scheduler;
 mod server;
 
@@ -43,7 +45,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server, controllers, scheduler) and, unless
     /// --disable-agent, a node agent: a one-node cluster.
-    Server(server::ServerArgs),
+    // Boxed: the server's flags are most of the enum's size.
+    Server(Box<server::ServerArgs>),
     /// Run the controllers (kube-controller-manager) against a cluster.
     ControllerManager(controller_manager::Args),
     /// Run the scheduler (kube-scheduler) against a cluster.
@@ -68,6 +71,9 @@ enum Command {
     Crictl(crictl::Args),
     /// containerd's `ctr` on the node agent's containerd, in the CRI's k8s.io namespace.
     Ctr(crictl::CtrArgs),
+    /// Mount an NFS export through rkube's userspace NFSv3 client (FUSE): the kubelet's
+    /// mount helper where the kernel has no NFS. Serves the mount until it is unmounted.
+    NfsMount(nfs_mount::Args),
     /// Manage join tokens (bootstrap tokens with the CA's hash) for `rkube agent --token`.
     Token {
         #[command(subcommand)]
@@ -130,7 +136,7 @@ fn main() -> std::process::ExitCode {
     };
     let cli = Cli::parse_from(args);
     let result = match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::ControllerManager(args) => controller_manager::run(args),
         Command::Scheduler(args) => scheduler::run(args),
         Command::Agent(args) => agent::run(args),
@@ -139,6 +145,7 @@ fn main() -> std::process::ExitCode {
         Command::Killall(args) => killall::run(args),
         Command::Crictl(args) => crictl::run(args),
         Command::Ctr(args) => crictl::run_ctr(args),
+        Command::NfsMount(args) => nfs_mount::run(args),
         Command::Token {
             command:
                 TokenCommand::Create {

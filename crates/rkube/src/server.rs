@@ -75,6 +75,8 @@ pub struct ServerArgs {
     #[arg(long, default_value = "15s", value_parser = parse_resolution)]
     metric_resolution: std::time::Duration,
     #[command(flatten)]
+    node_lifecycle: crate::node_lifecycle::NodeLifecycleArgs,
+    #[command(flatten)]
     node: crate::agent::NodeArgs,
 }
 
@@ -148,6 +150,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 std::fs::read_to_string(pki.ca_key()).context("reading the CA key")?,
             ));
             options.disable_servicelb = args.disable.iter().any(|d| d == "servicelb");
+            options.node_lifecycle = args.node_lifecycle.options();
             options.volume.disable_local_path = args.disable.iter().any(|d| d == "local-storage");
             // k3s' default local storage path: volumes of nodes that name no directory.
             options.volume.local_path.default_storage_dir = args.store.data_dir.join("storage");

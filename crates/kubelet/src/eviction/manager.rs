@@ -65,6 +65,11 @@ impl Pressure {
             .contains(condition)
     }
 
+    /// The conditions True now (what the admit handler refuses pods for).
+    pub fn conditions(&self) -> BTreeSet<&'static str> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn set(&self, conditions: BTreeSet<&'static str>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = conditions;
     }

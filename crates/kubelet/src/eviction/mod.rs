@@ -6,7 +6,9 @@
 //! * [`ranking`]: which pod goes first.
 //! * [`reclaim`]: dead containers and unused images, before pods, under disk pressure.
 //! * [`manager`]: the loop, the conditions and the eviction itself.
+//! * [`admit`]: new pods refused while the node is under pressure.
 
+pub mod admit;
 pub mod manager;
 pub mod ranking;
 pub mod reclaim;

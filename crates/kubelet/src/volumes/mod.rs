@@ -18,6 +18,7 @@ pub mod etc_hosts;
 pub mod host_path;
 pub mod local;
 pub mod local_storage;
+pub mod nfs;
 pub mod persistent_volume_claim;
 pub mod projected;
 pub mod secret;
@@ -106,6 +107,7 @@ static PLUGINS: &[&dyn VolumePlugin] = &[
     &downward_api::DownwardApiPlugin,
     &projected::ProjectedPlugin,
     &persistent_volume_claim::PersistentVolumeClaimPlugin,
+    &nfs::NfsPlugin,
 ];
 
 fn plugin_for(v: &Volume) -> Option<&'static dyn VolumePlugin> {

@@ -2,7 +2,8 @@
 //! resolving the claim to its bound PersistentVolume (`getPVCExtractPV` + `getPVSpec`, with
 //! their messages), the kubelet's node-affinity check of the volume, then the volume's source
 //! bound at `volumes/kubernetes.io~local-volume/<volume>`: `local` (see [`super::local`]) or
-//! `hostPath` (the inline plugin's type checks, then the same bind).
+//! `hostPath` (the inline plugin's type checks, then the same bind), or `nfs` mounted there
+//! (see [`super::nfs`], with the PV's `mountOptions`).
 //!
 //! An ephemeral volume's claim is `<pod>-<volume>`, made by the ephemeral-volume controller; it
 //! must be controlled by the pod (upstream refuses a claim of the same name made by anyone
@@ -23,7 +24,7 @@ use kube::Api;
 use tracing::info;
 
 use super::{
-    MountStage, VolumeError, VolumeHost, VolumePlugin, fs_group, go_error, host_path, local,
+    MountStage, VolumeError, VolumeHost, VolumePlugin, fs_group, go_error, host_path, local, nfs,
     set_volume_ownership,
 };
 
@@ -195,7 +196,8 @@ impl VolumePlugin for PersistentVolumeClaimPlugin {
         dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), VolumeError>> {
         Box::pin(async move {
-            if super::is_mounted_at(dir) {
+            // From mountinfo only: stat through an NFS mount could wait on its server.
+            if nfs::mounted_at(dir) {
                 return Ok(());
             }
             let pv = resolve(host, pod, v).await?;
@@ -208,6 +210,14 @@ impl VolumePlugin for PersistentVolumeClaimPlugin {
             };
             let read_only = self.volume_read_only(v);
             let spec = pv.spec.clone().unwrap_or_default();
+            if let Some(src) = &spec.nfs {
+                // The PV's own readOnly, or the claim's, as upstream's nfs plugin.
+                let ro = read_only || src.read_only.unwrap_or(false);
+                let options = spec.mount_options.clone().unwrap_or_default();
+                return nfs::mount(host, &src.server, &src.path, ro, &options, dir)
+                    .await
+                    .map_err(|m| VolumeError::set_up(&pv_name, m));
+            }
             let (src, is_local) = if spec.local.is_some() {
                 (
                     PathBuf::from(local::source_path(&pv).map_err(new_mounter)?),

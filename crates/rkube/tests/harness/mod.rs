@@ -1,6 +1,8 @@
 //! What rkube's integration tests share: `rkube server` on loopback (server_cli.rs,
 //! agent_cli.rs), and a real node, `rkube server` with its agent and containerd in a network
-//! namespace of the test's own (services_e2e.rs, crictl.rs), stopped and cleaned up on drop.
+//! namespace of the test's own (services_e2e.rs, crictl.rs), stopped and cleaned up on drop;
+//! for more than two nodes, its namespace is the switch the others link to
+//! (`Node::new_switched`, `Node::add_port`: node_failure_e2e.rs).
 //! (Not `common`: that name is the rkube-common crate's, whose `ci::skip` the tests call.)
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test uses its own part
 
@@ -194,15 +196,74 @@ impl Node {
     /// `eth0-peer` a second node can take), and its data dir, `/tmp/<prefix>…`. The server is
     /// not started yet: the test puts its images in the data dir, then calls `start_server`.
     pub fn new(prefix: &str, name: &'static str, rust_log: &'static str) -> Node {
+        Node::with_net(
+            prefix,
+            name,
+            rust_log,
+            &format!(
+                "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
+                 ip addr add {NODE_IP}/24 dev eth0 && ip link set eth0 up && ip link set eth0-peer up && \
+                 echo ready && exec sleep 1000000"
+            ),
+        )
+    }
+
+    /// Like [`Node::new`], for a lab of more than two nodes: the namespace is also the
+    /// lab's switch, [`NODE_IP`] on a bridge `lab0` that [`Node::add_port`] links other
+    /// nodes' namespaces to (host-gw needs every node on one link).
+    pub fn new_switched(prefix: &str, name: &'static str, rust_log: &'static str) -> Node {
+        Node::with_net(
+            prefix,
+            name,
+            rust_log,
+            &format!(
+                "ip link set lo up && ip link add lab0 type bridge && \
+                 ip addr add {NODE_IP}/24 dev lab0 && ip link set lab0 up && \
+                 echo ready && exec sleep 1000000"
+            ),
+        )
+    }
+
+    /// Links the network namespace of process `pid` to `lab0` (see [`Node::new_switched`]):
+    /// a veth `port<n>` in the bridge here, its peer `eth0` there with `ip`/24.
+    pub fn add_port(&self, n: u8, pid: u32, ip: &str) {
+        let port = format!("port{n}");
+        let script = format!(
+            "ip link add {port} type veth peer name {port}-peer && \
+             ip link set {port} master lab0 && ip link set {port} up && \
+             ip link set {port}-peer netns {pid}"
+        );
+        let out = self.cmd("sh").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["--", "sh", "-c"])
+            .arg(format!(
+                "ip link set {port}-peer name eth0 && ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// Takes port `n` down or up: down, its node neither reaches nor is reached by the others
+    /// (a pulled cable).
+    pub fn set_port(&self, n: u8, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let out = self
+            .cmd("ip")
+            .args(["link", "set", &format!("port{n}"), state])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    fn with_net(prefix: &str, name: &'static str, rust_log: &'static str, script: &str) -> Node {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in("/tmp")
             .unwrap();
-        let holder = holder(&format!(
-            "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
-             ip addr add {NODE_IP}/24 dev eth0 && ip link set eth0 up && ip link set eth0-peer up && \
-             echo ready && exec sleep 1000000"
-        ));
+        let holder = holder(script);
         Node {
             dir,
             holder,
