@@ -15,6 +15,7 @@ mod nfs_mount;
 mod node_lifecycle;
 mod scheduler;
 mod server;
+mod snapshots;
 
 use std::path::PathBuf;
 

@@ -75,6 +75,8 @@ pub struct ServerArgs {
     #[arg(long, default_value = "15s", value_parser = parse_resolution)]
     metric_resolution: std::time::Duration,
     #[command(flatten)]
+    snapshots: crate::snapshots::SnapshotArgs,
+    #[command(flatten)]
     node_lifecycle: crate::node_lifecycle::NodeLifecycleArgs,
     #[command(flatten)]
     node: crate::agent::NodeArgs,
@@ -139,6 +141,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             DatastoreConfig::Sqlite { .. } => server.store(),
         };
         let _compactor = Compactor::new(compaction_store, CompactionPolicy::default()).spawn();
+        // Scheduled snapshots of the SQLite store (an external etcd is snapshotted by its
+        // own tools).
+        if let DatastoreConfig::Sqlite { path } = &datastore {
+            args.snapshots.spawn(path.clone(), &args.store.data_dir);
+        }
         // The controllers talk to this server through the API, as they would from elsewhere.
         if !args.disable_controller_manager {
             let config = crate::client::config(&server.kubeconfig).await?;

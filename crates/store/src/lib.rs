@@ -33,7 +33,11 @@ pub use compactor::{CompactionPolicy, Compactor};
 pub use config::{DatastoreConfig, open};
 pub use error::{Error, Result};
 pub use etcd::{EtcdConfig, EtcdStore};
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{SnapshotInfo, SqliteOptions, SqliteStore};
+/// Online snapshots of the SQLite store and their restore.
+pub mod sqlite_backup {
+    pub use crate::sqlite::{restore, snapshot, snapshot_info};
+}
 
 /// A store revision. Revisions start at 1; 0 means "none" or "latest" depending on context.
 pub type Revision = i64;

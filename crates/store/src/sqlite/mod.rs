@@ -9,6 +9,8 @@
 //! - After each commit the writer hands the batch's events to watchers in-process (a
 //!   broadcast channel); nothing polls the database for changes.
 
+mod backup;
+pub use backup::{SnapshotInfo, restore, snapshot, snapshot_info};
 mod schema;
 mod watch;
 mod writer;
@@ -195,7 +197,7 @@ impl Drop for Inner {
     }
 }
 
-fn lock_file(path: &Path) -> Result<File> {
+pub(super) fn lock_file(path: &Path) -> Result<File> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);

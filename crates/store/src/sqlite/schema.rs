@@ -100,7 +100,7 @@ fn configure(path: &Path, conn: &Connection) -> Result<()> {
 }
 
 /// Refuses anything that is not an intact rkube database of a schema we understand.
-fn validate(path: &Path, conn: &Connection) -> Result<()> {
+pub(super) fn validate(path: &Path, conn: &Connection) -> Result<()> {
     // The first read of the header fails for a file that is not SQLite at all.
     let app_id: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
