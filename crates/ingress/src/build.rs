@@ -1,6 +1,6 @@
-//! Served Ingresses + Services + EndpointSlices + TLS Secrets → a routing table and a
-//! certificate table, and the problems found on the way (reported as events). Pure apart
-//! from the certificate cache.
+//! Served Ingresses + Services + EndpointSlices + TLS Secrets (+ the Gateway API objects,
+//! see `gateway::build`) → a routing table and a certificate table, and the problems found
+//! on the way (reported as events). Pure apart from the certificate cache.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +13,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::backend::{Backend, Endpoint, HealthRegistry, Protocol};
 use crate::certs::CertCache;
+use crate::gateway::{self, table::GatewayTable};
 use crate::host::HostPattern;
 use crate::path::PathKind;
 use crate::table::RouteTable;
@@ -44,6 +45,10 @@ pub struct Built {
     pub routes: RouteTable,
     pub certs: CertTable,
     pub problems: Vec<Problem>,
+    /// The Gateway API routes (empty without Gateway inputs).
+    pub gateway: GatewayTable,
+    /// The Gateway API statuses to publish (`None` without Gateway inputs).
+    pub gateway_status: Option<gateway::status::Desired>,
 }
 
 /// `namespace/name`.
@@ -57,25 +62,49 @@ fn ns_of(ing: &Ingress) -> &str {
 
 /// A Service port as a backend names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum PortRef {
+pub(crate) enum PortRef {
     Number(i32),
     Name(String),
 }
 
-struct Builder<'a> {
+/// Why a backend cannot be served: an event reason (Ingress) and a message.
+pub(crate) type Unresolved = (&'static str, String);
+
+/// A resolved backend and why it cannot be served, if it cannot.
+pub(crate) type Resolved = (Arc<Backend>, Option<Unresolved>);
+
+/// Services, EndpointSlices and Secrets by `namespace/name`, and the backends resolved so far
+/// in this build: the endpoint resolution the Ingress and Gateway API builds share.
+pub(crate) struct Resolver<'a> {
     services: HashMap<String, &'a Service>,
     /// `namespace/service` → its slices.
     slices: HashMap<String, Vec<&'a EndpointSlice>>,
     secrets: HashMap<String, &'a Secret>,
     health: &'a HealthRegistry,
-    /// Backends already resolved in this build: one `Arc` (one round-robin) per port.
-    backends: HashMap<(String, String, PortRef), Arc<Backend>>,
+    /// Backends already resolved in this build: one `Arc` (one round-robin) per port, with
+    /// the reason it cannot be served, if any.
+    backends: HashMap<(String, String, PortRef), Resolved>,
+}
+
+struct Builder<'a> {
+    r: Resolver<'a>,
     problems: Vec<Problem>,
 }
 
 /// Builds the tables from `inputs`; the oldest Ingress wins conflicting paths, hosts'
 /// certificates and the default backend (as ingress-nginx decides).
 pub fn build(inputs: Inputs<'_>, health: &HealthRegistry, certs: &mut CertCache) -> Built {
+    build_with_gateway(inputs, None, health, certs)
+}
+
+/// [`build`] with the Gateway API objects too (`None` while their CRDs are not served).
+/// Gateway listeners' certificates go in first, so they win a host an Ingress names too.
+pub fn build_with_gateway(
+    inputs: Inputs<'_>,
+    gateway: Option<gateway::build::Inputs<'_>>,
+    health: &HealthRegistry,
+    certs: &mut CertCache,
+) -> Built {
     let mut ingresses = inputs.ingresses;
     ingresses.sort_by(|a, b| {
         let created = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -85,35 +114,19 @@ pub fn build(inputs: Inputs<'_>, health: &HealthRegistry, certs: &mut CertCache)
             .then_with(|| a.metadata.name.cmp(&b.metadata.name))
     });
     let mut b = Builder {
-        services: inputs
-            .services
-            .iter()
-            .map(|s| (key_of(&s.metadata), s.as_ref()))
-            .collect(),
-        slices: HashMap::new(),
-        secrets: inputs
-            .secrets
-            .iter()
-            .map(|s| (key_of(&s.metadata), s.as_ref()))
-            .collect(),
-        health,
-        backends: HashMap::new(),
+        r: Resolver::new(inputs.services, inputs.slices, inputs.secrets, health),
         problems: Vec::new(),
     };
-    for s in inputs.slices {
-        let svc = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL));
-        if let Some(svc) = svc {
-            let ns = s.metadata.namespace.as_deref().unwrap_or("default");
-            b.slices.entry(key(ns, svc)).or_default().push(s.as_ref());
-        }
-    }
     let mut routes = RouteTable::default();
     let mut cert_table = CertTable::new(inputs.default_cert);
     certs.start_build();
+    let (gateway, gateway_status) = match gateway {
+        Some(g) => {
+            let built = gateway::build::build(g, &mut b.r, &mut cert_table, certs);
+            (built.table, Some(built.status))
+        }
+        None => (GatewayTable::default(), None),
+    };
     for ing in &ingresses {
         b.add_rules(ing, &mut routes);
         b.add_tls(ing, &mut cert_table, certs);
@@ -123,6 +136,65 @@ pub fn build(inputs: Inputs<'_>, health: &HealthRegistry, certs: &mut CertCache)
         routes,
         certs: cert_table,
         problems: b.problems,
+        gateway,
+        gateway_status,
+    }
+}
+
+impl<'a> Resolver<'a> {
+    pub(crate) fn new(
+        services: &'a [Arc<Service>],
+        slices: &'a [Arc<EndpointSlice>],
+        secrets: &'a [Arc<Secret>],
+        health: &'a HealthRegistry,
+    ) -> Self {
+        let mut r = Resolver {
+            services: services
+                .iter()
+                .map(|s| (key_of(&s.metadata), s.as_ref()))
+                .collect(),
+            slices: HashMap::new(),
+            secrets: secrets
+                .iter()
+                .map(|s| (key_of(&s.metadata), s.as_ref()))
+                .collect(),
+            health,
+            backends: HashMap::new(),
+        };
+        for s in slices {
+            let svc = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(svc) = svc {
+                let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+                r.slices.entry(key(ns, svc)).or_default().push(s.as_ref());
+            }
+        }
+        r
+    }
+
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'a Service> {
+        self.services.get(&key(ns, name)).copied()
+    }
+
+    /// A `kubernetes.io/tls` Secret.
+    pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<&'a Secret> {
+        self.secrets.get(&key(ns, name)).copied()
+    }
+
+    /// The backend of a Service port, resolved once per build; with why it cannot be served
+    /// (it then has no endpoints: 503 for an Ingress).
+    pub(crate) fn backend(&mut self, ns: &str, name: &str, port: &PortRef) -> Resolved {
+        let k = (ns.to_string(), name.to_string(), port.clone());
+        if let Some(existing) = self.backends.get(&k) {
+            return existing.clone();
+        }
+        let (backend, problem) = self.resolve(ns, name, port);
+        let entry = (Arc::new(backend), problem);
+        self.backends.insert(k, entry.clone());
+        entry
     }
 }
 
@@ -213,38 +285,32 @@ impl Builder<'_> {
             Some(p) => PortRef::Number(p.number.unwrap_or(0)),
             None => PortRef::Number(0),
         };
-        let ns = ns_of(ing).to_string();
-        let k = (ns.clone(), svc.name.clone(), port.clone());
-        if let Some(existing) = self.backends.get(&k) {
-            return Some(existing.clone());
+        let (backend, problem) = self.r.backend(ns_of(ing), &svc.name, &port);
+        if let Some((reason, message)) = problem {
+            self.problem(ing, reason, message);
         }
-        let backend = Arc::new(self.resolve(ing, &ns, &svc.name, &port));
-        self.backends.insert(k, backend.clone());
         Some(backend)
     }
+}
 
-    fn resolve(&mut self, ing: &Arc<Ingress>, ns: &str, name: &str, port: &PortRef) -> Backend {
+impl Resolver<'_> {
+    fn resolve(&self, ns: &str, name: &str, port: &PortRef) -> (Backend, Option<Unresolved>) {
         let label = match port {
             PortRef::Number(n) => format!("{ns}/{name}:{n}"),
             PortRef::Name(n) => format!("{ns}/{name}:{n}"),
         };
         let empty = |label: String| Backend::new(label, Protocol::Http1, Vec::new());
         let Some(service) = self.services.get(&key(ns, name)).copied() else {
-            self.problem(
-                ing,
-                "MissingService",
-                format!("Service {ns}/{name} not found"),
-            );
-            return empty(label);
+            let why = ("MissingService", format!("Service {ns}/{name} not found"));
+            return (empty(label), Some(why));
         };
         let spec = service.spec.as_ref();
         if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            self.problem(
-                ing,
+            let why = (
                 "ExternalNameUnsupported",
                 format!("Service {ns}/{name} is an ExternalName Service; not supported"),
             );
-            return empty(label);
+            return (empty(label), Some(why));
         }
         let sp = spec.and_then(|s| s.ports.as_ref()).and_then(|ports| {
             ports.iter().find(|p| match port {
@@ -253,19 +319,18 @@ impl Builder<'_> {
             })
         });
         let Some(sp) = sp else {
-            self.problem(
-                ing,
+            let why = (
                 "MissingServicePort",
                 format!("Service {ns}/{name} has no port {}", label_port(port)),
             );
-            return empty(label);
+            return (empty(label), Some(why));
         };
         let endpoints = self
             .ready_endpoints(ns, name, sp)
             .into_iter()
             .map(|addr| Endpoint::new(addr, self.health.get(addr)))
             .collect();
-        Backend::new(label, protocol_of(sp), endpoints)
+        (Backend::new(label, protocol_of(sp), endpoints), None)
     }
 
     /// Ready endpoints (`conditions.ready` true or unset) of the Service's slices, with the
@@ -301,7 +366,9 @@ impl Builder<'_> {
         }
         out.into_iter().collect()
     }
+}
 
+impl Builder<'_> {
     fn add_tls(&mut self, ing: &Arc<Ingress>, table: &mut CertTable, cache: &mut CertCache) {
         let Some(spec) = ing.spec.as_ref() else {
             return;
@@ -312,7 +379,7 @@ impl Builder<'_> {
                 continue;
             };
             let ns = ns_of(ing).to_string();
-            let Some(secret) = self.secrets.get(&key(&ns, secret_name)).copied() else {
+            let Some(secret) = self.r.secret(&ns, secret_name) else {
                 self.problem(
                     ing,
                     "MissingSecret",

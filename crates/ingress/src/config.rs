@@ -22,6 +22,8 @@ pub struct IngressConfig {
     pub class_name: String,
     /// `spec.controller` of the classes served (`rkube.io/ingress`).
     pub controller: String,
+    /// `spec.controllerName` of the GatewayClasses served (`rkube.io/gateway-controller`).
+    pub gateway_controller: String,
     /// Create the IngressClass `class_name` when missing (default when no other is).
     pub manage_class: bool,
     /// Dialing one endpoint (nginx ingress' `proxy-connect-timeout`: 5 s).
@@ -50,6 +52,7 @@ impl IngressConfig {
             addresses,
             class_name: DEFAULT_CLASS.to_string(),
             controller: CONTROLLER.to_string(),
+            gateway_controller: crate::gateway::CONTROLLER_NAME.to_string(),
             manage_class: true,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),

@@ -1,6 +1,7 @@
 //! The controller: informers on IngressClasses, Ingresses, Services, EndpointSlices and TLS
-//! Secrets; on every change a new snapshot is built and swapped in, new problems become
-//! Warning events, and the statuses follow the served set. Also starts the listeners.
+//! Secrets (and the Gateway API kinds once they are served); on every change a new snapshot
+//! is built and swapped in, new problems become Warning events, and the statuses follow the
+//! served set. Also starts the listeners.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::build::{self, Inputs, Problem};
 use crate::certs::CertCache;
 use crate::class::{self, Classes};
 use crate::config::IngressConfig;
+use crate::gateway::{self, table::GatewayTable};
 use crate::proxy::Proxy;
 use crate::table::{Current, RouteTable, Snapshot};
 use crate::{server, status, tls};
@@ -64,6 +66,7 @@ pub async fn start(client: Client, cfg: IngressConfig) -> anyhow::Result<Running
     let current = Arc::new(Current::new(Snapshot {
         routes: RouteTable::default(),
         certs: tls::CertTable::new(Some(default_cert.clone())),
+        gateway: GatewayTable::default(),
     }));
     let health = Arc::new(HealthRegistry::new(cfg.eject_after, cfg.eject_for));
     let proxy = Arc::new(Proxy::new(current.clone(), health.clone(), cfg.clone()));
@@ -80,7 +83,12 @@ pub async fn start(client: Client, cfg: IngressConfig) -> anyhow::Result<Running
             Ok(())
         });
     }
-    tasks.spawn(sync_loop(client, cfg, current, health, default_cert));
+    // Gateway listeners must name the ports actually bound (port 0 picks one).
+    let ports = Ports {
+        http: http_addr.map(|a| a.port()),
+        https: https_addr.map(|a| a.port()),
+    };
+    tasks.spawn(sync_loop(client, cfg, ports, current, health, default_cert));
     Ok(Running {
         http_addr,
         https_addr,
@@ -89,6 +97,19 @@ pub async fn start(client: Client, cfg: IngressConfig) -> anyhow::Result<Running
 }
 
 type Bound = Option<(TcpListener, SocketAddr, Option<TlsAcceptor>)>;
+
+/// The proxy's bound ports.
+#[derive(Clone, Copy, Debug)]
+struct Ports {
+    http: Option<u16>,
+    https: Option<u16>,
+}
+
+/// The Gateway API status writer, started once the Gateway informers are.
+struct GatewayStatusWriter {
+    desired: watch::Sender<Arc<gateway::status::Desired>>,
+    _task: AbortOnDrop,
+}
 
 async fn bind(addr: Option<SocketAddr>, tls: Option<TlsAcceptor>) -> anyhow::Result<Bound> {
     let Some(addr) = addr else {
@@ -113,6 +134,7 @@ where
 async fn sync_loop(
     client: Client,
     cfg: IngressConfig,
+    ports: Ports,
     current: Arc<Current>,
     health: Arc<HealthRegistry>,
     default_cert: Arc<CertifiedKey>,
@@ -123,6 +145,20 @@ async fn sync_loop(
         tracing::warn!(error = %format!("{e:#}"), class = %cfg.class_name, "could not create the IngressClass");
     }
     check_access(&client).await;
+    let changed = Arc::new(Notify::new());
+    // The Gateway API may not be installed: its informers start in the background once it
+    // is served, and Ingresses are served meanwhile.
+    let (gw_tx, gw_rx) = watch::channel::<Option<Arc<gateway::watch::Informers>>>(None);
+    let gw_start = {
+        let (client, changed) = (client.clone(), changed.clone());
+        tokio::spawn(async move {
+            let informers = gateway::watch::start_when_served(client, changed.clone()).await;
+            gw_tx.send_replace(Some(Arc::new(informers)));
+            changed.notify_one();
+        })
+    };
+    let _gw_start = AbortOnDrop(gw_start);
+    let mut gw_status: Option<GatewayStatusWriter> = None;
     let classes = Informer::<IngressClass>::start(Api::all(client.clone()));
     let ingresses = Informer::<Ingress>::start(Api::all(client.clone()));
     let services = Informer::<Service>::start(Api::all(client.clone()));
@@ -138,7 +174,6 @@ async fn sync_loop(
         slices.stopper(),
         secrets.stopper(),
     ]);
-    let changed = Arc::new(Notify::new());
     notify_on_change(&classes, &changed);
     notify_on_change(&ingresses, &changed);
     notify_on_change(&services, &changed);
@@ -159,7 +194,7 @@ async fn sync_loop(
         served_rx,
     ));
     let _status = AbortOnDrop(status_task);
-    let recorder = Recorder::new(client, "rkube-ingress").with_host(cfg.node_name.clone());
+    let recorder = Recorder::new(client.clone(), "rkube-ingress").with_host(cfg.node_name.clone());
     let mut reported: HashSet<(String, &'static str, String)> = HashSet::new();
     let mut certs = CertCache::default();
     let mut last: Option<Instant> = None;
@@ -177,7 +212,30 @@ async fn sync_loop(
             .collect();
         let served_keys: BTreeSet<String> = served.iter().map(|i| key_of(i.as_ref())).collect();
         let (svc_list, slice_list, secret_list) = (services.list(), slices.list(), secrets.list());
-        let built = build::build(
+        let gw = gw_rx.borrow().clone();
+        let gw_lists = gw.as_ref().map(|g| {
+            (
+                g.sources.classes.list(),
+                g.sources.gateways.list(),
+                g.sources.routes.list(),
+                g.grants.list(),
+                g.namespaces.list(),
+            )
+        });
+        let gw_inputs = gw_lists
+            .as_ref()
+            .map(|(c, g, r, grants, ns)| gateway::build::Inputs {
+                classes: c,
+                gateways: g,
+                routes: r,
+                grants,
+                namespaces: ns,
+                controller: &cfg.gateway_controller,
+                http_port: ports.http,
+                https_port: ports.https,
+                has_addresses: !cfg.addresses.is_empty(),
+            });
+        let built = build::build_with_gateway(
             Inputs {
                 ingresses: served,
                 services: &svc_list,
@@ -185,19 +243,40 @@ async fn sync_loop(
                 secrets: &secret_list,
                 default_cert: Some(default_cert.clone()),
             },
+            gw_inputs,
             &health,
             &mut certs,
         );
         let (paths, hosts_with_certs) = (built.routes.len(), built.certs.len());
+        let gateway_matches = built.gateway.len();
         current.store(Snapshot {
             routes: built.routes,
             certs: built.certs,
+            gateway: built.gateway,
         });
+        if let (Some(g), Some(desired)) = (&gw, built.gateway_status) {
+            let writer = gw_status.get_or_insert_with(|| {
+                let (tx, rx) = watch::channel(Arc::new(gateway::status::Desired::default()));
+                let task = tokio::spawn(gateway::status::run(
+                    client.clone(),
+                    g.sources.clone(),
+                    cfg.gateway_controller.clone(),
+                    cfg.addresses.clone(),
+                    rx,
+                ));
+                GatewayStatusWriter {
+                    desired: tx,
+                    _task: AbortOnDrop(task),
+                }
+            });
+            writer.desired.send_replace(Arc::new(desired));
+        }
         health.prune();
         reported = report(&recorder, built.problems, reported);
         served_tx.send_replace(Arc::new(served_keys));
         tracing::debug!(
             paths,
+            gateway_matches,
             hosts_with_certs,
             build_ms = start.elapsed().as_secs_f64() * 1000.0,
             "ingress routes swapped"

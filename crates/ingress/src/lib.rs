@@ -1,6 +1,6 @@
 //! rkube's ingress controller: a reverse proxy on every node serving the
-//! `networking.k8s.io/v1` Ingresses of its class (`rkube`), straight to the ready endpoints
-//! of their Services.
+//! `networking.k8s.io/v1` Ingresses of its class (`rkube`) and the Gateway API HTTPRoutes of
+//! its GatewayClasses, straight to the ready endpoints of their Services.
 //!
 //! ```ignore
 //! let cfg = ingress::IngressConfig::new("node-1", vec![node_ip]); // :80 and :443
@@ -10,6 +10,7 @@
 //! - [`table`]: the routing table (hosts → paths → backends), swapped whole on changes.
 //! - [`build`]: Ingresses, Services, EndpointSlices and Secrets → tables and problems.
 //! - [`proxy`], [`upgrade`], [`server`]: the request path.
+//! - [`gateway`]: GatewayClasses, Gateways, HTTPRoutes: their table and statuses.
 //! - [`controller`]: informers, rebuilds, events, status.
 
 pub mod backend;
@@ -19,6 +20,7 @@ pub mod class;
 pub mod config;
 pub mod controller;
 pub mod forward;
+pub mod gateway;
 pub mod host;
 pub mod path;
 pub mod proxy;

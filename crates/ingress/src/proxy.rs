@@ -1,6 +1,7 @@
-//! One request: route it by host and path, send it to a ready endpoint of the backend over
-//! a pooled keep-alive connection, retry another endpoint when connecting fails, and answer
-//! 404 (no rule), 503 (no endpoints), 502 (no endpoint reachable) or 504 (timeout).
+//! One request: route it (Gateway routes, then Ingress rules), apply the Gateway rule's
+//! filters, send it to a ready endpoint of the backend over a pooled keep-alive connection,
+//! retry another endpoint when connecting fails, and answer 404 (no rule), 500 (an invalid
+//! Gateway backendRef), 503 (no endpoints), 502 (no endpoint reachable) or 504 (timeout).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::backend::{Backend, HealthRegistry, Protocol};
 use crate::config::IngressConfig;
 use crate::forward::{self, ClientInfo};
+use crate::gateway::{self, filters::RequestParts, table::Pick, table::RuleAction};
 use crate::host;
 use crate::retry_body::{Parked, RetryBody};
 use crate::table::Current;
@@ -66,6 +68,74 @@ fn pool(cfg: &IngressConfig, http2: bool) -> Pool {
     b.build(connector(cfg))
 }
 
+/// A Gateway rule applied to the request: a redirect answered, headers and URL rewritten, a
+/// backend picked by weight; `Err` is the response when the request goes no further (the
+/// redirect, or 500 when the pick lands on an invalid backendRef).
+fn gateway_step(
+    action: &RuleAction,
+    prefix: Option<&str>,
+    req: &mut Request<Incoming>,
+    host: &str,
+    client: &ClientInfo,
+) -> Result<Arc<Backend>, Box<Response<ProxyBody>>> {
+    if let Some(r) = &action.redirect {
+        let parts = RequestParts {
+            tls: client.tls,
+            host,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            listener_port: client.local_port,
+        };
+        let mut resp = plain(r.status, "");
+        match HeaderValue::from_str(&r.location(&parts, prefix)) {
+            Ok(v) => {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Err(_) => {
+                return Err(Box::new(plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error: invalid redirect\n",
+                )));
+            }
+        }
+        return Err(Box::new(resp));
+    }
+    if let Some(m) = &action.request_headers {
+        m.apply(req.headers_mut());
+    }
+    if let Some(rw) = &action.rewrite {
+        if let Some(h) = &rw.hostname {
+            req.headers_mut().insert(header::HOST, h.clone());
+        }
+        if let Some(p) = &rw.path {
+            let path = p.apply(req.uri().path(), prefix);
+            let pq = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = PathAndQuery::try_from(pq).ok();
+            match Uri::from_parts(parts) {
+                Ok(u) => *req.uri_mut() = u,
+                Err(e) => {
+                    tracing::debug!(route = %action.route, error = %e, "rewritten path is not a valid URI");
+                    return Err(Box::new(plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 Internal Server Error: invalid rewrite\n",
+                    )));
+                }
+            }
+        }
+    }
+    match action.pick() {
+        Pick::Backend(b) => Ok(b.clone()),
+        Pick::Invalid => Err(Box::new(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error: no valid backend\n",
+        ))),
+    }
+}
+
 /// The request's host: HTTP/2's `:authority` (in the URI) or HTTP/1.1's `Host`.
 fn request_host<B>(req: &Request<B>) -> Option<String> {
     let authority = match req.uri().authority() {
@@ -86,25 +156,59 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Response<ProxyBody> {
         let host = request_host(&req).unwrap_or_default();
-        let backend = {
-            let snapshot = self.current.load();
-            snapshot.routes.lookup(&host, req.uri().path()).cloned()
+        let snapshot = self.current.load();
+        let found = snapshot.gateway.lookup(
+            client.tls,
+            &gateway::table::Request {
+                host: &host,
+                method: req.method(),
+                path: req.uri().path(),
+                query: req.uri().query(),
+                headers: req.headers(),
+            },
+        );
+        // Gateway routes first; a request none of them matches goes to the Ingress rules.
+        let (backend, action) = match found {
+            Some(f) => {
+                let action = f.action.clone();
+                let prefix = f.prefix.map(str::to_string);
+                match gateway_step(&action, prefix.as_deref(), &mut req, &host, &client) {
+                    Ok(b) => (b, Some(action)),
+                    Err(resp) => {
+                        let mut resp = *resp;
+                        if let Some(m) = &action.response_headers {
+                            m.apply(resp.headers_mut());
+                        }
+                        return resp;
+                    }
+                }
+            }
+            None => match snapshot.routes.lookup(&host, req.uri().path()) {
+                Some(b) => (b.clone(), None),
+                None => return plain(StatusCode::NOT_FOUND, "default backend - 404\n"),
+            },
         };
-        let Some(backend) = backend else {
-            return plain(StatusCode::NOT_FOUND, "default backend - 404\n");
-        };
-        if backend.endpoints.is_empty() {
-            return plain(
+        drop(snapshot);
+        let mut resp = if backend.endpoints.is_empty() {
+            plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable: no endpoints\n",
-            );
+            )
+        } else if req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers()) {
+            upgrade::proxy(self, &backend, req, client).await
+        } else {
+            self.forward(&backend, req, client).await
+        };
+        if let Some(m) = action.as_ref().and_then(|a| a.response_headers.as_ref()) {
+            m.apply(resp.headers_mut());
         }
-        if req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers()) {
-            return upgrade::proxy(self, &backend, req, client).await;
-        }
-        self.forward(&backend, req, client).await
+        resp
     }
 
     async fn forward(

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::backend::Backend;
+use crate::gateway::table::GatewayTable;
 use crate::host::{self, HostPattern};
 use crate::path::{PathKind, PathRules};
 use crate::tls::CertTable;
@@ -81,6 +82,8 @@ impl RouteTable {
 pub struct Snapshot {
     pub routes: RouteTable,
     pub certs: CertTable,
+    /// Gateway API routes, tried before `routes`.
+    pub gateway: GatewayTable,
 }
 
 /// The snapshot in force. Readers clone the `Arc` (a read lock held for that instant only);
@@ -146,6 +149,7 @@ mod tests {
             Snapshot {
                 routes,
                 certs: CertTable::new(None),
+                gateway: GatewayTable::default(),
             }
         };
         let current = Current::new(snapshot("old"));

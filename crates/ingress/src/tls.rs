@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::gateway::{self, hostname::Hostname};
 use crate::host::{self, HostPattern};
 use crate::table::Current;
 
@@ -80,6 +81,10 @@ pub fn default_certificate() -> Result<CertifiedKey, CertError> {
 pub struct CertTable {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Gateway listeners' `*.` hostnames, which match any depth: longest suffix first.
+    suffix: Vec<(String, Arc<CertifiedKey>)>,
+    /// A Gateway HTTPS listener without hostname: every name without a certificate.
+    fallback: Option<Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
 }
 
@@ -89,7 +94,30 @@ impl CertTable {
         CertTable {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
+            suffix: Vec::new(),
+            fallback: None,
             default,
+        }
+    }
+
+    /// Serves a Gateway listener's certificate for its hostname (`None`: names that have
+    /// no other certificate). The first for a hostname stays (the oldest Gateway's); added
+    /// before the Ingresses' so a listener's certificate wins a host both name.
+    pub fn insert_gateway(&mut self, host: Option<&Hostname>, cert: Arc<CertifiedKey>) {
+        match host {
+            None => {
+                self.fallback.get_or_insert(cert);
+            }
+            Some(Hostname::Exact(h)) => {
+                self.insert(&HostPattern::Exact(h.clone()), cert);
+            }
+            Some(Hostname::Wildcard(s)) => {
+                self.insert(&HostPattern::Wildcard(s.clone()), cert.clone());
+                if !self.suffix.iter().any(|(x, _)| x == s) {
+                    self.suffix.push((s.clone(), cert));
+                    self.suffix.sort_by_key(|(x, _)| std::cmp::Reverse(x.len()));
+                }
+            }
         }
     }
 
@@ -111,17 +139,22 @@ impl CertTable {
     /// The certificate for an SNI name (`None`: the client sent none).
     pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let Some(name) = sni.map(host::normalize) else {
-            return self.default.clone();
+            return self.fallback.as_ref().or(self.default.as_ref()).cloned();
         };
         self.exact
             .get(&name)
             .or_else(|| self.wildcard.get(host::wildcard_suffix(&name)?))
+            .or_else(|| {
+                let below = |s: &str| gateway::hostname::is_below(&name, s);
+                self.suffix.iter().find(|(s, _)| below(s)).map(|(_, c)| c)
+            })
+            .or(self.fallback.as_ref())
             .or(self.default.as_ref())
             .cloned()
     }
 
     pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
+        self.exact.len() + self.wildcard.len() + self.suffix.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -197,5 +230,15 @@ mod tests {
         assert!(is(Some("b.example.com"), &wild));
         assert!(is(Some("c.b.example.com"), &default));
         assert!(is(None, &default));
+        // A Gateway listener's wildcard matches any depth; one without hostname, the rest.
+        let (gw, any) = (load("*.gw.example.com"), load("any"));
+        t.insert_gateway(Some(&Hostname::parse("*.gw.example.com")), gw.clone());
+        t.insert_gateway(None, any.clone());
+        let is = |sni: Option<&str>, want: &Arc<CertifiedKey>| {
+            t.resolve(sni).is_some_and(|c| Arc::ptr_eq(&c, want))
+        };
+        assert!(is(Some("a.b.gw.example.com"), &gw));
+        assert!(is(Some("elsewhere.org"), &any));
+        assert!(is(None, &any));
     }
 }

@@ -5,7 +5,8 @@
 //! packaged default class, HTTPS by SNI from a `kubernetes.io/tls` Secret made with the test's
 //! own CA, `kubectl get ingress` (CLASS, ADDRESS, PORTS); the controller's own identity
 //! (`system:rkube-ingress`: what it may and may not read; a node asking for it by a CSR is
-//! approved and signed, other subjects are not); `--disable ingress` removing the class and
+//! approved and signed, other subjects are not); an HTTPRoute splitting 3:1 through a Gateway
+//! once upstream's Gateway API CRDs are installed; `--disable ingress` removing the class and
 //! the listener. Needs root, containerd, runc, nft, the CNI plugins and curl.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
@@ -335,6 +336,8 @@ fn ingress_routes_hosts_paths_and_tls_on_the_node() {
         assert!(!conditions.contains("Approved"), "{csr}: {conditions}");
     }
 
+    gateway_api_split(&node);
+
     // `--disable ingress`: the class is deleted and nothing listens on port 80 any more.
     node.stop_server();
     node.start_server_with(&["--disable", "ingress"]);
@@ -346,6 +349,86 @@ fn ingress_routes_hosts_paths_and_tls_on_the_node() {
         let (code, _) = curl(&node, SHOP, &format!("http://{SHOP}/api/"), &[]);
         (code == 7).then_some(())
     });
+}
+
+/// The Gateway API on the same node: upstream's standard CRDs installed after the agent
+/// started (its controller picks them up), a GatewayClass of `rkube.io/gateway-controller`, a
+/// Gateway listening on the node's port 80 and an HTTPRoute splitting 3:1 between two of the
+/// Services; the statuses the controller (as `system:rkube-ingress`) writes.
+fn gateway_api_split(node: &Node) {
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../apiserver/tests/testdata/gateway-api-v1.6.1/config/crd/standard");
+    for kind in [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+    ] {
+        let f = crds.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        node.ok(&["apply", "--server-side", "-f", f.to_str().unwrap()]);
+    }
+    node.eventually(60, "the Gateway API served", || {
+        let out = node.kubectl(&["get", "gatewayclasses,gateways,httproutes", "-A"]);
+        out.status.success().then_some(())
+    });
+    node.apply(
+        r#"{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+  "metadata": {"name": "rkube"}, "spec": {"controllerName": "rkube.io/gateway-controller"}}"#,
+    );
+    node.apply(
+        r#"{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+  "metadata": {"name": "gw", "namespace": "default"},
+  "spec": {"gatewayClassName": "rkube", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}"#,
+    );
+    node.apply(
+        r#"{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+  "metadata": {"name": "split", "namespace": "default"},
+  "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["split.example.test"],
+    "rules": [{"backendRefs": [{"name": "api", "port": 80, "weight": 3},
+                               {"name": "web", "port": 80, "weight": 1}]}]}}"#,
+    );
+    let host = "split.example.test";
+    let url = format!("http://{host}/");
+    node.eventually(90, "the HTTPRoute served", || {
+        let (code, body) = curl(node, host, &url, &[]);
+        (code == 0 && body.ends_with("backend\n")).then_some(())
+    });
+    let (mut api, mut web) = (0, 0);
+    for _ in 0..80 {
+        let (code, body) = curl(node, host, &url, &[]);
+        assert_eq!(code, 0, "{body}");
+        match body.as_str() {
+            "api backend\n" => api += 1,
+            "web backend\n" => web += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!((50..=70).contains(&api), "api {api}, web {web}: not 3:1");
+    // The route names its host: the Ingresses' hosts stay theirs.
+    expect_body(
+        node,
+        SHOP,
+        &format!("http://{SHOP}/api/"),
+        &[],
+        "api backend\n",
+    );
+    let status = node.eventually(60, "the route accepted", || {
+        let out = node.ok(&[
+            "get",
+            "httproute",
+            "split",
+            "-o",
+            "jsonpath={.status.parents[0].conditions[*].reason}",
+        ]);
+        (out == "Accepted ResolvedRefs").then_some(out)
+    });
+    assert_eq!(status, "Accepted ResolvedRefs");
+    let row = node.eventually(60, "the Gateway programmed", || {
+        let out = node.ok(&["get", "gateway", "gw", "--no-headers"]);
+        out.contains(NODE_IP).then_some(out)
+    });
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["gw", "rkube", NODE_IP, "True"], "{row}");
 }
 
 /// Adds a second node at [`NODE2_IP`] that joins with a token, as a new machine would (the

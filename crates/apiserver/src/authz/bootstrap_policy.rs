@@ -457,6 +457,28 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["endpointslices"],
                 ),
                 rule(&["create", "patch"], &[""], &["events"]),
+                // Gateway API (CRDs, perhaps not installed): routes served by the same proxy.
+                rule(
+                    &["list", "watch"],
+                    &["gateway.networking.k8s.io"],
+                    &[
+                        "gatewayclasses",
+                        "gateways",
+                        "httproutes",
+                        "referencegrants",
+                    ],
+                ),
+                rule(
+                    &["update"],
+                    &["gateway.networking.k8s.io"],
+                    &[
+                        "gatewayclasses/status",
+                        "gateways/status",
+                        "httproutes/status",
+                    ],
+                ),
+                // Listeners' `allowedRoutes.namespaces.selector` matches namespace labels.
+                rule(&["list", "watch"], &[""], &["namespaces"]),
             ],
         ),
         cluster_role(

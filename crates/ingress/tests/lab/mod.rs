@@ -72,7 +72,7 @@ async fn answer(
 > {
     hits.fetch_add(1, Ordering::Relaxed);
     let h = req.headers();
-    let text = format!(
+    let mut text = format!(
         "{name} {} host={} xff={} realip={} proto={} fhost={} version={:?}",
         req.uri().path(),
         header(h, "host"),
@@ -82,6 +82,21 @@ async fn answer(
         header(h, "x-forwarded-host"),
         req.version(),
     );
+    // Headers the Gateway tests set or change: every value, comma-joined.
+    let mut names: Vec<&str> = h
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("x-gw-"))
+        .collect();
+    names.sort();
+    for k in names {
+        let values: Vec<&str> = h
+            .get_all(k)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        text.push_str(&format!(" {k}={}", values.join(",")));
+    }
     let http2 = req.version() == Version::HTTP_2;
     // Drain a request body (POSTs in the retry test).
     let _ = req.into_body().collect().await;
@@ -306,6 +321,35 @@ impl Lab {
             .map_err(|e| e.to_string())?
             .to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// A request with `method` and extra `headers`: status, response headers and body.
+    pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.http))
+            .header("host", host);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = self
+            .http_client
+            .request(b.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     /// POSTs `body`.
