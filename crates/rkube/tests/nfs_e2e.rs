@@ -50,9 +50,7 @@ fn pod(name: &str, source: &str, script: &str) -> String {
 }
 
 fn get(node: &Node, args: &[&str]) -> String {
-    String::from_utf8_lossy(&node.kubectl(args).stdout)
-        .trim()
-        .to_string()
+    node.get(args)
 }
 
 fn wait_running(node: &Node, pod: &str, secs: u64) {
@@ -194,20 +192,7 @@ fn nfs_volumes_shared_between_pods_through_a_real_server() {
         &format!(r#""nfs": {{"server": "{}", "path": "/nope"}}"#, server.ip),
         "exec sleep 3600",
     ));
-    let event = node.eventually(60, "FailedMount event", || {
-        let out = get(
-            &node,
-            &[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=missing,reason=FailedMount",
-                "-o",
-                "jsonpath={.items[*].message}",
-            ],
-        );
-        (!out.is_empty()).then_some(out)
-    });
+    let event = node.event_messages(60, "missing", "FailedMount");
     assert!(
         event.contains("MountVolume.SetUp failed for volume \"data\" : mount failed")
             && event.contains("refused export \"/nope\""),

@@ -427,17 +427,7 @@ fn run(scenario: Scenario) {
         assert_eq!(c["status"], "Unknown", "{kind}: {c}");
     }
     assert!(not_ready.is_some() && tainted.is_some() && pods_unready.is_some());
-    server.eventually(30, "a NodeNotReady event", || {
-        let out = server.ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            &format!("involvedObject.name={victim},reason=NodeNotReady"),
-            "-o",
-            "name",
-        ]);
-        (!out.trim().is_empty()).then_some(())
-    });
+    server.event_messages(30, victim, "NodeNotReady");
     server.eventually(30, "the Service without the dead node's pods", || {
         let out = server.ok(&[
             "get",

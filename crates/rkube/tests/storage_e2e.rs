@@ -74,8 +74,7 @@ const UNBOUND: &str = r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
     "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "nothing"}}]}}"#;
 
 fn get(node: &Node, args: &[&str]) -> String {
-    let out = node.kubectl(args);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    node.get(args)
 }
 
 fn phase(node: &Node, pod: &str) -> String {
@@ -172,20 +171,7 @@ fn claims_statefulsets_and_ephemeral_volumes_on_local_path() {
 
     // A claim that is not bound: its pod waits in ContainerCreating, with upstream's event.
     node.apply(UNBOUND);
-    let event = node.eventually(60, "FailedMount event", || {
-        let out = get(
-            &node,
-            &[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=waits,reason=FailedMount",
-                "-o",
-                "jsonpath={.items[*].message}",
-            ],
-        );
-        (!out.is_empty()).then_some(out)
-    });
+    let event = node.event_messages(60, "waits", "FailedMount");
     assert!(
         event.contains("Unable to attach or mount volumes: unmounted volumes=[v]")
             && event.contains("error processing PVC default/nothing: PVC is not bound"),

@@ -362,6 +362,29 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// kubectl's stdout, trimmed, whether or not it succeeded.
+    pub fn get(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.kubectl(args).stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// The messages of `object`'s events of `reason`, once there are some (up to `secs`).
+    pub fn event_messages(&self, secs: u64, object: &str, reason: &str) -> String {
+        let selector = format!("involvedObject.name={object},reason={reason}");
+        self.eventually(secs, &format!("a {reason} event of {object}"), || {
+            let out = self.get(&[
+                "get",
+                "events",
+                "--field-selector",
+                &selector,
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            (!out.is_empty()).then_some(out)
+        })
+    }
+
     pub fn apply(&self, yaml: &str) {
         let f = self.dir.path().join("manifest.yaml");
         std::fs::write(&f, yaml).unwrap();
