@@ -20,6 +20,10 @@ use kube::{Api, Client, Resource};
 const REPEAT_WINDOW: Duration = Duration::from_secs(600);
 /// Sent events remembered for counting; the cache starts over beyond this (client-go's LRU).
 const MAX_REMEMBERED: usize = 4096;
+/// Events written at once by one recorder. client-go's broadcaster writes them one at a
+/// time; a burst (a controller's first pass over 1,000 nodes) would otherwise open a
+/// connection per event.
+const MAX_IN_FLIGHT: usize = 4;
 
 /// What makes two events the same one, counted up.
 type Key = (String, String, String, String, String, String);
@@ -37,6 +41,7 @@ pub struct Recorder {
     component: &'static str,
     host: Option<String>,
     sent: Arc<Mutex<HashMap<Key, Sent>>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// A reference to `obj` for `involvedObject`.
@@ -63,6 +68,7 @@ impl Recorder {
             component,
             host: None,
             sent: Arc::new(Mutex::new(HashMap::new())),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
@@ -159,7 +165,9 @@ impl Recorder {
             let patch = serde_json::json!({"count": count, "lastTimestamp": now});
             let (api, existing) = (api.clone(), existing.clone());
             let sent = self.sent.clone();
+            let in_flight = self.in_flight.clone();
             tokio::spawn(async move {
+                let _permit = in_flight.acquire().await;
                 match api
                     .patch(&existing, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -176,7 +184,11 @@ impl Recorder {
             return;
         }
         let sent = self.sent.clone();
-        tokio::spawn(create(api, event, key, sent));
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            let _permit = in_flight.acquire().await;
+            create(api, event, key, sent).await
+        });
     }
 }
 
