@@ -521,6 +521,17 @@ async fn a_node_reads_only_what_its_pods_use() {
     let (ok, _, err) = stdout_of(&c, &n1, &["create", "-f", &plain]).await;
     assert!(!ok);
     assert!(err.contains("can only create mirror pods"), "{err}");
+    // A mirror pod may reference no other object: a static pod cannot use ConfigMaps.
+    let with_config = c.write(
+        "mirror-cm.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: static-n1, annotations: {kubernetes.io/config.mirror: abc}}\nspec:\n  nodeName: n1\n  containers: [{name: c, image: busybox, envFrom: [{configMapRef: {name: cm}}]}]\n",
+    );
+    let (ok, _, err) = stdout_of(&c, &n1, &["create", "-f", &with_config]).await;
+    assert!(!ok);
+    assert!(
+        err.contains(r#"node "n1" can not create pods that reference configmaps"#),
+        "{err}"
+    );
     // Pod status through the client a kubelet uses (kubectl would GET pods/status first,
     // which the node role does not hold, upstream neither).
     let kc = kube::config::Kubeconfig::read_from(&n1).unwrap();
