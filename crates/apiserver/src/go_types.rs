@@ -47,6 +47,51 @@ pub struct Field {
 
 use Ty::*;
 
+/// What a field's value is, for the walks over an object (strategic merge, apply).
+#[derive(Clone, Copy, Debug)]
+pub enum Holds {
+    /// A struct of this type (also an embedded one).
+    Struct(&'static str),
+    /// A map; its values are this struct, or scalars.
+    MapOf(Option<&'static str>),
+    /// A scalar or a wrapper type (nothing to walk into).
+    Scalar,
+}
+
+/// How a list field's `patchStrategy`/`patchMergeKey` tags merge it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchMerge {
+    /// No merge strategy: replaced.
+    Replace,
+    /// `merge` without a key: primitives merged as a set (`finalizers`).
+    Set,
+    /// `merge` by this key.
+    Keyed(&'static str),
+}
+
+impl Field {
+    /// What the field's value (or each item of a list) is.
+    pub fn holds(&self) -> Holds {
+        match self.ty {
+            Ty::Msg(m) | Ty::Inline(m) => Holds::Struct(m),
+            Ty::Map(Ty::Msg(m)) => Holds::MapOf(Some(m)),
+            Ty::Map(_) => Holds::MapOf(None),
+            _ => Holds::Scalar,
+        }
+    }
+
+    /// How its patch strategy merges the list.
+    pub fn patch_merge(&self) -> PatchMerge {
+        if !self.patch_strategy.split(',').any(|s| s == "merge") {
+            PatchMerge::Replace
+        } else if self.merge_key.is_empty() {
+            PatchMerge::Set
+        } else {
+            PatchMerge::Keyed(self.merge_key)
+        }
+    }
+}
+
 // `schema(message)`: the fields of `"<group>/<version>.<Type>"` (`core/v1.PodSpec`,
 // `meta/v1.ObjectMeta`).
 include!(concat!(env!("OUT_DIR"), "/go_types.rs"));

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::go_types::{self, Field, Ty};
+use crate::go_types::{self, Field, Holds, PatchMerge};
 
 /// What a patched value is, as far as the type tables know.
 #[derive(Clone, Copy)]
@@ -23,12 +23,11 @@ enum Node {
 }
 
 impl Node {
-    fn of(ty: Ty) -> Node {
-        match ty {
-            Ty::Msg(m) | Ty::Inline(m) => Node::Struct(m),
-            Ty::Map(Ty::Msg(m)) => Node::MapOf(Some(m)),
-            Ty::Map(_) => Node::MapOf(None),
-            _ => Node::Unknown,
+    fn of(f: &Field) -> Node {
+        match f.holds() {
+            Holds::Struct(m) => Node::Struct(m),
+            Holds::MapOf(m) => Node::MapOf(m),
+            Holds::Scalar => Node::Unknown,
         }
     }
 
@@ -36,7 +35,7 @@ impl Node {
     fn child(self, key: &str) -> (Node, Option<&'static Field>) {
         match self {
             Node::Struct(m) => match go_types::field(m, key) {
-                Some(f) => (Node::of(f.ty), Some(f)),
+                Some(f) => (Node::of(f), Some(f)),
                 None => (Node::Unknown, None),
             },
             Node::MapOf(Some(m)) => (Node::Struct(m), None),
@@ -57,14 +56,11 @@ enum ListMerge {
 /// How list `name` merges: by its field's tags when known, else by its name.
 fn list_merge(name: &str, field: Option<&Field>, elems: &[&Value]) -> ListMerge {
     match field {
-        Some(f) if f.patch_strategy.split(',').any(|s| s == "merge") => {
-            if f.merge_key.is_empty() {
-                ListMerge::Set
-            } else {
-                ListMerge::Keyed(f.merge_key)
-            }
-        }
-        Some(_) => ListMerge::Replace,
+        Some(f) => match f.patch_merge() {
+            PatchMerge::Replace => ListMerge::Replace,
+            PatchMerge::Set => ListMerge::Set,
+            PatchMerge::Keyed(key) => ListMerge::Keyed(key),
+        },
         None if is_set_list(name) => ListMerge::Set,
         None => merge_key(name, elems).map_or(ListMerge::Replace, ListMerge::Keyed),
     }

@@ -6,7 +6,7 @@
 use apiextensions::schema::{ListKind, MergeNode, Structural};
 use serde_json::Value;
 
-use crate::go_types::{self, Field, Ty};
+use crate::go_types::{self, Field, Holds, PatchMerge};
 use crate::patch::merge_key;
 use crate::resources::ResourceInfo;
 
@@ -45,9 +45,10 @@ impl std::fmt::Debug for Shape<'_> {
 impl Shape<'static> {
     /// The shape of the objects of a served kind.
     pub fn of_kind(info: &ResourceInfo) -> Self {
-        match crate::kinds::of(info).typed().and_then(|t| t.structural()) {
+        let kind = crate::kinds::of(info);
+        match kind.typed().and_then(|t| t.structural()) {
             Some(schema) => Shape::of(Some(schema)),
-            None => go_types::of_kind(info).map_or(Shape::Builtin, Shape::Typed),
+            None => kind.go_type().map_or(Shape::Builtin, Shape::Typed),
         }
     }
 }
@@ -57,11 +58,10 @@ fn typed_field(f: &'static Field) -> Shape<'static> {
     if f.repeated {
         return Shape::TypedList(f);
     }
-    match f.ty {
-        Ty::Msg(m) | Ty::Inline(m) => Shape::Typed(m),
-        Ty::Map(Ty::Msg(m)) => Shape::TypedMap(Some(m)),
-        Ty::Map(_) => Shape::TypedMap(None),
-        _ => Shape::Builtin,
+    match f.holds() {
+        Holds::Struct(m) => Shape::Typed(m),
+        Holds::MapOf(m) => Shape::TypedMap(m),
+        Holds::Scalar => Shape::Builtin,
     }
 }
 
@@ -73,14 +73,11 @@ fn typed_list(f: &Field) -> ListKind {
         "map" => keys(f.list_map_keys),
         "set" => ListKind::Set,
         "atomic" => ListKind::Atomic,
-        _ if f.patch_strategy.split(',').any(|s| s == "merge") => {
-            if f.merge_key.is_empty() {
-                ListKind::Set
-            } else {
-                keys(&[f.merge_key])
-            }
-        }
-        _ => ListKind::Atomic,
+        _ => match f.patch_merge() {
+            PatchMerge::Keyed(key) => keys(&[key]),
+            PatchMerge::Set => ListKind::Set,
+            PatchMerge::Replace => ListKind::Atomic,
+        },
     }
 }
 
@@ -113,9 +110,9 @@ impl<'a> Shape<'a> {
     pub fn items(self) -> Shape<'a> {
         match self {
             Shape::Builtin | Shape::Typed(_) | Shape::TypedMap(_) => Shape::Builtin,
-            Shape::TypedList(f) => match f.ty {
-                Ty::Msg(m) | Ty::Inline(m) => Shape::Typed(m),
-                _ => Shape::Builtin,
+            Shape::TypedList(f) => match f.holds() {
+                Holds::Struct(m) => Shape::Typed(m),
+                Holds::MapOf(_) | Holds::Scalar => Shape::Builtin,
             },
             Shape::Schema { node, .. } => Shape::schema(node.and_then(|n| n.items())),
         }

@@ -689,11 +689,9 @@ async fn resource(
                     ));
                 }
                 // A Scale is patched as a Scale (no lists), anything else as its kind's type.
-                Some("application/strategic-merge-patch+json") => PatchKind::Strategic(
-                    (sub != Some("scale"))
-                        .then(|| crate::go_types::of_kind(info))
-                        .flatten(),
-                ),
+                Some("application/strategic-merge-patch+json") => {
+                    PatchKind::Strategic((sub != Some("scale")).then(|| kind.go_type()).flatten())
+                }
                 other => return Err(ApiError::unsupported_media_type(other.unwrap_or(""))),
             };
             let body: Value = serde_json::from_slice(&body)

@@ -66,6 +66,8 @@ pub struct KindRegistration {
     scale: ScalePaths,
     /// The warning every request to this version gets (a deprecated CRD version).
     deprecation: Option<&'static str>,
+    /// Its objects' upstream Go type, if the generated tables have it.
+    go_type: Option<&'static str>,
 }
 
 impl KindRegistration {
@@ -82,6 +84,8 @@ impl KindRegistration {
     {
         let mut kind = Self::untyped(ResourceInfo::of::<T>());
         kind.typed = Some(Typed::of::<T>());
+        // Looked up once here, not on every write that merges or patches.
+        kind.go_type = crate::go_types::of_kind(&kind.info);
         kind
     }
 
@@ -97,6 +101,7 @@ impl KindRegistration {
             converter: None,
             scale: ScalePaths::default(),
             deprecation: None,
+            go_type: None,
         }
     }
 
@@ -165,6 +170,10 @@ impl KindRegistration {
     }
     pub fn hooks(&self) -> &dyn StoreHooks {
         self.hooks.as_ref()
+    }
+    /// Its objects' upstream Go type (`apps/v1.Deployment`), when a built-in kind has one.
+    pub fn go_type(&self) -> Option<&'static str> {
+        self.go_type
     }
     pub fn converter(&self) -> Option<&dyn Convert> {
         self.converter.as_deref()
