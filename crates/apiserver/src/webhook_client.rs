@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::registry::Registry;
+use crate::admission::Lister;
 
 /// The largest response read (upstream's limit for webhook responses).
 const MAX_RESPONSE: usize = 3 * 1024 * 1024;
@@ -31,7 +31,7 @@ struct Endpoint {
     url: String,
 }
 
-async fn endpoint(registry: &Registry, hook: &Value, timeout: u64) -> Result<Endpoint, String> {
+async fn endpoint(services: &dyn Lister, hook: &Value, timeout: u64) -> Result<Endpoint, String> {
     let cc = hook.get("clientConfig");
     let with_timeout = |path: &str| {
         let sep = if path.contains('?') { '&' } else { '?' };
@@ -78,10 +78,11 @@ async fn endpoint(registry: &Registry, hook: &Value, timeout: u64) -> Result<End
     // The API server may not use cluster DNS: the Service's cluster IP is dialled, and the
     // certificate checked for the service's DNS name, as upstream's service resolver does.
     let info = crate::resources::by_kind("", "Service").map_err(|e| e.message)?;
-    let service = registry
+    let service = services
         .get(info, Some(ns), name)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| e.message)?
+        .ok_or_else(|| crate::error::ApiError::not_found(info, name).message)?;
     let ip = service
         .pointer("/spec/clusterIP")
         .and_then(Value::as_str)
@@ -127,13 +128,13 @@ fn tls_connector(hook: &Value) -> Result<TlsConnector, String> {
 /// POSTs the review to the webhook within its timeout; the response body. Errors read as
 /// upstream's (`failed to call webhook: Post "<url>": ...`).
 pub(crate) async fn send(
-    registry: &Registry,
+    services: &dyn Lister,
     hook: &Value,
     timeout: u64,
     review: &Value,
     user_agent: &'static str,
 ) -> Result<Vec<u8>, String> {
-    let ep = endpoint(registry, hook, timeout).await?;
+    let ep = endpoint(services, hook, timeout).await?;
     let tls = tls_connector(hook)?;
     let body = serde_json::to_vec(review).map_err(|e| format!("encoding the review: {e}"))?;
     let call = post(&ep, tls, body, user_agent);

@@ -10,9 +10,8 @@ use k8s_openapi::api::networking::v1::IngressClass;
 use serde_json::{Value, json};
 
 use crate::admission::support::forbidden_unnamed;
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::ApiResult;
-use crate::registry::Registry;
 
 const GROUP: &str = "networking.k8s.io";
 /// On an IngressClass: Ingresses without a class get this one.
@@ -56,7 +55,7 @@ fn default_class(classes: &[Arc<IngressClass>]) -> Option<&Arc<IngressClass>> {
 }
 
 /// Fills `spec.ingressClassName` of a new Ingress without a class.
-pub async fn admit(registry: &Registry, a: &Attributes<'_>, ingress: &mut Value) -> ApiResult<()> {
+pub async fn admit(lister: &dyn Lister, a: &Attributes<'_>, ingress: &mut Value) -> ApiResult<()> {
     if a.operation != Operation::Create
         || a.info.group != GROUP
         || a.info.kind != "Ingress"
@@ -67,7 +66,7 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, ingress: &mut Value)
     }
     let info = crate::resources::by_kind(GROUP, "IngressClass")?;
     // From the watch cache without waiting, as upstream's lister.
-    let stored = registry.cached_objects(info, None).await?;
+    let stored = lister.list(info, None).await?;
     let mut all = Vec::with_capacity(stored.len());
     for c in stored.iter() {
         match serde_json::from_value::<IngressClass>((**c).clone()) {

@@ -6,9 +6,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::admission::support::{cached_list, forbidden};
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::ApiResult;
-use crate::registry::Registry;
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 
@@ -25,8 +24,8 @@ fn applies(a: &Attributes<'_>, pods_only: bool) -> bool {
     }
 }
 
-async fn limit_ranges(registry: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
-    let mut ranges: Vec<Value> = cached_list(registry, "", "LimitRange", ns)
+async fn limit_ranges(lister: &dyn Lister, ns: &str) -> ApiResult<Vec<Value>> {
+    let mut ranges: Vec<Value> = cached_list(lister, "", "LimitRange", ns)
         .await?
         .into_iter()
         .map(std::sync::Arc::unwrap_or_clone)
@@ -38,23 +37,23 @@ async fn limit_ranges(registry: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
 }
 
 /// Sets a new pod's missing container requests and limits from the namespace's LimitRanges.
-pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
+pub async fn admit(lister: &dyn Lister, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
     if !applies(a, true) {
         return Ok(());
     }
-    for lr in limit_ranges(registry, a.namespace).await? {
+    for lr in limit_ranges(lister, a.namespace).await? {
         apply_defaults(&lr, pod);
     }
     Ok(())
 }
 
 /// Refuses a pod or claim outside the namespace's LimitRanges.
-pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+pub async fn validate(lister: &dyn Lister, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     if !applies(a, false) {
         return Ok(());
     }
     let mut errs = Vec::new();
-    for lr in limit_ranges(registry, a.namespace).await? {
+    for lr in limit_ranges(lister, a.namespace).await? {
         match a.info.kind {
             "Pod" => errs.extend(check_pod(&lr, obj)),
             _ => errs.extend(check_claim(&lr, obj)),
@@ -439,6 +438,52 @@ fn check_claim(lr: &Value, pvc: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::lister::memory::{Objects, create};
+
+    /// Run against LimitRanges in memory: the namespace's range defaults and bounds the
+    /// pod, another namespace's does not.
+    #[tokio::test]
+    async fn reads_the_namespace_ranges_through_the_lister() {
+        let lister = Objects::default()
+            .with(
+                "",
+                "LimitRange",
+                json!({"metadata": {"name": "limits", "namespace": "team"}, "spec": {"limits": [
+                    {"type": "Container", "max": {"cpu": "2"},
+                     "default": {"cpu": "1"}, "defaultRequest": {"cpu": "250m"}}]}}),
+            )
+            .with(
+                "",
+                "LimitRange",
+                json!({"metadata": {"name": "tiny", "namespace": "other"}, "spec": {"limits": [
+                    {"type": "Container", "max": {"cpu": "10m"}}]}}),
+            );
+        let info = crate::resources::by_kind("", "Pod").unwrap();
+        let a = create(info, "team", "p");
+
+        let mut pod = json!({"metadata": {"name": "p", "namespace": "team"},
+            "spec": {"containers": [{"name": "web"}]}});
+        admit(&lister, &a, &mut pod).await.unwrap();
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"],
+            json!({"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}})
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"][ANNOTATION],
+            "LimitRanger plugin set: cpu request for container web; cpu limit for container web"
+        );
+        validate(&lister, &a, &pod).await.unwrap();
+
+        let big = json!({"metadata": {"name": "p", "namespace": "team"},
+            "spec": {"containers": [{"name": "web",
+                "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "4"}}}]}});
+        let e = validate(&lister, &a, &big).await.unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "pods \"p\" is forbidden: maximum cpu usage per Container is 2, but limit is 4"
+        );
+    }
 
     fn range(limits: Value) -> Value {
         let mut lr = json!({"spec": {"limits": limits}});

@@ -5,9 +5,8 @@
 
 use serde_json::Value;
 
-use crate::admission::Attributes;
+use crate::admission::{Attributes, Lister};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
 use crate::selector::{LabelSelector, selector_string};
 
 fn strings<'v>(v: &'v Value, key: &str) -> Vec<&'v str> {
@@ -89,7 +88,7 @@ fn matches_either(sel: &LabelSelector, a: &Attributes<'_>, obj: &Value) -> bool 
 /// The namespace selector applies to namespaced objects (by their namespace's labels) and to
 /// Namespaces themselves; other cluster-scoped objects always match.
 pub(crate) async fn namespace_selector_matches(
-    registry: &Registry,
+    lister: &dyn Lister,
     hook: &Value,
     a: &Attributes<'_>,
     obj: &Value,
@@ -107,7 +106,12 @@ pub(crate) async fn namespace_selector_matches(
     }
     if cached.is_none() {
         let info = crate::resources::by_kind("", "Namespace")?;
-        *cached = Some(registry.get_cached(info, None, a.namespace).await?);
+        *cached = Some(
+            lister
+                .get(info, None, a.namespace)
+                .await?
+                .ok_or_else(|| ApiError::not_found(info, a.namespace))?,
+        );
     }
     Ok(cached.as_ref().is_some_and(|ns| sel.matches(ns)))
 }

@@ -6,15 +6,14 @@
 
 use serde_json::{Value, json};
 
-use crate::admission::{Attributes, Operation, support::forbidden_unnamed};
+use crate::admission::{Attributes, Lister, Operation, support::forbidden_unnamed};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
 
 /// Resources that are "created" without storing anything, so need no live namespace.
 const ACCESS_REVIEWS: [(&str, &str); 1] = [("authorization.k8s.io", "localsubjectaccessreviews")];
 
 /// Refuses a create into a missing or terminating namespace.
-pub async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+pub async fn admit(lister: &dyn Lister, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     if a.operation != Operation::Create
         || a.namespace.is_empty()
         || !a.info.namespaced
@@ -26,10 +25,8 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiR
     let ns_info = crate::resources::namespace_info();
     // From the cache, as upstream's lister (a miss reads the store: a namespace created a
     // moment ago is found). A store read per write would cost a write's worth of SQLite time.
-    let ns = match registry.get_cached(&ns_info, None, a.namespace).await {
-        Ok(ns) => ns,
-        Err(e) if e.code == 404 => return Err(ApiError::not_found(&ns_info, a.namespace)),
-        Err(e) => return Err(e),
+    let Some(ns) = lister.get(&ns_info, None, a.namespace).await? else {
+        return Err(ApiError::not_found(&ns_info, a.namespace));
     };
     if terminating(&ns) {
         let mut err = forbidden_unnamed(
@@ -61,6 +58,56 @@ fn terminating(ns: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::lister::memory::{Objects, create};
+
+    /// The plugin needs nothing but a lister: a few namespaces in memory decide it.
+    #[tokio::test]
+    async fn refuses_missing_and_terminating_namespaces_from_the_lister() {
+        let lister = Objects::default()
+            .with(
+                "",
+                "Namespace",
+                json!({"metadata": {"name": "live"}, "status": {"phase": "Active"}}),
+            )
+            .with(
+                "",
+                "Namespace",
+                json!({"metadata": {"name": "going"}, "status": {"phase": "Terminating"}}),
+            );
+        let info = crate::resources::by_kind("", "ConfigMap").unwrap();
+        let cm = json!({"metadata": {"name": "cm"}});
+
+        admit(&lister, &create(info, "live", "cm"), &cm)
+            .await
+            .unwrap();
+
+        let e = admit(&lister, &create(info, "going", "cm"), &cm)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "configmaps \"cm\" is forbidden: unable to create new content in namespace going because it is being terminated"
+        );
+        assert_eq!(
+            e.details.unwrap()["causes"][0]["reason"],
+            "NamespaceTerminating"
+        );
+
+        let e = admit(&lister, &create(info, "nowhere", "cm"), &cm)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (404, "namespaces \"nowhere\" not found")
+        );
+
+        // Namespaces themselves are created without one.
+        let ns_info = crate::resources::by_kind("", "Namespace").unwrap();
+        admit(&lister, &create(ns_info, "", "nowhere"), &json!({}))
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn terminating_by_phase_or_deletion_mark() {

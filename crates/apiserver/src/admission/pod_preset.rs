@@ -8,9 +8,8 @@
 use serde_json::{Value, json};
 
 use crate::admission::support::cached_list;
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::ApiResult;
-use crate::registry::Registry;
 use crate::selector::{LabelSelector, selector_string};
 
 const ANNOTATION_PREFIX: &str = "podpreset.admission.kubernetes.io";
@@ -18,7 +17,7 @@ const EXCLUDE: &str = "podpreset.admission.kubernetes.io/exclude";
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// Applies the matching presets to a new pod.
-pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
+pub async fn admit(lister: &dyn Lister, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
     if a.operation != Operation::Create || !a.is_core("Pod") {
         return Ok(());
     }
@@ -31,7 +30,7 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> 
     if annotation(MIRROR_ANNOTATION).is_some() || annotation(EXCLUDE) == Some("true") {
         return Ok(());
     }
-    let presets = cached_list(registry, "settings.k8s.io", "PodPreset", a.namespace).await?;
+    let presets = cached_list(lister, "settings.k8s.io", "PodPreset", a.namespace).await?;
     let mut matching = Vec::new();
     for p in presets {
         let sel = selector_string(p.pointer("/spec/selector"));

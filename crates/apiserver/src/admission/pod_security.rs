@@ -7,9 +7,8 @@
 use serde_json::Value;
 
 use crate::admission::support::forbidden;
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::ApiResult;
-use crate::registry::Registry;
 
 const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 
@@ -76,7 +75,7 @@ fn pod_of<'a>(a: &Attributes<'_>, obj: &'a Value) -> Option<(&'a Value, bool)> {
 
 /// Refuses a pod violating its namespace's enforced level; warns about the warn level (and
 /// about workload templates violating either).
-pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+pub async fn validate(lister: &dyn Lister, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     if a.subresource.is_some()
         || !matches!(a.operation, Operation::Create | Operation::Update)
         || a.namespace.is_empty()
@@ -94,11 +93,9 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
         return Ok(());
     }
     let ns_info = crate::resources::namespace_info();
-    let ns = match registry.get_cached(&ns_info, None, a.namespace).await {
-        Ok(ns) => ns,
+    let Some(ns) = lister.get(&ns_info, None, a.namespace).await? else {
         // The namespace plugin answers for missing namespaces.
-        Err(e) if e.code == 404 => return Ok(()),
-        Err(e) => return Err(e),
+        return Ok(());
     };
     let (enforce, warn, audit) = (
         namespace_level(&ns, "enforce"),

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::admission::Lister;
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
 
 /// The two classes every cluster has (they are also created at start).
 pub const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
@@ -22,7 +22,7 @@ pub const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
 ];
 
 /// Sets `spec.priority` and `spec.preemptionPolicy` of a new pod.
-pub async fn admit_pod(registry: &Registry, pod: &mut Value) -> ApiResult<()> {
+pub async fn admit_pod(lister: &dyn Lister, pod: &mut Value) -> ApiResult<()> {
     let info = crate::resources::by_kind("scheduling.k8s.io", "PriorityClass")?;
     let class_name = pod
         .pointer("/spec/priorityClassName")
@@ -31,21 +31,20 @@ pub async fn admit_pod(registry: &Registry, pod: &mut Value) -> ApiResult<()> {
         .map(str::to_string);
     let class = match &class_name {
         // From the cache (a miss reads the store), as upstream's lister.
-        Some(name) => match registry.get_cached(info, None, name).await {
-            Ok(c) => Some(c),
-            Err(e) if e.code == 404 => {
+        Some(name) => match lister.get(info, None, name).await? {
+            Some(c) => Some(c),
+            None => {
                 return Err(ApiError::forbidden(format!(
                     "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
                     crate::meta::name(pod)
                 )));
             }
-            Err(e) => return Err(e),
         },
         None => {
             // From the watch cache without waiting (as upstream's admission reads a lister):
             // a consistent read per pod create would wait on every write in flight.
-            registry
-                .cached_objects(info, None)
+            lister
+                .list(info, None)
                 .await?
                 .into_iter()
                 .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))

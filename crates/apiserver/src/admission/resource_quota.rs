@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use common::quota::{self, Evaluator, Operation as QuotaOp, ResourceList};
 use serde_json::Value;
 
-use super::{Attributes, Operation};
+use super::{Attributes, Lister, Operation, QuotaWriter};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{Admit, Registry, RequestContext};
-use crate::resources::ResourceInfo;
+use crate::registry::{Admit, RequestContext};
 
 /// Per-namespace charging locks: writes of one namespace charge one at a time here, so they
 /// do not all race on the same quota's resourceVersion (upstream batches per namespace).
@@ -25,18 +24,6 @@ type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 fn locks() -> &'static Locks {
     static LOCKS: OnceLock<Locks> = OnceLock::new();
     LOCKS.get_or_init(Locks::default)
-}
-
-/// The ResourceQuota resource (from the served table, looked up once).
-fn quota_info() -> ApiResult<&'static ResourceInfo> {
-    static INFO: OnceLock<Option<ResourceInfo>> = OnceLock::new();
-    INFO.get_or_init(|| {
-        crate::resources::all()
-            .into_iter()
-            .find(|r| r.group.is_empty() && r.kind == "ResourceQuota")
-    })
-    .as_ref()
-    .ok_or_else(|| ApiError::internal("resourcequotas are not served"))
 }
 
 fn now() -> i64 {
@@ -55,11 +42,13 @@ fn forbidden(a: &Attributes<'_>, why: &str) -> ApiError {
     }
 }
 
-/// Checks the write against the namespace's quotas and charges them. A charge is a write of
-/// the quota's status through `admission`, as the request's user (upstream's quota accessor
-/// writes through the API too); admission returns at once here for a subresource.
+/// Checks the write against the namespace's quotas (which exist: `lister`; their usage:
+/// `quotas`) and charges them. A charge is a write of the quota's status through
+/// `admission`, as the request's user (upstream's quota accessor writes through the API
+/// too); admission returns at once here for a subresource.
 pub async fn validate(
-    registry: &Registry,
+    lister: &dyn Lister,
+    quotas: &dyn QuotaWriter,
     admission: &dyn Admit,
     a: &Attributes<'_>,
     obj: &Value,
@@ -80,10 +69,10 @@ pub async fn validate(
     if !ev.handles(op) {
         return Ok(());
     }
-    let info = quota_info()?;
+    let info = crate::resources::by_kind("", "ResourceQuota")?;
     // Which quotas exist comes from the watch cache (cheap, and a namespace without quotas
     // is the common case); their usage is then read from the store.
-    let cached = registry.cached_objects(info, Some(a.namespace)).await?;
+    let cached = lister.list(info, Some(a.namespace)).await?;
     // Only quotas that cover the object (by their limits and scopes, which rarely change)
     // are read again and charged; other writes of the namespace pass without waiting.
     let names: Vec<String> = cached
@@ -101,7 +90,7 @@ pub async fn validate(
     };
     let guard = lock.lock().await;
     let ctx = RequestContext::new(a.user, admission);
-    let result = check_and_charge(registry, ctx, a, op, &ev, &names, obj).await;
+    let result = check_and_charge(quotas, ctx, a, op, &ev, &names, obj).await;
     drop(guard);
     {
         let mut map = locks().lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +103,7 @@ pub async fn validate(
 }
 
 async fn check_and_charge(
-    registry: &Registry,
+    quotas: &dyn QuotaWriter,
     ctx: RequestContext<'_>,
     a: &Attributes<'_>,
     op: QuotaOp,
@@ -122,28 +111,26 @@ async fn check_and_charge(
     names: &[String],
     obj: &Value,
 ) -> ApiResult<()> {
-    let info = quota_info()?;
-    let mut quotas = Vec::with_capacity(names.len());
+    let mut current = Vec::with_capacity(names.len());
     for name in names {
-        match registry.get(info, Some(a.namespace), name).await {
-            Ok(q) => quotas.push(q),
-            Err(e) if e.code == 404 => {}
-            Err(e) => return Err(e),
+        // Deleted since the cache listed it: nothing to charge.
+        if let Some(q) = quotas.quota(a.namespace, name).await? {
+            current.push(q);
         }
     }
     let now = now();
-    let charges =
-        quota::check_request(&quotas, ev, op, obj, a.old, now).map_err(|why| forbidden(a, &why))?;
+    let charges = quota::check_request(&current, ev, op, obj, a.old, now)
+        .map_err(|why| forbidden(a, &why))?;
     if a.dry_run || charges.is_empty() {
         return Ok(());
     }
     let mut charged: Vec<(String, ResourceList)> = Vec::new();
     for (i, requested) in charges {
-        let name = crate::meta::name(&quotas[i]).to_string();
-        match charge(registry, ctx, info, a, &name, &requested).await {
+        let name = crate::meta::name(&current[i]).to_string();
+        match charge(quotas, ctx, a, &name, &requested).await {
             Ok(()) => charged.push((name, requested)),
             Err(e) => {
-                refund(registry, ctx, info, a.namespace, &charged).await;
+                refund(quotas, ctx, a.namespace, &charged).await;
                 return Err(e);
             }
         }
@@ -154,44 +141,40 @@ async fn check_and_charge(
 /// Adds `requested` to the quota's `status.used` if it still fits, retrying while others
 /// change the quota first.
 async fn charge(
-    registry: &Registry,
+    quotas: &dyn QuotaWriter,
     ctx: RequestContext<'_>,
-    info: &ResourceInfo,
     a: &Attributes<'_>,
     name: &str,
     requested: &ResourceList,
 ) -> ApiResult<()> {
-    let result = registry
-        .update_with(ctx, info, Some(a.namespace), name, Some("status"), |cur| {
-            let used = quota::charge(cur, requested, true).map_err(|why| forbidden(a, &why))?;
-            Ok(with_used(cur, &used))
-        })
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        // Deleted meanwhile: nothing left to charge.
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    let mut add = |cur: &Value| {
+        let used = quota::charge(cur, requested, true).map_err(|why| forbidden(a, &why))?;
+        Ok(with_used(cur, &used))
+    };
+    // `None`: deleted meanwhile, nothing left to charge.
+    quotas
+        .update_status(ctx, a.namespace, name, &mut add)
+        .await
+        .map(drop)
 }
 
 /// Gives back what was charged to earlier quotas when a later one refused.
 async fn refund(
-    registry: &Registry,
+    quotas: &dyn QuotaWriter,
     ctx: RequestContext<'_>,
-    info: &ResourceInfo,
     namespace: &str,
     charged: &[(String, ResourceList)],
 ) {
     for (name, requested) in charged {
-        let result = registry
-            .update_with(ctx, info, Some(namespace), name, Some("status"), |cur| {
-                let used = quota::parse_list(cur.pointer("/status/used"));
-                Ok(with_used(
-                    cur,
-                    &quota::subtract_non_negative(&used, requested),
-                ))
-            })
+        let mut give_back = |cur: &Value| {
+            let used = quota::parse_list(cur.pointer("/status/used"));
+            Ok(with_used(
+                cur,
+                &quota::subtract_non_negative(&used, requested),
+            ))
+        };
+        let result = quotas
+            .update_status(ctx, namespace, name, &mut give_back)
             .await;
         if let Err(e) = result {
             // The controller's recalculation corrects it.
@@ -206,4 +189,120 @@ fn with_used(quota: &Value, used: &ResourceList) -> Value {
         status.insert("used".into(), quota::to_json(used));
     }
     q
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::admission::lister::StatusUpdate;
+    use crate::admission::lister::memory::{Objects, create};
+
+    /// One quota, as stored: what charges read and write.
+    struct Stored(Mutex<Value>);
+
+    #[async_trait::async_trait]
+    impl QuotaWriter for Stored {
+        async fn quota(&self, ns: &str, name: &str) -> ApiResult<Option<Value>> {
+            let q = self.0.lock().unwrap();
+            let ours = crate::meta::namespace(&q) == ns && crate::meta::name(&q) == name;
+            Ok(ours.then(|| q.clone()))
+        }
+
+        async fn update_status(
+            &self,
+            _ctx: RequestContext<'_>,
+            ns: &str,
+            name: &str,
+            update: &mut StatusUpdate<'_>,
+        ) -> ApiResult<Option<Value>> {
+            let mut q = self.0.lock().unwrap();
+            if crate::meta::namespace(&q) != ns || crate::meta::name(&q) != name {
+                return Ok(None);
+            }
+            *q = update(&q)?;
+            Ok(Some(q.clone()))
+        }
+    }
+
+    /// The charges' own writes pass no admission here.
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl Admit for Nothing {
+        async fn mutate(&self, _: &Attributes<'_>, _: &mut Value) -> ApiResult<()> {
+            Ok(())
+        }
+        async fn validate(&self, _: &Attributes<'_>, _: &Value) -> ApiResult<()> {
+            Ok(())
+        }
+        async fn validate_delete(&self, _: &Attributes<'_>) -> ApiResult<()> {
+            Ok(())
+        }
+    }
+
+    /// The lister says which quotas cover the pod (its copy stays at used 0); the writer's
+    /// stored usage is what is charged and checked, so the second pod is refused.
+    #[tokio::test]
+    async fn charges_the_stored_quota_through_the_writer() {
+        let q = json!({"metadata": {"name": "q", "namespace": "team"},
+            "spec": {"hard": {"pods": "1"}},
+            "status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}});
+        let lister = Objects::default().with("", "ResourceQuota", q.clone());
+        let stored = Stored(Mutex::new(q));
+        let info = crate::resources::by_kind("", "Pod").unwrap();
+        let pod = |name: &str| {
+            json!({"metadata": {"name": name, "namespace": "team"},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+        };
+
+        let dry = Attributes {
+            dry_run: true,
+            ..create(info, "team", "p0")
+        };
+        validate(&lister, &stored, &Nothing, &dry, &pod("p0"))
+            .await
+            .unwrap();
+        assert_eq!(stored.0.lock().unwrap()["status"]["used"]["pods"], "0");
+
+        validate(
+            &lister,
+            &stored,
+            &Nothing,
+            &create(info, "team", "p1"),
+            &pod("p1"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored.0.lock().unwrap()["status"]["used"]["pods"], "1");
+
+        let e = validate(
+            &lister,
+            &stored,
+            &Nothing,
+            &create(info, "team", "p2"),
+            &pod("p2"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "pods \"p2\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1"
+        );
+        assert_eq!(stored.0.lock().unwrap()["status"]["used"]["pods"], "1");
+
+        // Another namespace's pods are not this quota's.
+        validate(
+            &lister,
+            &stored,
+            &Nothing,
+            &create(info, "other", "p3"),
+            &pod("p3"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored.0.lock().unwrap()["status"]["used"]["pods"], "1");
+    }
 }

@@ -8,9 +8,8 @@
 use serde_json::{Value, json};
 
 use crate::admission::support::forbidden_unnamed;
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::ApiResult;
-use crate::registry::Registry;
 
 pub const DEFAULT_ACCOUNT: &str = "default";
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -21,7 +20,7 @@ const VOLUME_PREFIX: &str = "kube-api-access-";
 const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
 
 /// Sets the pod's service account, checks it exists, and mounts its credentials.
-pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
+pub async fn admit(lister: &dyn Lister, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
     if a.operation != Operation::Create || !a.is_core("Pod") {
         return Ok(());
     }
@@ -52,7 +51,7 @@ pub async fn admit(registry: &Registry, a: &Attributes<'_>, pod: &mut Value) -> 
         spec.insert("serviceAccountName".into(), json!(name));
         spec.insert("serviceAccount".into(), json!(name));
     }
-    let Some(sa) = lookup(registry, a.namespace, &name).await? else {
+    let Some(sa) = lookup(lister, a.namespace, &name).await? else {
         return Err(forbidden_unnamed(
             a,
             Some(pod),
@@ -158,16 +157,12 @@ fn references_secrets(pod: &Value) -> bool {
 /// The account from the cache, or (an account created a moment ago may not be there yet)
 /// from the store.
 async fn lookup(
-    registry: &Registry,
+    lister: &dyn Lister,
     ns: &str,
     name: &str,
 ) -> ApiResult<Option<std::sync::Arc<Value>>> {
     let info = crate::resources::by_kind("", "ServiceAccount")?;
-    match registry.get_cached(info, Some(ns), name).await {
-        Ok(sa) => Ok(Some(sa)),
-        Err(e) if e.code == 404 => Ok(None),
-        Err(e) => Err(e),
-    }
+    lister.get(info, Some(ns), name).await
 }
 
 /// The pod's `automountServiceAccountToken`, else the account's, else true.

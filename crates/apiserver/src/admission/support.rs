@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
+use crate::admission::Lister;
 use crate::admission::{Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
 
 /// Admission's refusal (Kubernetes' `admission.NewForbidden`): the 403 for a write of `obj`
 /// refused for `why`, naming the object by its name, else its `generateName`, else
@@ -62,13 +62,13 @@ fn forbidden_named(
 /// plugins read listers): a consistent read per pod create would wait on every write in
 /// flight.
 pub async fn cached_list(
-    registry: &Registry,
+    lister: &dyn Lister,
     group: &str,
     kind: &str,
     ns: &str,
 ) -> ApiResult<Vec<std::sync::Arc<Value>>> {
     let info = crate::resources::by_kind(group, kind)?;
-    registry.cached_objects(info, Some(ns)).await
+    lister.list(info, Some(ns)).await
 }
 
 #[cfg(test)]

@@ -13,9 +13,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use serde_json::{Map, Value, json};
 
 use super::matching::{namespace_selector_matches, object_selector_matches, rules_match};
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
 use crate::selector::{LabelSelector, selector_string};
 use crate::strategy::admission_policy::VARIABLES;
 
@@ -104,7 +103,7 @@ fn compiled(policy: &Value) -> Result<Arc<Compiled>, String> {
 /// Whether a `matchResources` (a policy's constraints or a binding's) covers the write. A
 /// binding's without `resourceRules` narrows by its selectors only.
 async fn matches(
-    registry: &Registry,
+    lister: &dyn Lister,
     m: &Value,
     a: &Attributes<'_>,
     obj: &Value,
@@ -117,7 +116,7 @@ async fn matches(
         return Ok(false);
     }
     Ok(object_selector_matches(m, a, obj)?
-        && namespace_selector_matches(registry, m, a, obj, namespace).await?)
+        && namespace_selector_matches(lister, m, a, obj, namespace).await?)
 }
 
 /// The `request` variable: the admission request's attributes.
@@ -139,7 +138,7 @@ fn request(a: &Attributes<'_>) -> Value {
 /// The params a binding refers to: none (`[Null]` when the policy has no paramKind), or
 /// the objects its `paramRef` names or selects.
 async fn params(
-    registry: &Registry,
+    lister: &dyn Lister,
     policy: &Value,
     binding: &Value,
     a: &Attributes<'_>,
@@ -166,8 +165,8 @@ async fn params(
         "" => {
             let sel =
                 LabelSelector::parse(&selector_string(r.get("selector"))).map_err(|e| e.message)?;
-            registry
-                .cached_objects(&info, ns)
+            lister
+                .list(&info, ns)
                 .await
                 .map_err(|e| e.message)?
                 .iter()
@@ -175,10 +174,9 @@ async fn params(
                 .map(|o| Value::clone(o))
                 .collect()
         }
-        name => match registry.get_cached(&info, ns, name).await {
-            Ok(o) => vec![Value::clone(&o)],
-            Err(e) if e.code == 404 => Vec::new(),
-            Err(e) => return Err(e.message),
+        name => match lister.get(&info, ns, name).await.map_err(|e| e.message)? {
+            Some(o) => vec![Value::clone(&o)],
+            None => Vec::new(),
         },
     };
     if found.is_empty() && str_at(r, "/parameterNotFoundAction") != "Allow" {
@@ -326,13 +324,13 @@ fn denied(
 }
 
 /// Runs every binding that applies to the write; the first denial refuses it.
-pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+pub async fn validate(lister: &dyn Lister, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     // Policies never judge writes of the admission configurations themselves.
     if a.info.group == GROUP {
         return Ok(());
     }
     let binding_info = crate::resources::by_kind(GROUP, "ValidatingAdmissionPolicyBinding")?;
-    let mut bindings = registry.cached_objects(binding_info, None).await?;
+    let mut bindings = lister.list(binding_info, None).await?;
     if bindings.is_empty() {
         return Ok(());
     }
@@ -349,23 +347,19 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
     let mut failures = Vec::new();
     for binding in bindings {
         let binding_name = crate::meta::name(&binding);
-        let policy = match registry
-            .get_cached(policy_info, None, str_at(&binding, "/spec/policyName"))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.code == 404 => continue,
-            Err(e) => return Err(e),
+        let named = str_at(&binding, "/spec/policyName");
+        let Some(policy) = lister.get(policy_info, None, named).await? else {
+            continue;
         };
         let policy_name = crate::meta::name(&policy);
         let Some(constraints) = policy.pointer("/spec/matchConstraints") else {
             continue;
         };
-        if !matches(registry, constraints, a, obj, &mut namespace, false).await? {
+        if !matches(lister, constraints, a, obj, &mut namespace, false).await? {
             continue;
         }
         if let Some(m) = binding.pointer("/spec/matchResources")
-            && !matches(registry, m, a, obj, &mut namespace, true).await?
+            && !matches(lister, m, a, obj, &mut namespace, true).await?
         {
             continue;
         }
@@ -384,14 +378,14 @@ pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> A
             Err(e) if fail => return Err(configure_error(e)),
             Err(_) => continue,
         };
-        let params = match params(registry, &policy, &binding, a).await {
+        let params = match params(lister, &policy, &binding, a).await {
             Ok(p) => p,
             Err(e) if fail => return Err(configure_error(e)),
             Err(_) => continue,
         };
         if a.info.namespaced && !a.namespace.is_empty() && namespace.is_none() {
             let info = crate::resources::by_kind("", "Namespace")?;
-            namespace = registry.get_cached(info, None, a.namespace).await.ok();
+            namespace = lister.get(info, None, a.namespace).await.ok().flatten();
         }
         let namespace_object = namespace.as_deref().cloned().unwrap_or(Value::Null);
         let actions: Vec<&str> = items(&binding, "/spec/validationActions")

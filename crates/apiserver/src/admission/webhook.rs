@@ -8,19 +8,18 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::matching::{namespace_selector_matches, object_selector_matches, rules_match};
-use crate::admission::{Attributes, Operation};
+use crate::admission::{Attributes, Lister, Operation};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
 
 const GROUP: &str = "admissionregistration.k8s.io";
 
 /// Runs the matching mutating webhooks, in configuration-name order, applying their patches.
-pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
+pub async fn mutate(lister: &dyn Lister, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
     if exempt(a) {
         return Ok(());
     }
-    for hook in matching(registry, a, obj, "MutatingWebhookConfiguration").await? {
-        let Some(resp) = call(registry, a, &hook, obj).await? else {
+    for hook in matching(lister, a, obj, "MutatingWebhookConfiguration").await? {
+        let Some(resp) = call(lister, a, &hook, obj).await? else {
             continue;
         };
         if let Some(patch) = resp.get("patch").and_then(Value::as_str) {
@@ -31,12 +30,12 @@ pub async fn mutate(registry: &Registry, a: &Attributes<'_>, obj: &mut Value) ->
 }
 
 /// Runs the matching validating webhooks concurrently; the first refusal wins.
-pub async fn validate(registry: &Registry, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+pub async fn validate(lister: &dyn Lister, a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
     if exempt(a) {
         return Ok(());
     }
-    let hooks = matching(registry, a, obj, "ValidatingWebhookConfiguration").await?;
-    let calls = hooks.iter().map(|h| call(registry, a, h, obj));
+    let hooks = matching(lister, a, obj, "ValidatingWebhookConfiguration").await?;
+    let calls = hooks.iter().map(|h| call(lister, a, h, obj));
     for result in futures::future::join_all(calls).await {
         result?;
     }
@@ -51,14 +50,14 @@ fn exempt(a: &Attributes<'_>) -> bool {
 
 /// The webhooks of every configuration of `kind` whose rules and selectors match the write.
 async fn matching(
-    registry: &Registry,
+    lister: &dyn Lister,
     a: &Attributes<'_>,
     obj: &Value,
     kind: &str,
 ) -> ApiResult<Vec<Value>> {
     let info = crate::resources::by_kind(GROUP, kind)?;
     // From the watch cache without waiting, as upstream reads a lister.
-    let mut configs = registry.cached_objects(info, None).await?;
+    let mut configs = lister.list(info, None).await?;
     // Upstream calls configurations in name order.
     configs.sort_by(|x, y| crate::meta::name(x).cmp(crate::meta::name(y)));
     let mut namespace: Option<std::sync::Arc<Value>> = None;
@@ -69,7 +68,7 @@ async fn matching(
             if !rules_match(hook.get("rules"), a) || !object_selector_matches(hook, a, obj)? {
                 continue;
             }
-            if !namespace_selector_matches(registry, hook, a, obj, &mut namespace).await? {
+            if !namespace_selector_matches(lister, hook, a, obj, &mut namespace).await? {
                 continue;
             }
             out.push(hook.clone());
@@ -85,7 +84,7 @@ fn hook_name(hook: &Value) -> &str {
 /// Calls one webhook: its `response` when it allowed the write, `None` when the call failed
 /// and the failure policy is Ignore, the refusal or failure otherwise.
 async fn call(
-    registry: &Registry,
+    lister: &dyn Lister,
     a: &Attributes<'_>,
     hook: &Value,
     obj: &Value,
@@ -108,7 +107,7 @@ async fn call(
         .and_then(Value::as_u64)
         .unwrap_or(10);
     let resp = match crate::webhook_client::send(
-        registry,
+        lister,
         hook,
         timeout,
         &review,

@@ -55,7 +55,7 @@ impl Webhook {
             .ok_or_else(|| self.failed(info, "no multi-threaded runtime to call it from"))?;
         let body = tokio::task::block_in_place(|| {
             handle.block_on(crate::webhook_client::send(
-                &self.registry,
+                &*self.registry,
                 &self.webhook,
                 TIMEOUT_SECONDS,
                 &review,

@@ -71,6 +71,7 @@ impl ApiState {
         ApiState {
             admission: Arc::new(crate::admission::Chain::new(
                 registry.clone(),
+                registry.clone(),
                 disabled_admission,
             )),
             registry,
