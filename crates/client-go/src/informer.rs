@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -230,6 +231,24 @@ impl<K> Shared<K> {
             }
         }
     }
+}
+
+/// A cache that can be waited on until its first list is in (client-go's
+/// `cache.InformerSynced`), whatever its kind: what [`wait_for_cache_sync`] and
+/// [`crate::reconciler::run`] take.
+pub trait HasSynced: Send + Sync {
+    fn wait_synced(&self) -> BoxFuture<'_, ()>;
+}
+
+impl<K: Resource + Send + Sync + 'static> HasSynced for Informer<K> {
+    fn wait_synced(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Informer::wait_synced(self))
+    }
+}
+
+/// Waits until every cache has its first complete list (client-go's `WaitForCacheSync`).
+pub async fn wait_for_cache_sync(caches: &[&dyn HasSynced]) {
+    futures::future::join_all(caches.iter().map(|c| c.wait_synced())).await;
 }
 
 impl<K: Resource> Informer<K> {

@@ -4,7 +4,9 @@
 //!
 //! - [`informer`]: a watch-backed cache of one kind with change handlers (client-go's shared
 //!   informer and lister).
-//! - [`queue`]: the rate-limited work queue and the worker loop controllers run on.
+//! - [`queue`]: the rate-limited work queue.
+//! - [`reconciler`]: the controller pattern written once: a [`reconciler::Reconciler`]
+//!   reconciles one key, [`reconciler::run`] waits for the caches and runs the workers.
 //! - [`leader`]: Lease-based leader election.
 //! - [`events`]: the event recorder, with client-go's counting of repeats.
 //! - [`expectations`]: controller expectations (creations and deletions not yet seen).
@@ -18,6 +20,7 @@ pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod queue;
+pub mod reconciler;
 
 /// A client that names itself `user_agent` (which is also its default field manager).
 pub fn client_as(

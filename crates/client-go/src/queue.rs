@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::reconciler::Action;
+
 /// First and longest retry delay after a failure (client-go's defaults).
 const BASE_DELAY: Duration = Duration::from_millis(5);
 const MAX_DELAY: Duration = Duration::from_secs(1000);
@@ -85,6 +87,12 @@ impl WorkQueue {
         self.lock().failures.remove(key);
     }
 
+    /// How many times the key failed since it was last forgotten (client-go's
+    /// `NumRequeues`).
+    pub fn num_requeues(&self, key: &str) -> u32 {
+        self.lock().failures.get(key).copied().unwrap_or(0)
+    }
+
     /// The next key to process; `None` once shut down.
     pub async fn get(&self) -> Option<String> {
         loop {
@@ -134,36 +142,19 @@ impl WorkQueue {
 }
 
 /// Runs `workers` workers on the queue: `sync(key)` returning `Ok(Some(d))` asks to look
-/// again after `d`; an error retries the key with back-off.
+/// again after `d`; an error retries the key with back-off. The same loop as
+/// [`crate::reconciler::run`], for a controller not (yet) written as a
+/// [`crate::reconciler::Reconciler`]; it does not wait for any cache.
 pub async fn run_workers<F, Fut>(name: &'static str, queue: Arc<WorkQueue>, workers: usize, sync: F)
 where
     F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<Option<Duration>>> + Send,
 {
-    // Workers are futures of this task, not spawned tasks: when the controller is stopped
-    // (a lost lease drops or aborts it), they stop with it.
-    let workers = (0..workers.max(1)).map(|_| {
-        let queue = queue.clone();
-        let sync = sync.clone();
-        async move {
-            while let Some(key) = queue.get().await {
-                match sync(key.clone()).await {
-                    Ok(again) => {
-                        queue.forget(&key);
-                        if let Some(d) = again {
-                            queue.add_after(key.clone(), d);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::info!(controller = name, %key, error = %format!("{e:#}"), "sync failed; retrying");
-                        queue.add_rate_limited(key.clone());
-                    }
-                }
-                queue.done(&key);
-            }
-        }
-    });
-    futures::future::join_all(workers).await;
+    crate::reconciler::process(name, &queue, workers, |key| {
+        let next = sync(key);
+        async move { next.await.map(Action::from) }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! `rbac.authorization.k8s.io/aggregate-to-view: "true"` extends `view` (and `edit`, `admin`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
@@ -12,7 +11,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub struct ClusterRoleAggregationController {
     client: Client,
@@ -40,26 +40,19 @@ impl ClusterRoleAggregationController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.roles.wait_synced().await;
-        let me = self.clone();
-        run_workers(
-            "clusterrole-aggregation",
-            self.queue.clone(),
-            workers,
-            move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            },
-        )
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.roles], workers).await;
     }
+}
 
-    async fn sync(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for ClusterRoleAggregationController {
+    const NAME: &'static str = "clusterrole-aggregation";
+
+    async fn reconcile(self: &Arc<Self>, name: &str) -> anyhow::Result<Action> {
         let Some(role) = self.roles.get(None, name) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let Some(rule) = &role.aggregation_rule else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let selectors = rule.cluster_role_selectors.clone().unwrap_or_default();
         let mut sources: Vec<Arc<ClusterRole>> = self
@@ -83,7 +76,7 @@ impl ClusterRoleAggregationController {
             }
         }
         if role.rules.as_ref().unwrap_or(&Vec::new()) == &rules {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let mut updated = (*role).clone();
         updated.rules = Some(rules);
@@ -92,6 +85,6 @@ impl ClusterRoleAggregationController {
             .await
             .context("writing the aggregated rules")?;
         tracing::info!(clusterrole = name, "aggregated rules updated");
-        Ok(None)
+        Ok(Action::Done)
     }
 }

@@ -26,7 +26,8 @@ use crate::job;
 use crate::pods;
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer, controller_of, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// The scheduled time of a Job a CronJob created (RFC 3339, in the CronJob's time zone).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -302,19 +303,16 @@ impl CronJobController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.cronjobs.wait_synced().await;
-        self.jobs.wait_synced().await;
-        let me = self.clone();
-        run_workers("cronjob", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.cronjobs, &self.jobs], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for CronJobController {
+    const NAME: &'static str = "cronjob";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(shared) = self.cronjobs.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let name = shared.metadata.name.clone().unwrap_or_default();
         let ns = shared.metadata.namespace.clone().unwrap_or_default();
@@ -339,15 +337,17 @@ impl CronJobController {
                 .await
                 .context("updating cronjob status")?;
         }
-        if requeue.is_some() {
-            return Ok(requeue);
+        if let Some(after) = requeue {
+            return Ok(Action::RequeueAfter(after));
         }
         match err {
             Some(e) => Err(e),
-            None => Ok(None),
+            None => Ok(Action::Done),
         }
     }
+}
 
+impl CronJobController {
     /// Returns when to look again, whether the status changed, and an error to retry on.
     async fn sync_cronjob(
         &self,

@@ -31,7 +31,8 @@ use kube::api::{Api, PostParams};
 
 use crate::csrsigning::{CLIENT, KUBELET_CLIENT, KUBELET_SERVING, has_condition};
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// How long, and how often, a serving request that names addresses its Node does not (yet)
 /// report is looked at again.
@@ -136,21 +137,19 @@ impl CsrApprovingController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.csrs.wait_synced().await;
-        let me = self.clone();
-        run_workers("csrapproving", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.csrs], workers).await;
     }
+}
 
-    async fn sync(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for CsrApprovingController {
+    const NAME: &'static str = "csrapproving";
+
+    async fn reconcile(self: &Arc<Self>, name: &str) -> anyhow::Result<Action> {
         let Some(csr) = self.csrs.get(None, name) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if has_condition(&csr, "Approved") || has_condition(&csr, "Denied") {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         if let Some(node) = node_ingress_request(&csr) {
             return self
@@ -166,13 +165,13 @@ impl CsrApprovingController {
             || has_condition(&csr, "Approved")
             || has_condition(&csr, "Denied")
         {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let Some((cn, orgs)) = subject(&csr.spec.request.0) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let Some(node) = cn.strip_prefix("system:node:") else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let usage = if serving {
             "server auth"
@@ -184,14 +183,14 @@ impl CsrApprovingController {
                 matches!(u.as_str(), "digital signature" | "key encipherment") || u == usage
             });
         if orgs != ["system:nodes"] || !usages_ok {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let requester = csr.spec.username.clone().unwrap_or_default();
         if serving {
             // The node itself, or someone who could approve it anyway (an admin running an
             // agent with its own credentials).
             if requester != cn && !self.may_approve(&csr).await? {
-                return Ok(None);
+                return Ok(Action::Done);
             }
             if !self.names_its_own(node, &csr.spec.request.0).await? {
                 // A kubelet asks as soon as it serves, maybe before its status lists its
@@ -199,7 +198,7 @@ impl CsrApprovingController {
                 let young = csr.metadata.creation_timestamp.as_ref().is_some_and(|t| {
                     k8s_openapi::jiff::Timestamp::now().duration_since(t.0) < RECHECK_FOR
                 });
-                return Ok(young.then_some(RECHECK_EVERY));
+                return Ok(young.then_some(RECHECK_EVERY).into());
             }
             return self
                 .approve(&csr, node, "Auto approving kubelet serving certificate: every name in it is the node's own.")
@@ -212,7 +211,7 @@ impl CsrApprovingController {
             "nodeclient"
         };
         if !self.allowed(&csr, sub).await? {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         self.approve(
             &csr,
@@ -221,7 +220,9 @@ impl CsrApprovingController {
         )
         .await
     }
+}
 
+impl CsrApprovingController {
     /// Whether every name a serving request asks for is one Node `node` reports: its name,
     /// or an address in its status (IPs and hostnames).
     async fn names_its_own(&self, node: &str, pem: &[u8]) -> anyhow::Result<bool> {
@@ -254,7 +255,7 @@ impl CsrApprovingController {
         csr: &CertificateSigningRequest,
         node: &str,
         message: &str,
-    ) -> anyhow::Result<Option<Duration>> {
+    ) -> anyhow::Result<Action> {
         let name = csr.metadata.name.clone().unwrap_or_default();
         let mut approved = csr.clone();
         approved
@@ -277,7 +278,7 @@ impl CsrApprovingController {
             .await
             .context("approving")?;
         tracing::info!(csr = name, node, signer = %csr.spec.signer_name, "approved a node certificate");
-        Ok(None)
+        Ok(Action::Done)
     }
 
     /// Whether the requester may `create` `certificatesigningrequests/<sub>`.

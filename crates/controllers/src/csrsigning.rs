@@ -14,7 +14,8 @@ use kube::api::{Api, PostParams};
 use rcgen::{CertificateSigningRequestParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 pub const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
@@ -64,18 +65,16 @@ impl CsrSigningController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.csrs.wait_synced().await;
-        let me = self.clone();
-        run_workers("csrsigning", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.csrs], workers).await;
     }
+}
 
-    async fn sync(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for CsrSigningController {
+    const NAME: &'static str = "csrsigning";
+
+    async fn reconcile(self: &Arc<Self>, name: &str) -> anyhow::Result<Action> {
         let Some(csr) = self.csrs.get(None, name) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let signer = csr.spec.signer_name.as_str();
         let issued = csr
@@ -89,7 +88,7 @@ impl CsrSigningController {
             || has_condition(&csr, "Failed")
             || !matches!(signer, KUBELET_CLIENT | CLIENT | KUBELET_SERVING)
         {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let pem =
             String::from_utf8(csr.spec.request.0.clone()).context("the request is not PEM")?;
@@ -110,7 +109,7 @@ impl CsrSigningController {
             .await
             .context("writing the certificate")?;
         tracing::info!(csr = name, signer, "signed a certificate");
-        Ok(None)
+        Ok(Action::Done)
     }
 }
 

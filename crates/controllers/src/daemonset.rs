@@ -25,7 +25,8 @@ use crate::{deployment, history, pods};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
 use client_go::informer::{Change, Informer, controller_of, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 use common::scheduling;
 
 pub use crate::history::REVISION_HASH;
@@ -299,22 +300,23 @@ impl DaemonSetController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.daemonsets.wait_synced().await;
-        self.nodes.wait_synced().await;
-        self.pods.wait_synced().await;
-        self.revisions.wait_synced().await;
-        let me = self.clone();
-        run_workers("daemonset", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
+        reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.daemonsets, &self.nodes, &self.pods, &self.revisions],
+            workers,
+        )
         .await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for DaemonSetController {
+    const NAME: &'static str = "daemonset";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(ds) = self.daemonsets.get_key(key) else {
             self.expectations.forget(key);
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let template = ds
             .spec
@@ -324,7 +326,7 @@ impl DaemonSetController {
         let collision = ds.status.as_ref().and_then(|s| s.collision_count);
         let hash = deployment::template_hash(&template, collision);
         if ds.metadata.deletion_timestamp.is_some() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         self.sync_revisions(&ds, &template, &hash).await?;
 
@@ -337,9 +339,11 @@ impl DaemonSetController {
             self.manage(key, &ds, &template, &hash, &create_on, &delete)
                 .await?;
         }
-        self.update_status(&ds, &hash, &probe, &nodes).await
+        Ok(self.update_status(&ds, &hash, &probe, &nodes).await?.into())
     }
+}
 
+impl DaemonSetController {
     /// The DaemonSet's pods by the node they are for, terminating ones included (as
     /// upstream's getNodesToDaemonPods: a node whose pod is still terminating gets no new
     /// one until it is gone).

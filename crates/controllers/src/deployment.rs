@@ -25,7 +25,8 @@ use crate::pods;
 use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer, controller_of, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
@@ -210,26 +211,28 @@ impl DeploymentController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.deployments.wait_synced().await;
-        self.replicasets.wait_synced().await;
-        self.pods.wait_synced().await;
-        let me = self.clone();
-        run_workers("deployment", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
+        reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.deployments, &self.replicasets, &self.pods],
+            workers,
+        )
         .await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for DeploymentController {
+    const NAME: &'static str = "deployment";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(d) = self.deployments.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let ns = d.metadata.namespace.clone().unwrap_or_default();
         let rs_api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
         let mut all = self.claim_replicasets(&d, &rs_api).await?;
         if d.metadata.deletion_timestamp.is_some() {
-            return self.sync_status(&d, &all, None, false).await;
+            return Ok(self.sync_status(&d, &all, None, false).await?.into());
         }
         let template = d
             .spec
@@ -267,9 +270,11 @@ impl DeploymentController {
             }
         }
         self.cleanup(&d, &rs_api, &all, new_idx).await?;
-        self.sync_status(&d, &all, new_idx, created).await
+        Ok(self.sync_status(&d, &all, new_idx, created).await?.into())
     }
+}
 
+impl DeploymentController {
     /// ReplicaSets this deployment controls, after adopting matching orphans and releasing
     /// ReplicaSets that stopped matching.
     async fn claim_replicasets(

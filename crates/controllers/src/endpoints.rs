@@ -20,7 +20,8 @@ use kube::{Api, Client};
 use crate::endpointutil as util;
 use crate::pods;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// Most addresses an Endpoints object carries (Kubernetes' maxCapacity); the rest are left
 /// out and the object is marked truncated.
@@ -77,18 +78,20 @@ impl EndpointsController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.services.wait_synced().await;
-        self.pods.wait_synced().await;
-        self.endpoints.wait_synced().await;
-        let me = self.clone();
-        run_workers("endpoints", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
+        reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.services, &self.pods, &self.endpoints],
+            workers,
+        )
         .await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for EndpointsController {
+    const NAME: &'static str = "endpoints";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let Some(svc) = self.services.get_key(key) else {
@@ -103,10 +106,10 @@ impl EndpointsController {
                     Err(e) => return Err(e).context("deleting endpoints"),
                 }
             }
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if util::selector(&svc).is_none() || util::is_external_name(&svc) {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let (subsets, truncated) = desired_subsets(&svc, &util::selected_pods(&self.pods, &svc));
         let mut labels = util::endpoint_labels(&svc);
@@ -127,7 +130,7 @@ impl EndpointsController {
             let same_annotations =
                 cur.metadata.annotations.clone().unwrap_or_default() == annotations;
             if same_subsets && same_labels && same_annotations {
-                return Ok(None);
+                return Ok(Action::Done);
             }
         }
         let mut ep = Endpoints {
@@ -153,12 +156,12 @@ impl EndpointsController {
                 Ok(_) => {}
                 // Created meanwhile (a cache behind the server): the next sync updates it.
                 Err(kube::Error::Api(e)) if e.code == 409 => {
-                    return Ok(Some(Duration::from_millis(100)));
+                    return Ok(Action::RequeueAfter(Duration::from_millis(100)));
                 }
                 Err(e) => return Err(e).context("creating endpoints"),
             },
         }
-        Ok(None)
+        Ok(Action::Done)
     }
 }
 

@@ -21,7 +21,8 @@ use kube::{Api, Client};
 use crate::endpointutil as util;
 use crate::pods;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{Action, Reconciler};
 use reconciler::{Group, Plan, SliceMeta, Tracker};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -144,31 +145,33 @@ impl EndpointSliceController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.services.wait_synced().await;
-        self.pods.wait_synced().await;
-        self.slices.wait_synced().await;
-        let me = self.clone();
-        run_workers("endpointslice", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
+        client_go::reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.services, &self.pods, &self.slices],
+            workers,
+        )
         .await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for EndpointSliceController {
+    const NAME: &'static str = "endpointslice";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let existing = slices_of(&self.slices, ns, name, MANAGED_BY);
         let Some(svc) = self.services.get_key(key) else {
             // The garbage collector deletes the slices of a deleted Service (they are owned).
             self.tracker.forget(key);
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if !self.tracker.caught_up(key, &existing) {
-            return Ok(Some(Duration::from_millis(50)));
+            return Ok(Action::RequeueAfter(Duration::from_millis(50)));
         }
         if util::selector(&svc).is_none() {
             // Not (or no longer) ours to keep: the mirroring controller or the user's.
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let desired = if util::is_external_name(&svc) {
             None
@@ -185,10 +188,10 @@ impl EndpointSliceController {
             },
         };
         if plan.is_empty() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         apply(&self.client, ns, key, &self.tracker, plan).await?;
-        Ok(None)
+        Ok(Action::Done)
     }
 }
 

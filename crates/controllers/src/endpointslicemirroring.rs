@@ -18,7 +18,8 @@ use crate::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL, apply, owner_ke
 use crate::endpointutil as util;
 use crate::pods;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{Action, Reconciler};
 
 pub const MANAGED_BY: &str = "endpointslicemirroring-controller.k8s.io";
 const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
@@ -71,27 +72,24 @@ impl MirroringController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.services.wait_synced().await;
-        self.endpoints.wait_synced().await;
-        self.slices.wait_synced().await;
-        let me = self.clone();
-        run_workers(
-            "endpointslicemirroring",
-            self.queue.clone(),
+        client_go::reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.services, &self.endpoints, &self.slices],
             workers,
-            move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            },
         )
         .await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for MirroringController {
+    const NAME: &'static str = "endpointslicemirroring";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let existing = slices_of(&self.slices, ns, name, MANAGED_BY);
         if !self.tracker.caught_up(key, &existing) {
-            return Ok(Some(Duration::from_millis(50)));
+            return Ok(Action::RequeueAfter(Duration::from_millis(50)));
         }
         let svc = self.services.get_key(key);
         let ep = self.endpoints.get_key(key);
@@ -118,10 +116,10 @@ impl MirroringController {
             },
         };
         if plan.is_empty() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         apply(&self.client, ns, key, &self.tracker, plan).await?;
-        Ok(None)
+        Ok(Action::Done)
     }
 }
 

@@ -25,7 +25,8 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use client_go::informer::{Informer, StopOnDrop};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 const ORPHAN: &str = "orphan";
 const FOREGROUND: &str = "foregroundDeletion";
@@ -159,17 +160,8 @@ impl GarbageCollector {
                 watches.spawn(async move { me.watch(ar).await });
             }
         }
-        let me = self.clone();
-        run_workers(
-            "garbagecollector",
-            self.queue.clone(),
-            workers,
-            move |uid| {
-                let me = me.clone();
-                async move { me.process(&uid).await }
-            },
-        )
-        .await;
+        // Its graph is fed by its own watches, not informers: nothing to wait for.
+        reconciler::run(&self, &self.queue, &[], workers).await;
     }
 
     /// Follows one kind's metadata (client-go's informer) into the graph, until aborted.
@@ -255,10 +247,14 @@ impl GarbageCollector {
             _ => Api::all_with(self.client.clone(), &ar),
         })
     }
+}
 
-    async fn process(&self, uid: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for GarbageCollector {
+    const NAME: &'static str = "garbagecollector";
+
+    async fn reconcile(self: &Arc<Self>, uid: &str) -> anyhow::Result<Action> {
         let Some(node) = self.graph().nodes.get(uid).cloned() else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if node.deleting && node.finalizers.iter().any(|f| f == ORPHAN) {
             return self.orphan_dependents(uid, &node).await;
@@ -267,7 +263,7 @@ impl GarbageCollector {
             return self.delete_dependents_first(uid, &node).await;
         }
         if node.owners.is_empty() || node.deleting {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let mut absent = Vec::new();
         let mut foreground_owner = false;
@@ -282,7 +278,7 @@ impl GarbageCollector {
             }
         }
         let Some(api) = self.api_for(&node) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if present == 0 {
             // Every owner is gone: so goes the dependent, and its own dependents after it.
@@ -296,8 +292,8 @@ impl GarbageCollector {
             };
             tracing::debug!(kind = %node.kind, name = %node.name, "deleting an object whose owners are gone");
             return match api.delete(&node.name, &dp).await {
-                Ok(_) => Ok(None),
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
+                Ok(_) => Ok(Action::Done),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Action::Done),
                 Err(e) => Err(e).context("deleting an orphaned dependent"),
             };
         }
@@ -317,14 +313,16 @@ impl GarbageCollector {
                 ..Default::default()
             };
             return match api.delete(&node.name, &dp).await {
-                Ok(_) => Ok(None),
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                Ok(_) => Ok(Action::Done),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::Done),
                 Err(e) => Err(e).context("deleting a dependent in the foreground"),
             };
         }
-        Ok(None)
+        Ok(Action::Done)
     }
+}
 
+impl GarbageCollector {
     /// Whether an owner exists: the graph knows it, or the API confirms it (same uid).
     async fn owner_state(&self, node: &Node, o: &OwnerReference) -> anyhow::Result<OwnerState> {
         if let Some(n) = self.graph().nodes.get(&o.uid) {
@@ -363,7 +361,7 @@ impl GarbageCollector {
         api: &Api<DynamicObject>,
         node: &Node,
         refs: serde_json::Value,
-    ) -> anyhow::Result<Option<Duration>> {
+    ) -> anyhow::Result<Action> {
         let refs = if refs.as_array().is_some_and(Vec::is_empty) {
             serde_json::Value::Null
         } else {
@@ -374,8 +372,8 @@ impl GarbageCollector {
             .patch(&node.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
-            Ok(_) => Ok(None),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+            Ok(_) => Ok(Action::Done),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::Done),
             Err(e) => Err(e).context("updating ownerReferences"),
         }
     }
@@ -396,7 +394,7 @@ impl GarbageCollector {
         }
     }
 
-    async fn orphan_dependents(&self, uid: &str, node: &Node) -> anyhow::Result<Option<Duration>> {
+    async fn orphan_dependents(&self, uid: &str, node: &Node) -> anyhow::Result<Action> {
         let dependents: Vec<Node> = {
             let g = self.graph();
             g.dependents_of(uid)
@@ -412,14 +410,10 @@ impl GarbageCollector {
             self.set_owner_refs(&api, &d, json!(refs)).await?;
         }
         self.remove_finalizer(node, ORPHAN).await?;
-        Ok(None)
+        Ok(Action::Done)
     }
 
-    async fn delete_dependents_first(
-        &self,
-        uid: &str,
-        node: &Node,
-    ) -> anyhow::Result<Option<Duration>> {
+    async fn delete_dependents_first(&self, uid: &str, node: &Node) -> anyhow::Result<Action> {
         let dependents: Vec<(String, Node)> = {
             let g = self.graph();
             g.dependents_of(uid)
@@ -429,7 +423,7 @@ impl GarbageCollector {
         };
         if dependents.is_empty() {
             self.remove_finalizer(node, FOREGROUND).await?;
-            return Ok(None);
+            return Ok(Action::Done);
         }
         for (duid, d) in dependents.iter().filter(|(_, d)| !d.deleting) {
             let Some(api) = self.api_for(d) else { continue };
@@ -448,6 +442,6 @@ impl GarbageCollector {
             }
         }
         // Dependents leaving the graph bring this owner back to the queue.
-        Ok(None)
+        Ok(Action::Done)
     }
 }

@@ -18,7 +18,8 @@ use kube::api::{
 use kube::{Api, Client};
 
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// The finalizer this controller owns in `spec.finalizers`.
 pub const FINALIZER: &str = "kubernetes";
@@ -119,25 +120,25 @@ impl NamespaceController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.namespaces.wait_synced().await;
-        let me = self.clone();
-        run_workers("namespace", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.namespaces], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for NamespaceController {
+    const NAME: &'static str = "namespace";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(ns) = self.namespaces.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if ns.metadata.deletion_timestamp.is_none() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
-        self.delete(key).await
+        Ok(self.delete(key).await?.into())
     }
+}
 
+impl NamespaceController {
     /// One pass of upstream's NamespacedResourcesDeleter. `Ok(Some(d))`: content remains,
     /// look again after `d`.
     async fn delete(&self, name: &str) -> anyhow::Result<Option<Duration>> {

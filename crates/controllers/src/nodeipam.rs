@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Node;
@@ -18,7 +17,8 @@ use kube::{Api, Client};
 
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// The cluster's pod network (k3s's default, as ARCHITECTURE.md gives it).
 pub const CLUSTER_CIDR: &str = "10.42.0.0/16";
@@ -101,24 +101,22 @@ impl NodeIpamController {
 
     /// Runs with one worker whatever `_workers` says: allocation must be serial.
     pub async fn run(self: Arc<Self>, _workers: usize) {
-        self.nodes.wait_synced().await;
-        let me = self.clone();
-        run_workers("nodeipam", self.queue.clone(), 1, move |name| {
-            let me = me.clone();
-            async move { me.sync(&name).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.nodes], 1).await;
     }
+}
 
-    async fn sync(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for NodeIpamController {
+    const NAME: &'static str = "nodeipam";
+
+    async fn reconcile(self: &Arc<Self>, name: &str) -> anyhow::Result<Action> {
         let api: Api<Node> = Api::all(self.client.clone());
         let node = match api.get(name).await {
             Ok(n) => n,
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::Done),
             Err(e) => return Err(e).context("reading the node"),
         };
         if pod_cidr(&node).is_some() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let mut used: HashSet<String> = self
             .nodes
@@ -158,7 +156,7 @@ impl NodeIpamController {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(cidr);
-        Ok(None)
+        Ok(Action::Done)
     }
 }
 

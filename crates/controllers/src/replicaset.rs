@@ -25,7 +25,8 @@ use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
 use client_go::informer::{Change, Informer, controller_of, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// Most pods created or deleted in one sync (Kubernetes' burstReplicas).
 const BURST: usize = 500;
@@ -225,20 +226,17 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.owners.wait_synced().await;
-        self.pods.wait_synced().await;
-        let me = self.clone();
-        run_workers(K::KIND, self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.owners, &self.pods], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl<K: ReplicaOwner> Reconciler for ReplicaSetController<K> {
+    const NAME: &'static str = K::KIND;
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(owner) = self.owners.get_key(key) else {
             self.expectations.forget(key);
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let ns = owner.meta().namespace.clone().unwrap_or_default();
         let pods = self.claim_pods(&owner, &ns).await?;
@@ -256,9 +254,11 @@ impl<K: ReplicaOwner> ReplicaSetController<K> {
             .update_status(&owner, &ns, &active, failure.as_deref())
             .await?;
         managed.map_err(anyhow::Error::from)?;
-        Ok(again)
+        Ok(again.into())
     }
+}
 
+impl<K: ReplicaOwner> ReplicaSetController<K> {
     /// The pods this owner controls after adoption and release (Kubernetes'
     /// ControllerRefManager): matching orphans are adopted, owned pods that no longer match
     /// are released. An owner being deleted adopts nothing.

@@ -26,8 +26,9 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, HasSynced, Informer, key_of, wait_for_cache_sync};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// Full recalculation period (upstream's default `--resource-quota-sync-period`).
 pub const RESYNC: Duration = Duration::from_secs(5 * 60);
@@ -207,35 +208,37 @@ impl ResourceQuotaController {
 
     pub async fn run(self: Arc<Self>, workers: usize) {
         let s = &self.src;
-        s.quotas.wait_synced().await;
-        s.pods.wait_synced().await;
-        s.services.wait_synced().await;
-        s.claims.wait_synced().await;
-        s.config_maps.wait_synced().await;
-        s.secrets.wait_synced().await;
-        s.rcs.wait_synced().await;
-        let me = self.clone();
-        let resync = async move {
-            let mut tick = tokio::time::interval(me.resync);
+        let caches: [&dyn HasSynced; 7] = [
+            &s.quotas,
+            &s.pods,
+            &s.services,
+            &s.claims,
+            &s.config_maps,
+            &s.secrets,
+            &s.rcs,
+        ];
+        let resync = async {
+            wait_for_cache_sync(&caches).await;
+            let mut tick = tokio::time::interval(self.resync);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                for q in me.src.quotas.list() {
-                    me.queue.add(key_of(q.as_ref()));
+                for q in s.quotas.list() {
+                    self.queue.add(key_of(q.as_ref()));
                 }
             }
         };
-        let me = self.clone();
-        let workers = run_workers("resourcequota", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        });
+        let workers = reconciler::run(&self, &self.queue, &caches, workers);
         futures::future::join(workers, resync).await;
     }
+}
 
-    async fn sync(self: &Arc<Self>, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for ResourceQuotaController {
+    const NAME: &'static str = "resourcequota";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(rq) = self.src.quotas.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let ns = namespace_of(rq.as_ref());
         let name = rq.metadata.name.clone().unwrap_or_default();
@@ -290,7 +293,7 @@ impl ResourceQuotaController {
                 Ok(_) => {
                     tracing::debug!(namespace = %ns, quota = %name, used = %quota::pretty_print(&used), "quota usage updated")
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::Done),
                 // Admission charged it meanwhile (or the cache is behind): measure again.
                 Err(e) => return Err(e).context("updating the quota status"),
             }
@@ -298,9 +301,11 @@ impl ResourceQuotaController {
         if !errors.is_empty() {
             anyhow::bail!("measuring usage: {}", errors.join("; "));
         }
-        Ok(None)
+        Ok(Action::Done)
     }
+}
 
+impl ResourceQuotaController {
     /// Whether the evaluator's kind is one the controller caches.
     fn has_cache(ev: &Evaluator) -> bool {
         ev.group.is_empty()

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -14,7 +13,8 @@ use kube::{Api, Client};
 
 use crate::serviceaccounts::is_active;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub const NAME: &str = "kube-root-ca.crt";
 const DESCRIPTION_KEY: &str = "kubernetes.io/description";
@@ -61,17 +61,11 @@ impl RootCaCertPublisher {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.namespaces.wait_synced().await;
-        self.config_maps.wait_synced().await;
-        let me = self.clone();
-        run_workers(
-            "root-ca-cert-publisher",
-            self.queue.clone(),
+        reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.namespaces, &self.config_maps],
             workers,
-            move |ns| {
-                let me = me.clone();
-                async move { me.sync(&ns).await }
-            },
         )
         .await;
     }
@@ -79,10 +73,14 @@ impl RootCaCertPublisher {
     fn data(&self) -> BTreeMap<String, String> {
         BTreeMap::from([("ca.crt".to_string(), self.ca_pem.clone())])
     }
+}
 
-    async fn sync(&self, ns: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for RootCaCertPublisher {
+    const NAME: &'static str = "root-ca-cert-publisher";
+
+    async fn reconcile(self: &Arc<Self>, ns: &str) -> anyhow::Result<Action> {
         if !self.namespaces.get(None, ns).is_some_and(|n| is_active(&n)) {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
         let current = self.config_maps.get(Some(ns), NAME);
@@ -119,7 +117,7 @@ impl RootCaCertPublisher {
             }
             Some(_) => {}
         }
-        Ok(None)
+        Ok(Action::Done)
     }
 }
 

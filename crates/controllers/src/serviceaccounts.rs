@@ -3,7 +3,6 @@
 //! being deleted are left alone, so the namespace controller can empty them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -11,7 +10,8 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub const DEFAULT: &str = "default";
 
@@ -59,22 +59,25 @@ impl ServiceAccountsController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.namespaces.wait_synced().await;
-        self.accounts.wait_synced().await;
-        let me = self.clone();
-        run_workers("serviceaccount", self.queue.clone(), workers, move |ns| {
-            let me = me.clone();
-            async move { me.sync(&ns).await }
-        })
+        reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.namespaces, &self.accounts],
+            workers,
+        )
         .await;
     }
+}
 
-    async fn sync(&self, ns: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for ServiceAccountsController {
+    const NAME: &'static str = "serviceaccount";
+
+    async fn reconcile(self: &Arc<Self>, ns: &str) -> anyhow::Result<Action> {
         if !self.namespaces.get(None, ns).is_some_and(|n| is_active(&n)) {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         if self.accounts.get(Some(ns), DEFAULT).is_some() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
         let sa = ServiceAccount {
@@ -90,6 +93,6 @@ impl ServiceAccountsController {
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {}
             Err(e) => return Err(e).context("creating the default service account"),
         }
-        Ok(None)
+        Ok(Action::Done)
     }
 }

@@ -5,7 +5,6 @@
 //! is left out; a Service that stops being a LoadBalancer loses the status.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
@@ -14,7 +13,8 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
@@ -112,19 +112,16 @@ impl ServiceLbController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.services.wait_synced().await;
-        self.nodes.wait_synced().await;
-        let me = self.clone();
-        run_workers("servicelb", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.services, &self.nodes], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for ServiceLbController {
+    const NAME: &'static str = "servicelb";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(svc) = self.services.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let current = svc
             .status
@@ -139,10 +136,10 @@ impl ServiceLbController {
             Vec::new()
         } else {
             // Another implementation's (loadBalancerClass): not ours to touch.
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if current == want {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let api: Api<Service> = Api::namespaced(self.client.clone(), ns);
@@ -151,6 +148,6 @@ impl ServiceLbController {
             .await
             .context("setting the load balancer status")?;
         tracing::info!(service = key, ingress = ?want.iter().filter_map(|i| i.ip.as_deref()).collect::<Vec<_>>(), "load balancer addresses set");
-        Ok(None)
+        Ok(Action::Done)
     }
 }

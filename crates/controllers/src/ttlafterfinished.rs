@@ -13,7 +13,8 @@ use kube::{Api, Client};
 
 use crate::job;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub struct TtlAfterFinishedController {
     client: Client,
@@ -69,27 +70,20 @@ impl TtlAfterFinishedController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.jobs.wait_synced().await;
-        let me = self.clone();
-        run_workers(
-            "ttl-after-finished",
-            self.queue.clone(),
-            workers,
-            move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            },
-        )
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.jobs], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for TtlAfterFinishedController {
+    const NAME: &'static str = "ttl-after-finished";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(cached) = self.jobs.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         match time_left(&cached, Timestamp::now()) {
-            None => return Ok(None),
-            Some(left) if !left.is_zero() => return Ok(Some(left)),
+            None => return Ok(Action::Done),
+            Some(left) if !left.is_zero() => return Ok(Action::RequeueAfter(left)),
             Some(_) => {}
         }
         // The cache may be stale (a TTL just changed): decide on a fresh read.
@@ -98,12 +92,12 @@ impl TtlAfterFinishedController {
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
         let fresh = match api.get(name).await {
             Ok(j) => j,
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::Done),
             Err(e) => return Err(e).context("reading the job"),
         };
         match time_left(&fresh, Timestamp::now()) {
-            None => return Ok(None),
-            Some(left) if !left.is_zero() => return Ok(Some(left)),
+            None => return Ok(Action::Done),
+            Some(left) if !left.is_zero() => return Ok(Action::RequeueAfter(left)),
             Some(_) => {}
         }
         tracing::info!(job = key, "deleting finished job whose TTL expired");
@@ -116,8 +110,8 @@ impl TtlAfterFinishedController {
             ..Default::default()
         };
         match api.delete(name, &dp).await {
-            Ok(_) => Ok(None),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
+            Ok(_) => Ok(Action::Done),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Action::Done),
             Err(e) => Err(e).context("deleting the job"),
         }
     }

@@ -27,8 +27,9 @@ use kube::{Api, Client};
 use crate::podautoscaler::mapper::RestMapper;
 use budget::Computed;
 use client_go::events::Recorder;
-use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, HasSynced, Informer, key_of};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 pub use finders::Workloads;
 
 pub struct DisruptionController {
@@ -135,43 +136,59 @@ impl DisruptionController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.pdbs.wait_synced().await;
-        self.pods.wait_synced().await;
-        self.workloads.rcs.wait_synced().await;
-        self.workloads.replicasets.wait_synced().await;
-        self.workloads.deployments.wait_synced().await;
-        self.workloads.statefulsets.wait_synced().await;
-        let me = self.clone();
-        let budgets = run_workers("disruption", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        });
-        let me = self.clone();
-        let stale = run_workers("disruption-stale", self.stale.clone(), 1, move |key| {
-            let me = me.clone();
-            async move { stale::sync(&me.client, &me.pods, &key).await }
-        });
-        futures::future::join(budgets, stale).await;
+        let w = &self.workloads;
+        let caches: [&dyn HasSynced; 6] = [
+            &self.pdbs,
+            &self.pods,
+            &w.rcs,
+            &w.replicasets,
+            &w.deployments,
+            &w.statefulsets,
+        ];
+        let stale = Arc::new(StalePods(self.clone()));
+        futures::future::join(
+            reconciler::run(&self, &self.queue, &caches, workers),
+            reconciler::run(&stale, &self.stale, &caches, 1),
+        )
+        .await;
     }
+}
+
+impl Reconciler for DisruptionController {
+    const NAME: &'static str = "disruption";
 
     /// Syncs one budget; a failure other than a write conflict leaves it allowing nothing
     /// (upstream's fail-safe), with the reason in its condition.
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(pdb) = self.pdbs.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         match self.try_sync(&pdb).await {
-            Ok(again) => Ok(again),
+            Ok(again) => Ok(again.into()),
             Err(e) if is_conflict(&e) => Err(e),
             Err(e) => {
                 tracing::error!(pdb = key, error = %format!("{e:#}"), "failed to sync PodDisruptionBudget");
                 let safe = budget::fail_safe(&pdb, &format!("{e:#}"), Timestamp::now());
                 self.write_status(&safe).await?;
-                Ok(None)
+                Ok(Action::Done)
             }
         }
     }
+}
 
+/// The stale pod disruption queue (upstream's stalePodDisruptionQueue): a pod's
+/// `DisruptionTarget` condition that no deletion followed is set back to False.
+struct StalePods(Arc<DisruptionController>);
+
+impl Reconciler for StalePods {
+    const NAME: &'static str = "disruption-stale";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
+        Ok(stale::sync(&self.0.client, &self.0.pods, key).await?.into())
+    }
+}
+
+impl DisruptionController {
     async fn try_sync(&self, pdb: &PodDisruptionBudget) -> anyhow::Result<Option<Duration>> {
         let pods = match self.pods_of(pdb) {
             Ok(p) => p,

@@ -32,8 +32,9 @@ use crate::pods;
 use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
-use client_go::informer::{Change, Informer, controller_of, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, HasSynced, Informer, controller_of, key_of};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// Annotation and label with an Indexed job pod's index.
@@ -404,19 +405,12 @@ impl JobController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.jobs.wait_synced().await;
-        self.pods.wait_synced().await;
-        let me = self.clone();
-        let orphans = run_workers("job-orphan-pod", self.orphans.clone(), 1, move |key| {
-            let me = me.clone();
-            async move { me.sync_orphan_pod(&key).await.map(|()| None) }
-        });
-        let me = self.clone();
-        let jobs = run_workers("job", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        });
-        tokio::join!(orphans, jobs);
+        let caches: [&dyn HasSynced; 2] = [&self.jobs, &self.pods];
+        let orphans = Arc::new(OrphanPods(self.clone()));
+        tokio::join!(
+            reconciler::run(&orphans, &self.orphans, &caches, 1),
+            reconciler::run(&self, &self.queue, &caches, workers),
+        );
     }
 
     /// The job a controller reference names, if it is in the cache with that uid.
@@ -588,20 +582,24 @@ impl JobController {
             None => b.remove(key),
         };
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for JobController {
+    const NAME: &'static str = "job";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(shared) = self.jobs.get_key(key) else {
             self.expectations.forget(key);
             self.finalizers.forget(key);
             self.set_backoff(key, None);
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if managed_elsewhere(&shared) {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         if finished(&shared).is_some() {
             self.set_backoff(key, None);
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let mode = shared
             .spec
@@ -614,7 +612,7 @@ impl JobController {
                 "UnknownCompletionMode",
                 "Skipped Job sync because completion mode is unknown".into(),
             );
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let now = Timestamp::now();
         let mut job = (*shared).clone();
@@ -884,10 +882,25 @@ impl JobController {
             .context("tracking status")?;
         match manage_err {
             Some(e) => Err(e),
-            None => Ok(None),
+            None => Ok(Action::Done),
         }
     }
+}
 
+/// The orphan pod queue (upstream's orphanQueue): a pod whose tracking finalizer no
+/// unfinished job of ours holds any more has it removed.
+struct OrphanPods(Arc<JobController>);
+
+impl Reconciler for OrphanPods {
+    const NAME: &'static str = "job-orphan-pod";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
+        self.0.sync_orphan_pod(key).await?;
+        Ok(Action::Done)
+    }
+}
+
+impl JobController {
     /// Time left before activeDeadlineSeconds passes (`None` without a deadline or while
     /// suspended).
     fn deadline_left(&self, job: &Job, now: Timestamp) -> Option<Duration> {

@@ -29,7 +29,8 @@ use kube::{Api, Client};
 
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub use metrics_client::{MetricsClient, PodMetric, PodMetricsInfo, RestMetricsClient};
 
@@ -146,19 +147,7 @@ impl HorizontalController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.hpas.wait_synced().await;
-        self.pods.wait_synced().await;
-        let me = self.clone();
-        run_workers(
-            "horizontal-pod-autoscaler",
-            self.queue.clone(),
-            workers,
-            move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await }
-            },
-        )
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.hpas, &self.pods], workers).await;
     }
 
     /// Queues the HPA one sync period from now, unless it is due sooner already: every HPA
@@ -188,27 +177,37 @@ impl HorizontalController {
             }
         });
     }
+}
+
+impl Reconciler for HorizontalController {
+    const NAME: &'static str = "horizontal-pod-autoscaler";
 
     /// Errors are logged, not retried sooner: the HPA is looked at again next period.
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(hpa) = self.hpas.get_key(key) else {
             tracing::info!(hpa = key, "horizontal pod autoscaler has been deleted");
             self.history_lock().remove(key);
-            return Ok(None);
+            return Ok(Action::Done);
         };
-        if let Err(e) = self.reconcile(&hpa, key).await {
+        if let Err(e) = self.reconcile_autoscaler(&hpa, key).await {
             tracing::warn!(hpa = key, error = %format!("{e:#}"), "horizontal pod autoscaler sync failed");
         }
         self.schedule(key);
-        Ok(None)
+        Ok(Action::Done)
     }
+}
 
+impl HorizontalController {
     fn history_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, History>> {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Upstream's `reconcileAutoscaler`.
-    async fn reconcile(&self, hpa: &HorizontalPodAutoscaler, key: &str) -> anyhow::Result<()> {
+    async fn reconcile_autoscaler(
+        &self,
+        hpa: &HorizontalPodAutoscaler,
+        key: &str,
+    ) -> anyhow::Result<()> {
         let (now, instant) = (Timestamp::now(), Instant::now());
         let mut w = Working::new(hpa.clone(), now);
         let original = hpa.status.clone();

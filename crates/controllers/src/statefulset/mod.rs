@@ -33,7 +33,8 @@ use client_go::controller_ref::{ControllerRefManager, owner_not_deleting};
 use client_go::events::Recorder;
 use client_go::expectations::Expectations;
 use client_go::informer::{Change, Informer, controller_of, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 mod claims;
 mod revisions;
@@ -498,22 +499,23 @@ impl StatefulSetController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.sets.wait_synced().await;
-        self.pods.wait_synced().await;
-        self.claims.wait_synced().await;
-        self.revisions.wait_synced().await;
-        let me = self.clone();
-        run_workers("statefulset", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await }
-        })
+        reconciler::run(
+            &self,
+            &self.queue,
+            &[&self.sets, &self.pods, &self.claims, &self.revisions],
+            workers,
+        )
         .await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+impl Reconciler for StatefulSetController {
+    const NAME: &'static str = "statefulset";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(set) = self.sets.get_key(key) else {
             self.expectations.forget(key);
-            return Ok(None);
+            return Ok(Action::Done);
         };
         let ns = namespace_of(&set).to_string();
         let uid = set.metadata.uid.clone().unwrap_or_default();
@@ -558,9 +560,11 @@ impl StatefulSetController {
         written?;
         truncated?;
         let again = min_ready > 0 && status.counts.available != spec_replicas(&set);
-        Ok(again.then(|| Duration::from_secs(min_ready as u64)))
+        Ok(again.then(|| Duration::from_secs(min_ready as u64)).into())
     }
+}
 
+impl StatefulSetController {
     /// The set's pods after adoption and release (upstream's ControllerRefManager, with
     /// membership by name): matching orphans named `<set>-<n>` are adopted; owned pods that
     /// stop matching are released.

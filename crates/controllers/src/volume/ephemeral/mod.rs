@@ -5,7 +5,6 @@
 //! never adopted: it may hold someone else's data.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Volume};
@@ -16,7 +15,8 @@ use kube::{Api, Client};
 use crate::volume::pods;
 use client_go::events::Recorder;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// The claim an ephemeral volume's template makes for `pod`; `None` for other volumes.
 pub fn claim_for(pod: &Pod, volume: &Volume) -> Option<PersistentVolumeClaim> {
@@ -101,27 +101,19 @@ impl EphemeralController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.pods.wait_synced().await;
-        self.claims.wait_synced().await;
-        let me = self.clone();
-        run_workers(
-            "ephemeral-volume",
-            self.queue.clone(),
-            workers,
-            move |key| {
-                let me = me.clone();
-                async move { me.sync(&key).await.map(|()| None::<Duration>) }
-            },
-        )
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.pods, &self.claims], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<()> {
+impl Reconciler for EphemeralController {
+    const NAME: &'static str = "ephemeral-volume";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(pod) = self.pods.get_key(key) else {
-            return Ok(());
+            return Ok(Action::Done);
         };
         if pod.metadata.deletion_timestamp.is_some() {
-            return Ok(());
+            return Ok(Action::Done);
         }
         for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
             if let Err(e) = self.handle_volume(&pod, volume).await {
@@ -135,9 +127,11 @@ impl EphemeralController {
                     .with_context(|| format!("pod {key}, ephemeral volume {}", volume.name));
             }
         }
-        Ok(())
+        Ok(Action::Done)
     }
+}
 
+impl EphemeralController {
     async fn handle_volume(&self, pod: &Pod, volume: &Volume) -> anyhow::Result<()> {
         let Some(claim) = claim_for(pod, volume) else {
             return Ok(());

@@ -27,8 +27,9 @@ use crate::volume::annotations::{
 };
 use crate::volume::claims;
 use client_go::events::Recorder;
-use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, HasSynced, Informer, key_of};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 use storageclass::{NODE_STORAGE_DIR, PROVISIONER};
 
 /// How often a claim local-path refused is looked at again.
@@ -113,28 +114,13 @@ impl LocalPathProvisioner {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.src.claims.wait_synced().await;
-        self.src.volumes.wait_synced().await;
-        self.src.classes.wait_synced().await;
-        self.src.nodes.wait_synced().await;
-        let me = self.clone();
-        let claims = run_workers("local-path-claims", self.claim_queue.clone(), workers, {
-            let me = me.clone();
-            move |key| {
-                let me = me.clone();
-                async move { me.sync_claim(&key).await }
-            }
-        });
-        let volumes = run_workers(
-            "local-path-volumes",
-            self.volume_queue.clone(),
-            1,
-            move |key| {
-                let me = me.clone();
-                async move { me.sync_volume(&key).await.map(|()| None::<Duration>) }
-            },
+        let s = &self.src;
+        let caches: [&dyn HasSynced; 4] = [&s.claims, &s.volumes, &s.classes, &s.nodes];
+        let volumes = Arc::new(ReleasedVolumes(self.clone()));
+        futures::join!(
+            reconciler::run(&self, &self.claim_queue, &caches, workers),
+            reconciler::run(&volumes, &self.volume_queue, &caches, 1),
         );
-        futures::join!(claims, volumes);
     }
 
     /// Whether the claim waits for this provisioner: unbound, annotated for it, and (for a
@@ -172,23 +158,27 @@ impl LocalPathProvisioner {
             .with_context(|| format!("reading node {name}"))?
             .map(Arc::new))
     }
+}
+
+impl Reconciler for LocalPathProvisioner {
+    const NAME: &'static str = "local-path-claims";
 
     /// Provisions for a claim; a claim local-path refuses is tried again every
     /// [`REFUSED_RETRY`] (its class or the claim may be fixed).
-    async fn sync_claim(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(claim) = self.src.claims.get_key(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         if !self.should_provision(&claim)? {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let pv_name = volume::volume_name(&claim);
         if self.src.volumes.get(None, &pv_name).is_some() {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let class = self.class_of(&claim)?;
         if class.provisioner != PROVISIONER {
-            return Ok(None);
+            return Ok(Action::Done);
         }
         if claims::claim_volume_mode(&claim) == "Block" {
             self.recorder.record(
@@ -197,7 +187,7 @@ impl LocalPathProvisioner {
                 "ProvisioningFailed",
                 format!("{PROVISIONER} does not support block volume provisioning"),
             );
-            return Ok(None);
+            return Ok(Action::Done);
         }
         let mut node = None;
         if let Some(name) = annotations::get(&claim.metadata, SELECTED_NODE) {
@@ -210,7 +200,7 @@ impl LocalPathProvisioner {
                     "ProvisioningFailed",
                     format!("nodes {name:?} not found"),
                 );
-                return self.reschedule(&claim).await.map(|()| None);
+                return self.reschedule(&claim).await.map(|()| Action::Done);
             }
         }
         self.recorder.record(
@@ -233,7 +223,7 @@ impl LocalPathProvisioner {
                 tracing::info!(claim = key, error = why, "local-path refuses the claim");
                 self.recorder
                     .record(claim.as_ref(), true, "ProvisioningFailed", why);
-                return Ok(Some(REFUSED_RETRY));
+                return Ok(Action::RequeueAfter(REFUSED_RETRY));
             }
         };
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
@@ -255,9 +245,23 @@ impl LocalPathProvisioner {
             "ProvisioningSucceeded",
             format!("Successfully provisioned volume {pv_name}"),
         );
-        Ok(None)
+        Ok(Action::Done)
     }
+}
 
+/// The volume queue's reconciler: released volumes of ours whose reclaim policy is Delete.
+struct ReleasedVolumes(Arc<LocalPathProvisioner>);
+
+impl Reconciler for ReleasedVolumes {
+    const NAME: &'static str = "local-path-volumes";
+
+    async fn reconcile(self: &Arc<Self>, name: &str) -> anyhow::Result<Action> {
+        self.0.sync_volume(name).await?;
+        Ok(Action::Done)
+    }
+}
+
+impl LocalPathProvisioner {
     /// Drops the claim's selected node so the scheduler places its pod again.
     async fn reschedule(&self, claim: &PersistentVolumeClaim) -> anyhow::Result<()> {
         let mut clone = claim.clone();

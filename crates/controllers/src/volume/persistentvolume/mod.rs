@@ -29,8 +29,9 @@ use kube::{Api, Client};
 
 use crate::volume::claims;
 use client_go::events::Recorder;
-use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, Informer, key_of, wait_for_cache_sync};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 use index::{ClaimStore, VolumeIndex};
 use operations::Operations;
 
@@ -57,6 +58,28 @@ pub struct PersistentVolumeController {
     operations: Operations,
     recorder: Recorder,
     sync_period: Duration,
+}
+
+/// The volume queue's worker (upstream's volumeWorker).
+struct VolumeWorker(Arc<PersistentVolumeController>);
+
+impl Reconciler for VolumeWorker {
+    const NAME: &'static str = "persistentvolume-volumes";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
+        self.0.volume_worker(key).await
+    }
+}
+
+/// The claim queue's worker (upstream's claimWorker).
+struct ClaimWorker(Arc<PersistentVolumeController>);
+
+impl Reconciler for ClaimWorker {
+    const NAME: &'static str = "persistentvolume-claims";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
+        self.0.claim_worker(key).await
+    }
 }
 
 impl PersistentVolumeController {
@@ -94,10 +117,8 @@ impl PersistentVolumeController {
     }
 
     pub async fn run(self: Arc<Self>) {
-        self.src.volumes.wait_synced().await;
-        self.src.claims.wait_synced().await;
-        self.src.classes.wait_synced().await;
-        self.src.pods.wait_synced().await;
+        let s = &self.src;
+        wait_for_cache_sync(&[&s.volumes, &s.claims, &s.classes, &s.pods]).await;
         // Filled before the first sync, so no claim is matched against a half-known world.
         {
             let mut volumes = self.lock_volumes();
@@ -111,21 +132,14 @@ impl PersistentVolumeController {
                 store.store(c);
             }
         }
-        let me = self.clone();
-        let volumes = run_workers("persistentvolume-volumes", self.volume_queue.clone(), 1, {
-            let me = me.clone();
-            move |key| {
-                let me = me.clone();
-                async move { me.volume_worker(&key).await }
-            }
-        });
-        let claims = run_workers("persistentvolume-claims", self.claim_queue.clone(), 1, {
-            move |key| {
-                let me = me.clone();
-                async move { me.claim_worker(&key).await }
-            }
-        });
-        futures::join!(volumes, claims, self.resync());
+        // One worker each (see the queues); the caches are synced already.
+        let volumes = Arc::new(VolumeWorker(self.clone()));
+        let claims = Arc::new(ClaimWorker(self.clone()));
+        futures::join!(
+            reconciler::run(&volumes, &self.volume_queue, &[], 1),
+            reconciler::run(&claims, &self.claim_queue, &[], 1),
+            self.resync()
+        );
     }
 
     /// Every claim and volume again every sync period (informers here do not resync).
@@ -152,35 +166,35 @@ impl PersistentVolumeController {
     }
 
     /// A volume added, changed or resynced (in the informer), or deleted (gone from it).
-    async fn volume_worker(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+    async fn volume_worker(&self, key: &str) -> anyhow::Result<Action> {
         if let Some(volume) = self.src.volumes.get_key(key) {
             if !self.lock_volumes().store(volume.clone()) {
                 // An older version than one the controller wrote itself.
-                return Ok(None);
+                return Ok(Action::Done);
             }
-            return self.sync_volume(volume).await.map(|()| None);
+            return self.sync_volume(volume).await.map(|()| Action::Done);
         }
         let Some(gone) = self.lock_volumes().remove(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         tracing::debug!(volume = key, "volume deleted");
         // Its claim learns it is Lost now rather than at the next resync.
         if let Some(r) = claims::claim_ref(&gone) {
             self.claim_queue.add(claims::claim_ref_key(r));
         }
-        Ok(None)
+        Ok(Action::Done)
     }
 
     /// A claim added, changed or resynced, or deleted.
-    async fn claim_worker(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+    async fn claim_worker(&self, key: &str) -> anyhow::Result<Action> {
         if let Some(claim) = self.src.claims.get_key(key) {
             if !self.lock_claims().store(claim.clone()) {
-                return Ok(None);
+                return Ok(Action::Done);
             }
-            return self.sync_claim(claim).await.map(|()| None);
+            return self.sync_claim(claim).await.map(|()| Action::Done);
         }
         let Some(gone) = self.lock_claims().remove(key) else {
-            return Ok(None);
+            return Ok(Action::Done);
         };
         tracing::debug!(claim = key, "claim deleted");
         // Its volume is released now rather than at the next resync.
@@ -188,7 +202,7 @@ impl PersistentVolumeController {
         if !volume.is_empty() {
             self.volume_queue.add(volume);
         }
-        Ok(None)
+        Ok(Action::Done)
     }
 
     fn volumes_api(&self) -> Api<PersistentVolume> {

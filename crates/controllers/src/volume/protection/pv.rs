@@ -2,7 +2,6 @@
 //! is Bound (the PersistentVolume controller's status says so).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::PersistentVolume;
@@ -13,7 +12,8 @@ use super::{is_deletion_candidate, needs_finalizer, with_finalizer};
 use crate::volume::annotations::PV_PROTECTION_FINALIZER;
 use crate::volume::claims;
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 pub struct PvProtectionController {
     client: Client,
@@ -41,31 +41,33 @@ impl PvProtectionController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.volumes.wait_synced().await;
-        let me = self.clone();
-        run_workers("pv-protection", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await.map(|()| None::<Duration>) }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.volumes], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<()> {
+impl Reconciler for PvProtectionController {
+    const NAME: &'static str = "pv-protection";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(pv) = self.volumes.get_key(key) else {
-            return Ok(());
+            return Ok(Action::Done);
         };
         if is_deletion_candidate(&pv.metadata, PV_PROTECTION_FINALIZER) {
             if claims::volume_phase(&pv) != claims::PHASE_BOUND {
-                return self.set_finalizer(&pv, false).await;
+                self.set_finalizer(&pv, false).await?;
+                return Ok(Action::Done);
             }
             tracing::debug!(volume = key, "keeping the volume: it is bound");
         }
         if needs_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER) {
-            return self.set_finalizer(&pv, true).await;
+            self.set_finalizer(&pv, true).await?;
+            return Ok(Action::Done);
         }
-        Ok(())
+        Ok(Action::Done)
     }
+}
 
+impl PvProtectionController {
     async fn set_finalizer(&self, pv: &PersistentVolume, present: bool) -> anyhow::Result<()> {
         let mut clone = pv.clone();
         clone.metadata.finalizers = with_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER, present);

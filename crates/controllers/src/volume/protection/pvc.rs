@@ -4,7 +4,6 @@
 //! claims, which would otherwise wait for each other).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -15,7 +14,8 @@ use super::{is_deletion_candidate, needs_finalizer, with_finalizer};
 use crate::volume::annotations::PVC_PROTECTION_FINALIZER;
 use crate::volume::{claims, pods};
 use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 /// Whether `pod` uses `claim` in a way that must keep it.
 pub fn pod_uses_claim(pod: &Pod, claim: &PersistentVolumeClaim) -> bool {
@@ -87,33 +87,34 @@ impl PvcProtectionController {
     }
 
     pub async fn run(self: Arc<Self>, workers: usize) {
-        self.claims.wait_synced().await;
-        self.pods.wait_synced().await;
-        let me = self.clone();
-        run_workers("pvc-protection", self.queue.clone(), workers, move |key| {
-            let me = me.clone();
-            async move { me.sync(&key).await.map(|()| None::<Duration>) }
-        })
-        .await;
+        reconciler::run(&self, &self.queue, &[&self.claims, &self.pods], workers).await;
     }
+}
 
-    async fn sync(&self, key: &str) -> anyhow::Result<()> {
+impl Reconciler for PvcProtectionController {
+    const NAME: &'static str = "pvc-protection";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
         let Some(claim) = self.claims.get_key(key) else {
-            return Ok(());
+            return Ok(Action::Done);
         };
         if is_deletion_candidate(&claim.metadata, PVC_PROTECTION_FINALIZER) {
             if !self.is_being_used(&claim).await? {
-                return self.set_finalizer(&claim, false).await;
+                self.set_finalizer(&claim, false).await?;
+                return Ok(Action::Done);
             }
             tracing::debug!(claim = key, "keeping the claim: a pod uses it");
         }
         if needs_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER) {
             // Admission gives new claims the finalizer; this covers those it did not.
-            return self.set_finalizer(&claim, true).await;
+            self.set_finalizer(&claim, true).await?;
+            return Ok(Action::Done);
         }
-        Ok(())
+        Ok(Action::Done)
     }
+}
 
+impl PvcProtectionController {
     /// A pod in the cache using the claim settles it; otherwise a live list does, as the
     /// cache may not have a pod created just now.
     async fn is_being_used(&self, claim: &PersistentVolumeClaim) -> anyhow::Result<bool> {
