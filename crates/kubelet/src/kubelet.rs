@@ -187,6 +187,8 @@ impl Kubelet {
         ));
         // cAdvisor's housekeeping runs whether or not anyone asks, as upstream's.
         let stats = StatsProvider::new(StatsConfig::from_kubelet(&cfg), cri.clone());
+        let pods = workers.clone();
+        stats.set_claims_of(move |uid| crate::stats::claims_of(&pods.pods(), uid));
         tasks.spawn(stats.clone().run_housekeeping());
         // Node pressure: conditions (read by the node status through `facts.pressure`) and
         // evictions.

@@ -27,8 +27,9 @@ pub mod resource_metrics;
 pub mod summary;
 pub mod volumes;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
@@ -40,10 +41,32 @@ use cgroup::Cgroups;
 use collect::ContainerStatsNeed;
 use rates::Rates;
 use summary::{Summary, Time};
-use volumes::VolumeCache;
+use volumes::{ClaimsOf, VolumeCache};
 
 /// How deep below the pods' cgroup root housekeeping looks: QoS class, pod, container.
 const CGROUP_DEPTH: usize = 3;
+
+/// The claims `uid`'s volumes use, by volume name, among `pods`.
+pub fn claims_of(
+    pods: &[Arc<k8s_openapi::api::core::v1::Pod>],
+    uid: &str,
+) -> HashMap<String, summary::PvcReference> {
+    let Some(pod) = pods.iter().find(|p| p.metadata.uid.as_deref() == Some(uid)) else {
+        return HashMap::new();
+    };
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    volumes
+        .filter_map(|v| {
+            let (name, _) = crate::volumes::persistent_volume_claim::claim_of(pod, v)?;
+            let pvc = summary::PvcReference {
+                name,
+                namespace: namespace.clone(),
+            };
+            Some((v.name.clone(), pvc))
+        })
+        .collect()
+}
 
 /// What the stats provider needs to know of the kubelet.
 #[derive(Clone, Debug)]
@@ -84,6 +107,8 @@ pub struct StatsProvider {
     cgroups: Cgroups,
     rates: Mutex<Rates>,
     volumes: VolumeCache,
+    /// The claims of each pod's volumes (the kubelet's pods), for their `pvcRef`.
+    claims: OnceLock<Box<ClaimsOf>>,
     boot_time: Time,
     /// CRI's container stats (for the writable layers) as housekeeping last listed them: a
     /// summary then costs no round of containerd asking every shim.
@@ -103,9 +128,21 @@ impl StatsProvider {
             cgroups,
             rates: Mutex::default(),
             volumes: VolumeCache::default(),
+            claims: OnceLock::new(),
             boot_time: host::boot_time(),
             container_stats: Mutex::default(),
         })
+    }
+
+    /// Where claim volumes learn their claims: the pod's volumes that use one, by pod UID
+    /// (upstream's stats provider asks its pod manager). Set once; unset, claims' volumes
+    /// report no `pvcRef`.
+    pub fn set_claims_of(
+        &self,
+        claims: impl Fn(&str) -> HashMap<String, summary::PvcReference> + Send + Sync + 'static,
+    ) {
+        // Set once at start; a second call would describe the same pods.
+        let _ = self.claims.set(Box::new(claims));
     }
 
     pub fn config(&self) -> &StatsConfig {
@@ -151,7 +188,9 @@ impl StatsProvider {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(at, samples);
-        self.volumes.refresh(&self.cfg.dirs, &uids);
+        let none = |_: &str| HashMap::new();
+        let claims: &ClaimsOf = self.claims.get().map_or(&none, |c| c.as_ref());
+        self.volumes.refresh(&self.cfg.dirs, &uids, claims);
         n
     }
 

@@ -363,3 +363,31 @@ async fn summaries_take_housekeepings_container_stats_while_fresh() {
     let kept = f.provider.cached_container_stats();
     assert!(kept.is_some_and(|k| k.contains_key("c1")));
 }
+
+#[test]
+fn claims_are_found_for_claim_and_ephemeral_volumes() {
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web-0", "namespace": "shop", "uid": "u1"},
+        "spec": {"containers": [], "volumes": [
+            {"name": "www", "persistentVolumeClaim": {"claimName": "www-web-0"}},
+            {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+            {"name": "cache", "emptyDir": {}},
+        ]},
+    }))
+    .unwrap_or_default();
+    let pods = [Arc::new(pod)];
+    let claims = super::claims_of(&pods, "u1");
+    let names: std::collections::BTreeMap<_, _> = claims
+        .iter()
+        .map(|(v, c)| (v.as_str(), (c.namespace.as_str(), c.name.as_str())))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("scratch", ("shop", "web-0-scratch")),
+            ("www", ("shop", "www-web-0")),
+        ]
+        .into()
+    );
+    assert!(super::claims_of(&pods, "u2").is_empty());
+}

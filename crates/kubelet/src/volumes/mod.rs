@@ -242,6 +242,26 @@ fn is_mounted_at(path: &Path) -> bool {
     mounts_under(&p).contains(&p)
 }
 
+/// The filesystem type of what is mounted exactly at `path` (the top of a stack), from
+/// mountinfo alone, so a network filesystem is known before anything touches it.
+pub(crate) fn mounted_fs_type(path: &Path) -> Option<String> {
+    let p = path.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .map(|m| PathBuf::from(unescape_mountinfo(m)))
+                == Some(p.clone())
+        })
+        .filter_map(|l| {
+            l.split_once(" - ")
+                .and_then(|(_, rest)| rest.split(' ').next())
+        })
+        .next_back()
+        .map(str::to_owned)
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -264,7 +284,7 @@ fn unescape_mountinfo(s: &str) -> String {
     out
 }
 
-fn umount(path: &Path) -> io::Result<()> {
+pub(crate) fn umount(path: &Path) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: a valid NUL-terminated path.
@@ -348,7 +368,7 @@ fn is_mount_point(dir: &Path) -> bool {
 }
 
 /// Mounts a tmpfs of `size` bytes on `dir` (created) unless one is there already.
-fn mount_tmpfs(dir: &Path, size: Option<i64>) -> io::Result<()> {
+pub(crate) fn mount_tmpfs(dir: &Path, size: Option<i64>) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if is_mount_point(dir) {
         return Ok(());
