@@ -152,26 +152,113 @@ pub async fn publish_cluster_info(state: &ApiState, server: &str, ca_pem: &str) 
     create_if_missing(state, binding, "kube-public", name, binding_obj).await
 }
 
-/// Points the `kubernetes` Service at this API server (Kubernetes' endpoint reconciler, for
-/// one server): the Endpoints object (not mirrored, as upstream marks it) and its slice.
+/// Where each API server keeps its lease (upstream's `masterleases`), outside the watch
+/// cache's `/registry/` so no resource reads them.
+pub const MASTER_LEASES: &str = "/masterleases/";
+/// How long a server's lease outlives its last renewal (upstream's 15 s master lease TTL).
+pub const MASTER_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often each server renews its lease and rewrites the endpoints (upstream: 10 s).
+pub const ENDPOINT_RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Points the `kubernetes` Service at every live API server (upstream's lease endpoint
+/// reconciler, `pkg/controlplane/reconcilers/lease.go`): this server keeps a lease
+/// `/masterleases/<ip>` with a 15 s time-to-live, renewed every 10 s in the background, and
+/// the Endpoints object (not mirrored, as upstream marks it) and its slice list the IPs of
+/// the unexpired leases. One server: one address, as before.
 pub async fn reconcile_kubernetes_endpoints(
     state: &Arc<ApiState>,
     at: std::net::SocketAddr,
 ) -> ApiResult<()> {
-    let ip = at.ip().to_string();
+    reconcile_endpoints_once(state, at).await?;
+    // Weak: the loop ends with the server's state instead of keeping it alive.
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ENDPOINT_RECONCILE_INTERVAL).await;
+            let Some(state) = weak.upgrade() else { return };
+            if let Err(e) = reconcile_endpoints_once(&state, at).await {
+                tracing::warn!(error = %e.message, "reconciling the kubernetes service's endpoints");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Removes this server's lease (a server stopping for good, as upstream's `RemoveEndpoints`
+/// on shutdown); the others drop its address at their next reconcile.
+pub async fn remove_master_lease(store: &dyn store::Store, ip: std::net::IpAddr) {
+    match store.delete(&format!("{MASTER_LEASES}{ip}"), None).await {
+        Ok(_) | Err(store::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(error = %e, "removing this server's endpoint lease"),
+    }
+}
+
+/// Renews this server's lease and writes the endpoints from all unexpired leases.
+async fn reconcile_endpoints_once(state: &ApiState, at: std::net::SocketAddr) -> ApiResult<()> {
+    let store = &state.registry.store;
+    let key = format!("{MASTER_LEASES}{}", at.ip());
+    let value = bytes::Bytes::from(at.ip().to_string());
+    let fault = |e: store::Error| ApiError::unavailable(format!("the endpoint leases: {e}"));
+    let renewed = match store.get(&key).await.map_err(fault)? {
+        Some(kv) => store
+            .update(&key, value, kv.mod_revision, Some(MASTER_LEASE_TTL))
+            .await
+            .map(drop),
+        None => store
+            .create(&key, value, Some(MASTER_LEASE_TTL))
+            .await
+            .map(drop),
+    };
+    match renewed {
+        // Another writer of the same key (this server's earlier loop, a restart): the lease
+        // is there; the next round renews it.
+        Ok(()) | Err(store::Error::Conflict { .. } | store::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(fault(e)),
+    }
+    let leases = store
+        .list(MASTER_LEASES, store::ListOptions::default())
+        .await
+        .map_err(fault)?;
+    let mut ips: Vec<std::net::IpAddr> = leases
+        .kvs
+        .iter()
+        .filter_map(|kv| std::str::from_utf8(&kv.value).ok()?.parse().ok())
+        .filter(|ip: &std::net::IpAddr| ip.is_ipv4() == at.is_ipv4())
+        .collect();
+    if !ips.contains(&at.ip()) {
+        ips.push(at.ip());
+    }
+    ips.sort();
+    ips.dedup();
+    write_kubernetes_endpoints(state, &ips, at.port(), at.is_ipv4()).await
+}
+
+/// Makes the `kubernetes` Endpoints and EndpointSlice list `ips` on `port` (written only when
+/// they differ, so idle servers do not churn revisions).
+async fn write_kubernetes_endpoints(
+    state: &ApiState,
+    ips: &[std::net::IpAddr],
+    port: u16,
+    ipv4: bool,
+) -> ApiResult<()> {
+    let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}]}],
+        "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
+    let slice_endpoints: Vec<Value> = ips
+        .iter()
+        .map(|ip| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}}))
+        .collect();
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "namespace": "default",
             "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": if at.is_ipv4() { "IPv4" } else { "IPv6" },
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": at.port(), "protocol": "TCP"}],
+        "addressType": if ipv4 { "IPv4" } else { "IPv6" },
+        "endpoints": slice_endpoints,
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
     let catalog = &state.catalog;
     for (group, version, resource, obj) in [
@@ -194,7 +281,7 @@ pub async fn reconcile_kubernetes_endpoints(
                     .iter()
                     .all(|k| current[k] == obj[k]);
                 if !same {
-                    state
+                    let written = state
                         .registry
                         .update(
                             &info,
@@ -204,7 +291,12 @@ pub async fn reconcile_kubernetes_endpoints(
                             None,
                             WriteOptions::new(state.internal()),
                         )
-                        .await?;
+                        .await;
+                    match written {
+                        // Another server wrote it first: the next round sees its write.
+                        Ok(_) | Err(ApiError { code: 409, .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Err(e) if e.code == 404 => {

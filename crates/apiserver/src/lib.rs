@@ -56,6 +56,7 @@ pub mod watch_cache;
 mod webhook_client;
 mod zero_fields;
 
+pub use bootstrap::remove_master_lease;
 pub use server::{AuthorizationMode, Config, Server};
 /// The cluster DNS Service's address (reserved: never handed out to other Services).
 pub use service_alloc::DNS_SERVICE_IP;

@@ -67,6 +67,53 @@ impl Pki {
         self.dir.join("front-proxy-client.key")
     }
 
+    /// The managed etcd's own CA (k3s' `tls/etcd/server-ca`): etcd trusts every client
+    /// certificate it signed, so it must not be the cluster CA that signs nodes' certificates.
+    pub fn etcd_ca_cert(&self) -> PathBuf {
+        self.dir.join("etcd").join("server-ca.crt")
+    }
+    pub fn etcd_ca_key(&self) -> PathBuf {
+        self.dir.join("etcd").join("server-ca.key")
+    }
+    /// This server's etcd member certificate: served to etcd clients and peers, and presented
+    /// as a client to other members (server and client auth).
+    pub fn etcd_member_cert(&self) -> PathBuf {
+        self.dir.join("etcd").join("member.crt")
+    }
+    pub fn etcd_member_key(&self) -> PathBuf {
+        self.dir.join("etcd").join("member.key")
+    }
+
+    /// The etcd CA (made once) and this member's certificate for `sans` (reissued when a
+    /// name is missing, as the API server's).
+    pub fn ensure_etcd(&self, sans: &[IpAddr]) -> Result<()> {
+        let dir = self.dir.join("etcd");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        ensure_ca(&self.etcd_ca_cert(), &self.etcd_ca_key(), "rkube-etcd-ca")?;
+        let mut names: Vec<String> = vec!["localhost".into()];
+        names.extend(sans.iter().map(IpAddr::to_string));
+        if self.etcd_member_cert().exists() && names_cover(&self.etcd_member_cert(), &names) {
+            return Ok(());
+        }
+        let issuer = issuer(&self.etcd_ca_cert(), &self.etcd_ca_key())?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = dn("etcd-member");
+        params.subject_alt_names = std::iter::once(SanType::DnsName("localhost".try_into()?))
+            .chain(sans.iter().map(|ip| SanType::IpAddress(*ip)))
+            .collect();
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let cert = params.signed_by(&key, &issuer)?;
+        write_secret(&self.etcd_member_key(), &key.serialize_pem())?;
+        std::fs::write(self.etcd_member_cert(), cert.pem())?;
+        Ok(())
+    }
+
     /// Creates whatever is missing: the CA once (never replaced: every credential hangs on
     /// it), the serving certificate for `sans`, and the admin client certificate
     /// (`system:admin` in `system:masters`), and the API server's kubelet-client certificate

@@ -61,7 +61,7 @@ pub fn ca_hash(ca_der: &[u8]) -> String {
         .collect()
 }
 
-fn random(n: usize) -> String {
+pub(crate) fn random(n: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = vec![0u8; n];
     let rng = ring::rand::SystemRandom::new();
@@ -275,7 +275,7 @@ fn der_to_pem(der: &[u8]) -> String {
     pem
 }
 
-fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     let body: String = pem
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
@@ -290,7 +290,7 @@ fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Reads cluster-info without trusting the server yet, and returns its CA only if it has
 /// `hash`.
-async fn fetch_ca(server: &str, hash: &str) -> anyhow::Result<String> {
+pub(crate) async fn fetch_ca(server: &str, hash: &str) -> anyhow::Result<String> {
     let mut config = kube::Config::new(server.parse().context("the server URL")?);
     // Anything read this way is checked against the token's hash before it is used.
     config.accept_invalid_certs = true;

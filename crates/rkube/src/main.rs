@@ -8,6 +8,7 @@ mod controller_manager;
 mod crictl;
 mod datastore;
 mod deploy;
+mod etcd;
 mod image;
 mod join;
 mod killall;

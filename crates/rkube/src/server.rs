@@ -74,6 +74,24 @@ pub struct ServerArgs {
     /// flag).
     #[arg(long, default_value = "15s", value_parser = parse_resolution)]
     metric_resolution: std::time::Duration,
+    /// Start a managed etcd cluster with this server as its first member (k3s' flag): etcd
+    /// under <data-dir>/db/etcd, supervised by this server, TLS from its own CA. Other
+    /// servers join with --server and the token in <data-dir>/token.
+    #[arg(long, conflicts_with_all = ["datastore_endpoint", "join_server"])]
+    cluster_init: bool,
+    /// Join the managed etcd cluster of the server at this URL (`https://IP:6443`) as
+    /// another server; needs --token.
+    #[arg(
+        long = "server",
+        env = "RKUBE_URL",
+        requires = "token",
+        conflicts_with = "datastore_endpoint"
+    )]
+    join_server: Option<String>,
+    /// The server token (`K10<CA hash>::<id>.<secret>`, from the first server's
+    /// <data-dir>/token); with --cluster-init, the token to use instead of a generated one.
+    #[arg(long, env = "RKUBE_TOKEN")]
+    token: Option<String>,
     #[command(flatten)]
     snapshots: crate::snapshots::SnapshotArgs,
     #[command(flatten)]
@@ -85,10 +103,30 @@ pub struct ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async move {
-        let datastore = DatastoreConfig::parse(
-            args.store.datastore_endpoint.as_deref(),
-            &args.store.data_dir,
-        )?;
+        let advertise = args
+            .advertise_address
+            .or(args.node.node_ip)
+            .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
+            .unwrap_or_else(kubelet::machine::node_ip);
+        // The managed etcd, when this server runs one: the API server uses its member.
+        let role = match (&args.join_server, args.cluster_init) {
+            (Some(server), _) => {
+                let token = args.token.as_deref().unwrap_or_default();
+                let token = crate::join::JoinToken::parse(token).context("--token")?;
+                Some(crate::etcd::Role::Join { server: server.clone(), token })
+            }
+            (None, true) => Some(crate::etcd::Role::Init),
+            (None, false) => None,
+        };
+        let managed = match role {
+            Some(role) => Some(crate::etcd::start(&args.store.data_dir, advertise, role).await?),
+            None => None,
+        };
+        let endpoint = match &managed {
+            Some(m) => Some(m.endpoint.as_str()),
+            None => args.store.datastore_endpoint.as_deref(),
+        };
+        let datastore = DatastoreConfig::parse(endpoint, &args.store.data_dir)?;
         let kubeconfig = args
             .write_kubeconfig
             .clone()
@@ -112,12 +150,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             datastore: datastore.clone(),
             kubeconfig,
             event_ttl: std::time::Duration::from_secs(args.event_ttl_seconds),
-            advertise_address: Some(
-                args.advertise_address
-                    .or(args.node.node_ip)
-                    .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
-                    .unwrap_or_else(kubelet::machine::node_ip),
-            ),
+            advertise_address: Some(advertise),
             authorization_mode: args.authorization_mode,
             token_auth_file: args.token_auth_file.clone(),
             encryption_config,
@@ -185,6 +218,22 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             let client = ::scheduler::client(crate::client::config(&server.kubeconfig).await?)?;
             tokio::spawn(::scheduler::run(client, crate::client::identity()));
         }
+        // The first server publishes what joining servers fetch with its token.
+        if args.cluster_init {
+            let token = crate::etcd::bundle::server_token(&args.store.data_dir, args.token.as_deref())?;
+            let client = kube::Client::try_from(crate::client::config(&server.kubeconfig).await?)
+                .context("a client to publish the server bootstrap")?;
+            crate::etcd::bundle::publish(client, &args.store.data_dir, &token)
+                .await
+                .context("publishing the server bootstrap bundle")?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "server token (joins servers with --server https://{}:{} --token): {}",
+                advertise,
+                args.https_listen_port,
+                args.store.data_dir.join("token").display()
+            );
+        }
         // A server must outlive whoever reads its banner: a closed stdout is not an error.
         let _ = writeln!(
             std::io::stdout(),
@@ -233,16 +282,32 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 stopped,
             ))
         });
+        let store = server.store();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("handling SIGTERM")?;
         let result = tokio::select! {
             r = server.wait() => r,
             _ = tokio::signal::ctrl_c() => {
                 let _ = writeln!(std::io::stdout(), "shutting down");
                 Ok(())
             }
+            _ = term.recv() => {
+                let _ = writeln!(std::io::stdout(), "shutting down (SIGTERM)");
+                Ok(())
+            }
         };
         let _ = stop_agent.send(());
         if let Some(a) = agent {
             let _ = a.await;
+        }
+        // Out of the `kubernetes` Service's endpoints now, not when the lease runs out.
+        // Bounded: without an etcd quorum the delete would wait out the store's retries.
+        let removal = apiserver::remove_master_lease(store.as_ref(), advertise);
+        if tokio::time::timeout(std::time::Duration::from_secs(3), removal).await.is_err() {
+            tracing::warn!("the datastore did not answer; this server's endpoint lease will expire");
+        }
+        if let Some(m) = managed {
+            m.stop().await;
         }
         result
     })

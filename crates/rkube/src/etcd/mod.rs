@@ -1,0 +1,152 @@
+//! The managed etcd of an HA control plane, as k3s runs it: `rkube server --cluster-init`
+//! makes this server the first member of a new etcd cluster; `rkube server --server URL
+//! --token K10...` joins one (the cluster's CAs fetched with the server token, then added as
+//! a learner, started, promoted once caught up). Either way the member lives under
+//! `<data-dir>/db/etcd`, is supervised by this process, and this server's API server uses
+//! it as its datastore.
+
+pub mod bundle;
+pub mod member;
+pub mod supervise;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+
+use crate::join::JoinToken;
+use supervise::{MemberConfig, Supervisor};
+
+/// How this server takes part in the managed etcd.
+pub enum Role {
+    /// `--cluster-init`: the first member (or a restart of any member).
+    Init,
+    /// `--server URL --token K10...`: join the cluster of the server at `server`.
+    Join { server: String, token: JoinToken },
+}
+
+/// A running member.
+pub struct Managed {
+    supervisor: Supervisor,
+    /// What this server's API server uses: the member's loopback client URL.
+    pub endpoint: String,
+}
+
+impl Managed {
+    pub async fn stop(self) {
+        self.supervisor.stop().await;
+    }
+}
+
+/// How long a learner may take to catch up before the join gives up.
+const PROMOTE_WITHIN: Duration = Duration::from_secs(300);
+
+pub fn etcd_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("db").join("etcd")
+}
+
+/// Starts (joining first if needed) this server's member and waits until it is a voting
+/// member; `ip` is the address it serves peers and other servers on.
+pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Managed> {
+    let dir = etcd_dir(data_dir);
+    supervise::refuse_sqlite(data_dir, &dir)?;
+    let existing = dir.join("member").exists();
+    if let (Role::Join { server, token }, false) = (&role, existing) {
+        bundle::fetch(server, token, data_dir)
+            .await
+            .with_context(|| format!("joining the cluster of {server}"))?;
+    }
+    let pki = apiserver::pki::Pki::new(data_dir);
+    pki.ensure_etcd(&[ip, IpAddr::from([127, 0, 0, 1])])
+        .context("the etcd certificates")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode_0700(&dir)?;
+    let name = member_name(&dir)?;
+    let mut config = MemberConfig {
+        name: name.clone(),
+        data_dir: dir.clone(),
+        ip,
+        initial_cluster: vec![member::self_entry(&name, ip)],
+        initial_cluster_state: "new",
+        ca: pki.etcd_ca_cert(),
+        cert: pki.etcd_member_cert(),
+        key: pki.etcd_member_key(),
+        log: data_dir.join("db").join("etcd.log"),
+    };
+    let supervisor = match (&role, existing) {
+        (Role::Join { server, .. }, false) => {
+            let host = server_host(server)?;
+            let endpoints = [MemberConfig::client_url(host)];
+            let mut client = member::connect(&endpoints, &pki).await?;
+            let added =
+                member::add_learner(&mut client, &name, &MemberConfig::peer_url(ip)).await?;
+            config.initial_cluster = added.initial_cluster;
+            config.initial_cluster_state = "existing";
+            let supervisor = Supervisor::start(config)?;
+            if let Err(e) = member::promote(&mut client, added.id, PROMOTE_WITHIN).await {
+                supervisor.stop().await;
+                return Err(e);
+            }
+            supervisor
+        }
+        // A member with data restarts from it (etcd ignores the initial-cluster flags).
+        _ => Supervisor::start(config)?,
+    };
+    tracing::info!(member = %name, dir = %dir.display(), "etcd member running");
+    Ok(Managed {
+        supervisor,
+        endpoint: format!("http://127.0.0.1:{}", supervise::CLIENT_PORT),
+    })
+}
+
+/// This member's name: kept in `<etcd dir>/name` (k3s' place for it), made once as
+/// `<hostname>-<8 random characters>` so that servers sharing a hostname still differ.
+fn member_name(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("name");
+    match std::fs::read_to_string(&path) {
+        Ok(n) if !n.trim().is_empty() => return Ok(n.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "rkube".into());
+    let name = format!("{host}-{}", crate::join::random(8));
+    std::fs::write(&path, &name).with_context(|| format!("writing {}", path.display()))?;
+    Ok(name)
+}
+
+/// etcd refuses a data directory others may read.
+fn set_mode_0700(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the mode of {}", dir.display()))
+}
+
+/// The IP address in `--server`'s URL: the other servers' etcd is on that host.
+fn server_host(server: &str) -> anyhow::Result<IpAddr> {
+    let uri: http::Uri = server.parse().context("the --server URL")?;
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow!("--server {server:?} names no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse().map_err(|_| {
+        anyhow!("--server {server:?}: give the server's IP address (its etcd is reached there)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_url_names_the_etcd_host() {
+        assert_eq!(
+            server_host("https://10.99.0.1:6443").unwrap(),
+            IpAddr::from([10, 99, 0, 1])
+        );
+        assert!(server_host("https://first.example:6443").is_err());
+    }
+}
