@@ -71,7 +71,7 @@ impl SnapshotDir {
 
 /// The SQLite database the arguments name; etcd is refused (its own tools snapshot it).
 fn sqlite_path(args: &StoreArgs) -> anyhow::Result<PathBuf> {
-    match DatastoreConfig::parse(args.datastore_endpoint.as_deref(), &args.data_dir)? {
+    match args.datastore(args.datastore_endpoint.as_deref())? {
         DatastoreConfig::Sqlite { path } => Ok(path),
         DatastoreConfig::Etcd(_) => bail!(
             "snapshots here are of the SQLite store; for an external etcd use etcd's own `etcdctl snapshot save` and `etcdutl snapshot restore`"
@@ -187,7 +187,7 @@ async fn keys(store: StoreArgs, prefix: String) -> anyhow::Result<()> {
 async fn open(
     args: &StoreArgs,
 ) -> anyhow::Result<(DatastoreConfig, std::sync::Arc<dyn store::Store>)> {
-    let config = DatastoreConfig::parse(args.datastore_endpoint.as_deref(), &args.data_dir)?;
+    let config = args.datastore(args.datastore_endpoint.as_deref())?;
     let s = store::open(&config)
         .await
         .context("opening the datastore")?;

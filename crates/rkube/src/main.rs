@@ -112,6 +112,37 @@ pub struct StoreArgs {
     /// `http://host:2379[,http://...][?prefix=/name]`.
     #[arg(long, env = "RKUBE_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: Option<String>,
+    /// The CA of an etcd reached over `https://` (k3s' flag; kube-apiserver's `--etcd-cafile`).
+    #[arg(long, env = "RKUBE_DATASTORE_CAFILE")]
+    pub datastore_cafile: Option<PathBuf>,
+    /// This server's client certificate to etcd (`--etcd-certfile`).
+    #[arg(long, env = "RKUBE_DATASTORE_CERTFILE", requires = "datastore_keyfile")]
+    pub datastore_certfile: Option<PathBuf>,
+    /// The key of `--datastore-certfile` (`--etcd-keyfile`).
+    #[arg(long, env = "RKUBE_DATASTORE_KEYFILE", requires = "datastore_certfile")]
+    pub datastore_keyfile: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The datastore `endpoint` names, with the etcd TLS files these arguments give.
+    pub fn datastore(&self, endpoint: Option<&str>) -> anyhow::Result<store::DatastoreConfig> {
+        let mut config = store::DatastoreConfig::parse(endpoint, &self.data_dir)?;
+        let files = [
+            &self.datastore_cafile,
+            &self.datastore_certfile,
+            &self.datastore_keyfile,
+        ];
+        if let store::DatastoreConfig::Etcd(etcd) = &mut config
+            && files.iter().any(|f| f.is_some())
+        {
+            etcd.tls = Some(store::EtcdTls {
+                ca_file: self.datastore_cafile.clone(),
+                cert_file: self.datastore_certfile.clone(),
+                key_file: self.datastore_keyfile.clone(),
+            });
+        }
+        Ok(config)
+    }
 }
 
 /// mimalloc, not glibc's malloc: the API server allocates per request from many threads,

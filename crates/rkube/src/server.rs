@@ -126,7 +126,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             Some(m) => Some(m.endpoint.as_str()),
             None => args.store.datastore_endpoint.as_deref(),
         };
-        let datastore = DatastoreConfig::parse(endpoint, &args.store.data_dir)?;
+        let mut datastore = args.store.datastore(endpoint)?;
+        // The managed member takes only TLS clients with the etcd CA's certificates, on
+        // loopback too: no other local process reads the cluster's state.
+        if let (Some(m), DatastoreConfig::Etcd(etcd)) = (&managed, &mut datastore) {
+            etcd.tls = Some(m.tls.clone());
+        }
         let kubeconfig = args
             .write_kubeconfig
             .clone()

@@ -299,6 +299,26 @@ fn three_servers_survive_losing_the_leader() {
         .trim()
         .to_string();
     assert!(token.starts_with("K10"), "{token}");
+    // The member answers only TLS clients with the etcd CA's certificates, on loopback too:
+    // plain HTTP gets no etcd answer, and HTTPS without a client certificate is refused.
+    let plain = servers[0]
+        .cmd("curl")
+        .args(["-sS", "--max-time", "5", "http://127.0.0.1:2379/version"])
+        .output()
+        .unwrap();
+    let ca = servers[0].dir.path().join("tls/etcd/server-ca.crt");
+    let anonymous = servers[0]
+        .cmd("curl")
+        .args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(&ca)
+        .arg("https://127.0.0.1:2379/version")
+        .output()
+        .unwrap();
+    for out in [&plain, &anonymous] {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("etcdserver"), "etcd answered: {out:?}");
+    }
+    assert!(ca.exists(), "no etcd CA at {}", ca.display());
 
     // Refused joins, before anything joins: a wrong secret, another CA, an agent's token.
     let (hash_part, bootstrap) = token.split_once("::").unwrap();

@@ -3,14 +3,15 @@
 //! `mod_revision`, exactly as the Kubernetes API server does it; time-to-live uses leases.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt;
 
@@ -30,6 +31,45 @@ pub struct EtcdConfig {
     pub request_timeout: Duration,
     /// How long [`EtcdStore::connect`] keeps retrying before it gives up.
     pub connect_deadline: Duration,
+    /// TLS for `https://` endpoints; without it they are verified against the system's roots.
+    pub tls: Option<EtcdTls>,
+}
+
+/// Client TLS to etcd, as PEM files (kube-apiserver's `--etcd-cafile`, `--etcd-certfile`,
+/// `--etcd-keyfile`; k3s' `--datastore-cafile`, `-certfile`, `-keyfile`).
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTls {
+    /// The CA that signed etcd's serving certificate.
+    pub ca_file: Option<PathBuf>,
+    /// This client's certificate and key, for an etcd with `--client-cert-auth`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<TlsOptions> {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| {
+                Error::InvalidArgument(format!("reading etcd TLS file {}: {e}", p.display()))
+            })
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "an etcd client certificate needs both its certificate and its key file".into(),
+                ));
+            }
+        }
+        Ok(tls)
+    }
 }
 
 impl EtcdConfig {
@@ -39,6 +79,7 @@ impl EtcdConfig {
             prefix: String::new(),
             request_timeout: Duration::from_secs(10),
             connect_deadline: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -71,10 +112,13 @@ impl EtcdStore {
             return Err(Error::InvalidArgument("no etcd endpoints given".into()));
         }
         let endpoints = config.endpoints.join(",");
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(config.request_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls.options()?);
+        }
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;

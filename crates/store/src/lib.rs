@@ -32,7 +32,7 @@ use futures::stream::BoxStream;
 pub use compactor::{CompactionPolicy, Compactor};
 pub use config::{DatastoreConfig, open};
 pub use error::{Error, Result};
-pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd::{EtcdConfig, EtcdStore, EtcdTls};
 pub use sqlite::{SnapshotInfo, SqliteOptions, SqliteStore};
 /// Online snapshots of the SQLite store and their restore.
 pub mod sqlite_backup {

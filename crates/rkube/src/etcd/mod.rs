@@ -29,8 +29,10 @@ pub enum Role {
 /// A running member.
 pub struct Managed {
     supervisor: Supervisor,
-    /// What this server's API server uses: the member's loopback client URL.
+    /// What this server's API server uses: the member's loopback client URL (TLS)...
     pub endpoint: String,
+    /// ...with the etcd CA and this member's certificate as its client certificate.
+    pub tls: store::EtcdTls,
 }
 
 impl Managed {
@@ -96,7 +98,12 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
     tracing::info!(member = %name, dir = %dir.display(), "etcd member running");
     Ok(Managed {
         supervisor,
-        endpoint: format!("http://127.0.0.1:{}", supervise::CLIENT_PORT),
+        endpoint: MemberConfig::client_url(IpAddr::from([127, 0, 0, 1])),
+        tls: store::EtcdTls {
+            ca_file: Some(pki.etcd_ca_cert()),
+            cert_file: Some(pki.etcd_member_cert()),
+            key_file: Some(pki.etcd_member_key()),
+        },
     })
 }
 

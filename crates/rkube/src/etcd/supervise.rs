@@ -43,18 +43,25 @@ impl MemberConfig {
         format!("https://{}", std::net::SocketAddr::new(ip, CLIENT_PORT))
     }
 
+    /// Where clients reach the member: the node's address and loopback (once, if they are
+    /// the same).
+    fn client_urls(&self) -> Vec<String> {
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let mut urls = vec![Self::client_url(self.ip)];
+        if self.ip != loopback {
+            urls.push(Self::client_url(loopback));
+        }
+        urls
+    }
+
     fn args(&self) -> Vec<String> {
         let p = |p: &Path| p.display().to_string();
         vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", p(&self.data_dir)),
-            // TLS with client certificates from the etcd CA on the node's address (other
-            // servers); plain HTTP on loopback for this server's own API server, whose store
-            // client speaks no TLS (see the crate README).
-            format!(
-                "--listen-client-urls={},http://127.0.0.1:{CLIENT_PORT}",
-                Self::client_url(self.ip)
-            ),
+            // TLS with client certificates from the etcd CA, on the node's address (other
+            // servers) and on loopback (this server's API server): no plain port.
+            format!("--listen-client-urls={}", self.client_urls().join(",")),
             format!("--advertise-client-urls={}", Self::client_url(self.ip)),
             format!("--listen-peer-urls={}", Self::peer_url(self.ip)),
             format!("--initial-advertise-peer-urls={}", Self::peer_url(self.ip)),
