@@ -16,7 +16,7 @@ use client_go::informer::{Change, Informer, key_of};
 use client_go::queue::WorkQueue;
 use client_go::reconciler::{self, Action, Reconciler};
 
-pub const NAME: &str = "kube-root-ca.crt";
+pub const CONFIG_MAP: &str = "kube-root-ca.crt";
 const DESCRIPTION_KEY: &str = "kubernetes.io/description";
 const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
@@ -51,7 +51,7 @@ impl RootCaCertPublisher {
         let me = c.clone();
         c.config_maps.on_change(move |ch: &Change<ConfigMap>| {
             if let Some(cm) = ch.object()
-                && cm.metadata.name.as_deref() == Some(NAME)
+                && cm.metadata.name.as_deref() == Some(CONFIG_MAP)
             {
                 me.queue
                     .add(cm.metadata.namespace.clone().unwrap_or_default());
@@ -83,13 +83,13 @@ impl Reconciler for RootCaCertPublisher {
             return Ok(Action::Done);
         }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-        let current = self.config_maps.get(Some(ns), NAME);
+        let current = self.config_maps.get(Some(ns), CONFIG_MAP);
         let data = self.data();
         match current {
             None => {
                 let cm = ConfigMap {
                     metadata: ObjectMeta {
-                        name: Some(NAME.into()),
+                        name: Some(CONFIG_MAP.into()),
                         annotations: Some(BTreeMap::from([(
                             DESCRIPTION_KEY.to_string(),
                             DESCRIPTION.to_string(),
@@ -111,7 +111,7 @@ impl Reconciler for RootCaCertPublisher {
                 let mut fixed = (*cm).clone();
                 fixed.data = Some(data);
                 fixed.binary_data = None;
-                api.replace(NAME, &PostParams::default(), &fixed)
+                api.replace(CONFIG_MAP, &PostParams::default(), &fixed)
                     .await
                     .context("restoring kube-root-ca.crt")?;
             }
