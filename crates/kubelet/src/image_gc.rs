@@ -4,8 +4,11 @@
 //! is back at `low_threshold_percent` (80 %). An image is spared while a container (running
 //! or not) uses it, while it is pinned or the sandbox (pause) image, and while it is younger
 //! than `min_age` (2 min) as this kubelet has seen it; images already there when the kubelet
-//! started count as old. The eviction manager's reclaim under disk pressure is apart
-//! (`eviction::reclaim`): it removes every unused image at once.
+//! started count as old. With `max_age` (`--image-maximum-gc-age`, off by default) an unused
+//! image not used for longer than that goes whatever the disk, once the kubelet itself has
+//! run that long. A round that fails is logged; two in a row make an `ImageGCFailed` warning
+//! event on the Node (upstream's kubelet). The eviction manager's reclaim under disk pressure
+//! is apart (`eviction::reclaim`): it removes every unused image at once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -29,6 +32,9 @@ pub struct ImageGcPolicy {
     pub low_threshold_percent: u8,
     /// Images younger than this are never collected (upstream's `ImageMinimumGCAge`).
     pub min_age: Duration,
+    /// `--image-maximum-gc-age`: unused images not used for this long are collected
+    /// whatever the disk usage (upstream's `ImageMaximumGCAge`); zero: never.
+    pub max_age: Duration,
     /// How often the image filesystem is looked at.
     pub period: Duration,
 }
@@ -39,6 +45,7 @@ impl Default for ImageGcPolicy {
             high_threshold_percent: 85,
             low_threshold_percent: 80,
             min_age: Duration::from_secs(120),
+            max_age: Duration::ZERO,
             period: Duration::from_secs(300),
         }
     }
@@ -138,6 +145,32 @@ pub fn select(
     (chosen, freed)
 }
 
+/// The unused, unpinned images not used for longer than `max_age` at `now` (never used
+/// counts as long ago), as upstream's `freeOldImages`: none while `max_age` is zero or the
+/// kubelet has run (`uptime`) no longer than it, lest images be judged on a short memory.
+pub fn select_old(
+    records: &HashMap<String, ImageRecord>,
+    in_use: &HashSet<String>,
+    now: Instant,
+    max_age: Duration,
+    uptime: Duration,
+) -> Vec<String> {
+    if max_age.is_zero() || uptime <= max_age {
+        return Vec::new();
+    }
+    let mut old: Vec<String> = records
+        .iter()
+        .filter(|(id, r)| !in_use.contains(*id) && !r.pinned)
+        .filter(|(_, r)| {
+            r.last_used
+                .is_none_or(|t| now.saturating_duration_since(t) > max_age)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    old.sort();
+    old
+}
+
 /// The collector: the records it keeps between rounds, and what it needs from the node.
 pub struct ImageGc {
     cri: RuntimeClient,
@@ -147,6 +180,8 @@ pub struct ImageGc {
     initialized: bool,
     events: client_go::events::Recorder,
     node: ObjectReference,
+    /// When collection began (upstream's `beganGC`): the kubelet's memory of use starts here.
+    began: Instant,
 }
 
 impl ImageGc {
@@ -170,6 +205,7 @@ impl ImageGc {
             initialized: false,
             events,
             node,
+            began: Instant::now(),
         }
     }
 
@@ -178,10 +214,25 @@ impl ImageGc {
         if let Err(e) = self.detect(Instant::now()).await {
             debug!(error = %format!("{e:#}"), "first image detection");
         }
+        let mut failed_before = false;
         loop {
             tokio::time::sleep(self.policy.period).await;
-            if let Err(e) = self.garbage_collect().await {
-                warn!(error = %format!("{e:#}"), "image garbage collection failed");
+            match self.garbage_collect().await {
+                Ok(()) => failed_before = false,
+                // Once may be stats not ready yet; twice in a row is worth an event.
+                Err(e) if failed_before => {
+                    warn!(error = %format!("{e:#}"), "image garbage collection failed multiple times in a row");
+                    self.events.record_ref(
+                        self.node.clone(),
+                        true,
+                        "ImageGCFailed",
+                        format!("{e:#}"),
+                    );
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "image garbage collection failed once");
+                    failed_before = true;
+                }
             }
         }
     }
@@ -229,10 +280,40 @@ impl ImageGc {
         Ok(in_use)
     }
 
+    /// Removes the images unused for longer than the maximum age (upstream's
+    /// `freeOldImages`); an error names those that could not go.
+    async fn free_old_images(
+        &mut self,
+        in_use: &HashSet<String>,
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        let uptime = now.saturating_duration_since(self.began);
+        let old = select_old(&self.records, in_use, now, self.policy.max_age, uptime);
+        let mut errors = Vec::new();
+        for id in old {
+            match self.cri.remove_image(&id).await {
+                Ok(()) => {
+                    info!(image = %id, max_age = ?self.policy.max_age, "removed an image unused for longer than the maximum age");
+                    self.records.remove(&id);
+                }
+                Err(e) => errors.push(format!("{id}: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            anyhow::bail!(
+                "wanted to free images older than {:?}, encountered errors in image deletion: [{}]",
+                self.policy.max_age,
+                errors.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// One round (upstream's `GarbageCollect`).
     async fn garbage_collect(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
         let in_use = self.detect(now).await?;
+        self.free_old_images(&in_use, now).await?;
         let fs = self
             .cri
             .image_fs_info()
@@ -373,5 +454,36 @@ mod tests {
         let later = now + min_age;
         let (chosen, _) = select(&records, &in_use, 10_000, later, min_age);
         assert_eq!(chosen, ["never-old", "never-young", "used-1h", "used-10m"]);
+    }
+
+    #[test]
+    fn images_unused_past_the_maximum_age_go_whatever_the_disk() {
+        let now = Instant::now();
+        let max_age = Duration::from_secs(600);
+        let records: HashMap<String, ImageRecord> = [
+            ("running", record(None, Some(3600), 1, now)),
+            ("used-5m", record(Some(7200), Some(300), 1, now)),
+            ("used-11m", record(Some(7200), Some(660), 1, now)),
+            ("never-used", record(Some(7200), None, 1, now)),
+            ("pinned", {
+                let mut r = record(None, None, 1, now);
+                r.pinned = true;
+                r
+            }),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let in_use: HashSet<String> = ["running".to_owned()].into();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            select_old(&records, &in_use, now, max_age, hour),
+            ["never-used", "used-11m"]
+        );
+        // The kubelet has not run for the maximum age yet: nothing is judged old.
+        assert!(select_old(&records, &in_use, now, max_age, max_age).is_empty());
+        // Off by default.
+        let off = ImageGcPolicy::default().max_age;
+        assert!(select_old(&records, &in_use, now, off, hour).is_empty());
     }
 }

@@ -4,7 +4,8 @@
 //! filling 2 GiB of a memory-backed emptyDir: MemoryPressure (and the controller's
 //! `node.kubernetes.io/memory-pressure` taint) appear, the BestEffort pod is evicted and left
 //! Failed/Evicted, the Guaranteed pod keeps running, and the condition and taint clear. And
-//! while the node has MemoryPressure, a new BestEffort pod is refused (Failed/Evicted).
+//! while the node has MemoryPressure, a new BestEffort pod is refused (Failed/Evicted). Pods
+//! past an emptyDir `sizeLimit` or their `ephemeral-storage` limits are evicted.
 
 mod lab;
 
@@ -275,6 +276,156 @@ async fn memory_pressure_refuses_new_best_effort_pods() -> Result<()> {
             "the Burstable pod was not admitted then evicted: {message:?}"
         );
         for name in ["besteffort", "burstable"] {
+            pods.delete(name, &DeleteParams::default()).await?;
+        }
+        node.shutdown(lab).await
+    })
+    .await
+}
+
+/// Local storage limits, whatever the node's thresholds (none here), as upstream's
+/// `localStorageEviction`: a pod writing 8 MiB into an emptyDir with `sizeLimit: 4Mi`, a pod
+/// writing 8 MiB into a plain emptyDir past its containers' `ephemeral-storage` limits
+/// (4Mi), and a pod whose container writes 8 MiB into its writable layer past that
+/// container's 4Mi limit (its sidecar's 100Mi keeps the pod's total above the usage) are
+/// each evicted — Failed, `Evicted`, upstream's message, an `Evicted` event, no
+/// DisruptionTarget condition — once the kubelet's stats see the usage (volumes walked when
+/// the pod's stats first appear, then once a minute, as upstream's); a pod within its limits
+/// keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_storage_limits_evict_their_pod() -> Result<()> {
+    lab::node::run_in_lab(async |lab: &Lab| {
+        let node = TestNode::start_with(lab, false, |c| {
+            c.housekeeping_interval = Duration::from_secs(1);
+            c.eviction.monitoring_interval = Duration::from_secs(1);
+            c.eviction.hard = Vec::new();
+        })
+        .await?;
+        let pods = node.pods();
+        // The first container writes 8 MiB to `target` and sleeps (the file stays); the
+        // optional second only sleeps.
+        let pod = |name: &str,
+                   target: &str,
+                   empty_dir: serde_json::Value,
+                   limit: Option<&str>,
+                   sidecar_limit: Option<&str>| {
+            let limits = |l: Option<&str>| match l {
+                Some(l) => serde_json::json!({"limits": {"ephemeral-storage": l}}),
+                None => serde_json::json!({}),
+            };
+            let mut containers = vec![serde_json::json!({"name": "c", "image": BUSYBOX,
+                "command": ["sh", "-c", format!(
+                    "dd if=/dev/zero of={target}/fill bs=1M count=8 2>/dev/null; exec sleep 3600")],
+                "resources": limits(limit),
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]})];
+            if sidecar_limit.is_some() {
+                containers.push(serde_json::json!({"name": "sidecar", "image": BUSYBOX,
+                    "command": ["sleep", "3600"], "resources": limits(sidecar_limit)}));
+            }
+            serde_json::from_value::<Pod>(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"terminationGracePeriodSeconds": 1,
+                    "volumes": [{"name": "scratch", "emptyDir": empty_dir}],
+                    "containers": containers}}))
+        };
+        let cases = [
+            (
+                "over-sizelimit",
+                pod(
+                    "over-sizelimit",
+                    "/scratch",
+                    serde_json::json!({"sizeLimit": "4Mi"}),
+                    None,
+                    None,
+                )?,
+                "Usage of EmptyDir volume \"scratch\" exceeds the limit \"4Mi\". ",
+            ),
+            (
+                "over-pod-limit",
+                pod(
+                    "over-pod-limit",
+                    "/scratch",
+                    serde_json::json!({}),
+                    Some("4Mi"),
+                    None,
+                )?,
+                "Pod ephemeral local storage usage exceeds the total limit of containers 4Mi. ",
+            ),
+            (
+                "over-container-limit",
+                pod(
+                    "over-container-limit",
+                    "/tmp",
+                    serde_json::json!({}),
+                    Some("4Mi"),
+                    Some("100Mi"),
+                )?,
+                "Container c exceeded its local ephemeral storage limit \"4Mi\". ",
+            ),
+        ];
+        let within = pod(
+            "within",
+            "/scratch",
+            serde_json::json!({"sizeLimit": "16Mi"}),
+            Some("64Mi"),
+            None,
+        )?;
+        pods.create(&PostParams::default(), &within).await?;
+        let created = Instant::now();
+        for (_, p, _) in &cases {
+            pods.create(&PostParams::default(), p).await?;
+        }
+        let events: Api<Event> = Api::namespaced(node.client.clone(), "default");
+        for (name, _, expected) in &cases {
+            let p = wait_pod(&pods, name, Duration::from_secs(150), "Evicted", |p| {
+                phase(p) == "Failed"
+            })
+            .await?;
+            eprintln!("{name} evicted {:?} after creation", created.elapsed());
+            let status = p.status.clone().unwrap_or_default();
+            ensure!(
+                status.reason.as_deref() == Some("Evicted")
+                    && status.message.as_deref() == Some(*expected),
+                "{name}'s status {status:?}"
+            );
+            ensure!(
+                !status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "DisruptionTarget"),
+                "{name}: a DisruptionTarget condition {:?}",
+                status.conditions
+            );
+            wait_pod(&pods, name, Duration::from_secs(10), "terminated", |p| {
+                container_status(p).is_ok_and(|c| c.state.and_then(|s| s.terminated).is_some())
+            })
+            .await?;
+            let event = events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("Evicted")
+                        && e.involved_object.name.as_deref() == Some(*name)
+                        && e.message.as_deref() == Some(*expected)
+                });
+            ensure!(event, "no Evicted event for {name}");
+        }
+        let w = pods.get("within").await?;
+        ensure!(
+            phase(&w) == "Running",
+            "the pod within its limits: {:?}",
+            w.status
+        );
+        ensure!(container_status(&w)?.restart_count == 0);
+        for name in [
+            "over-sizelimit",
+            "over-pod-limit",
+            "over-container-limit",
+            "within",
+        ] {
             pods.delete(name, &DeleteParams::default()).await?;
         }
         node.shutdown(lab).await

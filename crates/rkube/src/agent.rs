@@ -79,6 +79,10 @@ pub struct NodeArgs {
     /// The longest grace period (seconds) a pod evicted for a soft threshold gets; 0: its own.
     #[arg(long)]
     pub eviction_max_pod_grace_period: Option<i64>,
+    /// Once a threshold is met, how much more than it must be available before it is clear:
+    /// SIGNAL=QUANTITY|PERCENT%,... (default: none).
+    #[arg(long)]
+    pub eviction_minimum_reclaim: Option<String>,
     /// How often the static pod manifests are read again (Go duration; default 20s).
     #[arg(long)]
     pub file_check_frequency: Option<String>,
@@ -90,6 +94,10 @@ pub struct NodeArgs {
     /// --image-gc-high-threshold (default 80).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub image_gc_low_threshold: Option<u8>,
+    /// Unused images not used for this long are garbage collected whatever the disk usage
+    /// (Go duration; default 0s: never).
+    #[arg(long)]
+    pub image_maximum_gc_age: Option<String>,
 }
 
 /// The `--image-gc-*` flags over the kubelet's image GC policy.
@@ -100,6 +108,10 @@ fn image_gc_flags(p: &mut kubelet::image_gc::ImageGcPolicy, node: &NodeArgs) -> 
     if let Some(low) = node.image_gc_low_threshold {
         p.low_threshold_percent = low;
     }
+    if let Some(a) = &node.image_maximum_gc_age {
+        p.max_age = common::duration::parse_go(a)
+            .with_context(|| format!("--image-maximum-gc-age {a:?}"))?;
+    }
     p.validate()
         .context("--image-gc-high-threshold / --image-gc-low-threshold")
 }
@@ -109,7 +121,9 @@ fn eviction_flags(
     e: &mut kubelet::eviction::EvictionConfig,
     node: &NodeArgs,
 ) -> anyhow::Result<()> {
-    use kubelet::eviction::thresholds::{apply_grace_periods, parse_thresholds};
+    use kubelet::eviction::thresholds::{
+        apply_grace_periods, apply_minimum_reclaim, parse_thresholds,
+    };
     if let Some(hard) = &node.eviction_hard {
         e.hard = parse_thresholds(hard).context("--eviction-hard")?;
     }
@@ -121,6 +135,10 @@ fn eviction_flags(
         .as_deref()
         .unwrap_or_default();
     apply_grace_periods(&mut e.soft, grace).context("--eviction-soft-grace-period")?;
+    if let Some(r) = &node.eviction_minimum_reclaim {
+        apply_minimum_reclaim(&mut e.hard, r).context("--eviction-minimum-reclaim")?;
+        apply_minimum_reclaim(&mut e.soft, r).context("--eviction-minimum-reclaim")?;
+    }
     if let Some(p) = &node.eviction_pressure_transition_period {
         e.pressure_transition_period = common::duration::parse_go(p)
             .with_context(|| format!("--eviction-pressure-transition-period {p:?}"))?;
@@ -491,6 +509,7 @@ mod tests {
             eviction_soft_grace_period: Some("nodefs.available=1m30s".into()),
             eviction_pressure_transition_period: Some("30s".into()),
             eviction_max_pod_grace_period: Some(5),
+            eviction_minimum_reclaim: Some("memory.available=50Mi".into()),
             ..Default::default()
         };
         eviction_flags(&mut e, &node).unwrap();
@@ -498,6 +517,10 @@ mod tests {
         assert_eq!(e.soft[0].grace_period, Duration::from_secs(90));
         assert_eq!(e.pressure_transition_period, Duration::from_secs(30));
         assert_eq!(e.max_pod_grace_period, 5);
+        assert_eq!(
+            e.hard[0].min_reclaim,
+            Some(kubelet::eviction::thresholds::Amount::Quantity(50 << 20))
+        );
         let missing_grace = NodeArgs {
             eviction_soft: Some("nodefs.available<20%".into()),
             ..Default::default()
@@ -535,6 +558,9 @@ mod tests {
             (95, 90)
         );
         assert!(policy(&["--image-gc-high-threshold=101"]).is_err());
+        let p = policy(&["--image-maximum-gc-age=1h30m"]).unwrap();
+        assert_eq!(p.max_age, Duration::from_secs(5400));
+        assert!(policy(&["--image-maximum-gc-age=soon"]).is_err());
         assert_eq!(
             policy(&["--image-gc-high-threshold=70"]).unwrap_err(),
             "--image-gc-high-threshold / --image-gc-low-threshold: LowThresholdPercent 80 can \

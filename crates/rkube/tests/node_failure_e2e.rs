@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{Agent, NODE_IP, Node};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 const IMAGE: &str = "rkube.local/busybox:e2e";
@@ -221,6 +222,13 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
 
+/// `d` after `from` as `+1.2 s` (or before it, `-0.3 s`).
+fn signed(d: Option<Duration>, from: Duration) -> String {
+    d.map_or("never".into(), |d| {
+        format!("{:+.1} s", d.as_secs_f64() - from.as_secs_f64())
+    })
+}
+
 /// The grace period shortened to 20 s (a heartbeat comes every 10 s) and 5 s tolerations, so
 /// the test is quick.
 #[test]
@@ -336,10 +344,37 @@ fn run(scenario: Scenario) {
     server.eventually(30, "the victim's web pod answering", || {
         answers(&server, &probe).then_some(())
     });
+    // The node lifecycle controller counts a node's grace period from the first pass that
+    // sees its Ready condition (as upstream): a node killed seconds after it joined gets
+    // more than the grace period after its last heartbeat. Kill it in steady state, once a
+    // Lease renewal came a monitor period (5 s; 1 s with a shortened grace) after it became
+    // Ready, so the grace period runs from its last heartbeat.
+    let period = if scenario.grace.is_some() { 1 } else { 5 };
+    server.eventually(60, "a Lease renewal a monitor period after Ready", || {
+        let ready: Timestamp =
+            condition(&node_json(&server, victim), "Ready")?["lastTransitionTime"]
+                .as_str()?
+                .parse()
+                .ok()?;
+        let renew: Timestamp = server
+            .ok(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                victim,
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ])
+            .parse()
+            .ok()?;
+        (renew > ready + SignedDuration::from_secs(period + 1)).then_some(())
+    });
 
     // The node dies: agent (and with it containerd) SIGKILLed, what it left running killed,
     // its cable pulled.
     let killed = Instant::now();
+    let killed_wall = Timestamp::now();
     {
         let a = &mut agents[victim_index];
         a.process.kill().unwrap();
@@ -347,6 +382,35 @@ fn run(scenario: Scenario) {
         harness::kill_leftovers(a.dir.path());
     }
     server.set_port(victim_port, false);
+    // When the grace period runs out: the last heartbeat the node gave (its Lease's renewal
+    // or its Ready condition's heartbeat, whichever is later) plus the grace period, as an
+    // offset from the kill. What the target is measured from.
+    let grace_expiry = {
+        let renew: Option<Timestamp> = server
+            .ok(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                victim,
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ])
+            .parse()
+            .ok();
+        let beat: Option<Timestamp> = condition(&node_json(&server, victim), "Ready")
+            .and_then(|c| c["lastHeartbeatTime"].as_str())
+            .and_then(|t| t.parse().ok());
+        let last = renew.max(beat).expect("the victim's last heartbeat");
+        let grace = scenario.grace.unwrap_or("50s");
+        let grace: i64 = grace
+            .trim_end_matches('s')
+            .parse()
+            .expect("a grace period in s");
+        let expiry = last + SignedDuration::from_secs(grace);
+        println!("last heartbeat {last}, the grace period runs out at {expiry}");
+        Duration::try_from(expiry.duration_since(killed_wall)).unwrap_or_default()
+    };
     assert!(
         !answers(&server, &probe),
         "the dead node's pod still answers"
@@ -513,6 +577,8 @@ fn run(scenario: Scenario) {
          kill -> Deployment 3/3 available on the survivors: {}\n  \
          breakdown: detection {} (the last heartbeat up to 10 s before the kill), tainting {}, \
          eviction {}, scheduling {}, start {}; NotReady -> 3/3 available {}\n  \
+         from the grace period's end ({} after the kill): NotReady {}, tainted {}, \
+         deleted {}, 3/3 available {}\n  \
          restart -> Ready: {}\n  \
          restart -> taints removed: {}\n  \
          restart -> stale pods gone: {}\n  \
@@ -530,6 +596,11 @@ fn run(scenario: Scenario) {
         secs(between(deleted, scheduled)),
         secs(between(scheduled, replaced)),
         secs(between(not_ready, replaced)),
+        secs(Some(grace_expiry)),
+        signed(not_ready, grace_expiry),
+        signed(tainted, grace_expiry),
+        signed(deleted, grace_expiry),
+        signed(replaced, grace_expiry),
         secs(Some(ready)),
         secs(Some(untainted)),
         secs(Some(cleaned)),

@@ -73,6 +73,35 @@ fn after(now: Timestamp, since: Timestamp, grace: Duration) -> bool {
     now.as_millisecond() > since.as_millisecond().saturating_add(grace)
 }
 
+/// When the node's grace period runs out, as this controller counts it: the last heartbeat
+/// it saw plus the grace period (the startup one for a node that never posted Ready). None
+/// for a node already Unknown: nothing more happens to it until it comes back.
+pub fn deadline(h: &NodeHealth, o: &Options) -> Option<Timestamp> {
+    let grace = match &h.ready {
+        Some(r) if r.status == "Unknown" => return None,
+        Some(_) => o.node_monitor_grace_period,
+        None => o.node_startup_grace_period,
+    };
+    let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    // `after` is strict: one millisecond past the grace period.
+    Timestamp::from_millisecond(h.probe_timestamp.as_millisecond().saturating_add(grace + 1)).ok()
+}
+
+/// Records a Lease renewal seen as it happens (the informer's event): the probe time is
+/// then when the renewal arrived, not when the next pass happens to look, so a node's
+/// deadline is its last renewal plus the grace period. True when it was newer.
+pub fn observe_lease(h: &mut NodeHealth, renew: Option<MicroTime>, now: Timestamp) -> bool {
+    let newer = match &h.lease {
+        None => true,
+        Some(seen) => renewed_before(seen, &renew),
+    };
+    if newer {
+        h.lease = Some(renew);
+        h.probe_timestamp = now;
+    }
+    newer
+}
+
 /// Looks at `node` given what was seen of it before (`saved`) and its Lease, at `now`.
 pub fn check(
     node: &Node,
@@ -137,14 +166,8 @@ pub fn check(
     // status).
     if let Some(l) = lease {
         let renew = l.spec.as_ref().and_then(|s| s.renew_time.clone());
-        let newer = match &saved_lease {
-            None => true,
-            Some(seen) => renewed_before(seen, &renew),
-        };
-        if newer {
-            health.lease = Some(renew);
-            health.probe_timestamp = now;
-        }
+        health.lease = saved_lease;
+        observe_lease(&mut health, renew, now);
     }
     let observed_lease = lease.map(|l| l.spec.as_ref().and_then(|s| s.renew_time.clone()));
     let mut out = Check {
@@ -224,6 +247,10 @@ mod tests {
         serde_json::from_value(json!({"metadata": {"name": "n"},
             "spec": {"renewTime": at(renew).to_string()}}))
         .unwrap()
+    }
+
+    fn lease_time(renew: i64) -> MicroTime {
+        MicroTime(at(renew))
     }
 
     fn opts() -> Options {
@@ -306,5 +333,53 @@ mod tests {
         let status = c.new_status.unwrap();
         let r = condition(Some(&status), "Ready").unwrap();
         assert_eq!(r.reason.as_deref(), Some("NodeStatusNeverUpdated"));
+    }
+
+    #[test]
+    fn the_deadline_is_the_last_heartbeat_seen_plus_the_grace_period() {
+        let o = opts();
+        let n = node(json!([ready("True", 0)]));
+        let h = check(&n, None, Some(&lease(0)), at(0), &o).health;
+        let due = deadline(&h, &o).unwrap();
+        assert_eq!(due.as_millisecond(), at(40).as_millisecond() + 1);
+        // Just before it the node is alive, at it the node goes Unknown.
+        let before = Timestamp::from_millisecond(due.as_millisecond() - 1).unwrap();
+        assert!(
+            check(&n, Some(&h), Some(&lease(0)), before, &o)
+                .new_status
+                .is_none()
+        );
+        let c = check(&n, Some(&h), Some(&lease(0)), due, &o);
+        assert!(c.new_status.is_some());
+        // Once Unknown there is no deadline left to wake for.
+        assert_eq!(deadline(&c.health_after_write, &o), None);
+        // A node that never posted Ready counts with the startup grace period.
+        let fresh = check(&node(json!([])), None, None, at(0), &o).health;
+        assert_eq!(
+            deadline(&fresh, &o).unwrap().as_millisecond(),
+            at(60).as_millisecond() + 1
+        );
+    }
+
+    #[test]
+    fn a_renewal_seen_between_passes_counts_from_when_it_arrived() {
+        let o = opts();
+        let n = node(json!([ready("True", 0)]));
+        let mut h = check(&n, None, Some(&lease(0)), at(0), &o).health;
+        // The kubelet renews at 10 s; the informer delivers it then, the next pass is at 14 s.
+        assert!(observe_lease(&mut h, Some(lease_time(10)), at(10)));
+        assert!(
+            !observe_lease(&mut h, Some(lease_time(10)), at(12)),
+            "seen already"
+        );
+        let c = check(&n, Some(&h), Some(&lease(10)), at(14), &o);
+        assert_eq!(c.health.probe_timestamp, at(10), "not the pass's time");
+        assert_eq!(
+            deadline(&c.health, &o).unwrap().as_millisecond(),
+            at(50).as_millisecond() + 1
+        );
+        // An older renewal (a stale event) moves nothing.
+        assert!(!observe_lease(&mut h, Some(lease_time(5)), at(15)));
+        assert_eq!(h.probe_timestamp, at(10));
     }
 }

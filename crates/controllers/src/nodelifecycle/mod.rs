@@ -1,10 +1,13 @@
 //! The node lifecycle controller (Kubernetes' `pkg/controller/nodelifecycle`, 1.33): watches
 //! Nodes and their heartbeat Leases in `kube-node-lease`.
 //!
-//! - `health.rs`, `monitor.rs`: every `--node-monitor-period` each node's health is looked
-//!   at; one silent past `--node-monitor-grace-period` gets its conditions set to Unknown
-//!   (`NodeStatusUnknown`, "Kubelet stopped posting node status."), a `NodeNotReady` event,
-//!   and its pods' Ready condition set to False (`pod_status.rs`).
+//! - `health.rs`, `monitor.rs`: every `--node-monitor-period`, and as soon as a node's own
+//!   grace period runs out (its last heartbeat, as the Lease informer delivered it, plus
+//!   `--node-monitor-grace-period`), each node's health is looked at; one silent past the
+//!   grace period gets its conditions set to Unknown (`NodeStatusUnknown`, "Kubelet stopped
+//!   posting node status."), a `NodeNotReady` event, its pods' Ready condition set to False
+//!   (`pod_status.rs`), and is queued for its NoExecute taint in that same pass (upstream
+//!   waits for the next one).
 //! - `taints.rs`, `node_taints.rs`, `no_schedule.rs`: NoSchedule taints follow the node's
 //!   conditions (`node.kubernetes.io/not-ready`, `unreachable`, `memory-pressure`,
 //!   `disk-pressure`, `pid-pressure`, `network-unavailable`) and `spec.unschedulable`
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
 use client_go::events::Recorder;
@@ -49,6 +53,9 @@ pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// How often the NoExecute tainting queues are looked at (upstream's NodeEvictionPeriod).
 const NO_EXECUTE_PERIOD: Duration = Duration::from_millis(100);
+/// The least time between two health passes woken by deadlines: many nodes lost at once
+/// cost a pass per this, not one per node.
+const MIN_PASS_GAP: Duration = Duration::from_millis(200);
 
 pub struct NodeLifecycleController {
     client: Client,
@@ -116,6 +123,22 @@ impl NodeLifecycleController {
                 }
                 (None, None) => {}
             });
+        // Renewals count from when they arrive, so a silent node's deadline is exact.
+        let me = c.clone();
+        c.leases.on_change(move |ch: &Change<Lease>| {
+            let Some(l) = &ch.new else { return };
+            if l.metadata.namespace.as_deref() != Some(NODE_LEASE_NAMESPACE) {
+                return;
+            }
+            let Some(name) = l.metadata.name.as_deref() else {
+                return;
+            };
+            let renew = l.spec.as_ref().and_then(|s| s.renew_time.clone());
+            // Only nodes a pass has looked at: the first look starts the count.
+            if let Some(h) = lock(&me.health).get_mut(name) {
+                health::observe_lease(h, renew, Timestamp::now());
+            }
+        });
         let me = c.clone();
         c.pods.on_change(move |ch: &Change<Pod>| {
             let Some(new) = &ch.new else { return };
@@ -163,8 +186,9 @@ impl NodeLifecycleController {
         };
         let monitoring = async {
             loop {
+                let started = Timestamp::now();
                 self.monitor_node_health().await;
-                tokio::time::sleep(self.options.node_monitor_period).await;
+                tokio::time::sleep(self.next_pass_in(started)).await;
             }
         };
         tokio::join!(node_workers, pod_workers, tainting, monitoring);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::health::{self, Check};
 use super::zones::{self, zone_key};
-use super::{NODE_LEASE_NAMESPACE, NodeLifecycleController, lock, pod_status};
+use super::{MIN_PASS_GAP, NODE_LEASE_NAMESPACE, NodeLifecycleController, lock, pod_status};
 
 /// Nodes looked at concurrently (upstream's nodeUpdateWorkerSize).
 const NODE_UPDATE_WORKERS: usize = 8;
@@ -25,6 +25,14 @@ const STATUS_UPDATE_ATTEMPTS: usize = 5;
 const STATUS_RETRY_DELAY: Duration = Duration::from_millis(20);
 /// Nodes with this label are left out of their zone's disruption state.
 const EXCLUDE_DISRUPTION: &str = "node.kubernetes.io/exclude-disruption";
+
+/// One node's outcome in a health pass.
+struct Updated {
+    /// Its zone and Ready-ness for the disruption states (`None`: left out).
+    zone: Option<(String, bool)>,
+    /// The node and its new Ready condition, when this pass marked it Unknown.
+    went_silent: Option<(Node, NodeCondition)>,
+}
 
 /// The nodes of a pass as they compare with the last one.
 #[derive(Default)]
@@ -39,7 +47,44 @@ fn name_of(n: &Node) -> &str {
     n.metadata.name.as_deref().unwrap_or_default()
 }
 
+/// How long to wait before the next health pass: the monitor period, or less when a node's
+/// grace period runs out sooner (the pass then marks it at its deadline, not up to a period
+/// later). Only deadlines after `started` count (earlier ones were the pass's to act on);
+/// passes start at least `min_gap` apart.
+fn next_wake(
+    deadlines: impl Iterator<Item = Timestamp>,
+    started: Timestamp,
+    now: Timestamp,
+    period: Duration,
+    min_gap: Duration,
+) -> Duration {
+    let Some(soonest) = deadlines.filter(|d| *d > started).min() else {
+        return period;
+    };
+    let millis = |from: Timestamp, to: Timestamp| {
+        Duration::from_millis(
+            u64::try_from(to.as_millisecond() - from.as_millisecond()).unwrap_or_default(),
+        )
+    };
+    let gap = min_gap.saturating_sub(millis(started, now));
+    millis(now, soonest).max(gap).min(period)
+}
+
 impl NodeLifecycleController {
+    /// The wait before the next health pass, given when this one started.
+    pub(super) fn next_pass_in(&self, started: Timestamp) -> Duration {
+        let health = lock(&self.health);
+        next_wake(
+            health
+                .values()
+                .filter_map(|h| health::deadline(h, &self.options)),
+            started,
+            Timestamp::now(),
+            self.options.node_monitor_period,
+            MIN_PASS_GAP,
+        )
+    }
+
     fn record_node_event(&self, node: &Node, reason: &str, event: String) {
         let name = name_of(node);
         self.recorder
@@ -101,21 +146,43 @@ impl NodeLifecycleController {
             );
             lock(&self.known).remove(name);
         }
-        let results: Vec<Option<(String, bool)>> = futures::stream::iter(nodes.iter().cloned())
+        let results: Vec<Updated> = futures::stream::iter(nodes.iter().cloned())
             .map(|n| self.update_node(n))
             .buffer_unordered(NODE_UPDATE_WORKERS)
             .collect()
             .await;
         let mut ready_by_zone: HashMap<String, Vec<bool>> = HashMap::new();
-        for (zone, ready) in results.into_iter().flatten() {
-            ready_by_zone.entry(zone).or_default().push(ready);
+        let mut went_silent = Vec::new();
+        for u in results {
+            if let Some((zone, ready)) = u.zone {
+                ready_by_zone.entry(zone).or_default().push(ready);
+            }
+            went_silent.extend(u.went_silent);
         }
         self.handle_disruption(&ready_by_zone, &nodes).await;
+        // Upstream queues a node for its NoExecute taint on the pass after the one that
+        // marked it Unknown (it acts on the condition observed at a pass's start); that
+        // costs a whole monitor period. Queued here instead, once the zones' states (and so
+        // their tainting rates) account for it, which is all that pass would have added.
+        for (node, current) in &went_silent {
+            self.process_taint_based_eviction(node, current).await;
+        }
     }
 
-    /// Reads the node's health (writing its status if it went silent) and returns its zone
-    /// and Ready-ness for the disruption states (`None`: left out).
-    async fn update_node(&self, cached: Arc<Node>) -> Option<(String, bool)> {
+    /// Reads the node's health (writing its status if it went silent).
+    async fn update_node(&self, cached: Arc<Node>) -> Updated {
+        let mut went_silent = None;
+        let zone = self.update_node_health(cached, &mut went_silent).await;
+        Updated { zone, went_silent }
+    }
+
+    /// Returns the node's zone and Ready-ness for the disruption states (`None`: left out);
+    /// a node this pass marked Unknown goes into `went_silent`.
+    async fn update_node_health(
+        &self,
+        cached: Arc<Node>,
+        went_silent: &mut Option<(Node, NodeCondition)>,
+    ) -> Option<(String, bool)> {
         let name = name_of(&cached).to_string();
         let mut node = (*cached).clone();
         let mut attempt = 1;
@@ -155,6 +222,9 @@ impl NodeLifecycleController {
             let observed = &check.observed_ready;
             let pods = self.pods_by_node.pods(&name);
             self.process_taint_based_eviction(&node, observed).await;
+            if current.status != observed.status {
+                *went_silent = Some((node.clone(), current.clone()));
+            }
             let needs_retry = lock(&self.retry).contains(&name);
             let went_down = current.status != "True" && observed.status == "True";
             if went_down {
@@ -255,5 +325,42 @@ impl NodeLifecycleController {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millisecond(1_700_000_000_000 + ms).unwrap()
+    }
+
+    const PERIOD: Duration = Duration::from_secs(5);
+    const GAP: Duration = Duration::from_millis(200);
+
+    #[test]
+    fn the_next_pass_comes_at_the_first_deadline_within_the_period() {
+        let wake = |deadlines: &[i64], started: i64, now: i64| {
+            next_wake(
+                deadlines.iter().map(|d| at(*d)),
+                at(started),
+                at(now),
+                PERIOD,
+                GAP,
+            )
+        };
+        // No node near its deadline: the monitor period.
+        assert_eq!(wake(&[], 0, 10), PERIOD);
+        assert_eq!(wake(&[60_000, 90_000], 0, 10), PERIOD);
+        // A node's grace period runs out in 1.3 s: the pass comes then, not 5 s later.
+        assert_eq!(wake(&[60_000, 1_310], 0, 10), Duration::from_millis(1_300));
+        // Deadlines the pass itself covered are not woken for again (a failed write is
+        // retried on the period, not in a loop).
+        assert_eq!(wake(&[-5], 0, 10), PERIOD);
+        // Many nodes lost one after another: passes at least the gap apart.
+        assert_eq!(wake(&[50, 60, 70], 0, 40), Duration::from_millis(160));
+        assert_eq!(wake(&[50], 0, 400), Duration::ZERO);
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
+use kube::Api;
 use tokio::time::Instant;
 
 use super::health::ready_condition;
@@ -72,8 +73,9 @@ impl NodeLifecycleController {
             .is_some_and(|q| q.remove(name)))
     }
 
-    /// Acts on the Ready condition as observed at the start of the health pass (upstream's
-    /// processTaintBaseEviction).
+    /// Acts on the node's Ready condition (upstream's processTaintBaseEviction): as observed
+    /// at the start of the health pass, and again as written when the pass marked it
+    /// Unknown.
     pub(super) async fn process_taint_based_eviction(&self, node: &Node, observed: &NodeCondition) {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let has = |t| taints::exists(node_taints(node), &t);
@@ -135,10 +137,29 @@ impl NodeLifecycleController {
     /// Gives a queued node the NoExecute taint its Ready condition calls for; `Some(wait)`
     /// to try again after `wait`.
     async fn taint_no_execute(&self, name: &str) -> Option<Duration> {
-        let Some(node) = self.nodes.get(None, name) else {
+        let Some(mut node) = self.nodes.get(None, name).map(|n| (*n).clone()) else {
             tracing::debug!(node = name, "node gone; not tainting it");
             return None;
         };
+        // A node queued in the pass that marked it Unknown may not have reached the
+        // informer yet: when the cache still says Ready but this controller saw otherwise,
+        // the server's copy decides (a retry would cost a token of the zone's limiter).
+        let cached_ready = ready_condition(&node).is_some_and(|c| c.status == "True");
+        let seen_not_ready = lock(&self.health)
+            .get(name)
+            .and_then(|h| h.ready.as_ref())
+            .is_some_and(|c| c.status != "True");
+        if cached_ready && seen_not_ready {
+            let api: Api<Node> = Api::all(self.client.clone());
+            match api.get(name).await {
+                Ok(fresh) => node = fresh,
+                Err(kube::Error::Api(e)) if e.code == 404 => return None,
+                Err(e) => {
+                    tracing::warn!(node = name, error = %e, "reading the node to taint it");
+                    return Some(Duration::ZERO);
+                }
+            }
+        }
         let Some(ready) = ready_condition(&node) else {
             return Some(NO_CONDITION_RETRY);
         };

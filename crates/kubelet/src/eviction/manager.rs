@@ -2,7 +2,8 @@
 //! (10 s) it observes the signals in a stats summary, sets the node's pressure conditions
 //! (kept for the pressure transition period after the last threshold was met), reclaims disk
 //! (dead containers, unused images) under disk pressure, and otherwise evicts one pod — ranked
-//! by [`super::ranking`] — leaving it `Failed` with reason `Evicted`.
+//! by [`super::ranking`] — leaving it `Failed` with reason `Evicted`. Before the thresholds,
+//! pods past their own local storage limits ([`super::local_storage`]) are evicted at once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,8 @@ use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
 use super::ranking;
-use super::reclaim;
 use super::thresholds::{Observation, Signal, Threshold, default_hard, observe};
+use super::{local_storage, reclaim};
 use crate::cri::RuntimeClient;
 use crate::events::EventTarget;
 use crate::pod_workers::PodWorkers;
@@ -94,10 +95,13 @@ pub struct EvictionManager {
     pub runtime_name: String,
 }
 
-/// The loop's memory: when each soft threshold was first met, when each condition was last.
+/// The loop's memory: when each soft threshold was first met, when each condition was last,
+/// and which thresholds were met past their grace period last round (held until their
+/// minimum reclaim).
 #[derive(Default)]
 struct Memory {
     first_met: HashMap<usize, Instant>,
+    met_before: BTreeSet<usize>,
     condition_seen: HashMap<&'static str, Instant>,
 }
 
@@ -186,10 +190,15 @@ impl EvictionManager {
         let obs = observe(&summary);
         let now = Instant::now();
         let all: Vec<&Threshold> = self.cfg.hard.iter().chain(&self.cfg.soft).collect();
+        // Met now, or met before and not yet back above the minimum reclaim.
         let met: Vec<(usize, &Threshold)> = all
             .iter()
             .enumerate()
-            .filter(|(_, t)| obs.get(&t.signal).is_some_and(|o| t.met(o)))
+            .filter(|(i, t)| {
+                obs.get(&t.signal).is_some_and(|o| {
+                    t.met(o) || (memory.met_before.contains(i) && t.met_until_reclaimed(o))
+                })
+            })
             .map(|(i, t)| (i, *t))
             .collect();
         memory
@@ -207,12 +216,22 @@ impl EvictionManager {
             .chain(met.iter().map(|(_, t)| t.signal.condition()))
             .collect();
         self.pressure.set(active);
-        let due = met.iter().find(|(i, t)| {
+        let past_grace = |i: &usize, t: &Threshold| {
             memory
                 .first_met
                 .get(i)
                 .is_some_and(|first| now.duration_since(*first) >= t.grace_period)
-        });
+        };
+        memory.met_before = met
+            .iter()
+            .filter(|(i, t)| past_grace(i, t))
+            .map(|(i, _)| *i)
+            .collect();
+        // Pods past their own local storage limits go first, whatever the thresholds.
+        if let Some(evicted) = self.local_storage_eviction(&summary.pods).await {
+            return Ok(Some(evicted));
+        }
+        let due = met.iter().find(|(i, t)| past_grace(i, t));
         let Some((_, threshold)) = due else {
             return Ok(None);
         };
@@ -228,9 +247,15 @@ impl EvictionManager {
             if signal == Signal::ImageFsAvailable || signal == Signal::NodeFsAvailable {
                 reclaim::delete_unused_images(&self.cri).await?;
             }
+            // Enough only when every threshold is clear by its minimum reclaim too.
             let after = observe(&self.stats.summary(false).await?);
+            let still = all.iter().any(|t| {
+                after
+                    .get(&t.signal)
+                    .is_some_and(|o| t.met_until_reclaimed(o))
+            });
             match after.get(&signal) {
-                Some(o) if threshold.met(o) => observation = *o,
+                Some(o) if still => observation = *o,
                 _ => {
                     info!(
                         signal = signal.name(),
@@ -274,12 +299,50 @@ impl EvictionManager {
             let secs = if max > 0 { own.min(max) } else { own };
             Duration::from_secs(u64::try_from(secs).unwrap_or(0))
         };
-        self.evict(victim, &message, grace).await?;
+        self.evict(victim, &message, grace, true).await?;
         Ok(victim.metadata.name.clone())
     }
 
-    /// Kills the pod and leaves it Failed/Evicted (upstream's `evictPod`).
-    async fn evict(&self, pod: &Pod, message: &str, grace: Duration) -> anyhow::Result<()> {
+    /// Evicts, at once, the pods that outgrew their local storage limits (upstream's
+    /// `localStorageEviction`); returns the last one's name.
+    async fn local_storage_eviction(&self, stats: &[PodStats]) -> Option<String> {
+        let mut last = None;
+        for pod in self.workers.pods() {
+            if status::is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            let Some(s) = stats.iter().find(|s| s.pod_ref.uid == uid) else {
+                continue;
+            };
+            let Some(message) = local_storage::violation(&pod, s) else {
+                continue;
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if is_critical_pod(&pod) {
+                warn!(pod = %name, %message, "cannot evict a critical pod");
+                continue;
+            }
+            // Upstream passes no DisruptionTarget condition for these.
+            match self.evict(&pod, &message, Duration::ZERO, false).await {
+                Ok(()) => last = Some(name),
+                Err(e) => {
+                    warn!(pod = %name, error = %format!("{e:#}"), "evicting a pod over its local storage limit")
+                }
+            }
+        }
+        last
+    }
+
+    /// Kills the pod and leaves it Failed/Evicted (upstream's `evictPod`), with a
+    /// DisruptionTarget condition when `condition`.
+    async fn evict(
+        &self,
+        pod: &Pod,
+        message: &str,
+        grace: Duration,
+        condition: bool,
+    ) -> anyhow::Result<()> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -292,7 +355,7 @@ impl EvictionManager {
             .or_else(|| pod.status.clone())
             .unwrap_or_default();
         self.status
-            .write_now(pod, &evicted(base, message))
+            .write_now(pod, &evicted(base, message, condition))
             .await
             .context("writing the evicted pod's status")?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -332,7 +395,7 @@ impl EvictionManager {
             },
         );
         self.status
-            .write_now(pod, &evicted(generated, message))
+            .write_now(pod, &evicted(generated, message, condition))
             .await
             .context("writing the evicted pod's final status")?;
         self.workers.wake(&uid);
@@ -340,12 +403,15 @@ impl EvictionManager {
     }
 }
 
-/// `status` as upstream leaves an evicted pod: Failed, reason Evicted, the message, and a
-/// DisruptionTarget condition (TerminationByKubelet).
-fn evicted(mut status: PodStatus, message: &str) -> PodStatus {
+/// `status` as upstream leaves an evicted pod: Failed, reason Evicted, the message, and (for
+/// node pressure) a DisruptionTarget condition (TerminationByKubelet).
+fn evicted(mut status: PodStatus, message: &str, condition: bool) -> PodStatus {
     status.phase = Some("Failed".into());
     status.reason = Some("Evicted".into());
     status.message = Some(message.to_owned());
+    if !condition {
+        return status;
+    }
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     conditions.retain(|c| c.type_ != "DisruptionTarget");
     conditions.push(PodCondition {
@@ -400,7 +466,7 @@ mod tests {
             "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. \
              Container hog was using 8Mi, request is 1Mi, has larger consumption of memory. "
         );
-        let st = evicted(PodStatus::default(), "m");
+        let st = evicted(PodStatus::default(), "m", true);
         assert_eq!(st.phase.as_deref(), Some("Failed"));
         assert_eq!(st.reason.as_deref(), Some("Evicted"));
         let c = &st.conditions.unwrap()[0];
@@ -408,6 +474,10 @@ mod tests {
             (c.type_.as_str(), c.reason.as_deref()),
             ("DisruptionTarget", Some("TerminationByKubelet"))
         );
+        // Local storage evictions carry no condition, as upstream's.
+        let st = evicted(PodStatus::default(), "m", false);
+        assert_eq!(st.reason.as_deref(), Some("Evicted"));
+        assert!(st.conditions.is_none());
         let mut static_pod = pod.clone();
         static_pod.metadata.annotations =
             Some([("kubernetes.io/config.source".to_owned(), "file".to_owned())].into());

@@ -4,11 +4,13 @@
 //!
 //! * [`thresholds`]: signals, `--eviction-hard`/`--eviction-soft` thresholds, observations.
 //! * [`ranking`]: which pod goes first.
+//! * [`local_storage`]: emptyDir `sizeLimit` and `ephemeral-storage` limits.
 //! * [`reclaim`]: dead containers and unused images, before pods, under disk pressure.
 //! * [`manager`]: the loop, the conditions and the eviction itself.
 //! * [`admit`]: new pods refused while the node is under pressure.
 
 pub mod admit;
+pub mod local_storage;
 pub mod manager;
 pub mod ranking;
 pub mod reclaim;

@@ -77,6 +77,9 @@ pub struct Threshold {
     pub amount: Amount,
     /// Zero for a hard threshold; how long a soft one must hold before pods are evicted.
     pub grace_period: Duration,
+    /// `--eviction-minimum-reclaim`: once met, the threshold holds until this much more than
+    /// its amount is available again (upstream's `MinReclaim`).
+    pub min_reclaim: Option<Amount>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -91,6 +94,8 @@ pub enum ThresholdError {
     Grace(String),
     #[error("eviction-soft threshold {0} has no grace period (--eviction-soft-grace-period)")]
     MissingGrace(&'static str),
+    #[error("invalid minimum reclaim {0:?}: expected SIGNAL=QUANTITY or SIGNAL=PERCENT%")]
+    MinReclaim(String),
 }
 
 impl Threshold {
@@ -106,6 +111,63 @@ impl Threshold {
     pub fn met(&self, obs: &Observation) -> bool {
         obs.available < self.quantity(obs.capacity)
     }
+
+    /// Whether the observation is below the threshold plus its minimum reclaim (upstream's
+    /// `thresholdsMet` with enforceMinReclaim): a threshold met before holds until then.
+    pub fn met_until_reclaimed(&self, obs: &Observation) -> bool {
+        let extra = match self.min_reclaim {
+            None => 0,
+            Some(Amount::Quantity(q)) => q,
+            Some(Amount::Percentage(p)) => (p * obs.capacity as f64) as i64,
+        };
+        obs.available < self.quantity(obs.capacity).saturating_add(extra)
+    }
+}
+
+fn parse_amount(item: &str, value: &str) -> Result<Amount, ThresholdError> {
+    match value.strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p
+                .parse()
+                .map_err(|_| ThresholdError::Value(item.to_owned(), "not a percentage"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(ThresholdError::Value(
+                    item.to_owned(),
+                    "percentage must be between 0 and 100",
+                ));
+            }
+            Ok(Amount::Percentage(p / 100.0))
+        }
+        None => {
+            let q = common::quantity::parse_scaled(value, 1)
+                .ok_or(ThresholdError::Value(item.to_owned(), "not a quantity"))?;
+            if q < 0 {
+                return Err(ThresholdError::Value(item.to_owned(), "must be positive"));
+            }
+            Ok(Amount::Quantity(q))
+        }
+    }
+}
+
+/// Parses `--eviction-minimum-reclaim` (`memory.available=0Mi,nodefs.available=500Mi,
+/// imagefs.available=2%`) and gives every hard and soft threshold of those signals its
+/// minimum reclaim, as upstream's `ParseThresholdConfig`.
+pub fn apply_minimum_reclaim(thresholds: &mut [Threshold], s: &str) -> Result<(), ThresholdError> {
+    let mut reclaim = HashMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (signal, value) = item
+            .split_once('=')
+            .ok_or_else(|| ThresholdError::MinReclaim(item.to_owned()))?;
+        let signal = Signal::parse(signal.trim())
+            .ok_or_else(|| ThresholdError::Signal(signal.trim().to_owned()))?;
+        reclaim.insert(signal, parse_amount(item, value.trim())?);
+    }
+    for t in thresholds.iter_mut() {
+        if let Some(a) = reclaim.get(&t.signal) {
+            t.min_reclaim = Some(*a);
+        }
+    }
+    Ok(())
 }
 
 /// Parses `--eviction-hard`/`--eviction-soft`: `signal<value` items separated by commas; a
@@ -118,33 +180,12 @@ pub fn parse_thresholds(s: &str) -> Result<Vec<Threshold>, ThresholdError> {
             .ok_or_else(|| ThresholdError::Syntax(item.to_owned()))?;
         let signal = Signal::parse(signal.trim())
             .ok_or_else(|| ThresholdError::Signal(signal.trim().to_owned()))?;
-        let value = value.trim();
-        let amount = match value.strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p
-                    .parse()
-                    .map_err(|_| ThresholdError::Value(item.to_owned(), "not a percentage"))?;
-                if !(0.0..=100.0).contains(&p) {
-                    return Err(ThresholdError::Value(
-                        item.to_owned(),
-                        "percentage must be between 0 and 100",
-                    ));
-                }
-                Amount::Percentage(p / 100.0)
-            }
-            None => {
-                let q = common::quantity::parse_scaled(value, 1)
-                    .ok_or(ThresholdError::Value(item.to_owned(), "not a quantity"))?;
-                if q < 0 {
-                    return Err(ThresholdError::Value(item.to_owned(), "must be positive"));
-                }
-                Amount::Quantity(q)
-            }
-        };
+        let amount = parse_amount(item, value.trim())?;
         out.push(Threshold {
             signal,
             amount,
             grace_period: Duration::ZERO,
+            min_reclaim: None,
         });
     }
     Ok(out)
@@ -179,6 +220,7 @@ pub fn upstream_default_hard() -> Vec<Threshold> {
         signal,
         amount,
         grace_period: Duration::ZERO,
+        min_reclaim: None,
     };
     vec![
         t(Signal::MemoryAvailable, Amount::Quantity(100 << 20)),
@@ -197,6 +239,7 @@ pub fn default_hard() -> Vec<Threshold> {
         signal,
         amount: Amount::Percentage(0.05),
         grace_period: Duration::ZERO,
+        min_reclaim: None,
     };
     vec![t(Signal::ImageFsAvailable), t(Signal::NodeFsAvailable)]
 }
@@ -330,5 +373,39 @@ mod tests {
         assert!(hard[1].met(&obs[&Signal::NodeFsAvailable]));
         assert!(!hard[2].met(&obs[&Signal::NodeFsInodesFree]));
         assert!(!obs.contains_key(&Signal::PidAvailable));
+    }
+
+    #[test]
+    fn a_minimum_reclaim_holds_a_met_threshold_until_that_much_more_is_free() {
+        let mut t = parse_thresholds("nodefs.available<10%,memory.available<100Mi").unwrap();
+        apply_minimum_reclaim(&mut t, "nodefs.available=500Mi, memory.available=5%").unwrap();
+        assert_eq!(t[0].min_reclaim, Some(Amount::Quantity(500 << 20)));
+        assert_eq!(t[1].min_reclaim, Some(Amount::Percentage(0.05)));
+        let disk = |available| Observation {
+            available,
+            capacity: 10 << 30,
+        };
+        // 10 % of 10 GiB is 1 GiB: above it the threshold is not met, but one met before
+        // holds until 1 GiB + 500 MiB is free.
+        assert!(!t[0].met(&disk(1 << 30)));
+        assert!(t[0].met_until_reclaimed(&disk(1 << 30)));
+        assert!(!t[0].met_until_reclaimed(&disk((1 << 30) + (500 << 20))));
+        let mem = Observation {
+            available: 140 << 20,
+            capacity: 1 << 30,
+        };
+        assert!(
+            t[1].met_until_reclaimed(&mem),
+            "100Mi + 5% of 1Gi = 151.2Mi"
+        );
+        assert_eq!(
+            apply_minimum_reclaim(&mut t, "nodefs.available"),
+            Err(ThresholdError::MinReclaim("nodefs.available".into()))
+        );
+        assert!(apply_minimum_reclaim(&mut t, "memory.free=1Mi").is_err());
+        assert!(apply_minimum_reclaim(&mut t, "memory.available=-1Mi").is_err());
+        // Without one, the two agree.
+        let plain = &parse_thresholds("memory.available<100Mi").unwrap()[0];
+        assert!(!plain.met_until_reclaimed(&mem));
     }
 }
