@@ -95,6 +95,8 @@ pub struct KubeletConfig {
     pub eviction: crate::eviction::EvictionConfig,
     /// Image garbage collection (`--image-gc-high-threshold`, `--image-gc-low-threshold`).
     pub image_gc: crate::image_gc::ImageGcPolicy,
+    /// Container garbage collection (`--maximum-dead-containers-per-container`, ...).
+    pub container_gc: crate::container_gc::ContainerGcPolicy,
 }
 
 impl KubeletConfig {
@@ -109,6 +111,7 @@ impl KubeletConfig {
             file_check_frequency: Duration::from_secs(20),
             eviction: Default::default(),
             image_gc: Default::default(),
+            container_gc: Default::default(),
             node_name: node_name.map_or_else(|| hostname.to_lowercase(), str::to_owned),
             hostname,
             node_ip: None,

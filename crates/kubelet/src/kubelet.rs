@@ -242,6 +242,17 @@ impl Kubelet {
             }));
         }
         let (synced_tx, synced_rx) = watch::channel(false);
+        // Dead containers and sandboxes nobody needs go every minute, whatever the disk.
+        let known = workers.clone();
+        tasks.spawn(
+            crate::container_gc::ContainerGc {
+                cri: cri.clone(),
+                policy: cfg.container_gc.clone(),
+                known: Arc::new(move |uid: &str| known.has(uid)),
+                synced: synced_rx.clone(),
+            }
+            .run(),
+        );
         // New pods are refused while the node is under pressure (the eviction manager's
         // conditions), before any worker runs them.
         let admission = Arc::new(PodAdmission::new(

@@ -33,6 +33,7 @@
 pub mod backoff;
 pub mod cgroups;
 pub mod config;
+pub mod container_gc;
 pub mod container_logs;
 pub mod containerd;
 pub mod credentials;

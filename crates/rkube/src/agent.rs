@@ -98,6 +98,34 @@ pub struct NodeArgs {
     /// (Go duration; default 0s: never).
     #[arg(long)]
     pub image_maximum_gc_age: Option<String>,
+    /// How old an exited container must be before it is garbage collected (Go duration;
+    /// default 0s).
+    #[arg(long)]
+    pub minimum_container_ttl_duration: Option<String>,
+    /// Exited instances kept of each container of a pod; negative: all (default 1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub maximum_dead_containers_per_container: Option<i32>,
+    /// Exited containers kept on the node in all; negative: no limit (default -1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub maximum_dead_containers: Option<i32>,
+}
+
+/// The container garbage collection flags over the kubelet's policy.
+fn container_gc_flags(
+    p: &mut kubelet::container_gc::ContainerGcPolicy,
+    node: &NodeArgs,
+) -> anyhow::Result<()> {
+    if let Some(d) = &node.minimum_container_ttl_duration {
+        p.min_age = common::duration::parse_go(d)
+            .with_context(|| format!("--minimum-container-ttl-duration {d:?}"))?;
+    }
+    if let Some(n) = node.maximum_dead_containers_per_container {
+        p.max_per_pod_container = n;
+    }
+    if let Some(n) = node.maximum_dead_containers {
+        p.max_containers = n;
+    }
+    Ok(())
 }
 
 /// The `--image-gc-*` flags over the kubelet's image GC policy.
@@ -275,6 +303,7 @@ impl Agent {
         }
         eviction_flags(&mut cfg.eviction, node)?;
         image_gc_flags(&mut cfg.image_gc, node)?;
+        container_gc_flags(&mut cfg.container_gc, node)?;
         // The kubelet server accepts callers signed by the cluster CA (the API server's
         // kubelet-client certificate), the CA the kubeconfig trusts.
         cfg.client_ca = config.root_cert.clone().unwrap_or_default();
@@ -566,5 +595,44 @@ mod tests {
             "--image-gc-high-threshold / --image-gc-low-threshold: LowThresholdPercent 80 can \
              not be higher than HighThresholdPercent 70"
         );
+    }
+
+    #[test]
+    fn container_gc_flags_parse() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        let policy = |args: &[&str]| {
+            let mut all = vec!["rkube"];
+            all.extend(args);
+            let flags = <Flags as clap::Parser>::try_parse_from(all).map_err(|e| e.to_string())?;
+            let mut p = kubelet::container_gc::ContainerGcPolicy::default();
+            container_gc_flags(&mut p, &flags.node).map_err(|e| format!("{e:#}"))?;
+            Ok::<_, String>(p)
+        };
+        let p = policy(&[]).unwrap();
+        assert_eq!(
+            (p.min_age, p.max_per_pod_container, p.max_containers),
+            (Duration::ZERO, 1, -1)
+        );
+        let p = policy(&[
+            "--minimum-container-ttl-duration=1m",
+            "--maximum-dead-containers-per-container=2",
+            "--maximum-dead-containers=100",
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.min_age, p.max_per_pod_container, p.max_containers),
+            (Duration::from_secs(60), 2, 100)
+        );
+        assert_eq!(
+            policy(&["--maximum-dead-containers-per-container=-1"])
+                .unwrap()
+                .max_per_pod_container,
+            -1
+        );
+        assert!(policy(&["--minimum-container-ttl-duration=later"]).is_err());
     }
 }
