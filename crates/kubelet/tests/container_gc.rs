@@ -34,6 +34,18 @@ fn last_state_terminated(p: &Pod) -> bool {
         .is_some_and(|l| l.terminated.is_some())
 }
 
+/// The pod's exited containers in the runtime.
+async fn dead_instances(node: &TestNode, uid: &str) -> Result<usize> {
+    Ok(node
+        .cri
+        .list_containers(None)
+        .await?
+        .into_iter()
+        .filter(|c| c.labels.get(LABEL_POD_UID).map(String::as_str) == Some(uid))
+        .filter(|c| c.state == api::ContainerState::ContainerExited as i32)
+        .count())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_instances_are_cut_to_one_per_container() -> Result<()> {
     lab::node::run_in_lab(async |lab: &Lab| {
@@ -55,14 +67,7 @@ async fn dead_instances_are_cut_to_one_per_container() -> Result<()> {
         let mut seen_dead = Vec::new();
         let settled = loop {
             let p = pods.get("crashing").await?;
-            let dead = node
-                .cri
-                .list_containers(None)
-                .await?
-                .into_iter()
-                .filter(|c| c.labels.get(LABEL_POD_UID) == Some(&uid))
-                .filter(|c| c.state == api::ContainerState::ContainerExited as i32)
-                .count();
+            let dead = dead_instances(&node, &uid).await?;
             seen_dead.push(dead);
             // Two restarts with no instance running: the worker alone would keep two dead.
             let running = p
@@ -90,14 +95,7 @@ async fn dead_instances_are_cut_to_one_per_container() -> Result<()> {
         );
         // And it stays one through the next restart.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let dead = node
-            .cri
-            .list_containers(None)
-            .await?
-            .into_iter()
-            .filter(|c| c.labels.get(LABEL_POD_UID) == Some(&uid))
-            .filter(|c| c.state == api::ContainerState::ContainerExited as i32)
-            .count();
+        let dead = dead_instances(&node, &uid).await?;
         ensure!(dead <= 1, "{dead} dead instances");
         pods.delete("crashing", &DeleteParams::default()).await?;
         node.shutdown(lab).await

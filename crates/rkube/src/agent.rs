@@ -503,18 +503,25 @@ mod tests {
         assert!(parse_label("ab").is_err());
     }
 
-    #[test]
-    fn ingress_ports_and_switch() {
+    /// `rkube ARGS` read as the node's flags.
+    fn node_args(args: &[&str]) -> Result<NodeArgs, String> {
         #[derive(clap::Parser)]
         struct Flags {
             #[command(flatten)]
             node: NodeArgs,
         }
+        let all = std::iter::once("rkube").chain(args.iter().copied());
+        <Flags as clap::Parser>::try_parse_from(all)
+            .map(|f| f.node)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ingress_ports_and_switch() {
         let cfg = |args: &[&str]| {
-            let mut all = vec!["rkube", "--node-ip", "10.0.0.5"];
+            let mut all = vec!["--node-ip", "10.0.0.5"];
             all.extend(args);
-            let flags = <Flags as clap::Parser>::try_parse_from(all).unwrap();
-            ingress_config(&flags.node, "n1")
+            ingress_config(&node_args(&all).unwrap(), "n1")
         };
         let default = cfg(&[]).unwrap();
         assert_eq!(default.http_addr, Some("0.0.0.0:80".parse().unwrap()));
@@ -559,17 +566,9 @@ mod tests {
 
     #[test]
     fn image_gc_flags_parse() {
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            node: NodeArgs,
-        }
         let policy = |args: &[&str]| {
-            let mut all = vec!["rkube"];
-            all.extend(args);
-            let flags = <Flags as clap::Parser>::try_parse_from(all).map_err(|e| e.to_string())?;
             let mut p = kubelet::image_gc::ImageGcPolicy::default();
-            image_gc_flags(&mut p, &flags.node).map_err(|e| format!("{e:#}"))?;
+            image_gc_flags(&mut p, &node_args(args)?).map_err(|e| format!("{e:#}"))?;
             Ok::<_, String>(p)
         };
         let p = policy(&[]).unwrap();
@@ -599,17 +598,9 @@ mod tests {
 
     #[test]
     fn container_gc_flags_parse() {
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            node: NodeArgs,
-        }
         let policy = |args: &[&str]| {
-            let mut all = vec!["rkube"];
-            all.extend(args);
-            let flags = <Flags as clap::Parser>::try_parse_from(all).map_err(|e| e.to_string())?;
             let mut p = kubelet::container_gc::ContainerGcPolicy::default();
-            container_gc_flags(&mut p, &flags.node).map_err(|e| format!("{e:#}"))?;
+            container_gc_flags(&mut p, &node_args(args)?).map_err(|e| format!("{e:#}"))?;
             Ok::<_, String>(p)
         };
         let p = policy(&[]).unwrap();
