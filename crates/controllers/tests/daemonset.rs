@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use apiserver::testing::{Cluster, eventually, eventually_within};
+use apiserver::testing::{Cluster, eventually};
 use client_go::informer::Informer;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -256,7 +256,9 @@ async fn stays(c: &Cluster, want: &[&str]) {
 /// Only the DaemonSet controller runs, so every deletion is its own; taints are set by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_schedule_taints_stop_new_pods_no_execute_taints_remove_them() {
-    let c = Cluster::start(false).await;
+    // Events kept long enough to be read after the deletion is seen (the test cluster's
+    // default 3 s TTL could expire the DaemonSet's event first on a loaded machine).
+    let c = Cluster::start_with(false, Duration::from_secs(600)).await;
     c.default_service_account("default").await;
     let client = controllers::client(c.config().await).unwrap();
     let ds = controllers::daemonset::DaemonSetController::new(
@@ -364,8 +366,7 @@ async fn no_schedule_taints_stop_new_pods_no_execute_taints_remove_them() {
             .filter(|e| e.reason.as_deref() == Some("SuccessfulDelete"))
             .count()
     };
-    // Events are written in the background: a loaded machine can take a while.
-    eventually_within(60, "the DaemonSet's SuccessfulDelete event", || async {
+    eventually("the DaemonSet's SuccessfulDelete event", || async {
         (deletions().await > 0).then_some(())
     })
     .await;
