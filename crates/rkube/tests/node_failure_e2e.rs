@@ -153,6 +153,22 @@ fn pods(node: &Node) -> Vec<PodView> {
         .collect()
 }
 
+/// When the node's `kube-node-lease` Lease was last renewed, as the server has it.
+fn lease_renewed(server: &Node, name: &str) -> Option<Timestamp> {
+    server
+        .ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            name,
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+        .parse()
+        .ok()
+}
+
 fn node_json(node: &Node, name: &str) -> Value {
     let out = node.kubectl(&["get", "node", name, "-o", "json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_default()
@@ -356,18 +372,7 @@ fn run(scenario: Scenario) {
                 .as_str()?
                 .parse()
                 .ok()?;
-        let renew: Timestamp = server
-            .ok(&[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                victim,
-                "-o",
-                "jsonpath={.spec.renewTime}",
-            ])
-            .parse()
-            .ok()?;
+        let renew: Timestamp = lease_renewed(&server, victim)?;
         (renew > ready + SignedDuration::from_secs(period + 1)).then_some(())
     });
 
@@ -386,18 +391,7 @@ fn run(scenario: Scenario) {
     // or its Ready condition's heartbeat, whichever is later) plus the grace period, as an
     // offset from the kill. What the target is measured from.
     let grace_expiry = {
-        let renew: Option<Timestamp> = server
-            .ok(&[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                victim,
-                "-o",
-                "jsonpath={.spec.renewTime}",
-            ])
-            .parse()
-            .ok();
+        let renew: Option<Timestamp> = lease_renewed(&server, victim);
         let beat: Option<Timestamp> = condition(&node_json(&server, victim), "Ready")
             .and_then(|c| c["lastHeartbeatTime"].as_str())
             .and_then(|t| t.parse().ok());
