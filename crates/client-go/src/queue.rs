@@ -4,13 +4,10 @@
 //! back-off.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-
-use crate::reconciler::Action;
 
 /// First and longest retry delay after a failure (client-go's defaults).
 const BASE_DELAY: Duration = Duration::from_millis(5);
@@ -139,22 +136,6 @@ impl WorkQueue {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Runs `workers` workers on the queue: `sync(key)` returning `Ok(Some(d))` asks to look
-/// again after `d`; an error retries the key with back-off. The same loop as
-/// [`crate::reconciler::run`], for a controller not (yet) written as a
-/// [`crate::reconciler::Reconciler`]; it does not wait for any cache.
-pub async fn run_workers<F, Fut>(name: &'static str, queue: Arc<WorkQueue>, workers: usize, sync: F)
-where
-    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = anyhow::Result<Option<Duration>>> + Send,
-{
-    crate::reconciler::process(name, &queue, workers, |key| {
-        let next = sync(key);
-        async move { next.await.map(Action::from) }
-    })
-    .await;
 }
 
 #[cfg(test)]

@@ -66,9 +66,8 @@ pub async fn run<R: Reconciler>(
     .await;
 }
 
-/// The worker loop under [`run`] (and [`crate::queue::run_workers`]): client-go's
-/// `processNextWorkItem` and `handleErr`.
-pub(crate) async fn process<F, Fut>(name: &str, queue: &Arc<WorkQueue>, workers: usize, sync: F)
+/// The worker loop under [`run`]: client-go's `processNextWorkItem` and `handleErr`.
+async fn process<F, Fut>(name: &str, queue: &Arc<WorkQueue>, workers: usize, sync: F)
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = anyhow::Result<Action>>,

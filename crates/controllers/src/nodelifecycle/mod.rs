@@ -40,8 +40,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
 use client_go::events::Recorder;
-use client_go::informer::{Change, Informer, key_of};
-use client_go::queue::{WorkQueue, run_workers};
+use client_go::informer::{Change, HasSynced, Informer, key_of, wait_for_cache_sync};
+use client_go::queue::WorkQueue;
+use client_go::reconciler::{self, Action, Reconciler};
 
 use health::NodeHealth;
 use noexecute::Zones;
@@ -151,33 +152,10 @@ impl NodeLifecycleController {
     }
 
     /// Runs the health passes, the tainting passes and `workers` workers for the NoSchedule
-    /// taints and for newly bound pods.
+    /// taints and for newly bound pods, all once the caches have synced.
     pub async fn run(self: Arc<Self>, workers: usize) {
-        tokio::join!(
-            self.nodes.wait_synced(),
-            self.leases.wait_synced(),
-            self.pods.wait_synced()
-        );
-        let me = self.clone();
-        let node_workers = run_workers(
-            "node-lifecycle",
-            self.node_queue.clone(),
-            workers,
-            move |name| {
-                let me = me.clone();
-                async move { me.sync_node(&name).await.map(|()| None) }
-            },
-        );
-        let me = self.clone();
-        let pod_workers = run_workers(
-            "node-lifecycle-pods",
-            self.pod_queue.clone(),
-            workers,
-            move |key| {
-                let me = me.clone();
-                async move { me.process_pod(&key).await.map(|()| None) }
-            },
-        );
+        let caches: [&dyn HasSynced; 3] = [&self.nodes, &self.leases, &self.pods];
+        let pods = Arc::new(BoundPods(self.clone()));
         let tainting = async {
             loop {
                 self.no_execute_tainting_pass().await;
@@ -191,7 +169,16 @@ impl NodeLifecycleController {
                 tokio::time::sleep(self.next_pass_in(started)).await;
             }
         };
-        tokio::join!(node_workers, pod_workers, tainting, monitoring);
+        // The passes judge nodes against the caches too, so they wait as the workers do.
+        let passes = async {
+            wait_for_cache_sync(&caches).await;
+            tokio::join!(tainting, monitoring);
+        };
+        tokio::join!(
+            reconciler::run(&self, &self.node_queue, &caches, workers),
+            reconciler::run(&pods, &self.pod_queue, &caches, workers),
+            passes,
+        );
     }
 
     /// A pod bound to a node that is not Ready is not Ready either (the pass over nodes
@@ -218,5 +205,27 @@ impl NodeLifecycleController {
             node,
         )
         .await
+    }
+}
+
+/// The node queue: a node's NoSchedule taints and labels (upstream's nodeUpdateQueue).
+impl Reconciler for NodeLifecycleController {
+    const NAME: &'static str = "node-lifecycle";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
+        self.sync_node(key).await?;
+        Ok(Action::Done)
+    }
+}
+
+/// The pod queue (upstream's podUpdateQueue): a pod just bound to a node that is not Ready.
+struct BoundPods(Arc<NodeLifecycleController>);
+
+impl Reconciler for BoundPods {
+    const NAME: &'static str = "node-lifecycle-pods";
+
+    async fn reconcile(self: &Arc<Self>, key: &str) -> anyhow::Result<Action> {
+        self.0.process_pod(key).await?;
+        Ok(Action::Done)
     }
 }

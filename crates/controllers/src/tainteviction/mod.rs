@@ -19,7 +19,7 @@ use kube::Client;
 use tokio::time::Instant;
 
 use client_go::events::Recorder;
-use client_go::informer::{Change, Informer, key_of};
+use client_go::informer::{Change, HasSynced, Informer, key_of, wait_for_cache_sync};
 use client_go::queue::WorkQueue;
 
 use crate::nodelifecycle::pods_by_node::PodsByNode;
@@ -111,9 +111,13 @@ impl TaintEvictionController {
 
     /// Handles node and pod changes one at a time, nodes first: a node's taints are
     /// recorded before any of its pods is looked at, and never change under a pod's
-    /// decision (upstream gets the same by handling a node and its pods on one worker).
+    /// decision (upstream's NoExecuteTaintManager worker likewise takes node updates before
+    /// pod updates). Not `reconciler::run`, which would give each queue workers of its own:
+    /// one worker over both queues, node updates first, is the point. Nothing here fails, so
+    /// there is no back-off to lose.
     pub async fn run(self: Arc<Self>) {
-        tokio::join!(self.nodes.wait_synced(), self.pods.wait_synced());
+        let caches: [&dyn HasSynced; 2] = [&self.nodes, &self.pods];
+        wait_for_cache_sync(&caches).await;
         loop {
             let item = tokio::select! {
                 biased;
