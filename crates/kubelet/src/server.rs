@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS server on the node IP (port 10250 by default; upstream's
 //! `pkg/kubelet/server`): `GET /containerLogs/{namespace}/{pod}/{container}`, `/healthz`,
 //! `GET /pods` and `POST /run/{namespace}/{pod}[/{uid}]/{container}?cmd=…` ([`pods`]),
-//! `GET|POST /stats/summary`, `/metrics/resource` and `/metrics/cadvisor` ([`stats`], from
+//! `GET|POST /stats/summary`, `/metrics`, `/metrics/resource` and `/metrics/cadvisor` ([`stats`], from
 //! [`crate::stats`]), and through [`crate::streaming`] `/exec`, `/attach` and `/portForward`.
 //!
 //! TLS with a serving certificate for the node's name and IP ([`serving_cert`]: self-signed,
@@ -239,6 +239,14 @@ async fn handle(
         // promhttp answers every method.
         (_, ["metrics", "resource"]) => stats::resource_metrics(state).await,
         (_, ["metrics", "cadvisor"]) => stats::cadvisor_metrics(state).await,
+        (_, ["metrics"]) => {
+            let mut resp = text(StatusCode::OK, state.stats.kubelet_metrics().await);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::stats::prometheus::CONTENT_TYPE),
+            );
+            resp
+        }
         (_, ["pods"] | ["pods", ""]) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed")
         }

@@ -520,6 +520,29 @@ async fn stats(node: &TestNode, admin: &kube::Config) -> Result<()> {
         "no network of the burn pod's sandbox:\n{}",
         a.body
     );
+    // The kubelet's own metrics.
+    let a = call(admin, Method::GET, "/metrics").await?;
+    ensure!(
+        a.status == StatusCode::OK
+            && a.content_type.as_deref()
+                == Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores"),
+        "/metrics: {a:?}"
+    );
+    let named = format!(
+        "# TYPE kubelet_node_name gauge\nkubelet_node_name{{node=\"{}\"}} 1\n",
+        node.cfg.node_name
+    );
+    ensure!(
+        a.body.contains(&named),
+        "/metrics lacks {named:?}:\n{}",
+        a.body
+    );
+    ensure!(
+        a.body
+            .contains("\nkubelet_running_containers{container_state=\"running\"} "),
+        "/metrics has no running containers:\n{}",
+        a.body
+    );
     // Through the API server's node proxy, as metrics-server reads it.
     let raw = node
         .cluster

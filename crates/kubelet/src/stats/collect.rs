@@ -30,6 +30,8 @@ pub type ContainerStatsById = HashMap<String, api::ContainerStats>;
 pub struct RuntimeView {
     pub sandboxes: Vec<api::PodSandbox>,
     pub containers: Vec<api::Container>,
+    /// Every listed container (running or not) by CRI state, for `/metrics`' PLEG gauges.
+    pub container_states: BTreeMap<i32, u64>,
     pub stats: Option<ContainerStatsById>,
     pub image_fs: Option<api::FilesystemUsage>,
 }
@@ -229,12 +231,17 @@ impl StatsProvider {
         )
         .context("failed to list pod stats")?;
         let running = api::ContainerState::ContainerRunning as i32;
+        let mut container_states = BTreeMap::new();
+        for c in &containers {
+            *container_states.entry(c.state).or_default() += 1;
+        }
         let mut view = RuntimeView {
             sandboxes: remove_terminated_pods(sandboxes),
             containers: containers
                 .into_iter()
                 .filter(|c| c.state == running)
                 .collect(),
+            container_states,
             stats: None,
             image_fs: None,
         };

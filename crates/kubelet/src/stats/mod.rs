@@ -13,14 +13,16 @@
 //! * A pod's network from its sandbox's network namespace (`/proc/<pause pid>/net/dev`), the
 //!   node's from PID 1's ([`host`]); filesystems with `statvfs`; container logs and volumes
 //!   measured as `du` does ([`volumes`], cached as upstream's, refreshed by housekeeping).
-//! * [`summary`] is the Summary API's JSON; [`prometheus`] the text format the two metrics
-//!   endpoints write ([`resource_metrics`], [`cadvisor_metrics`]).
+//! * [`summary`] is the Summary API's JSON; [`prometheus`] the text format the metrics
+//!   endpoints write ([`resource_metrics`], [`cadvisor_metrics`], and [`kubelet_metrics`] for
+//!   `/metrics`).
 
 pub mod cadvisor_metrics;
 mod cadvisor_table;
 pub mod cgroup;
 mod collect;
 pub mod host;
+pub mod kubelet_metrics;
 pub mod prometheus;
 pub mod rates;
 pub mod resource_metrics;
@@ -255,6 +257,30 @@ impl StatsProvider {
             warn!(error = %format!("{e:#}"), "Error getting summary for resourceMetric prometheus endpoint");
         }
         resource_metrics::render(summary.ok().as_ref())
+    }
+
+    /// `/metrics`: the full summary's claims (volumes from the housekeeping cache, not
+    /// measured again) and the runtime counts from the CRI lists it was built from.
+    pub async fn kubelet_metrics(self: &Arc<Self>) -> String {
+        // The writable layers and the image filesystem are not used: no ListContainerStats
+        // or ImageFsInfo for a scrape.
+        let view = match self.runtime_view(ContainerStatsNeed::Never, false).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "Error getting pod stats for the kubelet's metrics");
+                return kubelet_metrics::render(&self.cfg.node_name, None, None);
+            }
+        };
+        let counts = kubelet_metrics::RuntimeCounts::of(&view);
+        let me = self.clone();
+        let summary = tokio::task::spawn_blocking(move || me.build_summary(&view, true))
+            .await
+            .map_err(|e| anyhow::anyhow!("building the summary: {e}"))
+            .and_then(|s| s);
+        if let Err(e) = &summary {
+            warn!(error = %format!("{e:#}"), "Error getting pod stats for the kubelet's metrics");
+        }
+        kubelet_metrics::render(&self.cfg.node_name, summary.ok().as_ref(), Some(&counts))
     }
 
     /// `/metrics/cadvisor`.

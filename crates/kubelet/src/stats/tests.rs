@@ -1,12 +1,15 @@
 //! The provider end to end on a cgroup v1 tree written in a temp dir, a pod as CRI lists it,
 //! and its log files: what `/stats/summary` and the metrics endpoints would answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::collect::RuntimeView;
+use super::kubelet_metrics::{self, RuntimeCounts};
+use super::summary::PvcReference;
+use super::volumes::CLAIM_PLUGIN;
 use super::{Cgroups, StatsConfig, StatsProvider, cadvisor_metrics, resource_metrics};
 use crate::cri::{RuntimeClient, api};
 use crate::kuberuntime::{
@@ -154,6 +157,7 @@ fn fixture() -> Fixture {
     let view = RuntimeView {
         sandboxes: vec![sandbox],
         containers: vec![container],
+        container_states: BTreeMap::from([(api::ContainerState::ContainerRunning as i32, 1)]),
         stats: Some(HashMap::from([("c1".to_owned(), stats)])),
         image_fs: Some(layer),
     };
@@ -341,6 +345,76 @@ async fn a_runtime_that_does_not_answer_is_an_error() {
             .cadvisor_metrics()
             .await
             .contains("\ncontainer_scrape_error 1\n")
+    );
+}
+
+#[tokio::test]
+async fn metrics_report_the_claims_mounted_here() -> anyhow::Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        common::ci::skip("mounting a claim's filesystem needs root");
+        return Ok(());
+    }
+    let f = fixture();
+    let dirs = &f.provider.config().dirs;
+    let data = dirs.pod_volume_dir("u1", CLAIM_PLUGIN, "data");
+    // A claim whose volume is not mounted (yet): nothing to report, not the node's disk.
+    let idle = dirs.pod_volume_dir("u1", CLAIM_PLUGIN, "idle");
+    std::fs::create_dir_all(&idle)?;
+    f.provider.set_claims_of(|uid: &str| {
+        let claim = |name: &str| PvcReference {
+            name: name.into(),
+            namespace: "shop".into(),
+        };
+        match uid {
+            "u1" => HashMap::from([
+                ("data".to_owned(), claim("www-web-0")),
+                ("idle".to_owned(), claim("idle-web-0")),
+            ]),
+            _ => HashMap::new(),
+        }
+    });
+    crate::volumes::mount_tmpfs(&data, Some(8 << 20))?;
+    f.provider.housekeep();
+    let built = f.provider.build_summary(&f.view, true);
+    crate::volumes::umount(&data)?;
+    let text = kubelet_metrics::render("n1", Some(&built?), Some(&RuntimeCounts::of(&f.view)));
+    let labels = "{namespace=\"shop\",persistentvolumeclaim=\"www-web-0\"}";
+    for want in [
+        format!(
+            "# HELP kubelet_volume_stats_capacity_bytes [ALPHA] Capacity in bytes of the volume\n\
+             # TYPE kubelet_volume_stats_capacity_bytes gauge\n\
+             kubelet_volume_stats_capacity_bytes{labels} 8.388608e+06\n"
+        ),
+        format!("\nkubelet_volume_stats_health_status_abnormal{labels} 0\n"),
+        "\nkubelet_node_name{node=\"n1\"} 1\n".to_owned(),
+        "\nkubelet_running_pods 1\n".to_owned(),
+        "\nkubelet_running_containers{container_state=\"running\"} 1\n".to_owned(),
+    ] {
+        assert!(text.contains(&want), "no {want:?} in:\n{text}");
+    }
+    for family in [
+        "available_bytes",
+        "used_bytes",
+        "inodes",
+        "inodes_free",
+        "inodes_used",
+    ] {
+        let line = format!("\nkubelet_volume_stats_{family}{labels} ");
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("idle-web-0"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_without_a_runtime_still_name_the_node() {
+    let f = fixture();
+    let text = f.provider.kubelet_metrics().await;
+    assert_eq!(
+        text,
+        "# HELP kubelet_node_name [ALPHA] The node's name. The count is always 1.\n\
+         # TYPE kubelet_node_name gauge\n\
+         kubelet_node_name{node=\"n1\"} 1\n"
     );
 }
 

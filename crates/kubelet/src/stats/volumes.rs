@@ -30,7 +30,7 @@ pub const VOLUME_STATS_PERIOD: Duration = Duration::from_secs(60);
 const WALK_LIMIT: usize = 100_000;
 
 /// Where claims' volumes are mounted (whatever the PV's type).
-const CLAIM_PLUGIN: &str = "kubernetes.io~local-volume";
+pub(super) const CLAIM_PLUGIN: &str = "kubernetes.io~local-volume";
 
 /// Filesystem types `statfs` may block on for as long as a server does not answer.
 fn is_network_fs(fs_type: &str) -> bool {
