@@ -37,12 +37,14 @@ want busybox-static
 # has no NFS) mounts when not run as root; as root it opens /dev/fuse and mounts itself.
 want fuse3
 if ((with_tests)); then
-  # etcd-server: the etcd backend's tests start a real etcd on loopback. docker-registry,
-  # skopeo and apache2-utils (htpasswd): the image-pull tests' registry on loopback. curl: the
-  # services end-to-end test. python3-venv: the official Python client's tests. procps: the
+  # etcd-server: the etcd backend's tests start a real etcd on loopback; etcd-client: its
+  # etcdctl, with which `rkube server --cluster-reset-restore-path` restores a snapshot (the
+  # etcd_snapshot test). docker-registry, skopeo and apache2-utils (htpasswd): the image-pull
+  # tests' registry on loopback. curl: the services end-to-end test. python3-venv: the official Python client's tests. procps: the
   # tests stop servers with kill(1) (a minimal Debian root lacks it).
   want procps
   want etcd-server
+  want etcd-client
   want docker-registry
   want skopeo
   want apache2-utils

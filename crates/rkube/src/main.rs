@@ -65,6 +65,13 @@ enum Command {
         #[command(subcommand)]
         command: datastore::Command,
     },
+    /// Snapshots of this server's managed etcd (`--cluster-init`), as `k3s etcd-snapshot`:
+    /// save, ls, delete, prune. Restore with `rkube server --cluster-reset
+    /// --cluster-reset-restore-path FILE`.
+    EtcdSnapshot {
+        #[command(subcommand)]
+        command: etcd::snapshot::Command,
+    },
     /// Stop every pod of this node's agent and remove what the agent set up on the node
     /// (nftables table, devices, routes), as k3s-killall.sh does. The agent must be stopped.
     Killall(killall::Args),
@@ -175,6 +182,7 @@ fn main() -> std::process::ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Image { command } => image::run(command),
         Command::Datastore { command } => datastore::run(command),
+        Command::EtcdSnapshot { command } => etcd::snapshot::run(command),
         Command::Killall(args) => killall::run(args),
         Command::Crictl(args) => crictl::run(args),
         Command::Ctr(args) => crictl::run_ctr(args),

@@ -92,8 +92,18 @@ pub struct ServerArgs {
     /// <data-dir>/token); with --cluster-init, the token to use instead of a generated one.
     #[arg(long, env = "RKUBE_TOKEN")]
     token: Option<String>,
+    /// Make this server's etcd member the only member of a new cluster, keeping its data
+    /// (k3s' flag), then exit: restart without it. Other servers rejoin from empty data dirs.
+    #[arg(long, conflicts_with = "datastore_endpoint")]
+    cluster_reset: bool,
+    /// With --cluster-reset: restore this etcd snapshot (`rkube etcd-snapshot save`'s) as the
+    /// member's data; the old data is moved to <data-dir>/db/etcd-old-<unix seconds>.
+    #[arg(long, requires = "cluster_reset")]
+    cluster_reset_restore_path: Option<PathBuf>,
     #[command(flatten)]
     snapshots: crate::snapshots::SnapshotArgs,
+    #[command(flatten)]
+    etcd_snapshots: crate::etcd::snapshot::ScheduleArgs,
     #[command(flatten)]
     node_lifecycle: crate::node_lifecycle::NodeLifecycleArgs,
     #[command(flatten)]
@@ -108,6 +118,27 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .or(args.node.node_ip)
             .or_else(|| (!args.bind_address.is_unspecified()).then_some(args.bind_address))
             .unwrap_or_else(kubelet::machine::node_ip);
+        if args.cluster_reset {
+            let data_dir = &args.store.data_dir;
+            let restore = args.cluster_reset_restore_path.as_deref();
+            let reset = crate::etcd::reset::run(data_dir, advertise, restore).await?;
+            if let (Some(file), Some(old)) = (restore, &reset.old) {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "Restored etcd snapshot {}; the previous member data is in {}",
+                    file.display(),
+                    old.display()
+                );
+            }
+            // k3s' words.
+            let _ = writeln!(
+                std::io::stdout(),
+                "Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. \
+                 Backup and delete {} on each peer etcd server and rejoin the nodes",
+                data_dir.join("db").display()
+            );
+            return Ok(());
+        }
         // The managed etcd, when this server runs one: the API server uses its member.
         let role = match (&args.join_server, args.cluster_init) {
             (Some(server), _) => {
@@ -180,9 +211,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         let _compactor = Compactor::new(compaction_store, CompactionPolicy::default()).spawn();
         // Scheduled snapshots of the SQLite store (an external etcd is snapshotted by its
-        // own tools).
+        // own tools)...
         if let DatastoreConfig::Sqlite { path } = &datastore {
             args.snapshots.spawn(path.clone(), &args.store.data_dir);
+        }
+        // And of the managed etcd, through its member.
+        if managed.is_some() {
+            let node = crate::etcd::snapshot::node_name(args.node.node_name.as_deref(), &args.store.data_dir);
+            args.etcd_snapshots.spawn(&args.store.data_dir, &node);
         }
         // The controllers talk to this server through the API, as they would from elsewhere.
         if !args.disable_controller_manager {

@@ -7,6 +7,8 @@
 
 pub mod bundle;
 pub mod member;
+pub mod reset;
+pub mod snapshot;
 pub mod supervise;
 
 use std::net::IpAddr;
@@ -59,23 +61,8 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
             .await
             .with_context(|| format!("joining the cluster of {server}"))?;
     }
-    let pki = apiserver::pki::Pki::new(data_dir);
-    pki.ensure_etcd(&[ip, IpAddr::from([127, 0, 0, 1])])
-        .context("the etcd certificates")?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    set_mode_0700(&dir)?;
-    let name = member_name(&dir)?;
-    let mut config = MemberConfig {
-        name: name.clone(),
-        data_dir: dir.clone(),
-        ip,
-        initial_cluster: vec![member::self_entry(&name, ip)],
-        initial_cluster_state: "new",
-        ca: pki.etcd_ca_cert(),
-        cert: pki.etcd_member_cert(),
-        key: pki.etcd_member_key(),
-        log: data_dir.join("db").join("etcd.log"),
-    };
+    let (pki, mut config) = prepare(data_dir, ip)?;
+    let name = config.name.clone();
     let supervisor = match (&role, existing) {
         (Role::Join { server, .. }, false) => {
             let host = server_host(server)?;
@@ -107,6 +94,31 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
     })
 }
 
+/// The etcd certificates, the member's directory and name, and its flags for a start as
+/// the only member (a join replaces the initial cluster).
+fn prepare(data_dir: &Path, ip: IpAddr) -> anyhow::Result<(apiserver::pki::Pki, MemberConfig)> {
+    let dir = etcd_dir(data_dir);
+    let pki = apiserver::pki::Pki::new(data_dir);
+    pki.ensure_etcd(&[ip, IpAddr::from([127, 0, 0, 1])])
+        .context("the etcd certificates")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode_0700(&dir)?;
+    let name = member_name(&dir)?;
+    let config = MemberConfig {
+        name: name.clone(),
+        data_dir: dir,
+        ip,
+        initial_cluster: vec![member::self_entry(&name, ip)],
+        initial_cluster_state: "new",
+        ca: pki.etcd_ca_cert(),
+        cert: pki.etcd_member_cert(),
+        key: pki.etcd_member_key(),
+        log: data_dir.join("db").join("etcd.log"),
+        force_new_cluster: false,
+    };
+    Ok((pki, config))
+}
+
 /// This member's name: kept in `<etcd dir>/name` (k3s' place for it), made once as
 /// `<hostname>-<8 random characters>` so that servers sharing a hostname still differ.
 fn member_name(dir: &Path) -> anyhow::Result<String> {
@@ -117,12 +129,16 @@ fn member_name(dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
+    let name = new_member_name();
+    std::fs::write(&path, &name).with_context(|| format!("writing {}", path.display()))?;
+    Ok(name)
+}
+
+fn new_member_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "rkube".into());
-    let name = format!("{host}-{}", crate::join::random(8));
-    std::fs::write(&path, &name).with_context(|| format!("writing {}", path.display()))?;
-    Ok(name)
+    format!("{host}-{}", crate::join::random(8))
 }
 
 /// etcd refuses a data directory others may read.

@@ -32,6 +32,8 @@ pub struct MemberConfig {
     pub key: PathBuf,
     /// Where etcd's own log goes.
     pub log: PathBuf,
+    /// `--force-new-cluster`: this member alone, its data kept (`--cluster-reset`, one start).
+    pub force_new_cluster: bool,
 }
 
 impl MemberConfig {
@@ -56,7 +58,7 @@ impl MemberConfig {
 
     fn args(&self) -> Vec<String> {
         let p = |p: &Path| p.display().to_string();
-        vec![
+        let mut args = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", p(&self.data_dir)),
             // TLS with client certificates from the etcd CA, on the node's address (other
@@ -81,29 +83,44 @@ impl MemberConfig {
             "--election-timeout=5000".into(),
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
-        ]
+        ];
+        if self.force_new_cluster {
+            args.push("--force-new-cluster".into());
+        }
+        args
     }
 }
 
 /// The etcd binary: `RKUBE_ETCD_BIN`, else `etcd` on PATH, else Debian's /usr/bin/etcd.
 pub fn etcd_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("RKUBE_ETCD_BIN") {
+    find_binary("etcd", "RKUBE_ETCD_BIN", "etcd-server")
+}
+
+/// etcdctl (snapshot restore): `RKUBE_ETCDCTL_BIN`, else on PATH, else /usr/bin/etcdctl.
+pub fn etcdctl_binary() -> anyhow::Result<PathBuf> {
+    find_binary("etcdctl", "RKUBE_ETCDCTL_BIN", "etcd-client")
+}
+
+/// `env` if set, else `name` on PATH, else `/usr/bin/<name>`; the error names the Debian
+/// package that has it.
+fn find_binary(name: &str, env: &str, package: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
     let on_path = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
-                .map(|d| d.join("etcd"))
+                .map(|d| d.join(name))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
     on_path
         .into_iter()
-        .chain([PathBuf::from("/usr/bin/etcd")])
+        .chain([Path::new("/usr/bin").join(name)])
         .find(|p| p.is_file())
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "no etcd binary: install Debian's etcd-server (scripts/install-deps.sh) or set RKUBE_ETCD_BIN"
+                "no {name} binary: install Debian's {package} (scripts/install-deps.sh) or set {env}"
             )
         })
 }
