@@ -1,6 +1,11 @@
 //! A shared informer (client-go's SharedIndexInformer): one list+watch per kind, an
 //! in-memory copy of every object, and a feed of changes carrying both the old and the new
 //! object, which every controller interested in the kind subscribes to.
+//!
+//! Each subscriber has its own unbounded queue, as client-go's processorListener has its
+//! growing buffer: memory follows what a subscriber has yet to handle, not a fixed ring per
+//! informer (a 16,384-slot ring cost ~650 KiB per informer even when idle, and the garbage
+//! collector runs one informer per resource), and a slow subscriber never misses a change.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -13,10 +18,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, watch};
-
-/// Changes queued per subscriber before it counts as lagging (it then resyncs).
-const FEED: usize = 16384;
+use tokio::sync::{mpsc, watch};
 
 /// One change: `old` is `None` for an addition, `new` is `None` for a deletion.
 pub struct Change<K> {
@@ -43,7 +45,9 @@ impl<K> Change<K> {
 struct Shared<K> {
     /// Keyed `namespace/name` (or `name`), so one namespace is a range.
     objects: RwLock<BTreeMap<String, Arc<K>>>,
-    feed: broadcast::Sender<Change<K>>,
+    /// Every subscriber's queue; fed under the cache's write lock, so each sees the
+    /// changes in cache order.
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Change<K>>>>,
     synced: watch::Sender<bool>,
     /// The watch and subscriber tasks, stopped by [`Informer::stop`]. (They hold the
     /// informer themselves, so dropping the handles would not end them.)
@@ -123,7 +127,7 @@ where
     ) -> Self {
         let shared = Arc::new(Shared {
             objects: RwLock::new(BTreeMap::new()),
-            feed: broadcast::channel(FEED).0,
+            subscribers: Mutex::new(Vec::new()),
             synced: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         });
@@ -179,6 +183,17 @@ impl<K> Shared<K> {
         self.objects.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Change<K>>>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `change` for every subscriber (called under the cache's write lock); a
+    /// stopped subscriber is forgotten.
+    fn send(&self, change: Change<K>) {
+        self.subscribers()
+            .retain(|tx| tx.send(change.clone()).is_ok());
+    }
+
     fn apply(&self, obj: Arc<K>)
     where
         K: Resource,
@@ -186,7 +201,7 @@ impl<K> Shared<K> {
         let mut objects = self.write();
         let old = objects.insert(key_of(obj.as_ref()), obj.clone());
         // Sent under the lock so subscribers see changes in cache order.
-        let _ = self.feed.send(Change {
+        self.send(Change {
             old,
             new: Some(obj),
         });
@@ -195,7 +210,7 @@ impl<K> Shared<K> {
     fn delete(&self, key: &str) {
         let mut objects = self.write();
         if let Some(old) = objects.remove(key) {
-            let _ = self.feed.send(Change {
+            self.send(Change {
                 old: Some(old),
                 new: None,
             });
@@ -211,7 +226,7 @@ impl<K> Shared<K> {
         let old = std::mem::replace(&mut *objects, fresh);
         for (k, o) in &old {
             if !objects.contains_key(k) {
-                let _ = self.feed.send(Change {
+                self.send(Change {
                     old: Some(o.clone()),
                     new: None,
                 });
@@ -224,7 +239,7 @@ impl<K> Shared<K> {
                     && p.meta().resource_version == n.meta().resource_version
             });
             if !same {
-                let _ = self.feed.send(Change {
+                self.send(Change {
                     old: prev,
                     new: Some(n.clone()),
                 });
@@ -293,10 +308,8 @@ impl<K: Resource> Informer<K> {
 
     /// Calls `f` for every object already cached (as an addition, before this returns: after
     /// [`Informer::wait_synced`] the caller has seen the whole first list), then for every
-    /// change. A subscriber that falls too far behind to know what it missed is caught up
-    /// from the cache: every object again (old = new) and a deletion for each it was told of
-    /// that is gone, so it never keeps an object deleted meanwhile.
-    pub fn on_change<F>(&self, f: F)
+    /// change, in cache order; none is ever dropped (the subscriber's queue grows instead).
+    pub fn on_change<F>(&self, mut f: F)
     where
         F: FnMut(&Change<K>) + Send + 'static,
         K: Send + Sync + 'static,
@@ -305,34 +318,19 @@ impl<K: Resource> Informer<K> {
         // a subscriber that arrives after the first list still sees every object once.
         let (mut rx, present) = {
             let objects = self.read();
-            (
-                self.shared.feed.subscribe(),
-                objects.values().cloned().collect::<Vec<_>>(),
-            )
-        };
-        let mut sub = Subscriber {
-            f,
-            told: BTreeMap::new(),
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.shared.subscribers().push(tx);
+            (rx, objects.values().cloned().collect::<Vec<_>>())
         };
         for obj in present {
-            sub.deliver(&Change {
+            f(&Change {
                 old: None,
                 new: Some(obj),
             });
         }
-        let me = self.clone();
         let task = tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(change) => sub.deliver(&change),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "informer subscriber lagged; resyncing");
-                        for change in catch_up(&sub.told, &me.list()) {
-                            sub.deliver(&change);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
+            while let Some(change) = rx.recv().await {
+                f(&change);
             }
         });
         self.shared.track(task.abort_handle());
@@ -370,48 +368,6 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// One `on_change` subscriber: its callback and what it was told exists (to tell it of
-/// deletions it missed while lagging).
-struct Subscriber<K, F> {
-    f: F,
-    told: BTreeMap<String, Arc<K>>,
-}
-
-impl<K: Resource, F: FnMut(&Change<K>)> Subscriber<K, F> {
-    fn deliver(&mut self, change: &Change<K>) {
-        match (&change.new, &change.old) {
-            (Some(n), _) => {
-                self.told.insert(key_of(n.as_ref()), n.clone());
-            }
-            (None, Some(o)) => {
-                self.told.remove(&key_of(o.as_ref()));
-            }
-            (None, None) => {}
-        }
-        (self.f)(change);
-    }
-}
-
-/// What a lagging subscriber that was told of `told` needs to match the cache's `current`:
-/// a deletion for each object gone, then every current object again (old = new when it was
-/// told of it, an addition when not).
-fn catch_up<K: Resource>(told: &BTreeMap<String, Arc<K>>, current: &[Arc<K>]) -> Vec<Change<K>> {
-    let now: std::collections::BTreeSet<String> =
-        current.iter().map(|o| key_of(o.as_ref())).collect();
-    let gone = told
-        .iter()
-        .filter(|(k, _)| !now.contains(*k))
-        .map(|(_, o)| Change {
-            old: Some(o.clone()),
-            new: None,
-        });
-    let present = current.iter().map(|o| Change {
-        old: told.contains_key(&key_of(o.as_ref())).then(|| o.clone()),
-        new: Some(o.clone()),
-    });
-    gone.chain(present).collect()
-}
-
 /// The owning controller's reference, if any (`ownerReferences[].controller == true`).
 pub fn controller_of<K: Resource>(
     obj: &K,
@@ -440,29 +396,49 @@ mod tests {
         Arc::new(c)
     }
 
-    #[test]
-    fn a_lagging_subscriber_is_told_of_deletions_it_missed() {
-        let told: BTreeMap<String, Arc<ConfigMap>> = [cm("a"), cm("b")]
-            .into_iter()
-            .map(|c| (key_of(c.as_ref()), c))
-            .collect();
-        let changes = catch_up(&told, &[cm("b"), cm("c")]);
-        let summary: Vec<(Option<String>, Option<String>)> = changes
-            .iter()
-            .map(|c| {
-                (
-                    c.old.as_ref().and_then(|o| o.metadata.name.clone()),
-                    c.new.as_ref().and_then(|n| n.metadata.name.clone()),
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (Some("a".into()), None),
-                (Some("b".into()), Some("b".into())),
-                (None, Some("c".into())),
-            ]
-        );
+    /// An informer with no watch, fed by hand.
+    fn detached() -> Informer<ConfigMap> {
+        Informer {
+            shared: Arc::new(Shared {
+                objects: RwLock::new(BTreeMap::new()),
+                subscribers: Mutex::new(Vec::new()),
+                synced: watch::channel(true).0,
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_busy_subscriber_misses_no_change() {
+        let informer = detached();
+        informer.shared.apply(cm("first"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        informer.on_change(move |c: &Change<ConfigMap>| {
+            let name =
+                |o: &Option<Arc<ConfigMap>>| o.as_ref().and_then(|o| o.metadata.name.clone());
+            s.lock().unwrap().push((name(&c.old), name(&c.new)));
+        });
+        // More changes than any fixed ring would hold, all queued before the subscriber's
+        // task first runs (this runtime has one thread and it has not yielded).
+        for i in 0..20_000 {
+            informer.shared.apply(cm(&format!("cm-{}", i % 100)));
+        }
+        informer.shared.delete("default/first");
+        let all_delivered = async {
+            while seen.lock().unwrap().len() < 20_002 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), all_delivered)
+            .await
+            .expect("every change delivered");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0], (None, Some("first".into())));
+        assert_eq!(seen[1], (None, Some("cm-0".into())));
+        // The 101st change is cm-0's first update: old and new, in order.
+        assert_eq!(seen[101], (Some("cm-0".into()), Some("cm-0".into())));
+        assert_eq!(seen[20_001], (Some("first".into()), None));
+        assert_eq!(seen.len(), 20_002);
     }
 }
