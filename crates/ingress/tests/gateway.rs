@@ -1,7 +1,8 @@
 //! Gateway API end to end: a real API server without the Gateway CRDs at first (the
 //! controller serves Ingresses meanwhile), then upstream's v1.6.1 standard-channel CRDs
 //! applied, a GatewayClass, Gateways and HTTPRoutes, and what a client and `kubectl` see:
-//! weighted splits, matches and their precedence, filters, HTTPS by SNI, statuses.
+//! weighted splits, matches and their precedence, filters, HTTPS by SNI, statuses; and
+//! GRPCRoutes over HTTP/2 cleartext.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod lab;
@@ -12,10 +13,10 @@ use std::time::Duration;
 
 use apiserver::testing::eventually;
 use http::StatusCode;
-use ingress::gateway::types::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use ingress::gateway::types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
-use lab::{Backend, Lab, TestCa};
+use lab::{Backend, Lab, TestCa, h2c_call};
 use serde_json::{Value, json};
 
 /// Upstream's CRDs for the kinds served, applied as its docs say (server-side).
@@ -26,6 +27,7 @@ async fn install_crds(lab: &Lab) {
         "gatewayclasses",
         "gateways",
         "httproutes",
+        "grpcroutes",
         "referencegrants",
     ] {
         let f = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
@@ -41,6 +43,7 @@ async fn install_crds(lab: &Lab) {
         Api::<GatewayClass>::all(c.clone()).list(&lp).await.ok()?;
         Api::<Gateway>::all(c.clone()).list(&lp).await.ok()?;
         Api::<HTTPRoute>::all(c.clone()).list(&lp).await.ok()?;
+        Api::<GRPCRoute>::all(c.clone()).list(&lp).await.ok()?;
         Api::<ReferenceGrant>::all(c).list(&lp).await.ok()?;
         Some(())
     })
@@ -230,6 +233,19 @@ async fn serves_http_routes_once_the_crds_exist() {
                "rules": [{"matches": [prefix("/gw")], "backendRefs": to("gwb")}]}),
     )
     .await;
+    // One rule of two is invalid (RequestMirror is not supported): the other is served.
+    route(
+        &lab,
+        "default",
+        "partial",
+        json!({"parentRefs": [{"name": "gw"}], "hostnames": ["partial.example.com"], "rules": [
+            {"matches": [prefix("/kept")], "backendRefs": to("v1")},
+            {"matches": [prefix("/mirrored")], "backendRefs": to("v2"), "filters": [
+                {"type": "RequestMirror",
+                 "requestMirror": {"backendRef": {"name": "v1", "port": 80}}}]},
+        ]}),
+    )
+    .await;
     // The listener allows routes of its own namespace only (From Same, the default).
     route(
         &lab,
@@ -342,6 +358,12 @@ async fn serves_http_routes_once_the_crds_exist() {
             .1
             .starts_with("ing ")
     );
+    // PartiallyInvalid: the valid rule served, the dropped one not.
+    until_body(&lab, "partial.example.com", "/kept", "v1 /kept").await;
+    assert_eq!(
+        lab.get("partial.example.com", "/mirrored").await.0,
+        StatusCode::NOT_FOUND
+    );
     // Not attached: served by nothing.
     assert_eq!(
         lab.get("foreign.example.com", "/").await.0,
@@ -361,6 +383,16 @@ async fn serves_http_routes_once_the_crds_exist() {
         (c == [
             "Accepted=True Accepted",
             "ResolvedRefs=False BackendNotFound",
+        ])
+        .then_some(())
+    })
+    .await;
+    eventually("PartiallyInvalid", || async {
+        let c = route_conditions(&lab, "default", "partial").await?;
+        (c == [
+            "Accepted=True Accepted",
+            "ResolvedRefs=True ResolvedRefs",
+            "PartiallyInvalid=True UnsupportedValue",
         ])
         .then_some(())
     })
@@ -388,7 +420,7 @@ async fn serves_http_routes_once_the_crds_exist() {
             .ok()?;
         let s = g.status?;
         let http = s.listeners.iter().find(|l| l.name == "http")?;
-        (http.attached_routes == 5
+        (http.attached_routes == 6
             && summary(&s.conditions).contains(&"Programmed=True Programmed".to_string()))
         .then_some(s)
     })
@@ -581,5 +613,126 @@ async fn two_nodes_agree_on_the_statuses() {
         r.status.unwrap().parents.len(),
         1,
         "one entry for both nodes"
+    );
+}
+
+/// GRPCRoutes: method matches (service and method, service only), header modifiers and a
+/// weighted split, over HTTP/2 with prior knowledge to backends whose Services say nothing
+/// of their protocol (the route kind implies HTTP/2). The backends are the lab's HTTP/2
+/// servers, not gRPC servers: they answer any path with its name and a `grpc-status: 0`
+/// trailer, which is what the routing needs to show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_grpc_routes_over_h2c() {
+    let lab = Lab::start().await;
+    let mut backends = Vec::new();
+    for n in ["rpc-a", "rpc-b", "rpc-c"] {
+        let b = Backend::start(n).await;
+        lab.service_for(n, &[&b]).await;
+        backends.push(b);
+    }
+    install_crds(&lab).await;
+    let port = lab.http.port();
+    class_and_gateway(
+        &lab,
+        json!([{"name": "http", "port": port, "protocol": "HTTP"}]),
+    )
+    .await;
+    apply(
+        &lab,
+        "grpcroute",
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": "echo", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["grpc.example.com"],
+          "rules": [
+            {"matches": [{"method": {"service": "demo.Echo", "method": "Say"}}],
+             "backendRefs": to("rpc-a"),
+             "filters": [
+               {"type": "RequestHeaderModifier",
+                "requestHeaderModifier": {"set": [{"name": "X-Gw-Rpc", "value": "set"}]}},
+               {"type": "ResponseHeaderModifier",
+                "responseHeaderModifier": {"add": [{"name": "X-Gw-Resp", "value": "rpc"}]}}]},
+            {"matches": [{"method": {"service": "demo.Echo"}}], "backendRefs": to("rpc-b")},
+            {"matches": [{"method": {"service": "demo.Split"},
+                          "headers": [{"name": "X-Tenant", "value": "t1"}]}],
+             "backendRefs": [{"name": "rpc-a", "port": 80, "weight": 1},
+                             {"name": "rpc-c", "port": 80, "weight": 1}]},
+          ]}}),
+    )
+    .await;
+    let call = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        h2c_call(lab.http, "grpc.example.com", path, headers)
+    };
+    let (status, headers, body, trailers) = eventually("the GRPCRoute served", || async {
+        let r = call("/demo.Echo/Say", &[("x-gw-rpc", "client")]).await;
+        r.2.starts_with("rpc-a ").then_some(r)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("rpc-a /demo.Echo/Say "), "{body}");
+    assert!(body.contains("version=HTTP/2.0"), "{body}");
+    assert!(body.contains("x-gw-rpc=set"), "{body}");
+    assert_eq!(headers.get("x-gw-resp").unwrap(), "rpc");
+    assert_eq!(
+        trailers.unwrap().get("grpc-status").unwrap(),
+        "0",
+        "the trailer passes through"
+    );
+    let who = |b: &str| b.split_whitespace().next().unwrap_or_default().to_string();
+    assert_eq!(who(&call("/demo.Echo/Shout", &[]).await.2), "rpc-b");
+    assert_eq!(
+        call("/other.Svc/Say", &[]).await.0,
+        StatusCode::NOT_FOUND,
+        "no rule matches"
+    );
+    assert_eq!(
+        call("/demo.Split/Go", &[]).await.0,
+        StatusCode::NOT_FOUND,
+        "the header match is missing"
+    );
+
+    let conds = eventually("the GRPCRoute accepted", || async {
+        let r = Api::<GRPCRoute>::namespaced(lab.client.clone(), "default")
+            .get("echo")
+            .await
+            .ok()?;
+        let p = r
+            .status?
+            .parents
+            .into_iter()
+            .find(|p| p.controller_name == "rkube.io/gateway-controller")?;
+        Some(summary(&p.conditions))
+    })
+    .await;
+    assert_eq!(
+        conds,
+        ["Accepted=True Accepted", "ResolvedRefs=True ResolvedRefs"]
+    );
+    let gw = eventually("the listener's kinds and routes", || async {
+        let g = Api::<Gateway>::namespaced(lab.client.clone(), "default")
+            .get("gw")
+            .await
+            .ok()?;
+        let s = g.status?;
+        (s.listeners.first()?.attached_routes == 1).then_some(s)
+    })
+    .await;
+    let kinds: Vec<&str> = gw.listeners[0]
+        .supported_kinds
+        .iter()
+        .map(|k| k.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"]);
+    // Once the statuses are written (no more rebuilds resetting the rule's counter).
+    let (mut a, mut c) = (0, 0);
+    for _ in 0..20 {
+        match who(&call("/demo.Split/Go", &[("x-tenant", "t1")]).await.2).as_str() {
+            "rpc-a" => a += 1,
+            "rpc-c" => c += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        (9..=11).contains(&a) && a + c == 20,
+        "1:1 weights: {a} and {c}"
     );
 }

@@ -465,6 +465,7 @@ pub fn cluster_roles() -> Vec<Value> {
                         "gatewayclasses",
                         "gateways",
                         "httproutes",
+                        "grpcroutes",
                         "referencegrants",
                     ],
                 ),
@@ -475,6 +476,7 @@ pub fn cluster_roles() -> Vec<Value> {
                         "gatewayclasses/status",
                         "gateways/status",
                         "httproutes/status",
+                        "grpcroutes/status",
                     ],
                 ),
                 // Listeners' `allowedRoutes.namespaces.selector` matches namespace labels.

@@ -1,18 +1,19 @@
-//! GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants → the Gateway routing table,
-//! listener certificates and the statuses to publish. Pure apart from the certificate cache;
-//! backends resolve through the Ingress build's [`Resolver`] (same endpoints, same pools).
+//! GatewayClasses, Gateways, HTTPRoutes, GRPCRoutes and ReferenceGrants → the Gateway
+//! routing table, listener certificates and the statuses to publish. Pure apart from the
+//! certificate cache; backends resolve through the Ingress build's [`Resolver`] (same
+//! endpoints, same pools).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 
-use super::compile::{Grants, compile_route};
+use super::compile::{Grants, compile_grpc_route, compile_route};
 use super::hostname::{self, Hostname};
-use super::listener::{GatewayState, gateway_status, http_route_kind, listener, namespace_allowed};
+use super::listener::{GatewayState, gateway_status, listener, namespace_allowed, route_kind};
 use super::status::{Cond, Desired};
 use super::table::GatewayTable;
-use super::types::{GROUP, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use super::types::{GROUP, GRPCRoute, Gateway, GatewayClass, HTTPRoute, ObjectRef, ReferenceGrant};
 use crate::build::Resolver;
 use crate::certs::CertCache;
 use crate::tls::CertTable;
@@ -20,7 +21,7 @@ use crate::tls::CertTable;
 pub struct Inputs<'a> {
     pub classes: &'a [Arc<GatewayClass>],
     pub gateways: &'a [Arc<Gateway>],
-    pub routes: &'a [Arc<HTTPRoute>],
+    pub routes: &'a RouteLists,
     pub grants: &'a [Arc<ReferenceGrant>],
     pub namespaces: &'a [Arc<Namespace>],
     /// `spec.controllerName` of the classes served.
@@ -30,6 +31,50 @@ pub struct Inputs<'a> {
     pub https_port: Option<u16>,
     /// Whether there are node addresses to publish (else Programmed is False).
     pub has_addresses: bool,
+}
+
+/// The routes of every kind served.
+#[derive(Clone, Debug, Default)]
+pub struct RouteLists {
+    pub http: Vec<Arc<HTTPRoute>>,
+    pub grpc: Vec<Arc<GRPCRoute>>,
+}
+
+/// A route of either kind.
+#[derive(Clone, Copy)]
+enum AnyRoute<'a> {
+    Http(&'a HTTPRoute),
+    Grpc(&'a GRPCRoute),
+}
+
+impl<'a> AnyRoute<'a> {
+    fn kind(self) -> &'static str {
+        match self {
+            AnyRoute::Http(_) => "HTTPRoute",
+            AnyRoute::Grpc(_) => "GRPCRoute",
+        }
+    }
+
+    fn meta(self) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            AnyRoute::Http(r) => &r.metadata,
+            AnyRoute::Grpc(r) => &r.metadata,
+        }
+    }
+
+    fn parent_refs(self) -> &'a [ObjectRef] {
+        match self {
+            AnyRoute::Http(r) => &r.spec.parent_refs,
+            AnyRoute::Grpc(r) => &r.spec.parent_refs,
+        }
+    }
+
+    fn hostnames(self) -> &'a [String] {
+        match self {
+            AnyRoute::Http(r) => &r.spec.hostnames,
+            AnyRoute::Grpc(r) => &r.spec.hostnames,
+        }
+    }
 }
 
 pub struct Built {
@@ -118,24 +163,46 @@ pub(crate) fn build(
         .collect();
 
     let mut table = GatewayTable::default();
-    let mut routes: Vec<&HTTPRoute> = inputs.routes.iter().map(Arc::as_ref).collect();
+    // Both kinds in one order, oldest first: of an HTTPRoute and a GRPCRoute sharing a
+    // hostname on a listener, the older is accepted there (the spec's rule), and the older
+    // of two routes wins a tie in the table.
+    let mut routes: Vec<AnyRoute<'_>> = inputs
+        .routes
+        .http
+        .iter()
+        .map(|r| AnyRoute::Http(r.as_ref()))
+        .chain(
+            inputs
+                .routes
+                .grpc
+                .iter()
+                .map(|r| AnyRoute::Grpc(r.as_ref())),
+        )
+        .collect();
     routes.sort_by(|a, b| {
-        (created(&a.metadata), ns_name(&a.metadata))
-            .cmp(&(created(&b.metadata), ns_name(&b.metadata)))
+        (created(a.meta()), ns_name(a.meta()), a.kind()).cmp(&(
+            created(b.meta()),
+            ns_name(b.meta()),
+            b.kind(),
+        ))
     });
     for route in routes {
-        let (rns, rname) = ns_name(&route.metadata);
+        let rkind = route.kind();
+        let (rns, rname) = ns_name(route.meta());
         let key = format!("{rns}/{rname}");
-        let compiled = compile_route(route, &grants, r);
+        let compiled = match route {
+            AnyRoute::Http(h) => compile_route(h, &grants, r),
+            AnyRoute::Grpc(g) => compile_grpc_route(g, &grants, r),
+        };
+        let verdict = compiled.verdict();
         let route_hosts: Vec<Hostname> = route
-            .spec
-            .hostnames
+            .hostnames()
             .iter()
             .map(|h| Hostname::parse(h))
             .collect();
         let mut parents = Vec::new();
         let mut inserted: HashSet<(usize, usize)> = HashSet::new();
-        for parent in &route.spec.parent_refs {
+        for parent in route.parent_refs() {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
             if group != GROUP || kind != "Gateway" {
@@ -164,7 +231,7 @@ pub(crate) fn build(
                 .copied()
                 .filter(|&i| {
                     let l = &states[gi].listeners[i];
-                    l.kinds.contains(&http_route_kind())
+                    l.kinds.contains(&route_kind(rkind))
                         && namespace_allowed(l.spec, &gw_ns, rns, &ns_labels)
                 })
                 .collect();
@@ -181,6 +248,16 @@ pub(crate) fn build(
                 })
                 .filter(|(_, hosts)| !hosts.is_empty())
                 .collect();
+            // Listeners where an older route of the other kind shares a hostname.
+            let (attached, conflicted): (Vec<_>, Vec<_>) =
+                attached.into_iter().partition(|(i, hosts)| {
+                    !states[gi].listeners[*i].hosts.iter().any(|(k, h)| {
+                        *k != rkind
+                            && hosts
+                                .iter()
+                                .any(|x| hostname::overlap(x.as_ref(), h.as_ref()))
+                    })
+                });
             let accepted = if candidates.is_empty() {
                 Cond::new(
                     "Accepted",
@@ -195,15 +272,23 @@ pub(crate) fn build(
                     "NotAllowedByListeners",
                     "no listener allows this route (namespace or kind)",
                 )
-            } else if attached.is_empty() {
+            } else if attached.is_empty() && conflicted.is_empty() {
                 Cond::new(
                     "Accepted",
                     false,
                     "NoMatchingListenerHostname",
                     "no listener hostname intersects the route's hostnames",
                 )
-            } else if let Err((reason, msg)) = &compiled.rules {
+            } else if let Err((reason, msg)) = &verdict {
                 Cond::new("Accepted", false, reason, msg.clone())
+            } else if attached.is_empty() {
+                Cond::new(
+                    "Accepted",
+                    false,
+                    "HostnameConflict",
+                    "an older route of the other kind (HTTPRoute, GRPCRoute) has an \
+                     intersecting hostname on every listener",
+                )
             } else {
                 Cond::new("Accepted", true, "Accepted", "accepted")
             };
@@ -216,20 +301,30 @@ pub(crate) fn build(
                     "all references resolved",
                 ),
             };
-            if accepted.status
-                && let Ok(rules) = &compiled.rules
-            {
+            // Only on an accepted route, and only True (upstream: never set when the route
+            // is fully valid, fully invalid or not accepted).
+            let partially = match &verdict {
+                Ok(Some(msg)) if accepted.status => Some(Cond::new(
+                    "PartiallyInvalid",
+                    true,
+                    "UnsupportedValue",
+                    msg.clone(),
+                )),
+                _ => None,
+            };
+            if accepted.status {
                 for (li, hosts) in attached {
                     let l = &mut states[gi].listeners[li];
                     l.attached += 1;
+                    l.hosts.extend(hosts.iter().map(|h| (rkind, h.clone())));
                     if !l.serves() || !inserted.insert((gi, li)) {
                         continue;
                     }
                     for host in &hosts {
-                        for (ri, rule) in rules.iter().enumerate() {
+                        for rule in &compiled.rules {
                             for (mi, m) in rule.matches.iter().enumerate() {
                                 let order =
-                                    (m.rank(), created(&route.metadata), key.clone(), ri, mi);
+                                    (m.rank(), created(route.meta()), key.clone(), rule.index, mi);
                                 table.insert(
                                     l.tls,
                                     l.hostname.as_ref(),
@@ -243,9 +338,14 @@ pub(crate) fn build(
                     }
                 }
             }
-            parents.push((parent.clone(), vec![accepted, resolved]));
+            let mut conds = vec![accepted, resolved];
+            conds.extend(partially);
+            parents.push((parent.clone(), conds));
         }
-        status.routes.push((key, parents));
+        match route {
+            AnyRoute::Http(_) => status.routes.push((key, parents)),
+            AnyRoute::Grpc(_) => status.grpc_routes.push((key, parents)),
+        }
     }
     table.finish();
     for s in &states {

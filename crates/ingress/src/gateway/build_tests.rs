@@ -31,6 +31,7 @@ struct World {
     classes: Vec<Arc<GatewayClass>>,
     gateways: Vec<Arc<Gateway>>,
     routes: Vec<Arc<HTTPRoute>>,
+    grpc_routes: Vec<Arc<GRPCRoute>>,
     grants: Vec<Arc<ReferenceGrant>>,
     health: HealthRegistry,
 }
@@ -71,6 +72,7 @@ impl World {
                 {"name": "tcp", "port": 80, "protocol": "TCP"},
             ]}}))],
             routes: Vec::new(),
+            grpc_routes: Vec::new(),
             grants: Vec::new(),
             health: HealthRegistry::new(3, Duration::from_secs(10)),
         }
@@ -80,11 +82,15 @@ impl World {
         let mut r = Resolver::new(&self.services, &self.slices, &[], &self.health);
         let mut certs = CertTable::new(None);
         let mut cache = CertCache::default();
+        let routes = RouteLists {
+            http: self.routes.clone(),
+            grpc: self.grpc_routes.clone(),
+        };
         build(
             Inputs {
                 classes: &self.classes,
                 gateways: &self.gateways,
-                routes: &self.routes,
+                routes: &routes,
                 grants: &self.grants,
                 namespaces: &[],
                 controller: "rkube.io/gateway-controller",
@@ -99,6 +105,13 @@ impl World {
     }
 }
 
+fn grpc_route(ns: &str, name: &str, created: &str, spec: Value) -> Arc<GRPCRoute> {
+    obj(
+        json!({"metadata": {"namespace": ns, "name": name, "creationTimestamp": created,
+                            "generation": 1}, "spec": spec}),
+    )
+}
+
 fn conds(c: &[Cond]) -> Vec<String> {
     c.iter()
         .map(|c| format!("{}={} {}", c.type_, c.status, c.reason))
@@ -110,6 +123,7 @@ fn route_conds(b: &Built, key: &str) -> Vec<Vec<String>> {
         .status
         .routes
         .iter()
+        .chain(&b.status.grpc_routes)
         .find(|(k, _)| k == key)
         .unwrap_or_else(|| panic!("no status for {key}"));
     parents.iter().map(|(_, c)| conds(c)).collect()
@@ -172,7 +186,12 @@ fn classes_gateways_and_listeners() {
             "Conflicted=false NoConflicts"
         ]
     );
-    assert_eq!(l("http").supported_kinds.len(), 1);
+    let kinds: Vec<&str> = l("http")
+        .supported_kinds
+        .iter()
+        .map(|k| k.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"], "both by default");
     assert_eq!(
         conds(&l("elsewhere").conditions)[..2],
         ["Accepted=false PortUnavailable", "Programmed=false Invalid"]
@@ -381,4 +400,270 @@ fn unsupported_filters_and_values_are_not_accepted() {
         "Accepted=false IncompatibleFilters"
     );
     assert!(b.table.is_empty());
+}
+
+/// Upstream's `PartiallyInvalid` ("Drop Rule(s)"): the valid rules are served, the route
+/// stays accepted and the condition names what was dropped; a bad backendRef is not a bad
+/// rule (its share gets 500, `ResolvedRefs=False`).
+#[test]
+fn invalid_rules_are_dropped_and_the_rest_served() {
+    let mut w = World::new();
+    w.routes = vec![
+        route(
+            "default",
+            "partial",
+            "2026-01-01T00:00:00Z",
+            json!({
+            "parentRefs": [{"name": "gw", "sectionName": "http"}],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/ok"}}],
+                 "backendRefs": [{"name": "a", "port": 80}]},
+                // Dropped; its missing Service does not make ResolvedRefs false.
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/mirror"}}],
+                 "filters": [{"type": "RequestMirror", "requestMirror": {}}],
+                 "backendRefs": [{"name": "missing", "port": 80}]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/both"}}],
+                 "filters": [
+                    {"type": "RequestRedirect", "requestRedirect": {"statusCode": 301}},
+                    {"type": "URLRewrite", "urlRewrite": {"hostname": "x"}}]},
+            ]}),
+        ),
+        route(
+            "default",
+            "bad-kind",
+            "2026-01-01T00:00:00Z",
+            json!({
+            "parentRefs": [{"name": "gw", "sectionName": "http"}],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/kind"}}],
+                 "backendRefs": [{"group": "example.com", "kind": "Bucket", "name": "b"}]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/fine"}}],
+                 "backendRefs": [{"name": "b", "port": 80}]},
+            ]}),
+        ),
+    ];
+    let b = w.build();
+    let none = HeaderMap::new();
+    let at = |path: &str| backend_of(&b, "h", Method::GET, path, &none);
+    assert_eq!(at("/ok/1").as_deref(), Some("default/a:80"));
+    assert_eq!(at("/mirror"), None, "a dropped rule is not served");
+    assert_eq!(at("/both"), None, "a dropped rule is not served");
+    assert_eq!(at("/fine").as_deref(), Some("default/b:80"));
+    assert_eq!(at("/kind").as_deref(), Some("500"));
+    assert_eq!(
+        route_conds(&b, "default/partial"),
+        [[
+            "Accepted=true Accepted",
+            "ResolvedRefs=true ResolvedRefs",
+            "PartiallyInvalid=true UnsupportedValue"
+        ]]
+    );
+    let (_, parents) = b
+        .status
+        .routes
+        .iter()
+        .find(|(k, _)| k == "default/partial")
+        .unwrap_or_else(|| panic!("no status"));
+    let msg = &parents[0].1[2].message;
+    assert!(msg.starts_with("Dropped Rule 1: "), "{msg}");
+    assert!(msg.contains("RequestMirror"), "{msg}");
+    assert!(msg.contains("; Dropped Rule 2: "), "{msg}");
+    assert_eq!(
+        route_conds(&b, "default/bad-kind"),
+        [["Accepted=true Accepted", "ResolvedRefs=false InvalidKind"]],
+        "no PartiallyInvalid for an invalid backendRef"
+    );
+    let http = &b.status.gateways[0].2[0];
+    assert_eq!((http.name.as_str(), http.attached), ("http", 2));
+}
+
+/// A gRPC call as the table sees it: POST `/<service>/<method>` on `host`; the backend's
+/// name and whether it is spoken to over HTTP/2 cleartext.
+fn grpc_call(b: &Built, host: &str, path: &str) -> Option<(String, bool)> {
+    let headers = HeaderMap::new();
+    let found = b.table.lookup(
+        false,
+        &Request {
+            host,
+            method: &Method::POST,
+            path,
+            query: None,
+            headers: &headers,
+        },
+    )?;
+    Some(match found.action.pick() {
+        Pick::Backend(b) => (b.name.clone(), b.protocol == crate::backend::Protocol::H2c),
+        Pick::Invalid => ("500".into(), false),
+    })
+}
+
+#[test]
+fn grpc_routes_match_services_and_methods_over_h2c() {
+    let mut w = World::new();
+    w.gateways.push(obj(json!({
+    "metadata": {"namespace": "default", "name": "grpc-gw", "generation": 1},
+    "spec": {"gatewayClassName": "rkube", "listeners": [
+        {"name": "grpc-only", "port": 80, "protocol": "HTTP", "hostname": "grpc.example.org",
+         "allowedRoutes": {"kinds": [{"kind": "GRPCRoute"}]}},
+    ]}})));
+    w.grpc_routes = vec![
+        grpc_route(
+            "default",
+            "echo",
+            "2026-01-01T00:00:00Z",
+            json!({
+            "parentRefs": [{"name": "gw", "sectionName": "http"}],
+            "hostnames": ["grpc.example.com"],
+            "rules": [
+                {"matches": [{"method": {"service": "foo.Echo", "method": "Say"}}],
+                 "backendRefs": [{"name": "a", "port": 80}]},
+                {"matches": [{"method": {"type": "Exact", "service": "foo.Echo"}}],
+                 "backendRefs": [{"name": "b", "port": 80}]},
+                {"matches": [{"method": {"type": "RegularExpression", "service": "bar\\..*",
+                                         "method": "Get.*"}}],
+                 "backendRefs": [{"name": "c", "namespace": "other", "port": 80}]},
+                {"matches": [{"method": {"service": "foo.Mirror"}}],
+                 "filters": [{"type": "RequestMirror",
+                              "requestMirror": {"backendRef": {"name": "a", "port": 80}}}],
+                 "backendRefs": [{"name": "a", "port": 80}]},
+            ]}),
+        ),
+        grpc_route(
+            "default",
+            "only",
+            "2026-01-01T00:00:00Z",
+            json!({
+            "parentRefs": [{"name": "grpc-gw"}],
+            "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}),
+        ),
+    ];
+    w.routes = vec![route(
+        "default",
+        "http-on-grpc-only",
+        "2026-01-01T00:00:00Z",
+        json!({
+        "parentRefs": [{"name": "grpc-gw"}],
+        "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}),
+    )];
+    let b = w.build();
+    let call = |host: &str, path: &str| grpc_call(&b, host, path);
+    let h2c = |svc: &str| Some((svc.to_string(), true));
+    assert_eq!(
+        call("grpc.example.com", "/foo.Echo/Say"),
+        h2c("default/a:80")
+    );
+    assert_eq!(
+        call("grpc.example.com", "/foo.Echo/Shout"),
+        h2c("default/b:80"),
+        "service only"
+    );
+    assert_eq!(
+        call("grpc.example.com", "/bar.Store/GetAll"),
+        Some(("500".into(), false)),
+        "regex; another namespace's Service without a ReferenceGrant"
+    );
+    assert_eq!(call("grpc.example.com", "/bar.Store/Put"), None);
+    assert_eq!(call("grpc.example.com", "/foo.Mirror/Say"), None, "dropped");
+    assert_eq!(
+        call("other.example.com", "/foo.Echo/Say"),
+        None,
+        "hostnames"
+    );
+    assert_eq!(
+        route_conds(&b, "default/echo"),
+        [[
+            "Accepted=true Accepted",
+            "ResolvedRefs=false RefNotPermitted",
+            "PartiallyInvalid=true UnsupportedValue"
+        ]]
+    );
+    // A listener allowing GRPCRoutes only.
+    assert_eq!(
+        call("grpc.example.org", "/any.Svc/Any"),
+        h2c("default/a:80")
+    );
+    assert_eq!(
+        route_conds(&b, "default/only"),
+        [["Accepted=true Accepted", "ResolvedRefs=true ResolvedRefs"]]
+    );
+    assert_eq!(
+        route_conds(&b, "default/http-on-grpc-only")[0][0],
+        "Accepted=false NotAllowedByListeners"
+    );
+    let (_, _, listeners) = b
+        .status
+        .gateways
+        .iter()
+        .find(|(k, _, _)| k == "default/grpc-gw")
+        .unwrap_or_else(|| panic!("no grpc-gw"));
+    let kinds: Vec<&str> = listeners[0]
+        .supported_kinds
+        .iter()
+        .map(|k| k.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["GRPCRoute"]);
+    assert_eq!(listeners[0].attached, 1);
+}
+
+/// An HTTPRoute and a GRPCRoute sharing a hostname on one listener: only the older one is
+/// accepted there (GRPCRouteSpec.hostnames).
+#[test]
+fn the_older_of_an_http_and_a_grpc_route_sharing_a_hostname_wins() {
+    let mut w = World::new();
+    let spec = |host: &str| {
+        json!({"parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": [host],
+               "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]})
+    };
+    w.routes = vec![
+        route(
+            "default",
+            "web",
+            "2026-01-01T00:00:00Z",
+            spec("shared.example.com"),
+        ),
+        route(
+            "default",
+            "web-late",
+            "2026-03-01T00:00:00Z",
+            spec("*.late.example.com"),
+        ),
+    ];
+    w.grpc_routes = vec![
+        grpc_route(
+            "default",
+            "rpc",
+            "2026-02-01T00:00:00Z",
+            spec("*.example.com"),
+        ),
+        grpc_route(
+            "default",
+            "rpc-own",
+            "2026-02-01T00:00:00Z",
+            spec("rpc.example.net"),
+        ),
+    ];
+    let b = w.build();
+    assert_eq!(
+        route_conds(&b, "default/rpc")[0][0],
+        "Accepted=false HostnameConflict",
+        "web is older and *.example.com covers shared.example.com"
+    );
+    assert_eq!(
+        route_conds(&b, "default/rpc-own")[0][0],
+        "Accepted=true Accepted"
+    );
+    assert_eq!(
+        route_conds(&b, "default/web-late")[0][0],
+        "Accepted=true Accepted",
+        "rpc was not accepted: nothing to conflict with"
+    );
+    assert_eq!(
+        grpc_call(&b, "x.example.com", "/a.B/C"),
+        None,
+        "the rejected route is not served"
+    );
+    assert_eq!(
+        grpc_call(&b, "rpc.example.net", "/a.B/C"),
+        Some(("default/a:80".into(), true))
+    );
 }

@@ -1,14 +1,21 @@
-//! An HTTPRoute compiled once per build: its rules' matches and filters (errors make the
-//! route not accepted), its backendRefs resolved to backends (errors make `ResolvedRefs`
-//! false and that share of requests 500), and ReferenceGrants for cross-namespace refs.
+//! An HTTPRoute or GRPCRoute compiled once per build: its rules' matches and filters (an
+//! error drops the rule: `PartiallyInvalid`; the route is not accepted when no rule is
+//! left), its backendRefs resolved to backends (errors make `ResolvedRefs` false and that
+//! share of requests 500), and ReferenceGrants for cross-namespace refs.
 
 use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::build::ns_name;
 use super::filters::{HeaderMod, Redirect, Rewrite};
 use super::matching::Match;
 use super::table::RuleAction;
-use super::types::{GROUP, HTTPRoute, HTTPRouteRule, ObjectRef, ReferenceGrant};
+use super::types::{
+    GROUP, GRPCRoute, GRPCRouteMatch, GRPCRouteRule, HTTPBackendRef, HTTPRoute, HTTPRouteRule,
+    ObjectRef, ReferenceGrant,
+};
+use crate::backend::{Backend, Endpoint, Protocol};
 use crate::build::{PortRef, Resolver};
 
 pub(super) struct Grants<'a>(pub(super) &'a [Arc<ReferenceGrant>]);
@@ -38,15 +45,41 @@ impl Grants<'_> {
 }
 
 pub(super) struct CompiledRule {
+    /// The rule's index in `spec.rules` (the order of rules within a route).
+    pub(super) index: usize,
     pub(super) matches: Vec<Match>,
     pub(super) action: Arc<RuleAction>,
 }
 
+/// A reason (for `Accepted=False`, or `ResolvedRefs=False` for a reference) and a message.
+pub(super) type RuleError = (&'static str, String);
+
 pub(super) struct CompiledRoute {
-    /// Err: `Accepted=False` (reason, message).
-    pub(super) rules: Result<Vec<CompiledRule>, (&'static str, String)>,
-    /// The first reference that does not resolve: `ResolvedRefs=False`.
-    pub(super) unresolved: Option<(&'static str, String)>,
+    /// The valid rules, served.
+    pub(super) rules: Vec<CompiledRule>,
+    /// The invalid rules, dropped: their index in `spec.rules` and why.
+    pub(super) dropped: Vec<(usize, RuleError)>,
+    /// The first reference of a served rule that does not resolve: `ResolvedRefs=False`.
+    pub(super) unresolved: Option<RuleError>,
+}
+
+impl CompiledRoute {
+    /// Err: no rule is valid (`Accepted=False` with the first rule's reason). Ok(Some):
+    /// some rules were dropped, the message of upstream's `PartiallyInvalid` condition
+    /// (its "Drop Rule(s)" approach: the message starts with "Dropped Rule").
+    pub(super) fn verdict(&self) -> Result<Option<String>, RuleError> {
+        match (self.rules.is_empty(), self.dropped.first()) {
+            (_, None) => Ok(None),
+            (true, Some((_, e))) => Err(e.clone()),
+            (false, Some(_)) => Ok(Some(
+                self.dropped
+                    .iter()
+                    .map(|(i, (_, msg))| format!("Dropped Rule {i}: {msg}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        }
+    }
 }
 
 pub(super) fn compile_route(
@@ -54,31 +87,153 @@ pub(super) fn compile_route(
     grants: &Grants<'_>,
     r: &mut Resolver<'_>,
 ) -> CompiledRoute {
-    let (ns, name) = ns_name(&route.metadata);
-    let mut unresolved = None;
-    let mut rules = Vec::new();
-    for rule in &route.spec.rules {
-        match compile_rule(
-            rule,
-            ns,
-            &format!("{ns}/{name}"),
-            grants,
-            r,
-            &mut unresolved,
-        ) {
-            Ok(c) => rules.push(c),
+    compile_rules(
+        &route.metadata,
+        &route.spec.rules,
+        r,
+        |rule, ns, key, r, u| compile_rule(rule, ns, key, grants, r, u),
+    )
+}
+
+pub(super) fn compile_grpc_route(
+    route: &GRPCRoute,
+    grants: &Grants<'_>,
+    r: &mut Resolver<'_>,
+) -> CompiledRoute {
+    compile_rules(
+        &route.metadata,
+        &route.spec.rules,
+        r,
+        |rule, ns, key, r, u| compile_grpc_rule(rule, ns, key, grants, r, u),
+    )
+}
+
+type RuleCompiled = Result<(Vec<Match>, RuleAction), RuleError>;
+
+/// Every rule of a route compiled by `one` (rule, route namespace, `namespace/name`,
+/// resolver, the first unresolved reference): the valid ones kept, the others dropped.
+fn compile_rules<'a, R>(
+    meta: &ObjectMeta,
+    rules: &[R],
+    r: &mut Resolver<'a>,
+    mut one: impl FnMut(&R, &str, &str, &mut Resolver<'a>, &mut Option<RuleError>) -> RuleCompiled,
+) -> CompiledRoute {
+    let (ns, name) = ns_name(meta);
+    let key = format!("{ns}/{name}");
+    let mut out = CompiledRoute {
+        rules: Vec::new(),
+        dropped: Vec::new(),
+        unresolved: None,
+    };
+    for (index, rule) in rules.iter().enumerate() {
+        // A dropped rule's references do not count for ResolvedRefs: it is not served.
+        let mut unresolved = None;
+        match one(rule, ns, &key, r, &mut unresolved) {
+            Ok((matches, action)) => {
+                if out.unresolved.is_none() {
+                    out.unresolved = unresolved;
+                }
+                out.rules.push(CompiledRule {
+                    index,
+                    matches,
+                    action: Arc::new(action),
+                });
+            }
+            Err(e) => out.dropped.push((index, e)),
+        }
+    }
+    out
+}
+
+/// A GRPCRoute rule: method and header matches, the two header modifiers (GRPCRoute's core
+/// filters; RequestMirror and ExtensionRef are not supported), backends over HTTP/2.
+fn compile_grpc_rule(
+    rule: &GRPCRouteRule,
+    ns: &str,
+    route: &str,
+    grants: &Grants<'_>,
+    r: &mut Resolver<'_>,
+    unresolved: &mut Option<RuleError>,
+) -> RuleCompiled {
+    let unsupported = |e: String| ("UnsupportedValue", e);
+    let matches: Vec<Match> = if rule.matches.is_empty() {
+        vec![Match::grpc(&GRPCRouteMatch::default()).map_err(unsupported)?]
+    } else {
+        rule.matches
+            .iter()
+            .map(Match::grpc)
+            .collect::<Result<_, _>>()
+            .map_err(unsupported)?
+    };
+    let (mut req_h, mut resp_h) = (None, None);
+    for f in &rule.filters {
+        let missing = || unsupported(format!("filter {} has no configuration", f.type_));
+        match f.type_.as_str() {
+            "RequestHeaderModifier" => {
+                let c = f.request_header_modifier.as_ref().ok_or_else(missing)?;
+                req_h.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
+            }
+            "ResponseHeaderModifier" => {
+                let c = f.response_header_modifier.as_ref().ok_or_else(missing)?;
+                resp_h.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
+            }
+            other => return Err(unsupported(format!("filter type {other} is not supported"))),
+        }
+    }
+    let backends = backend_refs(&rule.backend_refs, "GRPCRoute", ns, grants, r, unresolved)?
+        .into_iter()
+        .map(|(b, w)| (b.map(h2c), w))
+        .collect();
+    let action = RuleAction::new(route.to_string(), req_h, resp_h, None, None, backends);
+    Ok((matches, action))
+}
+
+/// A GRPCRoute's backend speaks HTTP/2 with prior knowledge whatever its Service port's
+/// `appProtocol` says (upstream lets an implementation infer the protocol from the route
+/// type): gRPC needs HTTP/2.
+fn h2c(b: Arc<Backend>) -> Arc<Backend> {
+    if b.protocol == Protocol::H2c {
+        return b;
+    }
+    let endpoints = b
+        .endpoints
+        .iter()
+        .map(|e| Endpoint::new(e.addr, e.health.clone()))
+        .collect();
+    Arc::new(Backend::new(b.name.clone(), Protocol::H2c, endpoints))
+}
+
+/// A backendRef resolved (`None`: invalid) and its weight.
+type WeightedBackend = (Option<Arc<Backend>>, u64);
+
+/// A rule's backendRefs with their weights (`None`: an invalid ref, its share gets 500);
+/// the first invalid ref in `unresolved`.
+fn backend_refs(
+    refs: &[HTTPBackendRef],
+    from_kind: &str,
+    ns: &str,
+    grants: &Grants<'_>,
+    r: &mut Resolver<'_>,
+    unresolved: &mut Option<RuleError>,
+) -> Result<Vec<WeightedBackend>, RuleError> {
+    let mut backends = Vec::new();
+    for b in refs {
+        if !b.filters.is_empty() {
+            return Err((
+                "UnsupportedValue",
+                "backendRefs[].filters are not supported".into(),
+            ));
+        }
+        let weight = u64::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        match backend(&b.target, from_kind, ns, grants, r) {
+            Ok(backend) => backends.push((Some(backend), weight)),
             Err(e) => {
-                return CompiledRoute {
-                    rules: Err(e),
-                    unresolved,
-                };
+                unresolved.get_or_insert(e);
+                backends.push((None, weight));
             }
         }
     }
-    CompiledRoute {
-        rules: Ok(rules),
-        unresolved,
-    }
+    Ok(backends)
 }
 
 fn compile_rule(
@@ -87,8 +242,8 @@ fn compile_rule(
     route: &str,
     grants: &Grants<'_>,
     r: &mut Resolver<'_>,
-    unresolved: &mut Option<(&'static str, String)>,
-) -> Result<CompiledRule, (&'static str, String)> {
+    unresolved: &mut Option<RuleError>,
+) -> RuleCompiled {
     let unsupported = |e: String| ("UnsupportedValue", e);
     let matches: Vec<Match> = if rule.matches.is_empty() {
         vec![Match::any()]
@@ -141,22 +296,7 @@ fn compile_rule(
             "ReplacePrefixMatch needs PathPrefix matches only".into(),
         ));
     }
-    let mut backends = Vec::new();
-    for b in &rule.backend_refs {
-        if !b.filters.is_empty() {
-            return Err(unsupported(
-                "backendRefs[].filters are not supported".into(),
-            ));
-        }
-        let weight = u64::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
-        match backend(&b.target, ns, grants, r) {
-            Ok(backend) => backends.push((Some(backend), weight)),
-            Err(e) => {
-                unresolved.get_or_insert(e);
-                backends.push((None, weight));
-            }
-        }
-    }
+    let backends = backend_refs(&rule.backend_refs, "HTTPRoute", ns, grants, r, unresolved)?;
     let action = RuleAction::new(
         route.to_string(),
         req_h,
@@ -165,18 +305,16 @@ fn compile_rule(
         rewrite,
         backends,
     );
-    Ok(CompiledRule {
-        matches,
-        action: Arc::new(action),
-    })
+    Ok((matches, action))
 }
 
 fn backend(
     t: &ObjectRef,
+    from_kind: &str,
     route_ns: &str,
     grants: &Grants<'_>,
     r: &mut Resolver<'_>,
-) -> Result<Arc<crate::backend::Backend>, (&'static str, String)> {
+) -> Result<Arc<Backend>, (&'static str, String)> {
     let (group, kind) = (
         t.group.as_deref().unwrap_or_default(),
         t.kind.as_deref().unwrap_or("Service"),
@@ -188,7 +326,7 @@ fn backend(
         ));
     }
     let ns = t.namespace.as_deref().unwrap_or(route_ns);
-    if ns != route_ns && !grants.allows("HTTPRoute", route_ns, "Service", ns, &t.name) {
+    if ns != route_ns && !grants.allows(from_kind, route_ns, "Service", ns, &t.name) {
         return Err((
             "RefNotPermitted",
             format!("no ReferenceGrant in {ns} allows Service {ns}/{}", t.name),

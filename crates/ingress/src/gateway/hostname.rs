@@ -54,6 +54,19 @@ pub fn is_below(host: &str, suffix: &str) -> bool {
         && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
 }
 
+/// Whether two routes' hostnames (`None`: any) name a host in common.
+pub fn overlap(a: Option<&Hostname>, b: Option<&Hostname>) -> bool {
+    match (a, b) {
+        (None, _) | (_, None) => true,
+        (Some(Hostname::Exact(x)), Some(Hostname::Exact(y))) => x == y,
+        (Some(Hostname::Exact(x)), Some(w @ Hostname::Wildcard(_)))
+        | (Some(w @ Hostname::Wildcard(_)), Some(Hostname::Exact(x))) => w.matches(x),
+        (Some(Hostname::Wildcard(x)), Some(Hostname::Wildcard(y))) => {
+            x == y || is_below(x, y) || is_below(y, x)
+        }
+    }
+}
+
 /// The hostnames a route serves through a listener: the route's hostnames that intersect the
 /// listener's, each narrowed to the more specific of the two; the listener's when the route
 /// names none; `[None]` (any host) when neither does. Empty: no intersection (the route is
@@ -163,5 +176,18 @@ mod tests {
         assert_eq!(names(intersect(Some(&wild), &[])), ["*.wildcard.io"]);
         assert_eq!(names(intersect(None, &[h("a.com")])), ["a.com"]);
         assert_eq!(names(intersect(None, &[])), ["<any>"]);
+    }
+
+    #[test]
+    fn overlapping_hostnames() {
+        let o = |a: &str, b: &str| overlap(Some(&h(a)), Some(&h(b)));
+        assert!(o("a.example.com", "a.example.com"));
+        assert!(!o("a.example.com", "b.example.com"));
+        assert!(o("*.example.com", "a.b.example.com"));
+        assert!(o("a.b.example.com", "*.example.com"));
+        assert!(!o("*.example.com", "example.com"));
+        assert!(o("*.example.com", "*.b.example.com"));
+        assert!(!o("*.a.example.com", "*.b.example.com"));
+        assert!(overlap(None, Some(&h("a.com"))));
     }
 }

@@ -17,10 +17,14 @@ use crate::build::Resolver;
 use crate::certs::CertCache;
 use crate::tls::CertTable;
 
-pub(super) fn http_route_kind() -> RouteGroupKind {
+/// The route kinds served, in `supportedKinds` order: an HTTP or HTTPS listener takes both
+/// unless its `allowedRoutes.kinds` says otherwise (gRPC is HTTP/2 on the same ports).
+pub(super) const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+
+pub(super) fn route_kind(kind: &str) -> RouteGroupKind {
     RouteGroupKind {
         group: Some(GROUP.to_string()),
-        kind: "HTTPRoute".to_string(),
+        kind: kind.to_string(),
     }
 }
 
@@ -37,6 +41,9 @@ pub(super) struct ListenerState<'a> {
     pub(super) cert_ok: bool,
     pub(super) kinds: Vec<RouteGroupKind>,
     pub(super) attached: i32,
+    /// The hostnames of the routes accepted through it, with their kind (an HTTPRoute and
+    /// a GRPCRoute may not share a hostname on one listener).
+    pub(super) hosts: Vec<(&'static str, Option<Hostname>)>,
 }
 
 impl ListenerState<'_> {
@@ -109,6 +116,7 @@ pub(super) fn listener<'a>(
         cert_ok: !tls,
         kinds: Vec::new(),
         attached: 0,
+        hosts: Vec::new(),
     };
     if state.not_accepted.is_some() {
         return state;
@@ -119,12 +127,14 @@ pub(super) fn listener<'a>(
         .map(|a| a.kinds.as_slice())
         .unwrap_or_default();
     if asked.is_empty() {
-        state.kinds = vec![http_route_kind()];
+        state.kinds = ROUTE_KINDS.map(route_kind).to_vec();
     } else {
         for k in asked {
-            if k.group.as_deref().is_none_or(|g| g == GROUP) && k.kind == "HTTPRoute" {
-                if !state.kinds.contains(&http_route_kind()) {
-                    state.kinds.push(http_route_kind());
+            if k.group.as_deref().is_none_or(|g| g == GROUP)
+                && ROUTE_KINDS.contains(&k.kind.as_str())
+            {
+                if !state.kinds.contains(&route_kind(&k.kind)) {
+                    state.kinds.push(route_kind(&k.kind));
                 }
             } else {
                 state.unresolved = Some((

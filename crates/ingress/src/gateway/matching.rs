@@ -2,6 +2,8 @@
 //! headers, query parameters and method, all ANDed; and its precedence rank (the spec's
 //! order: Exact path, longest prefix, method, most header matches, most query matches).
 //! Regular expressions are RE2 syntax (the `regex` crate) and must match the whole value.
+//! A GRPCRouteMatch compiles to the same form: its method match is a match on the request
+//! path `/<service>/<method>`, with GRPCRoute's own precedence (service, method, headers).
 
 use std::cmp::Reverse;
 
@@ -9,7 +11,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, Method};
 use regex::Regex;
 
-use super::types::{HTTPRouteMatch, ValueMatch};
+use super::types::{GRPCRouteMatch, HTTPRouteMatch, ValueMatch};
 
 #[derive(Clone, Debug)]
 pub enum PathMatch {
@@ -57,6 +59,22 @@ pub struct Match {
     pub method: Option<Method>,
     pub headers: Vec<(HeaderName, ValueMatcher)>,
     pub query: Vec<(String, ValueMatcher)>,
+    /// A GRPCRoute match's precedence (`None`: an HTTPRoute match's, from its fields).
+    grpc_rank: Option<Rank>,
+}
+
+/// The header matches of one match: only the first of equivalent names counts (header
+/// names case-insensitively).
+fn header_matches(headers: &[ValueMatch]) -> Result<Vec<(HeaderName, ValueMatcher)>, String> {
+    let mut out: Vec<(HeaderName, ValueMatcher)> = Vec::new();
+    for h in headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("invalid header name {:?}", h.name))?;
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, ValueMatcher::compile(h)?));
+        }
+    }
+    Ok(out)
 }
 
 impl Match {
@@ -67,7 +85,64 @@ impl Match {
             method: None,
             headers: Vec::new(),
             query: Vec::new(),
+            grpc_rank: None,
         }
+    }
+
+    /// A GRPCRouteMatch: `method` as a match on the path `/<service>/<method>` (Exact: both
+    /// names, the service's methods, or one method name in any service; RegularExpression:
+    /// each name by its own expression, a missing one matching any name), and `headers`.
+    /// Err (for `UnsupportedValue`) when a type is unknown or an expression invalid.
+    pub fn grpc(m: &GRPCRouteMatch) -> Result<Match, String> {
+        let (service, method) = match &m.method {
+            Some(mm) => (
+                mm.service.as_deref().filter(|s| !s.is_empty()),
+                mm.method.as_deref().filter(|s| !s.is_empty()),
+            ),
+            None => (None, None),
+        };
+        let kind = m
+            .method
+            .as_ref()
+            .and_then(|mm| mm.type_.as_deref())
+            .unwrap_or("Exact");
+        if !matches!(kind, "Exact" | "RegularExpression") {
+            return Err(format!("method match type {kind:?} is not supported"));
+        }
+        let path = match (kind, service, method) {
+            (_, None, None) => PathMatch::Prefix(String::new()),
+            ("Exact", Some(s), Some(me)) => PathMatch::Exact(format!("/{s}/{me}")),
+            ("Exact", Some(s), None) => PathMatch::Prefix(format!("/{s}")),
+            ("Exact", None, Some(me)) => {
+                PathMatch::Regex(whole(&format!("/[^/]+/{}", regex::escape(me)))?)
+            }
+            (_, s, me) => {
+                // Each checked alone first: an error names the expression written.
+                for p in [s, me].into_iter().flatten() {
+                    whole(p)?;
+                }
+                let s = s.unwrap_or("[^/]+");
+                let me = me.unwrap_or("[^/]+");
+                PathMatch::Regex(whole(&format!("/(?:{s})/(?:{me})"))?)
+            }
+        };
+        let headers = header_matches(&m.headers)?;
+        // GRPCRouteRule's order: more characters in the service, then in the method, then
+        // more header matches.
+        let rank = (
+            0,
+            Reverse(service.map_or(0, str::len)),
+            false,
+            Reverse(method.map_or(0, str::len)),
+            Reverse(headers.len()),
+        );
+        Ok(Match {
+            path,
+            method: None,
+            headers,
+            query: Vec::new(),
+            grpc_rank: Some(rank),
+        })
     }
 
     /// Err (for `Accepted=False`, `UnsupportedValue`) when a type is unknown or a value
@@ -95,15 +170,7 @@ impl Match {
                 Method::from_bytes(s.as_bytes()).map_err(|_| format!("invalid method {s:?}"))?,
             ),
         };
-        // Only the first of equivalent names counts (header names case-insensitively).
-        let mut headers: Vec<(HeaderName, ValueMatcher)> = Vec::new();
-        for h in &m.headers {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("invalid header name {:?}", h.name))?;
-            if !headers.iter().any(|(n, _)| *n == name) {
-                headers.push((name, ValueMatcher::compile(h)?));
-            }
-        }
+        let headers = header_matches(&m.headers)?;
         let mut query: Vec<(String, ValueMatcher)> = Vec::new();
         for q in &m.query_params {
             if !query.iter().any(|(n, _)| *n == q.name) {
@@ -115,12 +182,16 @@ impl Match {
             method,
             headers,
             query,
+            grpc_rank: None,
         })
     }
 
     /// Exact first, then prefixes longest first, then regular expressions (their place is
     /// implementation-specific); then a method, more headers, more query parameters.
     pub fn rank(&self) -> Rank {
+        if let Some(r) = self.grpc_rank {
+            return r;
+        }
         let (class, len) = match &self.path {
             PathMatch::Exact(p) => (0, p.len()),
             PathMatch::Prefix(p) => (1, p.len()),
@@ -321,6 +392,107 @@ mod tests {
                 "query",
                 "prefix /",
                 "regex"
+            ]
+        );
+    }
+
+    fn grpc(kind: Option<&str>, service: Option<&str>, method: Option<&str>) -> Match {
+        Match::grpc(&grpc_match(kind, service, method)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn grpc_match(
+        kind: Option<&str>,
+        service: Option<&str>,
+        method: Option<&str>,
+    ) -> GRPCRouteMatch {
+        GRPCRouteMatch {
+            method: Some(crate::gateway::types::GRPCMethodMatch {
+                type_: kind.map(Into::into),
+                service: service.map(Into::into),
+                method: method.map(Into::into),
+            }),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn grpc_method_matches_are_path_matches() {
+        let both = grpc(None, Some("foo.Echo"), Some("Say"));
+        assert!(hit(&both, "POST", "/foo.Echo/Say", &[]));
+        assert!(!hit(&both, "POST", "/foo.Echo/SayMore", &[]));
+        assert!(!hit(&both, "POST", "/foo.Echo2/Say", &[]));
+        assert!(!hit(&both, "POST", "/foo.echo/Say", &[]), "case-sensitive");
+        let service = grpc(Some("Exact"), Some("foo.Echo"), None);
+        assert!(hit(&service, "POST", "/foo.Echo/Say", &[]));
+        assert!(hit(&service, "POST", "/foo.Echo/Other", &[]));
+        assert!(!hit(&service, "POST", "/foo.EchoX/Say", &[]));
+        assert!(!hit(&service, "POST", "/bar.Echo/Say", &[]));
+        let method = grpc(None, None, Some("Say"));
+        assert!(hit(&method, "POST", "/any.Svc/Say", &[]));
+        assert!(!hit(&method, "POST", "/any.Svc/Shout", &[]));
+        let re = grpc(Some("RegularExpression"), Some(r"foo\..*"), Some("Get.*"));
+        assert!(hit(&re, "POST", "/foo.Echo/GetAll", &[]));
+        assert!(!hit(&re, "POST", "/bar.Echo/GetAll", &[]));
+        assert!(!hit(&re, "POST", "/foo.Echo/Put", &[]));
+        assert!(!hit(&re, "POST", "/x/foo.Echo/GetAll", &[]), "whole path");
+        let re_service = grpc(Some("RegularExpression"), Some("foo\\..*"), None);
+        assert!(hit(&re_service, "POST", "/foo.Echo/Anything", &[]));
+        assert!(!hit(&re_service, "POST", "/foo.Echo", &[]));
+        let none = Match::grpc(&GRPCRouteMatch::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            hit(&none, "POST", "/any.Svc/Any", &[]),
+            "no method match: any"
+        );
+        assert!(Match::grpc(&grpc_match(Some("Prefix"), Some("a"), None)).is_err());
+        assert!(Match::grpc(&grpc_match(Some("RegularExpression"), Some("(a"), None)).is_err());
+        let with_header = Match::grpc(&GRPCRouteMatch {
+            method: None,
+            headers: vec![ValueMatch {
+                type_: None,
+                name: "Version".into(),
+                value: "2".into(),
+            }],
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(hit(&with_header, "POST", "/a.B/C", &[("version", "2")]));
+        assert!(!hit(&with_header, "POST", "/a.B/C", &[]));
+    }
+
+    #[test]
+    fn grpc_precedence_service_then_method_then_headers() {
+        let mut v = [
+            ("method", grpc(None, None, Some("Say"))),
+            (
+                "any",
+                Match::grpc(&GRPCRouteMatch::default()).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            ("service", grpc(None, Some("foo.Echo"), None)),
+            ("both", grpc(None, Some("foo.Echo"), Some("Say"))),
+            ("longer service", grpc(None, Some("foo.EchoLonger"), None)),
+            (
+                "header",
+                Match::grpc(&GRPCRouteMatch {
+                    method: None,
+                    headers: vec![ValueMatch {
+                        type_: None,
+                        name: "a".into(),
+                        value: "1".into(),
+                    }],
+                })
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+        ];
+        v.sort_by_key(|(_, m)| m.rank());
+        let order: Vec<&str> = v.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            order,
+            [
+                "longer service",
+                "both",
+                "service",
+                "method",
+                "header",
+                "any"
             ]
         );
     }

@@ -1,6 +1,7 @@
 //! Gateway API (standard channel): GatewayClasses whose `spec.controllerName` is ours,
-//! their Gateways' HTTP and HTTPS listeners on the proxy's two ports, and the HTTPRoutes
-//! attached to them, served by the same proxy as the Ingresses (Gateway routes first).
+//! their Gateways' HTTP and HTTPS listeners on the proxy's two ports, and the HTTPRoutes and
+//! GRPCRoutes attached to them, served by the same proxy as the Ingresses (Gateway routes
+//! first).
 //!
 //! - [`types`]: the kinds, as serde types of the fields used.
 //! - [`hostname`], [`matching`], [`filters`], [`selector`]: the spec's semantics, pure.

@@ -16,9 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use super::build::RouteLists;
 use super::types::{
-    ConditionsStatus, GROUP, Gateway, GatewayAddress, GatewayClass, GatewayStatus, HTTPRoute,
-    ListenerStatus, ObjectRef, RouteGroupKind, RouteParentStatus, RouteStatus,
+    ConditionsStatus, GROUP, GRPCRoute, Gateway, GatewayAddress, GatewayClass, GatewayStatus,
+    HTTPRoute, ListenerStatus, ObjectRef, RouteGroupKind, RouteParentStatus, RouteStatus,
 };
 
 /// One condition as the build decides it.
@@ -64,6 +65,8 @@ pub struct Desired {
     pub gateways: Vec<(String, Vec<Cond>, Vec<ListenerDesired>)>,
     /// Every HTTPRoute, with this controller's parent entries (none: remove ours).
     pub routes: Vec<(String, RouteParents)>,
+    /// Every GRPCRoute, the same way.
+    pub grpc_routes: Vec<(String, RouteParents)>,
 }
 
 /// `existing` with `desired` merged in: a condition whose status holds keeps its
@@ -156,13 +159,37 @@ pub fn gateway_status(
     s
 }
 
-pub fn route_status(
-    r: &HTTPRoute,
+/// Route conditions upstream has set only while True (`PartiallyInvalid`: "MUST only be
+/// set when it is True").
+const ONLY_WHILE_TRUE: &[&str] = &["PartiallyInvalid"];
+
+/// A route kind's status (HTTPRoute, GRPCRoute: the same `RouteStatus`).
+pub trait Route: Resource<DynamicType = ()> {
+    fn route_status(&self) -> Option<&RouteStatus>;
+    fn set_route_status(&mut self, s: RouteStatus);
+}
+
+macro_rules! route {
+    ($($t:ident),*) => {$(
+        impl Route for $t {
+            fn route_status(&self) -> Option<&RouteStatus> {
+                self.status.as_ref()
+            }
+            fn set_route_status(&mut self, s: RouteStatus) {
+                self.status = Some(s);
+            }
+        }
+    )*};
+}
+route!(HTTPRoute, GRPCRoute);
+
+pub fn route_status<R: Route>(
+    r: &R,
     controller: &str,
     parents: &[(ObjectRef, Vec<Cond>)],
     now: &Time,
 ) -> RouteStatus {
-    let mut s = r.status.clone().unwrap_or_default();
+    let mut s = r.route_status().cloned().unwrap_or_default();
     let observed = generation(r);
     let mut out: Vec<RouteParentStatus> = s
         .parents
@@ -171,19 +198,24 @@ pub fn route_status(
         .cloned()
         .collect();
     for (parent, conds) in parents {
-        let before = s
+        // A condition set only while True goes when the build no longer sets it.
+        let before: Vec<Condition> = s
             .parents
             .iter()
-            .find(|p| p.controller_name == controller && p.parent_ref == *parent);
+            .find(|p| p.controller_name == controller && p.parent_ref == *parent)
+            .map(|b| b.conditions.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| {
+                !ONLY_WHILE_TRUE.contains(&c.type_.as_str())
+                    || conds.iter().any(|d| d.type_ == c.type_)
+            })
+            .cloned()
+            .collect();
         out.push(RouteParentStatus {
             parent_ref: parent.clone(),
             controller_name: controller.to_string(),
-            conditions: merge_conditions(
-                before.map(|b| b.conditions.as_slice()).unwrap_or_default(),
-                conds,
-                observed,
-                now,
-            ),
+            conditions: merge_conditions(&before, conds, observed, now),
         });
     }
     s.parents = out;
@@ -194,7 +226,23 @@ pub fn route_status(
 pub struct Sources {
     pub classes: Informer<GatewayClass>,
     pub gateways: Informer<Gateway>,
-    pub routes: Informer<HTTPRoute>,
+    pub routes: RouteInformers,
+}
+
+/// The route informers, one per kind.
+pub struct RouteInformers {
+    pub http: Informer<HTTPRoute>,
+    pub grpc: Informer<GRPCRoute>,
+}
+
+impl RouteInformers {
+    /// Every route cached, by kind: the build's input.
+    pub fn list(&self) -> RouteLists {
+        RouteLists {
+            http: self.http.list(),
+            grpc: self.grpc.list(),
+        }
+    }
 }
 
 /// Keeps the statuses in step with what it is sent.
@@ -231,18 +279,45 @@ pub async fn run(
                 write(api, updated, "Gateway").await;
             }
         }
-        for (key, parents) in &d.routes {
-            let Some(r) = sources.routes.get_key(key) else {
-                continue;
-            };
-            let next = route_status(&r, &controller, parents, &now);
-            let current = r.status.clone().unwrap_or_default();
-            if current != next {
-                let mut updated = (*r).clone();
-                updated.status = Some(next);
-                let api = Api::namespaced(client.clone(), ns_of(&r.metadata));
-                write(api, updated, "HTTPRoute").await;
-            }
+        sync_routes(&client, &sources.routes.http, &d.routes, &controller, &now).await;
+        sync_routes(
+            &client,
+            &sources.routes.grpc,
+            &d.grpc_routes,
+            &controller,
+            &now,
+        )
+        .await;
+    }
+}
+
+/// Writes the routes of one kind whose merged status differs from theirs.
+async fn sync_routes<R>(
+    client: &Client,
+    informer: &Informer<R>,
+    desired: &[(String, RouteParents)],
+    controller: &str,
+    now: &Time,
+) where
+    R: Route
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Typed
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    for (key, parents) in desired {
+        let Some(r) = informer.get_key(key) else {
+            continue;
+        };
+        let next = route_status(r.as_ref(), controller, parents, now);
+        if r.route_status().cloned().unwrap_or_default() != next {
+            let mut updated = (*r).clone();
+            updated.set_route_status(next);
+            let api = Api::namespaced(client.clone(), ns_of(r.meta()));
+            let kind = R::kind(&()).into_owned();
+            write(api, updated, &kind).await;
         }
     }
 }
@@ -267,11 +342,11 @@ macro_rules! typed {
         }
     )*};
 }
-typed!(GatewayClass, Gateway, HTTPRoute);
+typed!(GatewayClass, Gateway, HTTPRoute, GRPCRoute);
 
 /// Replaces the status with the object's resourceVersion: a concurrent writer (another
 /// node) makes this a conflict, retried when the informer brings the new version.
-async fn write<K>(api: Api<K>, mut obj: K, kind: &'static str)
+async fn write<K>(api: Api<K>, mut obj: K, kind: &str)
 where
     K: Resource<DynamicType = ()> + Typed + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
@@ -390,5 +465,40 @@ mod tests {
             .collect();
         assert_eq!(names, ["theirs", "gw"]);
         assert_eq!(s.parents[0], theirs);
+    }
+
+    #[test]
+    fn partially_invalid_is_removed_once_the_route_is_valid() {
+        let parent = ObjectRef {
+            name: "gw".into(),
+            ..Default::default()
+        };
+        let ours = "rkube.io/gateway-controller";
+        let partial = vec![(
+            parent.clone(),
+            vec![
+                Cond::new("Accepted", true, "Accepted", ""),
+                Cond::new(
+                    "PartiallyInvalid",
+                    true,
+                    "UnsupportedValue",
+                    "Dropped Rule 1",
+                ),
+            ],
+        )];
+        let mut r = HTTPRoute::default();
+        let s = route_status(&r, ours, &partial, &t(1));
+        let types = |s: &RouteStatus| -> Vec<String> {
+            s.parents[0]
+                .conditions
+                .iter()
+                .map(|c| format!("{}={}", c.type_, c.status))
+                .collect()
+        };
+        assert_eq!(types(&s), ["Accepted=True", "PartiallyInvalid=True"]);
+        r.status = Some(s);
+        let valid = vec![(parent, vec![Cond::new("Accepted", true, "Accepted", "")])];
+        let s = route_status(&r, ours, &valid, &t(2));
+        assert_eq!(types(&s), ["Accepted=True"], "never written as False");
     }
 }

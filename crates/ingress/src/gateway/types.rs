@@ -1,8 +1,9 @@
-//! The Gateway API kinds served (standard channel, `gateway.networking.k8s.io/v1`, and
-//! ReferenceGrant `v1beta1`): serde types of exactly the fields the controller reads or
-//! writes. Status structs keep fields they do not name (`other`), so a status written back
-//! loses nothing another writer put there. The crates.io `gateway-api` crate does not fit:
-//! it pins kube 4 and k8s-openapi 0.28 (the workspace has kube 5 and 0.29) and Rust 1.92.
+//! The Gateway API kinds served (standard channel, `gateway.networking.k8s.io/v1`:
+//! GatewayClass, Gateway, HTTPRoute, GRPCRoute; and ReferenceGrant `v1beta1`): serde types
+//! of exactly the fields the controller reads or writes. Status structs keep fields they do
+//! not name (`other`), so a status written back loses nothing another writer put there. The
+//! crates.io `gateway-api` crate does not fit: it pins kube 4 and k8s-openapi 0.28 (the
+//! workspace has kube 5 and 0.29) and Rust 1.92.
 
 use std::borrow::Cow;
 
@@ -60,6 +61,13 @@ resource!(
     "HTTPRoute",
     "v1",
     "httproutes",
+    k8s_openapi::NamespaceResourceScope
+);
+resource!(
+    GRPCRoute,
+    "GRPCRoute",
+    "v1",
+    "grpcroutes",
     k8s_openapi::NamespaceResourceScope
 );
 resource!(
@@ -275,6 +283,7 @@ pub struct ValueMatch {
     pub value: String,
 }
 
+/// An HTTPRoute filter; a GRPCRoute filter has the same shape (its types are a subset).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HTTPRouteFilter {
@@ -350,6 +359,56 @@ pub struct HTTPBackendRef {
     pub weight: Option<i32>,
     /// Per-backend filters: not supported (the route is not accepted).
     pub filters: Vec<Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GRPCRoute {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub metadata: ObjectMeta,
+    pub spec: GRPCRouteSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<RouteStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GRPCRouteSpec {
+    pub parent_refs: Vec<ObjectRef>,
+    pub hostnames: Vec<String>,
+    pub rules: Vec<GRPCRouteRule>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GRPCRouteRule {
+    pub matches: Vec<GRPCRouteMatch>,
+    pub filters: Vec<HTTPRouteFilter>,
+    /// GRPCBackendRef has HTTPBackendRef's shape.
+    pub backend_refs: Vec<HTTPBackendRef>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GRPCRouteMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<GRPCMethodMatch>,
+    pub headers: Vec<ValueMatch>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GRPCMethodMatch {
+    /// `Exact` when unset.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

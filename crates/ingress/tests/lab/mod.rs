@@ -480,3 +480,40 @@ pub async fn h2c_get(
         trailers,
     )
 }
+
+/// A gRPC-shaped call on the plain listener over HTTP/2 with prior knowledge: POST `path`
+/// (`/<service>/<method>`) to `host` with `application/grpc` and `te: trailers`, and
+/// `headers`; status, response headers, body and trailers.
+pub async fn h2c_call(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String, Option<HeaderMap>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut s, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::post(format!("http://{host}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = s
+        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    let body = collected.to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+        trailers,
+    )
+}
