@@ -107,11 +107,11 @@ pub async fn run(client: Client, identity: String) {
 
 /// [`run`] with options.
 pub async fn run_with(client: Client, identity: String, options: Options) {
-    let election = client_go::leader::LeaderElection {
-        leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
-        name: "kube-controller-manager".into(),
+    let election = client_go::leader::LeaderElection::new(
+        Api::<Lease>::namespaced(client.clone(), "kube-system"),
+        "kube-controller-manager",
         identity,
-    };
+    );
     election
         .run(|| run_controllers(client.clone(), options.clone()))
         .await;

@@ -51,11 +51,11 @@ pub async fn run_with_config(
         services: Some(services),
         storage: Some((client.clone(), storage)),
     })?;
-    let election = client_go::leader::LeaderElection {
-        leases: Api::<Lease>::namespaced(client.clone(), "kube-system"),
-        name: "kube-scheduler".into(),
+    let election = client_go::leader::LeaderElection::new(
+        Api::<Lease>::namespaced(client.clone(), "kube-system"),
+        "kube-scheduler",
         identity,
-    };
+    );
     election
         .run(|| {
             let client = client.clone();
