@@ -186,9 +186,14 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
-    /// The API server's URL (default: the kubeconfig's).
+    /// The API server's URL (default: the kubeconfig's). Given, the node's components reach
+    /// it through a load balancer on 127.0.0.1:--lb-server-port that also knows every other
+    /// server of the `kubernetes` endpoints and fails over between them.
     #[arg(long, env = "RKUBE_URL")]
     server: Option<String>,
+    /// The port of the agent's API server load balancer on 127.0.0.1 (with --server).
+    #[arg(long, env = "RKUBE_LB_SERVER_PORT", default_value_t = crate::loadbalancer::DEFAULT_PORT)]
+    lb_server_port: u16,
     /// Kubeconfig to reach the API server with (instead of --token).
     #[arg(long, env = "KUBECONFIG", required_unless_present = "token")]
     kubeconfig: Option<PathBuf>,
@@ -199,8 +204,9 @@ pub struct AgentArgs {
     /// Directory for the agent's state (containerd, CNI, pod logs under <data-dir>/agent).
     #[arg(long, env = "RKUBE_DATA_DIR", default_value = "/var/lib/rkube")]
     data_dir: PathBuf,
+    // Boxed: the node's flags are most of `rkube`'s command enum's largest variant.
     #[command(flatten)]
-    node: NodeArgs,
+    node: Box<NodeArgs>,
 }
 
 /// A running agent: its runtime, the kubelet task, kube-proxy, the ingress controller, the
@@ -465,10 +471,22 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("--kubeconfig or --token is needed"),
         };
         let mut config = crate::client::config(&kubeconfig).await?;
+        // Kept until the agent stops: its components talk to the cluster through it.
+        let mut balancer = None;
         if let Some(server) = &args.server {
-            config.cluster_url = server
-                .parse()
-                .with_context(|| format!("invalid --server {server:?}"))?;
+            let mut lb = crate::loadbalancer::LoadBalancer::start(
+                server,
+                &args.data_dir,
+                args.lb_server_port,
+            )
+            .await
+            .context("starting the API server load balancer")?;
+            config.cluster_url = lb.url().parse().context("the load balancer's URL")?;
+            lb.watch_servers(client_go::client_as(
+                config.clone(),
+                "rkube-agent-load-balancer",
+            )?);
+            balancer = Some(lb);
         }
         let mut agent =
             Agent::start(config, &args.data_dir, &args.node, request_ingress_cert).await?;
@@ -481,6 +499,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             error!(error = %format!("{e:#}"), "kubelet stopped");
         }
         agent.shutdown().await;
+        drop(balancer);
         result
     })
 }

@@ -12,6 +12,7 @@ mod etcd;
 mod image;
 mod join;
 mod killall;
+mod loadbalancer;
 mod nfs_mount;
 mod node_lifecycle;
 mod scheduler;

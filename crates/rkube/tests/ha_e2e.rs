@@ -7,8 +7,14 @@
 //! holding the controller-manager lease is SIGKILLed (its etcd member dies with it) while a
 //! client writes ConfigMaps through the other two: no acknowledged write is lost, another
 //! server takes the lease and reconciles a new Deployment, and etcd keeps serving. The
-//! failover time and the writers' longest gap are printed, never asserted. Needs root,
-//! etcd (Debian's etcd-server) and kubectl.
+//! failover time and the writers' longest gap are printed, never asserted. Where a node can
+//! run (containerd, runc, nft, the CNI bridge plugin), an `rkube agent --server
+//! https://LEADER:6443 --token ...` joins from a fourth namespace (10.99.0.4) before the
+//! kill: its load balancer (127.0.0.1:6444) learns all three servers from the `kubernetes`
+//! EndpointSlice and keeps them in its data dir; after the kill, kubectl through that port
+//! still works and the node's Lease is still renewed; restarted while its `--server` is
+//! still dead, the agent reaches the survivors through the servers it kept. Needs root, etcd
+//! (Debian's etcd-server) and kubectl.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod harness;
@@ -18,12 +24,18 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use harness::{holder, kill_leftovers, server_binary, wait_until};
+use k8s_openapi::jiff::Timestamp;
 
 const IPS: [&str; 3] = ["10.99.0.1", "10.99.0.2", "10.99.0.3"];
 const FIRST: &str = "https://10.99.0.1:6443";
+/// The agent's node: name and address (bridge port 3).
+const AGENT: &str = "ha-agent";
+const AGENT_IP: &str = "10.99.0.4";
+/// Where the agent's load balancer listens in its namespace (k3s' default port).
+const LB_URL: &str = "https://127.0.0.1:6444";
 
 /// One server: its network namespace (held by a sleeping process), data dir and process.
 struct Server {
@@ -208,6 +220,34 @@ fn etcd_running(dir: &Path) -> bool {
     })
 }
 
+/// A new network namespace (its holder) linked to the switch's bridge by port `n`, with
+/// `ip`/24 on its `eth0`.
+fn attach(switch: &Child, n: usize, ip: &str) -> Child {
+    let holder = holder("ip link set lo up && echo ready && exec sleep 1000000");
+    let script = format!(
+        "ip link add port{n} type veth peer name port{n}-peer && \
+         ip link set port{n} master lab0 && ip link set port{n} up && \
+         ip link set port{n}-peer netns {}",
+        holder.id()
+    );
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", switch.id()))
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", holder.id()))
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "ip link set port{n}-peer name eth0 && ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    holder
+}
+
 /// The lab: a switch namespace with bridge `lab0`, and three server namespaces on it.
 fn lab() -> (Switch, Vec<Server>) {
     let switch = holder(
@@ -216,41 +256,125 @@ fn lab() -> (Switch, Vec<Server>) {
     let servers = IPS
         .iter()
         .enumerate()
-        .map(|(n, ip)| {
-            let holder = holder("ip link set lo up && echo ready && exec sleep 1000000");
-            let script = format!(
-                "ip link add port{n} type veth peer name port{n}-peer && \
-                 ip link set port{n} master lab0 && ip link set port{n} up && \
-                 ip link set port{n}-peer netns {}",
-                holder.id()
-            );
-            let out = Command::new("nsenter")
-                .arg(format!("--net=/proc/{}/ns/net", switch.id()))
-                .args(["--", "sh", "-c", &script])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            let out = Command::new("nsenter")
-                .arg(format!("--net=/proc/{}/ns/net", holder.id()))
-                .args(["--", "sh", "-c"])
-                .arg(format!(
-                    "ip link set port{n}-peer name eth0 && ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
-                ))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            Server {
-                ip,
-                dir: tempfile::Builder::new()
-                    .prefix("rkube-ha")
-                    .tempdir_in("/tmp")
-                    .unwrap(),
-                holder,
-                process: None,
-            }
+        .map(|(n, ip)| Server {
+            ip,
+            dir: tempfile::Builder::new()
+                .prefix("rkube-ha")
+                .tempdir_in("/tmp")
+                .unwrap(),
+            holder: attach(&switch, n, ip),
+            process: None,
         })
         .collect();
     (Switch(switch), servers)
+}
+
+/// `rkube agent --server https://SERVER_IP:6443 --token TOKEN` as node [`AGENT`] in the
+/// namespace of `holder`; its log goes to `agent.err` in its data dir.
+fn spawn_agent(holder: &Child, dir: &Path, server_ip: &str, token: &str) -> Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.err"))
+        .unwrap();
+    Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", holder.id()))
+        .args(["--", &server_binary(), "agent", "--server"])
+        .arg(format!("https://{server_ip}:6443"))
+        .args([
+            "--token",
+            token,
+            "--node-name",
+            AGENT,
+            "--node-ip",
+            AGENT_IP,
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn,rkube::loadbalancer=info")
+        .env_remove("RKUBE_URL")
+        .env_remove("RKUBE_TOKEN")
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// The agent's log, its last lines.
+fn agent_log(agent: &harness::Agent) -> String {
+    let err = std::fs::read_to_string(agent.dir.path().join("agent.err")).unwrap_or_default();
+    let lines: Vec<&str> = err.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// kubectl in the agent's namespace through its load balancer (`kubeconfig`: the admin's,
+/// pointed at [`LB_URL`]).
+fn kubectl_via_lb(agent: &harness::Agent, kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", agent.holder.id()))
+        .args(["--", "kubectl", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["--request-timeout", "10s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A copy of the kubeconfig at `from` whose clusters point at `url`.
+fn kubeconfig_for(from: &Path, to: &Path, url: &str) {
+    let text = std::fs::read_to_string(from).unwrap();
+    let mut replaced = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.split_once("server: ") {
+            Some((indent, _)) if indent.trim().is_empty() => {
+                replaced += 1;
+                format!("{indent}server: {url}")
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    assert!(replaced > 0, "no server in {}", from.display());
+    std::fs::write(to, lines.join("\n") + "\n").unwrap();
+}
+
+/// The servers the agent's load balancer keeps in its data dir.
+fn balanced_servers(agent: &harness::Agent) -> BTreeSet<String> {
+    let path = agent
+        .dir
+        .path()
+        .join("agent/etc/rkube-agent-load-balancer.json");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["ServerAddresses"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
+/// Waits until the agent's node Lease, read through `server`, was renewed after `after`:
+/// when it was.
+fn lease_renewed_after(server: &Server, after: SystemTime, secs: u64) -> Option<Timestamp> {
+    let after = Timestamp::try_from(after).unwrap();
+    wait_until(Duration::from_secs(secs), || {
+        let renewed: Timestamp = server
+            .get(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-node-lease",
+                AGENT,
+                "-o",
+                "jsonpath={.spec.renewTime}",
+            ])
+            .parse()
+            .ok()?;
+        (renewed > after).then_some(renewed)
+    })
 }
 
 /// Writes ConfigMaps `<prefix>-<n>` through `server` until `stop`: the names acknowledged,
@@ -287,7 +411,11 @@ fn three_servers_survive_losing_the_leader() {
         common::ci::skip("needs root, etcd (Debian's etcd-server) and kubectl");
         return;
     }
-    let (_switch, mut servers) = lab();
+    let with_agent = harness::can_run_node(&[]);
+    if !with_agent {
+        common::ci::skip("the agent's part needs containerd, runc, nft and the CNI bridge plugin");
+    }
+    let (switch, mut servers) = lab();
 
     // The first server makes the etcd cluster and the server token.
     let started = Instant::now();
@@ -425,9 +553,64 @@ fn three_servers_survive_losing_the_leader() {
         IPS[leader]
     );
 
+    // An agent joins through the server about to die, as a user points it at one server.
+    // (Declared after the servers: it stops first.)
+    let via_lb = servers[0].dir.path().join("kubeconfig-via-lb.yaml");
+    kubeconfig_for(
+        &servers[0].dir.path().join("kubeconfig.yaml"),
+        &via_lb,
+        LB_URL,
+    );
+    let mut agent = with_agent.then(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-ha-agent")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let holder = attach(&switch.0, 3, AGENT_IP);
+        let process = spawn_agent(&holder, dir.path(), IPS[leader], &agent_token);
+        harness::Agent {
+            dir,
+            holder,
+            process,
+        }
+    });
+    if let Some(a) = &agent {
+        let ready = wait_until(Duration::from_secs(120), || {
+            let status = servers[0].get(&[
+                "get",
+                "node",
+                AGENT,
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ]);
+            (status == "True").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "the agent's node never got Ready:\n{}",
+            agent_log(a)
+        );
+        // Its load balancer learned every server from the EndpointSlice, and kept them.
+        let all: BTreeSet<String> = IPS.iter().map(|ip| format!("{ip}:6443")).collect();
+        let learned = wait_until(Duration::from_secs(60), || {
+            (balanced_servers(a) == all).then_some(())
+        });
+        assert!(
+            learned.is_some(),
+            "the load balancer knows {:?}, not the three servers:\n{}",
+            balanced_servers(a),
+            agent_log(a)
+        );
+        let out = kubectl_via_lb(a, &via_lb, &["get", "node", AGENT, "-o", "name"]);
+        assert!(
+            out.status.success(),
+            "kubectl through the load balancer: {out:?}"
+        );
+    }
+
     // Clients write through the two survivors, the leader dies, the writes go on.
     let stop = Arc::new(AtomicBool::new(false));
-    let (acked, longest, failover, new_leader) = std::thread::scope(|scope| {
+    let (acked, longest, failover, new_leader, killed_at) = std::thread::scope(|scope| {
         // The writers stop however this block ends (a failed step panics out of it).
         let _stop = StopOnDrop(&stop);
         let writers: Vec<_> = survivors
@@ -440,6 +623,7 @@ fn three_servers_survive_losing_the_leader() {
             .collect();
         std::thread::sleep(Duration::from_secs(3));
         let killed = Instant::now();
+        let killed_at = SystemTime::now();
         // The whole server at once, as a machine dies; its etcd member goes with it.
         let pid = servers[leader].pid();
         let _ = Command::new("kill")
@@ -481,7 +665,7 @@ fn three_servers_survive_losing_the_leader() {
             "the killed server's etcd member outlived it"
         );
         let failover = reconciled.expect("no ReplicaSet for the Deployment created after the kill");
-        (acked, longest, failover, holder_of(survivor))
+        (acked, longest, failover, holder_of(survivor), killed_at)
     });
     servers[leader].kill();
 
@@ -536,6 +720,52 @@ fn three_servers_survive_losing_the_leader() {
         "the dead server stayed in the kubernetes endpoints"
     );
 
+    // The agent's components failed over: kubectl through its load balancer works, and its
+    // kubelet renews the node's Lease through a survivor.
+    let survivor = &servers[survivors[0]];
+    let mut agent_failover = None;
+    if let Some(a) = &mut agent {
+        let through = wait_until(Duration::from_secs(60), || {
+            let out = kubectl_via_lb(a, &via_lb, &["get", "node", AGENT, "-o", "name"]);
+            out.status.success().then_some(())
+        });
+        assert!(
+            through.is_some(),
+            "kubectl through the load balancer failed after the kill:\n{}",
+            agent_log(a)
+        );
+        // Strictly after the kill, and not one renewal in flight at that moment.
+        let renewed = lease_renewed_after(survivor, killed_at + Duration::from_secs(1), 60);
+        let renewed = renewed.unwrap_or_else(|| {
+            panic!(
+                "the agent's Lease was not renewed after the kill:\n{}",
+                agent_log(a)
+            )
+        });
+        agent_failover = Some(renewed.duration_since(Timestamp::try_from(killed_at).unwrap()));
+        // Restarted while its --server is still dead, it reaches the survivors through the
+        // servers it kept (no dial to --server is needed: the node has its certificate).
+        let _ = Command::new("kill")
+            .args(["-INT", &a.process.id().to_string()])
+            .status();
+        if wait_until(Duration::from_secs(20), || a.process.try_wait().unwrap()).is_none() {
+            let _ = a.process.kill();
+            let _ = a.process.wait();
+        }
+        let restarted = SystemTime::now();
+        a.process = spawn_agent(&a.holder, a.dir.path(), IPS[leader], &agent_token);
+        assert!(
+            lease_renewed_after(survivor, restarted, 90).is_some(),
+            "the restarted agent did not renew its Lease:\n{}",
+            agent_log(a)
+        );
+        let out = kubectl_via_lb(a, &via_lb, &["get", "node", AGENT, "-o", "name"]);
+        assert!(
+            out.status.success(),
+            "kubectl through the restarted load balancer: {out:?}"
+        );
+    }
+
     println!("first server (--cluster-init) serving after {first_up:.1?}");
     for (n, t) in join_times.iter().enumerate() {
         println!(
@@ -550,4 +780,10 @@ fn three_servers_survive_losing_the_leader() {
         "writes through the survivors: {} acknowledged, none lost; longest gap between acknowledged writes: {longest:.1?}",
         acked.len()
     );
+    if let Some(d) = agent_failover {
+        println!(
+            "agent through its load balancer: its Lease renewed via a survivor after the kill (latest renewal seen: +{:.1} s)",
+            d.as_secs_f64()
+        );
+    }
 }
