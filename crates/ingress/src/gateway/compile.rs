@@ -12,8 +12,8 @@ use super::filters::{HeaderMod, Redirect, Rewrite};
 use super::matching::Match;
 use super::table::RuleAction;
 use super::types::{
-    GROUP, GRPCRoute, GRPCRouteMatch, GRPCRouteRule, HTTPBackendRef, HTTPRoute, HTTPRouteRule,
-    ObjectRef, ReferenceGrant,
+    GROUP, GRPCRoute, GRPCRouteMatch, GRPCRouteRule, HTTPBackendRef, HTTPRoute, HTTPRouteFilter,
+    HTTPRouteRule, ObjectRef, ReferenceGrant,
 };
 use crate::backend::{Backend, Endpoint, Protocol};
 use crate::build::{PortRef, Resolver};
@@ -145,6 +145,25 @@ fn compile_rules<'a, R>(
     out
 }
 
+/// The header modifiers, core filters of both route kinds: `Ok(true)` when `f` is one (the
+/// first of each type counts), `Ok(false)` when it is another type.
+fn header_filter(
+    f: &HTTPRouteFilter,
+    req_h: &mut Option<HeaderMod>,
+    resp_h: &mut Option<HeaderMod>,
+) -> Result<bool, RuleError> {
+    let unsupported = |e: String| ("UnsupportedValue", e);
+    let missing = || unsupported(format!("filter {} has no configuration", f.type_));
+    let (config, into) = match f.type_.as_str() {
+        "RequestHeaderModifier" => (&f.request_header_modifier, req_h),
+        "ResponseHeaderModifier" => (&f.response_header_modifier, resp_h),
+        _ => return Ok(false),
+    };
+    let c = config.as_ref().ok_or_else(missing)?;
+    into.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
+    Ok(true)
+}
+
 /// A GRPCRoute rule: method and header matches, the two header modifiers (GRPCRoute's core
 /// filters; RequestMirror and ExtensionRef are not supported), backends over HTTP/2.
 fn compile_grpc_rule(
@@ -167,17 +186,11 @@ fn compile_grpc_rule(
     };
     let (mut req_h, mut resp_h) = (None, None);
     for f in &rule.filters {
-        let missing = || unsupported(format!("filter {} has no configuration", f.type_));
-        match f.type_.as_str() {
-            "RequestHeaderModifier" => {
-                let c = f.request_header_modifier.as_ref().ok_or_else(missing)?;
-                req_h.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
-            }
-            "ResponseHeaderModifier" => {
-                let c = f.response_header_modifier.as_ref().ok_or_else(missing)?;
-                resp_h.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
-            }
-            other => return Err(unsupported(format!("filter type {other} is not supported"))),
+        if !header_filter(f, &mut req_h, &mut resp_h)? {
+            return Err(unsupported(format!(
+                "filter type {} is not supported",
+                f.type_
+            )));
         }
     }
     let backends = backend_refs(&rule.backend_refs, "GRPCRoute", ns, grants, r, unresolved)?
@@ -256,16 +269,11 @@ fn compile_rule(
     };
     let (mut req_h, mut resp_h, mut redirect, mut rewrite) = (None, None, None, None);
     for f in &rule.filters {
+        if header_filter(f, &mut req_h, &mut resp_h)? {
+            continue;
+        }
         let missing = || unsupported(format!("filter {} has no configuration", f.type_));
         match f.type_.as_str() {
-            "RequestHeaderModifier" => {
-                let c = f.request_header_modifier.as_ref().ok_or_else(missing)?;
-                req_h.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
-            }
-            "ResponseHeaderModifier" => {
-                let c = f.response_header_modifier.as_ref().ok_or_else(missing)?;
-                resp_h.get_or_insert(HeaderMod::compile(c).map_err(unsupported)?);
-            }
             "RequestRedirect" => {
                 let c = f.request_redirect.as_ref().ok_or_else(missing)?;
                 redirect.get_or_insert(Redirect::compile(c).map_err(unsupported)?);
