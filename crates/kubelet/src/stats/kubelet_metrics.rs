@@ -1,14 +1,16 @@
 //! `/metrics`: the kubelet's own registry, for the figures rkube has — upstream's volume stats
-//! collector over the full summary (each claim mounted here once, by its namespace and name),
-//! the PLEG's `kubelet_running_pods` and `kubelet_running_containers` (counted from the CRI
-//! lists the summary is built from, not asked again), and `kubelet_node_name`. HELP texts
-//! carry component-base's stability prefix.
+//! collector (each claim mounted here once, by its namespace and name) over the pods the
+//! summary would list, their volumes as housekeeping last measured them (upstream's
+//! fsResourceAnalyzer cache), the PLEG's `kubelet_running_pods` and
+//! `kubelet_running_containers` (counted from CRI's sandbox and container lists), and
+//! `kubelet_node_name`. A scrape builds no summary: no cgroup, log or filesystem is read.
+//! HELP texts carry component-base's stability prefix.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::collect::RuntimeView;
 use super::prometheus::{Family, Kind, render as render_families};
-use super::summary::Summary;
+use super::summary::VolumeStats;
 use crate::cri::api;
 
 /// What the runtime runs, as upstream's PLEG counts it at each relist.
@@ -50,11 +52,35 @@ impl RuntimeCounts {
     }
 }
 
+/// The UIDs of the pods the summary lists (a live sandbox with a running container), in its
+/// order (namespace, name, UID): whose claims `/metrics` reports, the first pod's figures for
+/// a claim several mount.
+pub fn summary_pods(view: &RuntimeView) -> Vec<&str> {
+    let with_containers: HashSet<&str> = view
+        .containers
+        .iter()
+        .map(|c| c.pod_sandbox_id.as_str())
+        .collect();
+    let mut pods: Vec<(&str, &str, &str)> = view
+        .sandboxes
+        .iter()
+        .filter(|s| with_containers.contains(s.id.as_str()))
+        .filter_map(|s| {
+            let m = s.metadata.as_ref()?;
+            Some((m.namespace.as_str(), m.name.as_str(), m.uid.as_str()))
+        })
+        .collect();
+    pods.sort_unstable();
+    pods.dedup();
+    pods.into_iter().map(|(_, _, uid)| uid).collect()
+}
+
 /// The exposition; a `None` part (its source failed) leaves its families out, as upstream's
-/// volume collector does when ListPodStats fails.
+/// volume collector does when ListPodStats fails. `claims` are the claim volumes of
+/// [`summary_pods`], in that order.
 pub fn render(
     node_name: &str,
-    summary: Option<&Summary>,
+    claims: Option<&[VolumeStats]>,
     runtime: Option<&RuntimeCounts>,
 ) -> String {
     let mut node = Family::new(
@@ -85,15 +111,15 @@ pub fn render(
         }
         families.extend([pods, containers]);
     }
-    if let Some(s) = summary {
-        families.extend(volume_families(s));
+    if let Some(claims) = claims {
+        families.extend(volume_families(claims));
     }
     render_families(families)
 }
 
 /// Upstream's `volumeStatsCollector`: the volumes with a claim, the first pod's figures for
 /// a claim several pods mount.
-fn volume_families(s: &Summary) -> Vec<Family> {
+fn volume_families(volumes: &[VolumeStats]) -> Vec<Family> {
     let gauge = |name, help: &str| Family::new(name, format!("[ALPHA] {help}"), Kind::Gauge);
     let mut f = [
         gauge(
@@ -126,7 +152,7 @@ fn volume_families(s: &Summary) -> Vec<Family> {
         ),
     ];
     let mut seen = HashSet::new();
-    for v in s.pods.iter().flat_map(|p| &p.volume_stats) {
+    for v in volumes {
         let Some(pvc) = &v.pvc_ref else {
             continue;
         };
@@ -163,7 +189,7 @@ fn volume_families(s: &Summary) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::summary::{FsStats, PodReference, PodStats, PvcReference, VolumeStats};
+    use crate::stats::summary::{FsStats, PvcReference, VolumeStats};
 
     fn claim_volume(name: &str, ns: &str, claim: Option<&str>, capacity: u64) -> VolumeStats {
         VolumeStats {
@@ -186,37 +212,17 @@ mod tests {
 
     #[test]
     fn claims_node_and_runtime_as_upstream_prints_them() {
-        let pod = |name: &str, volumes| PodStats {
-            pod_ref: PodReference {
-                name: name.into(),
-                namespace: "shop".into(),
-                uid: name.into(),
-            },
-            volume_stats: volumes,
-            ..Default::default()
-        };
-        let s = Summary {
-            pods: vec![
-                pod(
-                    "web-0",
-                    vec![
-                        claim_volume("cache", "shop", None, 1 << 20),
-                        claim_volume("www", "shop", Some("www-web-0"), 8 << 20),
-                    ],
-                ),
-                // The same claim in a second pod: reported once, with the first's figures.
-                pod(
-                    "reader",
-                    vec![claim_volume("www", "shop", Some("www-web-0"), 4 << 20)],
-                ),
-            ],
-            ..Default::default()
-        };
+        let claims = [
+            claim_volume("cache", "shop", None, 1 << 20),
+            claim_volume("www", "shop", Some("www-web-0"), 8 << 20),
+            // The same claim in a second pod: reported once, with the first's figures.
+            claim_volume("www", "shop", Some("www-web-0"), 4 << 20),
+        ];
         let rt = RuntimeCounts {
             running_pods: 2,
             containers: BTreeMap::from([("exited", 1), ("running", 3)]),
         };
-        let text = render("n1", Some(&s), Some(&rt));
+        let text = render("n1", Some(&claims), Some(&rt));
         let labels = "{namespace=\"shop\",persistentvolumeclaim=\"www-web-0\"}";
         assert_eq!(
             text,
@@ -254,13 +260,48 @@ mod tests {
                  kubelet_volume_stats_used_bytes{labels} 2.097152e+06\n"
             )
         );
-        // Without the runtime or the summary: the node's name alone.
+        // Without the runtime's lists: the node's name alone.
         assert_eq!(
             render("n1", None, None),
             "# HELP kubelet_node_name [ALPHA] The node's name. The count is always 1.\n\
              # TYPE kubelet_node_name gauge\n\
              kubelet_node_name{node=\"n1\"} 1\n"
         );
+    }
+
+    #[test]
+    fn claims_are_of_the_pods_the_summary_lists_in_its_order() {
+        let sandbox = |id: &str, ns: &str, name: &str, uid: &str| api::PodSandbox {
+            id: id.into(),
+            metadata: Some(api::PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.into(),
+                namespace: ns.into(),
+                attempt: 0,
+            }),
+            state: api::PodSandboxState::SandboxReady as i32,
+            ..Default::default()
+        };
+        let container = |sandbox: &str| api::Container {
+            id: format!("c-{sandbox}"),
+            pod_sandbox_id: sandbox.into(),
+            state: api::ContainerState::ContainerRunning as i32,
+            ..Default::default()
+        };
+        let view = RuntimeView {
+            sandboxes: vec![
+                sandbox("s1", "shop", "web-1", "a"),
+                sandbox("s2", "shop", "reader", "z"),
+                sandbox("s3", "default", "web-0", "m"),
+                // No running container: not in the summary, nor its claims.
+                sandbox("s4", "default", "idle", "b"),
+            ],
+            containers: vec![container("s1"), container("s2"), container("s3")],
+            container_states: BTreeMap::new(),
+            stats: None,
+            image_fs: None,
+        };
+        assert_eq!(summary_pods(&view), ["m", "z", "a"]);
     }
 
     #[test]

@@ -259,28 +259,30 @@ impl StatsProvider {
         resource_metrics::render(summary.ok().as_ref())
     }
 
-    /// `/metrics`: the full summary's claims (volumes from the housekeeping cache, not
-    /// measured again) and the runtime counts from the CRI lists it was built from.
-    pub async fn kubelet_metrics(self: &Arc<Self>) -> String {
-        // The writable layers and the image filesystem are not used: no ListContainerStats
-        // or ImageFsInfo for a scrape.
-        let view = match self.runtime_view(ContainerStatsNeed::Never, false).await {
-            Ok(v) => v,
+    /// `/metrics`: CRI's sandbox and container lists (no `ListContainerStats` or
+    /// `ImageFsInfo`) for the runtime counts and which pods' claims to report, their figures
+    /// from the housekeeping volume cache. No summary: a scrape reads no cgroup, log or
+    /// filesystem.
+    pub async fn kubelet_metrics(&self) -> String {
+        match self.runtime_view(ContainerStatsNeed::Never, false).await {
+            Ok(view) => self.kubelet_metrics_of(Some(&view)),
             Err(e) => {
                 warn!(error = %format!("{e:#}"), "Error getting pod stats for the kubelet's metrics");
-                return kubelet_metrics::render(&self.cfg.node_name, None, None);
+                self.kubelet_metrics_of(None)
             }
-        };
-        let counts = kubelet_metrics::RuntimeCounts::of(&view);
-        let me = self.clone();
-        let summary = tokio::task::spawn_blocking(move || me.build_summary(&view, true))
-            .await
-            .map_err(|e| anyhow::anyhow!("building the summary: {e}"))
-            .and_then(|s| s);
-        if let Err(e) = &summary {
-            warn!(error = %format!("{e:#}"), "Error getting pod stats for the kubelet's metrics");
         }
-        kubelet_metrics::render(&self.cfg.node_name, summary.ok().as_ref(), Some(&counts))
+    }
+
+    /// `/metrics` for the runtime's lists (`None`: they failed).
+    fn kubelet_metrics_of(&self, view: Option<&collect::RuntimeView>) -> String {
+        let Some(view) = view else {
+            return kubelet_metrics::render(&self.cfg.node_name, None, None);
+        };
+        let counts = kubelet_metrics::RuntimeCounts::of(view);
+        let claims = self
+            .volumes
+            .claim_stats(kubelet_metrics::summary_pods(view));
+        kubelet_metrics::render(&self.cfg.node_name, Some(&claims), Some(&counts))
     }
 
     /// `/metrics/cadvisor`.

@@ -8,13 +8,19 @@
 //! `IsLocalEphemeralVolume`) also count toward the pod's ephemeral storage.
 //!
 //! A claim's volume (mounted at `kubernetes.io~local-volume/<name>`) reports its filesystem
-//! as `statfs` sees it, as upstream's `local` plugin (MetricsStatFS), with the claim's name as
-//! `pvcRef`. Network filesystems (an `nfs` PV, inline `nfs`) are not measured: a server that
-//! stopped answering would hang the housekeeping thread in `statfs` (upstream asks them too).
+//! as `statfs` sees it, as upstream's `local` and `nfs` plugins (MetricsStatFS), with the
+//! claim's name as `pvcRef`. Which claims are mounted, and on what filesystem type, comes from
+//! mountinfo alone: nothing looks at a mount point before its type is known. Network
+//! filesystems (an `nfs` PV, FUSE) are measured by [`NetworkStatfs`]: `statfs` on a thread of
+//! its own, given up after [`NETWORK_STATFS_TIMEOUT`], since a server that stopped answering
+//! holds the call (and would hold housekeeping) for as long as it does not answer.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
+
+use tracing::{debug, trace, warn};
 
 use super::host::{self, FsInfo, TMPFS_MAGIC};
 use super::summary::{FsStats, PvcReference, Time, VolumeStats};
@@ -31,6 +37,10 @@ const WALK_LIMIT: usize = 100_000;
 
 /// Where claims' volumes are mounted (whatever the PV's type).
 pub(super) const CLAIM_PLUGIN: &str = "kubernetes.io~local-volume";
+
+/// How long a network filesystem's `statfs` is waited for (the call itself cannot be
+/// cancelled: it goes on in its thread).
+pub const NETWORK_STATFS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Filesystem types `statfs` may block on for as long as a server does not answer.
 fn is_network_fs(fs_type: &str) -> bool {
@@ -55,9 +65,101 @@ pub struct PodVolume {
     pub local_ephemeral: bool,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `statfs` of network filesystems, each call on its own thread and waited for at most a
+/// timeout. A mount whose call has not returned is skipped until it does, so a dead server
+/// holds one thread per mount, not one more each round.
+pub struct NetworkStatfs {
+    timeout: Duration,
+    /// Mount paths whose `statfs` is still running.
+    in_flight: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Default for NetworkStatfs {
+    fn default() -> Self {
+        NetworkStatfs::new(NETWORK_STATFS_TIMEOUT)
+    }
+}
+
+/// Forgets its path's call once the call returns (or its thread unwinds).
+struct InFlight {
+    set: Arc<Mutex<HashSet<PathBuf>>>,
+    path: PathBuf,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.path);
+    }
+}
+
+impl NetworkStatfs {
+    pub fn new(timeout: Duration) -> Self {
+        NetworkStatfs {
+            timeout,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// The filesystem at `path`; `None` if it did not answer in time, or an earlier call for
+    /// it still has not returned.
+    pub fn statfs(&self, path: &Path) -> Option<FsInfo> {
+        self.measure(path, host::statfs)
+    }
+
+    /// `measure(path)` on a thread of its own: its answer if it comes within the timeout.
+    fn measure<F>(&self, path: &Path, measure: F) -> Option<FsInfo>
+    where
+        F: FnOnce(&Path) -> Option<FsInfo> + Send + 'static,
+    {
+        if !lock(&self.in_flight).insert(path.to_path_buf()) {
+            // Logged when it timed out; once per round would repeat it for as long as the
+            // server is away.
+            trace!(path = %path.display(), "statfs of a network volume still running, skipped");
+            return None;
+        }
+        let guard = InFlight {
+            set: self.in_flight.clone(),
+            path: path.to_path_buf(),
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("netfs-statfs".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let fs = measure(&guard.path);
+                let path = guard.path.clone();
+                drop(guard);
+                if tx.send(fs).is_err() {
+                    debug!(path = %path.display(), took = ?started.elapsed(),
+                        "a network volume's statfs returned after it was given up on");
+                }
+            });
+        if let Err(e) = spawned {
+            // The closure (and the guard in it) is dropped with the error: nothing in flight.
+            warn!(path = %path.display(), error = %e, "no thread for a network volume's statfs");
+            return None;
+        }
+        match rx.recv_timeout(self.timeout) {
+            Ok(fs) => fs,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                warn!(path = %path.display(), timeout = ?self.timeout,
+                    "statfs of a network volume did not answer; not measured until it returns");
+                None
+            }
+            // The thread panicked.
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct VolumeCache {
     entries: Mutex<HashMap<String, (Instant, Vec<PodVolume>)>>,
+    network: NetworkStatfs,
 }
 
 impl VolumeCache {
@@ -77,7 +179,7 @@ impl VolumeCache {
         };
         for uid in stale {
             let mut volumes = pod_volumes(dirs, &uid);
-            volumes.extend(claim_volumes(dirs, &uid, &claims(&uid)));
+            volumes.extend(claim_volumes(dirs, &uid, &claims(&uid), &self.network));
             volumes.sort_by(|a, b| a.stats.name.cmp(&b.stats.name));
             self.entries
                 .lock()
@@ -93,6 +195,17 @@ impl VolumeCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(uid)
             .map(|(_, v)| v.clone())
+    }
+
+    /// The volumes with a claim of the pods of `uids` as last computed, in that order.
+    pub fn claim_stats<'a>(&self, uids: impl IntoIterator<Item = &'a str>) -> Vec<VolumeStats> {
+        let map = lock(&self.entries);
+        uids.into_iter()
+            .filter_map(|uid| map.get(uid))
+            .flat_map(|(_, volumes)| volumes)
+            .filter(|v| v.stats.pvc_ref.is_some())
+            .map(|v| v.stats.clone())
+            .collect()
     }
 }
 
@@ -149,11 +262,12 @@ fn statfs_stats(fs: &FsInfo) -> FsStats {
     }
 }
 
-/// The pod's claim volumes that are mounted on local filesystems, with their claims.
+/// The pod's mounted claim volumes, with their claims.
 pub fn claim_volumes(
     dirs: &AgentDirs,
     uid: &str,
     claims: &HashMap<String, PvcReference>,
+    network: &NetworkStatfs,
 ) -> Vec<PodVolume> {
     let base = dirs.pod_dir(uid).join("volumes").join(CLAIM_PLUGIN);
     let Ok(rd) = std::fs::read_dir(base) else {
@@ -162,12 +276,17 @@ pub fn claim_volumes(
     let mut out = Vec::new();
     for e in rd.flatten() {
         let path = e.path();
-        // Only a mounted volume: an empty mount point would report the node's disk.
-        match crate::volumes::mounted_fs_type(&path) {
-            Some(t) if !is_network_fs(&t) => {}
-            _ => continue,
-        }
-        let Some(fs) = host::statfs(&path) else {
+        // Only a mounted volume (an empty mount point would report the node's disk), its type
+        // from mountinfo alone: nothing touches a network mount before it is known as one.
+        let Some(fs_type) = crate::volumes::mounted_fs_type(&path) else {
+            continue;
+        };
+        let fs = if is_network_fs(&fs_type) {
+            network.statfs(&path)
+        } else {
+            host::statfs(&path)
+        };
+        let Some(fs) = fs else {
             continue;
         };
         let name = e.file_name().to_string_lossy().into_owned();
@@ -186,6 +305,95 @@ pub fn claim_volumes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const NFS: FsInfo = FsInfo {
+        capacity: 1 << 30,
+        available: 3 << 28,
+        usage: 1 << 28,
+        inodes: 1000,
+        inodes_free: 900,
+        fs_type: 0x6969,
+    };
+
+    #[test]
+    fn a_hung_network_statfs_is_given_up_and_not_asked_again_until_it_returns() {
+        let net = NetworkStatfs::new(Duration::from_millis(200));
+        let hung = Path::new("/mnt/claims/www");
+        let (release, stuck) = mpsc::channel::<()>();
+        let started = Instant::now();
+        let got = net.measure(hung, move |_| {
+            // Blocks as statfs on a dead server does, until the test lets it go.
+            let _ = stuck.recv();
+            Some(NFS)
+        });
+        let waited = started.elapsed();
+        assert_eq!(got, None);
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+
+        // While it is stuck the mount is skipped at once: no second call, no second thread.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let started = Instant::now();
+        let again = net.measure(hung, move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Some(NFS)
+        });
+        assert_eq!(again, None);
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        // Another mount is not held up by it.
+        assert_eq!(
+            net.measure(Path::new("/mnt/claims/logs"), |_| Some(NFS)),
+            Some(NFS)
+        );
+
+        // Once the stuck call returns, the mount is measured again.
+        release.send(()).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(fs) = net.measure(hung, |_| Some(NFS)) {
+                assert_eq!(fs, NFS);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still skipped after the stuck statfs returned"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_network_statfs_that_answers_in_time_is_reported() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let net = NetworkStatfs::default();
+        let got = net.statfs(tmp.path());
+        let local = host::statfs(tmp.path());
+        assert!(
+            got.is_some_and(|fs| fs.capacity > 0 && fs.inodes > 0),
+            "{got:?}"
+        );
+        assert_eq!(got.map(|fs| fs.capacity), local.map(|fs| fs.capacity));
+        // A path that is gone answers nothing, and leaves nothing in flight.
+        let gone = tmp.path().join("gone");
+        assert_eq!(net.statfs(&gone), None);
+        assert!(lock(&net.in_flight).is_empty());
+        // A panicking call is not left in flight either.
+        assert_eq!(net.measure(&gone, |_| panic!("statfs blew up")), None);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !lock(&net.in_flight).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "a panicked call stayed in flight"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     #[test]
     fn volumes_on_disk_are_measured() {

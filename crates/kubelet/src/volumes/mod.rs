@@ -243,9 +243,10 @@ fn is_mounted_at(path: &Path) -> bool {
 }
 
 /// The filesystem type of what is mounted exactly at `path` (the top of a stack), from
-/// mountinfo alone, so a network filesystem is known before anything touches it.
+/// mountinfo alone, so a network filesystem is known before anything touches it: only the
+/// parent is resolved, since resolving a mount point revalidates its root with the server.
 pub(crate) fn mounted_fs_type(path: &Path) -> Option<String> {
-    let p = path.canonicalize().ok()?;
+    let p = path.parent()?.canonicalize().ok()?.join(path.file_name()?);
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines()
         .filter(|l| {
