@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod member;
+pub mod migrate;
 pub mod reset;
 pub mod snapshot;
 pub mod supervise;
@@ -54,7 +55,17 @@ pub fn etcd_dir(data_dir: &Path) -> PathBuf {
 /// member; `ip` is the address it serves peers and other servers on.
 pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Managed> {
     let dir = etcd_dir(data_dir);
-    supervise::refuse_sqlite(data_dir, &dir)?;
+    // A SQLite server's data becomes the new cluster's (k3s' conversion); a joining server
+    // would drop it for the other cluster's, so that is refused.
+    let convert = migrate::pending(data_dir, &dir);
+    if let (Role::Join { .. }, true) = (&role, convert) {
+        return Err(supervise::sqlite_refused(
+            data_dir,
+            "a server joining another cluster cannot bring it along: start without --server to \
+             keep it (with --cluster-init to convert it into a managed etcd), or move it aside \
+             (and its -wal/-shm files) to join",
+        ));
+    }
     let existing = dir.join("member").exists();
     if let (Role::Join { server, token }, false) = (&role, existing) {
         bundle::fetch(server, token, data_dir)
@@ -62,6 +73,9 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
             .with_context(|| format!("joining the cluster of {server}"))?;
     }
     let (pki, mut config) = prepare(data_dir, ip)?;
+    if convert {
+        migrate::begin(data_dir, &dir)?;
+    }
     let name = config.name.clone();
     let supervisor = match (&role, existing) {
         (Role::Join { server, .. }, false) => {
@@ -83,7 +97,7 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
         _ => Supervisor::start(config)?,
     };
     tracing::info!(member = %name, dir = %dir.display(), "etcd member running");
-    Ok(Managed {
+    let managed = Managed {
         supervisor,
         endpoint: MemberConfig::client_url(IpAddr::from([127, 0, 0, 1])),
         tls: store::EtcdTls {
@@ -91,7 +105,18 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
             cert_file: Some(pki.etcd_member_cert()),
             key_file: Some(pki.etcd_member_key()),
         },
-    })
+    };
+    // Before the API server starts: it must find the cluster's keys in etcd.
+    if convert && let Err(e) = migrate::run(data_dir, &dir, &managed.endpoint, &managed.tls).await {
+        managed.stop().await;
+        migrate::abandon(&dir);
+        return Err(e.context(format!(
+            "converting {} into a managed etcd failed; it is unchanged and the next start with \
+             --cluster-init converts it again",
+            migrate::sqlite_path(data_dir).display()
+        )));
+    }
+    Ok(managed)
 }
 
 /// The etcd certificates, the member's directory and name, and its flags for a start as

@@ -26,7 +26,13 @@ pub struct Reset {
 /// Resets this server's membership (see the module's doc); `ip` is its peer address.
 pub async fn run(data_dir: &Path, ip: IpAddr, restore: Option<&Path>) -> anyhow::Result<Reset> {
     let dir = etcd_dir(data_dir);
-    supervise::refuse_sqlite(data_dir, &dir)?;
+    if super::migrate::pending(data_dir, &dir) {
+        return Err(supervise::sqlite_refused(
+            data_dir,
+            "--cluster-reset has no etcd member to reset: start with --cluster-init (without \
+             --cluster-reset) to convert it into a managed etcd first",
+        ));
+    }
     // Moving the data of a running member aside would lose its writes.
     let loopback = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), CLIENT_PORT);
     if std::net::TcpStream::connect_timeout(&loopback, Duration::from_secs(1)).is_ok() {

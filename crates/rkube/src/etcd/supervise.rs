@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::sync::watch;
 
 /// etcd's client and peer ports (etcd's and k3s' defaults).
@@ -260,17 +260,11 @@ async fn terminate(child: &mut tokio::process::Child) {
     }
 }
 
-/// Refuses a data dir whose SQLite store holds the cluster: this server does not convert it
-/// (k3s does); the user moves it aside or keeps SQLite.
-pub fn refuse_sqlite(data_dir: &Path, etcd_dir: &Path) -> anyhow::Result<()> {
-    let sqlite = data_dir.join("db").join("state.db");
-    if sqlite.exists() && !etcd_dir.join("member").exists() {
-        bail!(
-            "{} holds this server's cluster in SQLite; rkube does not convert it to a managed etcd: \
-             start without --cluster-init/--server to keep it, or move it aside (and its -wal/-shm \
-             files) to start a new etcd cluster",
-            sqlite.display()
-        );
-    }
-    Ok(())
+/// The error of a start that would go on without the cluster a SQLite store holds (`why`:
+/// what this start would do with it, and what the user can do instead).
+pub fn sqlite_refused(data_dir: &Path, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} holds this server's cluster in SQLite; {why}",
+        super::migrate::sqlite_path(data_dir).display()
+    )
 }

@@ -15,11 +15,12 @@ mod schema;
 mod watch;
 mod writer;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -119,6 +120,27 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// When each key that has a time-to-live loses it: what copying the store into another
+    /// backend needs to carry the keys' leases over (the [`Store`] trait does not expose them).
+    pub async fn expiries(&self) -> Result<HashMap<String, SystemTime>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT key, expires_at FROM lease")
+                .map_err(|e| sql_err("reading leases", e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(|e| sql_err("reading leases", e))?;
+            let mut out = HashMap::new();
+            for row in rows {
+                let (key, at) = row.map_err(|e| sql_err("reading leases", e))?;
+                let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(at).unwrap_or(0));
+                out.insert(String::from_utf8_lossy(&key).into_owned(), at);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn write(&self, op: Op) -> Result<Output> {
@@ -413,5 +435,45 @@ fn unexpected(out: Output) -> Error {
     Error::Backend {
         context: "writer".into(),
         source: format!("unexpected reply {out:?}").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn expiries_are_the_keys_with_a_time_to_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(dir.path().join("state.db"), SqliteOptions::default()).unwrap();
+        let before = SystemTime::now();
+        let ttl = Duration::from_secs(600);
+        store
+            .create("/registry/events/a", Bytes::from_static(b"e"), Some(ttl))
+            .await
+            .unwrap();
+        store
+            .create("/registry/configmaps/b", Bytes::from_static(b"c"), None)
+            .await
+            .unwrap();
+        let expiries = store.expiries().await.unwrap();
+        assert_eq!(expiries.len(), 1, "{expiries:?}");
+        let at = expiries["/registry/events/a"];
+        assert!(at >= before + ttl - Duration::from_millis(1), "{at:?}");
+        assert!(at <= SystemTime::now() + ttl, "{at:?}");
+        // An update without a time-to-live removes it.
+        let rev = store
+            .get("/registry/events/a")
+            .await
+            .unwrap()
+            .unwrap()
+            .mod_revision;
+        store
+            .update("/registry/events/a", Bytes::from_static(b"f"), rev, None)
+            .await
+            .unwrap();
+        assert!(store.expiries().await.unwrap().is_empty());
     }
 }
