@@ -9,7 +9,8 @@
 //!
 //! - [`table`]: the routing table (hosts → paths → backends), swapped whole on changes.
 //! - [`build`]: Ingresses, Services, EndpointSlices and Secrets → tables and problems.
-//! - [`proxy`], [`upgrade`], [`server`]: the request path.
+//! - [`proxy`], [`upgrade`], [`server`]: the request path; [`reply`]: the proxy's own
+//!   answers (plain text, or gRPC statuses to gRPC clients).
 //! - [`gateway`]: GatewayClasses, Gateways, HTTPRoutes: their table and statuses.
 //! - [`controller`]: informers, rebuilds, events, status.
 
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod host;
 pub mod path;
 pub mod proxy;
+pub mod reply;
 pub mod retry_body;
 pub mod server;
 pub mod status;

@@ -1,14 +1,15 @@
 //! One request: route it (Gateway routes, then Ingress rules), apply the Gateway rule's
 //! filters, send it to a ready endpoint of the backend over a pooled keep-alive connection,
 //! retry another endpoint when connecting fails, and answer 404 (no rule), 500 (an invalid
-//! Gateway backendRef), 503 (no endpoints), 502 (no endpoint reachable) or 504 (timeout).
+//! Gateway backendRef), 503 (no endpoints), 502 (no endpoint reachable) or 504 (timeout);
+//! to gRPC requests those answers are gRPC statuses instead (see [`crate::reply`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{self, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -20,9 +21,12 @@ use crate::config::IngressConfig;
 use crate::forward::{self, ClientInfo};
 use crate::gateway::{self, filters::RequestParts, table::Pick, table::RuleAction};
 use crate::host;
+use crate::reply::{self, Local};
 use crate::retry_body::{Parked, RetryBody};
 use crate::table::Current;
 use crate::upgrade;
+
+pub use crate::reply::plain;
 
 /// What the proxy answers with: the backend's body, or one of its own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -35,19 +39,6 @@ pub struct Proxy {
     pub(crate) cfg: IngressConfig,
     http1: Pool,
     h2c: Pool,
-}
-
-/// A response of the proxy's own.
-pub fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
-        text.as_bytes(),
-    ))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 fn connector(cfg: &IngressConfig) -> HttpConnector {
@@ -70,13 +61,15 @@ fn pool(cfg: &IngressConfig, http2: bool) -> Pool {
 
 /// A Gateway rule applied to the request: a redirect answered, headers and URL rewritten, a
 /// backend picked by weight; `Err` is the response when the request goes no further (the
-/// redirect, or 500 when the pick lands on an invalid backendRef).
+/// redirect, or 500 when the pick lands on an invalid backendRef: gRPC `UNAVAILABLE` to a
+/// gRPC request, as GRPCRoute requires).
 fn gateway_step(
     action: &RuleAction,
     prefix: Option<&str>,
     req: &mut Request<Incoming>,
     host: &str,
     client: &ClientInfo,
+    grpc: bool,
 ) -> Result<Arc<Backend>, Box<Response<ProxyBody>>> {
     if let Some(r) = &action.redirect {
         let parts = RequestParts {
@@ -91,12 +84,7 @@ fn gateway_step(
             Ok(v) => {
                 resp.headers_mut().insert(header::LOCATION, v);
             }
-            Err(_) => {
-                return Err(Box::new(plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error: invalid redirect\n",
-                )));
-            }
+            Err(_) => return Err(Box::new(Local::InvalidRedirect.response(grpc))),
         }
         return Err(Box::new(resp));
     }
@@ -119,20 +107,14 @@ fn gateway_step(
                 Ok(u) => *req.uri_mut() = u,
                 Err(e) => {
                     tracing::debug!(route = %action.route, error = %e, "rewritten path is not a valid URI");
-                    return Err(Box::new(plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error: invalid rewrite\n",
-                    )));
+                    return Err(Box::new(Local::InvalidRewrite.response(grpc)));
                 }
             }
         }
     }
     match action.pick() {
         Pick::Backend(b) => Ok(b.clone()),
-        Pick::Invalid => Err(Box::new(plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "500 Internal Server Error: no valid backend\n",
-        ))),
+        Pick::Invalid => Err(Box::new(Local::InvalidBackend.response(grpc))),
     }
 }
 
@@ -162,6 +144,9 @@ impl Proxy {
         client: ClientInfo,
     ) -> Response<ProxyBody> {
         let host = request_host(&req).unwrap_or_default();
+        // gRPC clients get the proxy's own answers as gRPC statuses (GRPCRoute rules only
+        // match such requests).
+        let grpc = reply::is_grpc(req.headers());
         let snapshot = self.current.load();
         let found = snapshot.gateway.lookup(
             client.tls,
@@ -178,7 +163,7 @@ impl Proxy {
             Some(f) => {
                 let action = f.action.clone();
                 let prefix = f.prefix.map(str::to_string);
-                match gateway_step(&action, prefix.as_deref(), &mut req, &host, &client) {
+                match gateway_step(&action, prefix.as_deref(), &mut req, &host, &client, grpc) {
                     Ok(b) => (b, Some(action)),
                     Err(resp) => {
                         let mut resp = *resp;
@@ -191,19 +176,16 @@ impl Proxy {
             }
             None => match snapshot.routes.lookup(&host, req.uri().path()) {
                 Some(b) => (b.clone(), None),
-                None => return plain(StatusCode::NOT_FOUND, "default backend - 404\n"),
+                None => return Local::NoRoute.response(grpc),
             },
         };
         drop(snapshot);
         let mut resp = if backend.endpoints.is_empty() {
-            plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: no endpoints\n",
-            )
+            Local::NoEndpoints.response(grpc)
         } else if req.version() == Version::HTTP_11 && forward::is_upgrade(req.headers()) {
             upgrade::proxy(self, &backend, req, client).await
         } else {
-            self.forward(&backend, req, client).await
+            self.forward(&backend, req, client, grpc).await
         };
         if let Some(m) = action.as_ref().and_then(|a| a.response_headers.as_ref()) {
             m.apply(resp.headers_mut());
@@ -216,6 +198,7 @@ impl Proxy {
         backend: &Backend,
         req: Request<Incoming>,
         client: ClientInfo,
+        grpc: bool,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
@@ -261,7 +244,7 @@ impl Proxy {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::debug!(error = %e, "unroutable request path");
-                    return plain(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+                    return Local::BadRequest.response(grpc);
                 }
             };
             let mut out = Request::new(body.attempt());
@@ -282,17 +265,14 @@ impl Proxy {
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(backend = %backend.name, endpoint = %ep.addr, error = %e, "request to the endpoint failed");
-                    return plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+                    return Local::BackendFailed.response(grpc);
                 }
                 Err(_) => {
                     tracing::debug!(backend = %backend.name, endpoint = %ep.addr, "no response in time");
-                    return plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n");
+                    return Local::Timeout.response(grpc);
                 }
             }
         }
-        plain(
-            StatusCode::BAD_GATEWAY,
-            "502 Bad Gateway: no endpoint reachable\n",
-        )
+        Local::Unreachable.response(grpc)
     }
 }

@@ -680,14 +680,24 @@ async fn serves_grpc_routes_over_h2c() {
     let who = |b: &str| b.split_whitespace().next().unwrap_or_default().to_string();
     assert_eq!(who(&call("/demo.Echo/Shout", &[]).await.2), "rpc-b");
     assert_eq!(
-        call("/other.Svc/Say", &[]).await.0,
-        StatusCode::NOT_FOUND,
-        "no rule matches"
+        grpc_status(call("/other.Svc/Say", &[]).await).as_deref(),
+        Some("12"),
+        "no rule matches: UNIMPLEMENTED"
     );
     assert_eq!(
-        call("/demo.Split/Go", &[]).await.0,
-        StatusCode::NOT_FOUND,
+        grpc_status(call("/demo.Split/Go", &[]).await).as_deref(),
+        Some("12"),
         "the header match is missing"
+    );
+    assert_eq!(
+        grpc_status(h2c_call(lab.http, "no.route.example", "/demo.Echo/Say", &[]).await).as_deref(),
+        Some("12"),
+        "no route for the host at all"
+    );
+    // GRPCRoutes match gRPC requests only: plain HTTP gets the default backend's 404.
+    assert_eq!(
+        lab.get("grpc.example.com", "/demo.Echo/Say").await,
+        (StatusCode::NOT_FOUND, "default backend - 404\n".to_string())
     );
 
     let conds = eventually("the GRPCRoute accepted", || async {
@@ -735,4 +745,71 @@ async fn serves_grpc_routes_over_h2c() {
         (9..=11).contains(&a) && a + c == 20,
         "1:1 weights: {a} and {c}"
     );
+
+    // A backendRef to a missing Service, and a Service without endpoints: UNAVAILABLE.
+    lab.service("rpc-empty", None).await;
+    apply(
+        &lab,
+        "grpcroute-broken",
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": "broken", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["broken.example.com"],
+          "rules": [
+            {"matches": [{"method": {"service": "demo.Missing"}}],
+             "backendRefs": to("rpc-missing")},
+            {"matches": [{"method": {"service": "demo.Empty"}}],
+             "backendRefs": to("rpc-empty")},
+          ]}}),
+    )
+    .await;
+    let broken = |path: &'static str| h2c_call(lab.http, "broken.example.com", path, &[]);
+    let missing = eventually("the broken GRPCRoute served", || async {
+        let r = broken("/demo.Missing/Get").await;
+        (grpc_status(r.clone()).as_deref() == Some("14")).then_some(r)
+    })
+    .await;
+    let (status, headers, body, trailers) = missing;
+    assert_eq!(status, StatusCode::OK, "trailers-only");
+    assert_eq!(headers.get("content-type").unwrap(), "application/grpc");
+    assert_eq!(headers.get("grpc-message").unwrap(), "no valid backend");
+    assert!(
+        body.is_empty() && trailers.is_none(),
+        "{body:?} {trailers:?}"
+    );
+    let empty = broken("/demo.Empty/Get").await;
+    assert_eq!(grpc_status(empty.clone()).as_deref(), Some("14"));
+    assert_eq!(empty.1.get("grpc-message").unwrap(), "no ready endpoints");
+    let conds = eventually("the broken GRPCRoute's status", || async {
+        let r = Api::<GRPCRoute>::namespaced(lab.client.clone(), "default")
+            .get("broken")
+            .await
+            .ok()?;
+        let p = r
+            .status?
+            .parents
+            .into_iter()
+            .find(|p| p.controller_name == "rkube.io/gateway-controller")?;
+        Some(summary(&p.conditions))
+    })
+    .await;
+    assert_eq!(
+        conds,
+        [
+            "Accepted=True Accepted",
+            "ResolvedRefs=False BackendNotFound"
+        ]
+    );
+}
+
+/// The `grpc-status` of a trailers-only response (200, no body, the status in the headers).
+fn grpc_status(
+    (status, headers, body, trailers): (
+        StatusCode,
+        http::HeaderMap,
+        String,
+        Option<http::HeaderMap>,
+    ),
+) -> Option<String> {
+    (status == StatusCode::OK && body.is_empty() && trailers.is_none()).then_some(())?;
+    Some(headers.get("grpc-status")?.to_str().ok()?.to_string())
 }

@@ -480,7 +480,18 @@ fn invalid_rules_are_dropped_and_the_rest_served() {
 /// A gRPC call as the table sees it: POST `/<service>/<method>` on `host`; the backend's
 /// name and whether it is spoken to over HTTP/2 cleartext.
 fn grpc_call(b: &Built, host: &str, path: &str) -> Option<(String, bool)> {
-    let headers = HeaderMap::new();
+    post(b, host, path, Some("application/grpc"))
+}
+
+/// A POST with `content-type` (`None`: without), as the table sees it.
+fn post(b: &Built, host: &str, path: &str, content_type: Option<&str>) -> Option<(String, bool)> {
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = content_type {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            ct.parse().unwrap_or_else(|e| panic!("{e:?}")),
+        );
+    }
     let found = b.table.lookup(
         false,
         &Request {
@@ -526,6 +537,8 @@ fn grpc_routes_match_services_and_methods_over_h2c() {
                  "filters": [{"type": "RequestMirror",
                               "requestMirror": {"backendRef": {"name": "a", "port": 80}}}],
                  "backendRefs": [{"name": "a", "port": 80}]},
+                {"matches": [{"method": {"service": "foo.Missing"}}],
+                 "backendRefs": [{"name": "missing", "port": 80}]},
             ]}),
         ),
         grpc_route(
@@ -562,7 +575,22 @@ fn grpc_routes_match_services_and_methods_over_h2c() {
         Some(("500".into(), false)),
         "regex; another namespace's Service without a ReferenceGrant"
     );
+    assert_eq!(
+        call("grpc.example.com", "/foo.Missing/Get"),
+        Some(("500".into(), false)),
+        "a missing Service: the proxy answers UNAVAILABLE"
+    );
     assert_eq!(call("grpc.example.com", "/bar.Store/Put"), None);
+    // GRPCRoute rules match gRPC requests only.
+    let grpc_ct = |ct: Option<&str>| post(&b, "grpc.example.com", "/foo.Echo/Say", ct);
+    assert_eq!(grpc_ct(Some("application/grpc+proto")), h2c("default/a:80"));
+    assert_eq!(grpc_ct(None), None, "no content-type: not gRPC");
+    assert_eq!(grpc_ct(Some("application/json")), None);
+    assert_eq!(
+        post(&b, "grpc.example.org", "/any.Svc/Any", Some("text/plain")),
+        None,
+        "a listener with GRPCRoutes only: nothing for other requests"
+    );
     assert_eq!(call("grpc.example.com", "/foo.Mirror/Say"), None, "dropped");
     assert_eq!(
         call("other.example.com", "/foo.Echo/Say"),

@@ -206,6 +206,11 @@ impl Match {
         )
     }
 
+    /// A GRPCRouteMatch: it applies to gRPC requests only (the table checks).
+    pub fn is_grpc(&self) -> bool {
+        self.grpc_rank.is_some()
+    }
+
     /// The matched prefix for `ReplacePrefixMatch` (`None` unless a PathPrefix match).
     pub fn prefix(&self) -> Option<&str> {
         match &self.path {

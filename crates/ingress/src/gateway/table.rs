@@ -34,7 +34,8 @@ pub struct RuleAction {
 #[derive(Debug)]
 pub enum Pick<'a> {
     Backend(&'a Arc<Backend>),
-    /// No valid backend for this request: 500, as the spec requires.
+    /// No valid backend for this request: 500 as the spec requires (gRPC `UNAVAILABLE`
+    /// to a gRPC request, as GRPCRoute's does).
     Invalid,
 }
 
@@ -200,16 +201,22 @@ impl GatewayTable {
     }
 
     /// The rule for a request on the HTTP (`tls` false) or HTTPS port; `None`: no Gateway
-    /// route matches (the Ingress rules are tried next).
+    /// route matches (the Ingress rules are tried next). GRPCRoute rules match gRPC
+    /// requests only (`content-type: application/grpc…`; the spec's rules "match every gRPC
+    /// request"): other requests pass them by, as if they were not there.
     pub fn lookup<'a>(&'a self, tls: bool, req: &Request<'_>) -> Option<Found<'a>> {
         let port = if tls { &self.https } else { &self.http };
         let (_, hosts) = port
             .listeners
             .iter()
             .find(|(l, _)| l.as_ref().is_none_or(|l| l.matches(req.host)))?;
+        let grpc = crate::reply::is_grpc(req.headers);
         let first = |list: &'a [(Order, Entry)]| {
             list.iter()
-                .find(|(_, e)| e.m.matches(req.method, req.path, req.query, req.headers))
+                .find(|(_, e)| {
+                    (grpc || !e.m.is_grpc())
+                        && e.m.matches(req.method, req.path, req.query, req.headers)
+                })
                 .map(|(_, e)| Found {
                     action: &e.action,
                     prefix: e.m.prefix(),
@@ -356,5 +363,65 @@ mod tests {
             "nothing on the HTTPS port"
         );
         assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn grpc_matches_take_grpc_requests_only() {
+        let mut t = GatewayTable::default();
+        let act = |name: &str| {
+            Arc::new(RuleAction::new(
+                name.into(),
+                None,
+                None,
+                None,
+                None,
+                vec![(Some(backend(name)), 1)],
+            ))
+        };
+        let grpc = Match::grpc(&crate::gateway::types::GRPCRouteMatch::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let host = Hostname::parse("h.example.com");
+        t.insert(
+            false,
+            None,
+            Some(&host),
+            (grpc.rank(), None, "rpc".into(), 0, 0),
+            grpc,
+            act("rpc"),
+        );
+        // An HTTPRoute on another hostname of the same listener, reached by falling through.
+        t.insert(
+            false,
+            None,
+            None,
+            (Match::any().rank(), None, "web".into(), 0, 0),
+            Match::any(),
+            act("web"),
+        );
+        t.finish();
+        let get = |ct: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = ct {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    ct.parse().unwrap_or_else(|e| panic!("{e:?}")),
+                );
+            }
+            t.lookup(
+                false,
+                &Request {
+                    host: "h.example.com",
+                    method: &Method::POST,
+                    path: "/a.B/C",
+                    query: None,
+                    headers: &headers,
+                },
+            )
+            .map(|f| f.action.route.clone())
+        };
+        assert_eq!(get(Some("application/grpc")).as_deref(), Some("rpc"));
+        assert_eq!(get(Some("application/grpc+proto")).as_deref(), Some("rpc"));
+        assert_eq!(get(None).as_deref(), Some("web"), "not gRPC: falls through");
+        assert_eq!(get(Some("application/json")).as_deref(), Some("web"));
     }
 }
