@@ -26,171 +26,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use harness::{holder, kill_leftovers, server_binary, wait_until};
+use harness::ha_lab::{FIRST, IPS, Server, attach, etcd_running, kubeconfig_for, lab};
+use harness::{server_binary, wait_until};
 use k8s_openapi::jiff::Timestamp;
 
-const IPS: [&str; 3] = ["10.99.0.1", "10.99.0.2", "10.99.0.3"];
-const FIRST: &str = "https://10.99.0.1:6443";
 /// The agent's node: name and address (bridge port 3).
 const AGENT: &str = "ha-agent";
 const AGENT_IP: &str = "10.99.0.4";
 /// Where the agent's load balancer listens in its namespace (k3s' default port).
 const LB_URL: &str = "https://127.0.0.1:6444";
-
-/// One server: its network namespace (held by a sleeping process), data dir and process.
-struct Server {
-    ip: &'static str,
-    dir: tempfile::TempDir,
-    holder: Child,
-    process: Option<Child>,
-}
-
-impl Server {
-    fn netns(&self) -> String {
-        format!("--net=/proc/{}/ns/net", self.holder.id())
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(self.netns()).arg("--").arg(program);
-        c
-    }
-
-    /// `rkube server` in this namespace, control plane only, with `extra` flags; its output
-    /// goes to files in the data dir.
-    fn rkube_server(&self, data_dir: &Path, extra: &[&str]) -> Command {
-        let mut c = self.cmd(&server_binary());
-        c.args([
-            "server",
-            "--disable-agent",
-            "--disable",
-            "metrics-server,servicelb,local-storage,ingress",
-            "--node-ip",
-            self.ip,
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn,rkube=info")
-        .env_remove("RKUBE_URL")
-        .env_remove("RKUBE_TOKEN");
-        c
-    }
-
-    fn start(&mut self, extra: &[&str]) {
-        let out = std::fs::File::create(self.dir.path().join("server.out")).unwrap();
-        let err = std::fs::File::create(self.dir.path().join("server.err")).unwrap();
-        let child = self
-            .rkube_server(self.dir.path(), extra)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        self.process = Some(child);
-        let ok = wait_until(Duration::from_secs(180), || {
-            if let Some(Ok(Some(status))) = self.process.as_mut().map(Child::try_wait) {
-                panic!("server {} exited ({status}):\n{}", self.ip, self.log_tail());
-            }
-            self.kubectl(&["get", "ns", "default"])
-                .status
-                .success()
-                .then_some(())
-        });
-        assert!(
-            ok.is_some(),
-            "server {} not serving:\n{}",
-            self.ip,
-            self.log_tail()
-        );
-    }
-
-    fn log_tail(&self) -> String {
-        let err = std::fs::read_to_string(self.dir.path().join("server.err")).unwrap_or_default();
-        let lines: Vec<&str> = err.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.as_ref().unwrap().id()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig.yaml"))
-            .args(["--request-timeout", "10s"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} on {}: {}",
-            self.ip,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn get(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.kubectl(args).stdout)
-            .trim()
-            .to_string()
-    }
-
-    /// A join that must fail: its error output.
-    fn refused_join(&self, token: &str) -> String {
-        let dir = tempfile::Builder::new()
-            .prefix("rkube-ha-refused")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut child = self
-            .rkube_server(dir.path(), &["--server", FIRST, "--token", token])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let exited = wait_until(Duration::from_secs(60), || child.try_wait().unwrap());
-        if exited.is_none() {
-            let _ = child.kill();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(!out.status.success(), "a bad join was not refused");
-        assert!(
-            !dir.path().join("db/etcd/member").exists(),
-            "a refused join started an etcd member"
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &p.id().to_string()])
-                .status();
-            let stopped = wait_until(Duration::from_secs(20), || p.try_wait().ok().flatten());
-            if stopped.is_none() {
-                let _ = p.kill();
-                let _ = p.wait();
-            }
-        }
-        kill_leftovers(self.dir.path());
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
 
 /// Sets the flag when dropped.
 struct StopOnDrop<'a>(&'a AtomicBool);
@@ -199,74 +43,6 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-/// The switch namespace's holder, ended with the test.
-struct Switch(Child);
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Whether any process still runs etcd from `dir`.
-fn etcd_running(dir: &Path) -> bool {
-    let needle = format!("--data-dir={}", dir.join("db/etcd").display());
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        String::from_utf8_lossy(&cmd).contains(&needle)
-    })
-}
-
-/// A new network namespace (its holder) linked to the switch's bridge by port `n`, with
-/// `ip`/24 on its `eth0`.
-fn attach(switch: &Child, n: usize, ip: &str) -> Child {
-    let holder = holder("ip link set lo up && echo ready && exec sleep 1000000");
-    let script = format!(
-        "ip link add port{n} type veth peer name port{n}-peer && \
-         ip link set port{n} master lab0 && ip link set port{n} up && \
-         ip link set port{n}-peer netns {}",
-        holder.id()
-    );
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", switch.id()))
-        .args(["--", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", holder.id()))
-        .args(["--", "sh", "-c"])
-        .arg(format!(
-            "ip link set port{n}-peer name eth0 && ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
-        ))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    holder
-}
-
-/// The lab: a switch namespace with bridge `lab0`, and three server namespaces on it.
-fn lab() -> (Switch, Vec<Server>) {
-    let switch = holder(
-        "ip link add lab0 type bridge && ip link set lab0 up && echo ready && exec sleep 1000000",
-    );
-    let servers = IPS
-        .iter()
-        .enumerate()
-        .map(|(n, ip)| Server {
-            ip,
-            dir: tempfile::Builder::new()
-                .prefix("rkube-ha")
-                .tempdir_in("/tmp")
-                .unwrap(),
-            holder: attach(&switch, n, ip),
-            process: None,
-        })
-        .collect();
-    (Switch(switch), servers)
 }
 
 /// `rkube agent --server https://SERVER_IP:6443 --token TOKEN` as node [`AGENT`] in the
@@ -319,24 +95,6 @@ fn kubectl_via_lb(agent: &harness::Agent, kubeconfig: &Path, args: &[&str]) -> O
         .args(args)
         .output()
         .unwrap()
-}
-
-/// A copy of the kubeconfig at `from` whose clusters point at `url`.
-fn kubeconfig_for(from: &Path, to: &Path, url: &str) {
-    let text = std::fs::read_to_string(from).unwrap();
-    let mut replaced = 0;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| match l.split_once("server: ") {
-            Some((indent, _)) if indent.trim().is_empty() => {
-                replaced += 1;
-                format!("{indent}server: {url}")
-            }
-            _ => l.to_string(),
-        })
-        .collect();
-    assert!(replaced > 0, "no server in {}", from.display());
-    std::fs::write(to, lines.join("\n") + "\n").unwrap();
 }
 
 /// The servers the agent's load balancer keeps in its data dir.

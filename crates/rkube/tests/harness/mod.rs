@@ -2,9 +2,12 @@
 //! agent_cli.rs), and a real node, `rkube server` with its agent and containerd in a network
 //! namespace of the test's own (services_e2e.rs, crictl.rs), stopped and cleaned up on drop;
 //! for more than two nodes, its namespace is the switch the others link to
-//! (`Node::new_switched`, `Node::add_port`: node_failure_e2e.rs).
+//! (`Node::new_switched`, `Node::add_port`: node_failure_e2e.rs); three control-plane
+//! servers on one bridge (`ha_lab`: ha_e2e.rs, ha_bench.rs).
 //! (Not `common`: that name is the rkube-common crate's, whose `ci::skip` the tests call.)
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test uses its own part
+
+pub mod ha_lab;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
