@@ -311,7 +311,27 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The compiled-in types' JSON schemas (src/schemas.rs), compressed into the binary: about a
+/// tenth of their size.
+fn compress_schema_table() {
+    use std::io::Write as _;
+    const TABLE: &str = "schemas/builtin.json";
+    println!("cargo:rerun-if-changed={TABLE}");
+    // Missing only before the first generation (the generating test needs the crate built).
+    let text = std::fs::read(TABLE).unwrap_or_else(|_| {
+        println!("cargo:warning={TABLE} is missing: the built-in kinds have no schemas");
+        br#"{"roots": {}, "defs": {}}"#.to_vec()
+    });
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let out = z.write_all(&text).and_then(|()| z.finish());
+    let out = out.unwrap_or_else(|e| panic!("compressing {TABLE}: {e}"));
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|e| panic!("{e}")))
+        .join("builtin_schemas.json.z");
+    std::fs::write(&dest, out).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
+}
+
 fn main() {
+    compress_schema_table();
     println!("cargo:rerun-if-changed={SCHEMA_DIR}");
     let root = Path::new(SCHEMA_DIR);
     let mut paths = Vec::new();

@@ -41,6 +41,7 @@ pub mod registry;
 pub mod request_info;
 pub mod resources;
 mod scale;
+pub mod schemas;
 pub mod selector;
 pub mod server;
 mod service_alloc;

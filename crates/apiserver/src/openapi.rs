@@ -74,6 +74,8 @@ type Documents = Vec<(String, Bytes, String)>;
 fn documents(catalog: &Catalog) -> Arc<Documents> {
     static DOCS: Derived<Documents> = Derived::new();
     DOCS.get(|| {
+        // One parse of the schema table for every group-version's document.
+        let _table = crate::schemas::table();
         group_versions(catalog)
             .into_iter()
             .map(|(g, v)| {
@@ -315,27 +317,18 @@ fn build_v2(catalog: &Catalog) -> Value {
     // `k8s-openapi` types: list metadata, deletes' options and results, patch bodies, and
     // the scale and binding subresources' kinds.
     {
-        use k8s_openapi::api::{autoscaling::v1::Scale, core::v1::Binding};
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+        use crate::schemas::{BINDING, DELETE_OPTIONS, LIST_META, PATCH, SCALE, STATUS};
+        let table = crate::schemas::table();
         let extras = [
-            (crate::typed::schema_as::<meta::ListMeta>(), None),
-            (crate::typed::schema_as::<meta::DeleteOptions>(), None),
-            (crate::typed::schema_as::<meta::Patch>(), None),
-            (
-                crate::typed::schema_as::<meta::Status>(),
-                Some(("", "v1", "Status")),
-            ),
-            (
-                crate::typed::schema_as::<Scale>(),
-                Some(("autoscaling", "v1", "Scale")),
-            ),
-            (
-                crate::typed::schema_as::<Binding>(),
-                Some(("", "v1", "Binding")),
-            ),
+            (LIST_META, None),
+            (DELETE_OPTIONS, None),
+            (PATCH, None),
+            (STATUS, Some(("", "v1", "Status"))),
+            (SCALE, Some(("autoscaling", "v1", "Scale"))),
+            (BINDING, Some(("", "v1", "Binding"))),
         ];
-        for (schema, gvk) in extras {
-            let Value::Object(schema) = schema else {
+        for (name, gvk) in extras {
+            let Some(Value::Object(schema)) = table.schema(name) else {
                 continue;
             };
             let gvk = gvk.map(|(g, v, k)| json!({"group": g, "version": v, "kind": k}));

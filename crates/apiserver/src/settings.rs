@@ -50,7 +50,9 @@ impl k8s_openapi::Resource for PodPreset {
 }
 
 // The schema by hand (as k8s-openapi writes its own), under Kubernetes' definition names and
-// with upstream's field descriptions, which `kubectl explain` shows.
+// with upstream's field descriptions, which `kubectl explain` shows; generated into
+// `schemas/builtin.json` with the other kinds' (crate::schemas).
+#[cfg(feature = "schemas")]
 impl schemars::JsonSchema for PodPreset {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "io.k8s.api.settings.v1alpha1.PodPreset".into()
@@ -83,6 +85,7 @@ impl schemars::JsonSchema for PodPreset {
     }
 }
 
+#[cfg(feature = "schemas")]
 impl schemars::JsonSchema for PodPresetSpec {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "io.k8s.api.settings.v1alpha1.PodPresetSpec".into()

@@ -21,7 +21,9 @@ enum Codec {
     /// Built in: decoded into the type and encoded again (the normalized object).
     Type {
         round_trip: fn(&Value) -> Result<Value, String>,
-        schema: fn() -> Value,
+        /// `schema_for!` of the type, for generating [`crate::schemas`]' table.
+        #[cfg(feature = "schemas")]
+        generate: fn() -> Value,
     },
     /// Defined at run time: pruned by a schema.
     Schema(Box<dyn SchemaCodec>),
@@ -40,13 +42,23 @@ pub trait SchemaCodec: Send + Sync {
 impl Typed {
     pub fn of<T>() -> Self
     where
-        T: serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
+        T: serde::Serialize + serde::de::DeserializeOwned + crate::schemas::Source,
     {
         Typed {
             codec: Codec::Type {
                 round_trip: round_trip_as::<T>,
-                schema: schema_as::<T>,
+                #[cfg(feature = "schemas")]
+                generate: || serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default(),
             },
+        }
+    }
+
+    /// The type's schema as `schema_for!` makes it (a built-in kind; generating the table).
+    #[cfg(feature = "schemas")]
+    pub fn generate(&self) -> Option<Value> {
+        match &self.codec {
+            Codec::Type { generate, .. } => Some(generate()),
+            Codec::Schema(_) => None,
         }
     }
 
@@ -70,10 +82,14 @@ impl Typed {
         }
     }
 
-    fn schema(&self) -> Value {
+    fn schema(&self, info: &ResourceInfo) -> Option<Value> {
         match &self.codec {
-            Codec::Type { schema, .. } => schema(),
-            Codec::Schema(c) => c.schema(),
+            Codec::Type { .. } => crate::schemas::table().schema(&crate::schemas::kind_key(
+                info.group,
+                info.version,
+                info.kind,
+            )),
+            Codec::Schema(c) => Some(c.schema()),
         }
     }
 }
@@ -86,14 +102,9 @@ fn round_trip_as<T: serde::Serialize + serde::de::DeserializeOwned>(
     serde_json::to_value(t).map_err(|e| e.to_string())
 }
 
-/// The JSON schema of `T`, with `$defs` for the types it refers to.
-pub fn schema_as<T: schemars::JsonSchema>() -> Value {
-    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
-}
-
 /// The kind's JSON schema (with `$defs`), from its type or CRD.
 pub fn json_schema(info: &ResourceInfo) -> Option<Value> {
-    crate::kinds::of(info).typed().map(Typed::schema)
+    crate::kinds::of(info).typed().and_then(|t| t.schema(info))
 }
 
 /// A step of a field path: a key or a list index.

@@ -82,6 +82,8 @@ impl Shapes {
             roots: HashMap::new(),
         };
         let mut ids: HashMap<String, usize> = HashMap::new();
+        // One parse of the schema table for all kinds.
+        let _table = crate::schemas::table();
         for info in crate::resources::all() {
             // Only compiled-in types: Go writes zero values for its structs, custom
             // kinds are stored as sent.

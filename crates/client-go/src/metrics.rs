@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ListMeta, ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 /// `metrics.k8s.io`.
 pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
@@ -88,109 +89,100 @@ pub struct MetricValueList {
 
 // The schemas by hand (as k8s-openapi writes its own), under the definition names
 // metrics-server publishes, with the API's field descriptions that `kubectl explain` shows.
+// They refer to k8s-openapi's definitions (`#/$defs/...`), which the API server's schema
+// table adds (`apiserver::schemas::Table::with_defs`).
 
 const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
 const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 const METADATA_DOC: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 const TIMESTAMP_DOC: &str = "The following fields define time interval from which metrics were collected from the interval [Timestamp-Window, Timestamp].";
 const USAGE_DOC: &str = "The memory usage is the memory working set.";
+const JSON_SCHEMA: &str = "https://json-schema.org/draft/2020-12/schema";
+const CONTAINER_METRICS: &str = "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics";
 
-fn described(mut s: schemars::Schema, d: &str) -> schemars::Schema {
-    s.ensure_object().insert("description".into(), d.into());
-    s
+/// A reference to k8s-openapi's definition `name`, with a description.
+fn described(name: &str, d: &str) -> Value {
+    json!({"$ref": format!("#/$defs/{name}"), "description": d})
 }
 
 /// What both metrics kinds start with: apiVersion, kind, metadata, timestamp, window.
-fn metrics_properties(
-    g: &mut schemars::SchemaGenerator,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut props = serde_json::Map::new();
+fn metrics_properties() -> Map<String, Value> {
+    let mut props = Map::new();
     props.insert(
         "apiVersion".into(),
-        serde_json::json!({"description": API_VERSION_DOC, "type": "string"}),
+        json!({"description": API_VERSION_DOC, "type": "string"}),
     );
     props.insert(
         "kind".into(),
-        serde_json::json!({"description": KIND_DOC, "type": "string"}),
+        json!({"description": KIND_DOC, "type": "string"}),
     );
     props.insert(
         "metadata".into(),
-        described(g.subschema_for::<ObjectMeta>(), METADATA_DOC).into(),
+        described(
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            METADATA_DOC,
+        ),
     );
     props.insert(
         "timestamp".into(),
-        described(g.subschema_for::<Time>(), TIMESTAMP_DOC).into(),
+        described("io.k8s.apimachinery.pkg.apis.meta.v1.Time", TIMESTAMP_DOC),
     );
-    props.insert("window".into(), serde_json::json!({"type": "string"}));
+    props.insert("window".into(), json!({"type": "string"}));
     props
 }
 
-fn usage_schema(g: &mut schemars::SchemaGenerator) -> serde_json::Value {
-    serde_json::json!({
+fn usage_schema() -> Value {
+    json!({
         "description": USAGE_DOC,
         "type": "object",
-        "additionalProperties": g.subschema_for::<Quantity>(),
+        "additionalProperties": {"$ref": "#/$defs/io.k8s.apimachinery.pkg.api.resource.Quantity"},
     })
 }
 
-impl schemars::JsonSchema for NodeMetrics {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics".into()
-    }
-
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let mut props = metrics_properties(g);
-        props.insert("usage".into(), usage_schema(g));
-        schemars::json_schema!({
-            "description": "NodeMetrics sets resource usage metrics of a node.",
-            "type": "object",
-            "required": ["timestamp", "window", "usage"],
-            "properties": props,
-        })
-    }
+/// NodeMetrics' schema (its root; k8s-openapi's definitions it refers to are not included).
+pub fn node_metrics_schema() -> Value {
+    let mut props = metrics_properties();
+    props.insert("usage".into(), usage_schema());
+    json!({
+        "description": "NodeMetrics sets resource usage metrics of a node.",
+        "type": "object",
+        "required": ["timestamp", "window", "usage"],
+        "properties": props,
+        "title": "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics",
+        "$schema": JSON_SCHEMA,
+    })
 }
 
-impl schemars::JsonSchema for ContainerMetrics {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics".into()
-    }
-
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "ContainerMetrics sets resource usage metrics of a container.",
-            "type": "object",
-            "required": ["name", "usage"],
-            "properties": {
-                "name": {"description": "Container name corresponding to the one from pod.spec.containers.", "type": "string"},
-                "usage": usage_schema(g),
-            },
-        })
-    }
-}
-
-impl schemars::JsonSchema for PodMetrics {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics".into()
-    }
-
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let mut props = metrics_properties(g);
-        props.insert(
-            "containers".into(),
-            serde_json::json!({
-                "description": "Metrics for all containers are collected within the same time window.",
-                "type": "array",
-                "items": g.subschema_for::<ContainerMetrics>(),
-                "x-kubernetes-list-type": "atomic",
-            }),
-        );
-        schemars::json_schema!({
-            "description": "PodMetrics sets resource usage metrics of a pod.",
-            "type": "object",
-            "required": ["timestamp", "window", "containers"],
-            "properties": props,
-        })
-    }
+/// PodMetrics' schema, with ContainerMetrics in its `$defs`.
+pub fn pod_metrics_schema() -> Value {
+    let mut props = metrics_properties();
+    props.insert(
+        "containers".into(),
+        json!({
+            "description": "Metrics for all containers are collected within the same time window.",
+            "type": "array",
+            "items": {"$ref": format!("#/$defs/{CONTAINER_METRICS}")},
+            "x-kubernetes-list-type": "atomic",
+        }),
+    );
+    let container = json!({
+        "description": "ContainerMetrics sets resource usage metrics of a container.",
+        "type": "object",
+        "required": ["name", "usage"],
+        "properties": {
+            "name": {"description": "Container name corresponding to the one from pod.spec.containers.", "type": "string"},
+            "usage": usage_schema(),
+        },
+    });
+    json!({
+        "description": "PodMetrics sets resource usage metrics of a pod.",
+        "type": "object",
+        "required": ["timestamp", "window", "containers"],
+        "properties": props,
+        "title": "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics",
+        "$schema": JSON_SCHEMA,
+        "$defs": {CONTAINER_METRICS: container},
+    })
 }
 
 /// k8s-openapi's `Resource`, `ListableResource` and `Metadata` for a metrics kind, which give

@@ -193,12 +193,12 @@ impl LocalApiService for ResourceMetricsApi {
 
     fn schema(&self, _version: &str, kind: &str) -> Option<Value> {
         match kind {
-            "NodeMetrics" => Some(apiserver::aggregator::schema_as::<
-                client_go::metrics::NodeMetrics,
-            >()),
-            "PodMetrics" => Some(apiserver::aggregator::schema_as::<
-                client_go::metrics::PodMetrics,
-            >()),
+            "NodeMetrics" => Some(
+                apiserver::schemas::table().with_defs(client_go::metrics::node_metrics_schema()),
+            ),
+            "PodMetrics" => Some(
+                apiserver::schemas::table().with_defs(client_go::metrics::pod_metrics_schema()),
+            ),
             _ => None,
         }
     }
@@ -237,5 +237,36 @@ impl LocalApiService for CustomMetricsApi {
             ApiError::new(503, "ServiceUnavailable", "the metrics server is starting")
         })?;
         custom::get(&self.0.series, &sources.pods.list(), &req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// `kubectl explain podmetrics` needs the kind's schema and every definition it refers
+    /// to, k8s-openapi's (from the API server's table) and the metrics API's own.
+    #[test]
+    fn metrics_schemas_carry_the_definitions_they_refer_to() {
+        let table = apiserver::schemas::table();
+        let pod = table.with_defs(client_go::metrics::pod_metrics_schema());
+        let defs = pod["$defs"].as_object().unwrap();
+        for name in [
+            "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
+            // Only ContainerMetrics refers to it: definitions' own references are followed.
+            "io.k8s.apimachinery.pkg.api.resource.Quantity",
+            // ObjectMeta's.
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry",
+        ] {
+            assert!(defs.contains_key(name), "{name} missing: {:?}", defs.keys());
+        }
+        let node = table.with_defs(client_go::metrics::node_metrics_schema());
+        assert_eq!(
+            node["title"],
+            "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics"
+        );
+        assert!(node["$defs"]["io.k8s.apimachinery.pkg.api.resource.Quantity"].is_object());
     }
 }

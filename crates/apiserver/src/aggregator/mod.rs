@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How a local API service makes its kinds' schemas.
-pub use crate::typed::schema_as;
-
 use async_trait::async_trait;
 use http::Method;
 use serde_json::Value;
@@ -61,7 +59,8 @@ pub trait LocalApiService: Send + Sync {
         None
     }
     /// The OpenAPI schema of a kind it serves at `version` (`kubectl explain`), as
-    /// [`schema_as`] makes them; `None`: an object of unknown fields.
+    /// `schemars::schema_for!` would make them (with `$defs`: [`crate::schemas::Table::with_defs`]);
+    /// `None`: an object of unknown fields.
     fn schema(&self, _version: &str, _kind: &str) -> Option<Value> {
         None
     }

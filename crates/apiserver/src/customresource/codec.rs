@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use apiextensions::schema::Structural;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
-const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+use crate::schemas::OBJECT_META;
 
 pub struct SchemaCodec {
     schema: Arc<Structural>,
@@ -37,7 +36,9 @@ impl SchemaCodec {
         if !root.is_object() {
             root = json!({});
         }
-        let meta = crate::typed::schema_as::<ObjectMeta>();
+        let meta = crate::schemas::table()
+            .schema(crate::schemas::OBJECT_META)
+            .unwrap_or_default();
         let mut defs = meta
             .get("$defs")
             .and_then(Value::as_object)

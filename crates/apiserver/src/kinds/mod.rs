@@ -79,7 +79,7 @@ impl KindRegistration {
         T: k8s_openapi::Resource
             + serde::Serialize
             + serde::de::DeserializeOwned
-            + schemars::JsonSchema,
+            + crate::schemas::Source,
         T::Scope: Scope,
     {
         let mut kind = Self::untyped(ResourceInfo::of::<T>());
