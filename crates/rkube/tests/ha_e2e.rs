@@ -1,20 +1,21 @@
 //! A highly available control plane, as a user builds it with three commands: `rkube server
-//! --cluster-init` on one machine, `rkube server --server https://FIRST:6443 --token K10...`
-//! on two more. Each server runs in a network namespace of the test's own, all linked to one
-//! bridge (10.99.0.1-3), with `--disable-agent` (control plane only). Checked with kubectl:
-//! every server serves and sees the others' writes; the `kubernetes` Service lists all three;
-//! joins with a wrong token, another CA's hash or an agent's token are refused; the server
-//! holding the controller-manager lease is SIGKILLed (its etcd member dies with it) while a
-//! client writes ConfigMaps through the other two: no acknowledged write is lost, another
-//! server takes the lease and reconciles a new Deployment, and etcd keeps serving. The
-//! failover time and the writers' longest gap are printed, never asserted. Where a node can
-//! run (containerd, runc, nft, the CNI bridge plugin), an `rkube agent --server
-//! https://LEADER:6443 --token ...` joins from a fourth namespace (10.99.0.4) before the
-//! kill: its load balancer (127.0.0.1:6444) learns all three servers from the `kubernetes`
-//! EndpointSlice and keeps them in its data dir; after the kill, kubectl through that port
-//! still works and the node's Lease is still renewed; restarted while its `--server` is
-//! still dead, the agent reaches the survivors through the servers it kept. Needs root, etcd
-//! (Debian's etcd-server) and kubectl.
+//! --cluster-init` on one machine, `rkube server --server https://FIRST:6443 --token
+//! K10...` on two more. Each server runs in a network namespace of the test's own, all
+//! linked to one bridge (10.99.0.1-3), with `--disable-agent` (control plane only). Checked
+//! with kubectl: every server serves and sees the others' writes; the `kubernetes` Service
+//! lists all three; the second server joins as soon as the first's banner names its token
+//! (waiting out the first's RBAC still applying); joins with a wrong token, another CA's
+//! hash or an agent's token are refused, at once; the server holding the controller-manager
+//! lease is SIGKILLed (its etcd member dies with it) while a client writes ConfigMaps
+//! through the other two: no acknowledged write is lost, another server takes the lease and
+//! reconciles a new Deployment, and etcd keeps serving. The failover time and the writers'
+//! longest gap are printed, never asserted. Where a node can run (containerd, runc, nft,
+//! the CNI bridge plugin), an `rkube agent --server https://LEADER:6443 --token ...` joins
+//! from a fourth namespace (10.99.0.4) before the kill: its load balancer (127.0.0.1:6444)
+//! learns all three servers from the `kubernetes` EndpointSlice and keeps them in its data
+//! dir; after the kill, kubectl through that port still works and the node's Lease is still
+//! renewed; restarted while its `--server` is still dead, the agent reaches the survivors
+//! through the servers it kept. Needs root, etcd (Debian's etcd-server) and kubectl.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod harness;
@@ -179,12 +180,29 @@ fn three_servers_survive_losing_the_leader() {
     let started = Instant::now();
     servers[0].start(&["--cluster-init"]);
     let first_up = started.elapsed();
+    // Its banner names the token file once the join bundle is published.
+    let banner = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(servers[0].dir.path().join("server.out"))
+            .ok()
+            .filter(|out| out.contains("server token (joins servers"))
+    });
+    assert!(banner.is_some(), "no server token banner");
     let token_file = servers[0].dir.path().join("token");
     let token = std::fs::read_to_string(&token_file)
         .unwrap()
         .trim()
         .to_string();
     assert!(token.starts_with("K10"), "{token}");
+
+    // The second server joins right away, as a script does: while the first's RBAC for the
+    // server token is still applying, the join waits for it (a 403) instead of failing.
+    let mut join_times = Vec::new();
+    let t = Instant::now();
+    servers[1].start(&["--server", FIRST, "--token", &token]);
+    join_times.push(t.elapsed());
+    let second_waited = std::fs::read_to_string(servers[1].dir.path().join("server.err"))
+        .unwrap_or_default()
+        .contains("waiting for the first server to publish its join bundle");
     // The member answers only TLS clients with the etcd CA's certificates, on loopback too:
     // plain HTTP gets no etcd answer, and HTTPS without a client certificate is refused.
     let plain = servers[0]
@@ -206,13 +224,25 @@ fn three_servers_survive_losing_the_leader() {
     }
     assert!(ca.exists(), "no etcd CA at {}", ca.display());
 
-    // Refused joins, before anything joins: a wrong secret, another CA, an agent's token.
+    // Refused joins: a wrong secret, another CA, an agent's token. At once: only a first
+    // server still starting is waited for (up to a minute), not a token that cannot work.
+    let refused_within = Duration::from_secs(20);
+    let refused = |token: &str| {
+        let t = Instant::now();
+        let err = servers[2].refused_join(token);
+        assert!(
+            t.elapsed() < refused_within,
+            "refused after {:.1?}: {err}",
+            t.elapsed()
+        );
+        err
+    };
     let (hash_part, bootstrap) = token.split_once("::").unwrap();
     let id = bootstrap.split('.').next().unwrap();
-    let err = servers[2].refused_join(&format!("{hash_part}::{id}.0000000000000000"));
+    let err = refused(&format!("{hash_part}::{id}.0000000000000000"));
     assert!(err.contains("refused the token"), "{err}");
     let other_ca = format!("K10{}::{bootstrap}", "ab".repeat(32));
-    let err = servers[2].refused_join(&other_ca);
+    let err = refused(&other_ca);
     assert!(err.contains("refusing to join"), "{err}");
     let out = servers[0]
         .cmd(&server_binary())
@@ -222,16 +252,13 @@ fn three_servers_survive_losing_the_leader() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let agent_token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let err = servers[2].refused_join(&agent_token);
+    let err = refused(&agent_token);
     assert!(err.contains("not a server token"), "{err}");
 
-    // Two more servers join, one after the other (etcd takes one learner at a time).
-    let mut join_times = Vec::new();
-    for s in &mut servers[1..] {
-        let t = Instant::now();
-        s.start(&["--server", FIRST, "--token", &token]);
-        join_times.push(t.elapsed());
-    }
+    // The third server joins (etcd takes one learner at a time).
+    let t = Instant::now();
+    servers[2].start(&["--server", FIRST, "--token", &token]);
+    join_times.push(t.elapsed());
 
     // Every server serves, and sees what was written through the others.
     for (i, s) in servers.iter().enumerate() {
@@ -531,6 +558,14 @@ fn three_servers_survive_losing_the_leader() {
             n + 2
         );
     }
+    println!(
+        "server 2, started right after the first's banner, waited for its join bundle: {}",
+        if second_waited {
+            "yes"
+        } else {
+            "no (already readable)"
+        }
+    );
     println!(
         "failover: SIGKILL of the leader to the new leader's first reconcile (a Deployment's ReplicaSet): {failover:.1?}"
     );

@@ -8,13 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use ring::aead;
+use tokio::time::Instant;
 
 use crate::join::JoinToken;
 
@@ -169,30 +172,22 @@ pub async fn publish(
     Ok(())
 }
 
+/// How long a joining server waits for a first server that is still starting: its API may
+/// not listen yet, and it publishes the bundle and the RBAC that lets the server token read
+/// it only once serving, which the authorizer applies a moment later. Long enough for a
+/// joiner started right after the first server, short enough that a wrong `--server` fails
+/// while its user still waits for it.
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(60);
+/// The first pause between tries, doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Fetches the bundle from `server` with the server token (the CA checked against the
 /// token's hash before the token is sent) and writes its files into `data_dir`. A data dir
-/// that already has another cluster's CA is refused.
+/// that already has another cluster's CA is refused. Waits (up to [`WAIT_FOR_FIRST`]) while
+/// the answers are a still-starting first server's; a wrong token or CA fails at once.
 pub async fn fetch(server: &str, token: &JoinToken, data_dir: &Path) -> anyhow::Result<()> {
-    let ca_pem = crate::join::fetch_ca(server, &token.ca_hash).await?;
-    let mut config = kube::Config::new(server.parse().context("the server URL")?);
-    config.root_cert = Some(vec![crate::join::pem_to_der(&ca_pem)?]);
-    config.auth_info.token = Some(token.token.clone().into());
-    let client = kube::Client::try_from(config)?;
-    let secret = match Api::<Secret>::namespaced(client, "kube-system")
-        .get(SECRET)
-        .await
-    {
-        Ok(s) => s,
-        Err(kube::Error::Api(e)) if e.code == 401 => bail!(
-            "the server refused the token (401 Unauthorized): it is not this cluster's server token \
-             (<data-dir>/token on the first server)"
-        ),
-        Err(kube::Error::Api(e)) if e.code == 403 => bail!(
-            "the token is not a server token (403 Forbidden reading kube-system/{SECRET}): an agent's \
-             token joins agents only; use <data-dir>/token of a server"
-        ),
-        Err(e) => return Err(e).context(format!("reading kube-system/{SECRET}")),
-    };
+    let (ca_pem, secret) = read_waiting(server, token).await?;
     let sealed = secret
         .data
         .and_then(|mut d| d.remove("bundle"))
@@ -225,6 +220,182 @@ pub async fn fetch(server: &str, token: &JoinToken, data_dir: &Path) -> anyhow::
     }
     tracing::info!(files = bundle.len(), "fetched the cluster's CAs and keys");
     Ok(())
+}
+
+/// Tries [`read_once`] until it succeeds, fails for good, or [`WAIT_FOR_FIRST`] passes (then
+/// its last error is the answer).
+async fn read_waiting(server: &str, token: &JoinToken) -> anyhow::Result<(String, Secret)> {
+    let deadline = Instant::now() + WAIT_FOR_FIRST;
+    let mut pause = RETRY_FIRST;
+    let mut told = false;
+    loop {
+        let err = match read_once(server, token).await {
+            Ok(got) => return Ok(got),
+            Err(Attempt::Fail(e)) => return Err(e),
+            Err(Attempt::Wait(e)) => e,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(err.context(format!(
+                "gave up after waiting {}s for {server}",
+                WAIT_FOR_FIRST.as_secs()
+            )));
+        }
+        if told {
+            tracing::debug!(
+                server,
+                error = %format!("{err:#}"),
+                "still waiting for the join bundle"
+            );
+        } else {
+            tracing::info!(
+                server,
+                error = %format!("{err:#}"),
+                "waiting for the first server to publish its join bundle"
+            );
+            told = true;
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+/// How one try at reading the bundle failed.
+enum Attempt {
+    /// As a first server that is still starting would answer: try again.
+    Wait(anyhow::Error),
+    /// For good (a wrong token or CA, a bad URL, an agent's token, ...).
+    Fail(anyhow::Error),
+}
+
+/// What a failed request says about the server that answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// Connection refused or reset: not listening (yet).
+    Unreachable,
+    /// 503: listening, not ready.
+    Unavailable,
+    /// 401: the token does not authenticate.
+    Unauthorized,
+    /// 403: authenticated, not (yet) allowed.
+    Forbidden,
+    /// 404: not (yet) there.
+    NotFound,
+    /// Anything else, a CA hash mismatch among them.
+    Other,
+}
+
+impl Failure {
+    /// Whether a first server still starting gives this answer; `bundle` for the read of the
+    /// bundle itself (published, and made readable, only once that server serves).
+    fn transient(self, bundle: bool) -> bool {
+        match self {
+            Failure::Unreachable | Failure::Unavailable => true,
+            Failure::Forbidden | Failure::NotFound => bundle,
+            Failure::Unauthorized | Failure::Other => false,
+        }
+    }
+}
+
+/// Classifies an error by the first API status or socket error in its chain.
+fn classify(err: &(dyn std::error::Error + 'static)) -> Failure {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let code = match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => Some(status.code),
+            _ => e.downcast_ref::<kube::core::Status>().map(|s| s.code),
+        };
+        if let Some(code) = code {
+            return match code {
+                401 => Failure::Unauthorized,
+                403 => Failure::Forbidden,
+                404 => Failure::NotFound,
+                503 => Failure::Unavailable,
+                _ => Failure::Other,
+            };
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+            if matches!(
+                io.kind(),
+                ConnectionRefused | ConnectionReset | ConnectionAborted
+            ) {
+                return Failure::Unreachable;
+            }
+        }
+        cause = e.source();
+    }
+    Failure::Other
+}
+
+/// One try: the server's CA (checked against the token's hash), then the sealed bundle.
+async fn read_once(server: &str, token: &JoinToken) -> Result<(String, Secret), Attempt> {
+    let ca_pem = match crate::join::fetch_ca(server, &token.ca_hash).await {
+        Ok(pem) => pem,
+        Err(e) if classify(e.as_ref()).transient(false) => return Err(Attempt::Wait(e)),
+        Err(e) => return Err(Attempt::Fail(e)),
+    };
+    let client = (|| -> anyhow::Result<kube::Client> {
+        let mut config = kube::Config::new(server.parse().context("the server URL")?);
+        config.root_cert = Some(vec![crate::join::pem_to_der(&ca_pem)?]);
+        config.auth_info.token = Some(token.token.clone().into());
+        Ok(kube::Client::try_from(config)?)
+    })()
+    .map_err(Attempt::Fail)?;
+    let err = match Api::<Secret>::namespaced(client.clone(), "kube-system")
+        .get(SECRET)
+        .await
+    {
+        Ok(secret) => return Ok((ca_pem, secret)),
+        Err(e) => e,
+    };
+    let failure = classify(&err);
+    let wait = failure.transient(true);
+    let err = match failure {
+        Failure::Unauthorized => anyhow!(
+            "the server refused the token (401 Unauthorized): it is not this cluster's server token \
+             (<data-dir>/token on the first server)"
+        ),
+        Failure::Forbidden => {
+            // A server token's user is in SERVER_GROUP before the RBAC for it applies; an
+            // agent's never is, and waiting would not change that.
+            if in_server_group(client).await == Some(false) {
+                return Err(Attempt::Fail(not_a_server_token()));
+            }
+            not_a_server_token()
+        }
+        _ => anyhow::Error::new(err).context(format!("reading kube-system/{SECRET}")),
+    };
+    Err(if wait {
+        Attempt::Wait(err)
+    } else {
+        Attempt::Fail(err)
+    })
+}
+
+fn not_a_server_token() -> anyhow::Error {
+    anyhow!(
+        "the token is not a server token (403 Forbidden reading kube-system/{SECRET}): an agent's \
+         token joins agents only; use <data-dir>/token of a server"
+    )
+}
+
+/// Whether the token's user is in [`SERVER_GROUP`], as the server says (SelfSubjectReview,
+/// `kubectl auth whoami`); `None` when it does not say.
+async fn in_server_group(client: kube::Client) -> Option<bool> {
+    match Api::<SelfSubjectReview>::all(client)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+    {
+        Ok(review) => {
+            let groups = review.status?.user_info?.groups.unwrap_or_default();
+            Some(groups.iter().any(|g| g == SERVER_GROUP))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no SelfSubjectReview: cannot tell an agent's token");
+            None
+        }
+    }
 }
 
 fn key(token_secret: &str) -> anyhow::Result<aead::LessSafeKey> {
@@ -280,5 +451,56 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(open("0123456789abcdef", &tampered).is_err());
+    }
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("no", "Because")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_starting_first_server_is_waited_for_a_wrong_token_is_not() {
+        let cases = [
+            (api(401), Failure::Unauthorized, false, false),
+            (api(403), Failure::Forbidden, false, true),
+            (api(404), Failure::NotFound, false, true),
+            (api(503), Failure::Unavailable, true, true),
+            (api(500), Failure::Other, false, false),
+        ];
+        for (err, failure, ca, bundle) in cases {
+            // As fetch_ca and read_once see them: wrapped in context.
+            let err = anyhow::Error::new(err).context("reading kube-system/cluster-info");
+            assert_eq!(classify(err.as_ref()), failure, "{err:#}");
+            assert_eq!(failure.transient(false), ca, "{failure:?}");
+            assert_eq!(failure.transient(true), bundle, "{failure:?}");
+        }
+        for kind in [
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::ConnectionReset,
+        ] {
+            let err = anyhow::Error::new(std::io::Error::from(kind)).context("connecting");
+            assert_eq!(classify(err.as_ref()), Failure::Unreachable);
+        }
+        // A CA hash mismatch (fetch_ca's `ensure!`) and a bad URL fail at once.
+        let mismatch = anyhow!("the server's CA is not the one the join token names");
+        assert_eq!(classify(mismatch.as_ref()), Failure::Other);
+        let url = anyhow::Error::new(std::io::Error::other("bad URL"));
+        assert!(!classify(url.as_ref()).transient(true));
+    }
+
+    /// A real client's "connection refused" (nothing listens on a loopback port) is found in
+    /// its error chain, however kube and hyper wrap it.
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = crate::join::fetch_ca(&format!("https://127.0.0.1:{port}"), &"ab".repeat(32))
+            .await
+            .unwrap_err();
+        assert_eq!(classify(err.as_ref()), Failure::Unreachable, "{err:#}");
     }
 }
