@@ -50,6 +50,11 @@ impl JoinToken {
     pub fn format(ca_der: &[u8], token: &str) -> String {
         format!("{PREFIX}{}::{token}", ca_hash(ca_der))
     }
+
+    /// The token as users pass it (`K10<ca-hash>::<id>.<secret>`).
+    pub fn text(&self) -> String {
+        format!("{PREFIX}{}::{}", self.ca_hash, self.token)
+    }
 }
 
 /// SHA-256 of the CA certificate (DER), in hex.

@@ -267,6 +267,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             crate::etcd::bundle::publish(client, &args.store.data_dir, &token)
                 .await
                 .context("publishing the server bootstrap bundle")?;
+            crate::etcd::bundle::save_server_token(&args.store.data_dir, &token)?;
             let _ = writeln!(
                 std::io::stdout(),
                 "server token (joins servers with --server https://{}:{} --token): {}",

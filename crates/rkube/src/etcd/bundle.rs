@@ -40,7 +40,7 @@ const FILES: &[&str] = &[
 ];
 
 /// The server token: `--token` (a whole `K10...` token, or its `<id>.<secret>`), else the one
-/// in `<data-dir>/token`, else a new one; written to `<data-dir>/token` (k3s'
+/// in `<data-dir>/token`, else a new one; [`save_server_token`] writes it there (k3s'
 /// `server/token`) in its full form.
 pub fn server_token(data_dir: &Path, given: Option<&str>) -> anyhow::Result<JoinToken> {
     let ca = std::fs::read_to_string(apiserver::pki::Pki::new(data_dir).ca_cert())
@@ -64,8 +64,13 @@ pub fn server_token(data_dir: &Path, given: Option<&str>) -> anyhow::Result<Join
         token.ca_hash == crate::join::ca_hash(&ca_der),
         "the server token names another CA than this server's"
     );
-    apiserver::pki::write_secret(&path, &format!("{}\n", text.trim()))?;
     Ok(token)
+}
+
+/// Writes the server token to `<data-dir>/token`: after [`publish`], so that whoever joins
+/// as soon as the file appears finds the token known to the cluster.
+pub fn save_server_token(data_dir: &Path, token: &JoinToken) -> anyhow::Result<()> {
+    apiserver::pki::write_secret(&data_dir.join("token"), &format!("{}\n", token.text()))
 }
 
 /// Publishes the token's bootstrap Secret (no expiry, with [`SERVER_GROUP`]), the Role that
