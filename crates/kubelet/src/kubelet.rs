@@ -103,6 +103,8 @@ impl Kubelet {
                 node_milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
                 tokens: Default::default(),
                 node_name: cfg.node_name.clone(),
+                events: client_go::events::Recorder::new(client.clone(), "kubelet")
+                    .with_host(cfg.node_name.clone()),
             }),
             runtime_name: version.runtime_name.clone(),
             host_ip: facts.host_ip.clone(),

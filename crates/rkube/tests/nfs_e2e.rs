@@ -6,8 +6,9 @@
 //! path a node takes. A ReadWriteMany PV with `nfs:` bound to a claim, two pods seeing each
 //! other's writes through their own mounts, the data in the server's export directory, an
 //! inline read-only `nfs` volume, upstream's FailedMount event for an export the server
-//! does not have, mounts serving on across an agent restart, and every mount (and its
-//! helper) gone once the pods are. Needs root,
+//! does not have, mounts serving on across an agent restart, a mount whose helper was killed
+//! mounted again for the pod's restarted container (a `VolumeRemounted` event), and every
+//! mount (and its helper) gone once the pods are. Needs root,
 //! containerd, runc, nft, the CNI plugins, /dev/fuse and ganesha (`nfs-ganesha`,
 //! `nfs-ganesha-vfs`, `rpcbind`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
@@ -91,6 +92,21 @@ fn helpers(node: &Node) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Pids of the `rkube nfs-mount` helpers serving mounts of pod `uid`.
+fn helper_pids(node: &Node, uid: &str) -> Vec<u32> {
+    let dir = node.dir.path().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.contains("nfs-mount") && cmd.contains(&dir) && cmd.contains(uid)).then_some(pid)
+        })
+        .collect()
 }
 
 #[test]
@@ -222,6 +238,60 @@ fn nfs_volumes_shared_between_pods_through_a_real_server() {
         },
     );
 
+    // A mount's helper killed (as the OOM killer would): the pod's container sees the mount
+    // broken and exits; at its next sync the kubelet finds the helper gone, mounts again, and
+    // the restarted container reads the export.
+    node.apply(&pod(
+        "healer",
+        claim,
+        "cat /data/shared.txt; while cat /data/shared.txt >/dev/null; do sleep 0.5; done; \
+         echo mount-broken; exit 1",
+    ));
+    wait_running(&node, "healer", 90);
+    wait_log(&node, "healer", "from-writer", 30);
+    let uid = get(
+        &node,
+        &["get", "pod", "healer", "-o", "jsonpath={.metadata.uid}"],
+    );
+    let helper = helper_pids(&node, &uid);
+    assert_eq!(helper.len(), 1, "the healer's helper: {helper:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &helper[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    node.eventually(90, "healer restarted, reading the export again", || {
+        let restarts = get(
+            &node,
+            &[
+                "get",
+                "pod",
+                "healer",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].restartCount}",
+            ],
+        );
+        let out = node.kubectl(&["exec", "healer", "--", "cat", "/data/shared.txt"]);
+        (restarts != "0" && String::from_utf8_lossy(&out.stdout) == "from-writer\n").then_some(())
+    });
+    // The first container saw the dead mount; the kubelet said what it did.
+    assert!(
+        get(&node, &["logs", "healer", "--previous"]).contains("mount-broken"),
+        "{}",
+        get(&node, &["logs", "healer", "--previous"])
+    );
+    let event = node.event_messages(30, "healer", "VolumeRemounted");
+    assert!(
+        event.contains("remounted volume \"data\"") && event.contains("rkube nfs-mount"),
+        "{event}"
+    );
+    let new_helper = helper_pids(&node, &uid);
+    assert!(
+        new_helper.len() == 1 && new_helper != helper,
+        "{helper:?} -> {new_helper:?}"
+    );
+    assert_eq!(nfs_mounts(&node).len(), 4, "{:#?}", nfs_mounts(&node));
+
     // Pods gone: their mounts and the helpers serving them too.
     node.ok(&[
         "delete",
@@ -230,6 +300,7 @@ fn nfs_volumes_shared_between_pods_through_a_real_server() {
         "reader",
         "inline",
         "missing",
+        "healer",
         "--grace-period=0",
     ]);
     node.eventually(60, "the NFS mounts gone", || {

@@ -6,9 +6,10 @@
 //! `<data-dir>/storage`, mounted by the kubelet into busybox pods; data kept across pods,
 //! StatefulSet ordinals keeping their own volume across pod deletion, a generic ephemeral
 //! volume living and dying with its pod, read-only and subPath mounts, a claim that is not
-//! bound keeping its pod in ContainerCreating with upstream's FailedMount event, and the
-//! directories of deleted volumes removed by the kubelet's sweep. Needs root, containerd,
-//! runc, nft and the CNI plugins.
+//! bound keeping its pod in ContainerCreating with upstream's FailedMount event, a claim in
+//! use expanded (CAPACITY follows the request, no condition left; refused for a class not
+//! allowing it), and the directories of deleted volumes removed by the kubelet's sweep.
+//! Needs root, containerd, runc, nft and the CNI plugins.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 mod harness;
@@ -60,6 +61,17 @@ const EPHEMERAL: &str = r#"{"apiVersion": "v1", "kind": "Pod",
     "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
       "spec": {"storageClassName": "local-path", "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "8Mi"}}}}}}]}}"#;
+
+/// A local-path class allowing expansion, and a claim of it.
+const EXPANDABLE: &str = r#"{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+  "metadata": {"name": "expandable"}, "provisioner": "rancher.io/local-path",
+  "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete",
+  "allowVolumeExpansion": true}
+---
+{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+  "metadata": {"name": "grow", "namespace": "default"},
+  "spec": {"storageClassName": "expandable", "accessModes": ["ReadWriteOnce"],
+    "resources": {"requests": {"storage": "16Mi"}}}}"#;
 
 /// A pod bound to the node directly whose claim no volume will ever satisfy.
 const UNBOUND: &str = r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -251,6 +263,101 @@ fn claims_statefulsets_and_ephemeral_volumes_on_local_path() {
     assert_eq!(node.ok(&["logs", "reader"]), "hello\nnested\nread-only\n");
     node.ok(&["delete", "pod", "reader"]);
     wait_gone(&node, "pod", "reader", 60);
+
+    // Expansion: a claim of a class allowing it, in use by a running pod, asks for more; the
+    // controller grows the volume and asks the node (FileSystemResizePending), the kubelet
+    // finishes (nothing to grow in a directory): CAPACITY follows, no condition is left.
+    node.apply(EXPANDABLE);
+    node.apply(&pod(
+        "grower",
+        "grow",
+        false,
+        "",
+        "echo before > /data/f; exec sleep 3600",
+    ));
+    wait_phase(&node, "grower", "Running", 90);
+    let (grow_pv, _) = volume_dir(&node, "grow");
+    let claim_state = |node: &Node| {
+        get(
+            node,
+            &[
+                "get",
+                "pvc",
+                "grow",
+                "-o",
+                "jsonpath={.spec.resources.requests.storage} {.status.capacity.storage} \
+                 [{.status.conditions}] [{.status.allocatedResourceStatuses}]",
+            ],
+        )
+    };
+    assert_eq!(claim_state(&node), "16Mi 16Mi [] []");
+    node.ok(&[
+        "patch",
+        "pvc",
+        "grow",
+        "-p",
+        r#"{"spec": {"resources": {"requests": {"storage": "32Mi"}}}}"#,
+    ]);
+    let grown = Instant::now();
+    node.eventually(60, "claim grow expanded to 32Mi", || {
+        (claim_state(&node) == "32Mi 32Mi [] []").then_some(())
+    });
+    println!(
+        "claim request raised -> capacity raised: {:?}",
+        grown.elapsed()
+    );
+    let table = get(&node, &["get", "pvc", "grow", "--no-headers"]);
+    let columns: Vec<&str> = table.split_whitespace().collect();
+    // NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS …
+    assert_eq!(columns.get(3), Some(&"32Mi"), "{table}");
+    assert_eq!(
+        get(
+            &node,
+            &[
+                "get",
+                "pv",
+                &grow_pv,
+                "-o",
+                "jsonpath={.spec.capacity.storage}"
+            ]
+        ),
+        "32Mi"
+    );
+    let event = node.event_messages(30, "grower", "FileSystemResizeSuccessful");
+    assert!(
+        event.contains(&format!(
+            "MountVolume.NodeExpandVolume succeeded for volume \"{grow_pv}\""
+        )),
+        "{event}"
+    );
+    assert_eq!(exec(&node, "grower", "cat /data/f"), "before\n");
+    // A class without allowVolumeExpansion (the packaged local-path): the claim stays as it
+    // was, with a warning saying why.
+    node.ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "-p",
+        r#"{"spec": {"resources": {"requests": {"storage": "128Mi"}}}}"#,
+    ]);
+    let event = node.event_messages(60, "data", "VolumeResizeFailed");
+    assert!(event.contains("does not allow volume expansion"), "{event}");
+    assert_eq!(
+        get(
+            &node,
+            &[
+                "get",
+                "pvc",
+                "data",
+                "-o",
+                "jsonpath={.status.capacity.storage} [{.status.conditions}]"
+            ]
+        ),
+        "64Mi []"
+    );
+    node.ok(&["delete", "pod", "grower", "--grace-period=0"]);
+    node.ok(&["delete", "pvc", "grow"]);
+    wait_gone(&node, "pv", &grow_pv, 90);
 
     // A StatefulSet: each ordinal its own claim, kept across the pod's deletion.
     node.apply(STATEFUL_SET);

@@ -6,6 +6,8 @@
 //! - `protection/` — the `kubernetes.io/pvc-protection` and `kubernetes.io/pv-protection`
 //!   finalizers: a claim in use by a pod, or a bound volume, is not removed;
 //! - `ephemeral/` — a claim `<pod>-<volume>` for each generic ephemeral volume, owned by its pod;
+//! - `expand/` — a bound claim whose request grew gets its volume's capacity raised and the
+//!   node's step asked for (`FileSystemResizePending`), which the kubelet completes;
 //! - `localpath/` — provisions claims of `rancher.io/local-path` classes as `local` volumes
 //!   under the selected node's storage directory, and deletes them once released.
 //!
@@ -16,6 +18,7 @@
 
 pub use common::storage::{annotations, claims, pods};
 pub mod ephemeral;
+pub mod expand;
 pub mod localpath;
 pub mod persistentvolume;
 pub mod protection;
@@ -76,11 +79,18 @@ pub async fn run(
     let pv_protection =
         protection::pv::PvProtectionController::new(client.clone(), volumes.clone());
     let ephemeral = ephemeral::EphemeralController::new(client.clone(), pods, claims.clone());
+    let expand = expand::ExpandController::new(
+        client.clone(),
+        claims.clone(),
+        volumes.clone(),
+        classes.clone(),
+    );
     let mut runs: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         Box::pin(binder.run()),
         Box::pin(pvc_protection.run(1)),
         Box::pin(pv_protection.run(1)),
         Box::pin(ephemeral.run(2)),
+        Box::pin(expand.run(1)),
     ];
     if !options.disable_local_path {
         let local = localpath::LocalPathProvisioner::new(

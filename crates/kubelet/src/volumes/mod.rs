@@ -53,6 +53,9 @@ pub struct VolumeHost {
     pub tokens: service_account_token::TokenManager,
     /// This node's name: persistent volumes' node affinity is checked against its Node.
     pub node_name: String,
+    /// The kubelet's event recorder: events a volume's repair or expansion is worth to the
+    /// pod's owner (failures are the pod worker's `FailedMount`).
+    pub events: client_go::events::Recorder,
 }
 
 /// One volume type (upstream's `VolumePlugin` + `Mounter`).
@@ -246,6 +249,12 @@ fn is_mounted_at(path: &Path) -> bool {
 /// mountinfo alone, so a network filesystem is known before anything touches it: only the
 /// parent is resolved, since resolving a mount point revalidates its root with the server.
 pub(crate) fn mounted_fs_type(path: &Path) -> Option<String> {
+    mounted_fs(path).map(|(fs_type, _)| fs_type)
+}
+
+/// The filesystem type and source of what is mounted exactly at `path` (the top of a
+/// stack), from mountinfo alone (see [`mounted_fs_type`]).
+pub(crate) fn mounted_fs(path: &Path) -> Option<(String, String)> {
     let p = path.parent()?.canonicalize().ok()?.join(path.file_name()?);
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines()
@@ -256,11 +265,13 @@ pub(crate) fn mounted_fs_type(path: &Path) -> Option<String> {
                 == Some(p.clone())
         })
         .filter_map(|l| {
-            l.split_once(" - ")
-                .and_then(|(_, rest)| rest.split(' ').next())
+            let (_, rest) = l.split_once(" - ")?;
+            let mut fields = rest.split(' ');
+            let fs_type = fields.next()?.to_owned();
+            let source = unescape_mountinfo(fields.next().unwrap_or_default());
+            Some((fs_type, source))
         })
         .next_back()
-        .map(str::to_owned)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.

@@ -13,15 +13,27 @@
 //!
 //! A volume is resolved until it is mounted once; later syncs find the mount and leave it
 //! (upstream keeps a mounted volume in its actual state of the world, whatever the claim does
-//! meanwhile). Teardown is the volume manager's: unmount, then remove the mount point.
+//! meanwhile) — an NFS mount whose FUSE helper died excepted, mounted again. Teardown is the
+//! volume manager's: unmount, then remove the mount point.
+//!
+//! Expansion (upstream's node expansion): once the expand controller has grown the volume and
+//! marked the claim `FileSystemResizePending`, the kubelet of a node with a pod using it —
+//! at the mount, or at a later sync, which reads the claim again (best effort, 5 s at most) —
+//! sets `status.capacity` to the volume's and clears the condition and
+//! `allocatedResourceStatuses[storage]`; the volumes mounted here have no filesystem of their
+//! own to grow, so that is the whole node step.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::storage::{claims, matching, pods};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Volume};
 use kube::Api;
-use tracing::info;
+use kube::api::{Patch, PatchParams};
+use tracing::{debug, info, warn};
+
+use crate::events::EventTarget;
 
 use super::{
     MountStage, VolumeError, VolumeHost, VolumePlugin, fs_group, go_error, host_path, local, nfs,
@@ -81,12 +93,13 @@ pub fn check_volume(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> Res
     Ok(())
 }
 
-/// The bound PersistentVolume of the pod's volume `v`, as upstream's populator finds it.
+/// The claim of the pod's volume `v` and its bound PersistentVolume, as upstream's populator
+/// finds them.
 async fn resolve(
     host: &VolumeHost,
     pod: &Pod,
     v: &Volume,
-) -> Result<PersistentVolume, VolumeError> {
+) -> Result<(PersistentVolumeClaim, PersistentVolume), VolumeError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let (claim_name, ephemeral) = claim_of(pod, v).unwrap_or_default();
     let process = |message: String| VolumeError {
@@ -122,7 +135,155 @@ async fn resolve(
             v.name
         )));
     }
-    Ok(pv)
+    Ok((claim, pv))
+}
+
+/// The claim's condition while the node's step of an expansion is pending.
+const FS_RESIZE_PENDING: &str = "FileSystemResizePending";
+/// How long the expansion check of a mounted volume may take: it is best effort, and a slow
+/// API server must not hold the pod's worker nor fail the volume.
+const RESIZE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the expand controller asked the node to finish expanding the claim's volume
+/// (upstream's `FileSystemResizePending`, or `allocatedResourceStatuses[storage]:
+/// NodeResizePending`).
+pub fn resize_pending(claim: &PersistentVolumeClaim) -> bool {
+    let status = claim.status.as_ref();
+    let condition = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == FS_RESIZE_PENDING && c.status == "True")
+        });
+    let node_pending = status
+        .and_then(|s| s.allocated_resource_statuses.as_ref())
+        .and_then(|m| m.get("storage"))
+        .is_some_and(|s| s == "NodeResizePending");
+    condition || node_pending
+}
+
+/// The status patch that finishes an expansion (upstream's `MarkFSResizeFinished`): the
+/// claim's capacity is the volume's, the condition and the resize status gone.
+pub fn resize_finished_patch(
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+) -> Option<serde_json::Value> {
+    let size = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"))?;
+    let status = claim.status.clone().unwrap_or_default();
+    let conditions: Vec<_> = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != FS_RESIZE_PENDING && c.type_ != "Resizing")
+        .collect();
+    // Emptied lists and maps go (null), so the claim reads as one never resized.
+    let others = status
+        .allocated_resource_statuses
+        .unwrap_or_default()
+        .into_keys()
+        .any(|k| k != "storage");
+    let statuses = if others {
+        serde_json::json!({"storage": null})
+    } else {
+        serde_json::Value::Null
+    };
+    let conditions = if conditions.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(conditions)
+    };
+    Some(serde_json::json!({"status": {
+        "capacity": {"storage": size},
+        "conditions": conditions,
+        "allocatedResourceStatuses": statuses,
+    }}))
+}
+
+/// The node's step of an expansion asked for: none for the volumes mounted here (a
+/// directory, an export: nothing to grow), so only the claim's status, with upstream's
+/// `FileSystemResizeSuccessful` event on the pod. Failures are logged and retried at the
+/// next sync; the volume serves on meanwhile.
+async fn finish_expansion(
+    host: &VolumeHost,
+    pod: &Pod,
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+) -> Result<(), String> {
+    if !resize_pending(claim) {
+        return Ok(());
+    }
+    let Some(patch) = resize_finished_patch(claim, pv) else {
+        return Ok(());
+    };
+    let ns = claim.metadata.namespace.as_deref().unwrap_or_default();
+    let name = claims::name(&claim.metadata);
+    let pv_name = claims::name(&pv.metadata);
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(host.client.clone(), ns);
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            format!(
+                "updating the status of claim {ns}/{name}: {}",
+                api_error(&e)
+            )
+        })?;
+    info!(claim = %format!("{ns}/{name}"), pv = pv_name, capacity = %patch["status"]["capacity"]["storage"], "volume expansion finished on the node");
+    EventTarget::pod(&host.events, pod).normal(
+        "FileSystemResizeSuccessful",
+        format!(
+            "MountVolume.NodeExpandVolume succeeded for volume {pv_name:?} {}",
+            host.node_name
+        ),
+    );
+    Ok(())
+}
+
+/// [`finish_expansion`] right after a mount, with the claim and volume just read.
+async fn finish_expansion_logged(
+    host: &VolumeHost,
+    pod: &Pod,
+    v: &Volume,
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+) {
+    match tokio::time::timeout(RESIZE_CHECK_TIMEOUT, finish_expansion(host, pod, claim, pv)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(volume = %v.name, error = %e, "cannot finish a volume expansion"),
+        Err(_) => debug!(volume = %v.name, "volume expansion update timed out"),
+    }
+}
+
+/// [`finish_expansion`] for a volume mounted at an earlier sync: the claim read again (and
+/// the volume only when an expansion is pending), everything best effort.
+async fn check_expansion(host: &VolumeHost, pod: &Pod, v: &Volume) {
+    let check = async {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let (claim_name, _) = claim_of(pod, v).unwrap_or_default();
+        let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(host.client.clone(), ns);
+        let claim = claims_api
+            .get(&claim_name)
+            .await
+            .map_err(|e| format!("reading claim {ns}/{claim_name}: {}", api_error(&e)))?;
+        if !resize_pending(&claim) {
+            return Ok(());
+        }
+        let pv_name = claims::volume_name(&claim);
+        let pv = Api::<PersistentVolume>::all(host.client.clone())
+            .get(pv_name)
+            .await
+            .map_err(|e| format!("reading volume {pv_name}: {}", api_error(&e)))?;
+        check_volume(&pv, &claim)?;
+        finish_expansion(host, pod, &claim, &pv).await
+    };
+    match tokio::time::timeout(RESIZE_CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(volume = %v.name, error = %e, "cannot finish a volume expansion"),
+        Err(_) => debug!(volume = %v.name, "volume expansion check timed out"),
+    }
 }
 
 /// Upstream's `CheckNodeAffinity` of the volume against this node's labels.
@@ -196,11 +357,13 @@ impl VolumePlugin for PersistentVolumeClaimPlugin {
         dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), VolumeError>> {
         Box::pin(async move {
-            // From mountinfo only: stat through an NFS mount could wait on its server.
-            if nfs::mounted_at(dir) {
+            // From mountinfo (and the FUSE helper's liveness) only: stat through an NFS mount
+            // could wait on its server. A FUSE mount whose helper died is mounted again below.
+            if nfs::mount_state(host, dir) == nfs::MountState::Mounted {
+                check_expansion(host, pod, v).await;
                 return Ok(());
             }
-            let pv = resolve(host, pod, v).await?;
+            let (claim, pv) = resolve(host, pod, v).await?;
             check_node_affinity(host, &pv).await?;
             let pv_name = claims::name(&pv.metadata).to_owned();
             let new_mounter = |message: String| VolumeError {
@@ -214,9 +377,19 @@ impl VolumePlugin for PersistentVolumeClaimPlugin {
                 // The PV's own readOnly, or the claim's, as upstream's nfs plugin.
                 let ro = read_only || src.read_only.unwrap_or(false);
                 let options = spec.mount_options.clone().unwrap_or_default();
-                return nfs::mount(host, &src.server, &src.path, ro, &options, dir)
-                    .await
-                    .map_err(|m| VolumeError::set_up(&pv_name, m));
+                nfs::mount(
+                    host,
+                    (pod, &v.name),
+                    &src.server,
+                    &src.path,
+                    ro,
+                    &options,
+                    dir,
+                )
+                .await
+                .map_err(|m| VolumeError::set_up(&pv_name, m))?;
+                finish_expansion_logged(host, pod, v, &claim, &pv).await;
+                return Ok(());
             }
             let (src, is_local) = if spec.local.is_some() {
                 (
@@ -251,6 +424,7 @@ impl VolumePlugin for PersistentVolumeClaimPlugin {
                     set_volume_ownership(dir, gid, false);
                 }
             }
+            finish_expansion_logged(host, pod, v, &claim, &pv).await;
             Ok(())
         })
     }
@@ -296,6 +470,37 @@ mod tests {
         assert_eq!(
             check_volume(&pv(json!({"claimRef": {"name": "c", "uid": "u2"}})), &bound),
             Err("found PV object pv1 but its pv.Spec.ClaimRef.UID u2 does not point to claim.UID u1".into())
+        );
+    }
+
+    #[test]
+    fn expansions_finish_with_the_volumes_capacity() {
+        let pending = claim(json!({"metadata": {"name": "c"},
+            "status": {"phase": "Bound", "capacity": {"storage": "64Mi"},
+                "allocatedResources": {"storage": "128Mi"},
+                "allocatedResourceStatuses": {"storage": "NodeResizePending"},
+                "conditions": [{"type": "FileSystemResizePending", "status": "True"},
+                    {"type": "ModifyingVolume", "status": "True"}]}}));
+        let done = claim(json!({"metadata": {"name": "c"},
+            "status": {"phase": "Bound", "capacity": {"storage": "128Mi"}}}));
+        assert!(resize_pending(&pending) && !resize_pending(&done));
+        let pv: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "pv1"},
+            "spec": {"capacity": {"storage": "128Mi"}}}))
+        .unwrap_or_default();
+        assert_eq!(
+            resize_finished_patch(&pending, &pv),
+            Some(json!({"status": {"capacity": {"storage": "128Mi"},
+                "conditions": [{"type": "ModifyingVolume", "status": "True"}],
+                "allocatedResourceStatuses": null}}))
+        );
+        let only_condition = claim(json!({"metadata": {"name": "c"},
+            "status": {"capacity": {"storage": "64Mi"},
+                "allocatedResourceStatuses": {"storage": "NodeResizePending", "cpu": "x"},
+                "conditions": [{"type": "FileSystemResizePending", "status": "True"}]}}));
+        assert_eq!(
+            resize_finished_patch(&only_condition, &pv),
+            Some(json!({"status": {"capacity": {"storage": "128Mi"},
+                "conditions": null, "allocatedResourceStatuses": {"storage": null}}}))
         );
     }
 
