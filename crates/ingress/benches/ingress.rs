@@ -744,16 +744,20 @@ fn main() {
 
     // The proxy (with the API server and the controller), the backend and the client each on
     // a runtime of their own: the proxy's threads are its own, as nginx's workers are.
+    // Named, so a profile (`perf report --comm proxy`) tells the three apart.
     let servers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name("proxy")
         .enable_all()
         .build()
         .unwrap();
     let backends = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("backend")
         .enable_all()
         .build()
         .unwrap();
     let clients = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("client")
         .enable_all()
         .build()
         .unwrap();
