@@ -12,162 +12,26 @@
 
 mod harness;
 
-use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use harness::{holder, kill_leftovers, server_binary, wait_until};
+use harness::ns_server::{NsServer as Server, can_run_etcd, run_to_exit};
 
-const IP: &str = "10.99.0.1";
 const CONVERTED: &str = "SQLite store converted into the managed etcd";
 
-/// The server: its network namespace (held by a sleeping process), data dir and process.
-struct Server {
-    dir: tempfile::TempDir,
-    holder: Child,
-    process: Option<Child>,
-}
-
+/// What this test does with its server besides starting, stopping and kubectl.
 impl Server {
-    fn new() -> Server {
-        let holder = holder(&format!(
-            "ip link set lo up && ip link add eth0 type veth peer name eth0-peer && \
-             ip addr add {IP}/24 dev eth0 && ip link set eth0-peer up && \
-             ip link set eth0 up && echo ready && exec sleep 1000000"
-        ));
-        let dir = tempfile::Builder::new()
-            .prefix("rkube-etcd-convert")
-            .tempdir_in("/tmp")
-            .unwrap();
-        Server {
-            dir,
-            holder,
-            process: None,
-        }
-    }
-
-    fn data(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/proc/{}/ns/net", self.holder.id()))
-            .arg("--")
-            .arg(program);
-        c
-    }
-
-    /// `rkube server` in the namespace, control plane only, with `extra`.
-    fn rkube_server(&self, extra: &[&str]) -> Command {
-        let mut c = self.cmd(&server_binary());
-        c.args([
-            "server",
-            "--disable-agent",
-            "--disable",
-            "metrics-server,servicelb,local-storage,ingress",
-            "--node-ip",
-            IP,
-            "--node-name",
-            "first",
-            "--etcd-snapshot-interval",
-            "0",
-            "--data-dir",
-        ])
-        .arg(self.data())
-        .args(extra)
-        .env("RUST_LOG", "warn,rkube=info")
-        .env_remove("RKUBE_URL")
-        .env_remove("RKUBE_TOKEN");
-        c
-    }
-
-    fn start(&mut self, extra: &[&str]) {
-        let out = std::fs::File::create(self.data().join("server.out")).unwrap();
-        let err = std::fs::File::create(self.data().join("server.err")).unwrap();
-        let child = self
-            .rkube_server(extra)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        self.process = Some(child);
-        let ok = wait_until(Duration::from_secs(120), || {
-            if let Some(Ok(Some(status))) = self.process.as_mut().map(Child::try_wait) {
-                panic!("the server exited ({status}):\n{}", self.log_tail());
-            }
-            self.kubectl(&["get", "ns", "default"])
-                .status
-                .success()
-                .then_some(())
-        });
-        assert!(
-            ok.is_some(),
-            "the server is not serving:\n{}",
-            self.log_tail()
-        );
-    }
-
-    /// SIGINT, as Ctrl-C: the server stops (its etcd member too) and exits.
-    fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &p.id().to_string()])
-                .status();
-            let stopped = wait_until(Duration::from_secs(30), || p.try_wait().ok().flatten());
-            if stopped.is_none() {
-                let _ = p.kill();
-                let _ = p.wait();
-            }
-        }
-    }
-
     /// A start that must fail by itself: its output.
     fn refused(&self, extra: &[&str]) -> Output {
-        let mut child = self
-            .rkube_server(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let exited = wait_until(Duration::from_secs(30), || child.try_wait().unwrap());
-        if exited.is_none() {
-            let _ = child.kill();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(exited.is_some(), "the server did not exit: {out:?}");
+        let (out, exited) = run_to_exit(
+            self.rkube_server(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+            Duration::from_secs(30),
+        );
+        assert!(exited, "the server did not exit: {out:?}");
         assert!(!out.status.success(), "{out:?}");
         out
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data().join("server.err")).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let err = self.log();
-        let lines: Vec<&str> = err.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.data().join("kubeconfig.yaml"))
-            .args(["--request-timeout", "10s"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// etcdctl against the server's member, with its certificate.
@@ -220,15 +84,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-        kill_leftovers(self.dir.path());
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 const EVENT: &str = "apiVersion: v1
 kind: Event
 metadata:
@@ -245,22 +100,15 @@ type: Normal
 
 #[test]
 fn a_sqlite_server_converts_to_a_managed_etcd() {
-    let tools = [
-        "/usr/bin/etcd",
-        "/usr/bin/etcdctl",
-        "/usr/bin/unshare",
-        "/usr/bin/nsenter",
-    ];
-    if !harness::root_with(&tools)
-        || Command::new("kubectl")
-            .args(["version", "--client"])
-            .output()
-            .is_err()
-    {
+    if !can_run_etcd() {
         common::ci::skip("needs root, etcd (etcd-server), etcdctl (etcd-client) and kubectl");
         return;
     }
-    let mut server = Server::new();
+    // `rkube server`, control plane only, node "first", no scheduled snapshots.
+    let mut server = Server::alone(
+        "rkube-etcd-convert",
+        &["--node-name", "first", "--etcd-snapshot-interval", "0"],
+    );
     let db = server.data().join("db");
 
     // On SQLite: a ConfigMap, a Secret and an Event (kept 600 s).

@@ -3,11 +3,13 @@
 //! namespace of the test's own (services_e2e.rs, crictl.rs), stopped and cleaned up on drop;
 //! for more than two nodes, its namespace is the switch the others link to
 //! (`Node::new_switched`, `Node::add_port`: node_failure_e2e.rs); three control-plane
-//! servers on one bridge (`ha_lab`: ha_e2e.rs, ha_bench.rs).
+//! servers on one bridge (`ha_lab`: ha_e2e.rs, ha_bench.rs), each an `ns_server`, as is the
+//! one control-plane server of etcd_snapshot.rs and etcd_convert.rs.
 //! (Not `common`: that name is the rkube-common crate's, whose `ci::skip` the tests call.)
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test uses its own part
 
 pub mod ha_lab;
+pub mod ns_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -146,12 +148,13 @@ pub fn holder(script: &str) -> Child {
     holder
 }
 
-/// SIGINT (the agent stops containerd; pods keep running), then SIGKILL after 20 s.
-fn interrupt(process: &mut Child) {
+/// SIGINT, as Ctrl-C (an agent stops containerd, pods keep running; a server stops its etcd
+/// member), then SIGKILL once `timeout` has passed.
+pub fn interrupt(process: &mut Child, timeout: Duration) {
     let _ = Command::new("kill")
         .args(["-INT", &process.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = process.try_wait() {
             return;
@@ -184,7 +187,7 @@ pub struct Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        interrupt(&mut self.process);
+        interrupt(&mut self.process, Duration::from_secs(20));
         kill_leftovers(self.dir.path());
         // What a killed kubelet and containerd left mounted (volumes, shm, netns), so the
         // temp dir can go.
@@ -318,7 +321,7 @@ impl Node {
     /// Stops the server (SIGINT: the agent stops containerd; pods keep running).
     pub fn stop_server(&mut self) {
         if let Some(mut s) = self.server.take() {
-            interrupt(&mut s);
+            interrupt(&mut s, Duration::from_secs(20));
         }
     }
 
