@@ -1,7 +1,8 @@
 //! The storage admission plugins seen from the real kubectl: DefaultStorageClass gives a new
 //! claim without a class the (newest) default class, StorageObjectInUseProtection puts the
-//! protection finalizers on new claims and volumes; both can be turned off. Also the API's
-//! defaults for claims, volumes and StorageClasses.
+//! protection finalizers on new claims and volumes; PersistentVolumeClaimResize lets only a
+//! bound claim in a class with `allowVolumeExpansion: true` grow; all can be turned off.
+//! Also the API's defaults for claims, volumes and StorageClasses.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should panic
 
 use apiserver::testing::Cluster;
@@ -123,6 +124,7 @@ async fn the_storage_plugins_can_be_disabled() {
         cfg.disable_admission_plugins = vec![
             "DefaultStorageClass".into(),
             "StorageObjectInUseProtection".into(),
+            "PersistentVolumeClaimResize".into(),
         ];
     })
     .await;
@@ -133,4 +135,110 @@ async fn the_storage_plugins_can_be_disabled() {
         ""
     );
     assert_eq!(get(&c, "pvc", "plain", "{.metadata.finalizers}").await, "");
+    // Without the resize plugin even an unbound claim grows.
+    grow(&c, "plain", "2Gi").await;
+    assert_eq!(
+        get(&c, "pvc", "plain", "{.spec.resources.requests.storage}").await,
+        "2Gi"
+    );
+}
+
+/// A class that allows expansion (`Some(true)`), forbids it, or leaves it unset.
+fn expandable_class(name: &str, allow: Option<bool>) -> String {
+    let allow = allow.map_or(String::new(), |a| format!("allowVolumeExpansion: {a}\n"));
+    format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: {name}}}\nprovisioner: rancher.io/local-path\n{allow}"
+    )
+}
+
+/// kubectl's patch of the claim's storage request.
+fn grow_args<'a>(name: &'a str, patch: &'a str) -> [&'a str; 7] {
+    ["patch", "pvc", name, "--type=merge", "-p", patch, "-o=name"]
+}
+
+async fn grow(c: &Cluster, name: &str, size: &str) {
+    let patch = format!(r#"{{"spec":{{"resources":{{"requests":{{"storage":"{size}"}}}}}}}}"#);
+    c.ok(&grow_args(name, &patch)).await;
+}
+
+async fn grow_refused(c: &Cluster, name: &str, size: &str) -> String {
+    let patch = format!(r#"{{"spec":{{"resources":{{"requests":{{"storage":"{size}"}}}}}}}}"#);
+    c.fails(&grow_args(name, &patch)).await
+}
+
+/// The claim bound to a volume as the PersistentVolume controller leaves it: `volumeName`
+/// in its spec, phase Bound and the capacity in its status (through the status subresource).
+async fn bind(c: &Cluster, name: &str) {
+    c.ok(&[
+        "patch",
+        "pvc",
+        name,
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"volumeName":"pv-{name}"}}}}"#),
+    ])
+    .await;
+    c.ok(&[
+        "patch",
+        "pvc",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}"#,
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_bound_claims_in_expandable_classes_grow() {
+    let c = Cluster::start(false).await;
+    apply(&c, "s1.yaml", &expandable_class("unset", None)).await;
+    apply(&c, "s2.yaml", &expandable_class("disallowed", Some(false))).await;
+    apply(&c, "s3.yaml", &expandable_class("expandable", Some(true))).await;
+    for (name, class) in [
+        ("unset", "unset"),
+        ("disallowed", "disallowed"),
+        ("expandable", "expandable"),
+        ("pending", "expandable"),
+    ] {
+        apply(&c, &format!("c-{name}.yaml"), &claim(name, Some(class))).await;
+    }
+    for name in ["unset", "disallowed", "expandable"] {
+        bind(&c, name).await;
+    }
+    let storage = "{.spec.resources.requests.storage}";
+
+    // A bound claim whose class does not allow expansion (unset or false) keeps its size.
+    for name in ["unset", "disallowed"] {
+        let err = grow_refused(&c, name, "2Gi").await;
+        assert!(
+            err.contains(&format!(
+                "Error from server (Forbidden): persistentvolumeclaims \"{name}\" is forbidden: \
+                 only dynamically provisioned pvc can be resized and the storageclass that \
+                 provisions the pvc must support resize"
+            )),
+            "{err}"
+        );
+        assert_eq!(get(&c, "pvc", name, storage).await, "1Gi");
+    }
+
+    // In a class allowing it, the bound claim grows.
+    grow(&c, "expandable", "2Gi").await;
+    assert_eq!(get(&c, "pvc", "expandable", storage).await, "2Gi");
+
+    // An unbound claim does not, whatever its class.
+    let err = grow_refused(&c, "pending", "2Gi").await;
+    assert!(
+        err.contains(
+            "Error from server (Forbidden): persistentvolumeclaims \"pending\" is forbidden: \
+             Only bound persistent volume claims can be expanded"
+        ),
+        "{err}"
+    );
+    assert_eq!(get(&c, "pvc", "pending", storage).await, "1Gi");
+
+    // Keeping the size (in other units) is no growth, whatever the class.
+    grow(&c, "unset", "1024Mi").await;
+    assert_eq!(get(&c, "pvc", "unset", storage).await, "1024Mi");
 }

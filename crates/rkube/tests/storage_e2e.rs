@@ -331,17 +331,22 @@ fn claims_statefulsets_and_ephemeral_volumes_on_local_path() {
         "{event}"
     );
     assert_eq!(exec(&node, "grower", "cat /data/f"), "before\n");
-    // A class without allowVolumeExpansion (the packaged local-path): the claim stays as it
-    // was, with a warning saying why.
-    node.ok(&[
+    // A class without allowVolumeExpansion (the packaged local-path): the API server refuses
+    // the edit (PersistentVolumeClaimResize admission) and the claim stays as it was.
+    let refused = node.kubectl(&[
         "patch",
         "pvc",
         "data",
         "-p",
         r#"{"spec": {"resources": {"requests": {"storage": "128Mi"}}}}"#,
     ]);
-    let event = node.event_messages(60, "data", "VolumeResizeFailed");
-    assert!(event.contains("does not allow volume expansion"), "{event}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("Forbidden")
+            && stderr.contains("the storageclass that provisions the pvc must support resize"),
+        "{stderr}"
+    );
     assert_eq!(
         get(
             &node,

@@ -28,6 +28,7 @@ pub mod lister;
 mod matching;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
+pub mod persistent_volume_claim_resize;
 pub mod pod_preset;
 pub mod pod_security;
 pub mod priority;
@@ -133,6 +134,9 @@ impl Admit for Chain {
         if on("NodeRestriction") {
             node_restriction::validate(a, obj)?;
         }
+        if on("PersistentVolumeClaimResize") {
+            persistent_volume_claim_resize::validate(lister, a, obj).await?;
+        }
         // RBAC's escalation check (upstream runs it in the RBAC registry's strategy, just
         // before storage, so it is no plugin to disable).
         if let Some(authz) = self.authorizer.get() {
@@ -179,6 +183,7 @@ pub const PLUGINS: &[&str] = &[
     "MutatingAdmissionWebhook",
     "PodSecurity",
     "NodeRestriction",
+    "PersistentVolumeClaimResize",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
     "ResourceQuota",

@@ -10,8 +10,9 @@
 //! `local`, `hostPath` and `nfs` volumes (local-path ones included) are a directory or an
 //! export with no size of their own, so the controller's step is the PV's capacity and the
 //! node's only the claim's status. Claims of other volume types, or of classes that do not
-//! allow expansion, are left as they are with a `VolumeResizeFailed` warning (upstream's API
-//! server refuses the edit instead; rkube's does not check it).
+//! allow expansion, are left as they are with a `VolumeResizeFailed` warning (the API
+//! server's PersistentVolumeClaimResize admission refuses the latter's edit already; the
+//! warning covers claims grown while that plugin is disabled).
 
 use std::sync::Arc;
 use std::time::Duration;
