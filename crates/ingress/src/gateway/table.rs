@@ -289,19 +289,22 @@ mod tests {
         assert!(matches!(none.pick(), Pick::Invalid));
     }
 
+    /// A rule to the backend named `name`, with no filters.
+    fn action(name: &str) -> Arc<RuleAction> {
+        Arc::new(RuleAction::new(
+            name.into(),
+            None,
+            None,
+            None,
+            None,
+            vec![(Some(backend(name)), 1)],
+        ))
+    }
+
     #[test]
     fn listener_isolation_then_route_hostnames_then_matches() {
         let mut t = GatewayTable::default();
-        let act = |name: &str| {
-            Arc::new(RuleAction::new(
-                name.into(),
-                None,
-                None,
-                None,
-                None,
-                vec![(Some(backend(name)), 1)],
-            ))
-        };
+        let act = action;
         let order = |m: &Match, route: &str| (m.rank(), None, route.to_string(), 0, 0);
         let any = Match::any();
         let wild_l = Hostname::parse("*.example.com");
@@ -368,16 +371,7 @@ mod tests {
     #[test]
     fn grpc_matches_take_grpc_requests_only() {
         let mut t = GatewayTable::default();
-        let act = |name: &str| {
-            Arc::new(RuleAction::new(
-                name.into(),
-                None,
-                None,
-                None,
-                None,
-                vec![(Some(backend(name)), 1)],
-            ))
-        };
+        let act = action;
         let grpc = Match::grpc(&crate::gateway::types::GRPCRouteMatch::default())
             .unwrap_or_else(|e| panic!("{e}"));
         let host = Hostname::parse("h.example.com");
