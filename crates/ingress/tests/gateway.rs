@@ -113,6 +113,20 @@ async fn route_conditions(lab: &Lab, ns: &str, name: &str) -> Option<Vec<String>
     Some(summary(&p.conditions))
 }
 
+/// [`route_conditions`] of a GRPCRoute.
+async fn grpc_route_conditions(lab: &Lab, ns: &str, name: &str) -> Option<Vec<String>> {
+    let r = Api::<GRPCRoute>::namespaced(lab.client.clone(), ns)
+        .get(name)
+        .await
+        .ok()?;
+    let p = r
+        .status?
+        .parents
+        .into_iter()
+        .find(|p| p.controller_name == "rkube.io/gateway-controller")?;
+    Some(summary(&p.conditions))
+}
+
 async fn until_body(lab: &Lab, host: &str, path: &str, prefix: &str) {
     eventually(&format!("{host}{path} -> {prefix}"), || async {
         let r = lab.try_get(host, path).await.ok()?;
@@ -701,16 +715,7 @@ async fn serves_grpc_routes_over_h2c() {
     );
 
     let conds = eventually("the GRPCRoute accepted", || async {
-        let r = Api::<GRPCRoute>::namespaced(lab.client.clone(), "default")
-            .get("echo")
-            .await
-            .ok()?;
-        let p = r
-            .status?
-            .parents
-            .into_iter()
-            .find(|p| p.controller_name == "rkube.io/gateway-controller")?;
-        Some(summary(&p.conditions))
+        grpc_route_conditions(&lab, "default", "echo").await
     })
     .await;
     assert_eq!(
@@ -780,16 +785,7 @@ async fn serves_grpc_routes_over_h2c() {
     assert_eq!(grpc_status(empty.clone()).as_deref(), Some("14"));
     assert_eq!(empty.1.get("grpc-message").unwrap(), "no ready endpoints");
     let conds = eventually("the broken GRPCRoute's status", || async {
-        let r = Api::<GRPCRoute>::namespaced(lab.client.clone(), "default")
-            .get("broken")
-            .await
-            .ok()?;
-        let p = r
-            .status?
-            .parents
-            .into_iter()
-            .find(|p| p.controller_name == "rkube.io/gateway-controller")?;
-        Some(summary(&p.conditions))
+        grpc_route_conditions(&lab, "default", "broken").await
     })
     .await;
     assert_eq!(

@@ -52,8 +52,9 @@ impl RuntimeCounts {
     }
 }
 
-/// The UIDs of the pods the summary lists (a live sandbox with a running container), in its
-/// order (namespace, name, UID): whose claims `/metrics` reports, the first pod's figures for
+/// The UIDs of the pods the summary lists (a live sandbox with a running container), by
+/// namespace, name and UID (for the pods of one claim, all in its namespace, the summary's
+/// own order): whose claims `/metrics` reports, the first pod's figures for
 /// a claim several mount.
 pub fn summary_pods(view: &RuntimeView) -> Vec<&str> {
     let with_containers: HashSet<&str> = view

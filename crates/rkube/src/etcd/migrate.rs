@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
+
+use super::sync_dir;
 use store::{ListOptions, SqliteOptions, SqliteStore, Store};
 
 /// Keys read from SQLite at a time.
@@ -245,13 +247,6 @@ fn retire(path: &Path) -> anyhow::Result<()> {
         tracing::warn!(error = %format!("{e:#}"), "the converted store's rename may not survive a crash");
     }
     Ok(())
-}
-
-/// Makes the renames and the marker in `dir` survive a crash.
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 #[cfg(test)]

@@ -166,6 +166,14 @@ fn new_member_name() -> String {
     format!("{host}-{}", crate::join::random(8))
 }
 
+/// Makes the renames and creations in `dir` survive a crash (the directory's own entries
+/// are written only when it is synced).
+pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
 /// etcd refuses a data directory others may read.
 fn set_mode_0700(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -268,10 +268,7 @@ pub async fn save(data_dir: &Path, dir: &Path, prefix: &str) -> anyhow::Result<(
         }
     };
     std::fs::rename(&part, &path).with_context(|| format!("renaming to {}", path.display()))?;
-    // The rename itself survives a crash once the directory is synced.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
+    super::sync_dir(dir)?;
     tracing::info!(path = %path.display(), bytes, "etcd snapshot saved");
     Ok((path, bytes))
 }
