@@ -34,6 +34,18 @@ impl Cause {
             message: format!("Forbidden: {detail}"),
         }
     }
+    /// `field.NotSupported`: `value` is none of `supported` (listed as upstream lists them).
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!(
+                "Unsupported value: \"{value}\": supported values: {}",
+                list.join(", ")
+            ),
+        }
+    }
 }
 
 /// A field's value as `field.Invalid` prints it: numbers and booleans bare (`-1`), strings

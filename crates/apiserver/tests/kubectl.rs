@@ -861,7 +861,7 @@ metadata:
   annotations: {volume.beta.kubernetes.io/storage-class: beta-class}
 spec:
   capacity: {storage: 1024Mi}
-  accessModes: [ReadWriteOncePod, ReadWriteMany, ReadWriteOnce, ReadWriteOnce]
+  accessModes: [ReadWriteMany, ReadWriteOnce, ReadWriteOnce]
   persistentVolumeReclaimPolicy: Delete
   storageClassName: field-class
   volumeAttributesClassName: fast-iops
@@ -935,7 +935,7 @@ spec:
         [
             "pv-a",
             "1Gi",
-            "RWO,RWX,RWOP",
+            "RWO,RWX",
             "Delete",
             "Pending",
             "default/data",

@@ -135,7 +135,8 @@ async fn the_storage_plugins_can_be_disabled() {
         ""
     );
     assert_eq!(get(&c, "pvc", "plain", "{.metadata.finalizers}").await, "");
-    // Without the resize plugin even an unbound claim grows.
+    // Without the resize plugin a bound claim grows though no class allows it.
+    bind(&c, "plain").await;
     grow(&c, "plain", "2Gi").await;
     assert_eq!(
         get(&c, "pvc", "plain", "{.spec.resources.requests.storage}").await,
@@ -227,12 +228,14 @@ async fn only_bound_claims_in_expandable_classes_grow() {
     grow(&c, "expandable", "2Gi").await;
     assert_eq!(get(&c, "pvc", "expandable", storage).await, "2Gi");
 
-    // An unbound claim does not, whatever its class.
+    // An unbound claim does not, whatever its class: its spec is fixed (the claim's own
+    // validation runs before the admission plugin, as upstream's store runs it).
     let err = grow_refused(&c, "pending", "2Gi").await;
     assert!(
         err.contains(
-            "Error from server (Forbidden): persistentvolumeclaims \"pending\" is forbidden: \
-             Only bound persistent volume claims can be expanded"
+            "The PersistentVolumeClaim \"pending\" is invalid: spec: Forbidden: spec is \
+             immutable after creation except resources.requests and volumeAttributesClassName \
+             for bound claims"
         ),
         "{err}"
     );

@@ -14,9 +14,9 @@ use crate::meta;
 use crate::registry::hooks::StoreHooks;
 use crate::service_alloc;
 use crate::strategy::{
-    Generic, namespace::NamespaceStrategy, pod::PodStrategy, secret::SecretStrategy,
-    service::ServiceStrategy, settings::LimitRangeStrategy, volume::VolumeStrategy,
-    workload::WorkloadStrategy,
+    Generic, claim::ClaimStrategy, namespace::NamespaceStrategy, pod::PodStrategy,
+    secret::SecretStrategy, service::ServiceStrategy, settings::LimitRangeStrategy,
+    volume::VolumeStrategy, workload::WorkloadStrategy,
 };
 use crate::table;
 
@@ -106,7 +106,7 @@ pub(super) fn kinds() -> Vec<KindRegistration> {
         KindRegistration::of::<core::PersistentVolumeClaim>()
             .short(&["pvc"])
             .subresources(&["status"])
-            .with_strategy(VolumeStrategy)
+            .with_strategy(ClaimStrategy)
             .with_printer(table::storage::PERSISTENT_VOLUME_CLAIM),
         KindRegistration::of::<core::LimitRange>()
             .short(&["limits"])

@@ -57,14 +57,14 @@ impl Strategy for WebhookStrategy {
                     message: "Required value: must specify one of None, NoneOnDryRun".into(),
                     ..Cause::required(f("sideEffects"))
                 }),
-                other => causes.push(unsupported(
+                other => causes.push(Cause::not_supported(
                     f("sideEffects"),
                     other,
                     &["None", "NoneOnDryRun"],
                 )),
             }
             if !matches!(s("failurePolicy"), "" | "Fail" | "Ignore") {
-                causes.push(unsupported(
+                causes.push(Cause::not_supported(
                     f("failurePolicy"),
                     s("failurePolicy"),
                     &["Fail", "Ignore"],
@@ -101,17 +101,5 @@ impl Strategy for WebhookStrategy {
             }
         }
         causes
-    }
-}
-
-fn unsupported(field: String, value: &str, supported: &[&str]) -> Cause {
-    let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
-    Cause {
-        reason: "FieldValueNotSupported",
-        field,
-        message: format!(
-            "Unsupported value: \"{value}\": supported values: {}",
-            list.join(", ")
-        ),
     }
 }

@@ -52,25 +52,6 @@ pub fn defaults(spec: &mut Value) {
     }
 }
 
-fn quoted_list(values: &[&str]) -> String {
-    values
-        .iter()
-        .map(|v| format!("\"{v}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn not_supported(field: String, value: &str, supported: &[&str]) -> Cause {
-    Cause {
-        reason: "FieldValueNotSupported",
-        field,
-        message: format!(
-            "Unsupported value: \"{value}\": supported values: {}",
-            quoted_list(supported)
-        ),
-    }
-}
-
 /// Go prints `[]string` with %q as `["a" "b"]`.
 fn go_quoted(values: &[&str]) -> String {
     format!(
@@ -252,10 +233,14 @@ pub fn validate_spec(spec: &Value, path: &str) -> Vec<Cause> {
     if let Some(rp) = spec.get("podReplacementPolicy").and_then(Value::as_str) {
         if policy.is_some() {
             if rp != "Failed" {
-                causes.push(not_supported(f("podReplacementPolicy"), rp, &["Failed"]));
+                causes.push(Cause::not_supported(
+                    f("podReplacementPolicy"),
+                    rp,
+                    &["Failed"],
+                ));
             }
         } else if !matches!(rp, "Failed" | "TerminatingOrFailed") {
-            causes.push(not_supported(
+            causes.push(Cause::not_supported(
                 f("podReplacementPolicy"),
                 rp,
                 &["Failed", "TerminatingOrFailed"],
@@ -324,7 +309,11 @@ fn validate_pod_failure_policy(spec: &Value, policy: &Value, path: &str) -> Vec<
                 ));
             }
         } else if !ACTIONS.contains(&action) {
-            causes.push(not_supported(format!("{rp}.action"), action, &ACTIONS));
+            causes.push(Cause::not_supported(
+                format!("{rp}.action"),
+                action,
+                &ACTIONS,
+            ));
         }
         let exit = rule.get("onExitCodes").filter(|v| !v.is_null());
         let conds = rule
@@ -352,7 +341,7 @@ fn validate_pod_failure_policy(spec: &Value, policy: &Value, path: &str) -> Vec<
                         &format!("valid values: {}", go_quoted(&CONDITION_STATUSES)),
                     ));
                 } else if !CONDITION_STATUSES.contains(&status) {
-                    causes.push(not_supported(sp, status, &CONDITION_STATUSES));
+                    causes.push(Cause::not_supported(sp, status, &CONDITION_STATUSES));
                 }
             }
         }
@@ -383,7 +372,11 @@ fn validate_on_exit_codes(req: &Value, path: &str, names: &[String]) -> Vec<Caus
             &format!("valid values: {}", go_quoted(&OPERATORS)),
         ));
     } else if !OPERATORS.contains(&op) {
-        causes.push(not_supported(format!("{path}.operator"), op, &OPERATORS));
+        causes.push(Cause::not_supported(
+            format!("{path}.operator"),
+            op,
+            &OPERATORS,
+        ));
     }
     if let Some(name) = req.get("containerName").and_then(Value::as_str)
         && !names.iter().any(|n| n == name)

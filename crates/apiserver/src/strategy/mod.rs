@@ -9,6 +9,7 @@ pub(crate) mod apiextensions;
 pub(crate) mod apiservice;
 pub(crate) mod autoscaling;
 pub(crate) mod certificates;
+pub(crate) mod claim;
 pub(crate) mod job;
 pub(crate) mod namespace;
 pub(crate) mod pod;
