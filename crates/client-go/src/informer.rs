@@ -274,6 +274,11 @@ impl<K: Resource> Informer<K> {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the first complete list is in (client-go's `HasSynced`), without waiting.
+    pub fn has_synced(&self) -> bool {
+        *self.shared.synced.borrow()
+    }
+
     /// Waits for the first complete list.
     pub async fn wait_synced(&self) {
         let mut rx = self.shared.synced.subscribe();

@@ -1,5 +1,6 @@
 //! A container's environment: `envFrom`, `env` values with `$(VAR)` expansion, and `valueFrom`
-//! (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef); and `$(VAR)` expansion of
+//! (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef), then the Service variables
+//! the container does not set itself ([`crate::service_env`]); and `$(VAR)` expansion of
 //! command and args.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,8 @@ pub struct EnvContext {
     /// Node allocatable, the value of resourceFieldRef limits a container does not set.
     pub node_milli_cpu: i64,
     pub node_memory: i64,
+    /// The Service variables of the pod ([`crate::service_env::service_env`]).
+    pub services: BTreeMap<String, String>,
 }
 
 /// Why an environment cannot be made: the container stays Waiting with
@@ -177,14 +180,28 @@ pub async fn container_env(
                 None
             }
         } else {
-            let known: HashMap<&str, &str> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            // The container's own variables first, then the Services' (upstream's
+            // `MappingFuncFor(tmpEnv, serviceEnv)`).
+            let mut known: HashMap<&str, &str> = ctx
+                .services
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            known.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             Some(expand(e.value.as_deref().unwrap_or(""), &known))
         };
         if let Some(v) = value {
             set(&mut env, e.name.clone(), v);
         }
     }
+    // A Service's variable the container sets itself is left as the container set it.
+    let own: std::collections::HashSet<String> = env.iter().map(|(k, _)| k.clone()).collect();
+    env.extend(
+        ctx.services
+            .iter()
+            .filter(|(k, _)| !own.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     Ok(env)
 }
 
@@ -363,6 +380,7 @@ mod tests {
             node_name: "n1".into(),
             node_milli_cpu: 2000,
             node_memory: 1 << 30,
+            ..Default::default()
         };
         let f = |p: &str| field_value(&pod, p, &ctx).unwrap_or_else(|e| e.0);
         assert_eq!(f("metadata.name"), "p");

@@ -86,6 +86,10 @@ impl Kubelet {
             })?)),
             None => None,
         };
+        // Every Service, for the containers' Service variables, as upstream's kubelet lists
+        // them (a node may list and watch Services); stopped with the kubelet.
+        let services = Informer::start(Api::all(client.clone()));
+        let _stop_services = StopOnDrop(vec![services.stopper()]);
         let ctx = Arc::new(Context {
             images: ImageManager::new(
                 cri.clone(),
@@ -110,6 +114,7 @@ impl Kubelet {
             host_ip: facts.host_ip.clone(),
             memory_capacity: facts.memory,
             milli_cpu: i64::try_from(machine::cpus()).unwrap_or(1) * 1000,
+            services: services.clone(),
             status: status.clone(),
             client: client.clone(),
             cri: cri.clone(),

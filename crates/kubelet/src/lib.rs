@@ -57,6 +57,7 @@ pub mod prober;
 pub mod resources;
 pub mod runtime_state;
 pub mod server;
+pub mod service_env;
 pub mod static_pods;
 pub mod stats;
 pub mod status;

@@ -61,6 +61,8 @@ pub struct Context {
     pub host_ip: String,
     pub memory_capacity: u64,
     pub milli_cpu: i64,
+    /// Every Service, for the containers' Service variables.
+    pub services: client_go::informer::Informer<k8s_openapi::api::core::v1::Service>,
 }
 
 struct Handle {
@@ -93,6 +95,37 @@ fn dial_ip(ctx: &Context, spec: &PodSpec, sb: Option<&SandboxState>) -> Option<I
         sb.and_then(|s| s.ips.first())
             .and_then(|ip| ip.parse().ok())
     }
+}
+
+/// The pod's Service variables, once the Services have been listed: a container started
+/// before would miss them for good (upstream's message). A static pod does not wait: the API
+/// server it is may be what has not answered yet.
+fn service_variables(
+    ctx: &Context,
+    pod: &Pod,
+) -> Result<std::collections::BTreeMap<String, String>, env::EnvError> {
+    let is_static = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubernetes.io/config.source"))
+        .is_some_and(|s| s != "api");
+    if !is_static && !ctx.services.has_synced() {
+        return Err(env::EnvError(
+            "services have not yet been read at least once, cannot construct envvars".into(),
+        ));
+    }
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    Ok(crate::service_env::service_env(
+        &ctx.services.list(),
+        ns,
+        links,
+    ))
 }
 
 /// A pod as upstream's messages name it: `name_namespace(uid)`.
@@ -983,8 +1016,19 @@ impl Worker {
             node_name: ctx.cfg.node_name.clone(),
             node_milli_cpu: ctx.milli_cpu,
             node_memory: i64::try_from(ctx.memory_capacity).unwrap_or(i64::MAX),
+            services: Default::default(),
         };
-        let env = match env::container_env(&ctx.client, pod, c, &env_ctx).await {
+        let env = match service_variables(&ctx, pod) {
+            Ok(services) => {
+                let env_ctx = EnvContext {
+                    services,
+                    ..env_ctx
+                };
+                env::container_env(&ctx.client, pod, c, &env_ctx).await
+            }
+            Err(e) => Err(e),
+        };
+        let env = match env {
             Ok(e) => e,
             Err(e) => {
                 events.warning("Failed", format!("Error: {}", e.0));

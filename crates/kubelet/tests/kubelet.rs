@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use apiserver::testing::Cluster;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use kube::Api;
 use kubelet::cri::api;
 use kubelet::cri::logs::{Stream, messages};
@@ -240,6 +240,7 @@ spec:
     - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
     - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
     - {name: GREETING, value: "hi $(POD_NAME)"}
+    - {name: API, value: "$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}
     workingDir: /var/www
     resources:
       requests: {cpu: 100m, memory: 32Mi}
@@ -355,6 +356,30 @@ spec:
     ensure!(
         out == format!("web default {pod_ip} hi web\n/var/www\n"),
         "env: {out:?}"
+    );
+    // The Service variables: the API server's always (in-cluster clients find it by them),
+    // in `$(VAR)` expansion too.
+    let api_ip = Api::<Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .unwrap_or_default();
+    let out = cri
+        .exec_sync(
+            &container_id,
+            &[
+                "sh",
+                "-c",
+                "echo $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT $KUBERNETES_PORT $API",
+            ],
+            Duration::from_secs(5),
+        )
+        .await?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out == format!("{api_ip} 443 tcp://{api_ip}:443 {api_ip}:443\n"),
+        "service env: {out:?}"
     );
     // The pod answers at its IP from the node's network namespace.
     let addr = SocketAddr::new(pod_ip.parse::<IpAddr>()?, 8080);
