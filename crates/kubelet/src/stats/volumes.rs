@@ -7,9 +7,10 @@
 //! supported). Local ephemeral volumes (emptyDir on disk, configMap — upstream's
 //! `IsLocalEphemeralVolume`) also count toward the pod's ephemeral storage.
 //!
-//! A claim's volume (mounted at `kubernetes.io~local-volume/<name>`) reports its filesystem
-//! as `statfs` sees it, as upstream's `local` and `nfs` plugins (MetricsStatFS), with the
-//! claim's name as `pvcRef`. Which claims are mounted, and on what filesystem type, comes from
+//! A claim's volume (mounted at `kubernetes.io~local-volume/<name>`) and an inline `nfs`
+//! volume (`kubernetes.io~nfs/<name>`) report their filesystem as `statfs` sees it, as
+//! upstream's `local` and `nfs` plugins (MetricsStatFS), a claim's with the claim's name as
+//! `pvcRef`. Which claims are mounted, and on what filesystem type, comes from
 //! mountinfo alone: nothing looks at a mount point before its type is known. Network
 //! filesystems (an `nfs` PV, FUSE) are measured by [`NetworkStatfs`]: `statfs` on a thread of
 //! its own, given up after [`NETWORK_STATFS_TIMEOUT`], since a server that stopped answering
@@ -37,6 +38,8 @@ const WALK_LIMIT: usize = 100_000;
 
 /// Where claims' volumes are mounted (whatever the PV's type).
 pub(super) const CLAIM_PLUGIN: &str = "kubernetes.io~local-volume";
+/// Where inline `nfs` volumes are mounted.
+pub(super) const NFS_PLUGIN: &str = "kubernetes.io~nfs";
 
 /// How long a network filesystem's `statfs` is waited for (the call itself cannot be
 /// cancelled: it goes on in its thread).
@@ -179,7 +182,7 @@ impl VolumeCache {
         };
         for uid in stale {
             let mut volumes = pod_volumes(dirs, &uid);
-            volumes.extend(claim_volumes(dirs, &uid, &claims(&uid), &self.network));
+            volumes.extend(mounted_volumes(dirs, &uid, &claims(&uid), &self.network));
             volumes.sort_by(|a, b| a.stats.name.cmp(&b.stats.name));
             self.entries
                 .lock()
@@ -262,44 +265,51 @@ fn statfs_stats(fs: &FsInfo) -> FsStats {
     }
 }
 
-/// The pod's mounted claim volumes, with their claims.
-pub fn claim_volumes(
+/// The pod's mounted claim volumes, with their claims, and its inline NFS volumes.
+pub fn mounted_volumes(
     dirs: &AgentDirs,
     uid: &str,
     claims: &HashMap<String, PvcReference>,
     network: &NetworkStatfs,
 ) -> Vec<PodVolume> {
-    let base = dirs.pod_dir(uid).join("volumes").join(CLAIM_PLUGIN);
-    let Ok(rd) = std::fs::read_dir(base) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in rd.flatten() {
-        let path = e.path();
-        // Only a mounted volume (an empty mount point would report the node's disk), its type
-        // from mountinfo alone: nothing touches a network mount before it is known as one.
-        let Some(fs_type) = crate::volumes::mounted_fs_type(&path) else {
+    for plugin in [CLAIM_PLUGIN, NFS_PLUGIN] {
+        let Ok(rd) = std::fs::read_dir(dirs.pod_dir(uid).join("volumes").join(plugin)) else {
             continue;
         };
-        let fs = if is_network_fs(&fs_type) {
-            network.statfs(&path)
-        } else {
-            host::statfs(&path)
-        };
-        let Some(fs) = fs else {
-            continue;
-        };
-        let name = e.file_name().to_string_lossy().into_owned();
-        out.push(PodVolume {
-            stats: VolumeStats {
-                fs: statfs_stats(&fs),
-                pvc_ref: claims.get(&name).cloned(),
-                name,
-            },
-            local_ephemeral: false,
-        });
+        let claims = (plugin == CLAIM_PLUGIN).then_some(claims);
+        out.extend(
+            rd.flatten()
+                .filter_map(|e| mounted_volume(&e.path(), claims, network)),
+        );
     }
     out
+}
+
+/// One volume's filesystem figures, with its claim from `claims` if it has one; `None` when
+/// nothing is mounted there (an empty mount point would report the node's disk) or it cannot
+/// be measured. Its type comes from mountinfo alone: nothing touches a network mount before
+/// it is known as one.
+fn mounted_volume(
+    path: &Path,
+    claims: Option<&HashMap<String, PvcReference>>,
+    network: &NetworkStatfs,
+) -> Option<PodVolume> {
+    let fs_type = crate::volumes::mounted_fs_type(path)?;
+    let fs = if is_network_fs(&fs_type) {
+        network.statfs(path)
+    } else {
+        host::statfs(path)
+    }?;
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    Some(PodVolume {
+        stats: VolumeStats {
+            fs: statfs_stats(&fs),
+            pvc_ref: claims.and_then(|c| c.get(&name)).cloned(),
+            name,
+        },
+        local_ephemeral: false,
+    })
 }
 
 #[cfg(test)]
@@ -460,6 +470,36 @@ mod tests {
         assert!(v.fs.available_bytes.is_some_and(|b| b <= 7 << 20), "{v:?}");
         assert!(v.fs.inodes_used.is_some_and(|n| n >= 2), "{v:?}");
         assert!(!got[0].local_ephemeral);
+        Ok(())
+    }
+
+    #[test]
+    fn an_inline_nfs_volume_reports_its_filesystem_without_a_claim() -> anyhow::Result<()> {
+        if unsafe { libc::geteuid() } != 0 {
+            common::ci::skip("mounting a volume's filesystem needs root");
+            return Ok(());
+        }
+        let tmp = tempfile::tempdir()?;
+        let dirs = AgentDirs::new(tmp.path());
+        // A tmpfs stands in for the export: which filesystem it is does not change the path.
+        let share = dirs.pod_volume_dir("u1", NFS_PLUGIN, "share");
+        crate::volumes::mount_tmpfs(&share, Some(4 << 20))?;
+        let cache = VolumeCache::default();
+        // Even a claim of the same name (no pod has both) is not this volume's.
+        let claims = HashMap::from([(
+            "share".to_owned(),
+            PvcReference {
+                name: "other".into(),
+                namespace: "shop".into(),
+            },
+        )]);
+        cache.refresh(&dirs, &["u1".to_owned()], &move |_: &str| claims.clone());
+        let got = cache.get("u1").unwrap_or_default();
+        crate::volumes::umount(&share)?;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].stats.name, "share");
+        assert_eq!(got[0].stats.pvc_ref, None);
+        assert_eq!(got[0].stats.fs.capacity_bytes, Some(4 << 20));
         Ok(())
     }
 }
