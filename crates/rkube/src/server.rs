@@ -220,6 +220,25 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             let node = crate::etcd::snapshot::node_name(args.node.node_name.as_deref(), &args.store.data_dir);
             args.etcd_snapshots.spawn(&args.store.data_dir, &node);
         }
+        // A server's etcd member goes with its Node (`kubectl delete node`).
+        if let Some(m) = &managed {
+            let client = kube::Client::try_from(crate::client::config(&server.kubeconfig).await?)
+                .context("a client for the etcd member removal")?;
+            let pki = apiserver::pki::Pki::new(&args.store.data_dir);
+            let etcd = crate::etcd::member::connect(std::slice::from_ref(&m.endpoint), &pki).await?;
+            tokio::spawn(crate::etcd::node_members::MemberRemoval::new(client.clone(), etcd).run());
+            if !args.disable_agent {
+                let node =
+                    kubelet::config::KubeletConfig::new(args.node.node_name.as_deref(), &args.store.data_dir)
+                        .node_name;
+                tokio::spawn(crate::etcd::node_members::mark_own_node(
+                    client,
+                    node,
+                    m.name.clone(),
+                    m.peer_url.clone(),
+                ));
+            }
+        }
         // The controllers talk to this server through the API, as they would from elsewhere.
         if !args.disable_controller_manager {
             let config = crate::client::config(&server.kubeconfig).await?;

@@ -314,8 +314,11 @@ fn ingress_routes_hosts_paths_and_tls_on_the_node() {
         .unwrap();
     std::fs::write(dir.join("issued.crt"), cert).unwrap();
     std::fs::write(dir.join("issued.key"), key).unwrap();
+    // Only these flags: no kubeconfig (a user's KUBECONFIG or ~/.kube/config would merge
+    // its own credentials with them, and kubectl refuses the mix).
     let out = node
         .cmd("kubectl")
+        .args(["--kubeconfig", "/dev/null"])
         .args(["--server", &format!("https://{NODE_IP}:6443")])
         .arg("--certificate-authority")
         .arg(dir.join("tls/server-ca.crt"))

@@ -137,3 +137,63 @@ pub async fn promote(client: &mut Client, id: u64, within: Duration) -> anyhow::
 pub fn self_entry(name: &str, ip: std::net::IpAddr) -> String {
     format!("{name}={}", MemberConfig::peer_url(ip))
 }
+
+/// Whether the member serving peers at `peer_url` is still a learner: a join that stopped
+/// between starting its member and promoting it. `None`: the cluster has no such member.
+pub async fn is_learner(
+    client: &mut Client,
+    peer_url: &str,
+) -> anyhow::Result<Option<(u64, bool)>> {
+    let list = client.member_list().await.context("listing etcd members")?;
+    Ok(list
+        .members()
+        .iter()
+        .find(|m| m.peer_urls().iter().any(|u| u == peer_url))
+        .map(|m| (m.id(), m.is_learner())))
+}
+
+/// What [`remove`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed(u64),
+    /// No member serves peers at that URL (or has that name): removed before, or never one.
+    NotMember,
+    /// It is the cluster's only voting member: removing it would end the cluster.
+    LastVoter,
+}
+
+/// Removes the member serving peers at `peer_url` (or, failing that, named `name`).
+pub async fn remove(client: &mut Client, peer_url: &str, name: &str) -> anyhow::Result<Removal> {
+    let list = client.member_list().await.context("listing etcd members")?;
+    let members = list.members();
+    let voting = members.iter().filter(|m| !m.is_learner()).count();
+    let target = members
+        .iter()
+        .find(|m| m.peer_urls().iter().any(|u| u == peer_url))
+        .or_else(|| {
+            members
+                .iter()
+                .find(|m| !name.is_empty() && m.name() == name)
+        });
+    let Some(m) = target else {
+        return Ok(Removal::NotMember);
+    };
+    if !m.is_learner() && voting <= 1 {
+        return Ok(Removal::LastVoter);
+    }
+    let id = m.id();
+    match client.member_remove(id).await {
+        Ok(_) => {
+            tracing::info!(
+                id = format!("{id:x}"),
+                name = m.name(),
+                peer_url,
+                "etcd member removed"
+            );
+            Ok(Removal::Removed(id))
+        }
+        // Another server removed it first.
+        Err(e) if e.to_string().contains("member not found") => Ok(Removal::NotMember),
+        Err(e) => Err(e).with_context(|| format!("removing etcd member {id:x} ({peer_url})")),
+    }
+}

@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod member;
 pub mod migrate;
+pub mod node_members;
 pub mod reset;
 pub mod snapshot;
 pub mod supervise;
@@ -32,6 +33,9 @@ pub enum Role {
 /// A running member.
 pub struct Managed {
     supervisor: Supervisor,
+    /// The member's name and the URL it serves peers on (what identifies it to the others).
+    pub name: String,
+    pub peer_url: String,
     /// What this server's API server uses: the member's loopback client URL (TLS)...
     pub endpoint: String,
     /// ...with the etcd CA and this member's certificate as its client certificate.
@@ -66,7 +70,12 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
              (and its -wal/-shm files) to join",
         ));
     }
-    let existing = dir.join("member").exists();
+    // A member exists once etcd has written its log (etcd's own test): a member directory
+    // without one is what a start cut short left, and etcd would make a new cluster of it.
+    let existing = has_wal(&dir);
+    if !existing && let Role::Join { .. } = &role {
+        remove_partial_member(&dir)?;
+    }
     if let (Role::Join { server, token }, false) = (&role, existing) {
         bundle::fetch(server, token, data_dir)
             .await
@@ -93,12 +102,24 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
             }
             supervisor
         }
+        // A joined member restarts from its data; one whose join stopped before the
+        // promotion is promoted now (a learner serves no client, so not this API server).
+        (Role::Join { server, .. }, true) => {
+            let supervisor = Supervisor::start(config)?;
+            if let Err(e) = promote_if_learner(server, &pki, ip).await {
+                supervisor.stop().await;
+                return Err(e);
+            }
+            supervisor
+        }
         // A member with data restarts from it (etcd ignores the initial-cluster flags).
         _ => Supervisor::start(config)?,
     };
     tracing::info!(member = %name, dir = %dir.display(), "etcd member running");
     let managed = Managed {
         supervisor,
+        name,
+        peer_url: MemberConfig::peer_url(ip),
         endpoint: MemberConfig::client_url(IpAddr::from([127, 0, 0, 1])),
         tls: store::EtcdTls {
             ca_file: Some(pki.etcd_ca_cert()),
@@ -117,6 +138,66 @@ pub async fn start(data_dir: &Path, ip: IpAddr, role: Role) -> anyhow::Result<Ma
         )));
     }
     Ok(managed)
+}
+
+/// Whether the member in `dir` has a write-ahead log (`member/wal/*.wal`).
+fn has_wal(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("member").join("wal")).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
+    })
+}
+
+/// Removes a member directory without a log (a join stopped before etcd wrote it), so the
+/// join starts it afresh from its peers.
+fn remove_partial_member(dir: &Path) -> anyhow::Result<()> {
+    let member = dir.join("member");
+    if member.exists() {
+        tracing::info!(dir = %member.display(), "removing a member directory an interrupted join left without a log");
+        std::fs::remove_dir_all(&member)
+            .with_context(|| format!("removing {}", member.display()))?;
+    }
+    Ok(())
+}
+
+/// How long the restart of a joined member waits for the cluster to say whether it is
+/// still a learner; a cluster out of reach is no reason not to start.
+const LEARNER_CHECK_WITHIN: Duration = Duration::from_secs(10);
+
+/// Promotes this server's member if the cluster at `server` still has it as a learner.
+async fn promote_if_learner(
+    server: &str,
+    pki: &apiserver::pki::Pki,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
+    let endpoints = [MemberConfig::client_url(server_host(server)?)];
+    let peer_url = MemberConfig::peer_url(ip);
+    let check = async {
+        let mut client = member::connect(&endpoints, pki).await?;
+        let found = member::is_learner(&mut client, &peer_url).await?;
+        anyhow::Ok((client, found))
+    };
+    match tokio::time::timeout(LEARNER_CHECK_WITHIN, check).await {
+        Ok(Ok((mut client, Some((id, true))))) => {
+            tracing::info!(
+                id = format!("{id:x}"),
+                "this member is still a learner; promoting it"
+            );
+            member::promote(&mut client, id, PROMOTE_WITHIN).await
+        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot ask the cluster whether this member is a learner");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                server,
+                "the cluster did not say whether this member is a learner"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The etcd certificates, the member's directory and name, and its flags for a start as
