@@ -34,6 +34,10 @@ impl Cause {
             message: format!("Forbidden: {detail}"),
         }
     }
+    /// `field: message`, as an Invalid error's message lists each cause.
+    pub fn line(&self) -> String {
+        format!("{}: {}", self.field, self.message)
+    }
     /// `field.NotSupported`: `value` is none of `supported` (listed as upstream lists them).
     pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
@@ -191,10 +195,7 @@ impl ApiError {
         }
     }
     pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
-        let summary: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
+        let summary: Vec<String> = causes.iter().map(Cause::line).collect();
         // The kind qualified by its group, as `schema.GroupKind.String()`: `Deployment.apps`.
         let kind = if info.group.is_empty() {
             info.kind.to_string()

@@ -1,5 +1,6 @@
 //! Events a component records about the objects it acts on (`kubectl describe` shows
-//! them): fire-and-forget, as client-go's recorder; a lost event never fails a sync.
+//! them): fire-and-forget, as client-go's recorder (a write the API server did not answer is
+//! tried again, up to 12 times 10 s apart); a lost event never fails a sync.
 //!
 //! Like client-go's correlator, an event repeating one already sent (same object, field path,
 //! type, reason and message) within ten minutes is not created again: the existing one gets its
@@ -192,15 +193,49 @@ impl Recorder {
     }
 }
 
-/// Creates `event` and remembers its name for counting up its repeats.
+/// Tries per event when the API server cannot be reached (client-go's `maxTriesPerEvent`).
+const MAX_TRIES: u32 = 12;
+/// The pause between tries (client-go's `defaultSleepDuration`); the first is a random part
+/// of it, so that components do not all come back at once.
+const RETRY_PAUSE: Duration = Duration::from_secs(10);
+
+/// Creates `event` and remembers its name for counting up its repeats. As client-go's
+/// `recordToSink`: an answer of the API server (even a refusal) is final, a failure to get
+/// one is tried again, up to [`MAX_TRIES`] times.
 async fn create(api: Api<Event>, event: Event, key: Key, sent: Arc<Mutex<HashMap<Key, Sent>>>) {
-    match api.create(&PostParams::default(), &event).await {
-        Ok(created) => {
-            let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = sent.get_mut(&key) {
-                s.name = created.metadata.name;
+    for attempt in 1..=MAX_TRIES {
+        match api.create(&PostParams::default(), &event).await {
+            Ok(created) => {
+                let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(s) = sent.get_mut(&key) {
+                    s.name = created.metadata.name;
+                }
+                return;
+            }
+            Err(kube::Error::Api(e)) => {
+                tracing::debug!(error = %e, "the API server refused an event");
+                return;
+            }
+            Err(e) if attempt == MAX_TRIES => {
+                tracing::warn!(error = %e, reason = ?event.reason, "cannot write an event; giving up");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "cannot write an event; retrying");
+                let pause = if attempt == 1 {
+                    RETRY_PAUSE.mul_f64(first_pause_fraction())
+                } else {
+                    RETRY_PAUSE
+                };
+                tokio::time::sleep(pause).await;
             }
         }
-        Err(e) => tracing::debug!(error = %e, "recording an event"),
     }
+}
+
+/// A fraction in [0, 1) from the clock's nanoseconds: enough to spread retries out.
+fn first_pause_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos) / 1e9
 }

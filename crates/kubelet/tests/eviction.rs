@@ -401,17 +401,30 @@ async fn local_storage_limits_evict_their_pod() -> Result<()> {
                 container_status(p).is_ok_and(|c| c.state.and_then(|s| s.terminated).is_some())
             })
             .await?;
-            let event = events
-                .list(&Default::default())
-                .await?
-                .items
-                .into_iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("Evicted")
-                        && e.involved_object.name.as_deref() == Some(*name)
-                        && e.message.as_deref() == Some(*expected)
-                });
-            ensure!(event, "no Evicted event for {name}");
+            // Events are written in the background (client-go's recorder too): the pod's
+            // status may be read before its event is there.
+            let waited = Instant::now();
+            let (event, evicted) = loop {
+                let evicted: Vec<(Option<String>, Option<String>)> = events
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some("Evicted"))
+                    .map(|e| (e.involved_object.name, e.message))
+                    .collect();
+                let found = evicted
+                    .iter()
+                    .any(|(n, m)| n.as_deref() == Some(*name) && m.as_deref() == Some(*expected));
+                if found || waited.elapsed() > Duration::from_secs(30) {
+                    break (found, evicted);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            ensure!(
+                event,
+                "no Evicted event for {name}; Evicted events: {evicted:?}"
+            );
         }
         let w = pods.get("within").await?;
         ensure!(

@@ -13,10 +13,10 @@
 mod harness;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use harness::{Agent, NODE_IP, Node, kill_leftovers, server_binary, wait_until};
+use harness::{Agent, NODE_IP, Node, kill_leftovers, wait_until};
 
 const SECOND: &str = "second";
 const SECOND_IP: &str = "10.99.0.2";
@@ -54,33 +54,26 @@ fn second_member(first: &Node) -> Option<String> {
 
 /// `rkube server` joining the first, with its node, in the namespace of `holder`.
 fn spawn_second(holder: &Child, dir: &Path, token: &str) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.err"))
-        .unwrap();
-    Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", holder.id()))
-        .args(["--", &server_binary(), "server", "--server"])
-        .arg(format!("https://{NODE_IP}:6443"))
-        .args([
+    let first = format!("https://{NODE_IP}:6443");
+    harness::spawn_rkube_in(
+        holder,
+        dir,
+        &[
+            "server",
+            "--server",
+            &first,
             "--token",
             token,
             "--node-name",
             SECOND,
             "--node-ip",
             SECOND_IP,
-        ])
-        .args(["--disable", DISABLE, "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn,rkube::etcd=info")
-        .env_remove("RKUBE_URL")
-        .env_remove("RKUBE_TOKEN")
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
+            "--disable",
+            DISABLE,
+        ],
+        "warn,rkube::etcd=info",
+        "server.err",
+    )
 }
 
 /// The pid of the etcd running from `dir`'s member directory.
@@ -104,7 +97,7 @@ fn second_log(dir: &Path) -> String {
 
 #[test]
 fn a_server_member_is_promoted_after_a_crash_and_removed_with_its_node() {
-    if !harness::can_run_node(&["/usr/bin/etcd", "/usr/bin/etcdctl", "/usr/bin/kubectl"]) {
+    if !(harness::ns_server::can_run_etcd() && harness::can_run_node(&[])) {
         common::ci::skip(
             "needs root, etcd, etcdctl, kubectl, containerd, runc, nft and the CNI bridge plugin",
         );

@@ -22,7 +22,7 @@ mod harness;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -49,33 +49,24 @@ impl Drop for StopOnDrop<'_> {
 /// `rkube agent --server https://SERVER_IP:6443 --token TOKEN` as node [`AGENT`] in the
 /// namespace of `holder`; its log goes to `agent.err` in its data dir.
 fn spawn_agent(holder: &Child, dir: &Path, server_ip: &str, token: &str) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("agent.err"))
-        .unwrap();
-    Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", holder.id()))
-        .args(["--", &server_binary(), "agent", "--server"])
-        .arg(format!("https://{server_ip}:6443"))
-        .args([
+    let server = format!("https://{server_ip}:6443");
+    harness::spawn_rkube_in(
+        holder,
+        dir,
+        &[
+            "agent",
+            "--server",
+            &server,
             "--token",
             token,
             "--node-name",
             AGENT,
             "--node-ip",
             AGENT_IP,
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn,rkube::loadbalancer=info")
-        .env_remove("RKUBE_URL")
-        .env_remove("RKUBE_TOKEN")
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
+        ],
+        "warn,rkube::loadbalancer=info",
+        "agent.err",
+    )
 }
 
 /// The agent's log, its last lines.

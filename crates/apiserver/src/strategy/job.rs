@@ -562,10 +562,7 @@ mod tests {
             "template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c"}]}},
         });
         let causes = validate_spec(&spec, "spec");
-        let text: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
+        let text: Vec<String> = causes.iter().map(Cause::line).collect();
         for want in [
             "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
             "spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator",

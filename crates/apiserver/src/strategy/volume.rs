@@ -245,10 +245,7 @@ mod tests {
     }
 
     fn fields(causes: &[Cause]) -> Vec<String> {
-        causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect()
+        causes.iter().map(Cause::line).collect()
     }
 
     #[test]

@@ -182,7 +182,13 @@ impl TestNode {
     ) -> Result<Self> {
         // The API server's pod and service proxies dial pods in the lab's namespace.
         let netns = lab.netns();
-        let cluster = Cluster::start_configured(false, |c| c.pod_netns = Some(netns)).await;
+        // Events kept for the API server's default hour (the test cluster's is 3 s, for its
+        // TTL test): a node test checks a pod's events after waiting on others.
+        let cluster = Cluster::start_configured(false, |c| {
+            c.pod_netns = Some(netns);
+            c.event_ttl = Duration::from_secs(3600);
+        })
+        .await;
         let config = cluster.config().await;
         let scheduler = {
             let client = scheduler::client(config.clone())?;

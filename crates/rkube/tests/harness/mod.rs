@@ -131,6 +131,37 @@ pub fn kill_leftovers(dir: &Path) {
     }
 }
 
+/// `rkube ARGS --data-dir DIR` in the network namespace of `holder`, as a user of that
+/// machine runs it (without the test's own `RKUBE_URL`, `RKUBE_TOKEN` or `KUBECONFIG`), with
+/// `RUST_LOG` `rust_log`; its stderr appended to `DIR/<log>`, its stdout dropped.
+pub fn spawn_rkube_in(
+    holder: &Child,
+    dir: &Path,
+    args: &[&str],
+    rust_log: &str,
+    log: &str,
+) -> Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(log))
+        .unwrap();
+    Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", holder.id()))
+        .args(["--", &server_binary()])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", rust_log)
+        .env_remove("RKUBE_URL")
+        .env_remove("RKUBE_TOKEN")
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
 /// A process holding a new network namespace, once `script` has set it up (and said
 /// `ready`).
 pub fn holder(script: &str) -> Child {
