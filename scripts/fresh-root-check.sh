@@ -12,6 +12,10 @@
 # tree, so kernel modules and sysctls already set here are not tested, and nothing else must be
 # using the node's network (another cluster, a CI run) while it runs. As root; about an hour
 # (two cold builds). Logs: $RKUBE_FRESH_DIR/{command1,command2}.log.
+#
+# RKUBE_FRESH_AGAIN=1 runs command 2 again in the root the last run left (its repository
+# brought up to this one's HEAD, its build warm), without command 1: for a fix to what
+# command 2 found, once a full run has built both cold. Say so when quoting its result.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +46,13 @@ if [ ! -d "$base" ]; then
   debootstrap --variant=minbase --include=ca-certificates bookworm "$base.tmp" "$mirror"
   mv "$base.tmp" "$base"
 fi
+again=${RKUBE_FRESH_AGAIN:-0}
+if [ "$again" = 1 ]; then
+  [ -d "$root/root/rkube" ] || die "RKUBE_FRESH_AGAIN=1 needs the root of an earlier run in $root"
+  git -C "$root/root/rkube" fetch -q "$repo" HEAD
+  git -C "$root/root/rkube" checkout -q --detach FETCH_HEAD
+  log "again in $root at $(git -C "$root/root/rkube" rev-parse --short HEAD): command 2 only"
+else
 rm -rf "$root"
 cp -a "$base" "$root"
 cat >"$root/etc/apt/sources.list" <<EOF
@@ -57,6 +68,7 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   chroot "$root" update-ca-certificates >/dev/null
 fi
 git clone -q "$repo" "$root/root/rkube"
+fi
 
 sysroot=$(rustc --print sysroot)
 kubectl=$(command -v kubectl.1.33 || true)
@@ -71,31 +83,33 @@ inner=$(cat <<'EOF'
 set -uo pipefail
 cd /root/rkube
 export KUBECONFIG=/tmp/rkube/kubeconfig.yaml
-start=$SECONDS
-setsid bash -c "$CMD1" >/root/command1.log 2>&1 &
-pid=$!
-ready=0
-while kill -0 "$pid" 2>/dev/null && ((SECONDS - start < 5400)); do
-  if [ -f "$KUBECONFIG" ] && kubectl get nodes --no-headers 2>/dev/null | grep -q ' Ready '; then
-    ready=1
-    break
+if [ "$AGAIN" != 1 ]; then
+  start=$SECONDS
+  setsid bash -c "$CMD1" >/root/command1.log 2>&1 &
+  pid=$!
+  ready=0
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS - start < 5400)); do
+    if [ -f "$KUBECONFIG" ] && kubectl get nodes --no-headers 2>/dev/null | grep -q ' Ready '; then
+      ready=1
+      break
+    fi
+    sleep 2
+  done
+  if ((ready)); then
+    echo "command 1: node Ready after $((SECONDS - start)) s"
+    kubectl get nodes -o wide
+    kubectl get --raw /readyz
+    echo
+    target/release/rkube --version
   fi
-  sleep 2
-done
-if ((ready)); then
-  echo "command 1: node Ready after $((SECONDS - start)) s"
-  kubectl get nodes -o wide
-  kubectl get --raw /readyz
-  echo
-  target/release/rkube --version
-fi
-kill -INT -- "-$pid" 2>/dev/null
-wait "$pid"
-target/release/rkube killall --data-dir /tmp/rkube >/dev/null 2>&1
-if ((!ready)); then
-  echo "command 1 did not bring up a Ready node; the end of its log:"
-  tail -40 /root/command1.log
-  exit 1
+  kill -INT -- "-$pid" 2>/dev/null
+  wait "$pid"
+  target/release/rkube killall --data-dir /tmp/rkube >/dev/null 2>&1
+  if ((!ready)); then
+    echo "command 1 did not bring up a Ready node; the end of its log:"
+    tail -40 /root/command1.log
+    exit 1
+  fi
 fi
 start=$SECONDS
 bash -c "$CMD2" >/root/command2.log 2>&1
@@ -136,14 +150,14 @@ umount -l /.oldroot
 cd /
 exec /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
   PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  CARGO_HOME=/root/.cargo CMD1="$6" CMD2="$7" bash -c "$8"
+  CARGO_HOME=/root/.cargo CMD1="$6" CMD2="$7" AGAIN="$9" bash -c "$8"
 EOF
 )
 
 log "running both commands in the fresh root $root"
 set +e
 unshare --mount --propagation private bash -c "$enter" _ "$(readlink /proc/self/ns/mnt)" \
-  "$root" "$sysroot" "$registry" "$kubectl" "${cmds[0]}" "${cmds[1]}" "$inner"
+  "$root" "$sysroot" "$registry" "$kubectl" "${cmds[0]}" "${cmds[1]}" "$inner" "$again"
 rc=$?
 set -e
 cp -f "$root/root/command1.log" "$root/root/command2.log" "$work/" 2>/dev/null || true
