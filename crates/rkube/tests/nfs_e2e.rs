@@ -23,9 +23,12 @@ use nfs::testing::{self, Ganesha};
 const IMAGE: &str = "rkube.local/busybox:nfs";
 const NODE: &str = "nfs";
 
+/// (A YAML stream of JSON documents: the leading `---` keeps kubectl before 1.33 from reading
+/// a file that starts with `{` as one JSON object.)
 fn volume(server: &str) -> String {
     format!(
-        r#"{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "nfs-pv"}},
+        r#"---
+{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "nfs-pv"}},
   "spec": {{"capacity": {{"storage": "1Gi"}}, "accessModes": ["ReadWriteMany"],
     "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
     "mountOptions": ["nfsvers=3", "hard"],

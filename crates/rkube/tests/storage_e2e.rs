@@ -62,8 +62,10 @@ const EPHEMERAL: &str = r#"{"apiVersion": "v1", "kind": "Pod",
       "spec": {"storageClassName": "local-path", "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "8Mi"}}}}}}]}}"#;
 
-/// A local-path class allowing expansion, and a claim of it.
-const EXPANDABLE: &str = r#"{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+/// A local-path class allowing expansion, and a claim of it. (YAML streams of JSON documents
+/// start with `---`: kubectl before 1.33 reads a file that starts with `{` as one JSON object.)
+const EXPANDABLE: &str = r#"---
+{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
   "metadata": {"name": "expandable"}, "provisioner": "rancher.io/local-path",
   "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete",
   "allowVolumeExpansion": true}
@@ -74,7 +76,8 @@ const EXPANDABLE: &str = r#"{"apiVersion": "storage.k8s.io/v1", "kind": "Storage
     "resources": {"requests": {"storage": "16Mi"}}}}"#;
 
 /// A pod bound to the node directly whose claim no volume will ever satisfy.
-const UNBOUND: &str = r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+const UNBOUND: &str = r#"---
+{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
   "metadata": {"name": "nothing", "namespace": "default"},
   "spec": {"storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
     "resources": {"requests": {"storage": "1Gi"}}}}
