@@ -576,12 +576,10 @@ async fn claim_volumes() -> Result<()> {
 }
 
 /// A PersistentVolume `name` of `source` (JSON) pinned to `node`, and a claim `name`
-/// pre-bound to it. (A YAML stream of JSON documents: the leading `---` keeps kubectl before
-/// 1.33 from reading a file that starts with `{` as one JSON object.)
+/// pre-bound to it.
 fn volume_and_claim(name: &str, node: &str, source: &str) -> String {
     format!(
-        r#"---
-{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "{name}"}},
+        r#"{{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {{"name": "{name}"}},
   "spec": {{"capacity": {{"storage": "1Gi"}}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
     "persistentVolumeReclaimPolicy": "Retain", {source},
     "nodeAffinity": {{"required": {{"nodeSelectorTerms": [{{"matchExpressions": [
